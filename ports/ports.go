@@ -1,0 +1,59 @@
+// Package ports declares the interfaces tokenstore's use cases need from the
+// outside world. Adapters implement them; app depends only on them. They are
+// shaped around the use cases, not around tables or libraries: no driver,
+// sqlc or crypto type appears here.
+package ports
+
+import (
+	"context"
+
+	"github.com/tokenstore/tokenstore/domain"
+)
+
+// TokenCrypter seals token material before it reaches storage. Implementations
+// hold a keyring: one primary key that encrypts and older keys that still
+// decrypt, each known by a deterministic KeyID.
+type TokenCrypter interface {
+	// Encrypt seals plaintext under the primary key.
+	Encrypt(plaintext domain.Secret) (domain.Ciphertext, error)
+	// Decrypt opens c with the key c.KeyID names. An empty KeyID (values
+	// imported from a system that did not record one) tries every key.
+	// Failures wrap domain.ErrDecrypt.
+	Decrypt(c domain.Ciphertext) (domain.Secret, error)
+	// EncryptJSON seals the JSON encoding of v under the primary key.
+	EncryptJSON(v any) (domain.Ciphertext, error)
+	// DecryptJSON opens c and decodes its JSON into v.
+	DecryptJSON(c domain.Ciphertext, v any) error
+	// KeyOf reports which key of the ring encrypted data, or wraps
+	// domain.ErrDecrypt when none did.
+	KeyOf(data []byte) (domain.KeyID, error)
+	// PrimaryKeyID is the id of the key new values are encrypted with.
+	PrimaryKeyID() domain.KeyID
+}
+
+// TokenRepository stores sealed tokens. It never sees plaintext.
+type TokenRepository interface {
+	// PutAuthTokens inserts or replaces a user's tokens for a provider in one
+	// statement and returns the row as stored (version and timestamps set).
+	PutAuthTokens(ctx context.Context, t domain.SealedAuthTokens) (domain.SealedAuthTokens, error)
+	// GetAuthTokens returns domain.ErrNotFound when nothing is stored.
+	GetAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) (domain.SealedAuthTokens, error)
+	// UpdateAuthTokens is a unit of work: it locks the row, passes it to fn,
+	// and stores what fn returns, all in one transaction. fn returning
+	// (nil, nil) leaves the row as it is; an error or panic in fn rolls back.
+	// A row locked by someone else for longer than the lock timeout fails with
+	// domain.ErrBusy; a missing row with domain.ErrNotFound.
+	UpdateAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider,
+		fn func(current domain.SealedAuthTokens) (*domain.SealedAuthTokens, error)) (domain.SealedAuthTokens, error)
+	// DeleteAuthTokens returns domain.ErrNotFound when nothing was stored.
+	DeleteAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) error
+	// ListProviders lists the providers a user has tokens for, by name.
+	ListProviders(ctx context.Context, user domain.UserID) ([]domain.ProviderTokenInfo, error)
+
+	// PutOfflineToken inserts or replaces the user's offline token.
+	PutOfflineToken(ctx context.Context, t domain.SealedOfflineToken) (domain.SealedOfflineToken, error)
+	// GetOfflineToken returns domain.ErrNotFound when nothing is stored.
+	GetOfflineToken(ctx context.Context, user domain.UserID) (domain.SealedOfflineToken, error)
+	// DeleteOfflineToken returns domain.ErrNotFound when nothing was stored.
+	DeleteOfflineToken(ctx context.Context, user domain.UserID) error
+}
