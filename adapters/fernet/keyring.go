@@ -1,0 +1,301 @@
+package fernet
+
+import (
+	"bytes"
+	"crypto/aes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	fernetgo "github.com/fernet/fernet-go"
+
+	"github.com/tokenstore/tokenstore/domain"
+	"github.com/tokenstore/tokenstore/ports"
+)
+
+var _ ports.TokenCrypter = (*Keyring)(nil)
+
+// noTTL: tokens are stored for as long as the provider lets them live;
+// expiry is the domain's business (domain.Expiry), not the envelope's.
+const noTTL = 0
+
+// Fernet token layout (https://github.com/fernet/spec): version, timestamp,
+// IV, at least one AES block of ciphertext, HMAC-SHA256.
+const (
+	fernetVersion   = 0x80
+	fernetOverhead  = 1 + 8 + aes.BlockSize + sha256.Size
+	fernetMinLength = fernetOverhead + aes.BlockSize
+)
+
+// Keyring encrypts with its primary key and decrypts with any of its keys,
+// so that rotating in a new key never makes existing rows unreadable. It is
+// immutable: rotation builds a new Keyring.
+type Keyring struct {
+	keys []Key // primary first
+	byID map[domain.KeyID]*fernetgo.Key
+}
+
+// NewKeyring builds a ring whose primary encrypts and whose older keys only
+// decrypt. A key listed twice is rejected: it would mean the configuration
+// is not what its author thinks (usually a rotation that forgot to replace
+// the primary).
+func NewKeyring(primary Key, older ...Key) (*Keyring, error) {
+	all := append([]Key{primary}, older...)
+	r := &Keyring{keys: all, byID: make(map[domain.KeyID]*fernetgo.Key, len(all))}
+	for i, k := range all {
+		if k.IsZero() {
+			return nil, fmt.Errorf("fernet keyring: %s is the zero Key: "+
+				"build keys with ParseKey, GenerateKey or KeyFromJWTSecret", position(i))
+		}
+		if prev, dup := r.byID[k.id]; dup {
+			first := 0
+			for j := range i {
+				if all[j].id == k.id {
+					first = j
+					break
+				}
+			}
+			if *prev == *k.k {
+				return nil, fmt.Errorf("fernet keyring: duplicate key %s: %s and %s are the same key; list each key once",
+					k.id, position(first), position(i))
+			}
+			return nil, fmt.Errorf("fernet keyring: %s and %s are different keys with the same id %s; generate a new key",
+				position(first), position(i), k.id)
+		}
+		r.byID[k.id] = k.k
+	}
+	return r, nil
+}
+
+func position(i int) string {
+	if i == 0 {
+		return "the primary key"
+	}
+	return fmt.Sprintf("older key #%d", i)
+}
+
+// PrimaryKeyID is the id new ciphertexts carry.
+func (r *Keyring) PrimaryKeyID() domain.KeyID { return r.keys[0].id }
+
+// Keys lists the ring's key ids, primary first, for `tokenstore keys list`
+// and for finding rows still sealed by a retiring key.
+func (r *Keyring) Keys() []domain.KeyID {
+	ids := make([]domain.KeyID, len(r.keys))
+	for i, k := range r.keys {
+		ids[i] = k.id
+	}
+	return ids
+}
+
+// Encrypt seals plaintext under the primary key. The Fernet timestamp is
+// set but never checked (no TTL).
+func (r *Keyring) Encrypt(plaintext domain.Secret) (domain.Ciphertext, error) {
+	return r.seal([]byte(plaintext.Reveal()))
+}
+
+func (r *Keyring) seal(msg []byte) (domain.Ciphertext, error) {
+	primary := r.keys[0]
+	tok, err := fernetgo.EncryptAndSign(msg, primary.k)
+	if err != nil {
+		return domain.Ciphertext{}, fmt.Errorf("encrypt with key %s: %w", primary.id, err)
+	}
+	return domain.Ciphertext{KeyID: primary.id, Data: tok}, nil
+}
+
+// Decrypt opens c with the key c.KeyID names, so a missing key is reported
+// as such instead of as a corrupt value. An empty KeyID (legacy imports)
+// tries every key. Every failure wraps domain.ErrDecrypt.
+func (r *Keyring) Decrypt(c domain.Ciphertext) (domain.Secret, error) {
+	msg, err := r.open(c)
+	if err != nil {
+		return domain.Secret{}, err
+	}
+	s := domain.NewSecret(string(msg))
+	clear(msg)
+	return s, nil
+}
+
+func (r *Keyring) open(c domain.Ciphertext) ([]byte, error) {
+	if err := checkFormat(c.Data); err != nil {
+		return nil, err
+	}
+	if c.KeyID == "" {
+		msg, _, ok := r.tryAll(c.Data)
+		if !ok {
+			return nil, fmt.Errorf("%w: ciphertext without a key id is not valid under any of the %d keys in the keyring "+
+				"(tampered, truncated or encrypted with a key the ring lacks)", domain.ErrDecrypt, len(r.keys))
+		}
+		return msg, nil
+	}
+	k, ok := r.byID[c.KeyID]
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown key id %s: add the key to the keyring", domain.ErrDecrypt, showID(c.KeyID))
+	}
+	msg := fernetgo.VerifyAndDecrypt(c.Data, noTTL, []*fernetgo.Key{k})
+	if msg == nil {
+		return nil, fmt.Errorf("%w: ciphertext is not valid under key %s "+
+			"(tampered, truncated or encrypted with another key)", domain.ErrDecrypt, c.KeyID)
+	}
+	return msg, nil
+}
+
+// tryAll verifies data under each key in turn; fernet-go's VerifyAndDecrypt
+// accepts a list but does not say which key matched, which KeyOf needs.
+func (r *Keyring) tryAll(data []byte) ([]byte, domain.KeyID, bool) {
+	for _, k := range r.keys {
+		if msg := fernetgo.VerifyAndDecrypt(data, noTTL, []*fernetgo.Key{k.k}); msg != nil {
+			return msg, k.id, true
+		}
+	}
+	return nil, "", false
+}
+
+// KeyOf reports which key of the ring sealed data, so an import or a
+// rotation job can record or compare it. It verifies the whole token.
+func (r *Keyring) KeyOf(data []byte) (domain.KeyID, error) {
+	if err := checkFormat(data); err != nil {
+		return "", err
+	}
+	if _, id, ok := r.tryAll(data); ok {
+		return id, nil
+	}
+	return "", fmt.Errorf("%w: ciphertext is not valid under any of the %d keys in the keyring "+
+		"(tampered, truncated or encrypted with a key the ring lacks)", domain.ErrDecrypt, len(r.keys))
+}
+
+// EncryptJSON seals the JSON encoding of v under the primary key. It refuses
+// values that contain a domain.Secret: a Secret marshals as "[REDACTED]",
+// so sealing it would silently store the marker instead of the token.
+func (r *Keyring) EncryptJSON(v any) (domain.Ciphertext, error) {
+	msg, err := json.Marshal(v)
+	if err != nil {
+		return domain.Ciphertext{}, fmt.Errorf("encode %T as JSON: %w", v, err)
+	}
+	if bytes.Contains(msg, []byte(`"`+domain.Redacted+`"`)) {
+		clear(msg)
+		return domain.Ciphertext{}, fmt.Errorf("encode %T as JSON: it contains %q, the marker a domain.Secret marshals to; "+
+			"copy secrets into plain string fields with Reveal before sealing", v, domain.Redacted)
+	}
+	c, err := r.seal(msg)
+	clear(msg)
+	return c, err
+}
+
+// DecryptJSON opens c and decodes its JSON into v. JSON errors name the
+// field and type that failed, never the decrypted text.
+func (r *Keyring) DecryptJSON(c domain.Ciphertext, v any) error {
+	msg, err := r.open(c)
+	if err != nil {
+		return err
+	}
+	defer clear(msg)
+	if err := json.Unmarshal(msg, v); err != nil {
+		return jsonError(v, err)
+	}
+	return nil
+}
+
+// jsonError describes a decoding failure without its text: a SyntaxError
+// quotes the offending character and an UnmarshalTypeError may quote the
+// value, both of which are token material here.
+func jsonError(v any, err error) error {
+	var (
+		syntax   *json.SyntaxError
+		mismatch *json.UnmarshalTypeError
+		invalid  *json.InvalidUnmarshalError
+	)
+	switch {
+	case errors.As(err, &syntax):
+		return fmt.Errorf("decode decrypted JSON into %T: not valid JSON (syntax error at byte %d)", v, syntax.Offset)
+	case errors.As(err, &mismatch):
+		return fmt.Errorf("decode decrypted JSON into %T: field %q cannot hold a JSON %s (Go type %s)",
+			v, mismatch.Field, jsonKind(mismatch.Value), mismatch.Type)
+	case errors.As(err, &invalid):
+		return fmt.Errorf("decode decrypted JSON: %w", err)
+	default:
+		return fmt.Errorf("decode decrypted JSON into %T: %T", v, err)
+	}
+}
+
+// jsonKind keeps the kind of an UnmarshalTypeError's Value ("number",
+// "string", ...) and drops any literal that follows it.
+func jsonKind(value string) string {
+	if i := strings.IndexByte(value, ' '); i >= 0 {
+		return value[:i]
+	}
+	return value
+}
+
+// checkFormat rejects data that cannot be a Fernet token before fernet-go
+// sees it: VerifyAndDecrypt says only "nil", and it indexes the payload
+// without checking its length, so a short token with a valid HMAC would
+// panic inside it.
+func checkFormat(data []byte) error {
+	if len(data) == 0 {
+		return fmt.Errorf("%w: ciphertext is empty", domain.ErrDecrypt)
+	}
+	raw := make([]byte, base64.URLEncoding.DecodedLen(len(data)))
+	n, err := base64.URLEncoding.Decode(raw, data)
+	if err != nil {
+		if looksWrapped(data) {
+			return fmt.Errorf("%w: ciphertext is a base64-wrapped Fernet token (legacy format): "+
+				"unwrap it with UnwrapLegacy", domain.ErrDecrypt)
+		}
+		return fmt.Errorf("%w: ciphertext is not a Fernet token: not URL-safe base64 "+
+			"(truncated or not encrypted)", domain.ErrDecrypt)
+	}
+	raw = raw[:n]
+	switch {
+	case raw[0] != fernetVersion && looksWrapped(data):
+		return fmt.Errorf("%w: ciphertext is a base64-wrapped Fernet token (legacy format): "+
+			"unwrap it with UnwrapLegacy", domain.ErrDecrypt)
+	case raw[0] != fernetVersion:
+		return fmt.Errorf("%w: ciphertext is not a Fernet token (version byte 0x%02x, want 0x%02x)",
+			domain.ErrDecrypt, raw[0], fernetVersion)
+	case n < fernetMinLength:
+		return fmt.Errorf("%w: ciphertext is %d bytes, shorter than the smallest Fernet token (%d): truncated",
+			domain.ErrDecrypt, n, fernetMinLength)
+	case (n-fernetOverhead)%aes.BlockSize != 0:
+		return fmt.Errorf("%w: ciphertext is %d bytes, not a whole number of AES blocks: truncated or padded",
+			domain.ErrDecrypt, n)
+	}
+	return nil
+}
+
+// String summarises the ring without material, for logs and panics.
+func (r *Keyring) String() string {
+	if r == nil || len(r.keys) == 0 {
+		return "fernet-keyring(empty)"
+	}
+	return fmt.Sprintf("fernet-keyring(primary=%s, keys=%d)", r.keys[0].id, len(r.keys))
+}
+
+// GoString keeps %#v from walking into the keys.
+func (r *Keyring) GoString() string { return r.String() }
+
+// Format makes every verb print the summary.
+func (r *Keyring) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(r.String())) }
+
+// LogValue keeps slog from reflecting over the ring.
+func (r *Keyring) LogValue() slog.Value { return slog.StringValue(r.String()) }
+
+// showID prints a key id from storage as is when it has the shape this
+// package produces, and quoted otherwise, so a corrupt column cannot forge
+// log lines.
+func showID(id domain.KeyID) string {
+	if len(id) == 2*keyIDBytes {
+		ok := true
+		for i := 0; i < len(id); i++ {
+			c := id[i]
+			ok = ok && (c >= '0' && c <= '9' || c >= 'a' && c <= 'f')
+		}
+		if ok {
+			return string(id)
+		}
+	}
+	return fmt.Sprintf("%q", string(id))
+}
