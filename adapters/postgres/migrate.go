@@ -1,0 +1,113 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/tokenstore/tokenstore/sql/migrations"
+)
+
+// Migrator applies tokenstore's schema migrations with goose's Provider API.
+// A Postgres session (advisory) lock serialises migrators, so several
+// instances starting at once apply each migration exactly once.
+type Migrator struct {
+	db       *sql.DB
+	provider *goose.Provider
+}
+
+// MigrationState is one migration's status.
+type MigrationState struct {
+	Version int64
+	Name    string
+	Applied bool
+}
+
+// NewMigrator returns a Migrator over pool. Close it when done; the pool
+// stays open.
+func NewMigrator(pool *pgxpool.Pool, logger *slog.Logger) (*Migrator, error) {
+	locker, err := lock.NewPostgresSessionLocker()
+	if err != nil {
+		return nil, fmt.Errorf("migrations: session locker: %w", err)
+	}
+	opts := []goose.ProviderOption{goose.WithSessionLocker(locker)}
+	if logger != nil {
+		opts = append(opts, goose.WithSlog(logger))
+	}
+	sqlDB := stdlib.OpenDBFromPool(pool)
+	p, err := goose.NewProvider(goose.DialectPostgres, sqlDB, migrations.FS, opts...)
+	if err != nil {
+		_ = sqlDB.Close()
+		return nil, fmt.Errorf("migrations: %w", err)
+	}
+	return &Migrator{db: sqlDB, provider: p}, nil
+}
+
+// Close releases the migrator's database handle (not the pool).
+func (m *Migrator) Close() error { return m.db.Close() }
+
+// Up applies every pending migration and returns how many it applied.
+func (m *Migrator) Up(ctx context.Context) (int, error) {
+	res, err := m.provider.Up(ctx)
+	if err != nil {
+		return len(res), fmt.Errorf("migrate up: %w", err)
+	}
+	return len(res), nil
+}
+
+// Down rolls back the latest applied migration. It reports false when none
+// was applied.
+func (m *Migrator) Down(ctx context.Context) (bool, error) {
+	current, err := m.provider.GetDBVersion(ctx)
+	if err != nil {
+		return false, fmt.Errorf("migrate down: %w", err)
+	}
+	if current == 0 {
+		return false, nil
+	}
+	if _, err := m.provider.Down(ctx); err != nil {
+		return false, fmt.Errorf("migrate down: %w", err)
+	}
+	return true, nil
+}
+
+// DownTo rolls back to version (0 removes every migration).
+func (m *Migrator) DownTo(ctx context.Context, version int64) error {
+	if _, err := m.provider.DownTo(ctx, version); err != nil {
+		return fmt.Errorf("migrate down to %d: %w", version, err)
+	}
+	return nil
+}
+
+// Status lists every known migration and whether it is applied.
+func (m *Migrator) Status(ctx context.Context) ([]MigrationState, error) {
+	st, err := m.provider.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("migration status: %w", err)
+	}
+	out := make([]MigrationState, 0, len(st))
+	for _, s := range st {
+		out = append(out, MigrationState{
+			Version: s.Source.Version,
+			Name:    s.Source.Path,
+			Applied: s.State == goose.StateApplied,
+		})
+	}
+	return out, nil
+}
+
+// Versions returns the database's schema version and the latest version this
+// build knows. Equal values mean the schema is current.
+func (m *Migrator) Versions(ctx context.Context) (current, latest int64, err error) {
+	current, latest, err = m.provider.GetVersions(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("schema version: %w", err)
+	}
+	return current, latest, nil
+}

@@ -1,0 +1,230 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tokenstore/tokenstore/db"
+	"github.com/tokenstore/tokenstore/domain"
+	"github.com/tokenstore/tokenstore/ports"
+)
+
+// DefaultLockTimeout bounds how long UpdateAuthTokens waits for a row another
+// transaction has locked. The replaced system had no bound: one hung holder
+// froze every request for that user.
+const DefaultLockTimeout = 5 * time.Second
+
+// Options tune a Repository. The zero value uses the defaults.
+type Options struct {
+	// LockTimeout: how long a unit of work waits for a locked row before
+	// failing with domain.ErrBusy. Zero means DefaultLockTimeout.
+	LockTimeout time.Duration
+}
+
+// Repository stores sealed tokens in PostgreSQL.
+type Repository struct {
+	pool        *pgxpool.Pool
+	q           *db.Queries
+	lockTimeout string // PostgreSQL interval text, e.g. "5000ms"
+}
+
+var _ ports.TokenRepository = (*Repository)(nil)
+
+// New returns a Repository on pool. The caller owns the pool.
+func New(pool *pgxpool.Pool, opts Options) *Repository {
+	lt := opts.LockTimeout
+	if lt <= 0 {
+		lt = DefaultLockTimeout
+	}
+	return &Repository{
+		pool:        pool,
+		q:           db.New(),
+		lockTimeout: fmt.Sprintf("%dms", max(lt.Milliseconds(), 1)),
+	}
+}
+
+// PutAuthTokens implements ports.TokenRepository.
+func (r *Repository) PutAuthTokens(ctx context.Context, t domain.SealedAuthTokens) (domain.SealedAuthTokens, error) {
+	row, err := r.q.UpsertAuthTokens(ctx, r.pool, db.UpsertAuthTokensParams{
+		UserID:                string(t.User),
+		Provider:              string(t.Provider),
+		KeyID:                 string(t.KeyID),
+		AccessToken:           t.AccessToken,
+		RefreshToken:          t.RefreshToken,
+		AccessTokenExpiresAt:  expiryToDB(t.AccessExpiry),
+		RefreshTokenExpiresAt: expiryToDB(t.RefreshExpiry),
+	})
+	if err != nil {
+		return domain.SealedAuthTokens{}, fmt.Errorf("store auth tokens: %w", interpretError(err))
+	}
+	t.Version, t.CreatedAt, t.UpdatedAt = row.Version, row.CreatedAt, row.UpdatedAt
+	return t, nil
+}
+
+// GetAuthTokens implements ports.TokenRepository.
+func (r *Repository) GetAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) (domain.SealedAuthTokens, error) {
+	row, err := r.q.GetAuthTokens(ctx, r.pool, db.GetAuthTokensParams{UserID: string(user), Provider: string(provider)})
+	if err != nil {
+		return domain.SealedAuthTokens{}, fmt.Errorf("load auth tokens: %w", interpretError(err))
+	}
+	return authTokensFromDB(row), nil
+}
+
+// UpdateAuthTokens implements ports.TokenRepository. The row lock is held
+// only while fn runs; fn must not wait on anything slow.
+func (r *Repository) UpdateAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider,
+	fn func(current domain.SealedAuthTokens) (*domain.SealedAuthTokens, error),
+) (domain.SealedAuthTokens, error) {
+	var result domain.SealedAuthTokens
+	err := withTx(ctx, r.pool, func(tx pgx.Tx) error {
+		if err := r.q.SetLockTimeout(ctx, tx, r.lockTimeout); err != nil {
+			return fmt.Errorf("set lock timeout: %w", interpretError(err))
+		}
+		row, err := r.q.GetAuthTokensForUpdate(ctx, tx, db.GetAuthTokensForUpdateParams{
+			UserID: string(user), Provider: string(provider),
+		})
+		if err != nil {
+			return fmt.Errorf("lock auth tokens: %w", interpretError(err))
+		}
+		current := authTokensFromDB(row)
+		next, err := fn(current)
+		if err != nil {
+			return err
+		}
+		if next == nil {
+			result = current
+			return nil
+		}
+		updated, err := r.q.UpdateAuthTokens(ctx, tx, db.UpdateAuthTokensParams{
+			UserID:                string(user),
+			Provider:              string(provider),
+			ExpectedVersion:       current.Version,
+			KeyID:                 string(next.KeyID),
+			AccessToken:           next.AccessToken,
+			RefreshToken:          next.RefreshToken,
+			AccessTokenExpiresAt:  expiryToDB(next.AccessExpiry),
+			RefreshTokenExpiresAt: expiryToDB(next.RefreshExpiry),
+		})
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("update auth tokens: %w", domain.ErrConflict)
+		}
+		if err != nil {
+			return fmt.Errorf("update auth tokens: %w", interpretError(err))
+		}
+		result = *next
+		result.User, result.Provider = current.User, current.Provider
+		result.Version, result.CreatedAt, result.UpdatedAt = updated.Version, updated.CreatedAt, updated.UpdatedAt
+		return nil
+	})
+	if err != nil {
+		return domain.SealedAuthTokens{}, err
+	}
+	return result, nil
+}
+
+// DeleteAuthTokens implements ports.TokenRepository.
+func (r *Repository) DeleteAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) error {
+	n, err := r.q.DeleteAuthTokens(ctx, r.pool, db.DeleteAuthTokensParams{UserID: string(user), Provider: string(provider)})
+	if err != nil {
+		return fmt.Errorf("delete auth tokens: %w", interpretError(err))
+	}
+	if n == 0 {
+		return fmt.Errorf("delete auth tokens: %w", domain.ErrNotFound)
+	}
+	return nil
+}
+
+// ListProviders implements ports.TokenRepository.
+func (r *Repository) ListProviders(ctx context.Context, user domain.UserID) ([]domain.ProviderTokenInfo, error) {
+	rows, err := r.q.ListAuthTokenProviders(ctx, r.pool, string(user))
+	if err != nil {
+		return nil, fmt.Errorf("list providers: %w", interpretError(err))
+	}
+	out := make([]domain.ProviderTokenInfo, 0, len(rows))
+	for _, row := range rows {
+		out = append(out, domain.ProviderTokenInfo{
+			Provider:        domain.Provider(row.Provider),
+			AccessExpiry:    expiryFromDB(row.AccessTokenExpiresAt),
+			RefreshExpiry:   expiryFromDB(row.RefreshTokenExpiresAt),
+			HasRefreshToken: row.HasRefreshToken,
+			UpdatedAt:       row.UpdatedAt,
+		})
+	}
+	return out, nil
+}
+
+// PutOfflineToken implements ports.TokenRepository.
+func (r *Repository) PutOfflineToken(ctx context.Context, t domain.SealedOfflineToken) (domain.SealedOfflineToken, error) {
+	row, err := r.q.UpsertOfflineToken(ctx, r.pool, db.UpsertOfflineTokenParams{
+		UserID: string(t.User), KeyID: string(t.KeyID), Token: t.Token,
+	})
+	if err != nil {
+		return domain.SealedOfflineToken{}, fmt.Errorf("store offline token: %w", interpretError(err))
+	}
+	t.Version, t.CreatedAt, t.UpdatedAt = row.Version, row.CreatedAt, row.UpdatedAt
+	return t, nil
+}
+
+// GetOfflineToken implements ports.TokenRepository.
+func (r *Repository) GetOfflineToken(ctx context.Context, user domain.UserID) (domain.SealedOfflineToken, error) {
+	row, err := r.q.GetOfflineToken(ctx, r.pool, string(user))
+	if err != nil {
+		return domain.SealedOfflineToken{}, fmt.Errorf("load offline token: %w", interpretError(err))
+	}
+	return domain.SealedOfflineToken{
+		User:      domain.UserID(row.UserID),
+		KeyID:     domain.KeyID(row.KeyID),
+		Token:     row.Token,
+		Version:   row.Version,
+		CreatedAt: row.CreatedAt,
+		UpdatedAt: row.UpdatedAt,
+	}, nil
+}
+
+// DeleteOfflineToken implements ports.TokenRepository.
+func (r *Repository) DeleteOfflineToken(ctx context.Context, user domain.UserID) error {
+	n, err := r.q.DeleteOfflineToken(ctx, r.pool, string(user))
+	if err != nil {
+		return fmt.Errorf("delete offline token: %w", interpretError(err))
+	}
+	if n == 0 {
+		return fmt.Errorf("delete offline token: %w", domain.ErrNotFound)
+	}
+	return nil
+}
+
+func authTokensFromDB(row db.AuthToken) domain.SealedAuthTokens {
+	return domain.SealedAuthTokens{
+		User:          domain.UserID(row.UserID),
+		Provider:      domain.Provider(row.Provider),
+		KeyID:         domain.KeyID(row.KeyID),
+		AccessToken:   row.AccessToken,
+		RefreshToken:  row.RefreshToken,
+		AccessExpiry:  expiryFromDB(row.AccessTokenExpiresAt),
+		RefreshExpiry: expiryFromDB(row.RefreshTokenExpiresAt),
+		Version:       row.Version,
+		CreatedAt:     row.CreatedAt,
+		UpdatedAt:     row.UpdatedAt,
+	}
+}
+
+// expiryToDB maps "never" to NULL; the database has no magic zero either.
+func expiryToDB(e domain.Expiry) *time.Time {
+	t, ok := e.Time()
+	if !ok {
+		return nil
+	}
+	return &t
+}
+
+func expiryFromDB(t *time.Time) domain.Expiry {
+	if t == nil {
+		return domain.Never()
+	}
+	return domain.At(*t)
+}
