@@ -1,0 +1,381 @@
+// Package repotest is the contract every ports.TokenRepository must meet,
+// written once and run against each adapter (today: PostgreSQL). It checks
+// behaviour through the port only; adapter-specific checks (raw columns,
+// locks) live beside the adapter's own test.
+package repotest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokenstore/tokenstore/domain"
+	"github.com/tokenstore/tokenstore/ports"
+)
+
+// Setup returns a repository backed by fresh, empty storage for t.
+type Setup func(t *testing.T) ports.TokenRepository
+
+// Run runs the contract against the repositories setup returns.
+func Run(t *testing.T, setup Setup) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, repo ports.TokenRepository)
+	}{
+		{"PutThenGet", testPutThenGet},
+		{"PutReplacesEveryField", testPutReplaces},
+		{"GetMissing", testGetMissing},
+		{"Delete", testDelete},
+		{"ListProviders", testListProviders},
+		{"UpdateStoresWhatFnReturns", testUpdateStores},
+		{"UpdateNilLeavesRow", testUpdateNil},
+		{"UpdateErrorRollsBack", testUpdateError},
+		{"UpdatePanicRollsBack", testUpdatePanic},
+		{"UpdateMissing", testUpdateMissing},
+		{"ConcurrentPutsLeaveOneCompleteRow", testConcurrentPuts},
+		{"OfflineToken", testOfflineToken},
+		{"CanceledContext", testCanceledContext},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tt.fn(t, setup(t))
+		})
+	}
+}
+
+// sampleNow is fixed so that two Sample calls with the same tag are equal.
+var sampleNow = time.Now().UTC().Truncate(time.Second)
+
+// Sample returns sealed tokens for user and provider with recognisable
+// bytes; calls with equal arguments return equal values.
+func Sample(user domain.UserID, provider domain.Provider, tag string) domain.SealedAuthTokens {
+	now := sampleNow
+	return domain.SealedAuthTokens{
+		User:          user,
+		Provider:      provider,
+		KeyID:         "key-" + domain.KeyID(tag),
+		AccessToken:   []byte("sealed-access-" + tag),
+		RefreshToken:  []byte("sealed-refresh-" + tag),
+		AccessExpiry:  domain.At(now.Add(time.Hour)),
+		RefreshExpiry: domain.At(now.Add(30 * 24 * time.Hour)),
+	}
+}
+
+// AssertSameTokens fails t unless got holds want's caller-supplied fields.
+func AssertSameTokens(t *testing.T, got, want domain.SealedAuthTokens) {
+	t.Helper()
+	if got.User != want.User || got.Provider != want.Provider || got.KeyID != want.KeyID {
+		t.Errorf("identity: got (%q, %q, %q), want (%q, %q, %q)",
+			got.User, got.Provider, got.KeyID, want.User, want.Provider, want.KeyID)
+	}
+	if string(got.AccessToken) != string(want.AccessToken) {
+		t.Errorf("access token: got %q, want %q", got.AccessToken, want.AccessToken)
+	}
+	if string(got.RefreshToken) != string(want.RefreshToken) || (got.RefreshToken == nil) != (want.RefreshToken == nil) {
+		t.Errorf("refresh token: got %q, want %q", got.RefreshToken, want.RefreshToken)
+	}
+	if !got.AccessExpiry.Equal(want.AccessExpiry) {
+		t.Errorf("access expiry: got %v, want %v", got.AccessExpiry, want.AccessExpiry)
+	}
+	if !got.RefreshExpiry.Equal(want.RefreshExpiry) {
+		t.Errorf("refresh expiry: got %v, want %v", got.RefreshExpiry, want.RefreshExpiry)
+	}
+}
+
+func put(t *testing.T, repo ports.TokenRepository, tok domain.SealedAuthTokens) domain.SealedAuthTokens {
+	t.Helper()
+	stored, err := repo.PutAuthTokens(context.Background(), tok)
+	if err != nil {
+		t.Fatalf("PutAuthTokens: %v", err)
+	}
+	return stored
+}
+
+func get(t *testing.T, repo ports.TokenRepository, u domain.UserID, p domain.Provider) domain.SealedAuthTokens {
+	t.Helper()
+	got, err := repo.GetAuthTokens(context.Background(), u, p)
+	if err != nil {
+		t.Fatalf("GetAuthTokens(%q, %q): %v", u, p, err)
+	}
+	return got
+}
+
+func testPutThenGet(t *testing.T, repo ports.TokenRepository) {
+	want := Sample("alice", domain.ProviderGitLab, "1")
+	stored := put(t, repo, want)
+	if stored.Version != 1 {
+		t.Errorf("version after insert = %d, want 1", stored.Version)
+	}
+	if stored.CreatedAt.IsZero() || !stored.UpdatedAt.Equal(stored.CreatedAt) {
+		t.Errorf("timestamps after insert: created %v, updated %v", stored.CreatedAt, stored.UpdatedAt)
+	}
+	got := get(t, repo, "alice", domain.ProviderGitLab)
+	AssertSameTokens(t, got, want)
+	if got.Version != 1 || !got.CreatedAt.Equal(stored.CreatedAt) {
+		t.Errorf("read back version %d created %v, stored %d %v", got.Version, got.CreatedAt, stored.Version, stored.CreatedAt)
+	}
+
+	// Never-expiring tokens without a refresh token are stored as such.
+	never := domain.SealedAuthTokens{
+		User: "alice", Provider: domain.ProviderGitHub, KeyID: "k",
+		AccessToken: []byte("sealed-github"),
+	}
+	put(t, repo, never)
+	got = get(t, repo, "alice", domain.ProviderGitHub)
+	AssertSameTokens(t, got, never)
+	if !got.AccessExpiry.IsNever() || !got.RefreshExpiry.IsNever() || got.RefreshToken != nil {
+		t.Errorf("never-expiring tokens read back as %v / %v / refresh %q", got.AccessExpiry, got.RefreshExpiry, got.RefreshToken)
+	}
+}
+
+func testPutReplaces(t *testing.T, repo ports.TokenRepository) {
+	first := put(t, repo, Sample("bob", domain.ProviderBitbucket, "old"))
+	next := domain.SealedAuthTokens{
+		User: "bob", Provider: domain.ProviderBitbucket, KeyID: "key-new",
+		AccessToken: []byte("sealed-access-new"),
+	}
+	second := put(t, repo, next)
+	if second.Version != first.Version+1 {
+		t.Errorf("version after upsert = %d, want %d", second.Version, first.Version+1)
+	}
+	if !second.CreatedAt.Equal(first.CreatedAt) {
+		t.Errorf("created_at changed on upsert: %v -> %v", first.CreatedAt, second.CreatedAt)
+	}
+	if !second.UpdatedAt.After(first.UpdatedAt) {
+		t.Errorf("updated_at did not advance on upsert: %v -> %v", first.UpdatedAt, second.UpdatedAt)
+	}
+	AssertSameTokens(t, get(t, repo, "bob", domain.ProviderBitbucket), next)
+}
+
+func testGetMissing(t *testing.T, repo ports.TokenRepository) {
+	put(t, repo, Sample("carol", domain.ProviderGitHub, "1"))
+	for _, tc := range []struct {
+		user     domain.UserID
+		provider domain.Provider
+	}{{"carol", domain.ProviderGitLab}, {"dave", domain.ProviderGitHub}} {
+		_, err := repo.GetAuthTokens(context.Background(), tc.user, tc.provider)
+		if !errors.Is(err, domain.ErrNotFound) {
+			t.Errorf("GetAuthTokens(%q, %q) = %v, want ErrNotFound", tc.user, tc.provider, err)
+		}
+	}
+}
+
+func testDelete(t *testing.T, repo ports.TokenRepository) {
+	ctx := context.Background()
+	put(t, repo, Sample("erin", domain.ProviderGitHub, "1"))
+	put(t, repo, Sample("erin", domain.ProviderGitLab, "2"))
+	put(t, repo, Sample("frank", domain.ProviderGitHub, "3"))
+
+	if err := repo.DeleteAuthTokens(ctx, "erin", domain.ProviderGitHub); err != nil {
+		t.Fatalf("DeleteAuthTokens: %v", err)
+	}
+	if _, err := repo.GetAuthTokens(ctx, "erin", domain.ProviderGitHub); !errors.Is(err, domain.ErrNotFound) {
+		t.Errorf("after delete, Get = %v, want ErrNotFound", err)
+	}
+	if err := repo.DeleteAuthTokens(ctx, "erin", domain.ProviderGitHub); !errors.Is(err, domain.ErrNotFound) {
+		t.Errorf("second delete = %v, want ErrNotFound", err)
+	}
+	// Neighbours are untouched.
+	get(t, repo, "erin", domain.ProviderGitLab)
+	get(t, repo, "frank", domain.ProviderGitHub)
+}
+
+func testListProviders(t *testing.T, repo ports.TokenRepository) {
+	ctx := context.Background()
+	empty, err := repo.ListProviders(ctx, "nobody")
+	if err != nil || empty == nil || len(empty) != 0 {
+		t.Fatalf("ListProviders(unknown) = %v, %v; want an empty, non-nil list", empty, err)
+	}
+	gitlab := Sample("gina", domain.ProviderGitLab, "1")
+	put(t, repo, gitlab)
+	put(t, repo, domain.SealedAuthTokens{User: "gina", Provider: domain.ProviderGitHub, KeyID: "k", AccessToken: []byte("x")})
+	put(t, repo, Sample("henry", domain.ProviderKeycloak, "2"))
+
+	list, err := repo.ListProviders(ctx, "gina")
+	if err != nil {
+		t.Fatalf("ListProviders: %v", err)
+	}
+	if len(list) != 2 || list[0].Provider != domain.ProviderGitHub || list[1].Provider != domain.ProviderGitLab {
+		t.Fatalf("ListProviders(gina) = %+v, want github then gitlab", list)
+	}
+	if list[0].HasRefreshToken || !list[0].AccessExpiry.IsNever() {
+		t.Errorf("github entry = %+v, want no refresh token and never-expiring", list[0])
+	}
+	if !list[1].HasRefreshToken || !list[1].AccessExpiry.Equal(gitlab.AccessExpiry) ||
+		!list[1].RefreshExpiry.Equal(gitlab.RefreshExpiry) || list[1].UpdatedAt.IsZero() {
+		t.Errorf("gitlab entry = %+v, want refresh token and the stored expiries", list[1])
+	}
+}
+
+func testUpdateStores(t *testing.T, repo ports.TokenRepository) {
+	stored := put(t, repo, Sample("ivan", domain.ProviderGitLab, "1"))
+	next := Sample("ivan", domain.ProviderGitLab, "2")
+	var seen domain.SealedAuthTokens
+	updated, err := repo.UpdateAuthTokens(context.Background(), "ivan", domain.ProviderGitLab,
+		func(cur domain.SealedAuthTokens) (*domain.SealedAuthTokens, error) {
+			seen = cur
+			return &next, nil
+		})
+	if err != nil {
+		t.Fatalf("UpdateAuthTokens: %v", err)
+	}
+	AssertSameTokens(t, seen, Sample("ivan", domain.ProviderGitLab, "1"))
+	if seen.Version != stored.Version {
+		t.Errorf("fn saw version %d, want %d", seen.Version, stored.Version)
+	}
+	if updated.Version != stored.Version+1 {
+		t.Errorf("returned version %d, want %d", updated.Version, stored.Version+1)
+	}
+	got := get(t, repo, "ivan", domain.ProviderGitLab)
+	AssertSameTokens(t, got, next)
+	if got.Version != updated.Version {
+		t.Errorf("stored version %d, returned %d", got.Version, updated.Version)
+	}
+}
+
+func testUpdateNil(t *testing.T, repo ports.TokenRepository) {
+	stored := put(t, repo, Sample("judy", domain.ProviderGitLab, "1"))
+	got, err := repo.UpdateAuthTokens(context.Background(), "judy", domain.ProviderGitLab,
+		func(domain.SealedAuthTokens) (*domain.SealedAuthTokens, error) { return nil, nil })
+	if err != nil {
+		t.Fatalf("UpdateAuthTokens: %v", err)
+	}
+	if got.Version != stored.Version {
+		t.Errorf("no-op update returned version %d, want %d", got.Version, stored.Version)
+	}
+	if v := get(t, repo, "judy", domain.ProviderGitLab).Version; v != stored.Version {
+		t.Errorf("no-op update bumped version to %d", v)
+	}
+}
+
+func testUpdateError(t *testing.T, repo ports.TokenRepository) {
+	put(t, repo, Sample("kim", domain.ProviderGitLab, "1"))
+	boom := errors.New("provider said no")
+	_, err := repo.UpdateAuthTokens(context.Background(), "kim", domain.ProviderGitLab,
+		func(domain.SealedAuthTokens) (*domain.SealedAuthTokens, error) { return nil, boom })
+	if !errors.Is(err, boom) {
+		t.Fatalf("UpdateAuthTokens = %v, want the fn's error", err)
+	}
+	AssertSameTokens(t, get(t, repo, "kim", domain.ProviderGitLab), Sample("kim", domain.ProviderGitLab, "1"))
+	// The lock was released: another unit of work proceeds.
+	if _, err := repo.UpdateAuthTokens(context.Background(), "kim", domain.ProviderGitLab,
+		func(domain.SealedAuthTokens) (*domain.SealedAuthTokens, error) { return nil, nil }); err != nil {
+		t.Fatalf("update after a failed one: %v", err)
+	}
+}
+
+func testUpdatePanic(t *testing.T, repo ports.TokenRepository) {
+	put(t, repo, Sample("leo", domain.ProviderGitLab, "1"))
+	func() {
+		defer func() {
+			if r := recover(); r != "boom" {
+				t.Errorf("recovered %v, want the fn's panic re-raised", r)
+			}
+		}()
+		_, _ = repo.UpdateAuthTokens(context.Background(), "leo", domain.ProviderGitLab,
+			func(domain.SealedAuthTokens) (*domain.SealedAuthTokens, error) { panic("boom") })
+	}()
+	next := Sample("leo", domain.ProviderGitLab, "2")
+	if _, err := repo.UpdateAuthTokens(context.Background(), "leo", domain.ProviderGitLab,
+		func(domain.SealedAuthTokens) (*domain.SealedAuthTokens, error) { return &next, nil }); err != nil {
+		t.Fatalf("update after a panicking one (lock still held?): %v", err)
+	}
+	AssertSameTokens(t, get(t, repo, "leo", domain.ProviderGitLab), next)
+}
+
+func testUpdateMissing(t *testing.T, repo ports.TokenRepository) {
+	called := false
+	_, err := repo.UpdateAuthTokens(context.Background(), "mia", domain.ProviderGitLab,
+		func(domain.SealedAuthTokens) (*domain.SealedAuthTokens, error) { called = true; return nil, nil })
+	if !errors.Is(err, domain.ErrNotFound) || called {
+		t.Fatalf("UpdateAuthTokens(missing) = %v (fn called: %v), want ErrNotFound without calling fn", err, called)
+	}
+}
+
+func testConcurrentPuts(t *testing.T, repo ports.TokenRepository) {
+	const writers = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := repo.PutAuthTokens(context.Background(), Sample("nina", domain.ProviderGitLab, fmt.Sprint(i)))
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent PutAuthTokens: %v", err)
+		}
+	}
+	list, err := repo.ListProviders(context.Background(), "nina")
+	if err != nil || len(list) != 1 {
+		t.Fatalf("after concurrent puts: %d rows (%v), want 1", len(list), err)
+	}
+	got := get(t, repo, "nina", domain.ProviderGitLab)
+	// Whichever writer won, its values are whole: key, access and refresh
+	// tokens all carry the same writer's tag.
+	tag := string(got.KeyID[len("key-"):])
+	AssertSameTokens(t, got, Sample("nina", domain.ProviderGitLab, tag))
+	if got.Version != writers {
+		t.Errorf("version after %d writes = %d", writers, got.Version)
+	}
+}
+
+func testOfflineToken(t *testing.T, repo ports.TokenRepository) {
+	ctx := context.Background()
+	if _, err := repo.GetOfflineToken(ctx, "olga"); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("GetOfflineToken(missing) = %v, want ErrNotFound", err)
+	}
+	first, err := repo.PutOfflineToken(ctx, domain.SealedOfflineToken{User: "olga", KeyID: "k1", Token: []byte("sealed-1")})
+	if err != nil {
+		t.Fatalf("PutOfflineToken: %v", err)
+	}
+	second, err := repo.PutOfflineToken(ctx, domain.SealedOfflineToken{User: "olga", KeyID: "k2", Token: []byte("sealed-2")})
+	if err != nil {
+		t.Fatalf("PutOfflineToken (replace): %v", err)
+	}
+	if second.Version != first.Version+1 || !second.CreatedAt.Equal(first.CreatedAt) || !second.UpdatedAt.After(first.UpdatedAt) {
+		t.Errorf("replace: first %+v, second %+v", first, second)
+	}
+	got, err := repo.GetOfflineToken(ctx, "olga")
+	if err != nil {
+		t.Fatalf("GetOfflineToken: %v", err)
+	}
+	if got.User != "olga" || got.KeyID != "k2" || string(got.Token) != "sealed-2" || got.Version != second.Version {
+		t.Errorf("GetOfflineToken = %+v", got)
+	}
+	if _, err := repo.PutOfflineToken(ctx, domain.SealedOfflineToken{User: "pete", KeyID: "k1", Token: []byte("p")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.DeleteOfflineToken(ctx, "olga"); err != nil {
+		t.Fatalf("DeleteOfflineToken: %v", err)
+	}
+	if _, err := repo.GetOfflineToken(ctx, "olga"); !errors.Is(err, domain.ErrNotFound) {
+		t.Errorf("after delete = %v, want ErrNotFound", err)
+	}
+	if err := repo.DeleteOfflineToken(ctx, "olga"); !errors.Is(err, domain.ErrNotFound) {
+		t.Errorf("second delete = %v, want ErrNotFound", err)
+	}
+	if _, err := repo.GetOfflineToken(ctx, "pete"); err != nil {
+		t.Errorf("neighbour's offline token: %v", err)
+	}
+}
+
+func testCanceledContext(t *testing.T, repo ports.TokenRepository) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := repo.PutAuthTokens(ctx, Sample("quinn", domain.ProviderGitLab, "1")); !errors.Is(err, context.Canceled) {
+		t.Errorf("Put with canceled context = %v, want context.Canceled", err)
+	}
+	if _, err := repo.GetAuthTokens(context.Background(), "quinn", domain.ProviderGitLab); !errors.Is(err, domain.ErrNotFound) {
+		t.Errorf("a canceled put stored something: %v", err)
+	}
+}
