@@ -45,12 +45,21 @@ const (
 
 // State classifies t at now.
 func (p RefreshPolicy) State(t AuthTokens, now time.Time) TokenState {
+	return p.StateOf(ProviderTokenInfo{
+		Provider: t.Provider, AccessExpiry: t.AccessExpiry, RefreshExpiry: t.RefreshExpiry,
+		HasRefreshToken: t.HasRefreshToken(),
+	}, now)
+}
+
+// StateOf classifies stored tokens described without their material.
+func (p RefreshPolicy) StateOf(info ProviderTokenInfo, now time.Time) TokenState {
+	refreshable := info.HasRefreshToken && !info.RefreshExpiry.Expired(now)
 	switch {
-	case !t.AccessExpiry.Expired(now) && !p.NeedsRefresh(t, now):
+	case !info.AccessExpiry.Expired(now) && !info.AccessExpiry.Within(now, p.Margin):
 		return StateValid
-	case !t.AccessExpiry.Expired(now):
+	case !info.AccessExpiry.Expired(now):
 		return StateExpiring
-	case p.CanRefresh(t, now):
+	case refreshable:
 		return StateExpired
 	default:
 		return StateReauthRequired

@@ -53,3 +53,11 @@ func (t OfflineToken) Validate() error {
 	}
 	return nil
 }
+
+// RefreshedTokens is what a provider returns from a refresh.
+type RefreshedTokens struct {
+	AccessToken   Secret
+	RefreshToken  Secret // zero: the provider did not rotate it; keep the old one
+	AccessExpiry  Expiry
+	RefreshExpiry Expiry // meaningful only with a new RefreshToken
+}

@@ -57,3 +57,14 @@ type TokenRepository interface {
 	// DeleteOfflineToken returns domain.ErrNotFound when nothing was stored.
 	DeleteOfflineToken(ctx context.Context, user domain.UserID) error
 }
+
+// TokenRefresher exchanges a refresh token for new tokens at the provider's
+// token endpoint. The service refreshes only through this port; with no
+// refresher configured, an expired access token is reported as expired,
+// never returned.
+type TokenRefresher interface {
+	// Refresh returns the provider's new tokens. A provider that does not
+	// rotate refresh tokens returns a zero RefreshToken; the caller keeps the
+	// old one.
+	Refresh(ctx context.Context, provider domain.Provider, refreshToken domain.Secret) (domain.RefreshedTokens, error)
+}

@@ -1,0 +1,97 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/tokenstore/tokenstore/domain"
+)
+
+// Problem codes: stable, machine-readable, documented in openapi.yaml.
+const (
+	CodeInvalidRequest   = "invalid_request"
+	CodeUnsupportedMedia = "unsupported_media_type"
+	CodeUnauthenticated  = "unauthenticated"
+	CodeForbidden        = "forbidden"
+	CodeNotFound         = "not_found"
+	CodeMethodNotAllowed = "method_not_allowed"
+	CodeTokenExpired     = "token_expired"
+	CodeConflict         = "conflict"
+	CodeUnavailable      = "unavailable"
+	CodeIntegrity        = "integrity_error"
+	CodeInternal         = "internal"
+)
+
+// Problem is an RFC 9457 problem document.
+type Problem struct {
+	Type      string `json:"type"`
+	Title     string `json:"title"`
+	Status    int    `json:"status"`
+	Detail    string `json:"detail,omitempty"`
+	Code      string `json:"code"`
+	Field     string `json:"field,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+
+	retryAfter int // seconds; sets Retry-After when > 0
+}
+
+func newProblem(status int, code, detail string) *Problem {
+	return &Problem{
+		Type:   "urn:tokenstore:problem:" + code,
+		Title:  http.StatusText(status),
+		Status: status,
+		Code:   code,
+		Detail: detail,
+	}
+}
+
+func (p *Problem) withField(f string) *Problem { p.Field = f; return p }
+
+func writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
+	p.RequestID = requestIDFrom(r.Context())
+	if p.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(p.retryAfter))
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(p.Status)
+	_ = json.NewEncoder(w).Encode(p)
+}
+
+// problemFor maps a use-case error to its problem. Details never repeat
+// input that could be token material; unexpected errors are logged with the
+// request id and answered with a generic 500.
+func problemFor(ctx context.Context, log *slog.Logger, err error) *Problem {
+	var ve *domain.ValidationError
+	switch {
+	case errors.As(err, &ve):
+		return newProblem(http.StatusBadRequest, CodeInvalidRequest, ve.Error()).withField(ve.Field)
+	case errors.Is(err, domain.ErrInvalid):
+		return newProblem(http.StatusBadRequest, CodeInvalidRequest, err.Error())
+	case errors.Is(err, domain.ErrNotFound):
+		return newProblem(http.StatusNotFound, CodeNotFound, "nothing is stored there")
+	case errors.Is(err, domain.ErrTokenExpired):
+		return newProblem(http.StatusConflict, CodeTokenExpired,
+			"the access token has expired and cannot be refreshed; store new tokens for this user and provider")
+	case errors.Is(err, domain.ErrConflict):
+		return newProblem(http.StatusConflict, CodeConflict, "the tokens were changed concurrently; retry")
+	case errors.Is(err, domain.ErrBusy), errors.Is(err, context.DeadlineExceeded):
+		p := newProblem(http.StatusServiceUnavailable, CodeUnavailable, "the tokens are busy; retry shortly")
+		p.retryAfter = 1
+		return p
+	case errors.Is(err, domain.ErrDecrypt):
+		log.ErrorContext(ctx, "stored value cannot be decrypted", "err", err)
+		return newProblem(http.StatusInternalServerError, CodeIntegrity,
+			"a stored value cannot be decrypted with the configured keys")
+	case errors.Is(err, context.Canceled):
+		// The client went away; nobody reads this answer.
+		return newProblem(499, CodeUnavailable, "request canceled")
+	default:
+		log.ErrorContext(ctx, "request failed", "err", err)
+		return newProblem(http.StatusInternalServerError, CodeInternal, "internal error; see the server log for the request id")
+	}
+}

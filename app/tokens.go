@@ -1,0 +1,186 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/tokenstore/tokenstore/domain"
+	"github.com/tokenstore/tokenstore/ports"
+)
+
+// Config tunes the TokenService. The zero value uses the defaults.
+type Config struct {
+	// RefreshMargin: an access token expiring within this margin needs a
+	// refresh. Zero means domain.DefaultRefreshMargin.
+	RefreshMargin time.Duration
+}
+
+// TokenService is the token store's use cases.
+type TokenService struct {
+	crypter   ports.TokenCrypter
+	repo      ports.TokenRepository
+	refresher ports.TokenRefresher // nil: tokens are never refreshed
+	policy    domain.RefreshPolicy
+	now       func() time.Time
+}
+
+// NewTokenService returns the service. refresher may be nil: then an expired
+// access token is reported with domain.ErrTokenExpired.
+func NewTokenService(cfg Config, crypter ports.TokenCrypter, repo ports.TokenRepository, refresher ports.TokenRefresher) *TokenService {
+	policy := domain.DefaultRefreshPolicy()
+	if cfg.RefreshMargin > 0 {
+		policy.Margin = cfg.RefreshMargin
+	}
+	return &TokenService{crypter: crypter, repo: repo, refresher: refresher, policy: policy, now: time.Now}
+}
+
+// ProviderStatus describes a user's stored tokens for one provider, without
+// any token material.
+type ProviderStatus struct {
+	Provider        domain.Provider
+	State           domain.TokenState
+	AccessExpiry    domain.Expiry
+	RefreshExpiry   domain.Expiry
+	HasRefreshToken bool
+	UpdatedAt       time.Time
+}
+
+// AccessToken is a usable access token.
+type AccessToken struct {
+	User     domain.UserID
+	Provider domain.Provider
+	Token    domain.Secret
+	Expiry   domain.Expiry
+}
+
+// PutAuthTokens stores (or replaces) a user's tokens for a provider.
+func (s *TokenService) PutAuthTokens(ctx context.Context, t domain.AuthTokens) (ProviderStatus, error) {
+	if err := t.Validate(); err != nil {
+		return ProviderStatus{}, err
+	}
+	sealed, err := s.seal(t)
+	if err != nil {
+		return ProviderStatus{}, err
+	}
+	stored, err := s.repo.PutAuthTokens(ctx, sealed)
+	if err != nil {
+		return ProviderStatus{}, err
+	}
+	return s.status(t, stored.UpdatedAt), nil
+}
+
+// GetAccessToken returns the user's access token for the provider. A token
+// that has expired is never returned: with no refresher it is
+// domain.ErrTokenExpired.
+func (s *TokenService) GetAccessToken(ctx context.Context, user domain.UserID, provider domain.Provider) (AccessToken, error) {
+	sealed, err := s.repo.GetAuthTokens(ctx, user, provider)
+	if err != nil {
+		return AccessToken{}, err
+	}
+	if sealed.AccessExpiry.Expired(s.now()) {
+		return AccessToken{}, fmt.Errorf("%s tokens of user %q: %w", provider, user, domain.ErrTokenExpired)
+	}
+	token, err := s.crypter.Decrypt(domain.Ciphertext{KeyID: sealed.KeyID, Data: sealed.AccessToken})
+	if err != nil {
+		return AccessToken{}, fmt.Errorf("%s access token of user %q: %w", provider, user, err)
+	}
+	return AccessToken{User: user, Provider: provider, Token: token, Expiry: sealed.AccessExpiry}, nil
+}
+
+// DeleteAuthTokens forgets a user's tokens for a provider.
+func (s *TokenService) DeleteAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) error {
+	return s.repo.DeleteAuthTokens(ctx, user, provider)
+}
+
+// ListProviders lists the providers the user has tokens for, by name, with
+// the state of each at the current time.
+func (s *TokenService) ListProviders(ctx context.Context, user domain.UserID) ([]ProviderStatus, error) {
+	infos, err := s.repo.ListProviders(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	out := make([]ProviderStatus, 0, len(infos))
+	for _, info := range infos {
+		out = append(out, ProviderStatus{
+			Provider:        info.Provider,
+			State:           s.policy.StateOf(info, now),
+			AccessExpiry:    info.AccessExpiry,
+			RefreshExpiry:   info.RefreshExpiry,
+			HasRefreshToken: info.HasRefreshToken,
+			UpdatedAt:       info.UpdatedAt,
+		})
+	}
+	return out, nil
+}
+
+// PutOfflineToken stores (or replaces) the user's offline token.
+func (s *TokenService) PutOfflineToken(ctx context.Context, t domain.OfflineToken) (domain.OfflineToken, error) {
+	if err := t.Validate(); err != nil {
+		return domain.OfflineToken{}, err
+	}
+	c, err := s.crypter.Encrypt(t.Token)
+	if err != nil {
+		return domain.OfflineToken{}, fmt.Errorf("seal offline token: %w", err)
+	}
+	stored, err := s.repo.PutOfflineToken(ctx, domain.SealedOfflineToken{User: t.User, KeyID: c.KeyID, Token: c.Data})
+	if err != nil {
+		return domain.OfflineToken{}, err
+	}
+	t.CreatedAt, t.UpdatedAt = stored.CreatedAt, stored.UpdatedAt
+	return t, nil
+}
+
+// GetOfflineToken returns the user's offline token.
+func (s *TokenService) GetOfflineToken(ctx context.Context, user domain.UserID) (domain.OfflineToken, error) {
+	sealed, err := s.repo.GetOfflineToken(ctx, user)
+	if err != nil {
+		return domain.OfflineToken{}, err
+	}
+	token, err := s.crypter.Decrypt(domain.Ciphertext{KeyID: sealed.KeyID, Data: sealed.Token})
+	if err != nil {
+		return domain.OfflineToken{}, fmt.Errorf("offline token of user %q: %w", user, err)
+	}
+	return domain.OfflineToken{User: user, Token: token, CreatedAt: sealed.CreatedAt, UpdatedAt: sealed.UpdatedAt}, nil
+}
+
+// DeleteOfflineToken forgets the user's offline token.
+func (s *TokenService) DeleteOfflineToken(ctx context.Context, user domain.UserID) error {
+	return s.repo.DeleteOfflineToken(ctx, user)
+}
+
+// seal encrypts both tokens under the primary key.
+func (s *TokenService) seal(t domain.AuthTokens) (domain.SealedAuthTokens, error) {
+	access, err := s.crypter.Encrypt(t.AccessToken)
+	if err != nil {
+		return domain.SealedAuthTokens{}, fmt.Errorf("seal access token: %w", err)
+	}
+	sealed := domain.SealedAuthTokens{
+		User: t.User, Provider: t.Provider, KeyID: access.KeyID,
+		AccessToken: access.Data, AccessExpiry: t.AccessExpiry, RefreshExpiry: t.RefreshExpiry,
+	}
+	if t.HasRefreshToken() {
+		refresh, err := s.crypter.Encrypt(t.RefreshToken)
+		if err != nil {
+			return domain.SealedAuthTokens{}, fmt.Errorf("seal refresh token: %w", err)
+		}
+		if refresh.KeyID != access.KeyID {
+			// One key id per row: the keyring's primary changed mid-call.
+			return domain.SealedAuthTokens{}, fmt.Errorf("seal tokens: primary key changed from %s to %s; retry", access.KeyID, refresh.KeyID)
+		}
+		sealed.RefreshToken = refresh.Data
+	}
+	return sealed, nil
+}
+
+func (s *TokenService) status(t domain.AuthTokens, updated time.Time) ProviderStatus {
+	return ProviderStatus{
+		Provider:        t.Provider,
+		State:           s.policy.State(t, s.now()),
+		AccessExpiry:    t.AccessExpiry,
+		RefreshExpiry:   t.RefreshExpiry,
+		HasRefreshToken: t.HasRefreshToken(),
+		UpdatedAt:       updated,
+	}
+}

@@ -1,0 +1,295 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/tokenstore/tokenstore/adapters/fernet"
+	"github.com/tokenstore/tokenstore/adapters/httpapi"
+	"github.com/tokenstore/tokenstore/adapters/postgres"
+)
+
+// Version is set at build time with -ldflags "-X github.com/tokenstore/tokenstore/cmd/tokenstore/cli.Version=v1.2.3".
+var Version = "dev"
+
+const usage = `tokenstore keeps identity-provider tokens encrypted in PostgreSQL.
+
+Usage:
+  tokenstore serve [--dev] [--config FILE]     run the HTTP API
+  tokenstore migrate up|down|status            manage the database schema
+  tokenstore keys generate                     print a new random Fernet key
+  tokenstore callers generate --name NAME      print a new caller credential and its hash
+  tokenstore version                           print the version
+
+Configuration comes from a YAML file (--config or TOKENSTORE_CONFIG) and
+TOKENSTORE_* environment variables, which win. Run "tokenstore serve --help"
+for every setting.
+`
+
+// Env is what a command reads from its surroundings; tests supply their own.
+type Env struct {
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+}
+
+// Run executes the command line args (without the program name).
+func Run(ctx context.Context, args []string, env Env) error {
+	if len(args) == 0 {
+		fmt.Fprint(env.Stderr, usage)
+		return errors.New("missing command")
+	}
+	switch args[0] {
+	case "serve":
+		return runServe(ctx, args[1:], env)
+	case "migrate":
+		return runMigrate(ctx, args[1:], env)
+	case "keys":
+		return runKeys(args[1:], env)
+	case "callers":
+		return runCallers(args[1:], env)
+	case "version":
+		fmt.Fprintln(env.Stdout, buildVersion())
+		return nil
+	case "-h", "--help", "help":
+		fmt.Fprint(env.Stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(env.Stderr, usage)
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+}
+
+func buildVersion() string {
+	if Version != "dev" {
+		return Version
+	}
+	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" && info.Main.Version != "(devel)" {
+		return info.Main.Version
+	}
+	return Version
+}
+
+func newFlags(name, synopsis string, env Env) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.Usage = func() {
+		fmt.Fprint(env.Stderr, synopsis)
+		if hasFlags(fs) {
+			fmt.Fprintln(env.Stderr, "\nFlags:")
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}
+
+func hasFlags(fs *flag.FlagSet) bool {
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	return n > 0
+}
+
+func settingsHelp() string {
+	var b strings.Builder
+	b.WriteString("\nSettings (config file key / environment variable):\n")
+	for _, s := range settings {
+		fmt.Fprintf(&b, "  %-26s %s\n      %s\n", s.key, s.env(), s.help)
+	}
+	b.WriteString("  callers                    TOKENSTORE_CALLERS\n" +
+		"      list of {name, credential_hash, permissions}; permissions: " + permissionList() + "\n")
+	return b.String()
+}
+
+func runServe(ctx context.Context, args []string, env Env) error {
+	fs := newFlags("serve", `Usage: tokenstore serve [--dev] [--config FILE]
+
+Runs the HTTP API until SIGINT or SIGTERM, then drains in-flight requests.
+--dev is for a laptop: it defaults the database to the one `+"`task run`"+` starts,
+creates a key file and a caller credential under .dev/ (mode 0600) if
+missing, and applies migrations. Outside --dev, a key, a caller and a
+database URL must be configured.
+`+settingsHelp(), env)
+	dev := fs.Bool("dev", false, "development mode (see above)")
+	cfgPath := fs.String("config", "", "YAML config file (default $TOKENSTORE_CONFIG)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := Load(*cfgPath, *dev, env.Getenv)
+	if err != nil {
+		return err
+	}
+	log := NewLogger(cfg.Log, env.Stderr)
+	if cfg.Dev {
+		if err := prepareDev(&cfg, log); err != nil {
+			return err
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log.Info("starting tokenstore", "version", buildVersion(), "database", cfg.Database,
+		"addr", cfg.HTTP.Addr, "keys", len(cfg.Keys.Keys), "callers", len(cfg.Callers))
+
+	app := NewApp(cfg, log)
+	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := app.Start(startCtx); err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.ShutdownTimeout+5*time.Second)
+	defer cancel()
+	return app.Stop(stopCtx)
+}
+
+func runMigrate(ctx context.Context, args []string, env Env) error {
+	fs := newFlags("migrate", `Usage: tokenstore migrate [--config FILE] up|down|status
+
+  up      apply every pending migration (safe from several instances at once:
+          they serialise on a PostgreSQL advisory lock)
+  down    roll back the latest migration
+  status  list migrations and whether each is applied
+
+The database is TOKENSTORE_DATABASE_URL (or database.url in the config file).
+`, env)
+	cfgPath := fs.String("config", "", "YAML config file (default $TOKENSTORE_CONFIG)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errors.New("migrate: say up, down or status")
+	}
+	cfg, err := Load(*cfgPath, false, env.Getenv)
+	if err != nil {
+		return err
+	}
+	pool, err := postgres.NewPool(cfg.Database)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := postgres.Ping(pingCtx, pool); err != nil {
+		return err
+	}
+	m, err := postgres.NewMigrator(pool, nil)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+
+	switch fs.Arg(0) {
+	case "up":
+		n, err := m.Up(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "applied %d migration(s)\n", n)
+	case "down":
+		done, err := m.Down(ctx)
+		if err != nil {
+			return err
+		}
+		if done {
+			fmt.Fprintln(env.Stdout, "rolled back 1 migration")
+		} else {
+			fmt.Fprintln(env.Stdout, "nothing to roll back")
+		}
+	case "status":
+		states, err := m.Status(ctx)
+		if err != nil {
+			return err
+		}
+		for _, s := range states {
+			state := "pending"
+			if s.Applied {
+				state = "applied"
+			}
+			fmt.Fprintf(env.Stdout, "%05d  %-8s %s\n", s.Version, state, s.Name)
+		}
+	default:
+		fs.Usage()
+		return fmt.Errorf("migrate: unknown action %q: say up, down or status", fs.Arg(0))
+	}
+	return nil
+}
+
+func runKeys(args []string, env Env) error {
+	fs := newFlags("keys", `Usage: tokenstore keys generate
+
+  generate  print a new random Fernet key (32 bytes from crypto/rand, URL-safe
+            base64) and its id. Put the key first in TOKENSTORE_KEYS or the
+            key file to make it the primary; keep older keys after it so
+            existing values stay readable.
+`, env)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 || fs.Arg(0) != "generate" {
+		fs.Usage()
+		return errors.New("keys: say generate")
+	}
+	k, err := fernet.GenerateKey()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(env.Stdout, k.Encode())
+	fmt.Fprintf(env.Stderr, "key id %s\n", k.ID())
+	return nil
+}
+
+func runCallers(args []string, env Env) error {
+	fs := newFlags("callers", `Usage: tokenstore callers generate --name NAME [--permissions LIST]
+
+  generate  print a new random caller credential (give it to the caller) and
+            the config entry holding only its hash (give that to tokenstore).
+`, env)
+	name := fs.String("name", "", "the caller's name, shown in request logs")
+	perms := fs.String("permissions", strings.Join(permNames(), ","), "comma-separated permissions")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 || fs.Arg(0) != "generate" {
+		fs.Usage()
+		return errors.New("callers: say generate")
+	}
+	if *name == "" {
+		return errors.New("callers generate: --name is required")
+	}
+	var list []string
+	for _, p := range strings.Split(*perms, ",") {
+		perm, err := httpapi.ParsePermission(strings.TrimSpace(p))
+		if err != nil {
+			return fmt.Errorf("--permissions: %w", err)
+		}
+		list = append(list, string(perm))
+	}
+	cred, hash, err := httpapi.NewCredential()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "credential: %s\n\n# config file entry:\ncallers:\n  - name: %s\n    credential_hash: %s\n    permissions: [%s]\n",
+		cred, *name, hash, strings.Join(list, ", "))
+	return nil
+}
+
+func readTrimmed(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return s, nil
+}

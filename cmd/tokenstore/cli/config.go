@@ -1,0 +1,379 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tokenstore/tokenstore/adapters/fernet"
+	"github.com/tokenstore/tokenstore/adapters/httpapi"
+	"github.com/tokenstore/tokenstore/adapters/postgres"
+	"github.com/tokenstore/tokenstore/app"
+)
+
+// Config is everything tokenstore can be told. Each section is the type
+// its package's Module consumes.
+type Config struct {
+	Dev      bool
+	DevDir   string
+	Migrate  bool // apply migrations on start
+	Database postgres.Config
+	HTTP     httpapi.Config
+	Keys     fernet.Config
+	KeyFile  string
+	Callers  []httpapi.Caller
+	App      app.Config
+	Log      LogConfig
+}
+
+// LogConfig selects the log format and level.
+type LogConfig struct {
+	Format string // json, text, or auto (text on a terminal, JSON otherwise)
+	Level  string // debug, info, warn, error
+}
+
+// DevDatabaseURL is the database `task run` starts for development.
+const DevDatabaseURL = "postgres://tokenstore:tokenstore@127.0.0.1:55432/tokenstore?sslmode=disable"
+
+// setting is one configuration value: its key in the config file, its
+// environment variable, and how to apply it. Errors name the setting.
+type setting struct {
+	key   string
+	help  string
+	apply func(c *Config, v string) error
+}
+
+func (s setting) env() string {
+	return "TOKENSTORE_" + strings.ToUpper(strings.NewReplacer(".", "_").Replace(s.key))
+}
+
+var settings = []setting{
+	{"database.url", "PostgreSQL URL, postgres://user:password@host:5432/dbname (required; never logged with its password)",
+		func(c *Config, v string) error { c.Database.URL = v; return nil }},
+	{"database.max_conns", "connection pool size (default: max(4, CPUs))",
+		func(c *Config, v string) error { return parseInt32(v, 1, 1000, &c.Database.MaxConns) }},
+	{"database.lock_timeout", "how long a write waits for a locked row before answering busy (default 5s)",
+		func(c *Config, v string) error { return parseDuration(v, &c.Database.LockTimeout) }},
+	{"database.migrate", "apply pending migrations when serve starts: true or false (default false; true in --dev)",
+		func(c *Config, v string) error { return parseBool(v, &c.Migrate) }},
+	{"http.addr", "address to listen on, host:port (default 127.0.0.1:8080)",
+		func(c *Config, v string) error { c.HTTP.Addr = v; return nil }},
+	{"http.read_header_timeout", "time to read request headers (default 5s)",
+		func(c *Config, v string) error { return parseDuration(v, &c.HTTP.ReadHeaderTimeout) }},
+	{"http.read_timeout", "time to read a whole request (default 15s)",
+		func(c *Config, v string) error { return parseDuration(v, &c.HTTP.ReadTimeout) }},
+	{"http.write_timeout", "time to write a response (default 30s)",
+		func(c *Config, v string) error { return parseDuration(v, &c.HTTP.WriteTimeout) }},
+	{"http.idle_timeout", "keep-alive idle time (default 2m)",
+		func(c *Config, v string) error { return parseDuration(v, &c.HTTP.IdleTimeout) }},
+	{"http.shutdown_timeout", "how long shutdown waits for in-flight requests (default 20s)",
+		func(c *Config, v string) error { return parseDuration(v, &c.HTTP.ShutdownTimeout) }},
+	{"keys", "Fernet keys, comma-separated, primary (newest) first",
+		func(c *Config, v string) error { return c.addKeys(v, "TOKENSTORE_KEYS") }},
+	{"key_file", "file with one Fernet key per line, primary first; must be mode 0600",
+		func(c *Config, v string) error { c.KeyFile = v; return nil }},
+	{"refresh.margin", "refresh access tokens expiring within this margin (default 15m)",
+		func(c *Config, v string) error { return parseDuration(v, &c.App.RefreshMargin) }},
+	{"log.format", "json, text or auto (text on a terminal) (default auto)",
+		func(c *Config, v string) error { return oneOf(v, &c.Log.Format, "json", "text", "auto") }},
+	{"log.level", "debug, info, warn or error (default info)",
+		func(c *Config, v string) error { return oneOf(v, &c.Log.Level, "debug", "info", "warn", "error") }},
+}
+
+// Defaults returns the configuration before the file and environment apply.
+func Defaults() Config {
+	return Config{
+		DevDir:   ".dev",
+		HTTP:     httpapi.DefaultConfig(),
+		Database: postgres.Config{LockTimeout: postgres.DefaultLockTimeout},
+		Log:      LogConfig{Format: "auto", Level: "info"},
+	}
+}
+
+// Load builds the configuration: defaults, then the config file (path from
+// TOKENSTORE_CONFIG unless given), then TOKENSTORE_* environment variables.
+// getenv is os.Getenv outside tests.
+func Load(path string, dev bool, getenv func(string) string) (Config, error) {
+	c := Defaults()
+	c.Dev = dev
+	if dev {
+		c.Migrate = true
+		c.Database.URL = DevDatabaseURL
+	}
+	if path == "" {
+		path = getenv("TOKENSTORE_CONFIG")
+	}
+	if path != "" {
+		if err := c.loadFile(path); err != nil {
+			return Config{}, err
+		}
+	}
+	for _, s := range settings {
+		if v, ok := lookup(getenv, s.env()); ok {
+			if err := s.apply(&c, v); err != nil {
+				return Config{}, fmt.Errorf("%s: %w", s.env(), err)
+			}
+		}
+	}
+	if v, ok := lookup(getenv, "TOKENSTORE_CALLERS"); ok {
+		var callers []callerEntry
+		if err := yaml.Unmarshal([]byte(v), &callers); err != nil {
+			return Config{}, errors.New("TOKENSTORE_CALLERS: must be a JSON array of {name, credential_hash, permissions}")
+		}
+		if err := c.addCallers(callers, "TOKENSTORE_CALLERS"); err != nil {
+			return Config{}, err
+		}
+	}
+	if v, ok := lookup(getenv, "TOKENSTORE_DEV_DIR"); ok {
+		c.DevDir = v
+	}
+	if c.KeyFile != "" {
+		if err := c.loadKeyFile(c.KeyFile); err != nil {
+			return Config{}, err
+		}
+	}
+	return c, nil
+}
+
+func lookup(getenv func(string) string, name string) (string, bool) {
+	v := getenv(name)
+	return v, v != ""
+}
+
+type callerEntry struct {
+	Name           string   `yaml:"name"`
+	CredentialHash string   `yaml:"credential_hash"`
+	Permissions    []string `yaml:"permissions"`
+}
+
+func (c *Config) addCallers(entries []callerEntry, where string) error {
+	for i, e := range entries {
+		at := fmt.Sprintf("%s[%d]", where, i)
+		if e.Name == "" {
+			return fmt.Errorf("%s.name: must not be empty", at)
+		}
+		h, err := httpapi.ParseCredentialHash(e.CredentialHash)
+		if err != nil {
+			return fmt.Errorf("%s.credential_hash (caller %q): %w", at, e.Name, err)
+		}
+		caller := httpapi.Caller{Name: e.Name, CredentialHash: h}
+		if len(e.Permissions) == 0 {
+			return fmt.Errorf("%s.permissions (caller %q): grant at least one of %s", at, e.Name, permissionList())
+		}
+		for _, p := range e.Permissions {
+			perm, err := httpapi.ParsePermission(p)
+			if err != nil {
+				return fmt.Errorf("%s.permissions (caller %q): %w", at, e.Name, err)
+			}
+			caller.Permissions = append(caller.Permissions, perm)
+		}
+		c.Callers = append(c.Callers, caller)
+	}
+	return nil
+}
+
+func permissionList() string {
+	var names []string
+	for _, p := range httpapi.AllPermissions {
+		names = append(names, string(p))
+	}
+	return strings.Join(names, ", ")
+}
+
+func (c *Config) loadFile(path string) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return fmt.Errorf("config file %s: not valid YAML: %w", path, err)
+	}
+	if rawCallers, ok := doc["callers"]; ok {
+		delete(doc, "callers")
+		b, _ := yaml.Marshal(rawCallers)
+		var entries []callerEntry
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&entries); err != nil {
+			return fmt.Errorf("config file %s: callers: must be a list of {name, credential_hash, permissions}: %w", path, err)
+		}
+		if err := c.addCallers(entries, "callers"); err != nil {
+			return fmt.Errorf("config file %s: %w", path, err)
+		}
+	}
+	flat := map[string]string{}
+	if err := flatten("", doc, flat); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	keys := make([]string, 0, len(flat))
+	for k := range flat {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		i := slices.IndexFunc(settings, func(s setting) bool { return s.key == k })
+		if i < 0 {
+			return fmt.Errorf("config file %s: unknown setting %q (see configs/tokenstore.example.yaml)", path, k)
+		}
+		if err := settings[i].apply(c, flat[k]); err != nil {
+			return fmt.Errorf("config file %s: %s: %w", path, k, err)
+		}
+	}
+	return nil
+}
+
+func flatten(prefix string, m map[string]any, out map[string]string) error {
+	for k, v := range m {
+		key := k
+		if prefix != "" {
+			key = prefix + "." + k
+		}
+		switch v := v.(type) {
+		case map[string]any:
+			if err := flatten(key, v, out); err != nil {
+				return err
+			}
+		case []any:
+			parts := make([]string, len(v))
+			for i, p := range v {
+				parts[i] = fmt.Sprint(p)
+			}
+			out[key] = strings.Join(parts, ",")
+		case nil:
+		default:
+			out[key] = fmt.Sprint(v)
+		}
+	}
+	return nil
+}
+
+func (c *Config) addKeys(list, where string) error {
+	for i, field := range strings.FieldsFunc(list, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' }) {
+		k, err := fernet.ParseKey(field)
+		if err != nil {
+			return fmt.Errorf("key #%d in %s: %w", i+1, where, err)
+		}
+		c.Keys.Keys = append(c.Keys.Keys, k)
+	}
+	return nil
+}
+
+// loadKeyFile reads one key per line (blank lines and # comments ignored),
+// refusing a file others can read: it holds every token's key.
+func (c *Config) loadKeyFile(path string) error {
+	info, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("TOKENSTORE_KEY_FILE: %w", err)
+	}
+	if info.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("TOKENSTORE_KEY_FILE: %s is readable by group or others (mode %04o); run `chmod 600 %s`",
+			path, info.Mode().Perm(), path)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("TOKENSTORE_KEY_FILE: %w", err)
+	}
+	var keys []string
+	for line := range strings.Lines(string(raw)) {
+		line, _, _ = strings.Cut(line, "#")
+		if line = strings.TrimSpace(line); line != "" {
+			keys = append(keys, strings.Fields(line)[0])
+		}
+	}
+	if len(keys) == 0 {
+		return fmt.Errorf("TOKENSTORE_KEY_FILE: %s holds no key (make one with `tokenstore keys generate`)", path)
+	}
+	return c.addKeys(strings.Join(keys, ","), "TOKENSTORE_KEY_FILE "+path)
+}
+
+// Validate checks what serve needs, naming the missing setting and how to
+// provide it.
+func (c *Config) Validate() error {
+	if c.Database.URL == "" {
+		return errors.New("TOKENSTORE_DATABASE_URL is not set: give the PostgreSQL URL, " +
+			"postgres://user:password@host:5432/dbname")
+	}
+	if _, err := postgres.ParsePoolConfig(c.Database); err != nil {
+		return err
+	}
+	if len(c.Keys.Keys) == 0 {
+		return errors.New("no encryption key: set TOKENSTORE_KEYS or TOKENSTORE_KEY_FILE; " +
+			"make a key with `tokenstore keys generate` (tokenstore never generates one outside --dev: " +
+			"a key lost at restart makes every stored token unreadable)")
+	}
+	if len(c.Callers) == 0 {
+		return errors.New("no API callers: add a callers section to the config file or set TOKENSTORE_CALLERS; " +
+			"make a credential with `tokenstore callers generate --name NAME`")
+	}
+	if c.HTTP.Addr == "" {
+		return errors.New("TOKENSTORE_HTTP_ADDR is empty: give host:port")
+	}
+	return nil
+}
+
+func parseDuration(v string, dst *time.Duration) error {
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return fmt.Errorf("%q is not a duration such as 5s or 15m", v)
+	}
+	*dst = d
+	return nil
+}
+
+func parseInt32(v string, lo, hi int64, dst *int32) error {
+	n, err := strconv.ParseInt(v, 10, 32)
+	if err != nil || n < lo || n > hi {
+		return fmt.Errorf("%q is not a whole number from %d to %d", v, lo, hi)
+	}
+	*dst = int32(n)
+	return nil
+}
+
+func parseBool(v string, dst *bool) error {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return fmt.Errorf("%q is not true or false", v)
+	}
+	*dst = b
+	return nil
+}
+
+func oneOf(v string, dst *string, allowed ...string) error {
+	if !slices.Contains(allowed, v) {
+		return fmt.Errorf("%q is not one of %s", v, strings.Join(allowed, ", "))
+	}
+	*dst = v
+	return nil
+}
+
+// writeSecretFile creates path with mode 0600 (and its directory with 0700),
+// failing if it exists: development secrets are made once, never replaced.
+func writeSecretFile(path, content string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(content); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return !errors.Is(err, fs.ErrNotExist)
+}
