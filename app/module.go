@@ -4,8 +4,18 @@ import (
 	"go.uber.org/fx"
 )
 
-// Module provides the TokenService. A ports.TokenRefresher is optional: with
-// none in the graph, expired tokens are reported as expired.
+// Module provides the TokenService and the proactive RefreshWorker (it needs
+// a WorkerConfig). A ports.TokenRefresher is optional: with none in the
+// graph, expired tokens are reported as expired and nothing is refreshed.
 var Module = fx.Module("app",
-	fx.Provide(fx.Annotate(NewTokenService, fx.ParamTags(``, ``, ``, `optional:"true"`))),
+	fx.Provide(
+		fx.Annotate(NewTokenService, fx.ParamTags(``, ``, ``, ``, `optional:"true"`)),
+		NewRefreshWorker,
+	),
+	fx.Invoke(registerWorker),
 )
+
+// registerWorker runs the proactive refresher for the application's life.
+func registerWorker(lc fx.Lifecycle, w *RefreshWorker) {
+	lc.Append(fx.Hook{OnStart: w.Start, OnStop: w.Stop})
+}

@@ -3,7 +3,10 @@ package app
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	"github.com/tokenstore/tokenstore/domain"
 	"github.com/tokenstore/tokenstore/ports"
@@ -14,25 +17,36 @@ type Config struct {
 	// RefreshMargin: an access token expiring within this margin needs a
 	// refresh. Zero means domain.DefaultRefreshMargin.
 	RefreshMargin time.Duration
+	// Refresh tunes how refreshes are coordinated.
+	Refresh RefreshConfig
 }
 
 // TokenService is the token store's use cases.
 type TokenService struct {
-	crypter   ports.TokenCrypter
-	repo      ports.TokenRepository
-	refresher ports.TokenRefresher // nil: tokens are never refreshed
-	policy    domain.RefreshPolicy
-	now       func() time.Time
+	crypter    ports.TokenCrypter
+	repo       ports.TokenRepository
+	refresher  ports.TokenRefresher // nil: tokens are never refreshed
+	policy     domain.RefreshPolicy
+	refreshCfg RefreshConfig
+	log        *slog.Logger
+	flight     singleflight.Group
+	now        func() time.Time
 }
 
 // NewTokenService returns the service. refresher may be nil: then an expired
 // access token is reported with domain.ErrTokenExpired.
-func NewTokenService(cfg Config, crypter ports.TokenCrypter, repo ports.TokenRepository, refresher ports.TokenRefresher) *TokenService {
+func NewTokenService(cfg Config, log *slog.Logger, crypter ports.TokenCrypter, repo ports.TokenRepository, refresher ports.TokenRefresher) *TokenService {
 	policy := domain.DefaultRefreshPolicy()
 	if cfg.RefreshMargin > 0 {
 		policy.Margin = cfg.RefreshMargin
 	}
-	return &TokenService{crypter: crypter, repo: repo, refresher: refresher, policy: policy, now: time.Now}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &TokenService{
+		crypter: crypter, repo: repo, refresher: refresher, policy: policy,
+		refreshCfg: cfg.Refresh.withDefaults(), log: log, now: time.Now,
+	}
 }
 
 // ProviderStatus describes a user's stored tokens for one provider, without
@@ -43,7 +57,9 @@ type ProviderStatus struct {
 	AccessExpiry    domain.Expiry
 	RefreshExpiry   domain.Expiry
 	HasRefreshToken bool
-	UpdatedAt       time.Time
+	// LastError is the code of the last failed refresh, "" if none.
+	LastError string
+	UpdatedAt time.Time
 }
 
 // AccessToken is a usable access token.
@@ -70,22 +86,32 @@ func (s *TokenService) PutAuthTokens(ctx context.Context, t domain.AuthTokens) (
 	return s.status(t, stored.UpdatedAt), nil
 }
 
-// GetAccessToken returns the user's access token for the provider. A token
-// that has expired is never returned: with no refresher it is
-// domain.ErrTokenExpired.
+// GetAccessToken returns a usable access token for the user's provider,
+// refreshing it first when it expires within the refresh margin. A token
+// that has expired is never returned: it is refreshed, or the error says why
+// not (domain.ErrTokenExpired with no refresher for the provider,
+// domain.ErrReauthRequired when the user must reconnect,
+// domain.ErrUnavailable when the provider or another instance's refresh does
+// not answer in time).
 func (s *TokenService) GetAccessToken(ctx context.Context, user domain.UserID, provider domain.Provider) (AccessToken, error) {
 	sealed, err := s.repo.GetAuthTokens(ctx, user, provider)
 	if err != nil {
 		return AccessToken{}, err
 	}
-	if sealed.AccessExpiry.Expired(s.now()) {
-		return AccessToken{}, fmt.Errorf("%s tokens of user %q: %w", provider, user, domain.ErrTokenExpired)
+	now := s.now()
+	expired := sealed.AccessExpiry.Expired(now)
+	switch {
+	case sealed.Refresh.ReauthRequired:
+		return AccessToken{}, s.reauthError(provider, sealed.Refresh.LastError)
+	case !sealed.AccessExpiry.Within(now, s.policy.Margin) && sealed.Refresh.LeaseOwner == "":
+		return s.open(sealed)
+	case s.refresher == nil || !s.refresher.Configured(provider):
+		if expired {
+			return AccessToken{}, fmt.Errorf("%s tokens of user %q: %w", provider, user, domain.ErrTokenExpired)
+		}
+		return s.open(sealed)
 	}
-	token, err := s.crypter.Decrypt(domain.Ciphertext{KeyID: sealed.KeyID, Data: sealed.AccessToken})
-	if err != nil {
-		return AccessToken{}, fmt.Errorf("%s access token of user %q: %w", provider, user, err)
-	}
-	return AccessToken{User: user, Provider: provider, Token: token, Expiry: sealed.AccessExpiry}, nil
+	return s.refreshShared(ctx, user, provider)
 }
 
 // DeleteAuthTokens forgets a user's tokens for a provider.
@@ -109,6 +135,7 @@ func (s *TokenService) ListProviders(ctx context.Context, user domain.UserID) ([
 			AccessExpiry:    info.AccessExpiry,
 			RefreshExpiry:   info.RefreshExpiry,
 			HasRefreshToken: info.HasRefreshToken,
+			LastError:       info.LastError,
 			UpdatedAt:       info.UpdatedAt,
 		})
 	}

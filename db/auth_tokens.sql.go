@@ -10,6 +10,79 @@ import (
 	"time"
 )
 
+const claimDueRefreshes = `-- name: ClaimDueRefreshes :many
+WITH due AS (
+    SELECT id FROM auth_tokens
+    WHERE refresh_token IS NOT NULL
+      AND NOT reauth_required
+      AND access_token_expires_at < clock_timestamp() + make_interval(secs => $3::float8)
+      AND refresh_lease_owner IS NULL
+      AND (next_refresh_at IS NULL OR next_refresh_at <= clock_timestamp())
+      AND (refresh_token_expires_at IS NULL OR refresh_token_expires_at > clock_timestamp())
+    ORDER BY access_token_expires_at
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE auth_tokens SET
+    refresh_lease_owner = $1::text,
+    refresh_lease_until = clock_timestamp() + make_interval(secs => $2::float8)
+WHERE id IN (SELECT id FROM due)
+RETURNING id, user_id, provider, key_id, access_token, refresh_token, access_token_expires_at, refresh_token_expires_at, version, created_at, updated_at, refresh_lease_owner, refresh_lease_until, reauth_required, refresh_error, next_refresh_at
+`
+
+type ClaimDueRefreshesParams struct {
+	Owner          string
+	LeaseSeconds   float64
+	HorizonSeconds float64
+	MaxRows        int32
+}
+
+// Leases up to max_rows refreshable rows whose access token expires before
+// now + horizon. SKIP LOCKED lets several instances claim disjoint batches
+// at once, and rows under a live lease, in back-off or needing re-authorization
+// are left alone. Expired leases are left to the read path, which marks them.
+func (q *Queries) ClaimDueRefreshes(ctx context.Context, db DBTX, arg ClaimDueRefreshesParams) ([]AuthToken, error) {
+	rows, err := db.Query(ctx, claimDueRefreshes,
+		arg.Owner,
+		arg.LeaseSeconds,
+		arg.HorizonSeconds,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []AuthToken{}
+	for rows.Next() {
+		var i AuthToken
+		if err := rows.Scan(
+			&i.ID,
+			&i.UserID,
+			&i.Provider,
+			&i.KeyID,
+			&i.AccessToken,
+			&i.RefreshToken,
+			&i.AccessTokenExpiresAt,
+			&i.RefreshTokenExpiresAt,
+			&i.Version,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+			&i.RefreshLeaseOwner,
+			&i.RefreshLeaseUntil,
+			&i.ReauthRequired,
+			&i.RefreshError,
+			&i.NextRefreshAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const deleteAuthTokens = `-- name: DeleteAuthTokens :execrows
 DELETE FROM auth_tokens WHERE user_id = $1 AND provider = $2
 `
@@ -28,7 +101,7 @@ func (q *Queries) DeleteAuthTokens(ctx context.Context, db DBTX, arg DeleteAuthT
 }
 
 const getAuthTokens = `-- name: GetAuthTokens :one
-SELECT id, user_id, provider, key_id, access_token, refresh_token, access_token_expires_at, refresh_token_expires_at, version, created_at, updated_at FROM auth_tokens
+SELECT id, user_id, provider, key_id, access_token, refresh_token, access_token_expires_at, refresh_token_expires_at, version, created_at, updated_at, refresh_lease_owner, refresh_lease_until, reauth_required, refresh_error, next_refresh_at FROM auth_tokens
 WHERE user_id = $1 AND provider = $2
 `
 
@@ -52,12 +125,18 @@ func (q *Queries) GetAuthTokens(ctx context.Context, db DBTX, arg GetAuthTokensP
 		&i.Version,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.RefreshLeaseOwner,
+		&i.RefreshLeaseUntil,
+		&i.ReauthRequired,
+		&i.RefreshError,
+		&i.NextRefreshAt,
 	)
 	return i, err
 }
 
 const getAuthTokensForUpdate = `-- name: GetAuthTokensForUpdate :one
-SELECT id, user_id, provider, key_id, access_token, refresh_token, access_token_expires_at, refresh_token_expires_at, version, created_at, updated_at FROM auth_tokens
+SELECT auth_tokens.id, auth_tokens.user_id, auth_tokens.provider, auth_tokens.key_id, auth_tokens.access_token, auth_tokens.refresh_token, auth_tokens.access_token_expires_at, auth_tokens.refresh_token_expires_at, auth_tokens.version, auth_tokens.created_at, auth_tokens.updated_at, auth_tokens.refresh_lease_owner, auth_tokens.refresh_lease_until, auth_tokens.reauth_required, auth_tokens.refresh_error, auth_tokens.next_refresh_at, clock_timestamp()::timestamptz AS db_now
+FROM auth_tokens
 WHERE user_id = $1 AND provider = $2
 FOR UPDATE
 `
@@ -67,28 +146,42 @@ type GetAuthTokensForUpdateParams struct {
 	Provider string
 }
 
-func (q *Queries) GetAuthTokensForUpdate(ctx context.Context, db DBTX, arg GetAuthTokensForUpdateParams) (AuthToken, error) {
+type GetAuthTokensForUpdateRow struct {
+	AuthToken AuthToken
+	DbNow     time.Time
+}
+
+// Also returns the database's clock, so every instance judges leases and
+// expiries by the same clock.
+func (q *Queries) GetAuthTokensForUpdate(ctx context.Context, db DBTX, arg GetAuthTokensForUpdateParams) (GetAuthTokensForUpdateRow, error) {
 	row := db.QueryRow(ctx, getAuthTokensForUpdate, arg.UserID, arg.Provider)
-	var i AuthToken
+	var i GetAuthTokensForUpdateRow
 	err := row.Scan(
-		&i.ID,
-		&i.UserID,
-		&i.Provider,
-		&i.KeyID,
-		&i.AccessToken,
-		&i.RefreshToken,
-		&i.AccessTokenExpiresAt,
-		&i.RefreshTokenExpiresAt,
-		&i.Version,
-		&i.CreatedAt,
-		&i.UpdatedAt,
+		&i.AuthToken.ID,
+		&i.AuthToken.UserID,
+		&i.AuthToken.Provider,
+		&i.AuthToken.KeyID,
+		&i.AuthToken.AccessToken,
+		&i.AuthToken.RefreshToken,
+		&i.AuthToken.AccessTokenExpiresAt,
+		&i.AuthToken.RefreshTokenExpiresAt,
+		&i.AuthToken.Version,
+		&i.AuthToken.CreatedAt,
+		&i.AuthToken.UpdatedAt,
+		&i.AuthToken.RefreshLeaseOwner,
+		&i.AuthToken.RefreshLeaseUntil,
+		&i.AuthToken.ReauthRequired,
+		&i.AuthToken.RefreshError,
+		&i.AuthToken.NextRefreshAt,
+		&i.DbNow,
 	)
 	return i, err
 }
 
 const listAuthTokenProviders = `-- name: ListAuthTokenProviders :many
 SELECT provider, access_token_expires_at, refresh_token_expires_at,
-       (refresh_token IS NOT NULL)::boolean AS has_refresh_token, updated_at
+       (refresh_token IS NOT NULL)::boolean AS has_refresh_token, updated_at,
+       reauth_required, refresh_error
 FROM auth_tokens
 WHERE user_id = $1
 ORDER BY provider
@@ -100,6 +193,8 @@ type ListAuthTokenProvidersRow struct {
 	RefreshTokenExpiresAt *time.Time
 	HasRefreshToken       bool
 	UpdatedAt             time.Time
+	ReauthRequired        bool
+	RefreshError          *string
 }
 
 func (q *Queries) ListAuthTokenProviders(ctx context.Context, db DBTX, userID string) ([]ListAuthTokenProvidersRow, error) {
@@ -117,6 +212,8 @@ func (q *Queries) ListAuthTokenProviders(ctx context.Context, db DBTX, userID st
 			&i.RefreshTokenExpiresAt,
 			&i.HasRefreshToken,
 			&i.UpdatedAt,
+			&i.ReauthRequired,
+			&i.RefreshError,
 		); err != nil {
 			return nil, err
 		}
@@ -134,8 +231,13 @@ UPDATE auth_tokens SET
     access_token             = $2,
     refresh_token            = $3,
     access_token_expires_at  = $4,
-    refresh_token_expires_at = $5
-WHERE user_id = $6 AND provider = $7 AND version = $8
+    refresh_token_expires_at = $5,
+    refresh_lease_owner      = $6,
+    refresh_lease_until      = $7,
+    reauth_required          = $8,
+    refresh_error            = $9,
+    next_refresh_at          = $10
+WHERE user_id = $11 AND provider = $12 AND version = $13
 RETURNING version, created_at, updated_at
 `
 
@@ -145,6 +247,11 @@ type UpdateAuthTokensParams struct {
 	RefreshToken          []byte
 	AccessTokenExpiresAt  *time.Time
 	RefreshTokenExpiresAt *time.Time
+	RefreshLeaseOwner     *string
+	RefreshLeaseUntil     *time.Time
+	ReauthRequired        bool
+	RefreshError          *string
+	NextRefreshAt         *time.Time
 	UserID                string
 	Provider              string
 	ExpectedVersion       int64
@@ -165,6 +272,11 @@ func (q *Queries) UpdateAuthTokens(ctx context.Context, db DBTX, arg UpdateAuthT
 		arg.RefreshToken,
 		arg.AccessTokenExpiresAt,
 		arg.RefreshTokenExpiresAt,
+		arg.RefreshLeaseOwner,
+		arg.RefreshLeaseUntil,
+		arg.ReauthRequired,
+		arg.RefreshError,
+		arg.NextRefreshAt,
 		arg.UserID,
 		arg.Provider,
 		arg.ExpectedVersion,
@@ -187,7 +299,12 @@ ON CONFLICT (user_id, provider) DO UPDATE SET
     access_token             = EXCLUDED.access_token,
     refresh_token            = EXCLUDED.refresh_token,
     access_token_expires_at  = EXCLUDED.access_token_expires_at,
-    refresh_token_expires_at = EXCLUDED.refresh_token_expires_at
+    refresh_token_expires_at = EXCLUDED.refresh_token_expires_at,
+    refresh_lease_owner      = NULL,
+    refresh_lease_until      = NULL,
+    reauth_required          = false,
+    refresh_error            = NULL,
+    next_refresh_at          = NULL
 RETURNING version, created_at, updated_at
 `
 
@@ -208,7 +325,9 @@ type UpsertAuthTokensRow struct {
 }
 
 // One statement, so concurrent writers of the same (user, provider) end with
-// exactly one row holding one writer's complete values.
+// exactly one row holding one writer's complete values. New tokens from the
+// user start a clean refresh history, and a refresh in flight loses its lease
+// and cannot overwrite them (its fence fails).
 func (q *Queries) UpsertAuthTokens(ctx context.Context, db DBTX, arg UpsertAuthTokensParams) (UpsertAuthTokensRow, error) {
 	row := db.QueryRow(ctx, upsertAuthTokens,
 		arg.UserID,

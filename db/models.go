@@ -20,6 +20,11 @@ type AuthToken struct {
 	Version               int64
 	CreatedAt             time.Time
 	UpdatedAt             time.Time
+	RefreshLeaseOwner     *string
+	RefreshLeaseUntil     *time.Time
+	ReauthRequired        bool
+	RefreshError          *string
+	NextRefreshAt         *time.Time
 }
 
 type OfflineToken struct {

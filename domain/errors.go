@@ -21,6 +21,28 @@ var (
 	ErrConflict = errors.New("conflict: the row was changed concurrently")
 	// ErrTokenExpired: the stored access token has expired and cannot be refreshed here.
 	ErrTokenExpired = errors.New("access token expired")
+	// ErrReauthRequired: the tokens cannot be refreshed any more (the grant
+	// was revoked, the refresh token expired, or a refresh was interrupted
+	// after the provider may have rotated it); the user must connect again.
+	ErrReauthRequired = errors.New("re-authorization required")
+	// ErrUnavailable: a refresh could not complete in time or the provider is
+	// failing transiently; retrying later may succeed.
+	ErrUnavailable = errors.New("temporarily unavailable")
+)
+
+// Errors a ports.TokenRefresher returns, wrapped with the provider's detail.
+var (
+	// ErrGrantRevoked: the provider rejected the refresh token itself
+	// (invalid_grant, bad_refresh_token). Permanent: the user must reconnect.
+	ErrGrantRevoked = errors.New("provider rejected the refresh token")
+	// ErrProviderRejected: the provider refused the request for another
+	// reason (a 4xx such as invalid_client): permanent until the
+	// configuration is fixed.
+	ErrProviderRejected = errors.New("provider rejected the refresh request")
+	// ErrProviderUnavailable: 5xx, timeout or network failure: transient.
+	ErrProviderUnavailable = errors.New("provider unavailable")
+	// ErrProviderNotConfigured: no refresh configuration for this provider.
+	ErrProviderNotConfigured = errors.New("provider not configured for refresh")
 )
 
 // ValidationError says which field was wrong and why. It matches ErrInvalid

@@ -123,14 +123,10 @@ func TestAfterSeconds(t *testing.T) {
 	}
 }
 
-// TestAfterSecondsSaturatesForHugeExpiresIn FAILS against the current
-// implementation: AfterSeconds computes time.Duration(seconds)*time.Second,
-// which overflows int64 for seconds > 9223372036 (~292 years). The product
-// wraps to a negative duration, so a token a provider says lives "for a very
-// long time" (expires_in is attacker/provider-controlled input) is stored with
-// an expiry centuries in the past and treated as already expired; other values
-// wrap to arbitrary dates. Expected: a huge positive lifetime yields an expiry
-// in the future (saturated, or Never).
+// TestAfterSecondsSaturatesForHugeExpiresIn: time.Duration(seconds) *
+// time.Second overflows for seconds > 9223372036 (~292 years); a provider's
+// (untrusted) expires_in that large must give an expiry in the future, not
+// one wrapped into the past.
 func TestAfterSecondsSaturatesForHugeExpiresIn(t *testing.T) {
 	t.Parallel()
 	for _, seconds := range []int64{

@@ -97,7 +97,7 @@ func FuzzParseProvider(f *testing.F) {
 
 // FuzzSecretFormat: for any plaintext and any supported verb/flag
 // combination, fmt prints exactly Redacted. (%p and %w, which bypass
-// Format, are covered by TestBugSecretLeaksThroughBadVerbs.)
+// Format, are covered by TestSecretDoesNotLeakThroughBadVerbs.)
 func FuzzSecretFormat(f *testing.F) {
 	f.Add("gho_abc", uint8(0), uint8(0), uint8(0))
 	f.Add("", uint8(3), uint8(10), uint8(2))

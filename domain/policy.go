@@ -55,6 +55,8 @@ func (p RefreshPolicy) State(t AuthTokens, now time.Time) TokenState {
 func (p RefreshPolicy) StateOf(info ProviderTokenInfo, now time.Time) TokenState {
 	refreshable := info.HasRefreshToken && !info.RefreshExpiry.Expired(now)
 	switch {
+	case info.ReauthRequired:
+		return StateReauthRequired
 	case !info.AccessExpiry.Expired(now) && !info.AccessExpiry.Within(now, p.Margin):
 		return StateValid
 	case !info.AccessExpiry.Expired(now):

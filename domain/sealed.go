@@ -24,10 +24,43 @@ type SealedAuthTokens struct {
 	AccessExpiry  Expiry
 	RefreshExpiry Expiry
 
+	// Refresh is the refresh coordination state; storing new tokens from the
+	// user (PutAuthTokens) resets it.
+	Refresh RefreshState
+
 	// Set by storage.
 	Version   int64
 	CreatedAt time.Time
 	UpdatedAt time.Time
+}
+
+// RefreshState is the stored state of refreshing one user's tokens for one
+// provider.
+type RefreshState struct {
+	// LeaseOwner is the refresh attempt that holds the lease ("" for none);
+	// LeaseUntil when the lease lapses. An attempt commits its result only
+	// while it still holds the lease at the version it took it at.
+	LeaseOwner string
+	LeaseUntil time.Time
+	// ReauthRequired: refreshing failed for good; the user must connect again.
+	ReauthRequired bool
+	// LastError is the machine code of the last failed refresh ("" if none).
+	LastError string
+	// NextAttemptAt is the earliest time to try again after a transient
+	// failure (zero: any time).
+	NextAttemptAt time.Time
+}
+
+// Leased reports whether a lease is held at now.
+func (r RefreshState) Leased(now time.Time) bool {
+	return r.LeaseOwner != "" && now.Before(r.LeaseUntil)
+}
+
+// LeaseLapsed reports whether a lease was taken and ran out without its
+// holder finishing: the refresh was interrupted, possibly after the provider
+// rotated the refresh token.
+func (r RefreshState) LeaseLapsed(now time.Time) bool {
+	return r.LeaseOwner != "" && !now.Before(r.LeaseUntil)
 }
 
 // SealedOfflineToken is an OfflineToken as stored.
@@ -49,5 +82,7 @@ type ProviderTokenInfo struct {
 	AccessExpiry    Expiry
 	RefreshExpiry   Expiry
 	HasRefreshToken bool
+	ReauthRequired  bool
+	LastError       string
 	UpdatedAt       time.Time
 }

@@ -6,6 +6,7 @@ package ports
 
 import (
 	"context"
+	"time"
 
 	"github.com/tokenstore/tokenstore/domain"
 )
@@ -38,13 +39,20 @@ type TokenRepository interface {
 	PutAuthTokens(ctx context.Context, t domain.SealedAuthTokens) (domain.SealedAuthTokens, error)
 	// GetAuthTokens returns domain.ErrNotFound when nothing is stored.
 	GetAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) (domain.SealedAuthTokens, error)
-	// UpdateAuthTokens is a unit of work: it locks the row, passes it to fn,
-	// and stores what fn returns, all in one transaction. fn returning
-	// (nil, nil) leaves the row as it is; an error or panic in fn rolls back.
-	// A row locked by someone else for longer than the lock timeout fails with
-	// domain.ErrBusy; a missing row with domain.ErrNotFound.
+	// UpdateAuthTokens is a unit of work: it locks the row, passes it and the
+	// storage's clock to fn, and stores what fn returns (tokens and refresh
+	// state), all in one transaction. fn returning (nil, nil) leaves the row
+	// as it is; an error or panic in fn rolls back. A row locked by someone
+	// else for longer than the lock timeout fails with domain.ErrBusy; a
+	// missing row with domain.ErrNotFound. fn must be quick: the row stays
+	// locked while it runs.
 	UpdateAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider,
-		fn func(current domain.SealedAuthTokens) (*domain.SealedAuthTokens, error)) (domain.SealedAuthTokens, error)
+		fn func(current domain.SealedAuthTokens, now time.Time) (*domain.SealedAuthTokens, error)) (domain.SealedAuthTokens, error)
+	// ClaimDueRefreshes leases, for owner and for lease, up to limit rows whose
+	// access token expires within horizon and that can be refreshed (refresh
+	// token present and unexpired, no live lease, not in back-off, not
+	// needing re-authorization). Concurrent claimers get disjoint rows.
+	ClaimDueRefreshes(ctx context.Context, owner string, lease, horizon time.Duration, limit int) ([]domain.SealedAuthTokens, error)
 	// DeleteAuthTokens returns domain.ErrNotFound when nothing was stored.
 	DeleteAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) error
 	// ListProviders lists the providers a user has tokens for, by name.
@@ -65,6 +73,10 @@ type TokenRepository interface {
 type TokenRefresher interface {
 	// Refresh returns the provider's new tokens. A provider that does not
 	// rotate refresh tokens returns a zero RefreshToken; the caller keeps the
-	// old one.
+	// old one. Failures wrap domain.ErrGrantRevoked, ErrProviderRejected,
+	// ErrProviderUnavailable or ErrProviderNotConfigured.
 	Refresh(ctx context.Context, provider domain.Provider, refreshToken domain.Secret) (domain.RefreshedTokens, error)
+	// Configured reports whether tokens of provider can be refreshed (false
+	// for unknown providers and for providers whose tokens never expire).
+	Configured(provider domain.Provider) bool
 }

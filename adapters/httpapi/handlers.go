@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -64,31 +65,31 @@ func NewHandler(log *slog.Logger, svc *app.TokenService, auth *Authenticator, re
 	for _, rt := range a.routes() {
 		h := http.Handler(rt.handle)
 		if rt.perm != "" {
-			h = a.authorize(rt.perm, h)
+			h = require(rt.perm, h)
 		}
 		mux.Handle(rt.Method+" "+rt.Path, h)
 		allowed[rt.Path] = append(allowed[rt.Path], rt.Method)
 	}
-	// Known paths with another method: 405 with Allow, after authentication
-	// for /v1 (no /v1 path answers anything without a valid credential).
+	// Known paths with another method: 405 with Allow.
 	for path, methods := range allowed {
-		var h http.Handler = methodNotAllowed(methods)
-		if strings.HasPrefix(path, "/v1/") {
-			h = a.authorize("", h)
-		}
-		mux.Handle(path, h)
+		mux.Handle(path, methodNotAllowed(methods))
 	}
-	mux.Handle("/v1/", a.authorize("", http.HandlerFunc(notFound)))
 	mux.Handle("/", http.HandlerFunc(notFound))
-	return observe(log, mux)
+	return observe(log, a.authenticate(mux))
 }
 
-// authorize admits requests with a valid bearer credential whose caller
-// holds perm (any valid caller when perm is empty).
-func (a *api) authorize(perm Permission, next http.Handler) http.Handler {
+// authenticate admits a request under /v1 only with a valid bearer
+// credential, before routing: so no /v1 path, not even an unknown one, a
+// wrong method or one the router would redirect, answers anything else
+// without a credential.
+func (a *api) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !underV1(r.URL.Path) && !underV1(path.Clean(r.URL.Path)) {
+			next.ServeHTTP(w, r)
+			return
+		}
 		scheme, credential, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") || credential == "" {
+		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(credential) == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="tokenstore"`)
 			writeProblem(w, r, newProblem(http.StatusUnauthorized, CodeUnauthenticated,
 				"send Authorization: Bearer <caller credential>"))
@@ -100,10 +101,26 @@ func (a *api) authorize(perm Permission, next http.Handler) http.Handler {
 			writeProblem(w, r, newProblem(http.StatusUnauthorized, CodeUnauthenticated, "the credential is not valid"))
 			return
 		}
-		setCaller(r.Context(), caller.Name)
-		if perm != "" && !caller.Can(perm) {
+		setCaller(r.Context(), caller)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// underV1 reports whether p is /v1 or below. The router cleans paths (and
+// redirects), so callers check the cleaned path too.
+func underV1(p string) bool { return p == "/v1" || strings.HasPrefix(p, "/v1/") }
+
+// require admits only callers holding perm.
+func require(perm Permission, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		caller := callerFrom(r.Context())
+		if caller == nil || !caller.Can(perm) {
+			name := ""
+			if caller != nil {
+				name = caller.Name
+			}
 			writeProblem(w, r, newProblem(http.StatusForbidden, CodeForbidden,
-				fmt.Sprintf("caller %q lacks the %s permission", caller.Name, perm)))
+				fmt.Sprintf("caller %q lacks the %s permission", name, perm)))
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -169,6 +186,13 @@ func timestamp(e domain.Expiry) *string {
 	return &s
 }
 
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
 func (a *api) healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
@@ -199,6 +223,7 @@ type providerStatusResponse struct {
 	AccessTokenExpiresAt  *string `json:"access_token_expires_at"`
 	RefreshTokenExpiresAt *string `json:"refresh_token_expires_at"`
 	HasRefreshToken       bool    `json:"has_refresh_token"`
+	RefreshError          *string `json:"refresh_error"`
 	UpdatedAt             string  `json:"updated_at"`
 }
 
@@ -209,6 +234,7 @@ func statusResponse(s app.ProviderStatus) providerStatusResponse {
 		AccessTokenExpiresAt:  timestamp(s.AccessExpiry),
 		RefreshTokenExpiresAt: timestamp(s.RefreshExpiry),
 		HasRefreshToken:       s.HasRefreshToken,
+		RefreshError:          optional(s.LastError),
 		UpdatedAt:             s.UpdatedAt.UTC().Format(time.RFC3339Nano),
 	}
 }

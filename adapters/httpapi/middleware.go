@@ -18,7 +18,7 @@ const infoKey ctxKey = iota
 // can tell the outer log line who the caller was.
 type requestInfo struct {
 	id     string
-	caller string
+	caller *Caller
 }
 
 func requestIDFrom(ctx context.Context) string {
@@ -28,10 +28,17 @@ func requestIDFrom(ctx context.Context) string {
 	return ""
 }
 
-func setCaller(ctx context.Context, name string) {
+func setCaller(ctx context.Context, c *Caller) {
 	if info, ok := ctx.Value(infoKey).(*requestInfo); ok {
-		info.caller = name
+		info.caller = c
 	}
+}
+
+func callerFrom(ctx context.Context) *Caller {
+	if info, ok := ctx.Value(infoKey).(*requestInfo); ok {
+		return info.caller
+	}
+	return nil
 }
 
 // validRequestID accepts a caller's X-Request-Id only when it is short and
@@ -111,10 +118,17 @@ func observe(log *slog.Logger, next http.Handler) http.Handler {
 				slog.String("route", route),
 				slog.Int("status", sw.status),
 				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
-				slog.String("caller", info.caller),
+				slog.String("caller", callerName(info.caller)),
 				slog.String("request_id", info.id),
 			)
 		}()
 		next.ServeHTTP(sw, r)
 	})
+}
+
+func callerName(c *Caller) string {
+	if c == nil {
+		return ""
+	}
+	return c.Name
 }

@@ -20,6 +20,7 @@ const (
 	CodeNotFound         = "not_found"
 	CodeMethodNotAllowed = "method_not_allowed"
 	CodeTokenExpired     = "token_expired"
+	CodeReauthRequired   = "reauth_required"
 	CodeConflict         = "conflict"
 	CodeUnavailable      = "unavailable"
 	CodeIntegrity        = "integrity_error"
@@ -77,6 +78,14 @@ func problemFor(ctx context.Context, log *slog.Logger, err error) *Problem {
 	case errors.Is(err, domain.ErrTokenExpired):
 		return newProblem(http.StatusConflict, CodeTokenExpired,
 			"the access token has expired and cannot be refreshed; store new tokens for this user and provider")
+	case errors.Is(err, domain.ErrReauthRequired):
+		return newProblem(http.StatusConflict, CodeReauthRequired,
+			"the tokens can no longer be refreshed; the user must connect this provider again, then store the new tokens")
+	case errors.Is(err, domain.ErrUnavailable):
+		p := newProblem(http.StatusServiceUnavailable, CodeUnavailable,
+			"the provider did not refresh the token in time; retry shortly")
+		p.retryAfter = 5
+		return p
 	case errors.Is(err, domain.ErrConflict):
 		return newProblem(http.StatusConflict, CodeConflict, "the tokens were changed concurrently; retry")
 	case errors.Is(err, domain.ErrBusy), errors.Is(err, context.DeadlineExceeded):

@@ -84,9 +84,10 @@ func (s *Server) Start(context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s (TOKENSTORE_HTTP_ADDR): %w; is another process using the port?", s.cfg.Addr, err)
 	}
+	done := make(chan error, 1)
 	s.mu.Lock()
 	s.addr = ln.Addr()
-	s.done = make(chan error, 1)
+	s.done = done
 	s.mu.Unlock()
 	s.log.Info("listening", "addr", ln.Addr().String())
 	go func() {
@@ -94,7 +95,7 @@ func (s *Server) Start(context.Context) error {
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
-		s.done <- err
+		done <- err
 	}()
 	return nil
 }
@@ -124,6 +125,7 @@ func (s *Server) Stop(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	done := s.done
+	s.done = nil // a second Stop has nothing left to wait for
 	s.mu.Unlock()
 	if done != nil {
 		return <-done

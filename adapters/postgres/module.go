@@ -26,8 +26,15 @@ func newLifecyclePool(lc fx.Lifecycle, cfg Config) (*pgxpool.Pool, error) {
 		return nil, err
 	}
 	lc.Append(fx.Hook{
-		OnStart: func(ctx context.Context) error { return Ping(ctx, pool) },
-		OnStop:  func(context.Context) error { pool.Close(); return nil },
+		OnStart: func(ctx context.Context) error {
+			if err := Ping(ctx, pool); err != nil {
+				// fx does not run the stop hook of a hook that failed to start.
+				pool.Close()
+				return err
+			}
+			return nil
+		},
+		OnStop: func(context.Context) error { pool.Close(); return nil },
 	})
 	return pool, nil
 }

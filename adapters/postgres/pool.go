@@ -2,12 +2,16 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
+	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -31,19 +35,39 @@ func (c Config) LogValue() slog.Value {
 	)
 }
 
-// RedactURL returns the URL with any password replaced by "xxxxx". Input it
-// cannot parse as a URL is not echoed at all.
+// String, GoString and MarshalJSON keep the password out of every other
+// rendering of a Config.
+func (c Config) String() string { return "postgres.Config{url: " + RedactURL(c.URL) + "}" }
+
+// GoString implements fmt.GoStringer.
+func (c Config) GoString() string { return c.String() }
+
+// MarshalJSON implements json.Marshaler.
+func (c Config) MarshalJSON() ([]byte, error) {
+	return json.Marshal(map[string]any{
+		"url": RedactURL(c.URL), "max_conns": c.MaxConns, "lock_timeout": c.LockTimeout.String(),
+	})
+}
+
+// RedactURL describes where a connection string points (user, host, port,
+// database) without echoing it: it is rebuilt from the parsed settings, so
+// no spelling of a password (in the user info, after a '#' or '?', or as a
+// password or sslpassword parameter) can survive. Unparseable input is not
+// shown at all.
 func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Scheme == "" {
-		return "(not shown: not a postgres:// URL)"
+	cc, err := pgconn.ParseConfig(raw)
+	if err != nil {
+		return "(not shown: not a valid PostgreSQL connection string)"
 	}
-	q := u.Query()
-	if q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
+	u := url.URL{Scheme: "postgres", Host: net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))), Path: "/" + cc.Database}
+	if cc.User != "" {
+		if cc.Password != "" {
+			u.User = url.UserPassword(cc.User, "xxxxx")
+		} else {
+			u.User = url.User(cc.User)
+		}
 	}
-	return u.Redacted()
+	return u.String()
 }
 
 // ParsePoolConfig validates cfg into a pool configuration. Its errors never

@@ -78,7 +78,7 @@ func (r *Repository) GetAuthTokens(ctx context.Context, user domain.UserID, prov
 // UpdateAuthTokens implements ports.TokenRepository. The row lock is held
 // only while fn runs; fn must not wait on anything slow.
 func (r *Repository) UpdateAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider,
-	fn func(current domain.SealedAuthTokens) (*domain.SealedAuthTokens, error),
+	fn func(current domain.SealedAuthTokens, now time.Time) (*domain.SealedAuthTokens, error),
 ) (domain.SealedAuthTokens, error) {
 	var result domain.SealedAuthTokens
 	err := withTx(ctx, r.pool, func(tx pgx.Tx) error {
@@ -91,8 +91,8 @@ func (r *Repository) UpdateAuthTokens(ctx context.Context, user domain.UserID, p
 		if err != nil {
 			return fmt.Errorf("lock auth tokens: %w", interpretError(err))
 		}
-		current := authTokensFromDB(row)
-		next, err := fn(current)
+		current := authTokensFromDB(row.AuthToken)
+		next, err := fn(current, row.DbNow)
 		if err != nil {
 			return err
 		}
@@ -109,6 +109,11 @@ func (r *Repository) UpdateAuthTokens(ctx context.Context, user domain.UserID, p
 			RefreshToken:          next.RefreshToken,
 			AccessTokenExpiresAt:  expiryToDB(next.AccessExpiry),
 			RefreshTokenExpiresAt: expiryToDB(next.RefreshExpiry),
+			RefreshLeaseOwner:     optString(next.Refresh.LeaseOwner),
+			RefreshLeaseUntil:     optTime(next.Refresh.LeaseUntil),
+			ReauthRequired:        next.Refresh.ReauthRequired,
+			RefreshError:          optString(next.Refresh.LastError),
+			NextRefreshAt:         optTime(next.Refresh.NextAttemptAt),
 		})
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("update auth tokens: %w", domain.ErrConflict)
@@ -125,6 +130,24 @@ func (r *Repository) UpdateAuthTokens(ctx context.Context, user domain.UserID, p
 		return domain.SealedAuthTokens{}, err
 	}
 	return result, nil
+}
+
+// ClaimDueRefreshes implements ports.TokenRepository.
+func (r *Repository) ClaimDueRefreshes(ctx context.Context, owner string, lease, horizon time.Duration, limit int) ([]domain.SealedAuthTokens, error) {
+	rows, err := r.q.ClaimDueRefreshes(ctx, r.pool, db.ClaimDueRefreshesParams{
+		Owner:          owner,
+		LeaseSeconds:   lease.Seconds(),
+		HorizonSeconds: horizon.Seconds(),
+		MaxRows:        int32(min(limit, 10_000)),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim due refreshes: %w", interpretError(err))
+	}
+	out := make([]domain.SealedAuthTokens, len(rows))
+	for i, row := range rows {
+		out[i] = authTokensFromDB(row)
+	}
+	return out, nil
 }
 
 // DeleteAuthTokens implements ports.TokenRepository.
@@ -152,6 +175,8 @@ func (r *Repository) ListProviders(ctx context.Context, user domain.UserID) ([]d
 			AccessExpiry:    expiryFromDB(row.AccessTokenExpiresAt),
 			RefreshExpiry:   expiryFromDB(row.RefreshTokenExpiresAt),
 			HasRefreshToken: row.HasRefreshToken,
+			ReauthRequired:  row.ReauthRequired,
+			LastError:       deref(row.RefreshError),
 			UpdatedAt:       row.UpdatedAt,
 		})
 	}
@@ -207,9 +232,16 @@ func authTokensFromDB(row db.AuthToken) domain.SealedAuthTokens {
 		RefreshToken:  row.RefreshToken,
 		AccessExpiry:  expiryFromDB(row.AccessTokenExpiresAt),
 		RefreshExpiry: expiryFromDB(row.RefreshTokenExpiresAt),
-		Version:       row.Version,
-		CreatedAt:     row.CreatedAt,
-		UpdatedAt:     row.UpdatedAt,
+		Refresh: domain.RefreshState{
+			LeaseOwner:     deref(row.RefreshLeaseOwner),
+			LeaseUntil:     deref(row.RefreshLeaseUntil),
+			ReauthRequired: row.ReauthRequired,
+			LastError:      deref(row.RefreshError),
+			NextAttemptAt:  deref(row.NextRefreshAt),
+		},
+		Version:   row.Version,
+		CreatedAt: row.CreatedAt,
+		UpdatedAt: row.UpdatedAt,
 	}
 }
 
@@ -227,4 +259,27 @@ func expiryFromDB(t *time.Time) domain.Expiry {
 		return domain.Never()
 	}
 	return domain.At(*t)
+}
+
+// optString and optTime map Go zero values to NULL.
+func optString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
 }

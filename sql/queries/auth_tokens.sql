@@ -1,6 +1,8 @@
 -- name: UpsertAuthTokens :one
 -- One statement, so concurrent writers of the same (user, provider) end with
--- exactly one row holding one writer's complete values.
+-- exactly one row holding one writer's complete values. New tokens from the
+-- user start a clean refresh history, and a refresh in flight loses its lease
+-- and cannot overwrite them (its fence fails).
 INSERT INTO auth_tokens (
     user_id, provider, key_id, access_token, refresh_token,
     access_token_expires_at, refresh_token_expires_at
@@ -13,7 +15,12 @@ ON CONFLICT (user_id, provider) DO UPDATE SET
     access_token             = EXCLUDED.access_token,
     refresh_token            = EXCLUDED.refresh_token,
     access_token_expires_at  = EXCLUDED.access_token_expires_at,
-    refresh_token_expires_at = EXCLUDED.refresh_token_expires_at
+    refresh_token_expires_at = EXCLUDED.refresh_token_expires_at,
+    refresh_lease_owner      = NULL,
+    refresh_lease_until      = NULL,
+    reauth_required          = false,
+    refresh_error            = NULL,
+    next_refresh_at          = NULL
 RETURNING version, created_at, updated_at;
 
 -- name: GetAuthTokens :one
@@ -21,7 +28,10 @@ SELECT * FROM auth_tokens
 WHERE user_id = @user_id AND provider = @provider;
 
 -- name: GetAuthTokensForUpdate :one
-SELECT * FROM auth_tokens
+-- Also returns the database's clock, so every instance judges leases and
+-- expiries by the same clock.
+SELECT sqlc.embed(auth_tokens), clock_timestamp()::timestamptz AS db_now
+FROM auth_tokens
 WHERE user_id = @user_id AND provider = @provider
 FOR UPDATE;
 
@@ -33,7 +43,12 @@ UPDATE auth_tokens SET
     access_token             = @access_token,
     refresh_token            = @refresh_token,
     access_token_expires_at  = @access_token_expires_at,
-    refresh_token_expires_at = @refresh_token_expires_at
+    refresh_token_expires_at = @refresh_token_expires_at,
+    refresh_lease_owner      = @refresh_lease_owner,
+    refresh_lease_until      = @refresh_lease_until,
+    reauth_required          = @reauth_required,
+    refresh_error            = @refresh_error,
+    next_refresh_at          = @next_refresh_at
 WHERE user_id = @user_id AND provider = @provider AND version = @expected_version
 RETURNING version, created_at, updated_at;
 
@@ -42,7 +57,31 @@ DELETE FROM auth_tokens WHERE user_id = @user_id AND provider = @provider;
 
 -- name: ListAuthTokenProviders :many
 SELECT provider, access_token_expires_at, refresh_token_expires_at,
-       (refresh_token IS NOT NULL)::boolean AS has_refresh_token, updated_at
+       (refresh_token IS NOT NULL)::boolean AS has_refresh_token, updated_at,
+       reauth_required, refresh_error
 FROM auth_tokens
 WHERE user_id = @user_id
 ORDER BY provider;
+
+-- name: ClaimDueRefreshes :many
+-- Leases up to max_rows refreshable rows whose access token expires before
+-- now + horizon. SKIP LOCKED lets several instances claim disjoint batches
+-- at once, and rows under a live lease, in back-off or needing re-authorization
+-- are left alone. Expired leases are left to the read path, which marks them.
+WITH due AS (
+    SELECT id FROM auth_tokens
+    WHERE refresh_token IS NOT NULL
+      AND NOT reauth_required
+      AND access_token_expires_at < clock_timestamp() + make_interval(secs => @horizon_seconds::float8)
+      AND refresh_lease_owner IS NULL
+      AND (next_refresh_at IS NULL OR next_refresh_at <= clock_timestamp())
+      AND (refresh_token_expires_at IS NULL OR refresh_token_expires_at > clock_timestamp())
+    ORDER BY access_token_expires_at
+    LIMIT @max_rows
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE auth_tokens SET
+    refresh_lease_owner = @owner::text,
+    refresh_lease_until = clock_timestamp() + make_interval(secs => @lease_seconds::float8)
+WHERE id IN (SELECT id FROM due)
+RETURNING *;

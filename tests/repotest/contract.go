@@ -216,7 +216,7 @@ func testUpdateStores(t *testing.T, repo ports.TokenRepository) {
 	next := Sample("ivan", domain.ProviderGitLab, "2")
 	var seen domain.SealedAuthTokens
 	updated, err := repo.UpdateAuthTokens(context.Background(), "ivan", domain.ProviderGitLab,
-		func(cur domain.SealedAuthTokens) (*domain.SealedAuthTokens, error) {
+		func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, error) {
 			seen = cur
 			return &next, nil
 		})
@@ -240,7 +240,7 @@ func testUpdateStores(t *testing.T, repo ports.TokenRepository) {
 func testUpdateNil(t *testing.T, repo ports.TokenRepository) {
 	stored := put(t, repo, Sample("judy", domain.ProviderGitLab, "1"))
 	got, err := repo.UpdateAuthTokens(context.Background(), "judy", domain.ProviderGitLab,
-		func(domain.SealedAuthTokens) (*domain.SealedAuthTokens, error) { return nil, nil })
+		func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, error) { return nil, nil })
 	if err != nil {
 		t.Fatalf("UpdateAuthTokens: %v", err)
 	}
@@ -256,14 +256,14 @@ func testUpdateError(t *testing.T, repo ports.TokenRepository) {
 	put(t, repo, Sample("kim", domain.ProviderGitLab, "1"))
 	boom := errors.New("provider said no")
 	_, err := repo.UpdateAuthTokens(context.Background(), "kim", domain.ProviderGitLab,
-		func(domain.SealedAuthTokens) (*domain.SealedAuthTokens, error) { return nil, boom })
+		func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, error) { return nil, boom })
 	if !errors.Is(err, boom) {
 		t.Fatalf("UpdateAuthTokens = %v, want the fn's error", err)
 	}
 	AssertSameTokens(t, get(t, repo, "kim", domain.ProviderGitLab), Sample("kim", domain.ProviderGitLab, "1"))
 	// The lock was released: another unit of work proceeds.
 	if _, err := repo.UpdateAuthTokens(context.Background(), "kim", domain.ProviderGitLab,
-		func(domain.SealedAuthTokens) (*domain.SealedAuthTokens, error) { return nil, nil }); err != nil {
+		func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, error) { return nil, nil }); err != nil {
 		t.Fatalf("update after a failed one: %v", err)
 	}
 }
@@ -277,11 +277,11 @@ func testUpdatePanic(t *testing.T, repo ports.TokenRepository) {
 			}
 		}()
 		_, _ = repo.UpdateAuthTokens(context.Background(), "leo", domain.ProviderGitLab,
-			func(domain.SealedAuthTokens) (*domain.SealedAuthTokens, error) { panic("boom") })
+			func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, error) { panic("boom") })
 	}()
 	next := Sample("leo", domain.ProviderGitLab, "2")
 	if _, err := repo.UpdateAuthTokens(context.Background(), "leo", domain.ProviderGitLab,
-		func(domain.SealedAuthTokens) (*domain.SealedAuthTokens, error) { return &next, nil }); err != nil {
+		func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, error) { return &next, nil }); err != nil {
 		t.Fatalf("update after a panicking one (lock still held?): %v", err)
 	}
 	AssertSameTokens(t, get(t, repo, "leo", domain.ProviderGitLab), next)
@@ -290,7 +290,10 @@ func testUpdatePanic(t *testing.T, repo ports.TokenRepository) {
 func testUpdateMissing(t *testing.T, repo ports.TokenRepository) {
 	called := false
 	_, err := repo.UpdateAuthTokens(context.Background(), "mia", domain.ProviderGitLab,
-		func(domain.SealedAuthTokens) (*domain.SealedAuthTokens, error) { called = true; return nil, nil })
+		func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, error) {
+			called = true
+			return nil, nil
+		})
 	if !errors.Is(err, domain.ErrNotFound) || called {
 		t.Fatalf("UpdateAuthTokens(missing) = %v (fn called: %v), want ErrNotFound without calling fn", err, called)
 	}

@@ -64,7 +64,7 @@ func TestUpdateBlocksSecondLockerUntilFirstCommits(t *testing.T) {
 	go func() {
 		next := repotest.Sample("u1", domain.ProviderGitLab, "first")
 		_, err := repo.UpdateAuthTokens(ctx, "u1", domain.ProviderGitLab,
-			func(domain.SealedAuthTokens) (*domain.SealedAuthTokens, error) {
+			func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, error) {
 				close(holding)
 				<-release
 				return &next, nil
@@ -81,7 +81,7 @@ func TestUpdateBlocksSecondLockerUntilFirstCommits(t *testing.T) {
 	go func() {
 		var seen domain.SealedAuthTokens
 		_, err := repo.UpdateAuthTokens(ctx, "u1", domain.ProviderGitLab,
-			func(cur domain.SealedAuthTokens) (*domain.SealedAuthTokens, error) {
+			func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, error) {
 				seen = cur
 				return nil, nil
 			})
@@ -128,7 +128,10 @@ func TestLockTimeoutIsBusy(t *testing.T) {
 
 	called := false
 	_, err = repo.UpdateAuthTokens(ctx, "u2", domain.ProviderGitLab,
-		func(domain.SealedAuthTokens) (*domain.SealedAuthTokens, error) { called = true; return nil, nil })
+		func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, error) {
+			called = true
+			return nil, nil
+		})
 	if !errors.Is(err, domain.ErrBusy) {
 		t.Fatalf("UpdateAuthTokens on a locked row = %v, want ErrBusy", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -103,6 +104,10 @@ func settingsHelp() string {
 	}
 	b.WriteString("  callers                    TOKENSTORE_CALLERS\n" +
 		"      list of {name, credential_hash, permissions}; permissions: " + permissionList() + "\n")
+	b.WriteString("  providers                  TOKENSTORE_PROVIDERS\n" +
+		"      list of providers to refresh: {name, kind (github, gitlab, bitbucket, azure_devops, keycloak, oauth2),\n" +
+		"      client_id, client_secret | client_secret_file | client_secret_env, token_url, base_url, realm,\n" +
+		"      tenant, scopes, auth_style (auto, header, params), timeout (default 15s), never_expires}\n")
 	return b.String()
 }
 
@@ -255,12 +260,23 @@ func runCallers(args []string, env Env) error {
 `, env)
 	name := fs.String("name", "", "the caller's name, shown in request logs")
 	perms := fs.String("permissions", strings.Join(permNames(), ","), "comma-separated permissions")
+	if len(args) > 0 && args[0] == "generate" {
+		args = args[1:] // flags follow the action: callers generate --name NAME
+	} else if err := fs.Parse(args); err != nil || fs.NArg() != 1 || fs.Arg(0) != "generate" {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		fs.Usage()
+		return errors.New("callers: say generate")
+	} else {
+		args = nil
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 || fs.Arg(0) != "generate" {
+	if fs.NArg() != 0 {
 		fs.Usage()
-		return errors.New("callers: say generate")
+		return fmt.Errorf("callers generate: unexpected %q", fs.Arg(0))
 	}
 	if *name == "" {
 		return errors.New("callers generate: --name is required")
@@ -277,8 +293,9 @@ func runCallers(args []string, env Env) error {
 	if err != nil {
 		return err
 	}
+	// The name is quoted: YAML would read "billing #2" as "billing" and a comment.
 	fmt.Fprintf(env.Stdout, "credential: %s\n\n# config file entry:\ncallers:\n  - name: %s\n    credential_hash: %s\n    permissions: [%s]\n",
-		cred, *name, hash, strings.Join(list, ", "))
+		cred, strconv.Quote(*name), hash, strings.Join(list, ", "))
 	return nil
 }
 

@@ -16,8 +16,10 @@ import (
 
 	"github.com/tokenstore/tokenstore/adapters/fernet"
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
+	"github.com/tokenstore/tokenstore/adapters/oauth"
 	"github.com/tokenstore/tokenstore/adapters/postgres"
 	"github.com/tokenstore/tokenstore/app"
+	"github.com/tokenstore/tokenstore/domain"
 )
 
 // Config is everything tokenstore can be told. Each section is the type
@@ -31,7 +33,9 @@ type Config struct {
 	Keys     fernet.Config
 	KeyFile  string
 	Callers  []httpapi.Caller
+	OAuth    oauth.Config
 	App      app.Config
+	Worker   app.WorkerConfig
 	Log      LogConfig
 }
 
@@ -78,11 +82,23 @@ var settings = []setting{
 	{"http.shutdown_timeout", "how long shutdown waits for in-flight requests (default 20s)",
 		func(c *Config, v string) error { return parseDuration(v, &c.HTTP.ShutdownTimeout) }},
 	{"keys", "Fernet keys, comma-separated, primary (newest) first",
-		func(c *Config, v string) error { return c.addKeys(v, "TOKENSTORE_KEYS") }},
+		func(c *Config, v string) error { return c.addKeys(v, "the key list") }},
 	{"key_file", "file with one Fernet key per line, primary first; must be mode 0600",
 		func(c *Config, v string) error { c.KeyFile = v; return nil }},
 	{"refresh.margin", "refresh access tokens expiring within this margin (default 15m)",
 		func(c *Config, v string) error { return parseDuration(v, &c.App.RefreshMargin) }},
+	{"refresh.wait_timeout", "how long a read waits for a refresh before answering 503 unavailable (default 20s)",
+		func(c *Config, v string) error { return parseDuration(v, &c.App.Refresh.WaitTimeout) }},
+	{"refresh.lease", "how long a refresh may take before it counts as interrupted; must exceed every provider timeout (default 45s)",
+		func(c *Config, v string) error { return parseDuration(v, &c.App.Refresh.Lease) }},
+	{"refresh.retry_after", "back-off after a transient provider failure (default 10s)",
+		func(c *Config, v string) error { return parseDuration(v, &c.App.Refresh.RetryAfter) }},
+	{"refresh.worker", "refresh tokens ahead of expiry in the background: true or false (default true)",
+		func(c *Config, v string) error { return parseBool(v, &c.Worker.Enabled) }},
+	{"refresh.worker_interval", "time between background refresh scans (default 1m)",
+		func(c *Config, v string) error { return parseDuration(v, &c.Worker.Interval) }},
+	{"refresh.worker_batch", "tokens one background scan refreshes at most (default 50)",
+		func(c *Config, v string) error { return parseInt(v, 1, 10000, &c.Worker.Batch) }},
 	{"log.format", "json, text or auto (text on a terminal) (default auto)",
 		func(c *Config, v string) error { return oneOf(v, &c.Log.Format, "json", "text", "auto") }},
 	{"log.level", "debug, info, warn or error (default info)",
@@ -96,6 +112,7 @@ func Defaults() Config {
 		HTTP:     httpapi.DefaultConfig(),
 		Database: postgres.Config{LockTimeout: postgres.DefaultLockTimeout},
 		Log:      LogConfig{Format: "auto", Level: "info"},
+		Worker:   app.WorkerConfig{Enabled: true},
 	}
 }
 
@@ -117,6 +134,11 @@ func Load(path string, dev bool, getenv func(string) string) (Config, error) {
 			return Config{}, err
 		}
 	}
+	// Keys and callers from the environment replace the file's: the
+	// environment wins, and merging would keep the file's primary key.
+	if _, ok := lookup(getenv, "TOKENSTORE_KEYS"); ok {
+		c.Keys.Keys = nil
+	}
 	for _, s := range settings {
 		if v, ok := lookup(getenv, s.env()); ok {
 			if err := s.apply(&c, v); err != nil {
@@ -126,10 +148,25 @@ func Load(path string, dev bool, getenv func(string) string) (Config, error) {
 	}
 	if v, ok := lookup(getenv, "TOKENSTORE_CALLERS"); ok {
 		var callers []callerEntry
-		if err := yaml.Unmarshal([]byte(v), &callers); err != nil {
+		dec := yaml.NewDecoder(strings.NewReader(v))
+		dec.KnownFields(true)
+		if err := dec.Decode(&callers); err != nil {
 			return Config{}, errors.New("TOKENSTORE_CALLERS: must be a JSON array of {name, credential_hash, permissions}")
 		}
+		c.Callers = nil
 		if err := c.addCallers(callers, "TOKENSTORE_CALLERS"); err != nil {
+			return Config{}, err
+		}
+	}
+	if v, ok := lookup(getenv, "TOKENSTORE_PROVIDERS"); ok {
+		var entries []providerEntry
+		dec := yaml.NewDecoder(strings.NewReader(v))
+		dec.KnownFields(true)
+		if err := dec.Decode(&entries); err != nil {
+			return Config{}, fmt.Errorf("TOKENSTORE_PROVIDERS: must be a JSON array of provider objects: %w", err)
+		}
+		c.OAuth.Providers = nil
+		if err := c.addProviders(entries, "TOKENSTORE_PROVIDERS", getenv); err != nil {
 			return Config{}, err
 		}
 	}
@@ -181,6 +218,75 @@ func (c *Config) addCallers(entries []callerEntry, where string) error {
 	return nil
 }
 
+// providerEntry configures refreshing one provider's tokens. The client
+// secret comes inline, from a file, or from an environment variable.
+type providerEntry struct {
+	Name             string   `yaml:"name"`
+	Kind             string   `yaml:"kind"`
+	ClientID         string   `yaml:"client_id"`
+	ClientSecret     string   `yaml:"client_secret"`
+	ClientSecretFile string   `yaml:"client_secret_file"`
+	ClientSecretEnv  string   `yaml:"client_secret_env"`
+	TokenURL         string   `yaml:"token_url"`
+	BaseURL          string   `yaml:"base_url"`
+	Realm            string   `yaml:"realm"`
+	Tenant           string   `yaml:"tenant"`
+	Scopes           []string `yaml:"scopes"`
+	AuthStyle        string   `yaml:"auth_style"`
+	Timeout          string   `yaml:"timeout"`
+	NeverExpires     bool     `yaml:"never_expires"`
+}
+
+func (c *Config) addProviders(entries []providerEntry, where string, getenv func(string) string) error {
+	for i, e := range entries {
+		at := fmt.Sprintf("%s[%d] (%s)", where, i, e.Name)
+		name, err := domain.ParseProvider(e.Name)
+		if err != nil {
+			return fmt.Errorf("%s.name: %w", at, err)
+		}
+		p := oauth.ProviderConfig{
+			Name: name, Kind: oauth.Kind(e.Kind), ClientID: e.ClientID,
+			TokenURL: e.TokenURL, BaseURL: e.BaseURL, Realm: e.Realm, Tenant: e.Tenant,
+			Scopes: e.Scopes, AuthStyle: oauth.AuthStyle(e.AuthStyle), NeverExpires: e.NeverExpires,
+		}
+		if e.Timeout != "" {
+			if err := parseDuration(e.Timeout, &p.Timeout); err != nil {
+				return fmt.Errorf("%s.timeout: %w", at, err)
+			}
+		}
+		sources := 0
+		for _, v := range []string{e.ClientSecret, e.ClientSecretFile, e.ClientSecretEnv} {
+			if v != "" {
+				sources++
+			}
+		}
+		if sources > 1 {
+			return fmt.Errorf("%s: give the client secret one way: client_secret, client_secret_file or client_secret_env", at)
+		}
+		switch {
+		case e.ClientSecret != "":
+			p.ClientSecret = domain.NewSecret(e.ClientSecret)
+		case e.ClientSecretFile != "":
+			secret, err := readTrimmed(e.ClientSecretFile)
+			if err != nil {
+				return fmt.Errorf("%s.client_secret_file: %w", at, err)
+			}
+			p.ClientSecret = domain.NewSecret(secret)
+		case e.ClientSecretEnv != "":
+			secret := getenv(e.ClientSecretEnv)
+			if secret == "" {
+				return fmt.Errorf("%s.client_secret_env: the variable %s is empty or unset", at, e.ClientSecretEnv)
+			}
+			p.ClientSecret = domain.NewSecret(secret)
+		}
+		if err := p.Validate(); err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
+		c.OAuth.Providers = append(c.OAuth.Providers, p)
+	}
+	return nil
+}
+
 func permissionList() string {
 	var names []string
 	for _, p := range httpapi.AllPermissions {
@@ -208,6 +314,19 @@ func (c *Config) loadFile(path string) error {
 			return fmt.Errorf("config file %s: callers: must be a list of {name, credential_hash, permissions}: %w", path, err)
 		}
 		if err := c.addCallers(entries, "callers"); err != nil {
+			return fmt.Errorf("config file %s: %w", path, err)
+		}
+	}
+	if rawProviders, ok := doc["providers"]; ok {
+		delete(doc, "providers")
+		b, _ := yaml.Marshal(rawProviders)
+		var entries []providerEntry
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&entries); err != nil {
+			return fmt.Errorf("config file %s: providers: must be a list of provider settings: %w", path, err)
+		}
+		if err := c.addProviders(entries, "providers", os.Getenv); err != nil {
 			return fmt.Errorf("config file %s: %w", path, err)
 		}
 	}
@@ -273,27 +392,29 @@ func (c *Config) addKeys(list, where string) error {
 func (c *Config) loadKeyFile(path string) error {
 	info, err := os.Stat(path)
 	if err != nil {
-		return fmt.Errorf("TOKENSTORE_KEY_FILE: %w", err)
+		return fmt.Errorf("TOKENSTORE_KEY_FILE (key_file): %w", err)
 	}
 	if info.Mode().Perm()&0o077 != 0 {
-		return fmt.Errorf("TOKENSTORE_KEY_FILE: %s is readable by group or others (mode %04o); run `chmod 600 %s`",
+		return fmt.Errorf("TOKENSTORE_KEY_FILE (key_file): %s is readable by group or others (mode %04o); run `chmod 600 %s`",
 			path, info.Mode().Perm(), path)
 	}
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("TOKENSTORE_KEY_FILE: %w", err)
+		return fmt.Errorf("TOKENSTORE_KEY_FILE (key_file): %w", err)
 	}
 	var keys []string
 	for line := range strings.Lines(string(raw)) {
 		line, _, _ = strings.Cut(line, "#")
-		if line = strings.TrimSpace(line); line != "" {
-			keys = append(keys, strings.Fields(line)[0])
+		if fields := strings.Fields(line); len(fields) == 1 {
+			keys = append(keys, fields[0])
+		} else if len(fields) > 1 {
+			return fmt.Errorf("TOKENSTORE_KEY_FILE (key_file): %s: a line holds %d words; put one key per line (notes after #)", path, len(fields))
 		}
 	}
 	if len(keys) == 0 {
-		return fmt.Errorf("TOKENSTORE_KEY_FILE: %s holds no key (make one with `tokenstore keys generate`)", path)
+		return fmt.Errorf("TOKENSTORE_KEY_FILE (key_file): %s holds no key (make one with `tokenstore keys generate`)", path)
 	}
-	return c.addKeys(strings.Join(keys, ","), "TOKENSTORE_KEY_FILE "+path)
+	return c.addKeys(strings.Join(keys, ","), "TOKENSTORE_KEY_FILE (key_file) "+path)
 }
 
 // Validate checks what serve needs, naming the missing setting and how to
@@ -336,6 +457,15 @@ func parseInt32(v string, lo, hi int64, dst *int32) error {
 		return fmt.Errorf("%q is not a whole number from %d to %d", v, lo, hi)
 	}
 	*dst = int32(n)
+	return nil
+}
+
+func parseInt(v string, lo, hi int, dst *int) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return fmt.Errorf("%q is not a whole number from %d to %d", v, lo, hi)
+	}
+	*dst = n
 	return nil
 }
 

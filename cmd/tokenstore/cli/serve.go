@@ -13,6 +13,7 @@ import (
 
 	"github.com/tokenstore/tokenstore/adapters/fernet"
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
+	"github.com/tokenstore/tokenstore/adapters/oauth"
 	"github.com/tokenstore/tokenstore/adapters/postgres"
 	"github.com/tokenstore/tokenstore/app"
 )
@@ -22,7 +23,7 @@ import (
 // (tests populate the server to learn its address).
 func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 	opts := []fx.Option{
-		fx.Supply(cfg.Database, cfg.HTTP, cfg.Keys, cfg.Callers, cfg.App, log),
+		fx.Supply(cfg.Database, cfg.HTTP, cfg.Keys, cfg.Callers, cfg.App, cfg.Worker, log),
 		fx.WithLogger(fxLogger(log)),
 		fx.Provide(fx.Annotate(postgres.NewHealth, fx.As(new(httpapi.Checker)))),
 	}
@@ -33,6 +34,11 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 		opts = append(opts, fx.Decorate(migrateOnStart))
 	}
 	opts = append(opts, postgres.Module, fernet.Module, app.Module, httpapi.Module)
+	if len(cfg.OAuth.Providers) > 0 {
+		// Without providers there is no refresher in the graph: expired
+		// tokens are reported as expired.
+		opts = append(opts, fx.Supply(cfg.OAuth), oauth.Module)
+	}
 	return fx.Options(append(opts, extra...)...)
 }
 

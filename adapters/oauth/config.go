@@ -1,0 +1,318 @@
+package oauth
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tokenstore/tokenstore/domain"
+)
+
+// Kind says which provider software a configuration talks to. It decides
+// the default token endpoint and how the client authenticates; everything
+// else about the exchange is standard OAuth 2.0.
+type Kind string
+
+// Supported kinds.
+const (
+	KindGitHub      Kind = "github"       // github.com or GitHub Enterprise Server (BaseURL)
+	KindGitLab      Kind = "gitlab"       // gitlab.com or self-hosted (BaseURL)
+	KindBitbucket   Kind = "bitbucket"    // Bitbucket Cloud
+	KindAzureDevOps Kind = "azure_devops" // Azure DevOps through Microsoft Entra ID
+	KindKeycloak    Kind = "keycloak"     // Keycloak (BaseURL + Realm)
+	KindOAuth2      Kind = "oauth2"       // any other OAuth 2.0 / OIDC provider (TokenURL)
+)
+
+var kinds = []Kind{KindGitHub, KindGitLab, KindBitbucket, KindAzureDevOps, KindKeycloak, KindOAuth2}
+
+func (k Kind) known() bool {
+	for _, x := range kinds {
+		if k == x {
+			return true
+		}
+	}
+	return false
+}
+
+// AuthStyle says where the client credentials travel (RFC 6749 §2.3.1).
+type AuthStyle string
+
+const (
+	// AuthStyleAuto (or empty) uses what the kind is known to accept: HTTP
+	// basic for Bitbucket, the request body for GitHub, GitLab, Entra and
+	// Keycloak, and the body for any public client (no secret). For the
+	// generic kind it tries HTTP basic (the one style RFC 6749 requires
+	// servers to support) and, if the server refuses the client
+	// (invalid_client or HTTP 401), the body, then remembers which worked.
+	AuthStyleAuto AuthStyle = "auto"
+	// AuthStyleHeader sends them as HTTP basic auth (client_secret_basic).
+	AuthStyleHeader AuthStyle = "header"
+	// AuthStyleParams sends client_id and client_secret in the form body
+	// (client_secret_post).
+	AuthStyleParams AuthStyle = "params"
+)
+
+// DefaultTimeout bounds one refresh when ProviderConfig.Timeout is zero: long
+// enough for a slow provider, short enough that a caller waiting on a
+// refresh (and the row lock the service may hold meanwhile) is not stuck.
+const DefaultTimeout = 15 * time.Second
+
+// DefaultAzureDevOpsScopes are sent on an azure_devops refresh when Scopes is
+// empty: Entra requires a scope on refresh, and this is Azure DevOps'
+// resource with the permissions the app registration grants, plus
+// offline_access so that Entra returns a new refresh token.
+var DefaultAzureDevOpsScopes = []string{"499b84ac-1321-427f-aa17-267ca6975798/.default", "offline_access"}
+
+// ProviderConfig configures refreshing for one provider name. Its
+// ClientSecret is a domain.Secret, so printing the configuration (fmt, JSON,
+// slog) shows it redacted.
+type ProviderConfig struct {
+	// Name is the provider name tokens are stored under, e.g. "github" or
+	// "gitlab-internal".
+	Name domain.Provider
+	// Kind selects defaults; empty means Name, when Name is a Kind.
+	Kind Kind
+
+	ClientID     string
+	ClientSecret domain.Secret // optional for public clients, except github and bitbucket
+
+	// TokenURL overrides the kind's token endpoint; required for oauth2.
+	TokenURL string
+	// BaseURL is the server for github (Enterprise Server; default
+	// https://github.com), gitlab (default https://gitlab.com) and keycloak
+	// (required; include "/auth" for Keycloak before version 17).
+	BaseURL string
+	// Realm is the Keycloak realm (required for keycloak).
+	Realm string
+	// Tenant is the Entra directory (tenant) ID or domain for azure_devops,
+	// or "organizations" / "common" for a multi-tenant app. Required unless
+	// TokenURL is set: a wrong authority fails every refresh with an obscure
+	// AADSTS error, so it is never guessed.
+	Tenant string
+	// Scopes are sent as the "scope" parameter of the refresh (joined with
+	// spaces; an entry may itself hold several space-separated scopes).
+	// azure_devops defaults to DefaultAzureDevOpsScopes; other kinds send no
+	// scope unless set, which keeps the scopes originally granted.
+	Scopes []string
+	// AuthStyle: auto (default), header or params. Bitbucket accepts only header.
+	AuthStyle AuthStyle
+	// Timeout bounds one refresh, connection to last byte; 0 means DefaultTimeout.
+	Timeout time.Duration
+	// NeverExpires marks a provider whose tokens do not expire (GitHub OAuth
+	// App tokens): it is known but never refreshed, so no client
+	// credentials are needed.
+	NeverExpires bool
+}
+
+// kind is Kind, or Name when Kind is empty and Name is a kind.
+func (c ProviderConfig) kind() Kind {
+	if c.Kind == "" && Kind(c.Name).known() {
+		return Kind(c.Name)
+	}
+	return c.Kind
+}
+
+// Validate reports the first problem with c, naming the field as
+// providers[NAME].field. It never prints the client secret.
+func (c ProviderConfig) Validate() error {
+	_, err := c.resolve()
+	return err
+}
+
+// resolved is a validated ProviderConfig with every default applied.
+type resolved struct {
+	name         domain.Provider
+	kind         Kind
+	clientID     string
+	clientSecret domain.Secret
+	tokenURL     string
+	scope        string
+	style        AuthStyle // header or params
+	probe        bool      // generic auto: fall back to params on invalid_client
+	timeout      time.Duration
+	neverExpires bool
+}
+
+// resolve validates c and applies the defaults, so that Validate and New
+// can never disagree about what is valid.
+func (c ProviderConfig) resolve() (resolved, error) {
+	label := string(c.Name)
+	_, nameErr := domain.ParseProvider(label)
+	if nameErr != nil && label != "" {
+		label = strconv.Quote(label) // an invalid name may hold anything, even a line break
+	}
+	fail := func(field, format string, args ...any) (resolved, error) {
+		return resolved{}, fmt.Errorf("providers[%s].%s: %s", label, field, fmt.Sprintf(format, args...))
+	}
+	if err := nameErr; err != nil {
+		var ve *domain.ValidationError
+		if errors.As(err, &ve) {
+			return fail("name", "%s", ve.Reason)
+		}
+		return fail("name", "%v", err)
+	}
+	kind := c.kind()
+	switch {
+	case kind == "":
+		return fail("kind", "must not be empty: use one of %s", kindList())
+	case !kind.known():
+		return fail("kind", "%q is not supported: use one of %s", kind, kindList())
+	}
+	r := resolved{name: c.Name, kind: kind, neverExpires: c.NeverExpires}
+	if c.NeverExpires {
+		return r, nil // never refreshed: nothing else is used
+	}
+
+	// Fields a kind ignores are errors: a Realm on a gitlab entry is a
+	// configuration mistake the operator wants to hear about at start-up.
+	if c.BaseURL != "" && kind != KindGitHub && kind != KindGitLab && kind != KindKeycloak {
+		return fail("base_url", "is not used by kind %s; set token_url to override the endpoint", kind)
+	}
+	if c.Realm != "" && kind != KindKeycloak {
+		return fail("realm", "is used only by kind keycloak")
+	}
+	if c.Tenant != "" && kind != KindAzureDevOps {
+		return fail("tenant", "is used only by kind azure_devops")
+	}
+
+	if strings.TrimSpace(c.ClientID) == "" {
+		return fail("client_id", "must not be empty")
+	}
+	r.clientID = c.ClientID
+	r.clientSecret = c.ClientSecret
+	if c.ClientSecret.IsZero() && (kind == KindGitHub || kind == KindBitbucket) {
+		return fail("client_secret", "must not be empty: %s authenticates every refresh with the client secret", kind)
+	}
+
+	if c.TokenURL != "" {
+		if err := checkURL(c.TokenURL); err != nil {
+			return fail("token_url", "%v", err)
+		}
+		r.tokenURL = c.TokenURL
+	}
+	if c.BaseURL != "" {
+		if err := checkURL(c.BaseURL); err != nil {
+			return fail("base_url", "%v", err)
+		}
+	}
+	base := strings.TrimRight(c.BaseURL, "/")
+	switch kind {
+	case KindGitHub:
+		r.tokenURL = orDefault(r.tokenURL, orDefault(base, "https://github.com")+"/login/oauth/access_token")
+	case KindGitLab:
+		r.tokenURL = orDefault(r.tokenURL, orDefault(base, "https://gitlab.com")+"/oauth/token")
+	case KindBitbucket:
+		r.tokenURL = orDefault(r.tokenURL, "https://bitbucket.org/site/oauth2/access_token")
+	case KindAzureDevOps:
+		if r.tokenURL == "" {
+			switch {
+			case c.Tenant == "":
+				return fail("tenant", "must not be empty: set the Entra directory (tenant) ID, "+
+					`or "organizations" or "common" for a multi-tenant app (or set token_url)`)
+			case !validTenant(c.Tenant):
+				return fail("tenant", "%q is not a tenant ID or domain: use letters, digits, '.' and '-'", c.Tenant)
+			}
+			r.tokenURL = "https://login.microsoftonline.com/" + c.Tenant + "/oauth2/v2.0/token"
+		}
+	case KindKeycloak:
+		if r.tokenURL == "" {
+			if base == "" {
+				return fail("base_url", "must not be empty: set the Keycloak server URL, e.g. https://keycloak.example.com")
+			}
+			if strings.TrimSpace(c.Realm) == "" {
+				return fail("realm", "must not be empty")
+			}
+			r.tokenURL = base + "/realms/" + url.PathEscape(c.Realm) + "/protocol/openid-connect/token"
+		}
+	case KindOAuth2:
+		if r.tokenURL == "" {
+			return fail("token_url", "must not be empty for kind oauth2")
+		}
+	}
+
+	scopes := c.Scopes
+	if len(scopes) == 0 && kind == KindAzureDevOps {
+		scopes = DefaultAzureDevOpsScopes
+	}
+	r.scope = strings.Join(strings.Fields(strings.Join(scopes, " ")), " ")
+
+	switch c.AuthStyle {
+	case "", AuthStyleAuto:
+		switch {
+		case kind == KindBitbucket:
+			r.style = AuthStyleHeader
+		case kind == KindOAuth2 && !c.ClientSecret.IsZero():
+			r.style, r.probe = AuthStyleHeader, true
+		default:
+			// GitHub, GitLab and Entra document the body; Keycloak accepts
+			// both; a public client has no secret to put in a header.
+			r.style = AuthStyleParams
+		}
+	case AuthStyleHeader, AuthStyleParams:
+		if kind == KindBitbucket && c.AuthStyle == AuthStyleParams {
+			return fail("auth_style", "bitbucket accepts client credentials only as HTTP basic auth: use header or auto")
+		}
+		r.style = c.AuthStyle
+	default:
+		return fail("auth_style", "%q is not supported: use auto, header or params", c.AuthStyle)
+	}
+
+	switch {
+	case c.Timeout < 0:
+		return fail("timeout", "must not be negative")
+	case c.Timeout == 0:
+		r.timeout = DefaultTimeout
+	default:
+		r.timeout = c.Timeout
+	}
+	return r, nil
+}
+
+// checkURL accepts absolute http(s) URLs without credentials or fragment.
+// Plain http is allowed because in-cluster Keycloak is often reached that
+// way; credentials in the URL are not, because URLs end up in error messages.
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return errors.New("is not a valid URL")
+	}
+	switch {
+	case u.Scheme != "https" && u.Scheme != "http":
+		return fmt.Errorf("must be an absolute http or https URL, got scheme %q", u.Scheme)
+	case u.Host == "":
+		return errors.New("must include a host")
+	case u.User != nil:
+		return errors.New("must not contain credentials: use client_id and client_secret")
+	case u.Fragment != "":
+		return errors.New("must not contain a fragment")
+	}
+	return nil
+}
+
+func validTenant(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return s != "" && s[0] != '.'
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func kindList() string {
+	names := make([]string, len(kinds))
+	for i, k := range kinds {
+		names[i] = string(k)
+	}
+	return strings.Join(names, ", ")
+}

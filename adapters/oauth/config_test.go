@@ -1,0 +1,218 @@
+package oauth_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokenstore/tokenstore/adapters/oauth"
+	"github.com/tokenstore/tokenstore/domain"
+)
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	secret := domain.NewSecret(clientSecret)
+	tests := []struct {
+		name string
+		cfg  oauth.ProviderConfig
+		want string // "" = valid; otherwise the exact message, or a prefix ending in "…"
+	}{
+		{"github by name", oauth.ProviderConfig{Name: "github", ClientID: "id", ClientSecret: secret}, ""},
+		{"gitlab public client", oauth.ProviderConfig{Name: "gitlab", ClientID: "id"}, ""},
+		{"azure with tenant", oauth.ProviderConfig{Name: "azure_devops", ClientID: "id", Tenant: "contoso.onmicrosoft.com"}, ""},
+		{"azure with token_url instead", oauth.ProviderConfig{Name: "azure_devops", ClientID: "id", TokenURL: "https://login.example/t"}, ""},
+		{"keycloak", oauth.ProviderConfig{Name: "keycloak", ClientID: "id", BaseURL: "http://keycloak:8080", Realm: "app"}, ""},
+		{"never expires needs no credentials", oauth.ProviderConfig{Name: "github", NeverExpires: true}, ""},
+		{"custom name with kind", oauth.ProviderConfig{Name: "gitlab-internal", Kind: oauth.KindGitLab, ClientID: "id", BaseURL: "https://git.example.com"}, ""},
+
+		{"empty name", oauth.ProviderConfig{Kind: oauth.KindGitLab, ClientID: "id"},
+			"providers[].name: must not be empty"},
+		{"bad name", oauth.ProviderConfig{Name: "Git\nHub", Kind: oauth.KindGitLab, ClientID: "id"},
+			`providers["Git\nHub"].name: …`},
+		{"no kind", oauth.ProviderConfig{Name: "gitlab-internal", ClientID: "id"},
+			"providers[gitlab-internal].kind: must not be empty: use one of github, gitlab, bitbucket, azure_devops, keycloak, oauth2"},
+		{"unknown kind", oauth.ProviderConfig{Name: "gitea", Kind: "gitea", ClientID: "id"},
+			`providers[gitea].kind: "gitea" is not supported: use one of github, gitlab, bitbucket, azure_devops, keycloak, oauth2`},
+		{"no client id", oauth.ProviderConfig{Name: "gitlab", ClientSecret: secret},
+			"providers[gitlab].client_id: must not be empty"},
+		{"github without secret", oauth.ProviderConfig{Name: "github", ClientID: "id"},
+			"providers[github].client_secret: must not be empty: github authenticates every refresh with the client secret"},
+		{"bitbucket without secret", oauth.ProviderConfig{Name: "bitbucket", ClientID: "id"},
+			"providers[bitbucket].client_secret: must not be empty: bitbucket authenticates every refresh with the client secret"},
+		{"bitbucket params", oauth.ProviderConfig{Name: "bitbucket", ClientID: "id", ClientSecret: secret, AuthStyle: oauth.AuthStyleParams},
+			"providers[bitbucket].auth_style: bitbucket accepts client credentials only as HTTP basic auth: use header or auto"},
+		{"unknown auth style", oauth.ProviderConfig{Name: "gitlab", ClientID: "id", AuthStyle: "basic"},
+			`providers[gitlab].auth_style: "basic" is not supported: use auto, header or params`},
+		{"oauth2 without token_url", oauth.ProviderConfig{Name: "corp", Kind: oauth.KindOAuth2, ClientID: "id"},
+			"providers[corp].token_url: must not be empty for kind oauth2"},
+		{"token_url relative", oauth.ProviderConfig{Name: "corp", Kind: oauth.KindOAuth2, ClientID: "id", TokenURL: "/oauth/token"},
+			`providers[corp].token_url: must be an absolute http or https URL, got scheme ""`},
+		{"token_url ftp", oauth.ProviderConfig{Name: "corp", Kind: oauth.KindOAuth2, ClientID: "id", TokenURL: "ftp://example.com/t"},
+			`providers[corp].token_url: must be an absolute http or https URL, got scheme "ftp"`},
+		{"token_url with credentials", oauth.ProviderConfig{Name: "corp", Kind: oauth.KindOAuth2, ClientID: "id", TokenURL: "https://id:" + clientSecret + "@example.com/t"},
+			"providers[corp].token_url: must not contain credentials: use client_id and client_secret"},
+		{"token_url unparsable", oauth.ProviderConfig{Name: "corp", Kind: oauth.KindOAuth2, ClientID: "id", TokenURL: "https://example.com/%zz" + clientSecret},
+			"providers[corp].token_url: is not a valid URL"},
+		{"base_url without host", oauth.ProviderConfig{Name: "gitlab", ClientID: "id", BaseURL: "https:///x"},
+			"providers[gitlab].base_url: must include a host"},
+		{"keycloak without base_url", oauth.ProviderConfig{Name: "keycloak", ClientID: "id", Realm: "app"},
+			"providers[keycloak].base_url: must not be empty: set the Keycloak server URL, e.g. https://keycloak.example.com"},
+		{"keycloak without realm", oauth.ProviderConfig{Name: "keycloak", ClientID: "id", BaseURL: "https://kc.example.com"},
+			"providers[keycloak].realm: must not be empty"},
+		{"azure without tenant", oauth.ProviderConfig{Name: "azure_devops", ClientID: "id"},
+			`providers[azure_devops].tenant: must not be empty: set the Entra directory (tenant) ID, or "organizations" or "common" for a multi-tenant app (or set token_url)`},
+		{"azure bad tenant", oauth.ProviderConfig{Name: "azure_devops", ClientID: "id", Tenant: "x/../y"},
+			`providers[azure_devops].tenant: "x/../y" is not a tenant ID or domain: use letters, digits, '.' and '-'`},
+		{"realm on gitlab", oauth.ProviderConfig{Name: "gitlab", ClientID: "id", Realm: "app"},
+			"providers[gitlab].realm: is used only by kind keycloak"},
+		{"tenant on github", oauth.ProviderConfig{Name: "github", ClientID: "id", ClientSecret: secret, Tenant: "common"},
+			"providers[github].tenant: is used only by kind azure_devops"},
+		{"base_url on bitbucket", oauth.ProviderConfig{Name: "bitbucket", ClientID: "id", ClientSecret: secret, BaseURL: "https://bitbucket.example.com"},
+			"providers[bitbucket].base_url: is not used by kind bitbucket; set token_url to override the endpoint"},
+		{"negative timeout", oauth.ProviderConfig{Name: "gitlab", ClientID: "id", Timeout: -time.Second},
+			"providers[gitlab].timeout: must not be negative"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := tt.cfg.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Validate() = %v, want nil", err)
+			case tt.want == "":
+				return
+			case err == nil:
+				t.Fatalf("Validate() = nil, want %q", tt.want)
+			}
+			if prefix, ok := strings.CutSuffix(tt.want, "…"); ok {
+				if !strings.HasPrefix(err.Error(), prefix) {
+					t.Errorf("Validate() = %q, want prefix %q", err, prefix)
+				}
+			} else if err.Error() != tt.want {
+				t.Errorf("Validate() = %q\n                 want %q", err, tt.want)
+			}
+			assertNoSecrets(t, err.Error())
+
+			// New reports the same problem.
+			if _, nerr := oauth.New([]oauth.ProviderConfig{tt.cfg}); nerr == nil || !strings.Contains(nerr.Error(), err.Error()) {
+				t.Errorf("New() = %v, want it to contain %q", nerr, err)
+			}
+		})
+	}
+}
+
+func TestNewRejectsDuplicateNames(t *testing.T) {
+	t.Parallel()
+	gh := oauth.ProviderConfig{Name: "github", ClientID: "a", ClientSecret: domain.NewSecret(clientSecret)}
+	_, err := oauth.New([]oauth.ProviderConfig{gh, {Name: "gitlab", ClientID: "b"}, gh})
+	want := "providers[github]: configured twice: each provider name may appear once"
+	if err == nil || err.Error() != want {
+		t.Fatalf("New() = %v, want %q", err, want)
+	}
+}
+
+func TestNewNamesTheEntryWithoutAName(t *testing.T) {
+	t.Parallel()
+	_, err := oauth.New([]oauth.ProviderConfig{{Name: "gitlab", ClientID: "a"}, {Kind: oauth.KindGitLab, ClientID: "b"}})
+	want := "provider #2: providers[].name: must not be empty"
+	if err == nil || err.Error() != want {
+		t.Fatalf("New() = %v, want %q", err, want)
+	}
+}
+
+func TestNewWithoutProviders(t *testing.T) {
+	t.Parallel()
+	r, err := oauth.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Configured("github") {
+		t.Error("Configured(github) = true with no providers")
+	}
+}
+
+func TestProviderConfigRedactsSecret(t *testing.T) {
+	t.Parallel()
+	cfg := oauth.ProviderConfig{Name: "github", ClientID: "gh-client", ClientSecret: domain.NewSecret(clientSecret)}
+	renderings := map[string]string{
+		"%v":           fmt.Sprintf("%v", cfg),
+		"%+v":          fmt.Sprintf("%+v", cfg),
+		"%#v":          fmt.Sprintf("%#v", cfg),
+		"%v of Config": fmt.Sprintf("%+v", oauth.Config{Providers: []oauth.ProviderConfig{cfg}}),
+	}
+	js, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renderings["json"] = string(js)
+	for name, h := range map[string]func(*bytes.Buffer) slog.Handler{
+		"slog text": func(b *bytes.Buffer) slog.Handler { return slog.NewTextHandler(b, nil) },
+		"slog json": func(b *bytes.Buffer) slog.Handler { return slog.NewJSONHandler(b, nil) },
+	} {
+		var buf bytes.Buffer
+		slog.New(h(&buf)).Info("config", "provider", cfg)
+		renderings[name] = buf.String()
+	}
+	for name, s := range renderings {
+		if strings.Contains(s, clientSecret) {
+			t.Errorf("%s leaks the client secret: %s", name, s)
+		}
+		if !strings.Contains(s, domain.Redacted) {
+			t.Errorf("%s does not show %s: %s", name, domain.Redacted, s)
+		}
+	}
+}
+
+// TestDefaultEndpoints checks each kind's default token URL by sending the
+// request to a test server through a transport that records the real URL.
+func TestDefaultEndpoints(t *testing.T) {
+	t.Parallel()
+	secret := domain.NewSecret(clientSecret)
+	tests := []struct {
+		name string
+		cfg  oauth.ProviderConfig
+		want string
+	}{
+		{"github", oauth.ProviderConfig{Name: "github", ClientID: "id", ClientSecret: secret},
+			"https://github.com/login/oauth/access_token"},
+		{"github enterprise", oauth.ProviderConfig{Name: "ghes", Kind: oauth.KindGitHub, ClientID: "id", ClientSecret: secret, BaseURL: "https://ghe.example.com/"},
+			"https://ghe.example.com/login/oauth/access_token"},
+		{"gitlab.com", oauth.ProviderConfig{Name: "gitlab", ClientID: "id"},
+			"https://gitlab.com/oauth/token"},
+		{"gitlab self-hosted", oauth.ProviderConfig{Name: "gitlab", ClientID: "id", BaseURL: "https://example.com/gitlab"},
+			"https://example.com/gitlab/oauth/token"},
+		{"bitbucket", oauth.ProviderConfig{Name: "bitbucket", ClientID: "id", ClientSecret: secret},
+			"https://bitbucket.org/site/oauth2/access_token"},
+		{"azure devops", oauth.ProviderConfig{Name: "azure_devops", ClientID: "id", Tenant: "organizations"},
+			"https://login.microsoftonline.com/organizations/oauth2/v2.0/token"},
+		{"keycloak", oauth.ProviderConfig{Name: "keycloak", ClientID: "id", BaseURL: "https://kc.example.com/auth/", Realm: "open hands"},
+			"https://kc.example.com/auth/realms/open%20hands/protocol/openid-connect/token"},
+		{"token_url overrides", oauth.ProviderConfig{Name: "gitlab", ClientID: "id", TokenURL: "https://proxy.example.com/gl/token"},
+			"https://proxy.example.com/gl/token"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv, seen := fakeProvider(t, always(okJSON(`{"access_token":"at-NEW"}`)))
+			target, _ := url.Parse(srv.URL)
+			client := &http.Client{Transport: rewriteTransport{target: target, base: srv.Client().Transport}}
+			r, err := oauth.New([]oauth.ProviderConfig{tt.cfg}, oauth.WithHTTPClient(client))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.Refresh(t.Context(), tt.cfg.Name, domain.NewSecret(oldRefresh)); err != nil {
+				t.Fatal(err)
+			}
+			reqs := drain(seen)
+			if len(reqs) != 1 || reqs[0].origURL != tt.want {
+				t.Fatalf("requests = %+v, want one to %s", reqs, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,244 @@
+package oauth
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/tokenstore/tokenstore/domain"
+	"github.com/tokenstore/tokenstore/ports"
+)
+
+var _ ports.TokenRefresher = (*Refresher)(nil)
+
+// maxResponseBytes bounds what is read from a token endpoint: a token
+// response is a few kilobytes, and a misconfigured URL may serve anything.
+const maxResponseBytes = 1 << 20
+
+// Refresher exchanges refresh tokens at the configured providers' token
+// endpoints. It is immutable once built (apart from what the generic
+// provider's auth-style probe learns) and safe for concurrent use.
+type Refresher struct {
+	providers map[domain.Provider]*endpoint
+	now       func() time.Time
+}
+
+// endpoint is one provider's resolved configuration and its HTTP client.
+type endpoint struct {
+	resolved
+	client *http.Client
+	// useParams is set once the auth-style probe (resolved.probe) found
+	// that the server wants the client credentials in the body.
+	useParams atomic.Bool
+}
+
+// Option adjusts New.
+type Option func(*options)
+
+type options struct {
+	client *http.Client
+	now    func() time.Time
+}
+
+// WithHTTPClient makes every provider's client a copy of c: its Transport,
+// Jar and so on are used, but each copy gets its provider's Timeout, and
+// redirects are never followed (a token endpoint that redirects is
+// misconfigured, and following it would post the refresh token and the
+// client secret to another URL). Tests pass an httptest server's client;
+// deployments may pass one with a proxy or custom CA pool. nil is ignored.
+func WithHTTPClient(c *http.Client) Option {
+	return func(o *options) {
+		if c != nil {
+			o.client = c
+		}
+	}
+}
+
+// WithClock sets the clock that turns expires_in into an expiry (default
+// time.Now), so tests can assert exact expiries. nil is ignored.
+func WithClock(now func() time.Time) Option {
+	return func(o *options) {
+		if now != nil {
+			o.now = now
+		}
+	}
+}
+
+// New validates the providers and builds a Refresher. A name may appear
+// only once: two entries for one name would make which client secret is
+// used depend on order. No providers is valid: every Refresh then fails
+// with domain.ErrProviderNotConfigured.
+func New(providers []ProviderConfig, opts ...Option) (*Refresher, error) {
+	o := options{client: &http.Client{}, now: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	r := &Refresher{providers: make(map[domain.Provider]*endpoint, len(providers)), now: o.now}
+	for i, pc := range providers {
+		res, err := pc.resolve()
+		if err != nil {
+			if pc.Name == "" {
+				return nil, fmt.Errorf("provider #%d: %w", i+1, err)
+			}
+			return nil, err
+		}
+		if _, dup := r.providers[res.name]; dup {
+			return nil, fmt.Errorf("providers[%s]: configured twice: each provider name may appear once", res.name)
+		}
+		client := *o.client
+		client.Timeout = res.timeout
+		client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		r.providers[res.name] = &endpoint{resolved: res, client: &client}
+	}
+	return r, nil
+}
+
+// Configured reports whether Refresh can work for provider: false for an
+// unknown provider and for one configured as never expiring. The service
+// uses it to tell "this token cannot be refreshed here" from a failed
+// refresh before it takes any lock.
+func (r *Refresher) Configured(provider domain.Provider) bool {
+	e, ok := r.providers[provider]
+	return ok && !e.neverExpires
+}
+
+// Refresh exchanges refreshToken for new tokens (grant_type=refresh_token).
+//
+// A zero RefreshedTokens.RefreshToken means the provider did not send a new
+// one and the caller keeps the old one. Errors wrap domain.ErrGrantRevoked
+// (the user must reconnect), domain.ErrProviderRejected (fix the
+// configuration), domain.ErrProviderUnavailable (retry later; also wraps the
+// context's error when ctx ended) or domain.ErrProviderNotConfigured.
+func (r *Refresher) Refresh(ctx context.Context, provider domain.Provider, refreshToken domain.Secret) (domain.RefreshedTokens, error) {
+	e, ok := r.providers[provider]
+	switch {
+	case !ok:
+		return domain.RefreshedTokens{}, fmt.Errorf("%w: %q", domain.ErrProviderNotConfigured, provider)
+	case e.neverExpires:
+		return domain.RefreshedTokens{}, fmt.Errorf("%w: %s is configured with never-expiring tokens",
+			domain.ErrProviderNotConfigured, provider)
+	case refreshToken.IsZero():
+		return domain.RefreshedTokens{}, &domain.ValidationError{Field: "refresh_token", Reason: "must not be empty"}
+	}
+
+	// Expiries count from before the request: the provider's clock started
+	// no earlier, so the stored expiry errs on the early side.
+	now := r.now()
+	style := e.style
+	if e.probe && e.useParams.Load() {
+		style = AuthStyleParams
+	}
+	a, err := e.post(ctx, style, refreshToken)
+	if err == nil && e.probe && style == AuthStyleHeader && a.clientRefused() {
+		// The server refused the client, which RFC 6749 has it do before
+		// it looks at the refresh token, so sending the token again is safe.
+		a2, err2 := e.post(ctx, AuthStyleParams, refreshToken)
+		if err2 == nil && !a2.clientRefused() {
+			e.useParams.Store(true)
+		}
+		a, err = a2, err2
+	}
+	if err != nil {
+		return domain.RefreshedTokens{}, fmt.Errorf("%w: %s: %w", domain.ErrProviderUnavailable, e.name, err)
+	}
+	return e.interpret(a, now, refreshToken)
+}
+
+// post sends one refresh request. Its error is a transport failure (no
+// usable HTTP response); any HTTP response, whatever its status, is an answer.
+func (e *endpoint) post(ctx context.Context, style AuthStyle, refreshToken domain.Secret) (answer, error) {
+	form := url.Values{
+		"grant_type":    {"refresh_token"},
+		"refresh_token": {refreshToken.Reveal()},
+	}
+	if e.scope != "" {
+		form.Set("scope", e.scope)
+	}
+	if style == AuthStyleParams {
+		form.Set("client_id", e.clientID)
+		if !e.clientSecret.IsZero() {
+			form.Set("client_secret", e.clientSecret.Reveal())
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.tokenURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		return answer{}, fmt.Errorf("building the request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	// GitHub answers form-encoded unless asked for JSON; parse() reads both.
+	req.Header.Set("Accept", "application/json")
+	if style == AuthStyleHeader {
+		// RFC 6749 §2.3.1: both parts are form-encoded before basic auth.
+		req.SetBasicAuth(url.QueryEscape(e.clientID), url.QueryEscape(e.clientSecret.Reveal()))
+	}
+
+	resp, err := e.client.Do(req)
+	if err != nil {
+		return answer{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil {
+		return answer{}, fmt.Errorf("HTTP %d: reading the response: %w", resp.StatusCode, err)
+	}
+	return answer{status: resp.StatusCode, fields: parse(resp.Header.Get("Content-Type"), body)}, nil
+}
+
+// interpret turns an answer into tokens or a classified error.
+func (e *endpoint) interpret(a answer, now time.Time, sent domain.Secret) (domain.RefreshedTokens, error) {
+	success := a.status >= 200 && a.status <= 299
+	if a.code != "" || !success {
+		// GitHub reports errors with HTTP 200 and an "error" field, so the
+		// code decides even on a 2xx.
+		return domain.RefreshedTokens{}, fmt.Errorf("%w: %s", classify(a.status, a.code),
+			a.describe(e.name, sent, e.clientSecret))
+	}
+	if a.accessToken == "" {
+		// A 2xx without an access token and without an error code is a
+		// broken answer: a proxy's or login page's HTML, a truncated body.
+		// It says nothing about the grant or the configuration for sure, so
+		// it is reported as ErrProviderUnavailable (try again later), never
+		// as a revoked grant.
+		return domain.RefreshedTokens{}, fmt.Errorf("%w: %s: the response has no access_token",
+			domain.ErrProviderUnavailable, a.describe(e.name, sent, e.clientSecret))
+	}
+	out := domain.RefreshedTokens{
+		AccessToken:  domain.NewSecret(a.accessToken),
+		AccessExpiry: a.expiresIn.accessExpiry(now),
+	}
+	if a.refreshToken != "" {
+		out.RefreshToken = domain.NewSecret(a.refreshToken)
+		out.RefreshExpiry = a.refreshExpiresIn.refreshExpiry(now)
+	}
+	return out, nil
+}
+
+// classify maps an OAuth error code and HTTP status to a domain sentinel.
+// The code wins where it is specific: it is the provider's own verdict.
+func classify(status int, code string) error {
+	switch code {
+	case "invalid_grant", // RFC 6749: revoked, expired or already-rotated refresh token
+		"bad_refresh_token",    // GitHub's name for it
+		"interaction_required", // OIDC / Entra: the user must sign in again (MFA, consent,
+		"login_required",       // password change); no refresh will ever succeed
+		"consent_required":
+		return domain.ErrGrantRevoked
+	case "temporarily_unavailable", "server_error", "slow_down":
+		return domain.ErrProviderUnavailable
+	}
+	switch {
+	case status == http.StatusRequestTimeout, status == http.StatusTooEarly,
+		status == http.StatusTooManyRequests, status >= 500:
+		return domain.ErrProviderUnavailable
+	default:
+		// Other 4xx (invalid_client, unauthorized_client, 404 for a wrong
+		// URL), a redirect (not followed), or a 2xx with an unknown error:
+		// retrying will not help until the configuration changes.
+		return domain.ErrProviderRejected
+	}
+}

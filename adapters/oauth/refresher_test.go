@@ -1,0 +1,586 @@
+package oauth_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tokenstore/tokenstore/adapters/oauth"
+	"github.com/tokenstore/tokenstore/domain"
+)
+
+// TestRequestShape checks what each kind puts on the wire.
+func TestRequestShape(t *testing.T) {
+	t.Parallel()
+	secret := domain.NewSecret(clientSecret)
+	const ado = "499b84ac-1321-427f-aa17-267ca6975798/.default offline_access"
+	tests := []struct {
+		name       string
+		cfg        func(base string) oauth.ProviderConfig
+		wantPath   string
+		wantHeader bool   // client credentials as HTTP basic auth, else in the body
+		wantSecret string // "" = public client: no secret anywhere
+		wantScope  string // "" = no scope parameter
+	}{
+		{"github enterprise: body", func(b string) oauth.ProviderConfig {
+			return oauth.ProviderConfig{Name: "github", ClientID: "gh-id", ClientSecret: secret, BaseURL: b}
+		}, "/login/oauth/access_token", false, clientSecret, ""},
+		{"gitlab self-hosted: body", func(b string) oauth.ProviderConfig {
+			return oauth.ProviderConfig{Name: "gitlab", ClientID: "gl-id", ClientSecret: secret, BaseURL: b + "/gitlab/"}
+		}, "/gitlab/oauth/token", false, clientSecret, ""},
+		{"gitlab configured for header", func(b string) oauth.ProviderConfig {
+			return oauth.ProviderConfig{Name: "gitlab", ClientID: "gl-id", ClientSecret: secret, BaseURL: b, AuthStyle: oauth.AuthStyleHeader}
+		}, "/oauth/token", true, clientSecret, ""},
+		{"bitbucket: basic auth", func(b string) oauth.ProviderConfig {
+			return oauth.ProviderConfig{Name: "bitbucket", ClientID: "bb id", ClientSecret: secret, TokenURL: b + "/site/oauth2/access_token"}
+		}, "/site/oauth2/access_token", true, clientSecret, ""},
+		{"azure devops: default scope", func(b string) oauth.ProviderConfig {
+			return oauth.ProviderConfig{Name: "azure_devops", ClientID: "az-id", ClientSecret: secret, TokenURL: b + "/contoso/oauth2/v2.0/token"}
+		}, "/contoso/oauth2/v2.0/token", false, clientSecret, ado},
+		{"azure devops: configured scopes", func(b string) oauth.ProviderConfig {
+			return oauth.ProviderConfig{Name: "azure_devops", ClientID: "az-id", ClientSecret: secret, TokenURL: b + "/t",
+				Scopes: []string{" 499b84ac-1321-427f-aa17-267ca6975798/vso.code  offline_access", "openid"}}
+		}, "/t", false, clientSecret, "499b84ac-1321-427f-aa17-267ca6975798/vso.code offline_access openid"},
+		{"keycloak realm: body", func(b string) oauth.ProviderConfig {
+			return oauth.ProviderConfig{Name: "keycloak", ClientID: "kc-id", ClientSecret: secret, BaseURL: b + "/auth", Realm: "open hands"}
+		}, "/auth/realms/open%20hands/protocol/openid-connect/token", false, clientSecret, ""},
+		{"keycloak public client", func(b string) oauth.ProviderConfig {
+			return oauth.ProviderConfig{Name: "keycloak", ClientID: "kc-public", BaseURL: b, Realm: "app"}
+		}, "/realms/app/protocol/openid-connect/token", false, "", ""},
+		{"oauth2 header", func(b string) oauth.ProviderConfig {
+			return oauth.ProviderConfig{Name: "corp", Kind: oauth.KindOAuth2, ClientID: "c:id", ClientSecret: domain.NewSecret("p+w/" + clientSecret), TokenURL: b + "/token", AuthStyle: oauth.AuthStyleHeader}
+		}, "/token", true, "p+w/" + clientSecret, ""},
+		{"oauth2 params with scopes", func(b string) oauth.ProviderConfig {
+			return oauth.ProviderConfig{Name: "corp", Kind: oauth.KindOAuth2, ClientID: "c-id", ClientSecret: secret, TokenURL: b + "/token", AuthStyle: oauth.AuthStyleParams, Scopes: []string{"read", "write"}}
+		}, "/token", false, clientSecret, "read write"},
+		{"oauth2 auto starts with header", func(b string) oauth.ProviderConfig {
+			return oauth.ProviderConfig{Name: "corp", Kind: oauth.KindOAuth2, ClientID: "c-id", ClientSecret: secret, TokenURL: b + "/token"}
+		}, "/token", true, clientSecret, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv, seen := fakeProvider(t, always(okJSON(`{"access_token":"at-NEW","token_type":"bearer","expires_in":3600}`)))
+			cfg := tt.cfg(srv.URL)
+			r := newRefresher(t, srv, cfg)
+			got, err := r.Refresh(t.Context(), cfg.Name, domain.NewSecret(oldRefresh))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.AccessToken.Reveal() != "at-NEW" {
+				t.Errorf("access token = %q", got.AccessToken.Reveal())
+			}
+			reqs := drain(seen)
+			if len(reqs) != 1 {
+				t.Fatalf("%d requests, want 1", len(reqs))
+			}
+			req := reqs[0]
+			if req.method != http.MethodPost || req.path != tt.wantPath {
+				t.Errorf("request %s %s, want POST %s", req.method, req.path, tt.wantPath)
+			}
+			if req.contentType != formCT || req.accept != jsonCT {
+				t.Errorf("Content-Type %q, Accept %q", req.contentType, req.accept)
+			}
+			if g, rt := req.form.Get("grant_type"), req.form.Get("refresh_token"); g != "refresh_token" || rt != oldRefresh {
+				t.Errorf("grant_type=%q refresh_token=%q", g, rt)
+			}
+			if got, ok := req.form["scope"]; tt.wantScope == "" && ok || tt.wantScope != "" && strings.Join(got, "|") != tt.wantScope {
+				t.Errorf("scope = %q, want %q", got, tt.wantScope)
+			}
+			if tt.wantHeader {
+				if !req.basic || req.user != cfg.ClientID || req.pass != tt.wantSecret {
+					t.Errorf("basic auth = %v %q:%q, want %q:%q", req.basic, req.user, req.pass, cfg.ClientID, tt.wantSecret)
+				}
+				if req.form.Has("client_id") || req.form.Has("client_secret") {
+					t.Errorf("credentials also in the body: %v", req.form)
+				}
+				return
+			}
+			if req.basic {
+				t.Error("basic auth sent, want credentials in the body")
+			}
+			if id := req.form.Get("client_id"); id != cfg.ClientID {
+				t.Errorf("client_id = %q, want %q", id, cfg.ClientID)
+			}
+			if s, ok := req.form["client_secret"]; tt.wantSecret == "" && ok || tt.wantSecret != "" && strings.Join(s, "|") != tt.wantSecret {
+				t.Errorf("client_secret = %q, want %q", s, tt.wantSecret)
+			}
+		})
+	}
+}
+
+// TestResponses checks how answers become RefreshedTokens.
+func TestResponses(t *testing.T) {
+	t.Parallel()
+	at := func(seconds int64) domain.Expiry { return domain.AfterSeconds(t0, seconds) }
+	never := domain.Never()
+	tests := []struct {
+		name          string
+		reply         reply
+		wantRefresh   string // "" = zero: keep the old one
+		accessExpiry  domain.Expiry
+		refreshExpiry domain.Expiry
+	}{
+		{"github app json",
+			okJSON(`{"access_token":"at-NEW","expires_in":28800,"refresh_token":"rt-NEW","refresh_token_expires_in":15724800,"scope":"","token_type":"bearer"}`),
+			"rt-NEW", at(28800), at(15724800)},
+		{"github app form-encoded (GitHub's default)",
+			reply{status: 200, contentType: formCT, body: "access_token=at-NEW&expires_in=28800&refresh_token=rt-NEW&refresh_token_expires_in=15724800&scope=&token_type=bearer"},
+			"rt-NEW", at(28800), at(15724800)},
+		{"form as text/plain",
+			reply{status: 200, contentType: "text/plain; charset=utf-8", body: "access_token=at-NEW&expires_in=60"},
+			"", at(60), never},
+		{"json without content type",
+			reply{status: 200, body: `{"access_token":"at-NEW","expires_in":60,"refresh_token":"rt-NEW"}`},
+			"rt-NEW", at(60), never},
+		{"form without content type",
+			reply{status: 200, body: "access_token=at-NEW&expires_in=60"},
+			"", at(60), never},
+		{"json with charset",
+			reply{status: 200, contentType: "application/json; charset=utf-8", body: `{"access_token":"at-NEW","expires_in":60}`},
+			"", at(60), never},
+		{"no refresh token: keep the old one",
+			okJSON(`{"access_token":"at-NEW","expires_in":7200}`),
+			"", at(7200), never},
+		{"no refresh token but a refresh lifetime: lifetime ignored",
+			okJSON(`{"access_token":"at-NEW","refresh_token_expires_in":99}`),
+			"", never, never},
+		{"null refresh token",
+			okJSON(`{"access_token":"at-NEW","refresh_token":null}`),
+			"", never, never},
+		{"same refresh token returned",
+			okJSON(`{"access_token":"at-NEW","refresh_token":"` + oldRefresh + `"}`),
+			oldRefresh, never, never},
+		{"no expires_in: never expires",
+			okJSON(`{"access_token":"at-NEW","refresh_token":"rt-NEW"}`),
+			"rt-NEW", never, never},
+		{"expires_in 0: no expiry announced",
+			okJSON(`{"access_token":"at-NEW","expires_in":0}`),
+			"", never, never},
+		{"expires_in as a string",
+			okJSON(`{"access_token":"at-NEW","expires_in":"3600"}`),
+			"", at(3600), never},
+		{"expires_in fractional",
+			okJSON(`{"access_token":"at-NEW","expires_in":3599.9}`),
+			"", at(3599), never},
+		{"expires_in garbage: tokens kept, refreshed on next use",
+			okJSON(`{"access_token":"at-NEW","expires_in":"soon","refresh_token":"rt-NEW"}`),
+			"rt-NEW", domain.At(t0), never},
+		{"expires_in negative",
+			okJSON(`{"access_token":"at-NEW","expires_in":-5}`),
+			"", domain.At(t0), never},
+		{"expires_in absurd: saturates",
+			okJSON(`{"access_token":"at-NEW","expires_in":1e300}`),
+			"", at(1 << 62), never},
+		{"keycloak refresh_expires_in",
+			okJSON(`{"access_token":"at-NEW","expires_in":300,"refresh_expires_in":1800,"refresh_token":"rt-NEW","token_type":"Bearer"}`),
+			"rt-NEW", at(300), at(1800)},
+		{"keycloak offline token: refresh_expires_in 0",
+			okJSON(`{"access_token":"at-NEW","expires_in":300,"refresh_expires_in":0,"refresh_token":"rt-NEW"}`),
+			"rt-NEW", at(300), never},
+		{"refresh lifetime garbage: never",
+			okJSON(`{"access_token":"at-NEW","refresh_token":"rt-NEW","refresh_token_expires_in":"later"}`),
+			"rt-NEW", never, never},
+		{"201 counts as success",
+			reply{status: 201, contentType: jsonCT, body: `{"access_token":"at-NEW"}`},
+			"", never, never},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv, _ := fakeProvider(t, always(tt.reply))
+			r := newRefresher(t, srv, generic(srv.URL))
+			got, err := r.Refresh(t.Context(), "corp", domain.NewSecret(oldRefresh))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.AccessToken.Reveal() != "at-NEW" {
+				t.Errorf("AccessToken = %q, want at-NEW", got.AccessToken.Reveal())
+			}
+			if got.RefreshToken.Reveal() != tt.wantRefresh {
+				t.Errorf("RefreshToken = %q, want %q", got.RefreshToken.Reveal(), tt.wantRefresh)
+			}
+			if !got.AccessExpiry.Equal(tt.accessExpiry) {
+				t.Errorf("AccessExpiry = %v, want %v", got.AccessExpiry, tt.accessExpiry)
+			}
+			if !got.RefreshExpiry.Equal(tt.refreshExpiry) {
+				t.Errorf("RefreshExpiry = %v, want %v", got.RefreshExpiry, tt.refreshExpiry)
+			}
+		})
+	}
+}
+
+// TestErrorClassification checks which sentinel each failure wraps and that
+// the message names provider, status and code but no token, secret or body.
+func TestErrorClassification(t *testing.T) {
+	t.Parallel()
+	const bodyMarker = "BODY-MARKER-7q"
+	echo := "refresh token " + oldRefresh + " with client secret " + clientSecret + " is unknown"
+	tests := []struct {
+		name    string
+		kind    oauth.Kind
+		reply   reply
+		want    error
+		inMsg   []string
+		notIn   []string
+		oneLine bool
+	}{
+		{"400 invalid_grant", oauth.KindOAuth2,
+			reply{status: 400, contentType: jsonCT, body: `{"error":"invalid_grant","error_description":"Token is not active"}`},
+			domain.ErrGrantRevoked, []string{"corp: HTTP 400, error invalid_grant", `"Token is not active"`}, nil, true},
+		{"github: 200 with bad_refresh_token, form-encoded", oauth.KindGitHub,
+			reply{status: 200, contentType: formCT, body: "error=bad_refresh_token&error_description=The+refresh+token+passed+is+incorrect+or+expired.&error_uri=https%3A%2F%2Fdocs.github.com"},
+			domain.ErrGrantRevoked, []string{"HTTP 200, error bad_refresh_token", "incorrect or expired"}, nil, true},
+		{"github: 200 with bad_refresh_token, json", oauth.KindGitHub,
+			okJSON(`{"error":"bad_refresh_token","error_description":"The refresh token passed is incorrect or expired."}`),
+			domain.ErrGrantRevoked, []string{"HTTP 200, error bad_refresh_token"}, nil, true},
+		{"entra interaction_required", oauth.KindAzureDevOps,
+			reply{status: 400, contentType: jsonCT, body: `{"error":"interaction_required","error_description":"AADSTS50076: multi-factor authentication required"}`},
+			domain.ErrGrantRevoked, []string{"interaction_required", "AADSTS50076"}, nil, true},
+		{"401 invalid_client", oauth.KindGitLab,
+			reply{status: 401, contentType: jsonCT, body: `{"error":"invalid_client","error_description":"Client authentication failed"}`},
+			domain.ErrProviderRejected, []string{"HTTP 401, error invalid_client"}, nil, true},
+		{"400 unauthorized_client", oauth.KindKeycloak,
+			reply{status: 400, contentType: jsonCT, body: `{"error":"unauthorized_client"}`},
+			domain.ErrProviderRejected, []string{"HTTP 400, error unauthorized_client"}, nil, true},
+		{"github: 200 with incorrect_client_credentials", oauth.KindGitHub,
+			reply{status: 200, contentType: formCT, body: "error=incorrect_client_credentials"},
+			domain.ErrProviderRejected, []string{"error incorrect_client_credentials"}, nil, true},
+		{"404 html", oauth.KindOAuth2,
+			reply{status: 404, contentType: "text/html", body: "<h1>Not Found " + bodyMarker + "</h1>"},
+			domain.ErrProviderRejected, []string{"HTTP 404"}, []string{bodyMarker}, true},
+		{"400 without body", oauth.KindOAuth2,
+			reply{status: 400},
+			domain.ErrProviderRejected, []string{"HTTP 400"}, nil, true},
+		{"302 is not followed", oauth.KindOAuth2,
+			reply{status: 302, header: map[string]string{"Location": "/elsewhere"}},
+			domain.ErrProviderRejected, []string{"HTTP 302", "redirects are not followed"}, nil, true},
+		{"500 html", oauth.KindOAuth2,
+			reply{status: 500, contentType: "text/html", body: "<pre>" + bodyMarker + " " + oldRefresh + " " + clientSecret + "</pre>"},
+			domain.ErrProviderUnavailable, []string{"HTTP 500"}, []string{bodyMarker}, true},
+		{"502", oauth.KindBitbucket, reply{status: 502}, domain.ErrProviderUnavailable, []string{"HTTP 502"}, nil, true},
+		{"503 temporarily_unavailable", oauth.KindAzureDevOps,
+			reply{status: 503, contentType: jsonCT, body: `{"error":"temporarily_unavailable"}`},
+			domain.ErrProviderUnavailable, []string{"HTTP 503, error temporarily_unavailable"}, nil, true},
+		{"429", oauth.KindGitHub,
+			reply{status: 429, header: map[string]string{"Retry-After": "60"}},
+			domain.ErrProviderUnavailable, []string{"HTTP 429"}, nil, true},
+		{"400 temporarily_unavailable", oauth.KindOAuth2,
+			reply{status: 400, contentType: jsonCT, body: `{"error":"temporarily_unavailable"}`},
+			domain.ErrProviderUnavailable, []string{"temporarily_unavailable"}, nil, true},
+		{"200 without access_token", oauth.KindOAuth2,
+			okJSON(`{"refresh_token":"rt-NEW","token_type":"bearer"}`),
+			domain.ErrProviderUnavailable, []string{"HTTP 200", "no access_token"}, []string{"rt-NEW"}, true},
+		{"200 html (a login page)", oauth.KindOAuth2,
+			reply{status: 200, contentType: "text/html", body: "<form>" + bodyMarker + "</form>"},
+			domain.ErrProviderUnavailable, []string{"HTTP 200", "no access_token"}, []string{bodyMarker}, true},
+		{"200 truncated json", oauth.KindOAuth2,
+			okJSON(`{"access_token":"at-NEW","expi`),
+			domain.ErrProviderUnavailable, []string{"no access_token"}, []string{"at-NEW"}, true},
+		{"description echoing secrets", oauth.KindOAuth2,
+			reply{status: 400, contentType: jsonCT, body: `{"error":"invalid_grant","error_description":"` + echo + `"}`},
+			domain.ErrGrantRevoked, []string{"refresh token [REDACTED] with client secret [REDACTED] is unknown"}, nil, true},
+		{"code echoing the refresh token", oauth.KindOAuth2,
+			reply{status: 400, contentType: jsonCT, body: `{"error":"bad token ` + oldRefresh + `"}`},
+			domain.ErrProviderRejected, []string{`error "bad token [REDACTED]"`}, nil, true},
+		{"description forging a log line", oauth.KindOAuth2,
+			reply{status: 400, contentType: jsonCT, body: `{"error":"invalid_grant","error_description":"x\nlevel=INFO msg=forged"}`},
+			domain.ErrGrantRevoked, []string{`"x\nlevel=INFO msg=forged"`}, nil, true},
+		{"long description is cut", oauth.KindOAuth2,
+			reply{status: 400, contentType: jsonCT, body: `{"error":"invalid_grant","error_description":"` + strings.Repeat("é", 300) + `"}`},
+			domain.ErrGrantRevoked, []string{"invalid_grant", "…"}, []string{strings.Repeat("é", 101)}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv, seen := fakeProvider(t, always(tt.reply))
+			cfg := oauth.ProviderConfig{Name: "corp", Kind: tt.kind, ClientID: "id", ClientSecret: domain.NewSecret(clientSecret), TokenURL: srv.URL + "/token"}
+			if tt.kind == oauth.KindAzureDevOps {
+				cfg.Tenant = "contoso"
+			}
+			r := newRefresher(t, srv, cfg)
+			got, err := r.Refresh(t.Context(), "corp", domain.NewSecret(oldRefresh))
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("Refresh() error = %v, want %v", err, tt.want)
+			}
+			if !got.AccessToken.IsZero() || !got.RefreshToken.IsZero() {
+				t.Error("tokens returned with an error")
+			}
+			msg := err.Error()
+			for _, s := range tt.inMsg {
+				if !strings.Contains(msg, s) {
+					t.Errorf("error %q does not contain %q", msg, s)
+				}
+			}
+			for _, s := range tt.notIn {
+				if strings.Contains(msg, s) {
+					t.Errorf("error %q contains %q", msg, s)
+				}
+			}
+			if !strings.Contains(msg, "corp") {
+				t.Errorf("error %q does not name the provider", msg)
+			}
+			if tt.oneLine && strings.ContainsAny(msg, "\r\n") {
+				t.Errorf("error %q spans lines", msg)
+			}
+			assertNoSecrets(t, msg)
+			if n := len(drain(seen)); n != 1 {
+				t.Errorf("%d requests, want exactly 1", n)
+			}
+		})
+	}
+}
+
+// A secret of a few characters cannot be replaced without mangling the
+// provider's text, so the description is dropped and the code kept whole.
+func TestShortSecretDropsDescription(t *testing.T) {
+	t.Parallel()
+	srv, _ := fakeProvider(t, always(reply{status: 400, contentType: jsonCT,
+		body: `{"error":"invalid_grant","error_description":"the abc token is unknown"}`}))
+	cfg := generic(srv.URL)
+	cfg.ClientSecret = domain.NewSecret("abc")
+	_, err := newRefresher(t, srv, cfg).Refresh(t.Context(), "corp", domain.NewSecret(oldRefresh))
+	if !errors.Is(err, domain.ErrGrantRevoked) {
+		t.Fatalf("error = %v, want ErrGrantRevoked", err)
+	}
+	if want := "provider rejected the refresh token: corp: HTTP 400, error invalid_grant"; err.Error() != want {
+		t.Errorf("error = %q, want %q", err, want)
+	}
+}
+
+// hangingProvider accepts requests and never answers until the client gives up.
+func hangingProvider(t *testing.T) (*httptest.Server, chan struct{}) {
+	t.Helper()
+	started := make(chan struct{}, 8)
+	done := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		select {
+		case <-r.Context().Done():
+		case <-done:
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(done) }) // runs first: no handler outlives the test
+	return srv, started
+}
+
+func TestTransportFailures(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		run    func(t *testing.T) error
+		alsoIs error
+	}{
+		{"hanging server, provider timeout", func(t *testing.T) error {
+			srv, _ := hangingProvider(t)
+			cfg := generic(srv.URL)
+			cfg.Timeout = 50 * time.Millisecond
+			_, err := newRefresher(t, srv, cfg).Refresh(t.Context(), "corp", domain.NewSecret(oldRefresh))
+			return err
+		}, nil},
+		{"caller's deadline", func(t *testing.T) error {
+			srv, _ := hangingProvider(t)
+			ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+			defer cancel()
+			_, err := newRefresher(t, srv, generic(srv.URL)).Refresh(ctx, "corp", domain.NewSecret(oldRefresh))
+			return err
+		}, context.DeadlineExceeded},
+		{"caller cancels mid-request", func(t *testing.T) error {
+			srv, started := hangingProvider(t)
+			ctx, cancel := context.WithCancel(t.Context())
+			go func() { <-started; cancel() }()
+			_, err := newRefresher(t, srv, generic(srv.URL)).Refresh(ctx, "corp", domain.NewSecret(oldRefresh))
+			return err
+		}, context.Canceled},
+		{"context already cancelled", func(t *testing.T) error {
+			srv, _ := fakeProvider(t, always(okJSON(`{"access_token":"at-NEW"}`)))
+			ctx, cancel := context.WithCancel(t.Context())
+			cancel()
+			_, err := newRefresher(t, srv, generic(srv.URL)).Refresh(ctx, "corp", domain.NewSecret(oldRefresh))
+			return err
+		}, context.Canceled},
+		{"connection refused", func(t *testing.T) error {
+			srv := httptest.NewServer(http.NotFoundHandler())
+			r := newRefresher(t, srv, generic(srv.URL))
+			srv.Close()
+			_, err := r.Refresh(t.Context(), "corp", domain.NewSecret(oldRefresh))
+			return err
+		}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := tt.run(t)
+			if !errors.Is(err, domain.ErrProviderUnavailable) {
+				t.Fatalf("error = %v, want ErrProviderUnavailable", err)
+			}
+			if tt.alsoIs != nil && !errors.Is(err, tt.alsoIs) {
+				t.Errorf("error = %v, want it to wrap %v", err, tt.alsoIs)
+			}
+			if !strings.Contains(err.Error(), "corp") {
+				t.Errorf("error %q does not name the provider", err)
+			}
+			assertNoSecrets(t, err.Error())
+		})
+	}
+}
+
+func TestRefreshWithoutRequest(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		provider domain.Provider
+		token    domain.Secret
+		want     error
+	}{
+		{"unknown provider", "gitea", domain.NewSecret(oldRefresh), domain.ErrProviderNotConfigured},
+		{"never-expiring provider", "github", domain.NewSecret(oldRefresh), domain.ErrProviderNotConfigured},
+		{"no refresh token", "corp", domain.Secret{}, domain.ErrInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv, seen := fakeProvider(t, always(okJSON(`{"access_token":"at-NEW"}`)))
+			r := newRefresher(t, srv, generic(srv.URL), oauth.ProviderConfig{Name: "github", NeverExpires: true})
+			_, err := r.Refresh(t.Context(), tt.provider, tt.token)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("error = %v, want %v", err, tt.want)
+			}
+			if !strings.Contains(err.Error(), string(tt.provider)) && tt.want != domain.ErrInvalid {
+				t.Errorf("error %q does not name %s", err, tt.provider)
+			}
+			if n := len(drain(seen)); n != 0 {
+				t.Errorf("%d requests sent, want none", n)
+			}
+		})
+	}
+}
+
+func TestConfigured(t *testing.T) {
+	t.Parallel()
+	srv, _ := fakeProvider(t, always(okJSON(`{}`)))
+	r := newRefresher(t, srv, generic(srv.URL), oauth.ProviderConfig{Name: "github", NeverExpires: true})
+	for provider, want := range map[domain.Provider]bool{"corp": true, "github": false, "gitlab": false} {
+		if got := r.Configured(provider); got != want {
+			t.Errorf("Configured(%s) = %v, want %v", provider, got, want)
+		}
+	}
+}
+
+// paramsOnlyProvider refuses HTTP basic auth with invalid_client and
+// accepts the credentials only in the body, like some real servers do.
+func paramsOnlyProvider(req request) reply {
+	switch {
+	case req.basic:
+		return reply{status: 401, contentType: jsonCT, body: `{"error":"invalid_client"}`}
+	case req.form.Get("client_secret") != clientSecret:
+		return reply{status: 401, contentType: jsonCT, body: `{"error":"invalid_client"}`}
+	default:
+		return okJSON(`{"access_token":"at-NEW","expires_in":60}`)
+	}
+}
+
+func TestAutoStyleProbe(t *testing.T) {
+	t.Parallel()
+	auto := func(base string) oauth.ProviderConfig {
+		cfg := generic(base)
+		cfg.AuthStyle = oauth.AuthStyleAuto
+		return cfg
+	}
+
+	t.Run("falls back to the body once and remembers", func(t *testing.T) {
+		t.Parallel()
+		srv, seen := fakeProvider(t, paramsOnlyProvider)
+		r := newRefresher(t, srv, auto(srv.URL))
+		for i, wantBasic := range [][]bool{{true, false}, {false}, {false}} {
+			if _, err := r.Refresh(t.Context(), "corp", domain.NewSecret(oldRefresh)); err != nil {
+				t.Fatalf("refresh %d: %v", i, err)
+			}
+			var gotBasic []bool
+			for _, req := range drain(seen) {
+				gotBasic = append(gotBasic, req.basic)
+			}
+			if !slices.Equal(gotBasic, wantBasic) {
+				t.Errorf("refresh %d: basic auth per request = %v, want %v", i, gotBasic, wantBasic)
+			}
+		}
+	})
+
+	// The refresh token is sent again only when the client was refused:
+	// anything else may mean the provider has already used it.
+	for _, rep := range []reply{
+		{status: 400, contentType: jsonCT, body: `{"error":"invalid_grant"}`},
+		{status: 500},
+		{status: 403, contentType: jsonCT, body: `{"error":"unauthorized_client"}`},
+	} {
+		t.Run("no second request after HTTP "+http.StatusText(rep.status), func(t *testing.T) {
+			t.Parallel()
+			srv, seen := fakeProvider(t, always(rep))
+			_, err := newRefresher(t, srv, auto(srv.URL)).Refresh(t.Context(), "corp", domain.NewSecret(oldRefresh))
+			if err == nil {
+				t.Fatal("Refresh succeeded")
+			}
+			if n := len(drain(seen)); n != 1 {
+				t.Errorf("%d requests, want 1", n)
+			}
+		})
+	}
+
+	t.Run("both styles refused: not remembered", func(t *testing.T) {
+		t.Parallel()
+		srv, seen := fakeProvider(t, always(reply{status: 401, contentType: jsonCT, body: `{"error":"invalid_client"}`}))
+		r := newRefresher(t, srv, auto(srv.URL))
+		for range 2 {
+			_, err := r.Refresh(t.Context(), "corp", domain.NewSecret(oldRefresh))
+			if !errors.Is(err, domain.ErrProviderRejected) {
+				t.Fatalf("error = %v, want ErrProviderRejected", err)
+			}
+			if n := len(drain(seen)); n != 2 {
+				t.Errorf("%d requests, want 2 (header, then body)", n)
+			}
+		}
+	})
+
+	t.Run("known kinds never probe", func(t *testing.T) {
+		t.Parallel()
+		srv, seen := fakeProvider(t, always(reply{status: 401, contentType: jsonCT, body: `{"error":"invalid_client"}`}))
+		r := newRefresher(t, srv, oauth.ProviderConfig{Name: "gitlab", ClientID: "id", ClientSecret: domain.NewSecret(clientSecret), BaseURL: srv.URL})
+		if _, err := r.Refresh(t.Context(), "gitlab", domain.NewSecret(oldRefresh)); !errors.Is(err, domain.ErrProviderRejected) {
+			t.Fatalf("error = %v, want ErrProviderRejected", err)
+		}
+		if n := len(drain(seen)); n != 1 {
+			t.Errorf("%d requests, want 1", n)
+		}
+	})
+}
+
+// TestConcurrentRefresh exercises the shared state (the probe's memory and
+// the HTTP clients) under the race detector.
+func TestConcurrentRefresh(t *testing.T) {
+	t.Parallel()
+	srv, _ := fakeProvider(t, paramsOnlyProvider)
+	cfg := generic(srv.URL)
+	cfg.AuthStyle = oauth.AuthStyleAuto
+	r := newRefresher(t, srv, cfg)
+	var wg sync.WaitGroup
+	var failures atomic.Int32
+	for range 8 {
+		wg.Go(func() {
+			if _, err := r.Refresh(t.Context(), "corp", domain.NewSecret(oldRefresh)); err != nil {
+				failures.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := failures.Load(); n != 0 {
+		t.Errorf("%d of 8 concurrent refreshes failed", n)
+	}
+}

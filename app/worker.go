@@ -1,0 +1,146 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/tokenstore/tokenstore/ports"
+)
+
+// WorkerConfig tunes the proactive refresher. The zero value is disabled.
+type WorkerConfig struct {
+	// Enabled turns the worker on.
+	Enabled bool
+	// Interval between scans; each waits Interval ±20% so instances drift
+	// apart. Default 1m.
+	Interval time.Duration
+	// Lookahead: tokens that will enter the refresh margin within it are
+	// refreshed now, before any caller has to wait. Default 2×Interval.
+	Lookahead time.Duration
+	// Batch is how many tokens one scan claims at most. Default 50.
+	Batch int
+	// Concurrency is how many provider calls one scan makes at once. Default 4.
+	Concurrency int
+}
+
+func (c WorkerConfig) withDefaults() WorkerConfig {
+	if c.Interval <= 0 {
+		c.Interval = time.Minute
+	}
+	if c.Lookahead <= 0 {
+		c.Lookahead = 2 * c.Interval
+	}
+	if c.Batch <= 0 {
+		c.Batch = 50
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 4
+	}
+	return c
+}
+
+// RefreshWorker refreshes tokens shortly before they enter the refresh
+// margin, so readers rarely wait for a provider. Instances share the work:
+// each scan leases a disjoint batch (FOR UPDATE SKIP LOCKED) and refreshes it
+// through the same leased, fenced path as a read.
+type RefreshWorker struct {
+	svc  *TokenService
+	repo ports.TokenRepository
+	cfg  WorkerConfig
+	log  *slog.Logger
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// NewRefreshWorker returns the worker; Start runs it.
+func NewRefreshWorker(cfg WorkerConfig, svc *TokenService, repo ports.TokenRepository, log *slog.Logger) *RefreshWorker {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &RefreshWorker{svc: svc, repo: repo, cfg: cfg.withDefaults(), log: log}
+}
+
+// Start runs scans in the background until Stop. It does nothing when the
+// worker is disabled or no refresher is configured.
+func (w *RefreshWorker) Start(context.Context) error {
+	if !w.cfg.Enabled || w.svc.refresher == nil {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w.cancel, w.done = cancel, make(chan struct{})
+	go w.loop(ctx)
+	return nil
+}
+
+// Stop ends the worker and waits for the scan in progress, whose provider
+// calls are bounded by their timeouts, or for ctx to end.
+func (w *RefreshWorker) Stop(ctx context.Context) error {
+	if w.cancel == nil {
+		return nil
+	}
+	w.cancel()
+	select {
+	case <-w.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (w *RefreshWorker) loop(ctx context.Context) {
+	defer close(w.done)
+	for {
+		jitter := 0.8 + 0.4*rand.Float64()
+		t := time.NewTimer(time.Duration(float64(w.cfg.Interval) * jitter))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if n, err := w.RunOnce(ctx); err != nil && ctx.Err() == nil {
+			w.log.Warn("proactive refresh scan failed", "err", err)
+		} else if n > 0 {
+			w.log.Info("proactive refresh scan", "refreshed", n)
+		}
+	}
+}
+
+// RunOnce claims one batch of tokens due for refresh and refreshes them. It
+// returns how many were refreshed successfully.
+func (w *RefreshWorker) RunOnce(ctx context.Context) (int, error) {
+	attempt := w.svc.newAttempt()
+	horizon := w.svc.policy.Margin + w.cfg.Lookahead
+	claimed, err := w.repo.ClaimDueRefreshes(ctx, attempt, w.svc.refreshCfg.Lease, horizon, w.cfg.Batch)
+	if err != nil {
+		return 0, err
+	}
+	var (
+		mu sync.Mutex
+		ok int
+		wg sync.WaitGroup
+	)
+	sem := make(chan struct{}, w.cfg.Concurrency)
+	for _, lease := range claimed {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			// Each refresh runs to completion even if the worker is stopped:
+			// abandoning it would let the lease lapse.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.svc.refreshCfg.Lease)
+			defer cancel()
+			if _, err := w.svc.runRefresh(rctx, lease, attempt); err == nil {
+				mu.Lock()
+				ok++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return ok, nil
+}
