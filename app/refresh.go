@@ -39,9 +39,12 @@ type RefreshConfig struct {
 	Instance string
 }
 
+// DefaultRefreshLease is RefreshConfig.Lease's default.
+const DefaultRefreshLease = 45 * time.Second
+
 func (c RefreshConfig) withDefaults() RefreshConfig {
 	if c.Lease <= 0 {
-		c.Lease = 45 * time.Second
+		c.Lease = DefaultRefreshLease
 	}
 	if c.WaitTimeout <= 0 {
 		c.WaitTimeout = 20 * time.Second

@@ -130,7 +130,7 @@ func Load(path string, dev bool, getenv func(string) string) (Config, error) {
 		path = getenv("TOKENSTORE_CONFIG")
 	}
 	if path != "" {
-		if err := c.loadFile(path); err != nil {
+		if err := c.loadFile(path, getenv); err != nil {
 			return Config{}, err
 		}
 	}
@@ -295,7 +295,7 @@ func permissionList() string {
 	return strings.Join(names, ", ")
 }
 
-func (c *Config) loadFile(path string) error {
+func (c *Config) loadFile(path string, getenv func(string) string) error {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("config file: %w", err)
@@ -326,7 +326,7 @@ func (c *Config) loadFile(path string) error {
 		if err := dec.Decode(&entries); err != nil {
 			return fmt.Errorf("config file %s: providers: must be a list of provider settings: %w", path, err)
 		}
-		if err := c.addProviders(entries, "providers", os.Getenv); err != nil {
+		if err := c.addProviders(entries, "providers", getenv); err != nil {
 			return fmt.Errorf("config file %s: %w", path, err)
 		}
 	}
@@ -438,6 +438,21 @@ func (c *Config) Validate() error {
 	}
 	if c.HTTP.Addr == "" {
 		return errors.New("TOKENSTORE_HTTP_ADDR is empty: give host:port")
+	}
+	lease := c.App.Refresh.Lease
+	if lease <= 0 {
+		lease = app.DefaultRefreshLease
+	}
+	for _, p := range c.OAuth.Providers {
+		timeout := p.Timeout
+		if timeout <= 0 {
+			timeout = oauth.DefaultTimeout
+		}
+		if timeout+5*time.Second > lease {
+			return fmt.Errorf("TOKENSTORE_REFRESH_LEASE (refresh.lease) is %s but provider %s may take %s: "+
+				"the lease must exceed every provider timeout by at least 5s, or a slow refresh would be taken for an interrupted one",
+				lease, p.Name, timeout)
+		}
 	}
 	return nil
 }

@@ -359,18 +359,21 @@ func TestLoadExampleConfig(t *testing.T) {
 	t.Parallel()
 	example := filepath.Join("..", "..", "..", "configs", "tokenstore.example.yaml")
 	if _, err := os.Stat(example); err != nil {
-		t.Skipf("no example config: %v", err)
+		t.Fatalf("no example config: %v", err)
 	}
 	keyFile := writeFile(t, "keys", fernetKey(t)+"\n", 0o600)
-	cfg, err := cli.Load(example, false, envOf(map[string]string{"TOKENSTORE_KEY_FILE": keyFile}))
+	cfg, err := cli.Load(example, false, envOf(map[string]string{"TOKENSTORE_KEY_FILE": keyFile, "GITLAB_CLIENT_SECRET": "example-secret"}))
 	if err != nil {
 		t.Fatalf("example config: %v", err)
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("example config does not validate: %v", err)
 	}
-	if len(cfg.Callers) == 0 || len(cfg.Keys.Keys) != 1 {
-		t.Errorf("example config: %d callers, %d keys", len(cfg.Callers), len(cfg.Keys.Keys))
+	if len(cfg.Callers) == 0 || len(cfg.Keys.Keys) != 1 || len(cfg.OAuth.Providers) != 2 {
+		t.Errorf("example config: %d callers, %d keys, %d providers", len(cfg.Callers), len(cfg.Keys.Keys), len(cfg.OAuth.Providers))
+	}
+	if got := cfg.OAuth.Providers[0].ClientSecret.Reveal(); got != "example-secret" {
+		t.Errorf("client_secret_env was not read from the environment (got %d bytes)", len(got))
 	}
 }
 
