@@ -235,10 +235,11 @@ func (s *TokenService) waitForLease(ctx context.Context, row domain.SealedAuthTo
 // stores the outcome. The new access token is returned only after it is
 // committed: a caller never holds a token the database does not.
 func (s *TokenService) runRefresh(ctx context.Context, lease domain.SealedAuthTokens, attempt string) (AccessToken, error) {
-	refreshToken, err := s.crypter.Decrypt(domain.Ciphertext{KeyID: lease.KeyID, Data: lease.RefreshToken})
+	refreshToken, err := s.openAt(RefreshTokenPlace(lease.User, lease.Provider),
+		domain.Ciphertext{KeyID: lease.KeyID, Data: lease.RefreshToken})
 	if err != nil {
 		s.release(ctx, lease, attempt, domain.RefreshState{})
-		return AccessToken{}, fmt.Errorf("%s refresh token of user %q: %w", lease.Provider, lease.User, err)
+		return AccessToken{}, err
 	}
 	res, err := s.refresher.Refresh(ctx, lease.Provider, refreshToken)
 	if err != nil {
@@ -350,9 +351,9 @@ func (s *TokenService) release(ctx context.Context, lease domain.SealedAuthToken
 
 // open decrypts a row's access token for a caller.
 func (s *TokenService) open(t domain.SealedAuthTokens) (AccessToken, error) {
-	token, err := s.crypter.Decrypt(domain.Ciphertext{KeyID: t.KeyID, Data: t.AccessToken})
+	token, err := s.openAt(AccessTokenPlace(t.User, t.Provider), domain.Ciphertext{KeyID: t.KeyID, Data: t.AccessToken})
 	if err != nil {
-		return AccessToken{}, fmt.Errorf("%s access token of user %q: %w", t.Provider, t.User, err)
+		return AccessToken{}, err
 	}
 	return AccessToken{User: t.User, Provider: t.Provider, Token: token, Expiry: t.AccessExpiry}, nil
 }

@@ -147,7 +147,7 @@ func (s *TokenService) PutOfflineToken(ctx context.Context, t domain.OfflineToke
 	if err := t.Validate(); err != nil {
 		return domain.OfflineToken{}, err
 	}
-	c, err := s.crypter.Encrypt(t.Token)
+	c, err := s.sealAt(OfflineTokenPlace(t.User), t.Token)
 	if err != nil {
 		return domain.OfflineToken{}, fmt.Errorf("seal offline token: %w", err)
 	}
@@ -165,9 +165,9 @@ func (s *TokenService) GetOfflineToken(ctx context.Context, user domain.UserID) 
 	if err != nil {
 		return domain.OfflineToken{}, err
 	}
-	token, err := s.crypter.Decrypt(domain.Ciphertext{KeyID: sealed.KeyID, Data: sealed.Token})
+	token, err := s.openAt(OfflineTokenPlace(user), domain.Ciphertext{KeyID: sealed.KeyID, Data: sealed.Token})
 	if err != nil {
-		return domain.OfflineToken{}, fmt.Errorf("offline token of user %q: %w", user, err)
+		return domain.OfflineToken{}, err
 	}
 	return domain.OfflineToken{User: user, Token: token, CreatedAt: sealed.CreatedAt, UpdatedAt: sealed.UpdatedAt}, nil
 }
@@ -179,7 +179,7 @@ func (s *TokenService) DeleteOfflineToken(ctx context.Context, user domain.UserI
 
 // seal encrypts both tokens under the primary key.
 func (s *TokenService) seal(t domain.AuthTokens) (domain.SealedAuthTokens, error) {
-	access, err := s.crypter.Encrypt(t.AccessToken)
+	access, err := s.sealAt(AccessTokenPlace(t.User, t.Provider), t.AccessToken)
 	if err != nil {
 		return domain.SealedAuthTokens{}, fmt.Errorf("seal access token: %w", err)
 	}
@@ -188,7 +188,7 @@ func (s *TokenService) seal(t domain.AuthTokens) (domain.SealedAuthTokens, error
 		AccessToken: access.Data, AccessExpiry: t.AccessExpiry, RefreshExpiry: t.RefreshExpiry,
 	}
 	if t.HasRefreshToken() {
-		refresh, err := s.crypter.Encrypt(t.RefreshToken)
+		refresh, err := s.sealAt(RefreshTokenPlace(t.User, t.Provider), t.RefreshToken)
 		if err != nil {
 			return domain.SealedAuthTokens{}, fmt.Errorf("seal refresh token: %w", err)
 		}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
+	"github.com/tokenstore/tokenstore/app"
 	"github.com/tokenstore/tokenstore/domain"
 )
 
@@ -246,10 +247,11 @@ func parseTime(t *testing.T, what string, v any) time.Time {
 	return ts
 }
 
-// decryptColumn decrypts a raw bytea column with the instance's keyring.
-func (inst *instance) decryptColumn(t *testing.T, keyID string, data []byte) string {
+// decryptColumn decrypts a raw bytea column, sealed for place, with the
+// instance's keyring.
+func (inst *instance) decryptColumn(t *testing.T, place app.Place, keyID string, data []byte) string {
 	t.Helper()
-	s, err := inst.keyring.Decrypt(domain.Ciphertext{KeyID: domain.KeyID(keyID), Data: data})
+	s, err := app.Unseal(inst.keyring, place, domain.Ciphertext{KeyID: domain.KeyID(keyID), Data: data})
 	if err != nil {
 		t.Fatalf("decrypt column: %v", err)
 	}

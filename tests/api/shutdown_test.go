@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
+	"github.com/tokenstore/tokenstore/app"
+	"github.com/tokenstore/tokenstore/domain"
 )
 
 // hangLimit bounds waits for things that must happen eventually; reaching it
@@ -120,7 +122,8 @@ func TestStopDrainsInFlightRequest(t *testing.T) {
 		Scan(&keyID, &accessCol, &refreshCol); err != nil {
 		t.Fatal(err)
 	}
-	if a, rt := inst.decryptColumn(t, keyID, accessCol), inst.decryptColumn(t, keyID, refreshCol); a != newAccess || rt != newRefresh {
+	if a, rt := inst.decryptColumn(t, app.AccessTokenPlace(domain.UserID(user), "gitlab"), keyID, accessCol),
+		inst.decryptColumn(t, app.RefreshTokenPlace(domain.UserID(user), "gitlab"), keyID, refreshCol); a != newAccess || rt != newRefresh {
 		t.Errorf("stored tokens %q, %q; want the drained PUT's %q, %q", a, rt, newAccess, newRefresh)
 	}
 

@@ -9,6 +9,9 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+
+	"github.com/tokenstore/tokenstore/app"
+	"github.com/tokenstore/tokenstore/domain"
 )
 
 // rowText returns every column of the matching rows as PostgreSQL renders
@@ -58,10 +61,10 @@ func TestTokensAreEncryptedAtRest(t *testing.T) {
 		if keyID != string(inst.keyring.PrimaryKeyID()) {
 			t.Errorf("key_id = %q, want the primary key's id %q", keyID, inst.keyring.PrimaryKeyID())
 		}
-		if got := inst.decryptColumn(t, keyID, accessCol); got != access {
+		if got := inst.decryptColumn(t, app.AccessTokenPlace(domain.UserID(user), "github"), keyID, accessCol); got != access {
 			t.Errorf("decrypted access_token = %q, want %q", got, access)
 		}
-		if got := inst.decryptColumn(t, keyID, refreshCol); got != refresh {
+		if got := inst.decryptColumn(t, app.RefreshTokenPlace(domain.UserID(user), "github"), keyID, refreshCol); got != refresh {
 			t.Errorf("decrypted refresh_token = %q, want %q", got, refresh)
 		}
 	})
@@ -75,7 +78,7 @@ func TestTokensAreEncryptedAtRest(t *testing.T) {
 			t.Fatal(err)
 		}
 		notIn(t, "bytea column", string(col), encodings(offline)...)
-		if got := inst.decryptColumn(t, keyID, col); got != offline {
+		if got := inst.decryptColumn(t, app.OfflineTokenPlace(domain.UserID(user)), keyID, col); got != offline {
 			t.Errorf("decrypted offline token = %q, want %q", got, offline)
 		}
 	})
@@ -169,7 +172,7 @@ func TestConcurrentPutsLeaveOneConsistentRow(t *testing.T) {
 	if winner < 0 {
 		t.Fatalf("stored access token %q is from no writer", got.AccessToken)
 	}
-	if rt := inst.decryptColumn(t, keyID, refreshCol); rt != refresh[winner] {
+	if rt := inst.decryptColumn(t, app.RefreshTokenPlace(domain.UserID(user), domain.Provider(provider)), keyID, refreshCol); rt != refresh[winner] {
 		t.Fatalf("access token is writer %d's, refresh token %q is not (want %q): a torn row", winner, rt, refresh[winner])
 	}
 	// The expiries are the winner's too.

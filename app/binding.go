@@ -1,0 +1,109 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/tokenstore/tokenstore/domain"
+	"github.com/tokenstore/tokenstore/ports"
+)
+
+// Fernet has no associated data: a ciphertext copied into another row, or
+// from the refresh token column into the access token column, would decrypt
+// as if it belonged there. So every value is sealed in an envelope naming
+// its place (table, field, user, provider), and opening checks the place.
+// A moved ciphertext then fails as an integrity error instead of handing
+// one user's token to another.
+
+// Place is where a sealed value belongs.
+type Place struct {
+	Table    string
+	Field    string
+	User     domain.UserID
+	Provider domain.Provider // empty for offline tokens
+}
+
+// AccessTokenPlace, RefreshTokenPlace and OfflineTokenPlace are the places
+// of the values tokenstore stores.
+func AccessTokenPlace(u domain.UserID, p domain.Provider) Place {
+	return Place{Table: "auth_tokens", Field: "access_token", User: u, Provider: p}
+}
+
+// RefreshTokenPlace: see AccessTokenPlace.
+func RefreshTokenPlace(u domain.UserID, p domain.Provider) Place {
+	return Place{Table: "auth_tokens", Field: "refresh_token", User: u, Provider: p}
+}
+
+// OfflineTokenPlace: see AccessTokenPlace.
+func OfflineTokenPlace(u domain.UserID) Place {
+	return Place{Table: "offline_tokens", Field: "token", User: u}
+}
+
+func (p Place) String() string {
+	if p.Provider == "" {
+		return fmt.Sprintf("%s.%s of user %q", p.Table, p.Field, p.User)
+	}
+	return fmt.Sprintf("%s.%s of user %q, provider %s", p.Table, p.Field, p.User, p.Provider)
+}
+
+// envelopeVersion is the envelope format; a change of format gets a new one.
+const envelopeVersion = 1
+
+// envelope is the sealed plaintext. The secret is bytes (base64 in JSON) so
+// any token, even one that is not valid UTF-8, round-trips exactly.
+type envelope struct {
+	V        int    `json:"v"`
+	Table    string `json:"t"`
+	Field    string `json:"f"`
+	User     string `json:"u"`
+	Provider string `json:"p,omitempty"`
+	Secret   []byte `json:"s"`
+}
+
+// ErrMisplaced is wrapped (with domain.ErrDecrypt) when a ciphertext is
+// valid but belongs to another place.
+var ErrMisplaced = errors.New("ciphertext belongs to another row or field")
+
+// Seal encrypts secret with c's primary key, bound to place.
+func Seal(c ports.TokenCrypter, place Place, secret domain.Secret) (domain.Ciphertext, error) {
+	return c.EncryptJSON(envelope{
+		V: envelopeVersion, Table: place.Table, Field: place.Field,
+		User: string(place.User), Provider: string(place.Provider),
+		Secret: []byte(secret.Reveal()),
+	})
+}
+
+// Unseal decrypts ct and checks it was sealed for place: a ciphertext moved
+// from another place fails with domain.ErrDecrypt and ErrMisplaced. Errors
+// name the place, never the material.
+func Unseal(c ports.TokenCrypter, place Place, ct domain.Ciphertext) (domain.Secret, error) {
+	var env envelope
+	if err := c.DecryptJSON(ct, &env); err != nil {
+		return domain.Secret{}, fmt.Errorf("%s: %w", place, err)
+	}
+	if env.V != envelopeVersion {
+		return domain.Secret{}, fmt.Errorf("%s: %w: unknown envelope version %d", place, domain.ErrDecrypt, env.V)
+	}
+	got := Place{Table: env.Table, Field: env.Field, User: domain.UserID(env.User), Provider: domain.Provider(env.Provider)}
+	if got != place {
+		return domain.Secret{}, fmt.Errorf("%s: %w: %w", place, domain.ErrDecrypt, ErrMisplaced)
+	}
+	secret := domain.NewSecret(string(env.Secret))
+	clear(env.Secret)
+	return secret, nil
+}
+
+func (s *TokenService) sealAt(place Place, secret domain.Secret) (domain.Ciphertext, error) {
+	return Seal(s.crypter, place, secret)
+}
+
+// openAt is Unseal, logging a misplaced ciphertext with the row's identity
+// (never its material): it means someone moved values in the database.
+func (s *TokenService) openAt(place Place, ct domain.Ciphertext) (domain.Secret, error) {
+	secret, err := Unseal(s.crypter, place, ct)
+	if errors.Is(err, ErrMisplaced) {
+		s.log.Error("integrity: a stored ciphertext belongs to another place (moved or copied in the database)",
+			"table", place.Table, "field", place.Field, "user", place.User, "provider", place.Provider)
+	}
+	return secret, err
+}
