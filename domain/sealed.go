@@ -28,7 +28,8 @@ type SealedAuthTokens struct {
 	// user (PutAuthTokens) resets it.
 	Refresh RefreshState
 
-	// Set by storage.
+	// Set by storage. ID orders rows for batch walks (key rotation).
+	ID        int64
 	Version   int64
 	CreatedAt time.Time
 	UpdatedAt time.Time
@@ -85,4 +86,10 @@ type ProviderTokenInfo struct {
 	ReauthRequired  bool
 	LastError       string
 	UpdatedAt       time.Time
+}
+
+// KeyUsage is how many stored values one key seals.
+type KeyUsage struct {
+	KeyID  KeyID
+	Values int64
 }

@@ -30,6 +30,8 @@ type TokenCrypter interface {
 	KeyOf(data []byte) (domain.KeyID, error)
 	// PrimaryKeyID is the id of the key new values are encrypted with.
 	PrimaryKeyID() domain.KeyID
+	// Keys lists the ids of every key in the ring, primary first.
+	Keys() []domain.KeyID
 }
 
 // TokenRepository stores sealed tokens. It never sees plaintext.

@@ -235,14 +235,7 @@ func (r *Repository) GetOfflineToken(ctx context.Context, user domain.UserID) (d
 	if err != nil {
 		return domain.SealedOfflineToken{}, fmt.Errorf("load offline token: %w", interpretError(err))
 	}
-	return domain.SealedOfflineToken{
-		User:      domain.UserID(row.UserID),
-		KeyID:     domain.KeyID(row.KeyID),
-		Token:     row.Token,
-		Version:   row.Version,
-		CreatedAt: row.CreatedAt,
-		UpdatedAt: row.UpdatedAt,
-	}, nil
+	return offlineTokenFromDB(row), nil
 }
 
 // DeleteOfflineToken implements ports.TokenRepository.
@@ -273,6 +266,18 @@ func authTokensFromDB(row db.AuthToken) domain.SealedAuthTokens {
 			LastError:      deref(row.RefreshError),
 			NextAttemptAt:  deref(row.NextRefreshAt),
 		},
+		ID:        row.ID,
+		Version:   row.Version,
+		CreatedAt: row.CreatedAt,
+		UpdatedAt: row.UpdatedAt,
+	}
+}
+
+func offlineTokenFromDB(row db.OfflineToken) domain.SealedOfflineToken {
+	return domain.SealedOfflineToken{
+		User:      domain.UserID(row.UserID),
+		KeyID:     domain.KeyID(row.KeyID),
+		Token:     row.Token,
 		Version:   row.Version,
 		CreatedAt: row.CreatedAt,
 		UpdatedAt: row.UpdatedAt,

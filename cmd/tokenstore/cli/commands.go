@@ -24,7 +24,7 @@ const usage = `tokenstore keeps identity-provider tokens encrypted in PostgreSQL
 Usage:
   tokenstore serve [--dev] [--config FILE]     run the HTTP API
   tokenstore migrate up|down|status            manage the database schema
-  tokenstore keys generate                     print a new random Fernet key
+  tokenstore keys generate|list|rotate|retire  manage encryption keys (see keys --help)
   tokenstore callers generate --name NAME      print a new caller credential and its hash
   tokenstore version                           print the version
 
@@ -51,7 +51,7 @@ func Run(ctx context.Context, args []string, env Env) error {
 	case "migrate":
 		return runMigrate(ctx, args[1:], env)
 	case "keys":
-		return runKeys(args[1:], env)
+		return runKeys(ctx, args[1:], env)
 	case "callers":
 		return runCallers(args[1:], env)
 	case "version":
@@ -138,7 +138,7 @@ database URL must be configured.
 		return err
 	}
 	log.Info("starting tokenstore", "version", buildVersion(), "database", cfg.Database,
-		"addr", cfg.HTTP.Addr, "keys", len(cfg.Keys.Keys), "callers", len(cfg.Callers))
+		"addr", cfg.HTTP.Addr, "keys", len(cfg.Keys.Keys), "key_source", cfg.KeySource, "callers", len(cfg.Callers))
 
 	app := NewApp(cfg, log)
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -32,11 +33,15 @@ type Config struct {
 	HTTP     httpapi.Config
 	Keys     fernet.Config
 	KeyFile  string
-	Callers  []httpapi.Caller
-	OAuth    oauth.Config
-	App      app.Config
-	Worker   app.WorkerConfig
-	Log      LogConfig
+	// KeySource says where the keys came from, for the start-up log.
+	KeySource     string
+	JWTSecret     string
+	JWTSecretFile string
+	Callers       []httpapi.Caller
+	OAuth         oauth.Config
+	App           app.Config
+	Worker        app.WorkerConfig
+	Log           LogConfig
 }
 
 // LogConfig selects the log format and level.
@@ -83,8 +88,12 @@ var settings = []setting{
 		func(c *Config, v string) error { return parseDuration(v, &c.HTTP.ShutdownTimeout) }},
 	{"keys", "Fernet keys, comma-separated, primary (newest) first",
 		func(c *Config, v string) error { return c.addKeys(v, "the key list") }},
-	{"key_file", "file with one Fernet key per line, primary first; must be mode 0600",
+	{"key_file", "key file, used when keys is not set: one Fernet key per line (notes after #) or JSON [{key, created_at, note}], primary first; must be mode 0600",
 		func(c *Config, v string) error { c.KeyFile = v; return nil }},
+	{"jwt_secret", "the replaced system's JWT secret, used when neither keys nor key_file is set: the key is derived as base64(SHA-256(secret))",
+		func(c *Config, v string) error { c.JWTSecret = v; return nil }},
+	{"jwt_secret_file", "file holding the replaced system's JWT secret (instead of jwt_secret)",
+		func(c *Config, v string) error { c.JWTSecretFile = v; return nil }},
 	{"refresh.margin", "refresh access tokens expiring within this margin (default 15m)",
 		func(c *Config, v string) error { return parseDuration(v, &c.App.RefreshMargin) }},
 	{"refresh.wait_timeout", "how long a read waits for a refresh before answering 503 unavailable (default 20s)",
@@ -173,12 +182,59 @@ func Load(path string, dev bool, getenv func(string) string) (Config, error) {
 	if v, ok := lookup(getenv, "TOKENSTORE_DEV_DIR"); ok {
 		c.DevDir = v
 	}
-	if c.KeyFile != "" {
-		if err := c.loadKeyFile(c.KeyFile); err != nil {
-			return Config{}, err
-		}
+	if err := c.resolveKeys(); err != nil {
+		return Config{}, err
 	}
 	return c, nil
+}
+
+// resolveKeys picks the key source, first configured wins: the keys setting
+// (TOKENSTORE_KEYS), the key file, the legacy JWT secret. Nothing is ever
+// generated here (only --dev does that).
+func (c *Config) resolveKeys() error {
+	switch {
+	case len(c.Keys.Keys) > 0:
+		c.KeySource = "TOKENSTORE_KEYS"
+	case c.KeyFile != "":
+		if err := c.loadKeyFile(c.KeyFile); err != nil {
+			return err
+		}
+		c.KeySource = "key file " + c.KeyFile
+	case c.JWTSecret != "" || c.JWTSecretFile != "":
+		secret := c.JWTSecret
+		if c.JWTSecretFile != "" {
+			if c.JWTSecret != "" {
+				return errors.New("TOKENSTORE_JWT_SECRET and TOKENSTORE_JWT_SECRET_FILE are both set: give the secret one way")
+			}
+			if err := checkPrivate(c.JWTSecretFile, "TOKENSTORE_JWT_SECRET_FILE (jwt_secret_file)"); err != nil {
+				return err
+			}
+			s, err := readTrimmed(c.JWTSecretFile)
+			if err != nil {
+				return fmt.Errorf("TOKENSTORE_JWT_SECRET_FILE (jwt_secret_file): %w", err)
+			}
+			secret = s
+		}
+		if len(secret) < 16 {
+			return errors.New("TOKENSTORE_JWT_SECRET: the secret is shorter than 16 bytes; a key derived from it would be guessable")
+		}
+		c.Keys.Keys = []fernet.Key{fernet.KeyFromJWTSecret(secret)}
+		c.KeySource = "legacy JWT secret"
+	}
+	return nil
+}
+
+// checkPrivate refuses a secret file that group or others can read.
+func checkPrivate(path, setting string) error {
+	info, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", setting, err)
+	}
+	if info.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("%s: %s is readable by group or others (mode %04o); run `chmod 600 %s`",
+			setting, path, info.Mode().Perm(), path)
+	}
+	return nil
 }
 
 func lookup(getenv func(string) string, name string) (string, bool) {
@@ -387,20 +443,65 @@ func (c *Config) addKeys(list, where string) error {
 	return nil
 }
 
-// loadKeyFile reads one key per line (blank lines and # comments ignored),
-// refusing a file others can read: it holds every token's key.
+// KeyFileEntry is one key in a JSON key file.
+type KeyFileEntry struct {
+	Key       string `json:"key"`
+	CreatedAt string `json:"created_at,omitempty"`
+	Note      string `json:"note,omitempty"`
+}
+
+// loadKeyFile reads the key file, primary first, refusing a file others can
+// read: it holds every token's key. Two formats: one key per line (blank
+// lines and # notes ignored), or JSON, a list of {key, created_at, note} or
+// {"keys": [...]}.
 func (c *Config) loadKeyFile(path string) error {
-	info, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("TOKENSTORE_KEY_FILE (key_file): %w", err)
-	}
-	if info.Mode().Perm()&0o077 != 0 {
-		return fmt.Errorf("TOKENSTORE_KEY_FILE (key_file): %s is readable by group or others (mode %04o); run `chmod 600 %s`",
-			path, info.Mode().Perm(), path)
+	const setting = "TOKENSTORE_KEY_FILE (key_file)"
+	if err := checkPrivate(path, setting); err != nil {
+		return err
 	}
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("TOKENSTORE_KEY_FILE (key_file): %w", err)
+		return fmt.Errorf("%s: %w", setting, err)
+	}
+	keys, err := parseKeyFile(raw)
+	if err != nil {
+		return fmt.Errorf("%s: %s: %w", setting, path, err)
+	}
+	if len(keys) == 0 {
+		return fmt.Errorf("%s: %s holds no key (make one with `tokenstore keys generate`)", setting, path)
+	}
+	return c.addKeys(strings.Join(keys, ","), setting+" "+path)
+}
+
+func parseKeyFile(raw []byte) ([]string, error) {
+	trimmed := strings.TrimSpace(string(raw))
+	if strings.HasPrefix(trimmed, "[") || strings.HasPrefix(trimmed, "{") {
+		var entries []KeyFileEntry
+		if strings.HasPrefix(trimmed, "{") {
+			var doc struct {
+				Keys []KeyFileEntry `json:"keys"`
+			}
+			dec := json.NewDecoder(strings.NewReader(trimmed))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&doc); err != nil {
+				return nil, errors.New(`not valid JSON: expected {"keys": [{"key": ..., "created_at": ..., "note": ...}]}`)
+			}
+			entries = doc.Keys
+		} else {
+			dec := json.NewDecoder(strings.NewReader(trimmed))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&entries); err != nil {
+				return nil, errors.New(`not valid JSON: expected [{"key": ..., "created_at": ..., "note": ...}]`)
+			}
+		}
+		keys := make([]string, 0, len(entries))
+		for i, e := range entries {
+			if e.Key == "" {
+				return nil, fmt.Errorf("entry #%d has no key", i+1)
+			}
+			keys = append(keys, e.Key)
+		}
+		return keys, nil
 	}
 	var keys []string
 	for line := range strings.Lines(string(raw)) {
@@ -408,13 +509,10 @@ func (c *Config) loadKeyFile(path string) error {
 		if fields := strings.Fields(line); len(fields) == 1 {
 			keys = append(keys, fields[0])
 		} else if len(fields) > 1 {
-			return fmt.Errorf("TOKENSTORE_KEY_FILE (key_file): %s: a line holds %d words; put one key per line (notes after #)", path, len(fields))
+			return nil, fmt.Errorf("a line holds %d words; put one key per line (notes after #)", len(fields))
 		}
 	}
-	if len(keys) == 0 {
-		return fmt.Errorf("TOKENSTORE_KEY_FILE (key_file): %s holds no key (make one with `tokenstore keys generate`)", path)
-	}
-	return c.addKeys(strings.Join(keys, ","), "TOKENSTORE_KEY_FILE (key_file) "+path)
+	return keys, nil
 }
 
 // Validate checks what serve needs, naming the missing setting and how to
@@ -428,7 +526,7 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if len(c.Keys.Keys) == 0 {
-		return errors.New("no encryption key: set TOKENSTORE_KEYS or TOKENSTORE_KEY_FILE; " +
+		return errors.New("no encryption key: set TOKENSTORE_KEYS, TOKENSTORE_KEY_FILE or TOKENSTORE_JWT_SECRET(_FILE); " +
 			"make a key with `tokenstore keys generate` (tokenstore never generates one outside --dev: " +
 			"a key lost at restart makes every stored token unreadable)")
 	}
