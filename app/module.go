@@ -12,8 +12,14 @@ var Module = fx.Module("app",
 		fx.Annotate(NewTokenService, fx.ParamTags(``, ``, ``, ``, `optional:"true"`)),
 		NewRefreshWorker,
 	),
-	fx.Invoke(registerWorker),
+	fx.Invoke(registerWorker, registerDrain),
 )
+
+// registerDrain makes shutdown wait for refreshes in flight. Its stop hook
+// runs before the pool's (hooks stop in reverse order), so they can commit.
+func registerDrain(lc fx.Lifecycle, s *TokenService) {
+	lc.Append(fx.Hook{OnStop: s.Drain})
+}
 
 // registerWorker runs the proactive refresher for the application's life.
 func registerWorker(lc fx.Lifecycle, w *RefreshWorker) {

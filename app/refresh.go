@@ -71,6 +71,7 @@ const (
 	ErrCodeProviderRejected    = "provider_rejected"
 	ErrCodeProviderUnavailable = "provider_unavailable"
 	ErrCodeInterrupted         = "refresh_interrupted"
+	ErrCodeUndecryptable       = "refresh_token_undecryptable"
 )
 
 // errLeaseLost: the row changed under an attempt (new tokens were stored,
@@ -92,7 +93,10 @@ func (s *TokenService) refreshShared(ctx context.Context, user domain.UserID, pr
 	key := string(provider) + "\x00" + string(user)
 	ch := s.flight.DoChan(key, func() (any, error) {
 		// The attempt outlives any one caller: abandoning it half-way would
-		// leave a lease to lapse and force the user to reconnect.
+		// leave a lease to lapse and force the user to reconnect. Drain
+		// waits for it at shutdown.
+		s.inflight.Add(1)
+		defer s.inflight.Done()
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.refreshCfg.Lease)
 		defer cancel()
 		return s.refresh(actx, user, provider)
@@ -238,7 +242,11 @@ func (s *TokenService) runRefresh(ctx context.Context, lease domain.SealedAuthTo
 	refreshToken, err := s.openAt(RefreshTokenPlace(lease.User, lease.Provider),
 		domain.Ciphertext{KeyID: lease.KeyID, Data: lease.RefreshToken})
 	if err != nil {
-		s.release(ctx, lease, attempt, domain.RefreshState{})
+		// Retrying cannot help until someone fixes the row or the keyring:
+		// back off as for a configuration error, so the worker moves on.
+		s.release(ctx, lease, attempt, domain.RefreshState{
+			LastError: ErrCodeUndecryptable, NextAttemptAt: s.now().Add(s.refreshCfg.RejectedRetryAfter),
+		})
 		return AccessToken{}, err
 	}
 	res, err := s.refresher.Refresh(ctx, lease.Provider, refreshToken)
@@ -314,7 +322,9 @@ func (s *TokenService) refreshFailed(ctx context.Context, lease domain.SealedAut
 		}
 		return AccessToken{}, fmt.Errorf("%w: %w", domain.ErrUnavailable, cause)
 	case errors.Is(cause, domain.ErrProviderNotConfigured):
-		s.release(ctx, lease, attempt, domain.RefreshState{})
+		s.release(ctx, lease, attempt, domain.RefreshState{
+			LastError: ErrCodeProviderRejected, NextAttemptAt: s.now().Add(s.refreshCfg.RejectedRetryAfter),
+		})
 		if lease.AccessExpiry.Expired(s.now()) {
 			return AccessToken{}, fmt.Errorf("%s tokens: %w", lease.Provider, domain.ErrTokenExpired)
 		}
@@ -346,6 +356,24 @@ func (s *TokenService) release(ctx context.Context, lease domain.SealedAuthToken
 		})
 	if err != nil {
 		s.log.Error("could not release a refresh lease", "user", lease.User, "provider", lease.Provider, "err", err)
+	}
+}
+
+// Drain waits for refreshes in flight to finish (their provider calls and
+// commits are bounded by the lease) or for ctx to end. Shutdown calls it
+// before the pool closes: a refresh cut off after the provider rotated the
+// refresh token would force the user to reconnect.
+func (s *TokenService) Drain(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		s.inflight.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("refreshes still in flight at shutdown: %w", ctx.Err())
 	}
 }
 

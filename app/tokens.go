@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -30,6 +31,7 @@ type TokenService struct {
 	refreshCfg RefreshConfig
 	log        *slog.Logger
 	flight     singleflight.Group
+	inflight   sync.WaitGroup // refreshes started by reads, for Drain
 	now        func() time.Time
 }
 

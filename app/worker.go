@@ -113,9 +113,16 @@ func (w *RefreshWorker) loop(ctx context.Context) {
 // RunOnce claims one batch of tokens due for refresh and refreshes them. It
 // returns how many were refreshed successfully.
 func (w *RefreshWorker) RunOnce(ctx context.Context) (int, error) {
+	if w.svc.refresher == nil {
+		return 0, nil
+	}
 	attempt := w.svc.newAttempt()
 	horizon := w.svc.policy.Margin + w.cfg.Lookahead
-	claimed, err := w.repo.ClaimDueRefreshes(ctx, attempt, w.svc.refreshCfg.Lease, horizon, w.cfg.Batch)
+	providers := w.svc.refresher.Providers()
+	if len(providers) == 0 {
+		return 0, nil
+	}
+	claimed, err := w.repo.ClaimDueRefreshes(ctx, attempt, providers, w.svc.refreshCfg.Lease, horizon, w.cfg.Batch)
 	if err != nil {
 		return 0, err
 	}

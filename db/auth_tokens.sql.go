@@ -15,12 +15,13 @@ WITH due AS (
     SELECT id FROM auth_tokens
     WHERE refresh_token IS NOT NULL
       AND NOT reauth_required
-      AND access_token_expires_at < clock_timestamp() + make_interval(secs => $3::float8)
+      AND provider = ANY($3::text[])
+      AND access_token_expires_at < clock_timestamp() + make_interval(secs => $4::float8)
       AND refresh_lease_owner IS NULL
       AND (next_refresh_at IS NULL OR next_refresh_at <= clock_timestamp())
       AND (refresh_token_expires_at IS NULL OR refresh_token_expires_at > clock_timestamp())
     ORDER BY access_token_expires_at
-    LIMIT $4
+    LIMIT $5
     FOR UPDATE SKIP LOCKED
 )
 UPDATE auth_tokens SET
@@ -33,18 +34,20 @@ RETURNING id, user_id, provider, key_id, access_token, refresh_token, access_tok
 type ClaimDueRefreshesParams struct {
 	Owner          string
 	LeaseSeconds   float64
+	Providers      []string
 	HorizonSeconds float64
 	MaxRows        int32
 }
 
-// Leases up to max_rows refreshable rows whose access token expires before
-// now + horizon. SKIP LOCKED lets several instances claim disjoint batches
+// Leases up to max_rows refreshable rows of the given providers whose access
+// token expires before now + horizon. SKIP LOCKED lets several instances claim disjoint batches
 // at once, and rows under a live lease, in back-off or needing re-authorization
 // are left alone. Expired leases are left to the read path, which marks them.
 func (q *Queries) ClaimDueRefreshes(ctx context.Context, db DBTX, arg ClaimDueRefreshesParams) ([]AuthToken, error) {
 	rows, err := db.Query(ctx, claimDueRefreshes,
 		arg.Owner,
 		arg.LeaseSeconds,
+		arg.Providers,
 		arg.HorizonSeconds,
 		arg.MaxRows,
 	)

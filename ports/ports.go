@@ -53,11 +53,12 @@ type TokenRepository interface {
 	// locked while it runs.
 	UpdateAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider,
 		fn func(current domain.SealedAuthTokens, now time.Time) (*domain.SealedAuthTokens, error)) (domain.SealedAuthTokens, error)
-	// ClaimDueRefreshes leases, for owner and for lease, up to limit rows whose
-	// access token expires within horizon and that can be refreshed (refresh
-	// token present and unexpired, no live lease, not in back-off, not
-	// needing re-authorization). Concurrent claimers get disjoint rows.
-	ClaimDueRefreshes(ctx context.Context, owner string, lease, horizon time.Duration, limit int) ([]domain.SealedAuthTokens, error)
+	// ClaimDueRefreshes leases, for owner and for lease, up to limit rows of
+	// the given providers whose access token expires within horizon and
+	// that can be refreshed (refresh token present and
+	// unexpired, no live lease, not in back-off, not needing
+	// re-authorization). Concurrent claimers get disjoint rows.
+	ClaimDueRefreshes(ctx context.Context, owner string, providers []domain.Provider, lease, horizon time.Duration, limit int) ([]domain.SealedAuthTokens, error)
 	// DeleteAuthTokens returns domain.ErrNotFound when nothing was stored.
 	DeleteAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) error
 	// ListProviders lists the providers a user has tokens for, by name.
@@ -87,4 +88,6 @@ type TokenRefresher interface {
 	// Configured reports whether tokens of provider can be refreshed (false
 	// for unknown providers and for providers whose tokens never expire).
 	Configured(provider domain.Provider) bool
+	// Providers lists the providers Configured is true for.
+	Providers() []domain.Provider
 }

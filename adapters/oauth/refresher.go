@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -105,6 +106,18 @@ func New(providers []ProviderConfig, opts ...Option) (*Refresher, error) {
 func (r *Refresher) Configured(provider domain.Provider) bool {
 	e, ok := r.providers[provider]
 	return ok && !e.neverExpires
+}
+
+// Providers lists the providers whose tokens are refreshed, by name.
+func (r *Refresher) Providers() []domain.Provider {
+	var out []domain.Provider
+	for name, e := range r.providers {
+		if !e.neverExpires {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Refresh exchanges refreshToken for new tokens (grant_type=refresh_token).

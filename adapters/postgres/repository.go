@@ -153,8 +153,13 @@ func (r *Repository) UpdateAuthTokens(ctx context.Context, user domain.UserID, p
 }
 
 // ClaimDueRefreshes implements ports.TokenRepository.
-func (r *Repository) ClaimDueRefreshes(ctx context.Context, owner string, lease, horizon time.Duration, limit int) ([]domain.SealedAuthTokens, error) {
+func (r *Repository) ClaimDueRefreshes(ctx context.Context, owner string, providers []domain.Provider, lease, horizon time.Duration, limit int) ([]domain.SealedAuthTokens, error) {
+	names := make([]string, len(providers))
+	for i, p := range providers {
+		names[i] = string(p)
+	}
 	rows, err := r.q.ClaimDueRefreshes(ctx, r.pool, db.ClaimDueRefreshesParams{
+		Providers:      names,
 		Owner:          owner,
 		LeaseSeconds:   lease.Seconds(),
 		HorizonSeconds: horizon.Seconds(),

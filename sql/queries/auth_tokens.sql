@@ -64,14 +64,15 @@ WHERE user_id = @user_id
 ORDER BY provider;
 
 -- name: ClaimDueRefreshes :many
--- Leases up to max_rows refreshable rows whose access token expires before
--- now + horizon. SKIP LOCKED lets several instances claim disjoint batches
+-- Leases up to max_rows refreshable rows of the given providers whose access
+-- token expires before now + horizon. SKIP LOCKED lets several instances claim disjoint batches
 -- at once, and rows under a live lease, in back-off or needing re-authorization
 -- are left alone. Expired leases are left to the read path, which marks them.
 WITH due AS (
     SELECT id FROM auth_tokens
     WHERE refresh_token IS NOT NULL
       AND NOT reauth_required
+      AND provider = ANY(@providers::text[])
       AND access_token_expires_at < clock_timestamp() + make_interval(secs => @horizon_seconds::float8)
       AND refresh_lease_owner IS NULL
       AND (next_refresh_at IS NULL OR next_refresh_at <= clock_timestamp())

@@ -1,0 +1,533 @@
+// Package refresh_test runs several complete tokenstore instances (each the
+// fx graph of `tokenstore serve`, with its own pool) against one shared
+// PostgreSQL database and a strict, rotating fake OAuth provider, and checks
+// the refresh protocol end to end: exactly one provider call however many
+// callers and instances ask at once, no refresh token ever presented twice,
+// bounded waits, and the stored failure states.
+//
+// Every test has its own database and its own fake provider. Nothing here
+// asserts on elapsed time: waits are polls with generous deadlines.
+package refresh_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/fx"
+
+	"github.com/tokenstore/tokenstore/adapters/fernet"
+	"github.com/tokenstore/tokenstore/adapters/httpapi"
+	"github.com/tokenstore/tokenstore/adapters/oauth"
+	"github.com/tokenstore/tokenstore/app"
+	"github.com/tokenstore/tokenstore/cmd/tokenstore/cli"
+	"github.com/tokenstore/tokenstore/domain"
+	"github.com/tokenstore/tokenstore/tests/testdb"
+)
+
+func TestMain(m *testing.M) { testdb.Main(m) }
+
+// provider is the provider name the fake serves in most tests.
+const provider = "gitlab"
+
+// options tune a cluster. Zero fields take the defaults in newCluster.
+type options struct {
+	instances int
+	maxConns  int32
+	margin    time.Duration     // refresh margin; 0: the service default (15m)
+	refresh   app.RefreshConfig // zero fields: see newCluster
+	worker    app.WorkerConfig  // zero: disabled
+	// providerTimeout bounds one provider call (0: 2s).
+	providerTimeout time.Duration
+	// kind, name and authStyle of the fake's provider entry (oauth2, gitlab, auto).
+	kind      oauth.Kind
+	name      domain.Provider
+	authStyle oauth.AuthStyle
+}
+
+// cluster is N instances on one database, one fake provider, one key.
+type cluster struct {
+	t         *testing.T
+	dsn       string
+	fake      *fakeProvider
+	db        *pgxpool.Pool // raw access, outside every instance
+	keyring   *fernet.Keyring
+	cred      string // bearer credential of the caller with every permission
+	client    *http.Client
+	instances []*instance
+	provider  domain.Provider
+	secrets   []string // token material the tests handed in, for the log check
+	secretsMu sync.Mutex
+}
+
+// instance is one running tokenstore.
+type instance struct {
+	c       *cluster
+	name    string
+	base    string
+	app     *fx.App
+	svc     *app.TokenService
+	worker  *app.RefreshWorker
+	pool    *pgxpool.Pool
+	logs    *syncBuffer
+	stopped bool
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// newCluster starts o.instances instances and stops them when t ends; then
+// it checks that no instance logged any token material.
+func newCluster(t *testing.T, o options) *cluster {
+	t.Helper()
+	if o.instances == 0 {
+		o.instances = 1
+	}
+	if o.maxConns == 0 {
+		o.maxConns = 8
+	}
+	if o.refresh.Lease == 0 {
+		o.refresh.Lease = 5 * time.Second
+	}
+	if o.refresh.WaitTimeout == 0 {
+		o.refresh.WaitTimeout = 5 * time.Second
+	}
+	if o.refresh.PollInterval == 0 {
+		o.refresh.PollInterval = 20 * time.Millisecond
+	}
+	if o.refresh.RetryAfter == 0 {
+		o.refresh.RetryAfter = time.Minute // a back-off outlasts the test unless chosen
+	}
+	if o.providerTimeout == 0 {
+		o.providerTimeout = 2 * time.Second
+	}
+	if o.kind == "" {
+		o.kind = oauth.KindOAuth2
+	}
+	if o.name == "" {
+		o.name = provider
+	}
+
+	dsn := testdb.NewDSN(t)
+	c := &cluster{t: t, dsn: dsn, fake: newFakeProvider(t), provider: o.name}
+	c.db = testdb.Pool(t, dsn, nil)
+	key, err := fernet.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.keyring, err = fernet.NewKeyring(key); err != nil {
+		t.Fatal(err)
+	}
+	cred, hash, err := httpapi.NewCredential()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := httpapi.ParseCredentialHash(hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.cred = cred
+	c.secrets = append(c.secrets, cred)
+	c.client = &http.Client{
+		Timeout:   30 * time.Second,
+		Transport: &http.Transport{MaxIdleConnsPerHost: 200},
+	}
+	t.Cleanup(c.client.CloseIdleConnections)
+	t.Cleanup(c.checkLogs) // runs after every instance stopped
+
+	pc := oauth.ProviderConfig{
+		Name: o.name, Kind: o.kind,
+		ClientID: c.fake.clientID, ClientSecret: domain.NewSecret(c.fake.clientSecret),
+		TokenURL: c.fake.TokenURL(), AuthStyle: o.authStyle, Timeout: o.providerTimeout,
+	}
+	for i := range o.instances {
+		cfg := cli.Defaults()
+		cfg.Database.URL = dsn
+		cfg.Database.MaxConns = o.maxConns
+		cfg.HTTP.Addr = "127.0.0.1:0"
+		cfg.Keys = fernet.Config{Keys: []fernet.Key{key}}
+		cfg.Callers = []httpapi.Caller{{Name: "all", CredentialHash: h, Permissions: httpapi.AllPermissions}}
+		cfg.OAuth = oauth.Config{Providers: []oauth.ProviderConfig{pc}}
+		cfg.App = app.Config{RefreshMargin: o.margin, Refresh: o.refresh}
+		cfg.App.Refresh.Instance = fmt.Sprintf("inst%d", i)
+		cfg.Worker = o.worker
+
+		in := &instance{c: c, name: cfg.App.Refresh.Instance, logs: &syncBuffer{}}
+		log := slog.New(slog.NewJSONHandler(in.logs, &slog.HandlerOptions{Level: slog.LevelDebug})).
+			With("instance", in.name)
+		var server *httpapi.Server
+		in.app = cli.NewApp(cfg, log, fx.Populate(&server, &in.svc, &in.worker, &in.pool))
+		if err := in.app.Err(); err != nil {
+			t.Fatalf("build %s: %v", in.name, err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := in.app.Start(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("start %s: %v", in.name, err)
+		}
+		t.Cleanup(func() {
+			if err := in.stop(); err != nil {
+				t.Errorf("stop %s: %v", in.name, err)
+			}
+		})
+		in.base = "http://" + server.Addr()
+		c.instances = append(c.instances, in)
+	}
+	return c
+}
+
+// stop stops the instance once.
+func (in *instance) stop() error {
+	if in.stopped {
+		return nil
+	}
+	in.stopped = true
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return in.app.Stop(ctx)
+}
+
+// checkLogs fails the test if any instance logged token material: a token
+// the fake issued, a token a test stored, the client secret or the caller
+// credential.
+func (c *cluster) checkLogs() {
+	c.secretsMu.Lock()
+	secrets := append(c.fake.Secrets(), c.secrets...)
+	c.secretsMu.Unlock()
+	for _, in := range c.instances {
+		logs := in.logs.String()
+		for _, s := range secrets {
+			if strings.Contains(logs, s) {
+				c.t.Errorf("%s logged token material %q", in.name, s)
+			}
+		}
+	}
+}
+
+// noteSecret adds token material to the log check.
+func (c *cluster) noteSecret(s ...string) {
+	c.secretsMu.Lock()
+	defer c.secretsMu.Unlock()
+	c.secrets = append(c.secrets, s...)
+}
+
+// ---- HTTP ----------------------------------------------------------------
+
+// result is a finished HTTP exchange with the interesting parts decoded.
+type result struct {
+	status     int
+	header     http.Header
+	body       []byte
+	token      string // access_token of a 200 token answer
+	expiresAt  string
+	code       string // problem code of an error answer
+	retryAfter string
+}
+
+func (r result) String() string {
+	if r.status == http.StatusOK {
+		return fmt.Sprintf("200 token %s", r.token)
+	}
+	return fmt.Sprintf("%d %s (Retry-After %q): %s", r.status, r.code, r.retryAfter, bytes.TrimSpace(r.body))
+}
+
+func (c *cluster) do(method, url string, body any) (result, error) {
+	var rd io.Reader
+	if body != nil {
+		raw, err := json.Marshal(body)
+		if err != nil {
+			return result{}, err
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		return result{}, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.cred)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return result{}, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return result{}, err
+	}
+	r := result{status: resp.StatusCode, header: resp.Header, body: raw, retryAfter: resp.Header.Get("Retry-After")}
+	if resp.StatusCode == http.StatusOK {
+		var tok struct {
+			AccessToken string  `json:"access_token"`
+			ExpiresAt   *string `json:"access_token_expires_at"`
+		}
+		_ = json.Unmarshal(raw, &tok)
+		r.token = tok.AccessToken
+		if tok.ExpiresAt != nil {
+			r.expiresAt = *tok.ExpiresAt
+		}
+	} else {
+		var p httpapi.Problem
+		_ = json.Unmarshal(raw, &p)
+		r.code = p.Code
+	}
+	return r, nil
+}
+
+func tokensPath(user string, prov domain.Provider) string {
+	return "/v1/users/" + url.PathEscape(user) + "/providers/" + string(prov) + "/tokens"
+}
+
+// getE asks in for user's access token over HTTP, without a *testing.T (for
+// goroutines).
+func (in *instance) getE(user string) (result, error) {
+	return in.c.do(http.MethodGet, in.base+tokensPath(user, in.c.provider), nil)
+}
+
+func (in *instance) get(t *testing.T, user string) result {
+	t.Helper()
+	r, err := in.getE(user)
+	if err != nil {
+		t.Fatalf("%s GET %s: %v", in.name, user, err)
+	}
+	return r
+}
+
+// apiGet asks in's TokenService directly (the Go API).
+func (in *instance) apiGet(user string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tok, err := in.svc.GetAccessToken(ctx, domain.UserID(user), in.c.provider)
+	if err != nil {
+		return "", err
+	}
+	return tok.Token.Reveal(), nil
+}
+
+// put stores tokens through instance 0 and fails t unless it answers 200.
+func (c *cluster) put(t *testing.T, user string, body map[string]any) {
+	t.Helper()
+	c.putAs(t, c.provider, user, body)
+}
+
+// putAs stores tokens for another provider name.
+func (c *cluster) putAs(t *testing.T, prov domain.Provider, user string, body map[string]any) {
+	t.Helper()
+	for _, k := range []string{"access_token", "refresh_token"} {
+		if s, ok := body[k].(string); ok {
+			c.noteSecret(s)
+		}
+	}
+	r, err := c.do(http.MethodPut, c.instances[0].base+tokensPath(user, prov), body)
+	if err != nil {
+		t.Fatalf("PUT %s: %v", user, err)
+	}
+	if r.status != http.StatusOK {
+		t.Fatalf("PUT %s: %s", user, r)
+	}
+}
+
+// putGrant stores a fake grant's initial tokens with the access token
+// expiring in expiresIn seconds (0: already expired).
+func (c *cluster) putGrant(t *testing.T, user string, g grantTokens, expiresIn int64) {
+	t.Helper()
+	c.put(t, user, map[string]any{"access_token": g.access, "refresh_token": g.refresh, "expires_in": expiresIn})
+}
+
+// providerStatus is one entry of GET /v1/users/{user}/providers.
+type providerStatus struct {
+	Provider              string  `json:"provider"`
+	State                 string  `json:"state"`
+	AccessTokenExpiresAt  *string `json:"access_token_expires_at"`
+	RefreshTokenExpiresAt *string `json:"refresh_token_expires_at"`
+	HasRefreshToken       bool    `json:"has_refresh_token"`
+	RefreshError          *string `json:"refresh_error"`
+}
+
+func (s providerStatus) refreshError() string {
+	if s.RefreshError == nil {
+		return ""
+	}
+	return *s.RefreshError
+}
+
+// status lists user's providers on in and returns the cluster's provider.
+func (in *instance) status(t *testing.T, user string) providerStatus {
+	t.Helper()
+	r, err := in.c.do(http.MethodGet, in.base+"/v1/users/"+url.PathEscape(user)+"/providers", nil)
+	if err != nil || r.status != http.StatusOK {
+		t.Fatalf("%s list providers of %s: %v %s", in.name, user, err, r)
+	}
+	var list struct {
+		Providers []providerStatus `json:"providers"`
+	}
+	if err := json.Unmarshal(r.body, &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range list.Providers {
+		if p.Provider == string(in.c.provider) {
+			return p
+		}
+	}
+	t.Fatalf("%s: %s has no %s tokens: %s", in.name, user, in.c.provider, r.body)
+	return providerStatus{}
+}
+
+// ---- database --------------------------------------------------------------
+
+// row is a stored auth_tokens row with its tokens decrypted.
+type row struct {
+	access, refresh string
+	accessExpiry    *time.Time
+	refreshExpiry   *time.Time
+	leaseOwner      string
+	reauth          bool
+	refreshError    string
+	nextRefresh     *time.Time
+	version         int64
+}
+
+// row reads user's row straight from the database (no instance involved).
+func (c *cluster) row(t testing.TB, user string) row {
+	t.Helper()
+	r, err := c.rowE(user)
+	if err != nil {
+		t.Fatalf("read row of %s: %v", user, err)
+	}
+	return r
+}
+
+func (c *cluster) rowE(user string) (row, error) {
+	var (
+		r              row
+		keyID          string
+		access, refTok []byte
+		owner, rerr    *string
+	)
+	err := c.db.QueryRow(context.Background(), `
+		SELECT key_id, access_token, refresh_token, access_token_expires_at, refresh_token_expires_at,
+		       refresh_lease_owner, reauth_required, refresh_error, next_refresh_at, version
+		FROM auth_tokens WHERE user_id = $1 AND provider = $2`, user, string(c.provider)).
+		Scan(&keyID, &access, &refTok, &r.accessExpiry, &r.refreshExpiry, &owner, &r.reauth, &rerr, &r.nextRefresh, &r.version)
+	if err != nil {
+		return row{}, err
+	}
+	open := func(place app.Place, b []byte) (string, error) {
+		if b == nil {
+			return "", nil
+		}
+		s, err := app.Unseal(c.keyring, place, domain.Ciphertext{KeyID: domain.KeyID(keyID), Data: b})
+		return s.Reveal(), err
+	}
+	u := domain.UserID(user)
+	if r.access, err = open(app.AccessTokenPlace(u, c.provider), access); err != nil {
+		return row{}, err
+	}
+	if r.refresh, err = open(app.RefreshTokenPlace(u, c.provider), refTok); err != nil {
+		return row{}, err
+	}
+	if owner != nil {
+		r.leaseOwner = *owner
+	}
+	if rerr != nil {
+		r.refreshError = *rerr
+	}
+	return r, nil
+}
+
+// exec runs SQL on the shared database.
+func (c *cluster) exec(t testing.TB, sql string, args ...any) {
+	t.Helper()
+	if _, err := c.db.Exec(context.Background(), sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// expireNow makes user's access token expire now, leaving everything else.
+func (c *cluster) expireNow(t testing.TB, user string) {
+	t.Helper()
+	c.exec(t, `UPDATE auth_tokens SET access_token_expires_at = now() WHERE user_id = $1 AND provider = $2`,
+		user, string(c.provider))
+}
+
+// expireIn makes user's access token expire in d (inside the margin, not expired).
+func (c *cluster) expireIn(t testing.TB, user string, d time.Duration) {
+	t.Helper()
+	c.exec(t, `UPDATE auth_tokens SET access_token_expires_at = clock_timestamp() + make_interval(secs => $3)
+		WHERE user_id = $1 AND provider = $2`, user, string(c.provider), d.Seconds())
+}
+
+// ---- assertions ----------------------------------------------------------
+
+// eventually polls cond every 20ms until it holds or the deadline passes.
+func eventually(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	last := ""
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not happen within %s; last state: %s", what, within, last)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func wantStatus(t *testing.T, what string, r result, status int, code string) {
+	t.Helper()
+	if r.status != status || (code != "" && r.code != code) {
+		t.Fatalf("%s: got %s, want %d %s", what, r, status, code)
+	}
+}
+
+func wantToken(t *testing.T, what string, r result, token string) {
+	t.Helper()
+	if r.status != http.StatusOK || r.token != token {
+		t.Fatalf("%s: got %s, want 200 with token %s", what, r, token)
+	}
+}
+
+// lease is a RefreshConfig with the given lease and wait timeout (other
+// fields: newCluster's defaults).
+func lease(l, wait time.Duration) app.RefreshConfig {
+	return app.RefreshConfig{Lease: l, WaitTimeout: wait}
+}

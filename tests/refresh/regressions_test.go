@@ -1,0 +1,141 @@
+package refresh_test
+
+// Regression tests for defects this suite found; each comment says what
+// went wrong before the fix.
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokenstore/tokenstore/adapters/httpapi"
+
+	"github.com/tokenstore/tokenstore/app"
+)
+
+// TestWorkerNotStarvedByRowsItCannotRefresh: the proactive refresher once
+// claimed due rows of every provider, oldest expiry first, and released the
+// ones it could not refresh (provider not configured, refresh token not
+// decryptable) with a clean state, so with Batch or more of them every scan
+// claimed only those. It now claims only configured providers' rows and
+// backs off rows whose refresh token cannot be opened.
+func TestWorkerNotStarvedByRowsItCannotRefresh(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, options{worker: app.WorkerConfig{Batch: 2, Lookahead: 2 * time.Minute}})
+	in := c.instances[0]
+	for i := range 2 {
+		c.putAs(t, "bitbucket", fmt.Sprintf("unconfigured-%d", i), map[string]any{
+			"access_token": "at-bb-" + randHex(8), "refresh_token": "rt-bb-" + randHex(8), "expires_in": 0,
+		})
+	}
+	const user = "starved-user"
+	g := c.fake.NewGrant()
+	c.putGrant(t, user, g, dueIn)
+
+	for scan := range 3 {
+		n, err := in.worker.RunOnce(context.Background())
+		if err != nil {
+			t.Fatalf("scan %d: %v", scan, err)
+		}
+		t.Logf("scan %d refreshed %d", scan, n)
+	}
+	if n := c.fake.Calls(g.id); n != 1 {
+		t.Errorf("after 3 scans the configured provider's due token got %d provider calls; want 1 "+
+			"(the scans kept claiming the 2 unrefreshable rows)", n)
+	}
+}
+
+// TestShortLivedTokensWithAMarginBelowTheirLifetime: the refresh rule is
+// the documented one (refresh inside the margin), so a provider issuing
+// tokens that live less than the margin (Keycloak's 5 minutes against the
+// default 15) would be refreshed at every read. The README tells operators
+// to set refresh.margin below their providers' token lifetime; with that, a
+// token fresh from the provider is served from storage.
+func TestShortLivedTokensWithAMarginBelowTheirLifetime(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, options{margin: time.Minute})
+	c.fake.SetDefaults(func(b *behavior) { b.expiresIn = 300 })
+	in := c.instances[0]
+	const user = "short-lived-user"
+	g := c.fake.NewGrant()
+	c.putGrant(t, user, g, 0)
+
+	first := in.get(t, user)
+	wantToken(t, "first GET", first, c.fake.Access(g.id))
+	for i := range 3 {
+		r := in.get(t, user)
+		if r.status != http.StatusOK {
+			t.Fatalf("GET %d: %s", i, r)
+		}
+	}
+	if n := c.fake.Calls(g.id); n != 1 {
+		t.Errorf("4 reads of a token that lives 5 minutes, margin 1m, made %d provider calls; want 1", n)
+	}
+}
+
+// TestShutdownWaitsForReadRefresh: a refresh started by a read outlives its
+// callers by design (it runs on context.WithoutCancel for up to the lease,
+// so it is not abandoned half-way). Shutdown once closed the pool under
+// such an attempt: when the provider answered, its new tokens (the refresh
+// token already rotated) could not be stored, the lease lapsed and the user
+// had to reconnect. Stopping now waits (bounded by the stop context) for
+// attempts in flight before the pool closes (TokenService.Drain).
+func TestShutdownWaitsForReadRefresh(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, options{
+		providerTimeout: 20 * time.Second,
+		refresh:         lease(30*time.Second, 500*time.Millisecond),
+	})
+	in := c.instances[0]
+	const user = "shutdown-user"
+	g := c.fake.NewGrant()
+	c.putGrant(t, user, g, 0)
+
+	entered, proceed := make(chan struct{}), make(chan struct{})
+	var once, release sync.Once
+	unblock := func() { release.Do(func() { close(proceed) }) }
+	t.Cleanup(unblock)
+	c.fake.SetHook(func(call hookCall) {
+		if call.grant == g.id {
+			once.Do(func() { close(entered) })
+			<-proceed // a slow provider: it answers when the test says so
+		}
+	})
+
+	r := in.get(t, user)
+	wantStatus(t, "GET while the provider is slow", r, http.StatusServiceUnavailable, httpapi.CodeUnavailable)
+	select {
+	case <-entered:
+	default:
+		t.Fatal("the refresh has not reached the provider")
+	}
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- in.stop() }()
+	select {
+	case err := <-stopped: // stopped without waiting for the refresh in progress
+		stopped <- err
+	case <-time.After(3 * time.Second): // (a fixed service would wait here)
+	}
+	unblock()
+	if err := <-stopped; err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	eventually(t, 20*time.Second, "the refresh attempt to finish", func() (bool, string) {
+		logs := in.logs.String()
+		return strings.Contains(logs, "tokens refreshed") || strings.Contains(logs, "refreshed tokens could not be stored"), ""
+	})
+	if c.fake.Refreshes(g.id) != 1 {
+		t.Fatalf("the provider did not rotate")
+	}
+	row := c.row(t, user)
+	if row.refresh != c.fake.Current(g.id) {
+		t.Errorf("after the shutdown the row holds refresh token %q (already used at the provider) and lease %q; "+
+			"the provider's new refresh token %q was lost: the user will have to reconnect",
+			row.refresh, row.leaseOwner, c.fake.Current(g.id))
+	}
+}
