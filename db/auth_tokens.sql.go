@@ -181,51 +181,6 @@ func (q *Queries) GetAuthTokensForUpdate(ctx context.Context, db DBTX, arg GetAu
 	return i, err
 }
 
-const insertAuthTokensIfAbsent = `-- name: InsertAuthTokensIfAbsent :one
-INSERT INTO auth_tokens (
-    user_id, provider, key_id, access_token, refresh_token,
-    access_token_expires_at, refresh_token_expires_at
-) VALUES (
-    $1, $2, $3, $4, $5,
-    $6, $7
-)
-ON CONFLICT (user_id, provider) DO NOTHING
-RETURNING version, created_at, updated_at
-`
-
-type InsertAuthTokensIfAbsentParams struct {
-	UserID                string
-	Provider              string
-	KeyID                 string
-	AccessToken           []byte
-	RefreshToken          []byte
-	AccessTokenExpiresAt  *time.Time
-	RefreshTokenExpiresAt *time.Time
-}
-
-type InsertAuthTokensIfAbsentRow struct {
-	Version   int64
-	CreatedAt time.Time
-	UpdatedAt time.Time
-}
-
-// For imports: never replaces tokens tokenstore already holds (they may be
-// newer than the source's), so running an import twice changes nothing.
-func (q *Queries) InsertAuthTokensIfAbsent(ctx context.Context, db DBTX, arg InsertAuthTokensIfAbsentParams) (InsertAuthTokensIfAbsentRow, error) {
-	row := db.QueryRow(ctx, insertAuthTokensIfAbsent,
-		arg.UserID,
-		arg.Provider,
-		arg.KeyID,
-		arg.AccessToken,
-		arg.RefreshToken,
-		arg.AccessTokenExpiresAt,
-		arg.RefreshTokenExpiresAt,
-	)
-	var i InsertAuthTokensIfAbsentRow
-	err := row.Scan(&i.Version, &i.CreatedAt, &i.UpdatedAt)
-	return i, err
-}
-
 const listAuthTokenProviders = `-- name: ListAuthTokenProviders :many
 SELECT provider, access_token_expires_at, refresh_token_expires_at,
        (refresh_token IS NOT NULL)::boolean AS has_refresh_token, updated_at,

@@ -41,32 +41,6 @@ func (q *Queries) GetOfflineToken(ctx context.Context, db DBTX, userID string) (
 	return i, err
 }
 
-const insertOfflineTokenIfAbsent = `-- name: InsertOfflineTokenIfAbsent :one
-INSERT INTO offline_tokens (user_id, key_id, token)
-VALUES ($1, $2, $3)
-ON CONFLICT (user_id) DO NOTHING
-RETURNING version, created_at, updated_at
-`
-
-type InsertOfflineTokenIfAbsentParams struct {
-	UserID string
-	KeyID  string
-	Token  []byte
-}
-
-type InsertOfflineTokenIfAbsentRow struct {
-	Version   int64
-	CreatedAt time.Time
-	UpdatedAt time.Time
-}
-
-func (q *Queries) InsertOfflineTokenIfAbsent(ctx context.Context, db DBTX, arg InsertOfflineTokenIfAbsentParams) (InsertOfflineTokenIfAbsentRow, error) {
-	row := db.QueryRow(ctx, insertOfflineTokenIfAbsent, arg.UserID, arg.KeyID, arg.Token)
-	var i InsertOfflineTokenIfAbsentRow
-	err := row.Scan(&i.Version, &i.CreatedAt, &i.UpdatedAt)
-	return i, err
-}
-
 const upsertOfflineToken = `-- name: UpsertOfflineToken :one
 INSERT INTO offline_tokens (user_id, key_id, token)
 VALUES ($1, $2, $3)

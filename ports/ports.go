@@ -39,9 +39,6 @@ type TokenRepository interface {
 	// PutAuthTokens inserts or replaces a user's tokens for a provider in one
 	// statement and returns the row as stored (version and timestamps set).
 	PutAuthTokens(ctx context.Context, t domain.SealedAuthTokens) (domain.SealedAuthTokens, error)
-	// InsertAuthTokens stores t only if nothing is stored for its user and
-	// provider yet, and reports whether it did (imports never overwrite).
-	InsertAuthTokens(ctx context.Context, t domain.SealedAuthTokens) (bool, error)
 	// GetAuthTokens returns domain.ErrNotFound when nothing is stored.
 	GetAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) (domain.SealedAuthTokens, error)
 	// UpdateAuthTokens is a unit of work: it locks the row, passes it and the
@@ -66,9 +63,6 @@ type TokenRepository interface {
 
 	// PutOfflineToken inserts or replaces the user's offline token.
 	PutOfflineToken(ctx context.Context, t domain.SealedOfflineToken) (domain.SealedOfflineToken, error)
-	// InsertOfflineToken stores t only if the user has no offline token yet,
-	// and reports whether it did.
-	InsertOfflineToken(ctx context.Context, t domain.SealedOfflineToken) (bool, error)
 	// GetOfflineToken returns domain.ErrNotFound when nothing is stored.
 	GetOfflineToken(ctx context.Context, user domain.UserID) (domain.SealedOfflineToken, error)
 	// DeleteOfflineToken returns domain.ErrNotFound when nothing was stored.

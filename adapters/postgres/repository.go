@@ -66,26 +66,6 @@ func (r *Repository) PutAuthTokens(ctx context.Context, t domain.SealedAuthToken
 	return t, nil
 }
 
-// InsertAuthTokens implements ports.TokenRepository.
-func (r *Repository) InsertAuthTokens(ctx context.Context, t domain.SealedAuthTokens) (bool, error) {
-	_, err := r.q.InsertAuthTokensIfAbsent(ctx, r.pool, db.InsertAuthTokensIfAbsentParams{
-		UserID:                string(t.User),
-		Provider:              string(t.Provider),
-		KeyID:                 string(t.KeyID),
-		AccessToken:           t.AccessToken,
-		RefreshToken:          t.RefreshToken,
-		AccessTokenExpiresAt:  expiryToDB(t.AccessExpiry),
-		RefreshTokenExpiresAt: expiryToDB(t.RefreshExpiry),
-	})
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil // already present
-	}
-	if err != nil {
-		return false, fmt.Errorf("insert auth tokens: %w", interpretError(err))
-	}
-	return true, nil
-}
-
 // GetAuthTokens implements ports.TokenRepository.
 func (r *Repository) GetAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) (domain.SealedAuthTokens, error) {
 	row, err := r.q.GetAuthTokens(ctx, r.pool, db.GetAuthTokensParams{UserID: string(user), Provider: string(provider)})
@@ -218,20 +198,6 @@ func (r *Repository) PutOfflineToken(ctx context.Context, t domain.SealedOffline
 	}
 	t.Version, t.CreatedAt, t.UpdatedAt = row.Version, row.CreatedAt, row.UpdatedAt
 	return t, nil
-}
-
-// InsertOfflineToken implements ports.TokenRepository.
-func (r *Repository) InsertOfflineToken(ctx context.Context, t domain.SealedOfflineToken) (bool, error) {
-	_, err := r.q.InsertOfflineTokenIfAbsent(ctx, r.pool, db.InsertOfflineTokenIfAbsentParams{
-		UserID: string(t.User), KeyID: string(t.KeyID), Token: t.Token,
-	})
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("insert offline token: %w", interpretError(err))
-	}
-	return true, nil
 }
 
 // GetOfflineToken implements ports.TokenRepository.

@@ -86,16 +86,3 @@ UPDATE auth_tokens SET
     refresh_lease_until = clock_timestamp() + make_interval(secs => @lease_seconds::float8)
 WHERE id IN (SELECT id FROM due)
 RETURNING *;
-
--- name: InsertAuthTokensIfAbsent :one
--- For imports: never replaces tokens tokenstore already holds (they may be
--- newer than the source's), so running an import twice changes nothing.
-INSERT INTO auth_tokens (
-    user_id, provider, key_id, access_token, refresh_token,
-    access_token_expires_at, refresh_token_expires_at
-) VALUES (
-    @user_id, @provider, @key_id, @access_token, @refresh_token,
-    @access_token_expires_at, @refresh_token_expires_at
-)
-ON CONFLICT (user_id, provider) DO NOTHING
-RETURNING version, created_at, updated_at;

@@ -12,9 +12,3 @@ WHERE user_id = @user_id;
 
 -- name: DeleteOfflineToken :execrows
 DELETE FROM offline_tokens WHERE user_id = @user_id;
-
--- name: InsertOfflineTokenIfAbsent :one
-INSERT INTO offline_tokens (user_id, key_id, token)
-VALUES (@user_id, @key_id, @token)
-ON CONFLICT (user_id) DO NOTHING
-RETURNING version, created_at, updated_at;

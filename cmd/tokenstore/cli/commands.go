@@ -26,6 +26,7 @@ Usage:
   tokenstore migrate up|down|status            manage the database schema
   tokenstore keys generate|list|rotate|retire  manage encryption keys (see keys --help)
   tokenstore callers generate --name NAME      print a new caller credential and its hash
+  tokenstore import openhands [flags]          copy tokens from an OpenHands database
   tokenstore version                           print the version
 
 Configuration comes from a YAML file (--config or TOKENSTORE_CONFIG) and
@@ -54,6 +55,8 @@ func Run(ctx context.Context, args []string, env Env) error {
 		return runKeys(ctx, args[1:], env)
 	case "callers":
 		return runCallers(args[1:], env)
+	case "import":
+		return runImport(ctx, args[1:], env)
 	case "version":
 		fmt.Fprintln(env.Stdout, buildVersion())
 		return nil

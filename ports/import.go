@@ -1,0 +1,67 @@
+package ports
+
+import (
+	"context"
+	"errors"
+
+	"github.com/tokenstore/tokenstore/domain"
+)
+
+// ImportRepository is what an import needs from storage: write one batch of
+// rows in one transaction, never replacing what tokenstore already holds
+// (it may be newer than the source's copy), so running an import twice
+// changes nothing.
+type ImportRepository interface {
+	// InsertAuthTokensBatch stores each row whose user and provider have no
+	// tokens yet, all in one transaction, and reports per row whether it was
+	// stored (true) or already present (false). An error means nothing of
+	// the batch was stored.
+	InsertAuthTokensBatch(ctx context.Context, rows []domain.SealedAuthTokens) ([]bool, error)
+	// InsertOfflineTokensBatch is InsertAuthTokensBatch for offline tokens,
+	// keyed by user.
+	InsertOfflineTokensBatch(ctx context.Context, rows []domain.SealedOfflineToken) ([]bool, error)
+}
+
+// Why a row of another system could not be read. An import source wraps
+// one of these in the Err of the row's record; the importer names it in its
+// summary.
+var (
+	// ErrWrongSecret: the value is a well-formed Fernet token, but the key
+	// derived from the given secret does not open it (another secret, or
+	// tampered data).
+	ErrWrongSecret = errors.New("wrong secret")
+	// ErrBadCiphertext: the value is not a Fernet token at all, or its
+	// envelope (JSON around or inside it) is malformed.
+	ErrBadCiphertext = errors.New("bad ciphertext")
+)
+
+// ImportedAuthTokens is one row of another system's auth token table,
+// decrypted but not validated: User and Provider are as the source spelled
+// them, for the importer to check.
+type ImportedAuthTokens struct {
+	// SourceID names the row in the source (its primary key), for reports.
+	SourceID string
+	User     string
+	Provider string
+	// AccessToken and RefreshToken are the plaintexts; a zero RefreshToken
+	// means the row has none.
+	AccessToken   domain.Secret
+	RefreshToken  domain.Secret
+	AccessExpiry  domain.Expiry
+	RefreshExpiry domain.Expiry
+	// Err is why the row could not be read (wrapping ErrWrongSecret,
+	// ErrBadCiphertext or another reason); the token fields are then zero.
+	// Its message never holds token material.
+	Err error
+}
+
+// ImportedOfflineToken is one row of another system's offline token table,
+// decrypted but not validated.
+type ImportedOfflineToken struct {
+	// SourceID names the row in the source (its primary key), for reports.
+	SourceID string
+	User     string
+	Token    domain.Secret
+	// Err: see ImportedAuthTokens.Err.
+	Err error
+}
