@@ -10,9 +10,10 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/tokenstore/tokenstore/tests/testlog"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/fx"
@@ -36,27 +37,10 @@ type instance struct {
 	base    string            // http://127.0.0.1:port
 	creds   map[string]string // caller name -> bearer credential
 	pool    *pgxpool.Pool     // raw access to the instance's database
-	logs    *syncBuffer       // everything the instance logged
+	logs    *testlog.Buffer   // everything the instance logged
 	app     *fx.App
 	keyring *fernet.Keyring
 	client  *http.Client
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // setup starts an instance on a fresh database and stops it when t ends.
@@ -67,7 +51,7 @@ func setup(t *testing.T) *instance {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inst := &instance{t: t, creds: map[string]string{}, logs: &syncBuffer{}}
+	inst := &instance{t: t, creds: map[string]string{}, logs: &testlog.Buffer{}}
 	var callers []httpapi.Caller
 	add := func(name string, perms []httpapi.Permission) {
 		cred, hash, err := httpapi.NewCredential()

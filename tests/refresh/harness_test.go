@@ -25,6 +25,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenstore/tokenstore/tests/testlog"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/fx"
 
@@ -81,25 +83,8 @@ type instance struct {
 	svc     *app.TokenService
 	worker  *app.RefreshWorker
 	pool    *pgxpool.Pool
-	logs    *syncBuffer
+	logs    *testlog.Buffer
 	stopped bool
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func randHex(n int) string {
@@ -184,7 +169,7 @@ func newCluster(t *testing.T, o options) *cluster {
 		cfg.App.Refresh.Instance = fmt.Sprintf("inst%d", i)
 		cfg.Worker = o.worker
 
-		in := &instance{c: c, name: cfg.App.Refresh.Instance, logs: &syncBuffer{}}
+		in := &instance{c: c, name: cfg.App.Refresh.Instance, logs: &testlog.Buffer{}}
 		log := slog.New(slog.NewJSONHandler(in.logs, &slog.HandlerOptions{Level: slog.LevelDebug})).
 			With("instance", in.name)
 		var server *httpapi.Server

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenstore/tokenstore/tests/testlog"
+
 	"go.uber.org/fx"
 
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
@@ -38,7 +40,7 @@ func TestAppOptionsValidate(t *testing.T) {
 type testApp struct {
 	base string // http://127.0.0.1:port
 	cred string // credential of caller "svc", which holds every permission
-	logs *syncBuffer
+	logs *testlog.Buffer
 }
 
 // startApp builds the application for dsn with cfg changed by change,
@@ -57,7 +59,7 @@ func startApp(t *testing.T, dsn string, change func(*cli.Config)) *testApp {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("test configuration: %v", err)
 	}
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var server *httpapi.Server
 	app := cli.NewApp(cfg, log, fx.Populate(&server))
@@ -206,7 +208,7 @@ func TestAppStartFailsOnUnreachableDatabase(t *testing.T) {
 	cfg := validConfig(t)
 	cfg.Database.URL = "postgres://u:" + secretPW + "@127.0.0.1:1/tokens?sslmode=disable&connect_timeout=10"
 	cfg.HTTP.Addr = "127.0.0.1:0"
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	app := cli.NewApp(cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

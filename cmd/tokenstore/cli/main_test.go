@@ -1,7 +1,6 @@
 package cli_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -9,9 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/tokenstore/tokenstore/tests/testlog"
 
 	"github.com/tokenstore/tokenstore/adapters/fernet"
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
@@ -28,24 +28,6 @@ const secretPW = "s3cretPW"
 // envOf is a fake getenv over a map.
 func envOf(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a concurrent reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // newKey returns a fresh Fernet key and its encoded form.
@@ -169,7 +151,7 @@ func eventually(t *testing.T, deadline time.Duration, what string, cond func() b
 
 // running is a `tokenstore` command running in the background.
 type running struct {
-	stdout, stderr *syncBuffer
+	stdout, stderr *testlog.Buffer
 	cancel         context.CancelFunc
 	done           chan error
 }
@@ -178,7 +160,7 @@ type running struct {
 func start(t *testing.T, args []string, getenv func(string) string) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{stdout: &syncBuffer{}, stderr: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	r := &running{stdout: &testlog.Buffer{}, stderr: &testlog.Buffer{}, cancel: cancel, done: make(chan error, 1)}
 	go func() {
 		r.done <- cli.Run(ctx, args, cli.Env{Stdout: r.stdout, Stderr: r.stderr, Getenv: getenv})
 	}()
