@@ -96,6 +96,7 @@ func prepareDev(cfg *Config, log *slog.Logger) error {
 		if err := cfg.loadKeyFile(path); err != nil {
 			return err
 		}
+		cfg.KeySource = "development key file " + path
 		log.Info("dev mode: using development key file", "path", path)
 	}
 	if len(cfg.Callers) == 0 {
