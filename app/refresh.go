@@ -266,7 +266,22 @@ func (s *TokenService) runRefresh(ctx context.Context, lease domain.SealedAuthTo
 			}
 			return &next, nil
 		})
-	if err != nil {
+	switch {
+	case errors.Is(err, errLeaseLost), errors.Is(err, domain.ErrNotFound):
+		// The user stored new tokens (or deleted them) while the provider
+		// answered: theirs win, ours are dropped. Answer from the row as it
+		// is now.
+		s.log.Info("tokens changed during a refresh; the refreshed tokens are dropped",
+			"user", lease.User, "provider", lease.Provider)
+		cur, gerr := s.repo.GetAuthTokens(ctx, lease.User, lease.Provider)
+		if gerr != nil {
+			return AccessToken{}, gerr
+		}
+		if cur.Refresh.ReauthRequired || cur.AccessExpiry.Expired(s.now()) {
+			return AccessToken{}, fmt.Errorf("%w: the %s tokens changed during a refresh; retry", domain.ErrUnavailable, lease.Provider)
+		}
+		return s.open(cur)
+	case err != nil:
 		// The provider issued new tokens that are not stored. The lease is
 		// left to lapse: whoever finds it lapsed marks the tokens for
 		// re-authorization instead of sending the old refresh token again.
@@ -286,6 +301,13 @@ func (s *TokenService) sealRefreshed(lease domain.SealedAuthTokens, res domain.R
 		User: lease.User, Provider: lease.Provider,
 		AccessToken: res.AccessToken, AccessExpiry: res.AccessExpiry,
 		RefreshToken: oldRefresh, RefreshExpiry: lease.RefreshExpiry,
+	}
+	if t.AccessExpiry.IsNever() && !lease.AccessExpiry.IsNever() {
+		// expires_in is only recommended (RFC 6749 5.1). A token that expired
+		// before does not stop expiring because the answer omits it: assume
+		// it lives twice the refresh margin, so it is refreshed again in time
+		// rather than handed out after it died.
+		t.AccessExpiry = domain.At(s.now().Add(2 * s.policy.Margin))
 	}
 	if !res.RefreshToken.IsZero() {
 		t.RefreshToken, t.RefreshExpiry = res.RefreshToken, res.RefreshExpiry

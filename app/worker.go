@@ -110,44 +110,55 @@ func (w *RefreshWorker) loop(ctx context.Context) {
 	}
 }
 
-// RunOnce claims one batch of tokens due for refresh and refreshes them. It
-// returns how many were refreshed successfully.
+// RunOnce refreshes up to Batch tokens due for refresh and returns how many
+// were refreshed successfully. It claims Concurrency rows at a time and
+// refreshes them at once, so a lease never waits for a free slot: a row
+// claimed but started late would see its lease lapse, and a lapsed lease
+// means the user must reconnect. A stopped worker claims nothing more.
 func (w *RefreshWorker) RunOnce(ctx context.Context) (int, error) {
 	if w.svc.refresher == nil {
 		return 0, nil
 	}
-	attempt := w.svc.newAttempt()
-	horizon := w.svc.policy.Margin + w.cfg.Lookahead
 	providers := w.svc.refresher.Providers()
 	if len(providers) == 0 {
 		return 0, nil
 	}
-	claimed, err := w.repo.ClaimDueRefreshes(ctx, attempt, providers, w.svc.refreshCfg.Lease, horizon, w.cfg.Batch)
-	if err != nil {
-		return 0, err
+	horizon := w.svc.policy.Margin + w.cfg.Lookahead
+	refreshed, claimedTotal := 0, 0
+	for claimedTotal < w.cfg.Batch && ctx.Err() == nil {
+		attempt := w.svc.newAttempt()
+		n := min(w.cfg.Concurrency, w.cfg.Batch-claimedTotal)
+		claimed, err := w.repo.ClaimDueRefreshes(ctx, attempt, providers, w.svc.refreshCfg.Lease, horizon, n)
+		if err != nil {
+			return refreshed, err
+		}
+		if len(claimed) == 0 {
+			break
+		}
+		claimedTotal += len(claimed)
+		var (
+			mu sync.Mutex
+			wg sync.WaitGroup
+		)
+		for _, lease := range claimed {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				// Runs to completion even if the worker is stopped:
+				// abandoning it would let the lease lapse.
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.svc.refreshCfg.Lease)
+				defer cancel()
+				if _, err := w.svc.runRefresh(rctx, lease, attempt); err == nil {
+					mu.Lock()
+					refreshed++
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if len(claimed) < n {
+			break // nothing more is due
+		}
 	}
-	var (
-		mu sync.Mutex
-		ok int
-		wg sync.WaitGroup
-	)
-	sem := make(chan struct{}, w.cfg.Concurrency)
-	for _, lease := range claimed {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			// Each refresh runs to completion even if the worker is stopped:
-			// abandoning it would let the lease lapse.
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.svc.refreshCfg.Lease)
-			defer cancel()
-			if _, err := w.svc.runRefresh(rctx, lease, attempt); err == nil {
-				mu.Lock()
-				ok++
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	return ok, nil
+	return refreshed, nil
 }

@@ -16,10 +16,10 @@ WITH due AS (
     WHERE refresh_token IS NOT NULL
       AND NOT reauth_required
       AND provider = ANY($3::text[])
-      AND access_token_expires_at < clock_timestamp() + make_interval(secs => $4::float8)
+      AND access_token_expires_at < now() + make_interval(secs => $4::float8)
       AND refresh_lease_owner IS NULL
-      AND (next_refresh_at IS NULL OR next_refresh_at <= clock_timestamp())
-      AND (refresh_token_expires_at IS NULL OR refresh_token_expires_at > clock_timestamp())
+      AND (next_refresh_at IS NULL OR next_refresh_at <= now())
+      AND (refresh_token_expires_at IS NULL OR refresh_token_expires_at > now())
     ORDER BY access_token_expires_at
     LIMIT $5
     FOR UPDATE SKIP LOCKED
@@ -40,7 +40,8 @@ type ClaimDueRefreshesParams struct {
 }
 
 // Leases up to max_rows refreshable rows of the given providers whose access
-// token expires before now + horizon. SKIP LOCKED lets several instances claim disjoint batches
+// token expires before now + horizon. now() (not clock_timestamp()) so the
+// expiry bound can use the partial index. SKIP LOCKED lets several instances claim disjoint batches
 // at once, and rows under a live lease, in back-off or needing re-authorization
 // are left alone. Expired leases are left to the read path, which marks them.
 func (q *Queries) ClaimDueRefreshes(ctx context.Context, db DBTX, arg ClaimDueRefreshesParams) ([]AuthToken, error) {

@@ -7,6 +7,7 @@ package db
 
 import (
 	"context"
+	"time"
 )
 
 const authTokensByKey = `-- name: AuthTokensByKey :many
@@ -141,7 +142,8 @@ UPDATE auth_tokens SET
     key_id        = $1,
     access_token  = $2,
     refresh_token = $3
-WHERE id = $4 AND version = $5 AND refresh_lease_owner IS NULL
+WHERE id = $4 AND version = $5
+  AND (refresh_lease_owner IS NULL OR refresh_lease_until < clock_timestamp())
 `
 
 type RekeyAuthTokensParams struct {
@@ -174,7 +176,7 @@ const rekeyOfflineToken = `-- name: RekeyOfflineToken :execrows
 UPDATE offline_tokens SET
     key_id = $1,
     token  = $2
-WHERE user_id = $3 AND version = $4
+WHERE user_id = $3 AND version = $4 AND created_at = $5
 `
 
 type RekeyOfflineTokenParams struct {
@@ -182,14 +184,18 @@ type RekeyOfflineTokenParams struct {
 	Token           []byte
 	UserID          string
 	ExpectedVersion int64
+	CreatedAt       time.Time
 }
 
+// Keyed by user, whose row may have been deleted and stored anew since it
+// was read, restarting version at 1: created_at tells the two rows apart.
 func (q *Queries) RekeyOfflineToken(ctx context.Context, db DBTX, arg RekeyOfflineTokenParams) (int64, error) {
 	result, err := db.Exec(ctx, rekeyOfflineToken,
 		arg.KeyID,
 		arg.Token,
 		arg.UserID,
 		arg.ExpectedVersion,
+		arg.CreatedAt,
 	)
 	if err != nil {
 		return 0, err

@@ -76,7 +76,8 @@ func (r *Repository) Rekey(ctx context.Context, auth []domain.SealedAuthTokens, 
 		}
 		for i, t := range offline {
 			n, err := r.q.RekeyOfflineToken(ctx, tx, db.RekeyOfflineTokenParams{
-				UserID: string(t.User), ExpectedVersion: t.Version, KeyID: string(t.KeyID), Token: t.Token,
+				UserID: string(t.User), ExpectedVersion: t.Version, CreatedAt: t.CreatedAt,
+				KeyID: string(t.KeyID), Token: t.Token,
 			})
 			if err != nil {
 				return fmt.Errorf("rekey offline token of user %q: %w", t.User, interpretError(err))

@@ -134,7 +134,10 @@ func (h *Health) Check(ctx context.Context) error {
 	if err != nil {
 		return errors.New("cannot read the schema version")
 	}
-	if current != latest {
+	// A newer schema is fine: during a rolling deploy the first new instance
+	// (or a migrate step) moves it ahead of the old instances, which must
+	// stay in rotation. Migrations are additive for that reason.
+	if current < latest {
 		return fmt.Errorf("schema at version %d, this build needs %d: run `tokenstore migrate up`", current, latest)
 	}
 	return nil

@@ -65,7 +65,8 @@ ORDER BY provider;
 
 -- name: ClaimDueRefreshes :many
 -- Leases up to max_rows refreshable rows of the given providers whose access
--- token expires before now + horizon. SKIP LOCKED lets several instances claim disjoint batches
+-- token expires before now + horizon. now() (not clock_timestamp()) so the
+-- expiry bound can use the partial index. SKIP LOCKED lets several instances claim disjoint batches
 -- at once, and rows under a live lease, in back-off or needing re-authorization
 -- are left alone. Expired leases are left to the read path, which marks them.
 WITH due AS (
@@ -73,10 +74,10 @@ WITH due AS (
     WHERE refresh_token IS NOT NULL
       AND NOT reauth_required
       AND provider = ANY(@providers::text[])
-      AND access_token_expires_at < clock_timestamp() + make_interval(secs => @horizon_seconds::float8)
+      AND access_token_expires_at < now() + make_interval(secs => @horizon_seconds::float8)
       AND refresh_lease_owner IS NULL
-      AND (next_refresh_at IS NULL OR next_refresh_at <= clock_timestamp())
-      AND (refresh_token_expires_at IS NULL OR refresh_token_expires_at > clock_timestamp())
+      AND (next_refresh_at IS NULL OR next_refresh_at <= now())
+      AND (refresh_token_expires_at IS NULL OR refresh_token_expires_at > now())
     ORDER BY access_token_expires_at
     LIMIT @max_rows
     FOR UPDATE SKIP LOCKED

@@ -30,10 +30,13 @@ UPDATE auth_tokens SET
     key_id        = @key_id,
     access_token  = @access_token,
     refresh_token = @refresh_token
-WHERE id = @id AND version = @expected_version AND refresh_lease_owner IS NULL;
+WHERE id = @id AND version = @expected_version
+  AND (refresh_lease_owner IS NULL OR refresh_lease_until < clock_timestamp());
 
 -- name: RekeyOfflineToken :execrows
+-- Keyed by user, whose row may have been deleted and stored anew since it
+-- was read, restarting version at 1: created_at tells the two rows apart.
 UPDATE offline_tokens SET
     key_id = @key_id,
     token  = @token
-WHERE user_id = @user_id AND version = @expected_version;
+WHERE user_id = @user_id AND version = @expected_version AND created_at = @created_at;

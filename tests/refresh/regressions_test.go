@@ -139,3 +139,51 @@ func TestShutdownWaitsForReadRefresh(t *testing.T) {
 			row.refresh, row.leaseOwner, c.fake.Current(g.id))
 	}
 }
+
+// TestWorkerLeasesOnlyWhatItStarts: the worker once leased its whole batch
+// with one deadline and worked through it a few rows at a time, so rows late
+// in the batch saw their lease lapse before their provider call started, and
+// a read of such a row forced the user to reconnect. It now claims only as
+// many rows as it starts at once: at no moment does it hold more leases than
+// its concurrency.
+func TestWorkerLeasesOnlyWhatItStarts(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, options{
+		worker:          app.WorkerConfig{Lookahead: 2 * time.Minute, Batch: 5, Concurrency: 1},
+		refresh:         lease(3*time.Second, 2*time.Second),
+		providerTimeout: 2 * time.Second,
+	})
+	in := c.instances[0]
+	for i := range 5 {
+		c.putGrant(t, fmt.Sprintf("batch-user-%d", i), c.fake.NewGrant(), dueIn+int64(i))
+	}
+	c.fake.SetHook(func(hookCall) { time.Sleep(200 * time.Millisecond) }) // slow but healthy
+
+	done := make(chan struct{})
+	var refreshed int
+	var runErr error
+	go func() {
+		defer close(done)
+		refreshed, runErr = in.worker.RunOnce(context.Background())
+	}()
+	maxLeased := 0
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		var leased int
+		if err := c.db.QueryRow(context.Background(),
+			`SELECT count(*) FROM auth_tokens WHERE refresh_lease_owner IS NOT NULL`).Scan(&leased); err != nil {
+			t.Fatal(err)
+		}
+		maxLeased = max(maxLeased, leased)
+	}
+	if runErr != nil || refreshed != 5 {
+		t.Fatalf("RunOnce = %d, %v; want all 5 refreshed", refreshed, runErr)
+	}
+	if maxLeased > 1 {
+		t.Errorf("the worker held %d leases at once with concurrency 1", maxLeased)
+	}
+}

@@ -360,6 +360,11 @@ func (c *Config) loadFile(path string, getenv func(string) string) error {
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
 		return fmt.Errorf("config file %s: not valid YAML: %w", path, err)
 	}
+	if holdsSecrets(doc) {
+		if err := checkPrivate(path, "config file"); err != nil {
+			return fmt.Errorf("%w (it holds keys or secrets inline)", err)
+		}
+	}
 	if rawCallers, ok := doc["callers"]; ok {
 		delete(doc, "callers")
 		b, _ := yaml.Marshal(rawCallers)
@@ -405,6 +410,32 @@ func (c *Config) loadFile(path string, getenv func(string) string) error {
 		}
 	}
 	return nil
+}
+
+// holdsSecrets reports whether a config file carries key material or a
+// secret inline (rather than naming a file or variable that does).
+func holdsSecrets(doc map[string]any) bool {
+	if doc["keys"] != nil || doc["jwt_secret"] != nil {
+		return true
+	}
+	if providers, ok := doc["providers"].([]any); ok {
+		for _, p := range providers {
+			if m, ok := p.(map[string]any); ok && m["client_secret"] != nil {
+				return true
+			}
+		}
+	}
+	if db, ok := doc["database"].(map[string]any); ok {
+		if u, ok := db["url"].(string); ok && RedactedURLHasPassword(u) {
+			return true
+		}
+	}
+	return false
+}
+
+// RedactedURLHasPassword reports whether a database URL carries a password.
+func RedactedURLHasPassword(u string) bool {
+	return strings.Contains(postgres.RedactURL(u), ":xxxxx@")
 }
 
 func flatten(prefix string, m map[string]any, out map[string]string) error {
@@ -540,6 +571,10 @@ func (c *Config) Validate() error {
 	lease := c.App.Refresh.Lease
 	if lease <= 0 {
 		lease = app.DefaultRefreshLease
+	}
+	if wait := c.App.Refresh.WaitTimeout; wait > 0 && c.HTTP.WriteTimeout > 0 && wait >= c.HTTP.WriteTimeout {
+		return fmt.Errorf("TOKENSTORE_REFRESH_WAIT_TIMEOUT (refresh.wait_timeout) is %s but TOKENSTORE_HTTP_WRITE_TIMEOUT is %s: "+
+			"a read waiting for a refresh would be cut off without an answer; keep the wait shorter", wait, c.HTTP.WriteTimeout)
 	}
 	for _, p := range c.OAuth.Providers {
 		timeout := p.Timeout

@@ -250,7 +250,7 @@ callers:
     permissions:
       - offline:read
 `, enc1, enc2, hash1, hash2)
-	path := writeFile(t, "tokenstore.yaml", file, 0o644)
+	path := writeFile(t, "tokenstore.yaml", file, 0o600)
 
 	check := func(t *testing.T, cfg cli.Config) {
 		t.Helper()

@@ -90,3 +90,41 @@ func wantNoSecretText(t *testing.T, text, secret string) {
 		t.Errorf("%q reveals the secret", text)
 	}
 }
+
+// A config file holding keys or secrets inline must be private; one that
+// only names files and variables may be readable.
+func TestConfigFileWithInlineSecretsMustBePrivate(t *testing.T) {
+	t.Parallel()
+	key := fernetKey(t)
+	cases := []struct {
+		name, file string
+		secret     bool
+	}{
+		{"inline keys", "keys: [" + key + "]\n", true},
+		{"inline JWT secret", "jwt_secret: the-replaced-systems-jwt-secret\n", true},
+		{"database password", "database:\n  url: postgres://u:pw@db/x\n", true},
+		{"client secret", "providers:\n  - {name: gitlab, client_id: x, client_secret: s3cret}\n", true},
+		{"only references", "key_file: /etc/tokenstore/keys\ndatabase:\n  url: postgres://u@db/x\n", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path := writeFile(t, "tokenstore.yaml", tc.file, 0o644)
+			_, err := cli.Load(path, false, envOf(nil))
+			if tc.secret {
+				wantErr(t, err, "config file", "chmod 600", "inline")
+			} else if err != nil && strings.Contains(err.Error(), "chmod 600") {
+				t.Errorf("a file without secrets was refused: %v", err)
+			}
+		})
+	}
+}
+
+// A read waiting for a refresh must get its answer before the server's
+// write timeout cuts the connection.
+func TestValidateWaitTimeoutBelowWriteTimeout(t *testing.T) {
+	t.Parallel()
+	cfg := validConfig(t)
+	cfg.App.Refresh.WaitTimeout = cfg.HTTP.WriteTimeout
+	wantErr(t, cfg.Validate(), "TOKENSTORE_REFRESH_WAIT_TIMEOUT", "TOKENSTORE_HTTP_WRITE_TIMEOUT")
+}
