@@ -190,8 +190,8 @@ func (s *TokenService) refresh(ctx context.Context, user domain.UserID, provider
 			if d == decideNoRefresh {
 				return AccessToken{}, s.reauthError(provider, "refresh_token_expired")
 			}
-			return AccessToken{}, fmt.Errorf("%w: %s failed recently (%s); retry after %s",
-				domain.ErrUnavailable, provider, row.Refresh.LastError, row.Refresh.NextAttemptAt.Format(time.RFC3339))
+			return AccessToken{}, &domain.RetryAtError{At: row.Refresh.NextAttemptAt, Err: fmt.Errorf("%w: %s failed recently (%s); retry after %s",
+				domain.ErrUnavailable, provider, row.Refresh.LastError, row.Refresh.NextAttemptAt.Format(time.RFC3339))}
 		case decideWait:
 			if !row.AccessExpiry.Expired(s.now()) {
 				return s.open(row) // still valid: no reason to wait
@@ -335,14 +335,12 @@ func (s *TokenService) refreshFailed(ctx context.Context, lease domain.SealedAut
 		// instead; refreshes resume once the configuration is corrected.
 		log.Error("the provider rejected the refresh request: check the provider configuration",
 			"retry_after", s.refreshCfg.RejectedRetryAfter)
-		s.release(ctx, lease, attempt, domain.RefreshState{
-			LastError:     ErrCodeProviderRejected,
-			NextAttemptAt: s.now().Add(s.refreshCfg.RejectedRetryAfter),
-		})
+		next := s.now().Add(s.refreshCfg.RejectedRetryAfter)
+		s.release(ctx, lease, attempt, domain.RefreshState{LastError: ErrCodeProviderRejected, NextAttemptAt: next})
 		if !lease.AccessExpiry.Expired(s.now()) {
 			return s.open(lease)
 		}
-		return AccessToken{}, fmt.Errorf("%w: %w", domain.ErrUnavailable, cause)
+		return AccessToken{}, &domain.RetryAtError{At: next, Err: fmt.Errorf("%w: %w", domain.ErrUnavailable, cause)}
 	case errors.Is(cause, domain.ErrProviderNotConfigured):
 		s.release(ctx, lease, attempt, domain.RefreshState{
 			LastError: ErrCodeProviderRejected, NextAttemptAt: s.now().Add(s.refreshCfg.RejectedRetryAfter),
@@ -353,14 +351,12 @@ func (s *TokenService) refreshFailed(ctx context.Context, lease domain.SealedAut
 		return s.open(lease)
 	default:
 		log.Warn("refresh failed transiently; backing off", "retry_after", s.refreshCfg.RetryAfter)
-		s.release(ctx, lease, attempt, domain.RefreshState{
-			LastError:     ErrCodeProviderUnavailable,
-			NextAttemptAt: s.now().Add(s.refreshCfg.RetryAfter),
-		})
+		next := s.now().Add(s.refreshCfg.RetryAfter)
+		s.release(ctx, lease, attempt, domain.RefreshState{LastError: ErrCodeProviderUnavailable, NextAttemptAt: next})
 		if !lease.AccessExpiry.Expired(s.now()) {
 			return s.open(lease)
 		}
-		return AccessToken{}, fmt.Errorf("%w: %w", domain.ErrUnavailable, cause)
+		return AccessToken{}, &domain.RetryAtError{At: next, Err: fmt.Errorf("%w: %w", domain.ErrUnavailable, cause)}
 	}
 }
 

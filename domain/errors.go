@@ -3,6 +3,7 @@ package domain
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Sentinel errors. Every layer wraps them (fmt.Errorf("...: %w", err)) and
@@ -62,3 +63,15 @@ func (e *ValidationError) Unwrap() error { return ErrInvalid }
 func invalid(field, format string, args ...any) error {
 	return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...)}
 }
+
+// RetryAtError says when retrying may succeed (the end of a back-off). It
+// wraps the error it qualifies; find it with errors.As.
+type RetryAtError struct {
+	At  time.Time
+	Err error
+}
+
+func (e *RetryAtError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the qualified error.
+func (e *RetryAtError) Unwrap() error { return e.Err }

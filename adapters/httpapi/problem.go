@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/tokenstore/tokenstore/domain"
 )
@@ -52,6 +54,8 @@ func newProblem(status int, code, detail string) *Problem {
 
 func (p *Problem) withField(f string) *Problem { p.Field = f; return p }
 
+func (p *Problem) detail(d string) { p.Detail = d }
+
 func writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
 	p.RequestID = requestIDFrom(r.Context())
 	if p.retryAfter > 0 {
@@ -85,6 +89,13 @@ func problemFor(ctx context.Context, log *slog.Logger, err error) *Problem {
 		p := newProblem(http.StatusServiceUnavailable, CodeUnavailable,
 			"the provider did not refresh the token in time; retry shortly")
 		p.retryAfter = 5
+		// During a back-off, say when it ends: retrying sooner only takes
+		// the row's lock to be told the same.
+		var at *domain.RetryAtError
+		if errors.As(err, &at) {
+			p.detail("the provider failed recently; tokenstore retries it after a back-off")
+			p.retryAfter = int(min(max(math.Ceil(time.Until(at.At).Seconds()), 1), 3600))
+		}
 		return p
 	case errors.Is(err, domain.ErrConflict):
 		return newProblem(http.StatusConflict, CodeConflict, "the tokens were changed concurrently; retry")
