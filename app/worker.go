@@ -110,8 +110,9 @@ func (w *RefreshWorker) loop(ctx context.Context) {
 	}
 }
 
-// RunOnce refreshes up to Batch tokens due for refresh and returns how many
-// were refreshed successfully. It claims Concurrency rows at a time and
+// RunOnce marks rows whose refresh lease lapsed (see
+// ports.TokenRepository.MarkLapsedLeases), then refreshes up to Batch tokens
+// due for refresh and returns how many were refreshed successfully. It claims Concurrency rows at a time and
 // refreshes them at once, so a lease never waits for a free slot: a row
 // claimed but started late would see its lease lapse, and a lapsed lease
 // means the user must reconnect. A stopped worker claims nothing more.
@@ -122,6 +123,11 @@ func (w *RefreshWorker) RunOnce(ctx context.Context) (int, error) {
 	providers := w.svc.refresher.Providers()
 	if len(providers) == 0 {
 		return 0, nil
+	}
+	if n, err := w.repo.MarkLapsedLeases(ctx); err != nil {
+		return 0, err
+	} else if n > 0 {
+		w.log.Warn("refreshes were interrupted after their lease lapsed; those users must reconnect", "rows", n)
 	}
 	horizon := w.svc.policy.Margin + w.cfg.Lookahead
 	refreshed, claimedTotal := 0, 0

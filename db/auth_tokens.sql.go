@@ -229,6 +229,27 @@ func (q *Queries) ListAuthTokenProviders(ctx context.Context, db DBTX, userID st
 	return items, nil
 }
 
+const markLapsedLeases = `-- name: MarkLapsedLeases :execrows
+UPDATE auth_tokens SET
+    refresh_lease_owner = NULL,
+    refresh_lease_until = NULL,
+    reauth_required     = true,
+    refresh_error       = 'refresh_interrupted'
+WHERE refresh_lease_owner IS NOT NULL AND refresh_lease_until < now()
+`
+
+// A lease past its deadline means its refresh died after the provider may
+// have rotated the refresh token: the tokens need re-authorization. The
+// read path marks such rows when it meets them; the worker sweeps the rest
+// so listings tell the truth and the rows leave the refresh index.
+func (q *Queries) MarkLapsedLeases(ctx context.Context, db DBTX) (int64, error) {
+	result, err := db.Exec(ctx, markLapsedLeases)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const updateAuthTokens = `-- name: UpdateAuthTokens :one
 UPDATE auth_tokens SET
     key_id                   = $1,

@@ -56,6 +56,9 @@ type TokenRepository interface {
 	// unexpired, no live lease, not in back-off, not needing
 	// re-authorization). Concurrent claimers get disjoint rows.
 	ClaimDueRefreshes(ctx context.Context, owner string, providers []domain.Provider, lease, horizon time.Duration, limit int) ([]domain.SealedAuthTokens, error)
+	// MarkLapsedLeases marks every row whose refresh lease ran out as
+	// needing re-authorization (refresh_interrupted) and reports how many.
+	MarkLapsedLeases(ctx context.Context) (int64, error)
 	// DeleteAuthTokens returns domain.ErrNotFound when nothing was stored.
 	DeleteAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) error
 	// ListProviders lists the providers a user has tokens for, by name.

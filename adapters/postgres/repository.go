@@ -155,6 +155,15 @@ func (r *Repository) ClaimDueRefreshes(ctx context.Context, owner string, provid
 	return out, nil
 }
 
+// MarkLapsedLeases implements ports.TokenRepository.
+func (r *Repository) MarkLapsedLeases(ctx context.Context) (int64, error) {
+	n, err := r.q.MarkLapsedLeases(ctx, r.pool)
+	if err != nil {
+		return 0, fmt.Errorf("mark lapsed leases: %w", interpretError(err))
+	}
+	return n, nil
+}
+
 // DeleteAuthTokens implements ports.TokenRepository.
 func (r *Repository) DeleteAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) error {
 	n, err := r.q.DeleteAuthTokens(ctx, r.pool, db.DeleteAuthTokensParams{UserID: string(user), Provider: string(provider)})

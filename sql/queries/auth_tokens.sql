@@ -87,3 +87,15 @@ UPDATE auth_tokens SET
     refresh_lease_until = clock_timestamp() + make_interval(secs => @lease_seconds::float8)
 WHERE id IN (SELECT id FROM due)
 RETURNING *;
+
+-- name: MarkLapsedLeases :execrows
+-- A lease past its deadline means its refresh died after the provider may
+-- have rotated the refresh token: the tokens need re-authorization. The
+-- read path marks such rows when it meets them; the worker sweeps the rest
+-- so listings tell the truth and the rows leave the refresh index.
+UPDATE auth_tokens SET
+    refresh_lease_owner = NULL,
+    refresh_lease_until = NULL,
+    reauth_required     = true,
+    refresh_error       = 'refresh_interrupted'
+WHERE refresh_lease_owner IS NOT NULL AND refresh_lease_until < now();

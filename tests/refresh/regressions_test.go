@@ -187,3 +187,26 @@ func TestWorkerLeasesOnlyWhatItStarts(t *testing.T) {
 		t.Errorf("the worker held %d leases at once with concurrency 1", maxLeased)
 	}
 }
+
+// TestWorkerSweepsLapsedLeases: a lease whose holder died is marked for
+// re-authorization by the worker too, not only when a read meets it, so the
+// provider listing tells the truth for users nobody is reading.
+func TestWorkerSweepsLapsedLeases(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, options{worker: app.WorkerConfig{Batch: 5}})
+	in := c.instances[0]
+	const user = "dormant-user"
+	c.putGrant(t, user, c.fake.NewGrant(), 7200)
+	c.exec(t, `UPDATE auth_tokens SET refresh_lease_owner = 'crashed/1', refresh_lease_until = now() - interval '1 minute' WHERE user_id = $1`, user)
+	if _, err := in.worker.RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	row := c.row(t, user)
+	if !row.reauth || row.refreshError != "refresh_interrupted" || row.leaseOwner != "" {
+		t.Errorf("after a scan: reauth %v, refresh_error %q, lease %q; want reauth_required / refresh_interrupted, no lease",
+			row.reauth, row.refreshError, row.leaseOwner)
+	}
+	if st := in.status(t, user); st.State != "reauth_required" {
+		t.Errorf("listing state %q, want reauth_required", st.State)
+	}
+}
