@@ -139,7 +139,7 @@ func (s *TokenService) decide(t domain.SealedAuthTokens, now time.Time) decision
 		return decideWait
 	case t.Refresh.LeaseLapsed(now):
 		return decideInterrupted
-	case !t.AccessExpiry.Within(now, s.policy.Margin):
+	case !t.AccessExpiry.Within(now, s.marginFor(t.Provider)):
 		return decideFresh
 	case t.RefreshToken == nil || t.RefreshExpiry.Expired(now):
 		return decideNoRefresh
@@ -307,7 +307,7 @@ func (s *TokenService) sealRefreshed(lease domain.SealedAuthTokens, res domain.R
 		// before does not stop expiring because the answer omits it: assume
 		// it lives twice the refresh margin, so it is refreshed again in time
 		// rather than handed out after it died.
-		t.AccessExpiry = domain.At(s.now().Add(2 * s.policy.Margin))
+		t.AccessExpiry = domain.At(s.now().Add(2 * s.marginFor(lease.Provider)))
 	}
 	if !res.RefreshToken.IsZero() {
 		t.RefreshToken, t.RefreshExpiry = res.RefreshToken, res.RefreshExpiry

@@ -18,6 +18,10 @@ type Config struct {
 	// RefreshMargin: an access token expiring within this margin needs a
 	// refresh. Zero means domain.DefaultRefreshMargin.
 	RefreshMargin time.Duration
+	// ProviderMargins overrides RefreshMargin per provider: a provider whose
+	// access tokens live less than RefreshMargin (Keycloak's 5 minutes
+	// against the default 15) needs a shorter one, or every read refreshes.
+	ProviderMargins map[domain.Provider]time.Duration
 	// Refresh tunes how refreshes are coordinated.
 	Refresh RefreshConfig
 }
@@ -28,6 +32,7 @@ type TokenService struct {
 	repo       ports.TokenRepository
 	refresher  ports.TokenRefresher // nil: tokens are never refreshed
 	policy     domain.RefreshPolicy
+	margins    map[domain.Provider]time.Duration
 	refreshCfg RefreshConfig
 	log        *slog.Logger
 	flight     singleflight.Group
@@ -46,7 +51,7 @@ func NewTokenService(cfg Config, log *slog.Logger, crypter ports.TokenCrypter, r
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &TokenService{
-		crypter: crypter, repo: repo, refresher: refresher, policy: policy,
+		crypter: crypter, repo: repo, refresher: refresher, policy: policy, margins: cfg.ProviderMargins,
 		refreshCfg: cfg.Refresh.withDefaults(), log: log, now: time.Now,
 	}
 }
@@ -105,7 +110,7 @@ func (s *TokenService) GetAccessToken(ctx context.Context, user domain.UserID, p
 	switch {
 	case sealed.Refresh.ReauthRequired:
 		return AccessToken{}, s.reauthError(provider, sealed.Refresh.LastError)
-	case !sealed.AccessExpiry.Within(now, s.policy.Margin) && sealed.Refresh.LeaseOwner == "":
+	case !sealed.AccessExpiry.Within(now, s.marginFor(provider)) && sealed.Refresh.LeaseOwner == "":
 		return s.open(sealed)
 	case s.refresher == nil || !s.refresher.Configured(provider):
 		if expired {
@@ -133,7 +138,7 @@ func (s *TokenService) ListProviders(ctx context.Context, user domain.UserID) ([
 	for _, info := range infos {
 		out = append(out, ProviderStatus{
 			Provider:        info.Provider,
-			State:           s.policy.StateOf(info, now),
+			State:           s.policyFor(info.Provider).StateOf(info, now),
 			AccessExpiry:    info.AccessExpiry,
 			RefreshExpiry:   info.RefreshExpiry,
 			HasRefreshToken: info.HasRefreshToken,
@@ -179,6 +184,18 @@ func (s *TokenService) DeleteOfflineToken(ctx context.Context, user domain.UserI
 	return s.repo.DeleteOfflineToken(ctx, user)
 }
 
+// marginFor is the refresh margin for provider's tokens.
+func (s *TokenService) marginFor(provider domain.Provider) time.Duration {
+	if m, ok := s.margins[provider]; ok && m > 0 {
+		return m
+	}
+	return s.policy.Margin
+}
+
+func (s *TokenService) policyFor(provider domain.Provider) domain.RefreshPolicy {
+	return domain.RefreshPolicy{Margin: s.marginFor(provider)}
+}
+
 // seal encrypts both tokens under the primary key.
 func (s *TokenService) seal(t domain.AuthTokens) (domain.SealedAuthTokens, error) {
 	access, err := s.sealAt(AccessTokenPlace(t.User, t.Provider), t.AccessToken)
@@ -206,7 +223,7 @@ func (s *TokenService) seal(t domain.AuthTokens) (domain.SealedAuthTokens, error
 func (s *TokenService) status(t domain.AuthTokens, updated time.Time) ProviderStatus {
 	return ProviderStatus{
 		Provider:        t.Provider,
-		State:           s.policy.State(t, s.now()),
+		State:           s.policyFor(t.Provider).State(t, s.now()),
 		AccessExpiry:    t.AccessExpiry,
 		RefreshExpiry:   t.RefreshExpiry,
 		HasRefreshToken: t.HasRefreshToken(),

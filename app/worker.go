@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tokenstore/tokenstore/domain"
 	"github.com/tokenstore/tokenstore/ports"
 )
 
@@ -112,10 +113,11 @@ func (w *RefreshWorker) loop(ctx context.Context) {
 
 // RunOnce marks rows whose refresh lease lapsed (see
 // ports.TokenRepository.MarkLapsedLeases), then refreshes up to Batch tokens
-// due for refresh and returns how many were refreshed successfully. It claims Concurrency rows at a time and
-// refreshes them at once, so a lease never waits for a free slot: a row
-// claimed but started late would see its lease lapse, and a lapsed lease
-// means the user must reconnect. A stopped worker claims nothing more.
+// due for refresh and returns how many were refreshed successfully. It
+// claims Concurrency rows at a time and refreshes them at once, so a lease
+// never waits for a free slot: a row claimed but started late would see its
+// lease lapse, and a lapsed lease means the user must reconnect. A stopped
+// worker claims nothing more.
 func (w *RefreshWorker) RunOnce(ctx context.Context) (int, error) {
 	if w.svc.refresher == nil {
 		return 0, nil
@@ -129,14 +131,35 @@ func (w *RefreshWorker) RunOnce(ctx context.Context) (int, error) {
 	} else if n > 0 {
 		w.log.Warn("refreshes were interrupted after their lease lapsed; those users must reconnect", "rows", n)
 	}
-	horizon := w.svc.policy.Margin + w.cfg.Lookahead
+	// Providers with the same margin share a claim; each group's horizon
+	// is its margin plus the lookahead.
+	groups := map[time.Duration][]domain.Provider{}
+	for _, p := range providers {
+		h := w.svc.marginFor(p) + w.cfg.Lookahead
+		groups[h] = append(groups[h], p)
+	}
 	refreshed, claimedTotal := 0, 0
-	for claimedTotal < w.cfg.Batch && ctx.Err() == nil {
-		attempt := w.svc.newAttempt()
-		n := min(w.cfg.Concurrency, w.cfg.Batch-claimedTotal)
-		claimed, err := w.repo.ClaimDueRefreshes(ctx, attempt, providers, w.svc.refreshCfg.Lease, horizon, n)
+	for horizon, group := range groups {
+		n, claimed, err := w.runGroup(ctx, group, horizon, w.cfg.Batch-claimedTotal)
+		refreshed += n
+		claimedTotal += claimed
 		if err != nil {
 			return refreshed, err
+		}
+	}
+	return refreshed, nil
+}
+
+// runGroup refreshes up to budget due tokens of providers, Concurrency at a
+// time. It returns how many it refreshed and how many it claimed.
+func (w *RefreshWorker) runGroup(ctx context.Context, providers []domain.Provider, horizon time.Duration, budget int) (int, int, error) {
+	refreshed, claimedTotal := 0, 0
+	for claimedTotal < budget && ctx.Err() == nil {
+		attempt := w.svc.newAttempt()
+		n := min(w.cfg.Concurrency, budget-claimedTotal)
+		claimed, err := w.repo.ClaimDueRefreshes(ctx, attempt, providers, w.svc.refreshCfg.Lease, horizon, n)
+		if err != nil {
+			return refreshed, claimedTotal, err
 		}
 		if len(claimed) == 0 {
 			break
@@ -166,5 +189,5 @@ func (w *RefreshWorker) RunOnce(ctx context.Context) (int, error) {
 			break // nothing more is due
 		}
 	}
-	return refreshed, nil
+	return refreshed, claimedTotal, nil
 }

@@ -48,9 +48,11 @@ const provider = "gitlab"
 type options struct {
 	instances int
 	maxConns  int32
-	margin    time.Duration     // refresh margin; 0: the service default (15m)
-	refresh   app.RefreshConfig // zero fields: see newCluster
-	worker    app.WorkerConfig  // zero: disabled
+	margin    time.Duration // refresh margin; 0: the service default (15m)
+	// providerMargins override margin per provider.
+	providerMargins map[domain.Provider]time.Duration
+	refresh         app.RefreshConfig // zero fields: see newCluster
+	worker          app.WorkerConfig  // zero: disabled
 	// providerTimeout bounds one provider call (0: 2s).
 	providerTimeout time.Duration
 	// kind, name and authStyle of the fake's provider entry (oauth2, gitlab, auto).
@@ -165,7 +167,7 @@ func newCluster(t *testing.T, o options) *cluster {
 		cfg.Keys = fernet.Config{Keys: []fernet.Key{key}}
 		cfg.Callers = []httpapi.Caller{{Name: "all", CredentialHash: h, Permissions: httpapi.AllPermissions}}
 		cfg.OAuth = oauth.Config{Providers: []oauth.ProviderConfig{pc}}
-		cfg.App = app.Config{RefreshMargin: o.margin, Refresh: o.refresh}
+		cfg.App = app.Config{RefreshMargin: o.margin, ProviderMargins: o.providerMargins, Refresh: o.refresh}
 		cfg.App.Refresh.Instance = fmt.Sprintf("inst%d", i)
 		cfg.Worker = o.worker
 

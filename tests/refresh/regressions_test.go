@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenstore/tokenstore/domain"
+
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
 
 	"github.com/tokenstore/tokenstore/app"
@@ -52,12 +54,12 @@ func TestWorkerNotStarvedByRowsItCannotRefresh(t *testing.T) {
 // TestShortLivedTokensWithAMarginBelowTheirLifetime: the refresh rule is
 // the documented one (refresh inside the margin), so a provider issuing
 // tokens that live less than the margin (Keycloak's 5 minutes against the
-// default 15) would be refreshed at every read. The README tells operators
-// to set refresh.margin below their providers' token lifetime; with that, a
-// token fresh from the provider is served from storage.
+// default 15) would be refreshed at every read. A per-provider
+// refresh_margin below the tokens' lifetime serves a token fresh from the
+// provider from storage.
 func TestShortLivedTokensWithAMarginBelowTheirLifetime(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, options{margin: time.Minute})
+	c := newCluster(t, options{providerMargins: map[domain.Provider]time.Duration{"gitlab": time.Minute}})
 	c.fake.SetDefaults(func(b *behavior) { b.expiresIn = 300 })
 	in := c.instances[0]
 	const user = "short-lived-user"

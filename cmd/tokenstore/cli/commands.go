@@ -109,7 +109,8 @@ func settingsHelp() string {
 	b.WriteString("  providers                  TOKENSTORE_PROVIDERS\n" +
 		"      list of providers to refresh: {name, kind (github, gitlab, bitbucket, azure_devops, keycloak, oauth2),\n" +
 		"      client_id, client_secret | client_secret_file | client_secret_env, token_url, base_url, realm,\n" +
-		"      tenant, scopes, auth_style (auto, header, params), timeout (default 15s), never_expires}\n")
+		"      tenant, scopes, auth_style (auto, header, params), timeout (default 15s), never_expires,\n" +
+		"      refresh_margin (this provider's margin, below its access-token lifetime)}\n")
 	return b.String()
 }
 

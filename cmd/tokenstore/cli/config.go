@@ -174,7 +174,7 @@ func Load(path string, dev bool, getenv func(string) string) (Config, error) {
 		if err := dec.Decode(&entries); err != nil {
 			return Config{}, fmt.Errorf("TOKENSTORE_PROVIDERS: must be a JSON array of provider objects: %w", err)
 		}
-		c.OAuth.Providers = nil
+		c.OAuth.Providers, c.App.ProviderMargins = nil, nil
 		if err := c.addProviders(entries, "TOKENSTORE_PROVIDERS", getenv); err != nil {
 			return Config{}, err
 		}
@@ -291,6 +291,8 @@ type providerEntry struct {
 	AuthStyle        string   `yaml:"auth_style"`
 	Timeout          string   `yaml:"timeout"`
 	NeverExpires     bool     `yaml:"never_expires"`
+	// RefreshMargin overrides refresh.margin for this provider's tokens.
+	RefreshMargin string `yaml:"refresh_margin"`
 }
 
 func (c *Config) addProviders(entries []providerEntry, where string, getenv func(string) string) error {
@@ -309,6 +311,16 @@ func (c *Config) addProviders(entries []providerEntry, where string, getenv func
 			if err := parseDuration(e.Timeout, &p.Timeout); err != nil {
 				return fmt.Errorf("%s.timeout: %w", at, err)
 			}
+		}
+		if e.RefreshMargin != "" {
+			var m time.Duration
+			if err := parseDuration(e.RefreshMargin, &m); err != nil {
+				return fmt.Errorf("%s.refresh_margin: %w", at, err)
+			}
+			if c.App.ProviderMargins == nil {
+				c.App.ProviderMargins = map[domain.Provider]time.Duration{}
+			}
+			c.App.ProviderMargins[name] = m
 		}
 		sources := 0
 		for _, v := range []string{e.ClientSecret, e.ClientSecretFile, e.ClientSecretEnv} {

@@ -20,6 +20,7 @@ providers:
     client_secret_file: `+secretFile+`
     base_url: https://gitlab.example.com
     timeout: 7s
+    refresh_margin: 1m
   - name: corp-idp
     kind: oauth2
     token_url: https://idp.example.com/token
@@ -40,6 +41,9 @@ providers:
 	if ps[0].Name != "gitlab" || ps[0].ClientSecret.Reveal() != "file-secret" || ps[0].Timeout != 7*time.Second ||
 		ps[0].BaseURL != "https://gitlab.example.com" {
 		t.Errorf("gitlab = %+v", ps[0])
+	}
+	if m := cfg.App.ProviderMargins["gitlab"]; m != time.Minute || len(cfg.App.ProviderMargins) != 1 {
+		t.Errorf("provider margins = %v, want gitlab: 1m only", cfg.App.ProviderMargins)
 	}
 	if ps[1].Kind != oauth.KindOAuth2 || ps[1].ClientSecret.Reveal() != "env-secret" || ps[1].AuthStyle != oauth.AuthStyleHeader {
 		t.Errorf("corp-idp = %+v", ps[1])
@@ -79,6 +83,8 @@ func TestLoadProvidersInvalid(t *testing.T) {
 			[]string{"client_secret_env", "MISSING_VAR"}},
 		{"bad timeout", map[string]string{"TOKENSTORE_PROVIDERS": `[{"name":"gitlab","client_id":"x","timeout":"soon"}]`},
 			[]string{"timeout"}},
+		{"bad refresh margin", map[string]string{"TOKENSTORE_PROVIDERS": `[{"name":"gitlab","client_id":"x","refresh_margin":"-1m"}]`},
+			[]string{"refresh_margin"}},
 		{"adapter validation", map[string]string{"TOKENSTORE_PROVIDERS": `[{"name":"corp","kind":"oauth2","client_id":"x","client_secret":"` + secret + `"}]`},
 			[]string{"token_url"}},
 	}
