@@ -288,6 +288,13 @@ func (s *TokenService) runRefresh(ctx context.Context, lease domain.SealedAuthTo
 		s.log.Error("refreshed tokens could not be stored", "user", lease.User, "provider", lease.Provider, "err", err)
 		return AccessToken{}, fmt.Errorf("%w: the refreshed %s tokens could not be stored", domain.ErrUnavailable, lease.Provider)
 	}
+	if at, ok := stored.AccessExpiry.Time(); ok {
+		if life, margin := at.Sub(s.now()), s.marginFor(lease.Provider); life <= margin {
+			s.log.Warn("the provider's access tokens live no longer than the refresh margin, so every read refreshes them: "+
+				"set refresh_margin in this provider's entry below their lifetime",
+				"provider", lease.Provider, "lifetime", life.Round(time.Second), "margin", margin)
+		}
+	}
 	s.log.Info("tokens refreshed", "user", lease.User, "provider", lease.Provider,
 		"rotated", !res.RefreshToken.IsZero(), "expires", stored.AccessExpiry.String())
 	return AccessToken{User: lease.User, Provider: lease.Provider, Token: res.AccessToken, Expiry: stored.AccessExpiry}, nil

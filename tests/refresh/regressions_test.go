@@ -212,3 +212,21 @@ func TestWorkerSweepsLapsedLeases(t *testing.T) {
 		t.Errorf("listing state %q, want reauth_required", st.State)
 	}
 }
+
+// TestWarnsWhenTokensLiveLessThanTheMargin: with the global 15-minute margin
+// and 5-minute tokens every read refreshes; the log says so and names the
+// setting that fixes it.
+func TestWarnsWhenTokensLiveLessThanTheMargin(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, options{})
+	c.fake.SetDefaults(func(b *behavior) { b.expiresIn = 300 })
+	in := c.instances[0]
+	const user = "keycloak-like-user"
+	c.putGrant(t, user, c.fake.NewGrant(), 0)
+	if r := in.get(t, user); r.status != http.StatusOK {
+		t.Fatalf("GET: %s", r)
+	}
+	if logs := in.logs.String(); !strings.Contains(logs, "set refresh_margin in this provider's entry") {
+		t.Errorf("no warning about a margin longer than the token lifetime in the log")
+	}
+}
