@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
 	"github.com/tokenstore/tokenstore/adapters/postgres"
 )
@@ -179,16 +181,11 @@ The database is TOKENSTORE_DATABASE_URL (or database.url in the config file).
 	if err != nil {
 		return err
 	}
-	pool, err := postgres.NewPool(cfg.Database)
+	pool, err := connect(ctx, cfg.Database)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := postgres.Ping(pingCtx, pool); err != nil {
-		return err
-	}
 	m, err := postgres.NewMigrator(pool, nil)
 	if err != nil {
 		return err
@@ -276,6 +273,22 @@ func runCallers(args []string, env Env) error {
 	fmt.Fprintf(env.Stdout, "credential: %s\n\n# config file entry:\ncallers:\n  - name: %s\n    credential_hash: %s\n    permissions: [%s]\n",
 		cred, strconv.Quote(*name), hash, strings.Join(list, ", "))
 	return nil
+}
+
+// connect opens a pool for a one-off command and checks the database
+// answers, so a wrong URL fails at once with a clear error.
+func connect(ctx context.Context, cfg postgres.Config) (*pgxpool.Pool, error) {
+	pool, err := postgres.NewPool(cfg)
+	if err != nil {
+		return nil, err
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := postgres.Ping(pingCtx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return pool, nil
 }
 
 func readTrimmed(path string) (string, error) {

@@ -129,14 +129,11 @@ func runImportOpenHands(ctx context.Context, args []string, env Env) error {
 
 	connectCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	target, err := postgres.NewPool(cfg.Database)
+	target, err := connect(connectCtx, cfg.Database)
 	if err != nil {
 		return err
 	}
 	defer target.Close()
-	if err := postgres.Ping(connectCtx, target); err != nil {
-		return err
-	}
 	if err := checkSchemaCurrent(connectCtx, target); err != nil {
 		return err
 	}

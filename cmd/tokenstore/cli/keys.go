@@ -79,16 +79,11 @@ func runKeys(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	log := NewLogger(cfg.Log, env.Stderr)
-	pool, err := postgres.NewPool(cfg.Database)
+	pool, err := connect(ctx, cfg.Database)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := postgres.Ping(pingCtx, pool); err != nil {
-		return err
-	}
 	rot := app.NewKeyRotation(ring, postgres.New(pool, postgres.Options{LockTimeout: cfg.Database.LockTimeout}), log)
 
 	switch action {
