@@ -139,9 +139,9 @@ func (s *TokenService) decide(t domain.SealedAuthTokens, now time.Time) decision
 		return decideWait
 	case t.Refresh.LeaseLapsed(now):
 		return decideInterrupted
-	case !t.AccessExpiry.Within(now, s.marginFor(t.Provider)):
+	case !s.policyFor(t.Provider).NeedsRefresh(t.AccessExpiry, now):
 		return decideFresh
-	case t.RefreshToken == nil || t.RefreshExpiry.Expired(now):
+	case !s.policyFor(t.Provider).CanRefresh(t.RefreshToken != nil, t.RefreshExpiry, now):
 		return decideNoRefresh
 	case !t.Refresh.NextAttemptAt.IsZero() && now.Before(t.Refresh.NextAttemptAt):
 		return decideBackoff

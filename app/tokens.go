@@ -110,7 +110,7 @@ func (s *TokenService) GetAccessToken(ctx context.Context, user domain.UserID, p
 	switch {
 	case sealed.Refresh.ReauthRequired:
 		return AccessToken{}, s.reauthError(provider, sealed.Refresh.LastError)
-	case !sealed.AccessExpiry.Within(now, s.marginFor(provider)) && sealed.Refresh.LeaseOwner == "":
+	case !s.policyFor(provider).NeedsRefresh(sealed.AccessExpiry, now) && sealed.Refresh.LeaseOwner == "":
 		return s.open(sealed)
 	case s.refresher == nil || !s.refresher.Configured(provider):
 		if expired {

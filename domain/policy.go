@@ -17,16 +17,18 @@ type RefreshPolicy struct {
 // DefaultRefreshPolicy uses DefaultRefreshMargin.
 func DefaultRefreshPolicy() RefreshPolicy { return RefreshPolicy{Margin: DefaultRefreshMargin} }
 
-// NeedsRefresh reports whether the access token expires within the margin
-// (or has expired). A token that never expires never needs a refresh.
-func (p RefreshPolicy) NeedsRefresh(t AuthTokens, now time.Time) bool {
-	return t.AccessExpiry.Within(now, p.Margin)
+// NeedsRefresh reports whether an access token expiring at access expires
+// within the margin (or has expired). A token that never expires never
+// needs a refresh. It takes expiries, not tokens, so that stored (sealed)
+// tokens are judged by the same rule as plaintext ones.
+func (p RefreshPolicy) NeedsRefresh(access Expiry, now time.Time) bool {
+	return access.Within(now, p.Margin)
 }
 
 // CanRefresh reports whether a refresh could succeed: a refresh token is
 // stored and it has not expired.
-func (p RefreshPolicy) CanRefresh(t AuthTokens, now time.Time) bool {
-	return t.HasRefreshToken() && !t.RefreshExpiry.Expired(now)
+func (p RefreshPolicy) CanRefresh(hasRefreshToken bool, refresh Expiry, now time.Time) bool {
+	return hasRefreshToken && !refresh.Expired(now)
 }
 
 // TokenState summarises a stored token for listings, without any secret.
@@ -53,15 +55,14 @@ func (p RefreshPolicy) State(t AuthTokens, now time.Time) TokenState {
 
 // StateOf classifies stored tokens described without their material.
 func (p RefreshPolicy) StateOf(info ProviderTokenInfo, now time.Time) TokenState {
-	refreshable := info.HasRefreshToken && !info.RefreshExpiry.Expired(now)
 	switch {
 	case info.ReauthRequired:
 		return StateReauthRequired
-	case !info.AccessExpiry.Expired(now) && !info.AccessExpiry.Within(now, p.Margin):
+	case !p.NeedsRefresh(info.AccessExpiry, now):
 		return StateValid
 	case !info.AccessExpiry.Expired(now):
 		return StateExpiring
-	case refreshable:
+	case p.CanRefresh(info.HasRefreshToken, info.RefreshExpiry, now):
 		return StateExpired
 	default:
 		return StateReauthRequired

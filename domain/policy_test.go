@@ -66,7 +66,7 @@ func TestNeedsRefresh(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			p := domain.RefreshPolicy{Margin: tc.margin}
-			if got := p.NeedsRefresh(tokensExpiring(tc.access), now); got != tc.want {
+			if got := p.NeedsRefresh(tokensExpiring(tc.access).AccessExpiry, now); got != tc.want {
 				t.Fatalf("NeedsRefresh = %v, want %v", got, tc.want)
 			}
 		})
@@ -99,7 +99,7 @@ func TestCanRefresh(t *testing.T) {
 				t.Errorf("HasRefreshToken = %v", got)
 			}
 			for _, p := range []domain.RefreshPolicy{domain.DefaultRefreshPolicy(), {}} {
-				if got := p.CanRefresh(tok, now); got != tc.want {
+				if got := p.CanRefresh(tok.HasRefreshToken(), tok.RefreshExpiry, now); got != tc.want {
 					t.Fatalf("CanRefresh (margin %v) = %v, want %v", p.Margin, got, tc.want)
 				}
 			}
@@ -168,11 +168,11 @@ func TestStateConsistentWithPredicates(t *testing.T) {
 				}
 				var want domain.TokenState
 				switch {
-				case tok.AccessExpiry.Expired(now) && p.CanRefresh(tok, now):
+				case tok.AccessExpiry.Expired(now) && p.CanRefresh(tok.HasRefreshToken(), tok.RefreshExpiry, now):
 					want = domain.StateExpired
 				case tok.AccessExpiry.Expired(now):
 					want = domain.StateReauthRequired
-				case p.NeedsRefresh(tok, now):
+				case p.NeedsRefresh(tok.AccessExpiry, now):
 					want = domain.StateExpiring
 				default:
 					want = domain.StateValid

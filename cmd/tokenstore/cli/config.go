@@ -438,15 +438,15 @@ func holdsSecrets(doc map[string]any) bool {
 		}
 	}
 	if db, ok := doc["database"].(map[string]any); ok {
-		if u, ok := db["url"].(string); ok && RedactedURLHasPassword(u) {
+		if u, ok := db["url"].(string); ok && urlHasPassword(u) {
 			return true
 		}
 	}
 	return false
 }
 
-// RedactedURLHasPassword reports whether a database URL carries a password.
-func RedactedURLHasPassword(u string) bool {
+// urlHasPassword reports whether a database URL carries a password.
+func urlHasPassword(u string) bool {
 	return strings.Contains(postgres.RedactURL(u), ":xxxxx@")
 }
 
@@ -558,6 +558,19 @@ func parseKeyFile(raw []byte) ([]string, error) {
 	return keys, nil
 }
 
+// errNoKeys is what every command that needs the keys says without them.
+var errNoKeys = errors.New("no encryption key: set TOKENSTORE_KEYS, TOKENSTORE_KEY_FILE or TOKENSTORE_JWT_SECRET(_FILE); " +
+	"make a key with `tokenstore keys generate` (tokenstore never generates one outside --dev: " +
+	"a key lost at restart makes every stored token unreadable)")
+
+// Keyring builds the configured keyring, or says how to configure a key.
+func (c *Config) Keyring() (*fernet.Keyring, error) {
+	if len(c.Keys.Keys) == 0 {
+		return nil, errNoKeys
+	}
+	return fernet.NewKeyringFromConfig(c.Keys)
+}
+
 // Validate checks what serve needs, naming the missing setting and how to
 // provide it.
 func (c *Config) Validate() error {
@@ -569,9 +582,7 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if len(c.Keys.Keys) == 0 {
-		return errors.New("no encryption key: set TOKENSTORE_KEYS, TOKENSTORE_KEY_FILE or TOKENSTORE_JWT_SECRET(_FILE); " +
-			"make a key with `tokenstore keys generate` (tokenstore never generates one outside --dev: " +
-			"a key lost at restart makes every stored token unreadable)")
+		return errNoKeys
 	}
 	if len(c.Callers) == 0 {
 		return errors.New("no API callers: add a callers section to the config file or set TOKENSTORE_CALLERS; " +

@@ -71,10 +71,7 @@ func runKeys(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	if len(cfg.Keys.Keys) == 0 {
-		return errors.New("no encryption key: set TOKENSTORE_KEYS, TOKENSTORE_KEY_FILE or TOKENSTORE_JWT_SECRET(_FILE)")
-	}
-	ring, err := fernet.NewKeyringFromConfig(cfg.Keys)
+	ring, err := cfg.Keyring()
 	if err != nil {
 		return err
 	}
