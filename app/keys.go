@@ -210,7 +210,7 @@ func (run *reencryptRun) progress(n int64) {
 	}
 }
 
-// finish completes the report: failures in table, user, provider order,
+// finish completes the report: failures in table, user, provider, reason order,
 // wall time, and the keys' remaining values (even when ctx was canceled).
 func (run *reencryptRun) finish(ctx context.Context, err error) (ReencryptionReport, error) {
 	report := run.report
@@ -218,7 +218,8 @@ func (run *reencryptRun) finish(ctx context.Context, err error) (ReencryptionRep
 		report.Failed = append(report.Failed, f)
 	}
 	slices.SortFunc(report.Failed, func(a, b ReencryptionFailure) int {
-		return cmp.Or(cmp.Compare(a.Table, b.Table), cmp.Compare(a.User, b.User), cmp.Compare(a.Provider, b.Provider))
+		return cmp.Or(cmp.Compare(a.Table, b.Table), cmp.Compare(a.User, b.User), cmp.Compare(a.Provider, b.Provider),
+			cmp.Compare(a.Reason, b.Reason))
 	})
 	report.Elapsed = time.Since(run.start)
 	if after, serr := run.k.Status(context.WithoutCancel(ctx)); serr == nil {
