@@ -124,32 +124,10 @@ func (im *Importer) Import(ctx context.Context, src ports.ImportSource, opts Imp
 	}
 	sum := ImportSummary{DryRun: opts.DryRun}
 	run := importRun{im: im, dryRun: opts.DryRun, sum: &sum}
-	auth := importTable[ports.ImportedAuthTokens, domain.SealedAuthTokens]{
-		name:     ImportTableAuthTokens,
-		counts:   &sum.AuthTokens,
-		sourceID: func(rec ports.ImportedAuthTokens) string { return rec.SourceID },
-		check:    im.checkAuthTokens,
-		insert:   im.repo.InsertAuthTokensBatch,
-		stored: func(ctx context.Context, r domain.SealedAuthTokens) error {
-			_, err := im.repo.GetAuthTokens(ctx, r.User, r.Provider)
-			return err
-		},
-	}
-	offline := importTable[ports.ImportedOfflineToken, domain.SealedOfflineToken]{
-		name:     ImportTableOfflineTokens,
-		counts:   &sum.OfflineTokens,
-		sourceID: func(rec ports.ImportedOfflineToken) string { return rec.SourceID },
-		check:    im.checkOfflineToken,
-		insert:   im.repo.InsertOfflineTokensBatch,
-		stored: func(ctx context.Context, r domain.SealedOfflineToken) error {
-			_, err := im.repo.GetOfflineToken(ctx, r.User)
-			return err
-		},
-	}
-	if err := importAll(ctx, run, auth, src.AuthTokenBatches(ctx, size)); err != nil {
+	if err := importAll(ctx, run, im.authTokens(&sum.AuthTokens), src.AuthTokenBatches(ctx, size)); err != nil {
 		return sum, err
 	}
-	if err := importAll(ctx, run, offline, src.OfflineTokenBatches(ctx, size)); err != nil {
+	if err := importAll(ctx, run, im.offlineTokens(&sum.OfflineTokens), src.OfflineTokenBatches(ctx, size)); err != nil {
 		return sum, err
 	}
 	im.log.Info("import finished", "dry_run", opts.DryRun,
@@ -177,6 +155,34 @@ type importTable[Rec, Row any] struct {
 	insert func(ctx context.Context, rows []Row) ([]bool, error)
 	// stored looks a row up for a dry run: domain.ErrNotFound when absent.
 	stored func(ctx context.Context, row Row) error
+}
+
+func (im *Importer) authTokens(counts *ImportCounts) importTable[ports.ImportedAuthTokens, domain.SealedAuthTokens] {
+	return importTable[ports.ImportedAuthTokens, domain.SealedAuthTokens]{
+		name:     ImportTableAuthTokens,
+		counts:   counts,
+		sourceID: func(rec ports.ImportedAuthTokens) string { return rec.SourceID },
+		check:    im.checkAuthTokens,
+		insert:   im.repo.InsertAuthTokensBatch,
+		stored: func(ctx context.Context, r domain.SealedAuthTokens) error {
+			_, err := im.repo.GetAuthTokens(ctx, r.User, r.Provider)
+			return err
+		},
+	}
+}
+
+func (im *Importer) offlineTokens(counts *ImportCounts) importTable[ports.ImportedOfflineToken, domain.SealedOfflineToken] {
+	return importTable[ports.ImportedOfflineToken, domain.SealedOfflineToken]{
+		name:     ImportTableOfflineTokens,
+		counts:   counts,
+		sourceID: func(rec ports.ImportedOfflineToken) string { return rec.SourceID },
+		check:    im.checkOfflineToken,
+		insert:   im.repo.InsertOfflineTokensBatch,
+		stored: func(ctx context.Context, r domain.SealedOfflineToken) error {
+			_, err := im.repo.GetOfflineToken(ctx, r.User)
+			return err
+		},
+	}
 }
 
 // importAll imports every batch of t that batches yields.
@@ -255,7 +261,7 @@ func absent[Rec, Row any](ctx context.Context, t importTable[Rec, Row], rows []R
 
 // checkAuthTokens checks one auth_tokens record and seals it.
 func (im *Importer) checkAuthTokens(rec ports.ImportedAuthTokens) (domain.SealedAuthTokens, *ImportFailure, error) {
-	fail := failure(ImportTableAuthTokens, rec.SourceID, rec.User, rec.Provider)
+	fail := failure(ImportFailure{Table: ImportTableAuthTokens, SourceID: rec.SourceID, User: rec.User, Provider: rec.Provider})
 	user, reason, err := checkUser(rec.Err, rec.User)
 	if err != nil {
 		return domain.SealedAuthTokens{}, fail(reason, err), nil
@@ -278,7 +284,7 @@ func (im *Importer) checkAuthTokens(rec ports.ImportedAuthTokens) (domain.Sealed
 
 // checkOfflineToken checks one offline_tokens record and seals it.
 func (im *Importer) checkOfflineToken(rec ports.ImportedOfflineToken) (domain.SealedOfflineToken, *ImportFailure, error) {
-	fail := failure(ImportTableOfflineTokens, rec.SourceID, rec.User, "")
+	fail := failure(ImportFailure{Table: ImportTableOfflineTokens, SourceID: rec.SourceID, User: rec.User})
 	user, reason, err := checkUser(rec.Err, rec.User)
 	if err != nil {
 		return domain.SealedOfflineToken{}, fail(reason, err), nil
@@ -304,13 +310,13 @@ func checkUser(readErr error, user string) (domain.UserID, ImportReason, error) 
 	return id, "", nil
 }
 
-// failure returns a constructor of a record's failures, by reason.
-func failure(table, sourceID, user, provider string) func(ImportReason, error) *ImportFailure {
+// failure returns a constructor of the failures of the record id names
+// (its Table, SourceID, User and Provider), by reason.
+func failure(id ImportFailure) func(ImportReason, error) *ImportFailure {
 	return func(reason ImportReason, err error) *ImportFailure {
-		return &ImportFailure{
-			Table: table, SourceID: sourceID, User: user, Provider: provider,
-			Reason: reason, Detail: failureDetail(reason, err),
-		}
+		f := id
+		f.Reason, f.Detail = reason, failureDetail(reason, err)
+		return &f
 	}
 }
 

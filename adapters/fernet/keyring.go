@@ -48,7 +48,7 @@ func NewKeyring(primary Key, older ...Key) (*Keyring, error) {
 	all := append([]Key{primary}, older...)
 	r := &Keyring{keys: all, byID: make(map[domain.KeyID]*fernetgo.Key, len(all))}
 	for i, k := range all {
-		if k.IsZero() {
+		if k.isZero() {
 			return nil, fmt.Errorf("fernet keyring: %s is the zero Key: "+
 				"build keys with ParseKey, GenerateKey or KeyFromJWTSecret", position(i))
 		}
