@@ -68,11 +68,11 @@ func newMemStore() *memStore {
 func rowKey(u domain.UserID, p domain.Provider) string { return string(u) + "\x00" + string(p) }
 
 func (m *memStore) CountValuesByKey(ctx context.Context) ([]domain.KeyUsage, error) {
-	if err := ctx.Err(); err != nil {
+	unlock, err := m.lock(ctx)
+	if err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	defer unlock()
 	counts := map[domain.KeyID]int64{}
 	for _, r := range m.auth {
 		counts[r.KeyID]++
@@ -92,11 +92,11 @@ func (m *memStore) CountValuesByKey(ctx context.Context) ([]domain.KeyUsage, err
 }
 
 func (m *memStore) AuthTokensByKey(ctx context.Context, key domain.KeyID, afterID int64, limit int) ([]domain.SealedAuthTokens, error) {
-	if err := ctx.Err(); err != nil {
+	unlock, err := m.lock(ctx)
+	if err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	defer unlock()
 	var out []domain.SealedAuthTokens
 	for _, r := range m.auth {
 		if r.KeyID == key && r.ID > afterID && len(out) < limit {
@@ -107,11 +107,11 @@ func (m *memStore) AuthTokensByKey(ctx context.Context, key domain.KeyID, afterI
 }
 
 func (m *memStore) OfflineTokensByKey(ctx context.Context, key domain.KeyID, afterUser domain.UserID, limit int) ([]domain.SealedOfflineToken, error) {
-	if err := ctx.Err(); err != nil {
+	unlock, err := m.lock(ctx)
+	if err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	defer unlock()
 	var out []domain.SealedOfflineToken
 	for _, r := range m.offline {
 		if r.KeyID == key && r.User > afterUser {
@@ -174,11 +174,11 @@ func (m *memStore) InsertOfflineTokensBatch(ctx context.Context, rows []domain.S
 // eachRow applies write to every row under the store's lock, as one
 // transaction, unless ctx is done; it reports which rows write changed.
 func eachRow[T any](ctx context.Context, m *memStore, rows []T, write func(T) bool) ([]bool, error) {
-	if err := ctx.Err(); err != nil {
+	unlock, err := m.lock(ctx)
+	if err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	defer unlock()
 	done := make([]bool, len(rows))
 	for i, row := range rows {
 		done[i] = write(row)
@@ -202,6 +202,15 @@ func (m *memStore) GetOfflineToken(_ context.Context, user domain.UserID) (domai
 		return t, nil
 	}
 	return domain.SealedOfflineToken{}, domain.ErrNotFound
+}
+
+// lock takes the store's lock unless ctx is done, as a query would fail.
+func (m *memStore) lock(ctx context.Context) (unlock func(), err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	return m.mu.Unlock, nil
 }
 
 func (m *memStore) findAuth(user domain.UserID, provider domain.Provider) int {
