@@ -15,6 +15,13 @@ import (
 // A moved ciphertext then fails as an integrity error instead of handing
 // one user's token to another.
 
+// The tables tokenstore stores sealed values in, as places, import
+// summaries and re-encryption failures name them.
+const (
+	authTokensTable    = "auth_tokens"
+	offlineTokensTable = "offline_tokens"
+)
+
 // Place is where a sealed value belongs.
 type Place struct {
 	Table    string
@@ -26,17 +33,17 @@ type Place struct {
 // AccessTokenPlace, RefreshTokenPlace and OfflineTokenPlace are the places
 // of the values tokenstore stores.
 func AccessTokenPlace(u domain.UserID, p domain.Provider) Place {
-	return Place{Table: "auth_tokens", Field: "access_token", User: u, Provider: p}
+	return Place{Table: authTokensTable, Field: "access_token", User: u, Provider: p}
 }
 
 // RefreshTokenPlace: see AccessTokenPlace.
 func RefreshTokenPlace(u domain.UserID, p domain.Provider) Place {
-	return Place{Table: "auth_tokens", Field: "refresh_token", User: u, Provider: p}
+	return Place{Table: authTokensTable, Field: "refresh_token", User: u, Provider: p}
 }
 
 // OfflineTokenPlace: see AccessTokenPlace.
 func OfflineTokenPlace(u domain.UserID) Place {
-	return Place{Table: "offline_tokens", Field: "token", User: u}
+	return Place{Table: offlineTokensTable, Field: "token", User: u}
 }
 
 func (p Place) String() string {
@@ -93,6 +100,63 @@ func Unseal(c ports.TokenCrypter, place Place, ct domain.Ciphertext) (domain.Sec
 	return secret, nil
 }
 
+// sealAuthTokens seals a row's tokens under the primary key, each bound to
+// its place, for storage. Both carry the row's one key id; should the
+// keyring's primary change between the two, it fails rather than store a
+// row that names the wrong key.
+func sealAuthTokens(c ports.TokenCrypter, t domain.AuthTokens) (domain.SealedAuthTokens, error) {
+	access, err := Seal(c, AccessTokenPlace(t.User, t.Provider), t.AccessToken)
+	if err != nil {
+		return domain.SealedAuthTokens{}, fmt.Errorf("seal access token: %w", err)
+	}
+	sealed := domain.SealedAuthTokens{
+		User: t.User, Provider: t.Provider, KeyID: access.KeyID,
+		AccessToken: access.Data, AccessExpiry: t.AccessExpiry, RefreshExpiry: t.RefreshExpiry,
+	}
+	if t.HasRefreshToken() {
+		refresh, err := Seal(c, RefreshTokenPlace(t.User, t.Provider), t.RefreshToken)
+		if err != nil {
+			return domain.SealedAuthTokens{}, fmt.Errorf("seal refresh token: %w", err)
+		}
+		if refresh.KeyID != access.KeyID {
+			return domain.SealedAuthTokens{}, fmt.Errorf("seal tokens: primary key changed from %s to %s; retry", access.KeyID, refresh.KeyID)
+		}
+		sealed.RefreshToken = refresh.Data
+	}
+	return sealed, nil
+}
+
+// unsealAuthTokens opens a stored row's tokens, checking each was sealed
+// for its place.
+func unsealAuthTokens(c ports.TokenCrypter, row domain.SealedAuthTokens) (domain.AuthTokens, error) {
+	access, err := Unseal(c, AccessTokenPlace(row.User, row.Provider), domain.Ciphertext{KeyID: row.KeyID, Data: row.AccessToken})
+	if err != nil {
+		return domain.AuthTokens{}, err
+	}
+	var refresh domain.Secret
+	if row.RefreshToken != nil {
+		refresh, err = Unseal(c, RefreshTokenPlace(row.User, row.Provider), domain.Ciphertext{KeyID: row.KeyID, Data: row.RefreshToken})
+		if err != nil {
+			return domain.AuthTokens{}, err
+		}
+	}
+	return domain.AuthTokens{
+		User: row.User, Provider: row.Provider, AccessToken: access, RefreshToken: refresh,
+		AccessExpiry: row.AccessExpiry, RefreshExpiry: row.RefreshExpiry,
+	}, nil
+}
+
+// sealOfflineToken seals a user's offline token under the primary key,
+// bound to its place, for storage.
+func sealOfflineToken(c ports.TokenCrypter, t domain.OfflineToken) (domain.SealedOfflineToken, error) {
+	sealed, err := Seal(c, OfflineTokenPlace(t.User), t.Token)
+	if err != nil {
+		return domain.SealedOfflineToken{}, fmt.Errorf("seal offline token: %w", err)
+	}
+	return domain.SealedOfflineToken{User: t.User, KeyID: sealed.KeyID, Token: sealed.Data}, nil
+}
+
+// sealAt is Seal with the service's crypter.
 func (s *TokenService) sealAt(place Place, secret domain.Secret) (domain.Ciphertext, error) {
 	return Seal(s.crypter, place, secret)
 }

@@ -12,15 +12,6 @@ import (
 	"github.com/tokenstore/tokenstore/ports"
 )
 
-// ImportSource is another system's token store, read for an import: its
-// rows decrypted, a batch at a time, in a stable order. A row that could
-// not be read carries the reason in its Err; an error yielded by a sequence
-// means the source itself failed and ends the import.
-type ImportSource interface {
-	AuthTokenBatches(ctx context.Context, size int) iter.Seq2[[]ports.ImportedAuthTokens, error]
-	OfflineTokenBatches(ctx context.Context, size int) iter.Seq2[[]ports.ImportedOfflineToken, error]
-}
-
 // Import batch sizes: rows per read and per transaction.
 const (
 	DefaultImportBatchSize = 500
@@ -59,8 +50,8 @@ const (
 
 // Tables an ImportFailure names: the source's, which tokenstore's mirror.
 const (
-	ImportTableAuthTokens    = "auth_tokens"
-	ImportTableOfflineTokens = "offline_tokens"
+	ImportTableAuthTokens    = authTokensTable
+	ImportTableOfflineTokens = offlineTokensTable
 )
 
 // ImportFailure names a source row that was not imported and why. No field
@@ -109,26 +100,21 @@ func (s ImportSummary) Total() ImportCounts {
 // be imported is decided before its batch's transaction starts, so a bad row
 // never stops the rows around it; a batch is written whole or not at all.
 type Importer struct {
-	crypter  ports.TokenCrypter
-	repo     ports.ImportRepository
-	existing ports.TokenRepository // dry runs: what is already stored
-	log      *slog.Logger
+	crypter ports.TokenCrypter
+	repo    ports.ImportRepository
+	log     *slog.Logger
 }
 
-// NewImporter returns the import use case. existing answers what a dry run
-// would find already present (usually the same repository as repo).
-func NewImporter(log *slog.Logger, crypter ports.TokenCrypter, repo ports.ImportRepository, existing ports.TokenRepository) *Importer {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &Importer{crypter: crypter, repo: repo, existing: existing, log: log}
+// NewImporter returns the import use case. log may be nil.
+func NewImporter(log *slog.Logger, crypter ports.TokenCrypter, repo ports.ImportRepository) *Importer {
+	return &Importer{crypter: crypter, repo: repo, log: orDiscard(log)}
 }
 
 // Import copies every row src yields: auth tokens, then offline tokens. It
 // returns the summary so far with an error when the source or the target
 // fails; batches committed before stay committed, and running the import
 // again picks up where it stopped (rows already present are skipped).
-func (im *Importer) Import(ctx context.Context, src ImportSource, opts ImportOptions) (ImportSummary, error) {
+func (im *Importer) Import(ctx context.Context, src ports.ImportSource, opts ImportOptions) (ImportSummary, error) {
 	size := opts.BatchSize
 	if size <= 0 {
 		size = DefaultImportBatchSize
@@ -137,132 +123,152 @@ func (im *Importer) Import(ctx context.Context, src ImportSource, opts ImportOpt
 		return ImportSummary{}, fmt.Errorf("import batch size %d is above the limit of %d", size, MaxImportBatchSize)
 	}
 	sum := ImportSummary{DryRun: opts.DryRun}
-	for batch, err := range src.AuthTokenBatches(ctx, size) {
-		if err != nil {
-			return sum, fmt.Errorf("import: read auth tokens: %w", err)
-		}
-		if err := ctx.Err(); err != nil {
-			return sum, fmt.Errorf("import: %w", err)
-		}
-		if err := im.authBatch(ctx, batch, opts.DryRun, &sum); err != nil {
-			return sum, err
-		}
+	run := importRun{im: im, dryRun: opts.DryRun, sum: &sum}
+	if err := importAll(ctx, run, im.authTokens(&sum.AuthTokens), src.AuthTokenBatches(ctx, size)); err != nil {
+		return sum, err
 	}
-	for batch, err := range src.OfflineTokenBatches(ctx, size) {
-		if err != nil {
-			return sum, fmt.Errorf("import: read offline tokens: %w", err)
-		}
-		if err := ctx.Err(); err != nil {
-			return sum, fmt.Errorf("import: %w", err)
-		}
-		if err := im.offlineBatch(ctx, batch, opts.DryRun, &sum); err != nil {
-			return sum, err
-		}
+	if err := importAll(ctx, run, im.offlineTokens(&sum.OfflineTokens), src.OfflineTokenBatches(ctx, size)); err != nil {
+		return sum, err
 	}
 	im.log.Info("import finished", "dry_run", opts.DryRun,
 		"imported", sum.Total().Imported, "already_present", sum.Total().AlreadyPresent, "failed", sum.Total().Failed)
 	return sum, nil
 }
 
-func (im *Importer) authBatch(ctx context.Context, batch []ports.ImportedAuthTokens, dryRun bool, sum *ImportSummary) error {
+// importRun is one Import's settings and summary, shared by its tables.
+type importRun struct {
+	im     *Importer
+	dryRun bool
+	sum    *ImportSummary
+}
+
+// importTable is what differs between the source's two tables: Rec is a
+// source record, Row the sealed row it becomes.
+type importTable[Rec, Row any] struct {
+	name     string        // ImportTableAuthTokens or ImportTableOfflineTokens
+	counts   *ImportCounts // the table's counts in the run's summary
+	sourceID func(Rec) string
+	// check validates one record and seals it. A record that cannot be
+	// imported comes back as a failure; an error means sealing itself broke
+	// (the keyring), which ends the import.
+	check  func(Rec) (Row, *ImportFailure, error)
+	insert func(ctx context.Context, rows []Row) ([]bool, error)
+	// stored looks a row up for a dry run: domain.ErrNotFound when absent.
+	stored func(ctx context.Context, row Row) error
+}
+
+func (im *Importer) authTokens(counts *ImportCounts) importTable[ports.ImportedAuthTokens, domain.SealedAuthTokens] {
+	return importTable[ports.ImportedAuthTokens, domain.SealedAuthTokens]{
+		name:     ImportTableAuthTokens,
+		counts:   counts,
+		sourceID: func(rec ports.ImportedAuthTokens) string { return rec.SourceID },
+		check:    im.checkAuthTokens,
+		insert:   im.repo.InsertAuthTokensBatch,
+		stored: func(ctx context.Context, r domain.SealedAuthTokens) error {
+			_, err := im.repo.GetAuthTokens(ctx, r.User, r.Provider)
+			return err
+		},
+	}
+}
+
+func (im *Importer) offlineTokens(counts *ImportCounts) importTable[ports.ImportedOfflineToken, domain.SealedOfflineToken] {
+	return importTable[ports.ImportedOfflineToken, domain.SealedOfflineToken]{
+		name:     ImportTableOfflineTokens,
+		counts:   counts,
+		sourceID: func(rec ports.ImportedOfflineToken) string { return rec.SourceID },
+		check:    im.checkOfflineToken,
+		insert:   im.repo.InsertOfflineTokensBatch,
+		stored: func(ctx context.Context, r domain.SealedOfflineToken) error {
+			_, err := im.repo.GetOfflineToken(ctx, r.User)
+			return err
+		},
+	}
+}
+
+// importAll imports every batch of t that batches yields.
+func importAll[Rec, Row any](ctx context.Context, run importRun, t importTable[Rec, Row], batches iter.Seq2[[]Rec, error]) error {
+	for batch, err := range batches {
+		if err != nil {
+			return fmt.Errorf("import: read %s: %w", t.name, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("import: %w", err)
+		}
+		if err := importBatch(ctx, run, t, batch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// importBatch checks and seals a batch, then writes what passed in one
+// transaction (a dry run only looks up what a real run would find).
+func importBatch[Rec, Row any](ctx context.Context, run importRun, t importTable[Rec, Row], batch []Rec) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	rows := make([]domain.SealedAuthTokens, 0, len(batch))
+	first, last := t.sourceID(batch[0]), t.sourceID(batch[len(batch)-1])
+	rows := make([]Row, 0, len(batch))
 	failed := 0
 	for _, rec := range batch {
-		sealed, failure, err := im.sealAuthTokens(rec)
+		row, failure, err := t.check(rec)
 		if err != nil {
-			return fmt.Errorf("import: auth_tokens row %s: %w", rec.SourceID, err)
+			return fmt.Errorf("import: %s row %q: %w", t.name, t.sourceID(rec), err)
 		}
 		if failure != nil {
-			im.fail(sum, *failure)
+			run.im.fail(run.sum, *failure)
 			failed++
 			continue
 		}
-		rows = append(rows, sealed)
+		rows = append(rows, row)
 	}
-	sum.AuthTokens.Failed += failed
+	t.counts.Failed += failed
 
 	var inserted []bool
 	var err error
-	if dryRun {
-		inserted, err = im.absentAuthTokens(ctx, rows)
+	if run.dryRun {
+		inserted, err = absent(ctx, t, rows)
 	} else {
-		inserted, err = im.repo.InsertAuthTokensBatch(ctx, rows)
+		inserted, err = t.insert(ctx, rows)
 	}
 	if err != nil {
-		return fmt.Errorf("import: auth_tokens batch of source ids %s to %s: %w",
-			batch[0].SourceID, batch[len(batch)-1].SourceID, err)
+		return fmt.Errorf("import: %s batch of source ids %q to %q: %w", t.name, first, last, err)
 	}
 	imported, present := tally(inserted)
-	sum.AuthTokens.Imported += imported
-	sum.AuthTokens.AlreadyPresent += present
-	im.log.Info("import batch", "table", ImportTableAuthTokens, "dry_run", dryRun,
-		"first_source_id", batch[0].SourceID, "last_source_id", batch[len(batch)-1].SourceID,
+	t.counts.Imported += imported
+	t.counts.AlreadyPresent += present
+	run.im.log.Info("import batch", "table", t.name, "dry_run", run.dryRun,
+		"first_source_id", first, "last_source_id", last,
 		"imported", imported, "already_present", present, "failed", failed)
 	return nil
 }
 
-func (im *Importer) offlineBatch(ctx context.Context, batch []ports.ImportedOfflineToken, dryRun bool, sum *ImportSummary) error {
-	if len(batch) == 0 {
-		return nil
-	}
-	rows := make([]domain.SealedOfflineToken, 0, len(batch))
-	failed := 0
-	for _, rec := range batch {
-		sealed, failure, err := im.sealOfflineToken(rec)
-		if err != nil {
-			return fmt.Errorf("import: offline_tokens row %q: %w", rec.SourceID, err)
+// absent answers, for a dry run, which rows a real run would insert: those
+// tokenstore holds nothing for.
+func absent[Rec, Row any](ctx context.Context, t importTable[Rec, Row], rows []Row) ([]bool, error) {
+	out := make([]bool, len(rows))
+	for i, r := range rows {
+		err := t.stored(ctx, r)
+		switch {
+		case errors.Is(err, domain.ErrNotFound):
+			out[i] = true
+		case err != nil:
+			return nil, err
 		}
-		if failure != nil {
-			im.fail(sum, *failure)
-			failed++
-			continue
-		}
-		rows = append(rows, sealed)
 	}
-	sum.OfflineTokens.Failed += failed
-
-	var inserted []bool
-	var err error
-	if dryRun {
-		inserted, err = im.absentOfflineTokens(ctx, rows)
-	} else {
-		inserted, err = im.repo.InsertOfflineTokensBatch(ctx, rows)
-	}
-	if err != nil {
-		return fmt.Errorf("import: offline_tokens batch of source ids %q to %q: %w",
-			batch[0].SourceID, batch[len(batch)-1].SourceID, err)
-	}
-	imported, present := tally(inserted)
-	sum.OfflineTokens.Imported += imported
-	sum.OfflineTokens.AlreadyPresent += present
-	im.log.Info("import batch", "table", ImportTableOfflineTokens, "dry_run", dryRun,
-		"imported", imported, "already_present", present, "failed", failed)
-	return nil
+	return out, nil
 }
 
-// sealAuthTokens checks one row and seals it for storage. A row that cannot
-// be imported comes back as a failure; an error means sealing itself broke
-// (the keyring), which ends the import.
-func (im *Importer) sealAuthTokens(rec ports.ImportedAuthTokens) (domain.SealedAuthTokens, *ImportFailure, error) {
-	failure := func(reason ImportReason, detail error) (domain.SealedAuthTokens, *ImportFailure, error) {
-		return domain.SealedAuthTokens{}, &ImportFailure{
-			Table: ImportTableAuthTokens, SourceID: rec.SourceID, User: rec.User, Provider: rec.Provider,
-			Reason: reason, Detail: failureDetail(reason, detail),
-		}, nil
-	}
-	if rec.Err != nil {
-		return failure(sourceReason(rec.Err), rec.Err)
-	}
-	user, err := domain.ParseUserID(rec.User)
+// checkAuthTokens checks one auth_tokens record and seals it.
+func (im *Importer) checkAuthTokens(rec ports.ImportedAuthTokens) (domain.SealedAuthTokens, *ImportFailure, error) {
+	fail := failure(ImportFailure{Table: ImportTableAuthTokens, SourceID: rec.SourceID, User: rec.User, Provider: rec.Provider})
+	user, reason, err := checkUser(rec.Err, rec.User)
 	if err != nil {
-		return failure(ReasonInvalidUser, err)
+		return domain.SealedAuthTokens{}, fail(reason, err), nil
 	}
 	provider, err := domain.ParseProvider(rec.Provider)
 	if err != nil {
-		return failure(ReasonInvalidProvider, err)
+		return domain.SealedAuthTokens{}, fail(ReasonInvalidProvider, err), nil
 	}
 	t := domain.AuthTokens{
 		User: user, Provider: provider,
@@ -270,83 +276,48 @@ func (im *Importer) sealAuthTokens(rec ports.ImportedAuthTokens) (domain.SealedA
 		AccessExpiry: rec.AccessExpiry, RefreshExpiry: rec.RefreshExpiry,
 	}
 	if err := t.Validate(); err != nil {
-		return failure(ReasonInvalidTokens, err)
+		return domain.SealedAuthTokens{}, fail(ReasonInvalidTokens, err), nil
 	}
-	access, err := Seal(im.crypter, AccessTokenPlace(user, provider), t.AccessToken)
-	if err != nil {
-		return domain.SealedAuthTokens{}, nil, fmt.Errorf("seal access token: %w", err)
-	}
-	sealed := domain.SealedAuthTokens{
-		User: user, Provider: provider, KeyID: access.KeyID, AccessToken: access.Data,
-		AccessExpiry: t.AccessExpiry, RefreshExpiry: t.RefreshExpiry,
-	}
-	if t.HasRefreshToken() {
-		refresh, err := Seal(im.crypter, RefreshTokenPlace(user, provider), t.RefreshToken)
-		if err != nil {
-			return domain.SealedAuthTokens{}, nil, fmt.Errorf("seal refresh token: %w", err)
-		}
-		if refresh.KeyID != access.KeyID {
-			// One key id per row: the keyring's primary changed mid-call.
-			return domain.SealedAuthTokens{}, nil, fmt.Errorf("seal tokens: primary key changed from %s to %s", access.KeyID, refresh.KeyID)
-		}
-		sealed.RefreshToken = refresh.Data
-	}
-	return sealed, nil, nil
+	sealed, err := sealAuthTokens(im.crypter, t)
+	return sealed, nil, err
 }
 
-func (im *Importer) sealOfflineToken(rec ports.ImportedOfflineToken) (domain.SealedOfflineToken, *ImportFailure, error) {
-	failure := func(reason ImportReason, detail error) (domain.SealedOfflineToken, *ImportFailure, error) {
-		return domain.SealedOfflineToken{}, &ImportFailure{
-			Table: ImportTableOfflineTokens, SourceID: rec.SourceID, User: rec.User,
-			Reason: reason, Detail: failureDetail(reason, detail),
-		}, nil
-	}
-	if rec.Err != nil {
-		return failure(sourceReason(rec.Err), rec.Err)
-	}
-	user, err := domain.ParseUserID(rec.User)
+// checkOfflineToken checks one offline_tokens record and seals it.
+func (im *Importer) checkOfflineToken(rec ports.ImportedOfflineToken) (domain.SealedOfflineToken, *ImportFailure, error) {
+	fail := failure(ImportFailure{Table: ImportTableOfflineTokens, SourceID: rec.SourceID, User: rec.User})
+	user, reason, err := checkUser(rec.Err, rec.User)
 	if err != nil {
-		return failure(ReasonInvalidUser, err)
+		return domain.SealedOfflineToken{}, fail(reason, err), nil
 	}
 	t := domain.OfflineToken{User: user, Token: rec.Token}
 	if err := t.Validate(); err != nil {
-		return failure(ReasonInvalidTokens, err)
+		return domain.SealedOfflineToken{}, fail(ReasonInvalidTokens, err), nil
 	}
-	c, err := Seal(im.crypter, OfflineTokenPlace(user), t.Token)
+	sealed, err := sealOfflineToken(im.crypter, t)
+	return sealed, nil, err
+}
+
+// checkUser fails a record the source could not read (readErr) or whose
+// user id is invalid, with the reason to report.
+func checkUser(readErr error, user string) (domain.UserID, ImportReason, error) {
+	if readErr != nil {
+		return "", sourceReason(readErr), readErr
+	}
+	id, err := domain.ParseUserID(user)
 	if err != nil {
-		return domain.SealedOfflineToken{}, nil, fmt.Errorf("seal offline token: %w", err)
+		return "", ReasonInvalidUser, err
 	}
-	return domain.SealedOfflineToken{User: user, KeyID: c.KeyID, Token: c.Data}, nil, nil
+	return id, "", nil
 }
 
-// absentAuthTokens answers, for a dry run, which rows a real run would
-// insert: those tokenstore holds nothing for.
-func (im *Importer) absentAuthTokens(ctx context.Context, rows []domain.SealedAuthTokens) ([]bool, error) {
-	absent := make([]bool, len(rows))
-	for i, r := range rows {
-		_, err := im.existing.GetAuthTokens(ctx, r.User, r.Provider)
-		switch {
-		case errors.Is(err, domain.ErrNotFound):
-			absent[i] = true
-		case err != nil:
-			return nil, err
-		}
+// failure returns a constructor of the failures of the record id names
+// (its Table, SourceID, User and Provider), by reason.
+func failure(id ImportFailure) func(ImportReason, error) *ImportFailure {
+	return func(reason ImportReason, err error) *ImportFailure {
+		f := id
+		f.Reason, f.Detail = reason, failureDetail(reason, err)
+		return &f
 	}
-	return absent, nil
-}
-
-func (im *Importer) absentOfflineTokens(ctx context.Context, rows []domain.SealedOfflineToken) ([]bool, error) {
-	absent := make([]bool, len(rows))
-	for i, r := range rows {
-		_, err := im.existing.GetOfflineToken(ctx, r.User)
-		switch {
-		case errors.Is(err, domain.ErrNotFound):
-			absent[i] = true
-		case err != nil:
-			return nil, err
-		}
-	}
-	return absent, nil
 }
 
 // fail records a failed row and logs it by its identity, never its material.

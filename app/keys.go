@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -11,25 +12,31 @@ import (
 	"github.com/tokenstore/tokenstore/ports"
 )
 
-// KeyRotation re-encrypts stored values under the primary key, online: each
-// batch is its own short transaction, rows are walked by key in id order
-// (keyset pagination), and a row is rewritten only if it is unchanged since
-// it was read and no refresh holds it, so nothing the service writes during
-// a rotation is ever overwritten with older content. Re-running continues
-// where a previous run stopped: rows already under the primary key are not
-// visited again.
-type KeyRotation struct {
-	crypter ports.TokenCrypter
-	repo    ports.KeyRepository
+// Reencryption re-encrypts stored values under the primary key, online
+// (operators run it as `tokenstore keys rotate`): each batch is its own
+// short transaction, rows are walked by key in id order (keyset
+// pagination), and a row is rewritten only if it is unchanged since it was
+// read and no refresh holds it, so nothing the service writes meanwhile is
+// ever overwritten with older content. Re-running continues where a
+// previous run stopped: rows already under the primary key are not visited
+// again.
+type Reencryption struct {
+	keyring ports.Keyring
+	repo    ports.ReencryptionRepository
 	log     *slog.Logger
 }
 
-// NewKeyRotation returns the use case.
-func NewKeyRotation(crypter ports.TokenCrypter, repo ports.KeyRepository, log *slog.Logger) *KeyRotation {
+// NewReencryption returns the use case. log may be nil.
+func NewReencryption(log *slog.Logger, keyring ports.Keyring, repo ports.ReencryptionRepository) *Reencryption {
+	return &Reencryption{keyring: keyring, repo: repo, log: orDiscard(log)}
+}
+
+// orDiscard lets a use case's caller pass a nil logger for silence.
+func orDiscard(log *slog.Logger) *slog.Logger {
 	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+		return slog.New(slog.DiscardHandler)
 	}
-	return &KeyRotation{crypter: crypter, repo: repo, log: log}
+	return log
 }
 
 // KeyStatus describes one key: in the keyring, in storage, or both.
@@ -42,7 +49,7 @@ type KeyStatus struct {
 
 // Status lists the keyring's keys (primary first) and any other key id
 // found in storage, with how many values each seals.
-func (k *KeyRotation) Status(ctx context.Context) ([]KeyStatus, error) {
+func (k *Reencryption) Status(ctx context.Context) ([]KeyStatus, error) {
 	usage, err := k.repo.CountValuesByKey(ctx)
 	if err != nil {
 		return nil, err
@@ -52,7 +59,7 @@ func (k *KeyRotation) Status(ctx context.Context) ([]KeyStatus, error) {
 		counts[u.KeyID] = u.Values
 	}
 	var out []KeyStatus
-	for i, id := range k.crypter.Keys() {
+	for i, id := range k.keyring.Keys() {
 		out = append(out, KeyStatus{ID: id, Primary: i == 0, InKeyring: true, Values: counts[id]})
 		delete(counts, id)
 	}
@@ -67,8 +74,8 @@ func (k *KeyRotation) Status(ctx context.Context) ([]KeyStatus, error) {
 	return out, nil
 }
 
-// RotateOptions tune a rotation. The zero value uses the defaults.
-type RotateOptions struct {
+// ReencryptOptions tune a re-encryption. The zero value uses the defaults.
+type ReencryptOptions struct {
 	// BatchSize rows per transaction. Default 500.
 	BatchSize int
 	// Passes: rows skipped because they changed or a refresh held them are
@@ -79,15 +86,17 @@ type RotateOptions struct {
 	Progress func(done, total int64)
 }
 
-// RowFailure names a row that could not be re-encrypted, and why.
-type RowFailure struct {
+// ReencryptionFailure names a row that could not be re-encrypted, and why.
+// Table "*" marks a failure of many rows (a missing key, rows that stayed
+// busy); Reason then says which.
+type ReencryptionFailure struct {
 	Table    string
 	User     domain.UserID
 	Provider domain.Provider // empty for offline tokens
 	Reason   string
 }
 
-func (f RowFailure) String() string {
+func (f ReencryptionFailure) String() string {
 	if f.Table == "*" {
 		return f.Reason
 	}
@@ -97,52 +106,52 @@ func (f RowFailure) String() string {
 	return fmt.Sprintf("%s user %q provider %s: %s", f.Table, f.User, f.Provider, f.Reason)
 }
 
-// RotationReport is the outcome of a rotation.
-type RotationReport struct {
+// row identifies the failed row, so that it is not tried again.
+func (f ReencryptionFailure) row() string {
+	return f.Table + "\x00" + string(f.User) + "\x00" + string(f.Provider)
+}
+
+// ReencryptionReport is the outcome of a re-encryption.
+type ReencryptionReport struct {
 	Primary domain.KeyID
-	// Rotated is how many values were re-encrypted under the primary key.
-	Rotated int64
+	// Reencrypted is how many values were re-encrypted under the primary key.
+	Reencrypted int64
 	// Failed lists rows that could not be re-encrypted (undecryptable,
 	// misplaced, or sealed by a key missing from the keyring), and rows
 	// still busy after every pass.
-	Failed []RowFailure
-	// After lists every key's remaining values once the rotation ended.
+	Failed []ReencryptionFailure
+	// After lists every key's remaining values once the run ended.
 	After []KeyStatus
-	// Elapsed is the rotation's wall time.
+	// Elapsed is the run's wall time.
 	Elapsed time.Duration
 }
 
-// Rotate re-encrypts every value not sealed by the primary key.
-func (k *KeyRotation) Rotate(ctx context.Context, opts RotateOptions) (RotationReport, error) {
-	start := time.Now()
+// Run re-encrypts every value not sealed by the primary key.
+func (k *Reencryption) Run(ctx context.Context, opts ReencryptOptions) (ReencryptionReport, error) {
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 500
 	}
 	if opts.Passes <= 0 {
 		opts.Passes = 5
 	}
-	primary := k.crypter.PrimaryKeyID()
-	report := RotationReport{Primary: primary}
+	run := &reencryptRun{
+		k: k, batch: opts.BatchSize, onProgress: opts.Progress, start: time.Now(),
+		failed: map[string]ReencryptionFailure{},
+	}
+	primary := k.keyring.PrimaryKeyID()
+	run.report.Primary = primary
 	status, err := k.Status(ctx)
 	if err != nil {
-		return report, err
+		return run.report, err
 	}
-	var total int64
 	for _, s := range status {
 		if s.ID != primary {
-			total += s.Values
+			run.total += s.Values
 		}
 	}
-	failed := map[string]RowFailure{} // by row identity: never retried
-	var done int64
-	progress := func(n int64) {
-		done += n
-		if opts.Progress != nil {
-			opts.Progress(min(done, total), total)
-		}
-	}
-	progress(0)
+	run.progress(0)
 
+	auth, offline := k.authTokens(), k.offlineTokens()
 	for pass := 0; pass <= opts.Passes; pass++ {
 		skipped := 0
 		for _, s := range status {
@@ -150,21 +159,19 @@ func (k *KeyRotation) Rotate(ctx context.Context, opts RotateOptions) (RotationR
 				continue
 			}
 			if !s.InKeyring {
-				failed["key:"+string(s.ID)] = RowFailure{Table: "*", User: "*",
+				run.failed["key:"+string(s.ID)] = ReencryptionFailure{Table: "*", User: "*",
 					Reason: fmt.Sprintf("%d values are sealed by key %s, which is not in the keyring: add it as an older key", s.Values, s.ID)}
 				continue
 			}
-			n, sk, err := k.rotateAuth(ctx, s.ID, opts.BatchSize, failed, progress)
-			report.Rotated += n
+			sk, err := reencrypt(ctx, run, auth, s.ID)
 			skipped += sk
 			if err != nil {
-				return k.finish(ctx, report, failed, start, err)
+				return run.finish(ctx, err)
 			}
-			n, sk, err = k.rotateOffline(ctx, s.ID, opts.BatchSize, failed, progress)
-			report.Rotated += n
+			sk, err = reencrypt(ctx, run, offline, s.ID)
 			skipped += sk
 			if err != nil {
-				return k.finish(ctx, report, failed, start, err)
+				return run.finish(ctx, err)
 			}
 		}
 		if skipped == 0 {
@@ -173,173 +180,174 @@ func (k *KeyRotation) Rotate(ctx context.Context, opts RotateOptions) (RotationR
 		k.log.Info("rows changed or were being refreshed during the pass; retrying them", "rows", skipped, "pass", pass+1)
 		select {
 		case <-ctx.Done():
-			return k.finish(ctx, report, failed, start, ctx.Err())
+			return run.finish(ctx, ctx.Err())
 		case <-time.After(time.Duration(pass+1) * 200 * time.Millisecond):
 		}
 		if pass == opts.Passes {
-			failed["busy"] = RowFailure{Table: "*", User: "*",
-				Reason: fmt.Sprintf("%d rows kept changing or stayed under a refresh lease; run the rotation again", skipped)}
+			run.failed["busy"] = ReencryptionFailure{Table: "*", User: "*",
+				Reason: fmt.Sprintf("%d rows kept changing or stayed under a refresh lease; run `tokenstore keys rotate` again", skipped)}
 		}
 	}
-	return k.finish(ctx, report, failed, start, nil)
+	return run.finish(ctx, nil)
 }
 
-func (k *KeyRotation) finish(ctx context.Context, report RotationReport, failed map[string]RowFailure, start time.Time, err error) (RotationReport, error) {
-	for _, f := range failed {
+// reencryptRun is the state of one Run that every batch updates.
+type reencryptRun struct {
+	k          *Reencryption
+	batch      int
+	onProgress func(done, total int64) // ReencryptOptions.Progress
+	start      time.Time
+	total      int64                          // values to re-encrypt
+	failed     map[string]ReencryptionFailure // never retried; by row, or "key:ID", "busy"
+	report     ReencryptionReport
+}
+
+// progress counts n more values re-encrypted.
+func (run *reencryptRun) progress(n int64) {
+	run.report.Reencrypted += n
+	if run.onProgress != nil {
+		run.onProgress(min(run.report.Reencrypted, run.total), run.total)
+	}
+}
+
+// finish completes the report: failures in table, user, provider, reason order,
+// wall time, and the keys' remaining values (even when ctx was canceled).
+func (run *reencryptRun) finish(ctx context.Context, err error) (ReencryptionReport, error) {
+	report := run.report
+	for _, f := range run.failed {
 		report.Failed = append(report.Failed, f)
 	}
-	slices.SortFunc(report.Failed, func(a, b RowFailure) int {
-		if c := cmpString(a.Table, b.Table); c != 0 {
-			return c
-		}
-		if c := cmpString(string(a.User), string(b.User)); c != 0 {
-			return c
-		}
-		return cmpString(string(a.Provider), string(b.Provider))
+	slices.SortFunc(report.Failed, func(a, b ReencryptionFailure) int {
+		return cmp.Or(cmp.Compare(a.Table, b.Table), cmp.Compare(a.User, b.User), cmp.Compare(a.Provider, b.Provider),
+			cmp.Compare(a.Reason, b.Reason))
 	})
-	report.Elapsed = time.Since(start)
-	if after, serr := k.Status(context.WithoutCancel(ctx)); serr == nil {
+	report.Elapsed = time.Since(run.start)
+	if after, serr := run.k.Status(context.WithoutCancel(ctx)); serr == nil {
 		report.After = after
 	}
 	return report, err
 }
 
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
+func (k *Reencryption) authTokens() reencryptTable[domain.SealedAuthTokens, int64] {
+	return reencryptTable[domain.SealedAuthTokens, int64]{
+		page:   k.repo.AuthTokensByKey,
+		cursor: func(r domain.SealedAuthTokens) int64 { return r.ID },
+		reseal: k.resealAuthTokens,
+		store:  k.repo.StoreReencryptedAuthTokens,
+		identify: func(r domain.SealedAuthTokens) ReencryptionFailure {
+			return ReencryptionFailure{Table: authTokensTable, User: r.User, Provider: r.Provider}
+		},
+		values: func(r domain.SealedAuthTokens) int64 {
+			if r.RefreshToken != nil {
+				return 2
+			}
+			return 1
+		},
 	}
-	return 0
 }
 
-// rotateAuth walks key's auth token rows in id order. It returns values
-// rotated and rows skipped (changed or leased since read).
-func (k *KeyRotation) rotateAuth(ctx context.Context, key domain.KeyID, batch int, failed map[string]RowFailure, progress func(int64)) (int64, int, error) {
-	var rotated int64
-	skipped := 0
-	var after int64
+func (k *Reencryption) offlineTokens() reencryptTable[domain.SealedOfflineToken, domain.UserID] {
+	return reencryptTable[domain.SealedOfflineToken, domain.UserID]{
+		page:   k.repo.OfflineTokensByKey,
+		cursor: func(r domain.SealedOfflineToken) domain.UserID { return r.User },
+		reseal: k.resealOfflineToken,
+		store:  k.repo.StoreReencryptedOfflineTokens,
+		identify: func(r domain.SealedOfflineToken) ReencryptionFailure {
+			return ReencryptionFailure{Table: offlineTokensTable, User: r.User}
+		},
+		values: func(domain.SealedOfflineToken) int64 { return 1 },
+	}
+}
+
+// reencryptTable is what differs between the two tables a run walks: Row
+// is the sealed row, Cursor the column its pages are ordered by.
+type reencryptTable[Row, Cursor any] struct {
+	// page reads up to limit rows sealed by key, after the cursor.
+	page   func(ctx context.Context, key domain.KeyID, after Cursor, limit int) ([]Row, error)
+	cursor func(Row) Cursor
+	reseal func(Row) (Row, error)
+	// store writes resealed rows, each only if unchanged since it was read.
+	store    func(ctx context.Context, rows []Row) ([]bool, error)
+	identify func(Row) ReencryptionFailure // the row's identity, no Reason
+	values   func(Row) int64               // sealed values in the row
+}
+
+// reencrypt walks t's rows sealed by key in cursor order and rewrites them
+// under the primary key. It returns how many rows it skipped because they
+// changed or were leased since read; a row that cannot be resealed is
+// recorded in run.failed and not tried again.
+func reencrypt[Row, Cursor any](ctx context.Context, run *reencryptRun, t reencryptTable[Row, Cursor], key domain.KeyID) (skipped int, err error) {
+	var after Cursor
 	for {
-		rows, err := k.repo.AuthTokensByKey(ctx, key, after, batch)
+		rows, err := t.page(ctx, key, after, run.batch)
 		if err != nil || len(rows) == 0 {
-			return rotated, skipped, err
+			return skipped, err
 		}
-		after = rows[len(rows)-1].ID
-		var resealed []domain.SealedAuthTokens
+		after = t.cursor(rows[len(rows)-1])
+		resealed := make([]Row, 0, len(rows))
 		for _, row := range rows {
-			id := "auth:" + string(row.User) + "\x00" + string(row.Provider)
-			if _, bad := failed[id]; bad {
+			f := t.identify(row)
+			if _, bad := run.failed[f.row()]; bad {
 				continue
 			}
-			next, err := k.resealAuth(row)
+			next, err := t.reseal(row)
 			if err != nil {
-				failed[id] = RowFailure{Table: "auth_tokens", User: row.User, Provider: row.Provider, Reason: err.Error()}
-				k.log.Error("cannot re-encrypt auth tokens", "user", row.User, "provider", row.Provider, "err", err)
+				f.Reason = err.Error()
+				run.failed[f.row()] = f
+				run.k.log.Error("cannot re-encrypt a row", "table", f.Table, "user", f.User, "provider", f.Provider, "err", err)
 				continue
 			}
 			resealed = append(resealed, next)
 		}
-		ok, _, err := k.repo.Rekey(ctx, resealed, nil)
+		stored, err := t.store(ctx, resealed)
 		if err != nil {
-			return rotated, skipped, err
+			return skipped, err
 		}
 		var n int64
-		for i, done := range ok {
-			if !done {
+		for i, ok := range stored {
+			if !ok {
 				skipped++
 				continue
 			}
-			n++
-			if resealed[i].RefreshToken != nil {
-				n++
-			}
+			n += t.values(resealed[i])
 		}
-		rotated += n
-		progress(n)
+		run.progress(n)
 	}
 }
 
-func (k *KeyRotation) rotateOffline(ctx context.Context, key domain.KeyID, batch int, failed map[string]RowFailure, progress func(int64)) (int64, int, error) {
-	var rotated int64
-	skipped := 0
-	var after domain.UserID
-	for {
-		rows, err := k.repo.OfflineTokensByKey(ctx, key, after, batch)
-		if err != nil || len(rows) == 0 {
-			return rotated, skipped, err
-		}
-		after = rows[len(rows)-1].User
-		var resealed []domain.SealedOfflineToken
-		for _, row := range rows {
-			id := "offline:" + string(row.User)
-			if _, bad := failed[id]; bad {
-				continue
-			}
-			place := OfflineTokenPlace(row.User)
-			secret, err := Unseal(k.crypter, place, domain.Ciphertext{KeyID: row.KeyID, Data: row.Token})
-			if err == nil {
-				var c domain.Ciphertext
-				if c, err = Seal(k.crypter, place, secret); err == nil {
-					row.KeyID, row.Token = c.KeyID, c.Data
-					resealed = append(resealed, row)
-					continue
-				}
-			}
-			failed[id] = RowFailure{Table: "offline_tokens", User: row.User, Reason: err.Error()}
-			k.log.Error("cannot re-encrypt offline token", "user", row.User, "err", err)
-		}
-		_, ok, err := k.repo.Rekey(ctx, nil, resealed)
-		if err != nil {
-			return rotated, skipped, err
-		}
-		var n int64
-		for _, done := range ok {
-			if done {
-				n++
-			} else {
-				skipped++
-			}
-		}
-		rotated += n
-		progress(n)
+// resealAuthTokens re-encrypts a row's tokens under the primary key, each
+// bound to its place as before; every other column stays as read.
+func (k *Reencryption) resealAuthTokens(row domain.SealedAuthTokens) (domain.SealedAuthTokens, error) {
+	t, err := unsealAuthTokens(k.keyring, row)
+	if err != nil {
+		return row, err
 	}
+	sealed, err := sealAuthTokens(k.keyring, t)
+	if err != nil {
+		return row, err
+	}
+	row.KeyID, row.AccessToken, row.RefreshToken = sealed.KeyID, sealed.AccessToken, sealed.RefreshToken
+	return row, nil
 }
 
-// resealAuth re-encrypts a row's tokens under the primary key, each bound
-// to its place as before.
-func (k *KeyRotation) resealAuth(row domain.SealedAuthTokens) (domain.SealedAuthTokens, error) {
-	access, err := Unseal(k.crypter, AccessTokenPlace(row.User, row.Provider), domain.Ciphertext{KeyID: row.KeyID, Data: row.AccessToken})
+// resealOfflineToken: see resealAuthTokens.
+func (k *Reencryption) resealOfflineToken(row domain.SealedOfflineToken) (domain.SealedOfflineToken, error) {
+	token, err := Unseal(k.keyring, OfflineTokenPlace(row.User), domain.Ciphertext{KeyID: row.KeyID, Data: row.Token})
 	if err != nil {
 		return row, err
 	}
-	c, err := Seal(k.crypter, AccessTokenPlace(row.User, row.Provider), access)
+	sealed, err := sealOfflineToken(k.keyring, domain.OfflineToken{User: row.User, Token: token})
 	if err != nil {
 		return row, err
 	}
-	next := row
-	next.KeyID, next.AccessToken = c.KeyID, c.Data
-	if row.RefreshToken != nil {
-		refresh, err := Unseal(k.crypter, RefreshTokenPlace(row.User, row.Provider), domain.Ciphertext{KeyID: row.KeyID, Data: row.RefreshToken})
-		if err != nil {
-			return row, err
-		}
-		rc, err := Seal(k.crypter, RefreshTokenPlace(row.User, row.Provider), refresh)
-		if err != nil {
-			return row, err
-		}
-		if rc.KeyID != c.KeyID {
-			return row, fmt.Errorf("primary key changed during re-encryption")
-		}
-		next.RefreshToken = rc.Data
-	}
-	return next, nil
+	row.KeyID, row.Token = sealed.KeyID, sealed.Token
+	return row, nil
 }
 
 // CheckRetire reports why key cannot be retired (removed from the keyring)
 // yet, or nil when no stored value needs it.
-func (k *KeyRotation) CheckRetire(ctx context.Context, key domain.KeyID) error {
-	if key == k.crypter.PrimaryKeyID() {
+func (k *Reencryption) CheckRetire(ctx context.Context, key domain.KeyID) error {
+	if key == k.keyring.PrimaryKeyID() {
 		return fmt.Errorf("key %s is the primary key: make another key primary (put it first) and rotate before retiring this one", key)
 	}
 	status, err := k.Status(ctx)

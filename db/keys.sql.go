@@ -137,7 +137,7 @@ func (q *Queries) OfflineTokensByKey(ctx context.Context, db DBTX, arg OfflineTo
 	return items, nil
 }
 
-const rekeyAuthTokens = `-- name: RekeyAuthTokens :execrows
+const storeReencryptedAuthTokens = `-- name: StoreReencryptedAuthTokens :execrows
 UPDATE auth_tokens SET
     key_id        = $1,
     access_token  = $2,
@@ -146,7 +146,7 @@ WHERE id = $4 AND version = $5
   AND (refresh_lease_owner IS NULL OR refresh_lease_until < clock_timestamp())
 `
 
-type RekeyAuthTokensParams struct {
+type StoreReencryptedAuthTokensParams struct {
 	KeyID           string
 	AccessToken     []byte
 	RefreshToken    []byte
@@ -156,10 +156,10 @@ type RekeyAuthTokensParams struct {
 
 // Replaces the ciphertexts of a row re-encrypted under another key, only if
 // the row is unchanged since it was read (version) and no refresh holds a
-// lease on it: rotation never overwrites newer content or fences out a
+// lease on it: re-encryption never overwrites newer content or fences out a
 // refresh in flight.
-func (q *Queries) RekeyAuthTokens(ctx context.Context, db DBTX, arg RekeyAuthTokensParams) (int64, error) {
-	result, err := db.Exec(ctx, rekeyAuthTokens,
+func (q *Queries) StoreReencryptedAuthTokens(ctx context.Context, db DBTX, arg StoreReencryptedAuthTokensParams) (int64, error) {
+	result, err := db.Exec(ctx, storeReencryptedAuthTokens,
 		arg.KeyID,
 		arg.AccessToken,
 		arg.RefreshToken,
@@ -172,14 +172,14 @@ func (q *Queries) RekeyAuthTokens(ctx context.Context, db DBTX, arg RekeyAuthTok
 	return result.RowsAffected(), nil
 }
 
-const rekeyOfflineToken = `-- name: RekeyOfflineToken :execrows
+const storeReencryptedOfflineToken = `-- name: StoreReencryptedOfflineToken :execrows
 UPDATE offline_tokens SET
     key_id = $1,
     token  = $2
 WHERE user_id = $3 AND version = $4 AND created_at = $5
 `
 
-type RekeyOfflineTokenParams struct {
+type StoreReencryptedOfflineTokenParams struct {
 	KeyID           string
 	Token           []byte
 	UserID          string
@@ -189,8 +189,8 @@ type RekeyOfflineTokenParams struct {
 
 // Keyed by user, whose row may have been deleted and stored anew since it
 // was read, restarting version at 1: created_at tells the two rows apart.
-func (q *Queries) RekeyOfflineToken(ctx context.Context, db DBTX, arg RekeyOfflineTokenParams) (int64, error) {
-	result, err := db.Exec(ctx, rekeyOfflineToken,
+func (q *Queries) StoreReencryptedOfflineToken(ctx context.Context, db DBTX, arg StoreReencryptedOfflineTokenParams) (int64, error) {
+	result, err := db.Exec(ctx, storeReencryptedOfflineToken,
 		arg.KeyID,
 		arg.Token,
 		arg.UserID,

@@ -3,14 +3,24 @@ package ports
 import (
 	"context"
 	"errors"
+	"iter"
 
 	"github.com/tokenstore/tokenstore/domain"
 )
 
+// ImportSource is another system's token store, read for an import: its
+// rows decrypted, a batch at a time, in a stable order. A row that could
+// not be read carries the reason in its Err; an error yielded by a sequence
+// means the source itself failed and ends the import.
+type ImportSource interface {
+	AuthTokenBatches(ctx context.Context, size int) iter.Seq2[[]ImportedAuthTokens, error]
+	OfflineTokenBatches(ctx context.Context, size int) iter.Seq2[[]ImportedOfflineToken, error]
+}
+
 // ImportRepository is what an import needs from storage: write one batch of
 // rows in one transaction, never replacing what tokenstore already holds
 // (it may be newer than the source's copy), so running an import twice
-// changes nothing.
+// changes nothing; and, for a dry run, say what it already holds.
 type ImportRepository interface {
 	// InsertAuthTokensBatch stores each row whose user and provider have no
 	// tokens yet, all in one transaction, and reports per row whether it was
@@ -20,6 +30,11 @@ type ImportRepository interface {
 	// InsertOfflineTokensBatch is InsertAuthTokensBatch for offline tokens,
 	// keyed by user.
 	InsertOfflineTokensBatch(ctx context.Context, rows []domain.SealedOfflineToken) ([]bool, error)
+	// GetAuthTokens returns domain.ErrNotFound when nothing is stored (as
+	// TokenRepository.GetAuthTokens).
+	GetAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) (domain.SealedAuthTokens, error)
+	// GetOfflineToken returns domain.ErrNotFound when nothing is stored.
+	GetOfflineToken(ctx context.Context, user domain.UserID) (domain.SealedOfflineToken, error)
 }
 
 // Why a row of another system could not be read. An import source wraps

@@ -13,25 +13,16 @@ import (
 
 // TokenCrypter seals token material before it reaches storage. Implementations
 // hold a keyring: one primary key that encrypts and older keys that still
-// decrypt, each known by a deterministic KeyID.
+// decrypt, each known by a deterministic KeyID. The use cases seal a JSON
+// envelope that binds each value to its row and field, so JSON is all they
+// ask for.
 type TokenCrypter interface {
-	// Encrypt seals plaintext under the primary key.
-	Encrypt(plaintext domain.Secret) (domain.Ciphertext, error)
-	// Decrypt opens c with the key c.KeyID names. An empty KeyID (values
-	// imported from a system that did not record one) tries every key.
-	// Failures wrap domain.ErrDecrypt.
-	Decrypt(c domain.Ciphertext) (domain.Secret, error)
 	// EncryptJSON seals the JSON encoding of v under the primary key.
 	EncryptJSON(v any) (domain.Ciphertext, error)
-	// DecryptJSON opens c and decodes its JSON into v.
+	// DecryptJSON opens c with the key c.KeyID names (an empty KeyID, from
+	// a system that did not record one, tries every key) and decodes its
+	// JSON into v. Failures to open wrap domain.ErrDecrypt.
 	DecryptJSON(c domain.Ciphertext, v any) error
-	// KeyOf reports which key of the ring encrypted data, or wraps
-	// domain.ErrDecrypt when none did.
-	KeyOf(data []byte) (domain.KeyID, error)
-	// PrimaryKeyID is the id of the key new values are encrypted with.
-	PrimaryKeyID() domain.KeyID
-	// Keys lists the ids of every key in the ring, primary first.
-	Keys() []domain.KeyID
 }
 
 // TokenRepository stores sealed tokens. It never sees plaintext.

@@ -1,6 +1,6 @@
 // Package fernet seals token material with Fernet (AES-128-CBC + HMAC-SHA256)
 // so that tokenstore reads what the replaced Python system wrote, and so that
-// keys can rotate without downtime.
+// a new key can become primary without downtime.
 //
 // Three choices follow from how such stores fail:
 //

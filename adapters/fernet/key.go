@@ -114,20 +114,20 @@ func ParseKey(s string) (Key, error) {
 // the key and is the same in every process. The zero Key's id is "".
 func (k Key) ID() domain.KeyID { return k.id }
 
-// IsZero reports whether k holds no key material.
-func (k Key) IsZero() bool { return k.k == nil }
+// isZero reports whether k holds no key material.
+func (k Key) isZero() bool { return k.k == nil }
 
 // Encode returns the key in URL-safe base64, the form ParseKey and Python's
 // Fernet read. It is the only way to get the material out; grep for it.
 func (k Key) Encode() string {
-	if k.k == nil {
+	if k.isZero() {
 		return ""
 	}
 	return k.k.Encode()
 }
 
 func (k Key) redacted() string {
-	if k.k == nil {
+	if k.isZero() {
 		return "fernet-key(none)"
 	}
 	return "fernet-key(" + string(k.id) + ")"

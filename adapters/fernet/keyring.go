@@ -17,7 +17,7 @@ import (
 	"github.com/tokenstore/tokenstore/ports"
 )
 
-var _ ports.TokenCrypter = (*Keyring)(nil)
+var _ ports.Keyring = (*Keyring)(nil)
 
 // noTTL: tokens are stored for as long as the provider lets them live;
 // expiry is the domain's business (domain.Expiry), not the envelope's.
@@ -32,22 +32,23 @@ const (
 )
 
 // Keyring encrypts with its primary key and decrypts with any of its keys,
-// so that rotating in a new key never makes existing rows unreadable. It is
-// immutable: rotation builds a new Keyring.
+// so that making a new key primary never makes existing rows unreadable. It
+// is immutable: a change of keys builds a new Keyring.
 type Keyring struct {
-	keys []Key // primary first
+	keys []Key           // primary first
+	all  []*fernetgo.Key // the same, for values without a key id
 	byID map[domain.KeyID]*fernetgo.Key
 }
 
 // NewKeyring builds a ring whose primary encrypts and whose older keys only
 // decrypt. A key listed twice is rejected: it would mean the configuration
-// is not what its author thinks (usually a rotation that forgot to replace
+// is not what its author thinks (usually a key change that forgot to replace
 // the primary).
 func NewKeyring(primary Key, older ...Key) (*Keyring, error) {
 	all := append([]Key{primary}, older...)
 	r := &Keyring{keys: all, byID: make(map[domain.KeyID]*fernetgo.Key, len(all))}
 	for i, k := range all {
-		if k.IsZero() {
+		if k.isZero() {
 			return nil, fmt.Errorf("fernet keyring: %s is the zero Key: "+
 				"build keys with ParseKey, GenerateKey or KeyFromJWTSecret", position(i))
 		}
@@ -67,6 +68,7 @@ func NewKeyring(primary Key, older ...Key) (*Keyring, error) {
 				position(first), position(i), k.id)
 		}
 		r.byID[k.id] = k.k
+		r.all = append(r.all, k.k)
 	}
 	return r, nil
 }
@@ -82,19 +84,13 @@ func position(i int) string {
 func (r *Keyring) PrimaryKeyID() domain.KeyID { return r.keys[0].id }
 
 // Keys lists the ring's key ids, primary first, for `tokenstore keys list`
-// and for finding rows still sealed by a retiring key.
+// and for finding rows still sealed by an older key.
 func (r *Keyring) Keys() []domain.KeyID {
 	ids := make([]domain.KeyID, len(r.keys))
 	for i, k := range r.keys {
 		ids[i] = k.id
 	}
 	return ids
-}
-
-// Encrypt seals plaintext under the primary key. The Fernet timestamp is
-// set but never checked (no TTL).
-func (r *Keyring) Encrypt(plaintext domain.Secret) (domain.Ciphertext, error) {
-	return r.seal([]byte(plaintext.Reveal()))
 }
 
 func (r *Keyring) seal(msg []byte) (domain.Ciphertext, error) {
@@ -106,9 +102,10 @@ func (r *Keyring) seal(msg []byte) (domain.Ciphertext, error) {
 	return domain.Ciphertext{KeyID: primary.id, Data: tok}, nil
 }
 
-// Decrypt opens c with the key c.KeyID names, so a missing key is reported
-// as such instead of as a corrupt value. An empty KeyID (legacy imports)
-// tries every key. Every failure wraps domain.ErrDecrypt.
+// Decrypt opens c, a Fernet token of raw bytes (as the replaced system
+// stored them), with the key c.KeyID names, so a missing key is reported as
+// such instead of as a corrupt value. An empty KeyID (legacy imports) tries
+// every key. Every failure wraps domain.ErrDecrypt.
 func (r *Keyring) Decrypt(c domain.Ciphertext) (domain.Secret, error) {
 	msg, err := r.open(c)
 	if err != nil {
@@ -124,8 +121,8 @@ func (r *Keyring) open(c domain.Ciphertext) ([]byte, error) {
 		return nil, err
 	}
 	if c.KeyID == "" {
-		msg, _, ok := r.tryAll(c.Data)
-		if !ok {
+		msg := fernetgo.VerifyAndDecrypt(c.Data, noTTL, r.all)
+		if msg == nil {
 			return nil, fmt.Errorf("%w: ciphertext without a key id is not valid under any of the %d keys in the keyring "+
 				"(tampered, truncated or encrypted with a key the ring lacks)", domain.ErrDecrypt, len(r.keys))
 		}
@@ -141,30 +138,6 @@ func (r *Keyring) open(c domain.Ciphertext) ([]byte, error) {
 			"(tampered, truncated or encrypted with another key)", domain.ErrDecrypt, c.KeyID)
 	}
 	return msg, nil
-}
-
-// tryAll verifies data under each key in turn; fernet-go's VerifyAndDecrypt
-// accepts a list but does not say which key matched, which KeyOf needs.
-func (r *Keyring) tryAll(data []byte) ([]byte, domain.KeyID, bool) {
-	for _, k := range r.keys {
-		if msg := fernetgo.VerifyAndDecrypt(data, noTTL, []*fernetgo.Key{k.k}); msg != nil {
-			return msg, k.id, true
-		}
-	}
-	return nil, "", false
-}
-
-// KeyOf reports which key of the ring sealed data, so an import or a
-// rotation job can record or compare it. It verifies the whole token.
-func (r *Keyring) KeyOf(data []byte) (domain.KeyID, error) {
-	if err := checkFormat(data); err != nil {
-		return "", err
-	}
-	if _, id, ok := r.tryAll(data); ok {
-		return id, nil
-	}
-	return "", fmt.Errorf("%w: ciphertext is not valid under any of the %d keys in the keyring "+
-		"(tampered, truncated or encrypted with a key the ring lacks)", domain.ErrDecrypt, len(r.keys))
 }
 
 // EncryptJSON seals the JSON encoding of v under the primary key. It refuses

@@ -302,11 +302,11 @@ func hmacSHA256(key, msg []byte) []byte {
 	return h.Sum(nil)
 }
 
-func TestRotation(t *testing.T) {
+func TestNewPrimaryKey(t *testing.T) {
 	t.Parallel()
 	keyA, keyB, keyC := mustGenerateKey(t), mustGenerateKey(t), mustGenerateKey(t)
 	before := mustKeyring(t, keyA)
-	fromA := mustEncrypt(t, before, "written before rotation")
+	fromA := mustEncrypt(t, before, "written before the change")
 	jsonFromA, err := before.EncryptJSON(storedTokens{AccessToken: "a"})
 	if err != nil {
 		t.Fatal(err)
@@ -317,19 +317,19 @@ func TestRotation(t *testing.T) {
 		t.Errorf("PrimaryKeyID = %s, want %s", got, keyB.ID())
 	}
 	got, err := after.Decrypt(fromA)
-	if err != nil || got.Reveal() != "written before rotation" {
-		t.Fatalf("old ciphertext after rotation: %q, %v", got.Reveal(), err)
+	if err != nil || got.Reveal() != "written before the change" {
+		t.Fatalf("old ciphertext after the change: %q, %v", got.Reveal(), err)
 	}
 	var v storedTokens
 	if err := after.DecryptJSON(jsonFromA, &v); err != nil || v.AccessToken != "a" {
-		t.Fatalf("old JSON after rotation: %+v, %v", v, err)
+		t.Fatalf("old JSON after the change: %+v, %v", v, err)
 	}
-	fromB := mustEncrypt(t, after, "written after rotation")
+	fromB := mustEncrypt(t, after, "written after the change")
 	if fromB.KeyID != keyB.ID() {
 		t.Errorf("new ciphertext KeyID = %s, want the new primary %s", fromB.KeyID, keyB.ID())
 	}
 	if _, err := before.Decrypt(fromB); !errors.Is(err, domain.ErrDecrypt) {
-		t.Errorf("the pre-rotation ring read a value sealed by the new key: %v", err)
+		t.Errorf("the old ring read a value sealed by the new key: %v", err)
 	}
 
 	for _, tc := range []struct {

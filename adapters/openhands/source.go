@@ -59,8 +59,9 @@ SELECT (SELECT count(*) FROM (
             SELECT user_id, offline_token FROM offline_tokens LIMIT 0) o)`
 )
 
-// Source reads an OpenHands database. It implements the import use case's
-// source (app.ImportSource).
+var _ ports.ImportSource = (*Source)(nil)
+
+// Source reads an OpenHands database for an import (ports.ImportSource).
 type Source struct {
 	pool *pgxpool.Pool
 	dec  *decoder

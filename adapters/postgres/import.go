@@ -17,9 +17,6 @@ var _ ports.ImportRepository = (*Repository)(nil)
 // InsertAuthTokensBatch implements ports.ImportRepository: one transaction,
 // one round trip for the whole batch.
 func (r *Repository) InsertAuthTokensBatch(ctx context.Context, rows []domain.SealedAuthTokens) ([]bool, error) {
-	if len(rows) == 0 {
-		return nil, nil
-	}
 	params := make([]db.ImportAuthTokensParams, len(rows))
 	for i, t := range rows {
 		params[i] = db.ImportAuthTokensParams{
@@ -32,52 +29,48 @@ func (r *Repository) InsertAuthTokensBatch(ctx context.Context, rows []domain.Se
 			RefreshTokenExpiresAt: expiryToDB(t.RefreshExpiry),
 		}
 	}
-	inserted := make([]bool, len(rows))
-	err := withTx(ctx, r.pool, func(tx pgx.Tx) error {
-		var firstErr error
-		r.q.ImportAuthTokens(ctx, tx, params).QueryRow(func(i int, _ int64, err error) {
-			inserted[i], err = importResult(err)
-			if err != nil && firstErr == nil {
-				firstErr = fmt.Errorf("row %d of %d: %w", i+1, len(rows), err)
-			}
-		})
-		return firstErr
+	return r.insertBatch(ctx, "auth tokens", len(rows), func(tx pgx.Tx, each func(int, error)) {
+		r.q.ImportAuthTokens(ctx, tx, params).QueryRow(func(i int, _ int64, err error) { each(i, err) })
 	})
-	if err != nil {
-		return nil, fmt.Errorf("import auth tokens: %w", err)
-	}
-	return inserted, nil
 }
 
 // InsertOfflineTokensBatch implements ports.ImportRepository.
 func (r *Repository) InsertOfflineTokensBatch(ctx context.Context, rows []domain.SealedOfflineToken) ([]bool, error) {
-	if len(rows) == 0 {
-		return nil, nil
-	}
 	params := make([]db.ImportOfflineTokenParams, len(rows))
 	for i, t := range rows {
 		params[i] = db.ImportOfflineTokenParams{UserID: string(t.User), KeyID: string(t.KeyID), Token: t.Token}
 	}
-	inserted := make([]bool, len(rows))
+	return r.insertBatch(ctx, "offline tokens", len(rows), func(tx pgx.Tx, each func(int, error)) {
+		r.q.ImportOfflineToken(ctx, tx, params).QueryRow(func(i int, _ int64, err error) { each(i, err) })
+	})
+}
+
+// insertBatch runs send, which queues n inserts as one batch in tx and
+// hands each statement's error to each, in one transaction. A row returned
+// means inserted, no row means the target already held that key; any other
+// error rolls the whole batch back.
+func (r *Repository) insertBatch(ctx context.Context, what string, n int, send func(tx pgx.Tx, each func(i int, err error))) ([]bool, error) {
+	if n == 0 {
+		return nil, nil
+	}
+	inserted := make([]bool, n)
 	err := withTx(ctx, r.pool, func(tx pgx.Tx) error {
 		var firstErr error
-		r.q.ImportOfflineToken(ctx, tx, params).QueryRow(func(i int, _ int64, err error) {
+		send(tx, func(i int, err error) {
 			inserted[i], err = importResult(err)
 			if err != nil && firstErr == nil {
-				firstErr = fmt.Errorf("row %d of %d: %w", i+1, len(rows), err)
+				firstErr = fmt.Errorf("row %d of %d: %w", i+1, n, err)
 			}
 		})
 		return firstErr
 	})
 	if err != nil {
-		return nil, fmt.Errorf("import offline tokens: %w", err)
+		return nil, fmt.Errorf("import %s: %w", what, err)
 	}
 	return inserted, nil
 }
 
-// importResult reads one statement of an import batch: a returned row means
-// inserted, no row means the target already held that key. Anything else
-// fails the batch (the transaction is rolled back by withTx).
+// importResult reads one statement of an import batch.
 func importResult(err error) (bool, error) {
 	switch {
 	case err == nil:

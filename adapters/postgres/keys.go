@@ -11,9 +11,9 @@ import (
 	"github.com/tokenstore/tokenstore/ports"
 )
 
-var _ ports.KeyRepository = (*Repository)(nil)
+var _ ports.ReencryptionRepository = (*Repository)(nil)
 
-// CountValuesByKey implements ports.KeyRepository.
+// CountValuesByKey implements ports.ReencryptionRepository.
 func (r *Repository) CountValuesByKey(ctx context.Context) ([]domain.KeyUsage, error) {
 	rows, err := r.q.CountValuesByKey(ctx, r.pool)
 	if err != nil {
@@ -26,7 +26,7 @@ func (r *Repository) CountValuesByKey(ctx context.Context) ([]domain.KeyUsage, e
 	return out, nil
 }
 
-// AuthTokensByKey implements ports.KeyRepository.
+// AuthTokensByKey implements ports.ReencryptionRepository.
 func (r *Repository) AuthTokensByKey(ctx context.Context, key domain.KeyID, afterID int64, limit int) ([]domain.SealedAuthTokens, error) {
 	rows, err := r.q.AuthTokensByKey(ctx, r.pool, db.AuthTokensByKeyParams{
 		KeyID: string(key), AfterID: afterID, MaxRows: int32(min(limit, 10_000)),
@@ -41,7 +41,7 @@ func (r *Repository) AuthTokensByKey(ctx context.Context, key domain.KeyID, afte
 	return out, nil
 }
 
-// OfflineTokensByKey implements ports.KeyRepository.
+// OfflineTokensByKey implements ports.ReencryptionRepository.
 func (r *Repository) OfflineTokensByKey(ctx context.Context, key domain.KeyID, afterUser domain.UserID, limit int) ([]domain.SealedOfflineToken, error) {
 	rows, err := r.q.OfflineTokensByKey(ctx, r.pool, db.OfflineTokensByKeyParams{
 		KeyID: string(key), AfterUser: string(afterUser), MaxRows: int32(min(limit, 10_000)),
@@ -56,38 +56,54 @@ func (r *Repository) OfflineTokensByKey(ctx context.Context, key domain.KeyID, a
 	return out, nil
 }
 
-// Rekey implements ports.KeyRepository.
-func (r *Repository) Rekey(ctx context.Context, auth []domain.SealedAuthTokens, offline []domain.SealedOfflineToken) ([]bool, []bool, error) {
-	authDone := make([]bool, len(auth))
-	offlineDone := make([]bool, len(offline))
+// StoreReencryptedAuthTokens implements ports.ReencryptionRepository.
+func (r *Repository) StoreReencryptedAuthTokens(ctx context.Context, rows []domain.SealedAuthTokens) ([]bool, error) {
+	return storeEach(ctx, r, rows, func(tx pgx.Tx, t domain.SealedAuthTokens) (int64, error) {
+		n, err := r.q.StoreReencryptedAuthTokens(ctx, tx, db.StoreReencryptedAuthTokensParams{
+			ID: t.ID, ExpectedVersion: t.Version, KeyID: string(t.KeyID),
+			AccessToken: t.AccessToken, RefreshToken: t.RefreshToken,
+		})
+		if err != nil {
+			return 0, fmt.Errorf("store re-encrypted auth tokens of user %q, provider %s: %w", t.User, t.Provider, interpretError(err))
+		}
+		return n, nil
+	})
+}
+
+// StoreReencryptedOfflineTokens implements ports.ReencryptionRepository.
+func (r *Repository) StoreReencryptedOfflineTokens(ctx context.Context, rows []domain.SealedOfflineToken) ([]bool, error) {
+	return storeEach(ctx, r, rows, func(tx pgx.Tx, t domain.SealedOfflineToken) (int64, error) {
+		n, err := r.q.StoreReencryptedOfflineToken(ctx, tx, db.StoreReencryptedOfflineTokenParams{
+			UserID: string(t.User), ExpectedVersion: t.Version, CreatedAt: t.CreatedAt,
+			KeyID: string(t.KeyID), Token: t.Token,
+		})
+		if err != nil {
+			return 0, fmt.Errorf("store re-encrypted offline token of user %q: %w", t.User, interpretError(err))
+		}
+		return n, nil
+	})
+}
+
+// storeEach runs update once per row in one transaction under the lock
+// timeout, and reports per row whether it changed one row (false: the row
+// changed since it was read, or a refresh holds it).
+func storeEach[T any](ctx context.Context, r *Repository, rows []T, update func(pgx.Tx, T) (int64, error)) ([]bool, error) {
+	done := make([]bool, len(rows))
 	err := withTx(ctx, r.pool, func(tx pgx.Tx) error {
 		if err := r.q.SetLockTimeout(ctx, tx, r.lockTimeout); err != nil {
 			return interpretError(err)
 		}
-		for i, t := range auth {
-			n, err := r.q.RekeyAuthTokens(ctx, tx, db.RekeyAuthTokensParams{
-				ID: t.ID, ExpectedVersion: t.Version, KeyID: string(t.KeyID),
-				AccessToken: t.AccessToken, RefreshToken: t.RefreshToken,
-			})
+		for i, row := range rows {
+			n, err := update(tx, row)
 			if err != nil {
-				return fmt.Errorf("rekey auth tokens of user %q, provider %s: %w", t.User, t.Provider, interpretError(err))
+				return err
 			}
-			authDone[i] = n == 1
-		}
-		for i, t := range offline {
-			n, err := r.q.RekeyOfflineToken(ctx, tx, db.RekeyOfflineTokenParams{
-				UserID: string(t.User), ExpectedVersion: t.Version, CreatedAt: t.CreatedAt,
-				KeyID: string(t.KeyID), Token: t.Token,
-			})
-			if err != nil {
-				return fmt.Errorf("rekey offline token of user %q: %w", t.User, interpretError(err))
-			}
-			offlineDone[i] = n == 1
+			done[i] = n == 1
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("rekey: %w", err)
+		return nil, fmt.Errorf("store re-encrypted values: %w", err)
 	}
-	return authDone, offlineDone, nil
+	return done, nil
 }

@@ -21,10 +21,10 @@ WHERE key_id = @key_id AND user_id > @after_user
 ORDER BY user_id
 LIMIT @max_rows;
 
--- name: RekeyAuthTokens :execrows
+-- name: StoreReencryptedAuthTokens :execrows
 -- Replaces the ciphertexts of a row re-encrypted under another key, only if
 -- the row is unchanged since it was read (version) and no refresh holds a
--- lease on it: rotation never overwrites newer content or fences out a
+-- lease on it: re-encryption never overwrites newer content or fences out a
 -- refresh in flight.
 UPDATE auth_tokens SET
     key_id        = @key_id,
@@ -33,7 +33,7 @@ UPDATE auth_tokens SET
 WHERE id = @id AND version = @expected_version
   AND (refresh_lease_owner IS NULL OR refresh_lease_until < clock_timestamp());
 
--- name: RekeyOfflineToken :execrows
+-- name: StoreReencryptedOfflineToken :execrows
 -- Keyed by user, whose row may have been deleted and stored anew since it
 -- was read, restarting version at 1: created_at tells the two rows apart.
 UPDATE offline_tokens SET

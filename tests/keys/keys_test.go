@@ -63,7 +63,7 @@ func setup(t *testing.T) *fixture {
 	return f
 }
 
-func (f *fixture) rotation() *app.KeyRotation { return app.NewKeyRotation(f.newRng, f.repo, nil) }
+func (f *fixture) rotation() *app.Reencryption { return app.NewReencryption(nil, f.newRng, f.repo) }
 
 func userID(i int) domain.UserID { return domain.UserID(fmt.Sprintf("user-%05d", i)) }
 
@@ -223,7 +223,7 @@ func TestRotationUnderWriteLoad(t *testing.T) {
 	}
 
 	var progressCalls atomic.Int64
-	report, err := f.rotation().Rotate(ctx, app.RotateOptions{BatchSize: 100, Progress: func(done, total int64) {
+	report, err := f.rotation().Run(ctx, app.ReencryptOptions{BatchSize: 100, Progress: func(done, total int64) {
 		progressCalls.Add(1)
 		if done > total {
 			t.Errorf("progress %d of %d", done, total)
@@ -265,7 +265,7 @@ func TestRotationUnderWriteLoad(t *testing.T) {
 			t.Fatalf("offline token %d: %v", i, err)
 		}
 	}
-	t.Logf("rotated %d values in %s with %d concurrent writes", report.Rotated, report.Elapsed, writes.Load())
+	t.Logf("rotated %d values in %s with %d concurrent writes", report.Reencrypted, report.Elapsed, writes.Load())
 }
 
 func TestRotationIsResumableAndIdempotent(t *testing.T) {
@@ -274,7 +274,7 @@ func TestRotationIsResumableAndIdempotent(t *testing.T) {
 	f.seed(t, 300)
 	ctx, cancel := context.WithCancel(context.Background())
 	var once sync.Once
-	_, err := f.rotation().Rotate(ctx, app.RotateOptions{BatchSize: 20, Progress: func(done, total int64) {
+	_, err := f.rotation().Run(ctx, app.ReencryptOptions{BatchSize: 20, Progress: func(done, total int64) {
 		if done >= 100 {
 			once.Do(cancel) // stop part-way, as a killed process would
 		}
@@ -285,16 +285,16 @@ func TestRotationIsResumableAndIdempotent(t *testing.T) {
 	if c := f.counts(t); c[f.oldKey.ID()] == 0 || c[f.newKey.ID()] == 0 {
 		t.Fatalf("after the interruption %v: want some values under each key", c)
 	}
-	report, err := f.rotation().Rotate(context.Background(), app.RotateOptions{BatchSize: 20})
+	report, err := f.rotation().Run(context.Background(), app.ReencryptOptions{BatchSize: 20})
 	if err != nil || len(report.Failed) != 0 {
 		t.Fatalf("resumed Rotate: %v %v", err, report.Failed)
 	}
 	if c := f.counts(t); c[f.oldKey.ID()] != 0 || c[f.newKey.ID()] != expectedValues(300) {
 		t.Fatalf("after resuming: %v", c)
 	}
-	again, err := f.rotation().Rotate(context.Background(), app.RotateOptions{})
-	if err != nil || again.Rotated != 0 || len(again.Failed) != 0 {
-		t.Fatalf("a second rotation rotated %d (%v, %v), want 0", again.Rotated, err, again.Failed)
+	again, err := f.rotation().Run(context.Background(), app.ReencryptOptions{})
+	if err != nil || again.Reencrypted != 0 || len(again.Failed) != 0 {
+		t.Fatalf("a second rotation rotated %d (%v, %v), want 0", again.Reencrypted, err, again.Failed)
 	}
 }
 
@@ -316,7 +316,7 @@ func TestRotationNamesRowsItCannotReencrypt(t *testing.T) {
 		refresh_lease_until = now() + interval '1 hour' WHERE user_id = 'user-00005'`); err != nil {
 		t.Fatal(err)
 	}
-	report, err := f.rotation().Rotate(ctx, app.RotateOptions{BatchSize: 7, Passes: 1})
+	report, err := f.rotation().Run(ctx, app.ReencryptOptions{BatchSize: 7, Passes: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +337,7 @@ func TestRotationNamesRowsItCannotReencrypt(t *testing.T) {
 	if _, err := f.pool.Exec(ctx, `UPDATE auth_tokens SET refresh_lease_owner = NULL, refresh_lease_until = NULL WHERE user_id = 'user-00005'`); err != nil {
 		t.Fatal(err)
 	}
-	report, err = f.rotation().Rotate(ctx, app.RotateOptions{})
+	report, err = f.rotation().Run(ctx, app.ReencryptOptions{})
 	if err != nil || len(report.Failed) != 1 {
 		t.Fatalf("re-run: %v, failures %v; want only the misplaced row", err, report.Failed)
 	}

@@ -280,9 +280,9 @@ func (e *env) importer(secret string, opts app.ImportOptions, log *bytes.Buffer)
 func (e *env) newImporter(log *bytes.Buffer) *app.Importer {
 	var im *app.Importer
 	if log != nil {
-		im = app.NewImporter(jsonLogger(log), e.keyring, e.repo, e.repo)
+		im = app.NewImporter(jsonLogger(log), e.keyring, e.repo)
 	} else {
-		im = app.NewImporter(nil, e.keyring, e.repo, e.repo)
+		im = app.NewImporter(nil, e.keyring, e.repo)
 	}
 	return im
 }

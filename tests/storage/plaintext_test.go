@@ -34,7 +34,7 @@ func TestNoPlaintextInTables(t *testing.T) {
 	refresh := "glrt-REFRESH-plaintext-77d2e0"
 	offline := "eyJhbGciOi.OFFLINE-plaintext.c2lnbmF0dXJl"
 	seal := func(s string) domain.Ciphertext {
-		c, err := ring.Encrypt(domain.NewSecret(s))
+		c, err := ring.EncryptJSON(s)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,8 +95,9 @@ func TestNoPlaintextInTables(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain, err := ring.Decrypt(domain.Ciphertext{KeyID: got.KeyID, Data: got.AccessToken})
-	if err != nil || plain.Reveal() != access {
+	var plain string
+	err = ring.DecryptJSON(domain.Ciphertext{KeyID: got.KeyID, Data: got.AccessToken}, &plain)
+	if err != nil || plain != access {
 		t.Fatalf("stored access token does not decrypt to the original (%v)", err)
 	}
 }

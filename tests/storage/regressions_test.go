@@ -33,7 +33,7 @@ func TestRekeyOfflineTokenDoesNotOverwriteAReinsertedRow(t *testing.T) {
 	}
 	row := rows[0]
 	row.KeyID, row.Token = "new", []byte("T1-resealed")
-	_, done, err := repo.Rekey(ctx, nil, []domain.SealedOfflineToken{row})
+	done, err := repo.StoreReencryptedOfflineTokens(ctx, []domain.SealedOfflineToken{row})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,9 +90,9 @@ func TestRotationRekeysARowWithALapsedLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	ring, _ := fernet.NewKeyring(newKey, oldKey)
-	rep, err := app.NewKeyRotation(ring, repo, nil).Rotate(ctx, app.RotateOptions{Passes: 1})
-	if err != nil || rep.Rotated != 2 || len(rep.Failed) != 0 {
-		t.Fatalf("rotated %d, failed %v, err %v; want both values rotated", rep.Rotated, rep.Failed, err)
+	rep, err := app.NewReencryption(nil, ring, repo).Run(ctx, app.ReencryptOptions{Passes: 1})
+	if err != nil || rep.Reencrypted != 2 || len(rep.Failed) != 0 {
+		t.Fatalf("rotated %d, failed %v, err %v; want both values rotated", rep.Reencrypted, rep.Failed, err)
 	}
 	got, err := repo.GetAuthTokens(ctx, "dormant", "gitlab")
 	if err != nil {

@@ -81,7 +81,7 @@ func runKeys(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	defer pool.Close()
-	rot := app.NewKeyRotation(ring, postgres.New(pool, postgres.Options{LockTimeout: cfg.Database.LockTimeout}), log)
+	rot := app.NewReencryption(log, ring, postgres.New(pool, postgres.Options{LockTimeout: cfg.Database.LockTimeout}))
 
 	switch action {
 	case "list":
@@ -96,7 +96,7 @@ func runKeys(ctx context.Context, args []string, env Env) error {
 	}
 }
 
-func keysList(ctx context.Context, rot *app.KeyRotation, out io.Writer) error {
+func keysList(ctx context.Context, rot *app.Reencryption, out io.Writer) error {
 	status, err := rot.Status(ctx)
 	if err != nil {
 		return err
@@ -120,13 +120,13 @@ func keysList(ctx context.Context, rot *app.KeyRotation, out io.Writer) error {
 	return nil
 }
 
-func keysRotate(ctx context.Context, rot *app.KeyRotation, batch int, progressOut io.Writer, log *slog.Logger, out io.Writer) error {
+func keysRotate(ctx context.Context, rot *app.Reencryption, batch int, progressOut io.Writer, log *slog.Logger, out io.Writer) error {
 	bar := newProgress(progressOut, log)
-	report, err := rot.Rotate(ctx, app.RotateOptions{BatchSize: batch, Progress: bar.update})
+	report, err := rot.Run(ctx, app.ReencryptOptions{BatchSize: batch, Progress: bar.update})
 	bar.finish()
-	fmt.Fprintf(out, "rotated %d values to primary key %s in %s", report.Rotated, report.Primary, report.Elapsed.Round(time.Millisecond))
-	if secs := report.Elapsed.Seconds(); secs > 0 && report.Rotated > 0 {
-		fmt.Fprintf(out, " (%.0f values/s)", float64(report.Rotated)/secs)
+	fmt.Fprintf(out, "rotated %d values to primary key %s in %s", report.Reencrypted, report.Primary, report.Elapsed.Round(time.Millisecond))
+	if secs := report.Elapsed.Seconds(); secs > 0 && report.Reencrypted > 0 {
+		fmt.Fprintf(out, " (%.0f values/s)", float64(report.Reencrypted)/secs)
 	}
 	fmt.Fprintln(out)
 	fmt.Fprintln(out, "values per key now:")
@@ -152,7 +152,7 @@ func keysRotate(ctx context.Context, rot *app.KeyRotation, batch int, progressOu
 	return nil
 }
 
-func keysRetire(ctx context.Context, rot *app.KeyRotation, cfg Config, id domain.KeyID, out io.Writer) error {
+func keysRetire(ctx context.Context, rot *app.Reencryption, cfg Config, id domain.KeyID, out io.Writer) error {
 	if err := rot.CheckRetire(ctx, id); err != nil {
 		return fmt.Errorf("keys retire: %w", err)
 	}

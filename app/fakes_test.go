@@ -1,0 +1,238 @@
+package app
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/tokenstore/tokenstore/domain"
+	"github.com/tokenstore/tokenstore/ports"
+)
+
+// fakeKeyring is a ports.Keyring that "encrypts" by JSON-encoding: enough
+// to test what app does with keys and places, with no crypto adapter. It
+// opens only values whose key id it holds, as a real keyring does.
+type fakeKeyring struct {
+	keys []domain.KeyID // primary first
+}
+
+var _ ports.Keyring = (*fakeKeyring)(nil)
+
+func newFakeKeyring(keys ...domain.KeyID) *fakeKeyring { return &fakeKeyring{keys: keys} }
+
+func (f *fakeKeyring) EncryptJSON(v any) (domain.Ciphertext, error) {
+	b, err := json.Marshal(v)
+	return domain.Ciphertext{KeyID: f.keys[0], Data: b}, err
+}
+
+func (f *fakeKeyring) DecryptJSON(c domain.Ciphertext, v any) error {
+	if !slices.Contains(f.keys, c.KeyID) {
+		return fmt.Errorf("%w: unknown key id %s", domain.ErrDecrypt, c.KeyID)
+	}
+	if err := json.Unmarshal(c.Data, v); err != nil {
+		return fmt.Errorf("%w: not JSON", domain.ErrDecrypt)
+	}
+	return nil
+}
+
+func (f *fakeKeyring) PrimaryKeyID() domain.KeyID { return f.keys[0] }
+func (f *fakeKeyring) Keys() []domain.KeyID       { return slices.Clone(f.keys) }
+
+// memStore is an in-memory ports.ReencryptionRepository and
+// ports.ImportRepository with PostgreSQL's row rules: ids and versions set
+// by storage, a version bump on every update, conditional writes, and
+// batch methods that fail once ctx is done.
+type memStore struct {
+	mu      sync.Mutex
+	nextID  int64
+	auth    []domain.SealedAuthTokens // in ID order
+	offline map[domain.UserID]domain.SealedOfflineToken
+	// busy rows refuse re-encrypted writes, as if changed or leased each
+	// time; by user (and provider).
+	busy map[string]bool
+}
+
+var (
+	_ ports.ReencryptionRepository = (*memStore)(nil)
+	_ ports.ImportRepository       = (*memStore)(nil)
+)
+
+func newMemStore() *memStore {
+	return &memStore{offline: map[domain.UserID]domain.SealedOfflineToken{}, busy: map[string]bool{}}
+}
+
+func rowKey(u domain.UserID, p domain.Provider) string { return string(u) + "\x00" + string(p) }
+
+func (m *memStore) CountValuesByKey(ctx context.Context) ([]domain.KeyUsage, error) {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	counts := map[domain.KeyID]int64{}
+	for _, r := range m.auth {
+		counts[r.KeyID]++
+		if r.RefreshToken != nil {
+			counts[r.KeyID]++
+		}
+	}
+	for _, r := range m.offline {
+		counts[r.KeyID]++
+	}
+	var out []domain.KeyUsage
+	for id, n := range counts {
+		out = append(out, domain.KeyUsage{KeyID: id, Values: n})
+	}
+	slices.SortFunc(out, func(a, b domain.KeyUsage) int { return cmp.Compare(a.KeyID, b.KeyID) })
+	return out, nil
+}
+
+func (m *memStore) AuthTokensByKey(ctx context.Context, key domain.KeyID, afterID int64, limit int) ([]domain.SealedAuthTokens, error) {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	var out []domain.SealedAuthTokens
+	for _, r := range m.auth {
+		if r.KeyID == key && r.ID > afterID && len(out) < limit {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (m *memStore) OfflineTokensByKey(ctx context.Context, key domain.KeyID, afterUser domain.UserID, limit int) ([]domain.SealedOfflineToken, error) {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	var out []domain.SealedOfflineToken
+	for _, r := range m.offline {
+		if r.KeyID == key && r.User > afterUser {
+			out = append(out, r)
+		}
+	}
+	slices.SortFunc(out, func(a, b domain.SealedOfflineToken) int { return cmp.Compare(a.User, b.User) })
+	return out[:min(limit, len(out))], nil
+}
+
+func (m *memStore) StoreReencryptedAuthTokens(ctx context.Context, rows []domain.SealedAuthTokens) ([]bool, error) {
+	return eachRow(ctx, m, rows, func(t domain.SealedAuthTokens) bool {
+		j := slices.IndexFunc(m.auth, func(r domain.SealedAuthTokens) bool { return r.ID == t.ID })
+		if j < 0 || m.auth[j].Version != t.Version || m.auth[j].Refresh.Leased(time.Now()) || m.busy[rowKey(t.User, t.Provider)] {
+			return false
+		}
+		cur := &m.auth[j]
+		cur.KeyID, cur.AccessToken, cur.RefreshToken = t.KeyID, t.AccessToken, t.RefreshToken
+		cur.Version++
+		return true
+	})
+}
+
+func (m *memStore) StoreReencryptedOfflineTokens(ctx context.Context, rows []domain.SealedOfflineToken) ([]bool, error) {
+	return eachRow(ctx, m, rows, func(t domain.SealedOfflineToken) bool {
+		cur, ok := m.offline[t.User]
+		if !ok || cur.Version != t.Version || !cur.CreatedAt.Equal(t.CreatedAt) || m.busy[rowKey(t.User, "")] {
+			return false
+		}
+		cur.KeyID, cur.Token = t.KeyID, t.Token
+		cur.Version++
+		m.offline[t.User] = cur
+		return true
+	})
+}
+
+func (m *memStore) InsertAuthTokensBatch(ctx context.Context, rows []domain.SealedAuthTokens) ([]bool, error) {
+	return eachRow(ctx, m, rows, func(t domain.SealedAuthTokens) bool {
+		if m.findAuth(t.User, t.Provider) >= 0 {
+			return false
+		}
+		m.nextID++
+		t.ID, t.Version, t.CreatedAt = m.nextID, 1, time.Now()
+		m.auth = append(m.auth, t)
+		return true
+	})
+}
+
+func (m *memStore) InsertOfflineTokensBatch(ctx context.Context, rows []domain.SealedOfflineToken) ([]bool, error) {
+	return eachRow(ctx, m, rows, func(t domain.SealedOfflineToken) bool {
+		if _, ok := m.offline[t.User]; ok {
+			return false
+		}
+		t.Version, t.CreatedAt = 1, time.Now()
+		m.offline[t.User] = t
+		return true
+	})
+}
+
+// eachRow applies write to every row under the store's lock, as one
+// transaction, unless ctx is done; it reports which rows write changed.
+func eachRow[T any](ctx context.Context, m *memStore, rows []T, write func(T) bool) ([]bool, error) {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	done := make([]bool, len(rows))
+	for i, row := range rows {
+		done[i] = write(row)
+	}
+	return done, nil
+}
+
+func (m *memStore) GetAuthTokens(_ context.Context, user domain.UserID, provider domain.Provider) (domain.SealedAuthTokens, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if i := m.findAuth(user, provider); i >= 0 {
+		return m.auth[i], nil
+	}
+	return domain.SealedAuthTokens{}, domain.ErrNotFound
+}
+
+func (m *memStore) GetOfflineToken(_ context.Context, user domain.UserID) (domain.SealedOfflineToken, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if t, ok := m.offline[user]; ok {
+		return t, nil
+	}
+	return domain.SealedOfflineToken{}, domain.ErrNotFound
+}
+
+// lock takes the store's lock unless ctx is done, as a query would fail.
+func (m *memStore) lock(ctx context.Context) (unlock func(), err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	return m.mu.Unlock, nil
+}
+
+func (m *memStore) findAuth(user domain.UserID, provider domain.Provider) int {
+	return slices.IndexFunc(m.auth, func(r domain.SealedAuthTokens) bool { return r.User == user && r.Provider == provider })
+}
+
+// putAuth stores t sealed by c, as the service would.
+func (m *memStore) putAuth(c ports.TokenCrypter, t domain.AuthTokens) error {
+	sealed, err := sealAuthTokens(c, t)
+	if err != nil {
+		return err
+	}
+	_, err = m.InsertAuthTokensBatch(context.Background(), []domain.SealedAuthTokens{sealed})
+	return err
+}
+
+// putOffline stores t sealed by c.
+func (m *memStore) putOffline(c ports.TokenCrypter, t domain.OfflineToken) error {
+	sealed, err := sealOfflineToken(c, t)
+	if err != nil {
+		return err
+	}
+	_, err = m.InsertOfflineTokensBatch(context.Background(), []domain.SealedOfflineToken{sealed})
+	return err
+}

@@ -1,0 +1,188 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokenstore/tokenstore/domain"
+)
+
+// reencryptFixture stores rows under key "old" and returns a store, the old
+// keyring, and the new one ("new" primary, "old" older).
+func reencryptFixture(t *testing.T, users int) (*memStore, *fakeKeyring, *fakeKeyring) {
+	t.Helper()
+	store, oldRing := newMemStore(), newFakeKeyring("old")
+	for i := range users {
+		u := domain.UserID(fmt.Sprintf("user-%02d", i))
+		refresh := ""
+		if i%2 == 0 {
+			refresh = "refresh-" + string(u)
+		}
+		if err := store.putAuth(oldRing, domain.AuthTokens{User: u, Provider: "gitlab",
+			AccessToken: domain.NewSecret("access-" + string(u)), RefreshToken: domain.NewSecret(refresh),
+			AccessExpiry: domain.At(time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC))}); err != nil {
+			t.Fatal(err)
+		}
+		if err := store.putOffline(oldRing, domain.OfflineToken{User: u, Token: domain.NewSecret("offline-" + string(u))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return store, oldRing, newFakeKeyring("new", "old")
+}
+
+// values is what reencryptFixture stores for n users: n access tokens,
+// every other one with a refresh token, n offline tokens.
+func values(n int) int64 { return int64(n + (n+1)/2 + n) }
+
+func TestReencryptionRunMovesEveryValueToThePrimary(t *testing.T) {
+	t.Parallel()
+	const users = 25
+	store, _, ring := reencryptFixture(t, users)
+	before := store.auth[3]
+	var calls int
+	var last [2]int64
+	report, err := NewReencryption(nil, ring, store).Run(context.Background(), ReencryptOptions{BatchSize: 4, Progress: func(done, total int64) {
+		calls++
+		last = [2]int64{done, total}
+	}})
+	if err != nil || len(report.Failed) != 0 {
+		t.Fatalf("Run: %v, failed %v", err, report.Failed)
+	}
+	if report.Primary != "new" || report.Reencrypted != values(users) {
+		t.Errorf("report: primary %s, re-encrypted %d; want new, %d", report.Primary, report.Reencrypted, values(users))
+	}
+	if calls < 2 || last != [2]int64{values(users), values(users)} {
+		t.Errorf("progress: %d calls, last %v; want several, ending at %d of %d", calls, last, values(users), values(users))
+	}
+	want := []KeyStatus{{ID: "new", Primary: true, InKeyring: true, Values: values(users)}, {ID: "old", InKeyring: true}}
+	if fmt.Sprint(report.After) != fmt.Sprint(want) {
+		t.Errorf("After = %v, want %v", report.After, want)
+	}
+
+	// Every value opens under the new ring, in its place; the other
+	// columns are as they were.
+	for _, row := range store.auth {
+		tokens, err := unsealAuthTokens(newFakeKeyring("new"), row)
+		if err != nil || tokens.AccessToken.Reveal() != "access-"+string(row.User) {
+			t.Fatalf("auth row of %s after Run: %v", row.User, err)
+		}
+	}
+	for u, row := range store.offline {
+		got, err := Unseal(newFakeKeyring("new"), OfflineTokenPlace(u), domain.Ciphertext{KeyID: row.KeyID, Data: row.Token})
+		if err != nil || got.Reveal() != "offline-"+string(u) {
+			t.Fatalf("offline token of %s after Run: %v", u, err)
+		}
+	}
+	after := store.auth[3]
+	if after.ID != before.ID || after.Version != before.Version+1 || !after.AccessExpiry.Equal(before.AccessExpiry) || after.CreatedAt != before.CreatedAt {
+		t.Errorf("row changed beyond its ciphertexts: before %+v, after %+v", before, after)
+	}
+
+	again, err := NewReencryption(nil, ring, store).Run(context.Background(), ReencryptOptions{})
+	if err != nil || again.Reencrypted != 0 || len(again.Failed) != 0 {
+		t.Errorf("second Run: re-encrypted %d, failed %v, %v; want nothing to do", again.Reencrypted, again.Failed, err)
+	}
+}
+
+func TestReencryptionRunNamesWhatItCannotReencrypt(t *testing.T) {
+	t.Parallel()
+	store, _, ring := reencryptFixture(t, 6)
+	// user-01's access token moved into user-02's row; user-03's offline
+	// token is not JSON; values under a key nobody has; user-04 stays busy.
+	store.auth[2].AccessToken = store.auth[1].AccessToken
+	o := store.offline["user-03"]
+	o.Token = []byte("garbage")
+	store.offline["user-03"] = o
+	if err := store.putOffline(newFakeKeyring("lost"), domain.OfflineToken{User: "zed", Token: domain.NewSecret("z")}); err != nil {
+		t.Fatal(err)
+	}
+	store.busy[rowKey("user-04", "gitlab")] = true
+
+	report, err := NewReencryption(nil, ring, store).Run(context.Background(), ReencryptOptions{BatchSize: 2, Passes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range report.Failed {
+		got = append(got, f.String())
+	}
+	wantPrefixes := []string{
+		"1 rows kept changing or stayed under a refresh lease; run `tokenstore keys rotate` again",
+		"1 values are sealed by key lost, which is not in the keyring",
+		`auth_tokens user "user-02" provider gitlab: auth_tokens.access_token of user "user-02", provider gitlab:`,
+		`offline_tokens user "user-03": offline_tokens.token of user "user-03":`,
+	}
+	if len(got) != len(wantPrefixes) {
+		t.Fatalf("Failed = %q, want %d entries", got, len(wantPrefixes))
+	}
+	for i, w := range wantPrefixes {
+		if !strings.HasPrefix(got[i], w) {
+			t.Errorf("Failed[%d] = %q, want it to start with %q", i, got[i], w)
+		}
+	}
+	if !strings.Contains(got[2], ErrMisplaced.Error()) {
+		t.Errorf("the moved token's failure %q does not say it was moved", got[2])
+	}
+	// Every other value moved: 6 users' values less the three failed rows
+	// (user-02 and user-04: two values each, user-03's offline token: one).
+	if want := values(6) - 5; report.Reencrypted != want {
+		t.Errorf("re-encrypted %d, want %d", report.Reencrypted, want)
+	}
+}
+
+func TestReencryptionRunStopsWhenCanceled(t *testing.T) {
+	t.Parallel()
+	store, _, ring := reencryptFixture(t, 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	report, err := NewReencryption(nil, ring, store).Run(ctx, ReencryptOptions{BatchSize: 3, Progress: func(done, _ int64) {
+		if done > 0 {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v, want context.Canceled", err)
+	}
+	if report.Reencrypted == 0 || report.Reencrypted >= values(10) || len(report.After) != 2 {
+		t.Errorf("report after cancel: re-encrypted %d of %d, After %v", report.Reencrypted, values(10), report.After)
+	}
+	resumed, err := NewReencryption(nil, ring, store).Run(context.Background(), ReencryptOptions{})
+	if err != nil || report.Reencrypted+resumed.Reencrypted != values(10) {
+		t.Errorf("resumed: %d + %d values, %v; want %d in all", report.Reencrypted, resumed.Reencrypted, err, values(10))
+	}
+}
+
+func TestReencryptionStatusAndCheckRetire(t *testing.T) {
+	t.Parallel()
+	store, _, _ := reencryptFixture(t, 2)
+	if err := store.putOffline(newFakeKeyring("lost"), domain.OfflineToken{User: "zed", Token: domain.NewSecret("z")}); err != nil {
+		t.Fatal(err)
+	}
+	k := NewReencryption(nil, newFakeKeyring("new", "old", "spare"), store)
+	status, err := k.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []KeyStatus{
+		{ID: "new", Primary: true, InKeyring: true},
+		{ID: "old", InKeyring: true, Values: values(2)},
+		{ID: "spare", InKeyring: true},
+		{ID: "lost", Values: 1},
+	}
+	if fmt.Sprint(status) != fmt.Sprint(want) {
+		t.Errorf("Status = %v, want %v", status, want)
+	}
+	for key, wantErr := range map[domain.KeyID]string{
+		"new":   "is the primary key",
+		"old":   "5 stored values are still sealed by key old",
+		"spare": "",
+	} {
+		err := k.CheckRetire(context.Background(), key)
+		if (err == nil) != (wantErr == "") || err != nil && !strings.Contains(err.Error(), wantErr) {
+			t.Errorf("CheckRetire(%s) = %v, want %q", key, err, wantErr)
+		}
+	}
+}
