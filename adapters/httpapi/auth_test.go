@@ -81,7 +81,14 @@ func TestAuthMatrix(t *testing.T) {
 					t.Parallel()
 					a := setup(t)
 					rec := req(a, tc.authorization)
-					wantProblem(t, rec, http.StatusUnauthorized, "unauthenticated", "")
+					p := wantProblem(t, rec, http.StatusUnauthorized, "unauthenticated", "")
+					want := "send Authorization: Bearer <caller credential>"
+					if strings.Contains(tc.challenge, "invalid_token") {
+						want = "the credential is not valid"
+					}
+					if p.Detail != want {
+						t.Errorf("detail %q, want %q", p.Detail, want)
+					}
 					if got := rec.Header().Get("WWW-Authenticate"); got != tc.challenge {
 						t.Errorf("WWW-Authenticate = %q, want %q", got, tc.challenge)
 					}
@@ -189,5 +196,61 @@ func TestNoV1PathAnswersWithoutCredential(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestNewAuthenticator: caller names are unique and non-empty, and no two
+// callers share a credential.
+func TestNewAuthenticator(t *testing.T) {
+	t.Parallel()
+	callers, creds := testCallers()
+	a, b := callers[0], callers[1]
+	tests := []struct {
+		name    string
+		callers []httpapi.Caller
+		err     string // "" for none
+	}{
+		{"none", nil, ""},
+		{"distinct", []httpapi.Caller{a, b}, ""},
+		{"empty name", []httpapi.Caller{a, {CredentialHash: b.CredentialHash}}, "callers[1]: name must not be empty"},
+		{"name twice", []httpapi.Caller{a, {Name: a.Name, CredentialHash: b.CredentialHash}}, `callers[1]: name "all" is used twice`},
+		{"credential twice", []httpapi.Caller{a, {Name: "other", CredentialHash: a.CredentialHash}},
+			"callers[1] (other): same credential as all; give each caller its own"},
+	}
+	for _, tc := range tests {
+		auth, err := httpapi.NewAuthenticator(tc.callers)
+		if tc.err != "" {
+			if err == nil || err.Error() != tc.err {
+				t.Errorf("%s: error %v, want %q", tc.name, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		for _, c := range tc.callers {
+			if got := auth.Authenticate(creds[c.Name]); got == nil || got.Name != c.Name {
+				t.Errorf("%s: %s's credential authenticates %v", tc.name, c.Name, got)
+			}
+		}
+		if got := auth.Authenticate(httpapi.HashCredential(creds[callerAll])); got != nil {
+			t.Errorf("%s: the hash of a credential authenticates %s", tc.name, got.Name)
+		}
+	}
+}
+
+func TestParseCredentialHash(t *testing.T) {
+	t.Parallel()
+	good := httpapi.HashCredential("tsc_x")
+	if _, err := httpapi.ParseCredentialHash(good); err != nil {
+		t.Errorf("%s: %v", good, err)
+	}
+	for _, bad := range []string{"", strings.TrimPrefix(good, "sha256:"), "sha256:" + strings.Repeat("0", 63), "sha256:" + strings.Repeat("g", 64), "SHA256:" + good[7:]} {
+		if _, err := httpapi.ParseCredentialHash(bad); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+	if _, err := httpapi.ParsePermission("tokens:admin"); err == nil || !strings.Contains(err.Error(), "use one of tokens:read") {
+		t.Errorf("unknown permission: %v", err)
 	}
 }

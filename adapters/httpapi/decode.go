@@ -13,12 +13,12 @@ import (
 	"github.com/tokenstore/tokenstore/domain"
 )
 
-// MaxBodyBytes bounds request bodies; tokens are kilobytes at most.
-const MaxBodyBytes = 64 << 10
+// maxBodyBytes bounds request bodies; tokens are kilobytes at most.
+const maxBodyBytes = 64 << 10
 
 // decodeJSON reads exactly one JSON object into dst, strictly: a media type
 // other than JSON, unknown fields, wrong types, trailing data and bodies over
-// MaxBodyBytes are all rejected with a problem naming what was wrong. Error
+// maxBodyBytes are all rejected with a problem naming what was wrong. Error
 // texts never echo values (they could be tokens). The error is a *Problem.
 func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
@@ -28,7 +28,7 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 				"send the body as application/json").withField("Content-Type")
 		}
 	}
-	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	body := http.MaxBytesReader(w, r.Body, maxBodyBytes)
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
@@ -52,7 +52,7 @@ func bodyProblem(err error) *Problem {
 	)
 	switch {
 	case errors.As(err, &tooBig):
-		return invalidBody("body", fmt.Sprintf("is larger than %d KiB", MaxBodyBytes>>10))
+		return invalidBody("body", fmt.Sprintf("is larger than %d KiB", maxBodyBytes>>10))
 	case errors.Is(err, io.EOF):
 		return invalidBody("body", "is empty; send a JSON object")
 	case errors.Is(err, io.ErrUnexpectedEOF):
@@ -124,9 +124,9 @@ type putTokensRequest struct {
 }
 
 // decodeAuthTokens reads PUT tokens: the path's user and provider, then the
-// body, checked in that order; relative expiries count from the clock's
-// reading once the body is in.
-func decodeAuthTokens(w http.ResponseWriter, r *http.Request, clock func() time.Time) (domain.AuthTokens, error) {
+// body, checked in that order; relative expiries count from the moment the
+// body is in.
+func decodeAuthTokens(w http.ResponseWriter, r *http.Request) (domain.AuthTokens, error) {
 	user, provider, err := pathUserProvider(r)
 	if err != nil {
 		return domain.AuthTokens{}, err
@@ -138,7 +138,7 @@ func decodeAuthTokens(w http.ResponseWriter, r *http.Request, clock func() time.
 	if req.AccessToken == nil || *req.AccessToken == "" {
 		return domain.AuthTokens{}, invalidBody("access_token", "is required")
 	}
-	now := clock().Truncate(time.Microsecond)
+	now := time.Now().Truncate(time.Microsecond)
 	accessExp, err := expiry(now, "access_token_expires_at", req.AccessTokenExpiresAt, "expires_in", req.ExpiresIn)
 	if err != nil {
 		return domain.AuthTokens{}, err

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/tokenstore/tokenstore/app"
 	"github.com/tokenstore/tokenstore/domain"
@@ -54,7 +53,6 @@ type api struct {
 	svc   TokenService
 	auth  *Authenticator
 	ready Checker
-	now   func() time.Time
 }
 
 func (a *api) routes() []route {
@@ -84,7 +82,7 @@ func Routes() []Route {
 // (request id, log line, panics), authenticated under /v1, routed, and
 // checked against its route's permission before its handler runs.
 func NewHandler(log *slog.Logger, svc TokenService, auth *Authenticator, ready Checker) http.Handler {
-	a := &api{log: log, svc: svc, auth: auth, ready: ready, now: time.Now}
+	a := &api{log: log, svc: svc, auth: auth, ready: ready}
 	mux := http.NewServeMux()
 	allowed := map[string][]string{} // path -> methods
 	for _, rt := range a.routes() {
@@ -152,7 +150,7 @@ func (a *api) readyz(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *api) putTokens(w http.ResponseWriter, r *http.Request) error {
-	tokens, err := decodeAuthTokens(w, r, a.now)
+	tokens, err := decodeAuthTokens(w, r)
 	if err != nil {
 		return err
 	}
