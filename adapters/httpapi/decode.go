@@ -8,16 +8,19 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"time"
+
+	"github.com/tokenstore/tokenstore/domain"
 )
 
-// MaxBodyBytes bounds request bodies; tokens are kilobytes at most.
-const MaxBodyBytes = 64 << 10
+// maxBodyBytes bounds request bodies; tokens are kilobytes at most.
+const maxBodyBytes = 64 << 10
 
 // decodeJSON reads exactly one JSON object into dst, strictly: a media type
 // other than JSON, unknown fields, wrong types, trailing data and bodies over
-// MaxBodyBytes are all rejected with a problem naming what was wrong. Error
-// texts never echo values (they could be tokens).
-func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) *Problem {
+// maxBodyBytes are all rejected with a problem naming what was wrong. Error
+// texts never echo values (they could be tokens). The error is a *Problem.
+func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
@@ -25,7 +28,7 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) *Problem {
 				"send the body as application/json").withField("Content-Type")
 		}
 	}
-	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	body := http.MaxBytesReader(w, r.Body, maxBodyBytes)
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
@@ -49,7 +52,7 @@ func bodyProblem(err error) *Problem {
 	)
 	switch {
 	case errors.As(err, &tooBig):
-		return invalidBody("body", fmt.Sprintf("is larger than %d KiB", MaxBodyBytes>>10))
+		return invalidBody("body", fmt.Sprintf("is larger than %d KiB", maxBodyBytes>>10))
 	case errors.Is(err, io.EOF):
 		return invalidBody("body", "is empty; send a JSON object")
 	case errors.Is(err, io.ErrUnexpectedEOF):
@@ -87,4 +90,114 @@ func jsonKind(goKind string) string {
 		return "an array"
 	}
 	return "of another type"
+}
+
+// pathUser and pathUserProvider validate path values; a bad one is a 400
+// naming it, the user checked first.
+func pathUser(r *http.Request) (domain.UserID, error) {
+	u, err := domain.ParseUserID(r.PathValue("user"))
+	if err != nil {
+		return "", newProblem(http.StatusBadRequest, CodeInvalidRequest, err.Error()).withField("user")
+	}
+	return u, nil
+}
+
+func pathUserProvider(r *http.Request) (domain.UserID, domain.Provider, error) {
+	u, err := pathUser(r)
+	if err != nil {
+		return "", "", err
+	}
+	prov, err := domain.ParseProvider(r.PathValue("provider"))
+	if err != nil {
+		return "", "", newProblem(http.StatusBadRequest, CodeInvalidRequest, err.Error()).withField("provider")
+	}
+	return u, prov, nil
+}
+
+type putTokensRequest struct {
+	AccessToken           *string `json:"access_token"`
+	RefreshToken          *string `json:"refresh_token"`
+	AccessTokenExpiresAt  *string `json:"access_token_expires_at"`
+	ExpiresIn             *int64  `json:"expires_in"`
+	RefreshTokenExpiresAt *string `json:"refresh_token_expires_at"`
+	RefreshTokenExpiresIn *int64  `json:"refresh_token_expires_in"`
+}
+
+// decodeAuthTokens reads PUT tokens: the path's user and provider, then the
+// body, checked in that order; relative expiries count from the moment the
+// body is in.
+func decodeAuthTokens(w http.ResponseWriter, r *http.Request) (domain.AuthTokens, error) {
+	user, provider, err := pathUserProvider(r)
+	if err != nil {
+		return domain.AuthTokens{}, err
+	}
+	var req putTokensRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return domain.AuthTokens{}, err
+	}
+	if req.AccessToken == nil || *req.AccessToken == "" {
+		return domain.AuthTokens{}, invalidBody("access_token", "is required")
+	}
+	now := time.Now().Truncate(time.Microsecond)
+	accessExp, err := expiry(now, "access_token_expires_at", req.AccessTokenExpiresAt, "expires_in", req.ExpiresIn)
+	if err != nil {
+		return domain.AuthTokens{}, err
+	}
+	refreshExp, err := expiry(now, "refresh_token_expires_at", req.RefreshTokenExpiresAt, "refresh_token_expires_in", req.RefreshTokenExpiresIn)
+	if err != nil {
+		return domain.AuthTokens{}, err
+	}
+	tokens := domain.AuthTokens{
+		User: user, Provider: provider,
+		AccessToken:  domain.NewSecret(*req.AccessToken),
+		AccessExpiry: accessExp, RefreshExpiry: refreshExp,
+	}
+	if req.RefreshToken != nil {
+		tokens.RefreshToken = domain.NewSecret(*req.RefreshToken)
+	}
+	if tokens.RefreshToken.IsZero() && !refreshExp.IsNever() {
+		return domain.AuthTokens{}, invalidBody("refresh_token", "is required when a refresh token expiry is given")
+	}
+	return tokens, nil
+}
+
+// expiry reads one of the two ways OAuth clients express an expiry: an
+// absolute RFC 3339 time or expires_in seconds from now. Neither means never.
+func expiry(now time.Time, atField string, at *string, inField string, in *int64) (domain.Expiry, error) {
+	switch {
+	case at != nil && in != nil:
+		return domain.Expiry{}, invalidBody(inField, "and "+atField+" both give the expiry; send one of them")
+	case at != nil:
+		t, err := time.Parse(time.RFC3339Nano, *at)
+		if err != nil {
+			return domain.Expiry{}, invalidBody(atField, "must be an RFC 3339 time such as 2026-01-02T15:04:05Z")
+		}
+		return domain.At(t.Truncate(time.Microsecond)), nil // PostgreSQL keeps microseconds
+	case in != nil:
+		if *in < 0 {
+			return domain.Expiry{}, invalidBody(inField, "must not be negative")
+		}
+		return domain.AfterSeconds(now, *in), nil
+	}
+	return domain.Never(), nil
+}
+
+type putOfflineRequest struct {
+	OfflineToken *string `json:"offline_token"`
+}
+
+// decodeOfflineToken reads PUT offline-token: the path's user, then the body.
+func decodeOfflineToken(w http.ResponseWriter, r *http.Request) (domain.OfflineToken, error) {
+	user, err := pathUser(r)
+	if err != nil {
+		return domain.OfflineToken{}, err
+	}
+	var req putOfflineRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return domain.OfflineToken{}, err
+	}
+	if req.OfflineToken == nil || *req.OfflineToken == "" {
+		return domain.OfflineToken{}, invalidBody("offline_token", "is required")
+	}
+	return domain.OfflineToken{User: user, Token: domain.NewSecret(*req.OfflineToken)}, nil
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 )
@@ -88,7 +90,7 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // observe gives every request an id, recovers panics into a 500 problem,
 // and writes one log line per request: method, route pattern (never the
 // path: it holds user ids), status, duration, caller and request id.
-func observe(log *slog.Logger, next http.Handler) http.Handler {
+func (a *api) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		info := &requestInfo{id: r.Header.Get("X-Request-Id")}
@@ -104,16 +106,16 @@ func observe(log *slog.Logger, next http.Handler) http.Handler {
 					panic(v)
 				}
 				// The panic value is not logged: it could hold anything.
-				log.ErrorContext(r.Context(), "handler panicked", "request_id", info.id, "route", r.Pattern)
+				a.log.ErrorContext(r.Context(), "handler panicked", "request_id", info.id, "route", r.Pattern)
 				if sw.status == 0 {
-					writeProblem(sw, r, newProblem(http.StatusInternalServerError, CodeInternal, "internal error"))
+					a.writeError(sw, r, newProblem(http.StatusInternalServerError, CodeInternal, "internal error"))
 				}
 			}
 			route := r.Pattern
 			if route == "" {
 				route = "unmatched"
 			}
-			log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			a.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
 				slog.String("method", r.Method),
 				slog.String("route", route),
 				slog.Int("status", sw.status),
@@ -131,4 +133,58 @@ func callerName(c *Caller) string {
 		return ""
 	}
 	return c.Name
+}
+
+// authenticate admits a request under /v1 only with a valid bearer
+// credential, before routing: so no /v1 path, not even an unknown one, a
+// wrong method or one the router would redirect, answers anything else
+// without a credential.
+func (a *api) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !underV1(r.URL.Path) && !underV1(path.Clean(r.URL.Path)) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		caller, err := a.caller(r)
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		setCaller(r.Context(), caller)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// caller finds the caller of the request's bearer credential; without one,
+// or with one nobody holds, the error is a 401 with its challenge.
+func (a *api) caller(r *http.Request) (*Caller, error) {
+	scheme, credential, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(credential) == "" {
+		return nil, newProblem(http.StatusUnauthorized, CodeUnauthenticated,
+			"send Authorization: Bearer <caller credential>").
+			withHeader("WWW-Authenticate", `Bearer realm="tokenstore"`)
+	}
+	caller := a.auth.Authenticate(strings.TrimSpace(credential))
+	if caller == nil {
+		return nil, newProblem(http.StatusUnauthorized, CodeUnauthenticated, "the credential is not valid").
+			withHeader("WWW-Authenticate", `Bearer realm="tokenstore", error="invalid_token"`)
+	}
+	return caller, nil
+}
+
+// underV1 reports whether p is /v1 or below. The router cleans paths (and
+// redirects), so callers check the cleaned path too.
+func underV1(p string) bool { return p == "/v1" || strings.HasPrefix(p, "/v1/") }
+
+// authorize admits only callers holding perm; an empty perm admits anyone.
+func authorize(r *http.Request, perm Permission) error {
+	if perm == "" {
+		return nil
+	}
+	caller := callerFrom(r.Context())
+	if caller == nil || !caller.Can(perm) {
+		return newProblem(http.StatusForbidden, CodeForbidden,
+			fmt.Sprintf("caller %q lacks the %s permission", callerName(caller), perm))
+	}
+	return nil
 }

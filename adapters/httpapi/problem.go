@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"math"
 	"net/http"
 	"strconv"
@@ -29,7 +28,12 @@ const (
 	CodeInternal         = "internal"
 )
 
-// Problem is an RFC 9457 problem document.
+// statusClientClosedRequest is recorded (never received) when the client
+// went away before the answer.
+const statusClientClosedRequest = 499
+
+// Problem is an RFC 9457 problem document. It is also an error: a request
+// check returns one, and writeError answers it as it is.
 type Problem struct {
 	Type      string `json:"type"`
 	Title     string `json:"title"`
@@ -39,7 +43,7 @@ type Problem struct {
 	Field     string `json:"field,omitempty"`
 	RequestID string `json:"request_id,omitempty"`
 
-	retryAfter int // seconds; sets Retry-After when > 0
+	header map[string]string // response headers that go with it (Retry-After, Allow...)
 }
 
 func newProblem(status int, code, detail string) *Problem {
@@ -52,14 +56,34 @@ func newProblem(status int, code, detail string) *Problem {
 	}
 }
 
+func (p *Problem) Error() string { return p.Code + ": " + p.Detail }
+
 func (p *Problem) withField(f string) *Problem { p.Field = f; return p }
 
-func (p *Problem) detail(d string) { p.Detail = d }
+func (p *Problem) withHeader(name, value string) *Problem {
+	if p.header == nil {
+		p.header = map[string]string{}
+	}
+	p.header[name] = value
+	return p
+}
 
-func writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
+// retryAfter says how many seconds the client should wait before retrying.
+func (p *Problem) retryAfter(seconds int) *Problem {
+	return p.withHeader("Retry-After", strconv.Itoa(seconds))
+}
+
+// writeError is the one place an error becomes an answer: a *Problem is
+// written as it is, any other error through problemFor. Every error
+// response of the API, from authentication to a use case, goes through it.
+func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var p *Problem
+	if !errors.As(err, &p) {
+		p = a.problemFor(r.Context(), err)
+	}
 	p.RequestID = requestIDFrom(r.Context())
-	if p.retryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(p.retryAfter))
+	for name, value := range p.header {
+		w.Header().Set(name, value)
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -70,7 +94,7 @@ func writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
 // problemFor maps a use-case error to its problem. Details never repeat
 // input that could be token material; unexpected errors are logged with the
 // request id and answered with a generic 500.
-func problemFor(ctx context.Context, log *slog.Logger, err error) *Problem {
+func (a *api) problemFor(ctx context.Context, err error) *Problem {
 	var ve *domain.ValidationError
 	switch {
 	case errors.As(err, &ve):
@@ -86,32 +110,29 @@ func problemFor(ctx context.Context, log *slog.Logger, err error) *Problem {
 		return newProblem(http.StatusConflict, CodeReauthRequired,
 			"the tokens can no longer be refreshed; the user must connect this provider again, then store the new tokens")
 	case errors.Is(err, domain.ErrUnavailable):
-		p := newProblem(http.StatusServiceUnavailable, CodeUnavailable,
-			"the provider did not refresh the token in time; retry shortly")
-		p.retryAfter = 5
 		// During a back-off, say when it ends: retrying sooner only takes
 		// the row's lock to be told the same.
 		var at *domain.RetryAtError
 		if errors.As(err, &at) {
-			p.detail("the provider failed recently; tokenstore retries it after a back-off")
-			p.retryAfter = int(min(max(math.Ceil(time.Until(at.At).Seconds()), 1), 3600))
+			return newProblem(http.StatusServiceUnavailable, CodeUnavailable,
+				"the provider failed recently; tokenstore retries it after a back-off").
+				retryAfter(int(min(max(math.Ceil(time.Until(at.At).Seconds()), 1), 3600)))
 		}
-		return p
+		return newProblem(http.StatusServiceUnavailable, CodeUnavailable,
+			"the provider did not refresh the token in time; retry shortly").retryAfter(5)
 	case errors.Is(err, domain.ErrConflict):
 		return newProblem(http.StatusConflict, CodeConflict, "the tokens were changed concurrently; retry")
 	case errors.Is(err, domain.ErrBusy), errors.Is(err, context.DeadlineExceeded):
-		p := newProblem(http.StatusServiceUnavailable, CodeUnavailable, "the tokens are busy; retry shortly")
-		p.retryAfter = 1
-		return p
+		return newProblem(http.StatusServiceUnavailable, CodeUnavailable, "the tokens are busy; retry shortly").retryAfter(1)
 	case errors.Is(err, domain.ErrDecrypt):
-		log.ErrorContext(ctx, "stored value cannot be decrypted", "err", err)
+		a.log.ErrorContext(ctx, "stored value cannot be decrypted", "err", err)
 		return newProblem(http.StatusInternalServerError, CodeIntegrity,
 			"a stored value cannot be decrypted with the configured keys")
 	case errors.Is(err, context.Canceled):
 		// The client went away; nobody reads this answer.
-		return newProblem(499, CodeUnavailable, "request canceled")
+		return newProblem(statusClientClosedRequest, CodeUnavailable, "request canceled")
 	default:
-		log.ErrorContext(ctx, "request failed", "err", err)
+		a.log.ErrorContext(ctx, "request failed", "err", err)
 		return newProblem(http.StatusInternalServerError, CodeInternal, "internal error; see the server log for the request id")
 	}
 }

@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"sync"
 	"time"
-
-	"github.com/tokenstore/tokenstore/app"
 )
 
 // Config is the HTTP server's configuration.
@@ -37,34 +35,26 @@ func DefaultConfig() Config {
 	}
 }
 
-// Checker reports whether a dependency is ready to serve (readiness probe).
-type Checker interface {
-	Check(ctx context.Context) error
-}
-
 // Server is the API server. Start binds the port (so a busy port fails
 // start-up, not a goroutine later) and serves in the background; Stop
 // drains in-flight requests.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	handler http.Handler
-	srv     *http.Server
+	cfg Config
+	log *slog.Logger
+	srv *http.Server
 
 	mu   sync.Mutex
 	addr net.Addr
 	done chan error
 }
 
-// NewServer builds the server around the API handler.
-func NewServer(cfg Config, log *slog.Logger, svc *app.TokenService, auth *Authenticator, ready Checker) *Server {
-	h := NewHandler(log, svc, auth, ready)
+// NewServer builds the server around the API handler (NewHandler).
+func NewServer(cfg Config, log *slog.Logger, svc TokenService, auth *Authenticator, ready Checker) *Server {
 	return &Server{
-		cfg:     cfg,
-		log:     log,
-		handler: h,
+		cfg: cfg,
+		log: log,
 		srv: &http.Server{
-			Handler:           h,
+			Handler:           NewHandler(log, svc, auth, ready),
 			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 			ReadTimeout:       cfg.ReadTimeout,
 			WriteTimeout:      cfg.WriteTimeout,
@@ -74,9 +64,6 @@ func NewServer(cfg Config, log *slog.Logger, svc *app.TokenService, auth *Authen
 		},
 	}
 }
-
-// Handler is the server's http.Handler (for httptest).
-func (s *Server) Handler() http.Handler { return s.handler }
 
 // Start listens on the configured address and serves in a goroutine.
 func (s *Server) Start(context.Context) error {
