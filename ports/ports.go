@@ -73,7 +73,8 @@ type RefreshQueue interface {
 	// refresh token present and unexpired, no lease (live or lapsed), not
 	// in back-off, not needing re-authorization. Each claimed row carries
 	// the lease (owner c.Owner, until now + c.Lease) at the version it was
-	// taken at. Concurrent claimers get disjoint rows. Soonest expiry first.
+	// taken at. Concurrent claimers get disjoint rows. The soonest-expiring
+	// rows are claimed first; the result is in no particular order.
 	ClaimDueRefreshes(ctx context.Context, c RefreshClaim) ([]domain.SealedAuthTokens, error)
 	// MarkLapsedLeases marks every row whose refresh lease ran out
 	// (domain.RefreshState.LeaseLapsed by the storage's clock) as needing
