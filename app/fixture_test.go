@@ -31,7 +31,8 @@ type fixture struct {
 	provider *fakeProvider
 }
 
-func newFixture(t *testing.T, cfg app.Config) *fixture {
+// newKeyring is a keyring of one fresh key.
+func newKeyring(t *testing.T) *fernet.Keyring {
 	t.Helper()
 	key, err := fernet.GenerateKey()
 	if err != nil {
@@ -41,6 +42,12 @@ func newFixture(t *testing.T, cfg app.Config) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ring
+}
+
+func newFixture(t *testing.T, cfg app.Config) *fixture {
+	t.Helper()
+	ring := newKeyring(t)
 	if cfg.Refresh.Lease == 0 {
 		cfg.Refresh.Lease = 5 * time.Second
 	}
@@ -178,6 +185,14 @@ func (p *fakeProvider) Refresh(ctx context.Context, provider domain.Provider, re
 func (p *fakeProvider) Configured(provider domain.Provider) bool { return provider == p.provider }
 
 func (p *fakeProvider) Providers() []domain.Provider { return []domain.Provider{p.provider} }
+
+// wantCalls fails t unless the provider was called n times.
+func (f *fixture) wantCalls(n int) {
+	f.t.Helper()
+	if got := f.provider.calls(); len(got) != n {
+		f.t.Errorf("%d provider calls, want %d", len(got), n)
+	}
+}
 
 // wantErr fails t unless err matches target.
 func wantErr(t *testing.T, err, target error) {

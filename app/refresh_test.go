@@ -39,9 +39,7 @@ func TestRefreshRotates(t *testing.T) {
 	if got, err := f.get("alice", gitlab); err != nil || got != "access-2" {
 		t.Fatalf("read after refresh = %q, %v", got, err)
 	}
-	if n := len(f.provider.calls()); n != 2 {
-		t.Errorf("%d provider calls, want 2", n)
-	}
+	f.wantCalls(2)
 }
 
 // expire moves alice's stored access expiry an hour into the past.
@@ -104,9 +102,7 @@ func TestRefreshInvalidGrantRequiresReauth(t *testing.T) {
 	// No second use of a revoked grant.
 	_, err = f.get("alice", gitlab)
 	wantErr(t, err, domain.ErrReauthRequired)
-	if n := len(f.provider.calls()); n != 1 {
-		t.Errorf("%d provider calls, want 1", n)
-	}
+	f.wantCalls(1)
 	list, _ := f.svc.ListProviders(context.Background(), "alice")
 	if len(list) != 1 || list[0].State != domain.StateReauthRequired || list[0].LastError != domain.CodeGrantRevoked {
 		t.Errorf("listing %+v", list)
@@ -128,9 +124,7 @@ func TestRefreshNoRefreshTokenRequiresReauth(t *testing.T) {
 	if got, err := f.get("bob", gitlab); err != nil || got != "access-bob" {
 		t.Fatalf("GetAccessToken = %q, %v", got, err)
 	}
-	if n := len(f.provider.calls()); n != 0 {
-		t.Errorf("%d provider calls without a refresh token", n)
-	}
+	f.wantCalls(0)
 }
 
 func TestRefreshTransientBacksOff(t *testing.T) {
@@ -160,9 +154,7 @@ func TestRefreshTransientBacksOff(t *testing.T) {
 	if got, err := f.get("bob", gitlab); err != nil || got != "access-bob" {
 		t.Fatalf("GetAccessToken(inside margin) = %q, %v", got, err)
 	}
-	if n := len(f.provider.calls()); n != 2 {
-		t.Errorf("%d provider calls, want 2 (one per user)", n)
-	}
+	f.wantCalls(2)
 	list, _ := f.svc.ListProviders(context.Background(), "bob")
 	if list[0].State != domain.StateExpiring || list[0].LastError != domain.CodeProviderUnavailable {
 		t.Errorf("listing %+v", list[0])
@@ -201,9 +193,7 @@ func TestRefreshUndecryptableBacksOff(t *testing.T) {
 	if row := f.row("alice", gitlab); row.Refresh.LastError != domain.CodeRefreshUndecryptable || row.Refresh.LeaseOwner != "" {
 		t.Errorf("refresh state %+v", row.Refresh)
 	}
-	if n := len(f.provider.calls()); n != 0 {
-		t.Errorf("%d provider calls with an undecryptable refresh token", n)
-	}
+	f.wantCalls(0)
 }
 
 func TestRefreshWaitsForAnotherInstance(t *testing.T) {
@@ -229,9 +219,7 @@ func TestRefreshWaitsForAnotherInstance(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if n := len(f.provider.calls()); n != 0 {
-		t.Errorf("%d provider calls while another instance held the lease", n)
-	}
+	f.wantCalls(0)
 }
 
 func TestRefreshWaitGivesUp(t *testing.T) {
@@ -260,9 +248,7 @@ func TestRefreshLapsedLeaseIsInterrupted(t *testing.T) {
 	if !row.Refresh.ReauthRequired || row.Refresh.LastError != domain.CodeRefreshInterrupted || row.Refresh.LeaseOwner != "" {
 		t.Errorf("refresh state %+v, want reauth refresh_interrupted", row.Refresh)
 	}
-	if n := len(f.provider.calls()); n != 0 {
-		t.Errorf("%d provider calls after an interrupted refresh", n)
-	}
+	f.wantCalls(0)
 }
 
 func TestRefreshDroppedWhenTokensReplaced(t *testing.T) {
@@ -321,9 +307,7 @@ func TestRefreshSingleflight(t *testing.T) {
 			t.Errorf("reader %d: %q, %v; want access-1", i, tokens[i], errs[i])
 		}
 	}
-	if n := len(f.provider.calls()); n != 1 {
-		t.Errorf("%d provider calls for %d readers, want 1", n, readers)
-	}
+	f.wantCalls(1)
 }
 
 func TestDrainWaitsForRefreshesInFlight(t *testing.T) {
@@ -353,7 +337,5 @@ func TestDrainWaitsForRefreshesInFlight(t *testing.T) {
 	if got, err := f.get("alice", gitlab); err != nil || got != "access-1" {
 		t.Fatalf("after drain: %q, %v; want the refreshed token stored", got, err)
 	}
-	if n := len(f.provider.calls()); n != 1 {
-		t.Errorf("%d provider calls, want 1", n)
-	}
+	f.wantCalls(1)
 }

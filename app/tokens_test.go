@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenstore/tokenstore/adapters/fernet"
 	"github.com/tokenstore/tokenstore/app"
 	"github.com/tokenstore/tokenstore/domain"
 	"github.com/tokenstore/tokenstore/tests/memrepo"
@@ -52,9 +51,7 @@ func TestPutGetListDelete(t *testing.T) {
 	_, err = f.get("alice", gitlab)
 	wantErr(t, err, domain.ErrNotFound)
 	wantErr(t, f.svc.DeleteAuthTokens(ctx, "alice", gitlab), domain.ErrNotFound)
-	if len(f.provider.calls()) != 0 {
-		t.Errorf("provider called for fresh tokens: %v", f.provider.calls())
-	}
+	f.wantCalls(0)
 }
 
 func TestPutValidates(t *testing.T) {
@@ -69,7 +66,7 @@ func TestPutValidates(t *testing.T) {
 func TestListStates(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, app.Config{ProviderMargins: map[domain.Provider]time.Duration{domain.ProviderKeycloak: time.Minute}})
-	f.put("u", gitlab, 10*time.Minute, "r")                // inside the default 15m margin
+	f.put("u", gitlab, 10*time.Minute, "r")                 // inside the default 15m margin
 	f.put("u", domain.ProviderKeycloak, 10*time.Minute, "") // outside its own 1m margin
 	f.put("u", github, -time.Minute, "")                    // expired, nothing to refresh with
 	f.put("u", domain.ProviderBitbucket, -time.Minute, "r")
@@ -139,15 +136,7 @@ func TestMovedCiphertextIsRefused(t *testing.T) {
 // still served.
 func TestNoRefresher(t *testing.T) {
 	t.Parallel()
-	key, err := fernet.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ring, err := fernet.NewKeyring(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := app.NewTokenService(app.Config{}, nil, ring, memrepo.New(), app.NoRefresher{})
+	svc := app.NewTokenService(app.Config{}, nil, newKeyring(t), memrepo.New(), app.NoRefresher{})
 	ctx := context.Background()
 	for user, access := range map[domain.UserID]time.Duration{"expired": -time.Minute, "expiring": time.Minute} {
 		if _, err := svc.PutAuthTokens(ctx, domain.AuthTokens{
@@ -157,7 +146,7 @@ func TestNoRefresher(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, err = svc.GetAccessToken(ctx, "expired", gitlab)
+	_, err := svc.GetAccessToken(ctx, "expired", gitlab)
 	wantErr(t, err, domain.ErrTokenExpired)
 	if tok, err := svc.GetAccessToken(ctx, "expiring", gitlab); err != nil || tok.Token.Reveal() != "a" {
 		t.Fatalf("GetAccessToken(expiring) = %v, %v", tok, err)
@@ -184,7 +173,5 @@ func TestUnrefreshableProvider(t *testing.T) {
 	f.put("alice", github, -time.Minute, "r")
 	_, err := f.get("alice", github)
 	wantErr(t, err, domain.ErrTokenExpired)
-	if len(f.provider.calls()) != 0 {
-		t.Error("provider called for a provider it does not serve")
-	}
+	f.wantCalls(0)
 }

@@ -51,9 +51,7 @@ func TestWorkerRunOnceRefreshesDueTokens(t *testing.T) {
 	if n, err := f.worker(app.WorkerConfig{Lookahead: lookahead}).RunOnce(context.Background()); err != nil || n != 0 {
 		t.Errorf("second scan = %d, %v; want nothing left", n, err)
 	}
-	if calls := len(f.provider.calls()); calls != 3 {
-		t.Errorf("%d provider calls, want 3", calls)
-	}
+	f.wantCalls(3)
 }
 
 func TestWorkerBatchBoundsAScan(t *testing.T) {

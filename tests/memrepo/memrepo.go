@@ -68,6 +68,16 @@ func (r *Repository) now() time.Time {
 	return t
 }
 
+// stamp is the version and timestamps of a row written now: over a stored
+// row (existed) with curVersion and curCreated, or a new one.
+func (r *Repository) stamp(existed bool, curVersion int64, curCreated time.Time) (version int64, created, updated time.Time) {
+	now := r.now()
+	if !existed {
+		return 1, now, now
+	}
+	return curVersion + 1, curCreated, now
+}
+
 // lock takes k's row lock, waiting up to LockTimeout.
 func (r *Repository) lock(ctx context.Context, k key) (unlock func(), err error) {
 	r.mu.Lock()
@@ -126,14 +136,13 @@ func (r *Repository) PutAuthTokens(ctx context.Context, t domain.SealedAuthToken
 	defer r.mu.Unlock()
 	row := clone(t)
 	row.Refresh = domain.RefreshState{} // new tokens start a clean refresh history
-	now := r.now()
-	if cur, ok := r.auth[k]; ok {
-		row.ID, row.Version, row.CreatedAt = cur.ID, cur.Version+1, cur.CreatedAt
-	} else {
+	cur, ok := r.auth[k]
+	row.ID = cur.ID
+	if !ok {
 		r.nextID++
-		row.ID, row.Version, row.CreatedAt = r.nextID, 1, now
+		row.ID = r.nextID
 	}
-	row.UpdatedAt = now
+	row.Version, row.CreatedAt, row.UpdatedAt = r.stamp(ok, cur.Version, cur.CreatedAt)
 	r.auth[k] = row
 	t.Version, t.CreatedAt, t.UpdatedAt = row.Version, row.CreatedAt, row.UpdatedAt
 	return t, nil
@@ -185,8 +194,8 @@ func (r *Repository) UpdateAuthTokens(ctx context.Context, user domain.UserID, p
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	row := clone(*next)
-	row.User, row.Provider, row.ID, row.CreatedAt = current.User, current.Provider, current.ID, current.CreatedAt
-	row.Version, row.UpdatedAt = current.Version+1, r.now()
+	row.User, row.Provider, row.ID = current.User, current.Provider, current.ID
+	row.Version, row.CreatedAt, row.UpdatedAt = r.stamp(true, current.Version, current.CreatedAt)
 	r.auth[k] = row
 	result := *next
 	result.User, result.Provider = current.User, current.Provider
@@ -228,9 +237,8 @@ func (r *Repository) ClaimDueRefreshes(ctx context.Context, c ports.RefreshClaim
 		r.mu.Lock()
 		row, found := r.auth[k]
 		if found && row.Version == cand.Version {
-			row.Refresh.LeaseOwner, row.Refresh.LeaseUntil = c.Owner, r.now().Add(c.Lease)
-			row.Version++
-			row.UpdatedAt = r.now()
+			row.Version, row.CreatedAt, row.UpdatedAt = r.stamp(true, row.Version, row.CreatedAt)
+			row.Refresh.LeaseOwner, row.Refresh.LeaseUntil = c.Owner, row.UpdatedAt.Add(c.Lease)
 			r.auth[k] = row
 			out = append(out, clone(row))
 		}
@@ -264,8 +272,7 @@ func (r *Repository) MarkLapsedLeases(ctx context.Context) (int64, error) {
 		if row, ok := r.auth[k]; ok && row.Refresh.LeaseLapsed(now) {
 			row.Refresh.LeaseOwner, row.Refresh.LeaseUntil = "", time.Time{}
 			row.Refresh.ReauthRequired, row.Refresh.LastError = true, domain.CodeRefreshInterrupted
-			row.Version++
-			row.UpdatedAt = r.now()
+			row.Version, row.CreatedAt, row.UpdatedAt = r.stamp(true, row.Version, row.CreatedAt)
 			r.auth[k] = row
 			n++
 		}
@@ -330,13 +337,8 @@ func (r *Repository) PutOfflineToken(ctx context.Context, t domain.SealedOffline
 	defer r.mu.Unlock()
 	row := t
 	row.Token = bytes.Clone(t.Token)
-	now := r.now()
-	if cur, ok := r.offline[t.User]; ok {
-		row.Version, row.CreatedAt = cur.Version+1, cur.CreatedAt
-	} else {
-		row.Version, row.CreatedAt = 1, now
-	}
-	row.UpdatedAt = now
+	cur, ok := r.offline[t.User]
+	row.Version, row.CreatedAt, row.UpdatedAt = r.stamp(ok, cur.Version, cur.CreatedAt)
 	r.offline[t.User] = row
 	t.Version, t.CreatedAt, t.UpdatedAt = row.Version, row.CreatedAt, row.UpdatedAt
 	return t, nil
