@@ -6,10 +6,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/tokenstore/tokenstore/domain"
+	"github.com/tokenstore/tokenstore/ports"
 )
 
 // RefreshConfig tunes refresh coordination. The zero value uses the defaults.
@@ -65,43 +70,96 @@ func (c RefreshConfig) withDefaults() RefreshConfig {
 	return c
 }
 
-// Refresh failure codes stored with the tokens and shown in listings.
-const (
-	ErrCodeGrantRevoked        = "invalid_grant"
-	ErrCodeProviderRejected    = "provider_rejected"
-	ErrCodeProviderUnavailable = "provider_unavailable"
-	ErrCodeInterrupted         = "refresh_interrupted"
-	ErrCodeUndecryptable       = "refresh_token_undecryptable"
-)
+// NoRefresher is the ports.TokenRefresher of an instance with no provider
+// configured for refresh: nothing is refreshable, so an expired access token
+// is reported as expired (domain.ErrTokenExpired) and the worker idles.
+type NoRefresher struct{}
+
+var _ ports.TokenRefresher = NoRefresher{}
+
+// Refresh always fails with domain.ErrProviderNotConfigured.
+func (NoRefresher) Refresh(_ context.Context, provider domain.Provider, _ domain.Secret) (domain.RefreshedTokens, error) {
+	return domain.RefreshedTokens{}, fmt.Errorf("%s: %w", provider, domain.ErrProviderNotConfigured)
+}
+
+// Configured is false for every provider.
+func (NoRefresher) Configured(domain.Provider) bool { return false }
+
+// Providers is empty.
+func (NoRefresher) Providers() []domain.Provider { return nil }
 
 // errLeaseLost: the row changed under an attempt (new tokens were stored,
 // or the lease lapsed and was taken over); the attempt's result is dropped.
 var errLeaseLost = errors.New("refresh lease lost")
 
-// newAttempt names one refresh attempt; unique across instances and
-// attempts, so even two attempts in one process cannot share a lease.
-func (s *TokenService) newAttempt() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return s.refreshCfg.Instance + "/" + hex.EncodeToString(b[:])
+// RefreshCoordinator is the refresh protocol: take a lease on the row in a
+// short transaction, call the provider holding no lock, store the result
+// only while the lease still stands at the version it was taken at (the
+// fence), and release the lease with the outcome. The read path reaches it
+// through Refresh (one shared attempt per process and row); the proactive
+// worker through Providers, Margin, NewAttempt, Lease and RefreshLeased for
+// the rows it claimed. Get it from TokenService.Refreshes.
+type RefreshCoordinator struct {
+	rows      *TokenService // seals and opens rows: one sealing routine for both
+	repo      ports.TokenRepository
+	refresher ports.TokenRefresher
+	margin    time.Duration
+	margins   map[domain.Provider]time.Duration
+	cfg       RefreshConfig
+	log       *slog.Logger
+	flight    singleflight.Group
+	inflight  sync.WaitGroup // refreshes started by reads, for Drain
+	now       func() time.Time
 }
 
-// refreshShared makes every caller in this process that asks for the same
-// tokens share one attempt; each caller still gives up after WaitTimeout or
-// when its own context ends.
-func (s *TokenService) refreshShared(ctx context.Context, user domain.UserID, provider domain.Provider) (AccessToken, error) {
+// Providers lists the providers whose tokens can be refreshed.
+func (c *RefreshCoordinator) Providers() []domain.Provider { return c.refresher.Providers() }
+
+// Margin is the refresh margin for provider's tokens.
+func (c *RefreshCoordinator) Margin(provider domain.Provider) time.Duration {
+	if m, ok := c.margins[provider]; ok && m > 0 {
+		return m
+	}
+	return c.margin
+}
+
+// Lease is how long an attempt's lease lasts (RefreshConfig.Lease).
+func (c *RefreshCoordinator) Lease() time.Duration { return c.cfg.Lease }
+
+// NewAttempt names one refresh attempt, to own a lease; unique across
+// instances and attempts, so even two attempts in one process cannot share
+// a lease.
+func (c *RefreshCoordinator) NewAttempt() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return c.cfg.Instance + "/" + hex.EncodeToString(b[:])
+}
+
+// step applies domain.NextRefreshStep to a stored row.
+func (c *RefreshCoordinator) step(row domain.SealedAuthTokens, now time.Time) domain.RefreshStep {
+	return domain.NextRefreshStep(row.RefreshView(c.Margin(row.Provider), c.refresher.Configured(row.Provider)), now)
+}
+
+// Refresh returns a usable access token for the user's provider tokens,
+// refreshing them under a lease when the refresh rule says so, waiting for
+// another instance's attempt, or answering why not (the errors of
+// TokenService.GetAccessToken). Every caller in this process that asks for
+// the same tokens shares one attempt; each caller still gives up after
+// RefreshConfig.WaitTimeout (domain.ErrUnavailable) or when its own context
+// ends.
+func (c *RefreshCoordinator) Refresh(ctx context.Context, user domain.UserID, provider domain.Provider) (AccessToken, error) {
 	key := string(provider) + "\x00" + string(user)
-	ch := s.flight.DoChan(key, func() (any, error) {
+	ch := c.flight.DoChan(key, func() (any, error) {
 		// The attempt outlives any one caller: abandoning it half-way would
 		// leave a lease to lapse and force the user to reconnect. Drain
 		// waits for it at shutdown.
-		s.inflight.Add(1)
-		defer s.inflight.Done()
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.refreshCfg.Lease)
+		c.inflight.Add(1)
+		defer c.inflight.Done()
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Lease)
 		defer cancel()
-		return s.refresh(actx, user, provider)
+		return c.refresh(actx, user, provider)
 	})
-	timer := time.NewTimer(s.refreshCfg.WaitTimeout)
+	timer := time.NewTimer(c.cfg.WaitTimeout)
 	defer timer.Stop()
 	select {
 	case res := <-ch:
@@ -111,59 +169,29 @@ func (s *TokenService) refreshShared(ctx context.Context, user domain.UserID, pr
 		return res.Val.(AccessToken), nil
 	case <-timer.C:
 		return AccessToken{}, fmt.Errorf("%w: the refresh of %s tokens did not finish within %s",
-			domain.ErrUnavailable, provider, s.refreshCfg.WaitTimeout)
+			domain.ErrUnavailable, provider, c.cfg.WaitTimeout)
 	case <-ctx.Done():
 		return AccessToken{}, ctx.Err()
 	}
 }
 
-type decision int
-
-const (
-	decideFresh       decision = iota // no refresh needed (any more)
-	decideTake                        // take the lease and refresh
-	decideWait                        // another attempt holds the lease
-	decideInterrupted                 // a lease lapsed: mark for re-authorization
-	decideReauth                      // re-authorization required
-	decideNoRefresh                   // nothing to refresh with
-	decideBackoff                     // transient failure recently: not yet
-)
-
-// decide is the double-checked decision, made on the row as re-read under
-// its lock and by the database's clock.
-func (s *TokenService) decide(t domain.SealedAuthTokens, now time.Time) decision {
-	switch {
-	case t.Refresh.ReauthRequired:
-		return decideReauth
-	case t.Refresh.Leased(now):
-		return decideWait
-	case t.Refresh.LeaseLapsed(now):
-		return decideInterrupted
-	case !s.policyFor(t.Provider).NeedsRefresh(t.AccessExpiry, now):
-		return decideFresh
-	case !s.policyFor(t.Provider).CanRefresh(t.RefreshToken != nil, t.RefreshExpiry, now):
-		return decideNoRefresh
-	case !t.Refresh.NextAttemptAt.IsZero() && now.Before(t.Refresh.NextAttemptAt):
-		return decideBackoff
-	}
-	return decideTake
-}
-
-// refresh runs the refresh protocol for one user's provider tokens.
-func (s *TokenService) refresh(ctx context.Context, user domain.UserID, provider domain.Provider) (AccessToken, error) {
-	deadline := time.Now().Add(s.refreshCfg.WaitTimeout)
+// refresh runs the protocol for one user's provider tokens: the refresh
+// rule judged again on the row as re-read under its lock and by the
+// database's clock.
+func (c *RefreshCoordinator) refresh(ctx context.Context, user domain.UserID, provider domain.Provider) (AccessToken, error) {
+	deadline := time.Now().Add(c.cfg.WaitTimeout)
 	for {
-		attempt := s.newAttempt()
-		var d decision
-		row, err := s.repo.UpdateAuthTokens(ctx, user, provider,
+		attempt := c.NewAttempt()
+		var step domain.RefreshStep
+		row, err := c.repo.UpdateAuthTokens(ctx, user, provider,
 			func(cur domain.SealedAuthTokens, now time.Time) (*domain.SealedAuthTokens, error) {
-				d = s.decide(cur, now)
+				step = c.step(cur, now)
 				next := cur
-				switch d {
-				case decideTake:
-					next.Refresh.LeaseOwner, next.Refresh.LeaseUntil = attempt, now.Add(s.refreshCfg.Lease)
-				case decideInterrupted:
-					next.Refresh = domain.RefreshState{ReauthRequired: true, LastError: ErrCodeInterrupted}
+				switch step {
+				case domain.StepRefresh:
+					next.Refresh.LeaseOwner, next.Refresh.LeaseUntil = attempt, now.Add(c.cfg.Lease)
+				case domain.StepInterrupted:
+					next.Refresh = domain.RefreshState{ReauthRequired: true, LastError: domain.CodeRefreshInterrupted}
 				default:
 					return nil, nil
 				}
@@ -172,49 +200,48 @@ func (s *TokenService) refresh(ctx context.Context, user domain.UserID, provider
 		if err != nil {
 			return AccessToken{}, err
 		}
-		switch d {
-		case decideFresh:
-			return s.open(row)
-		case decideTake:
-			return s.runRefresh(ctx, row, attempt)
-		case decideInterrupted:
-			s.log.Warn("refresh was interrupted after its lease lapsed; the provider may have rotated the refresh token, so the user must reconnect",
+		switch step {
+		case domain.StepRefresh:
+			return c.runRefresh(ctx, row, attempt)
+		case domain.StepInterrupted:
+			c.log.Warn("refresh was interrupted after its lease lapsed; the provider may have rotated the refresh token, so the user must reconnect",
 				"user", user, "provider", provider)
-			return AccessToken{}, s.reauthError(provider, ErrCodeInterrupted)
-		case decideReauth:
-			return AccessToken{}, s.reauthError(provider, row.Refresh.LastError)
-		case decideNoRefresh, decideBackoff:
-			if !row.AccessExpiry.Expired(s.now()) {
-				return s.open(row)
-			}
-			if d == decideNoRefresh {
-				return AccessToken{}, s.reauthError(provider, "refresh_token_expired")
-			}
-			return AccessToken{}, &domain.RetryAtError{At: row.Refresh.NextAttemptAt, Err: fmt.Errorf("%w: %s failed recently (%s); retry after %s",
-				domain.ErrUnavailable, provider, row.Refresh.LastError, row.Refresh.NextAttemptAt.Format(time.RFC3339))}
-		case decideWait:
-			if !row.AccessExpiry.Expired(s.now()) {
-				return s.open(row) // still valid: no reason to wait
-			}
-			if err := s.waitForLease(ctx, row, deadline); err != nil {
+			return AccessToken{}, reauthError(provider, domain.CodeRefreshInterrupted)
+		case domain.StepWait:
+			if err := c.waitForLease(ctx, row, deadline); err != nil {
 				return AccessToken{}, err
 			}
+		default:
+			return c.rows.answer(row, step)
 		}
 	}
 }
 
-func (s *TokenService) reauthError(provider domain.Provider, code string) error {
+// reauthError says the user must reconnect, with the stored failure code
+// (domain.CodeRefreshTokenExpired when none is stored).
+func reauthError(provider domain.Provider, code string) error {
 	if code == "" {
-		code = "refresh_token_expired"
+		code = domain.CodeRefreshTokenExpired
 	}
 	return fmt.Errorf("%s tokens (%s): %w", provider, code, domain.ErrReauthRequired)
 }
 
+// RefreshLeased runs the protocol from the provider call on, for a row the
+// caller leased itself (the worker's claim): lease is the row as leased, its
+// Refresh.LeaseOwner the attempt. It runs to completion even when ctx ends
+// (abandoning it would let the lease lapse and force the user to reconnect),
+// bounded by the lease.
+func (c *RefreshCoordinator) RefreshLeased(ctx context.Context, lease domain.SealedAuthTokens) (AccessToken, error) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Lease)
+	defer cancel()
+	return c.runRefresh(rctx, lease, lease.Refresh.LeaseOwner)
+}
+
 // waitForLease polls the row, holding no lock or connection between polls,
 // until the lease held on it is released, lapses or deadline passes.
-func (s *TokenService) waitForLease(ctx context.Context, row domain.SealedAuthTokens, deadline time.Time) error {
+func (c *RefreshCoordinator) waitForLease(ctx context.Context, row domain.SealedAuthTokens, deadline time.Time) error {
 	for {
-		wait := min(s.refreshCfg.PollInterval, time.Until(deadline))
+		wait := min(c.cfg.PollInterval, time.Until(deadline))
 		if wait <= 0 {
 			return fmt.Errorf("%w: another instance is refreshing the %s tokens and has not finished", domain.ErrUnavailable, row.Provider)
 		}
@@ -225,11 +252,11 @@ func (s *TokenService) waitForLease(ctx context.Context, row domain.SealedAuthTo
 			return ctx.Err()
 		case <-t.C:
 		}
-		cur, err := s.repo.GetAuthTokens(ctx, row.User, row.Provider)
+		cur, err := c.repo.GetAuthTokens(ctx, row.User, row.Provider)
 		if err != nil {
 			return err
 		}
-		if cur.Version != row.Version || !cur.Refresh.Leased(s.now()) {
+		if cur.Version != row.Version || !cur.Refresh.Leased(c.now()) {
 			return nil
 		}
 	}
@@ -238,28 +265,28 @@ func (s *TokenService) waitForLease(ctx context.Context, row domain.SealedAuthTo
 // runRefresh calls the provider under a lease taken at lease.Version and
 // stores the outcome. The new access token is returned only after it is
 // committed: a caller never holds a token the database does not.
-func (s *TokenService) runRefresh(ctx context.Context, lease domain.SealedAuthTokens, attempt string) (AccessToken, error) {
-	refreshToken, err := s.openAt(RefreshTokenPlace(lease.User, lease.Provider),
+func (c *RefreshCoordinator) runRefresh(ctx context.Context, lease domain.SealedAuthTokens, attempt string) (AccessToken, error) {
+	refreshToken, err := c.rows.openAt(RefreshTokenPlace(lease.User, lease.Provider),
 		domain.Ciphertext{KeyID: lease.KeyID, Data: lease.RefreshToken})
 	if err != nil {
 		// Retrying cannot help until someone fixes the row or the keyring:
 		// back off as for a configuration error, so the worker moves on.
-		s.release(ctx, lease, attempt, domain.RefreshState{
-			LastError: ErrCodeUndecryptable, NextAttemptAt: s.now().Add(s.refreshCfg.RejectedRetryAfter),
+		c.release(ctx, lease, attempt, domain.RefreshState{
+			LastError: domain.CodeRefreshUndecryptable, NextAttemptAt: c.now().Add(c.cfg.RejectedRetryAfter),
 		})
 		return AccessToken{}, err
 	}
-	res, err := s.refresher.Refresh(ctx, lease.Provider, refreshToken)
+	res, err := c.refresher.Refresh(ctx, lease.Provider, refreshToken)
 	if err != nil {
-		return s.refreshFailed(ctx, lease, attempt, err)
+		return c.refreshFailed(ctx, lease, attempt, err)
 	}
-	next, err := s.sealRefreshed(lease, res, refreshToken)
+	next, err := c.sealRefreshed(lease, res, refreshToken)
 	if err != nil {
 		// Nothing was stored; the provider may have rotated the refresh
 		// token, so the lease is left to lapse rather than released.
 		return AccessToken{}, fmt.Errorf("%w: sealing refreshed tokens: %v", domain.ErrUnavailable, err)
 	}
-	stored, err := s.repo.UpdateAuthTokens(ctx, lease.User, lease.Provider,
+	stored, err := c.repo.UpdateAuthTokens(ctx, lease.User, lease.Provider,
 		func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, error) {
 			if cur.Version != lease.Version || cur.Refresh.LeaseOwner != attempt {
 				return nil, errLeaseLost
@@ -271,31 +298,31 @@ func (s *TokenService) runRefresh(ctx context.Context, lease domain.SealedAuthTo
 		// The user stored new tokens (or deleted them) while the provider
 		// answered: theirs win, ours are dropped. Answer from the row as it
 		// is now.
-		s.log.Info("tokens changed during a refresh; the refreshed tokens are dropped",
+		c.log.Info("tokens changed during a refresh; the refreshed tokens are dropped",
 			"user", lease.User, "provider", lease.Provider)
-		cur, gerr := s.repo.GetAuthTokens(ctx, lease.User, lease.Provider)
+		cur, gerr := c.repo.GetAuthTokens(ctx, lease.User, lease.Provider)
 		if gerr != nil {
 			return AccessToken{}, gerr
 		}
-		if cur.Refresh.ReauthRequired || cur.AccessExpiry.Expired(s.now()) {
+		if cur.Refresh.ReauthRequired || cur.AccessExpiry.Expired(c.now()) {
 			return AccessToken{}, fmt.Errorf("%w: the %s tokens changed during a refresh; retry", domain.ErrUnavailable, lease.Provider)
 		}
-		return s.open(cur)
+		return c.rows.open(cur)
 	case err != nil:
 		// The provider issued new tokens that are not stored. The lease is
 		// left to lapse: whoever finds it lapsed marks the tokens for
 		// re-authorization instead of sending the old refresh token again.
-		s.log.Error("refreshed tokens could not be stored", "user", lease.User, "provider", lease.Provider, "err", err)
+		c.log.Error("refreshed tokens could not be stored", "user", lease.User, "provider", lease.Provider, "err", err)
 		return AccessToken{}, fmt.Errorf("%w: the refreshed %s tokens could not be stored", domain.ErrUnavailable, lease.Provider)
 	}
 	if at, ok := stored.AccessExpiry.Time(); ok {
-		if life, margin := at.Sub(s.now()), s.marginFor(lease.Provider); life <= margin {
-			s.log.Warn("the provider's access tokens live no longer than the refresh margin, so every read refreshes them: "+
+		if life, margin := at.Sub(c.now()), c.Margin(lease.Provider); life <= margin {
+			c.log.Warn("the provider's access tokens live no longer than the refresh margin, so every read refreshes them: "+
 				"set refresh_margin in this provider's entry below their lifetime",
 				"provider", lease.Provider, "lifetime", life.Round(time.Second), "margin", margin)
 		}
 	}
-	s.log.Info("tokens refreshed", "user", lease.User, "provider", lease.Provider,
+	c.log.Info("tokens refreshed", "user", lease.User, "provider", lease.Provider,
 		"rotated", !res.RefreshToken.IsZero(), "expires", stored.AccessExpiry.String())
 	return AccessToken{User: lease.User, Provider: lease.Provider, Token: res.AccessToken, Expiry: stored.AccessExpiry}, nil
 }
@@ -303,7 +330,7 @@ func (s *TokenService) runRefresh(ctx context.Context, lease domain.SealedAuthTo
 // sealRefreshed builds the row to store: the provider's new access token,
 // its new refresh token if it rotated it (else the old one), and their
 // expiries, all sealed under the current primary key.
-func (s *TokenService) sealRefreshed(lease domain.SealedAuthTokens, res domain.RefreshedTokens, oldRefresh domain.Secret) (domain.SealedAuthTokens, error) {
+func (c *RefreshCoordinator) sealRefreshed(lease domain.SealedAuthTokens, res domain.RefreshedTokens, oldRefresh domain.Secret) (domain.SealedAuthTokens, error) {
 	t := domain.AuthTokens{
 		User: lease.User, Provider: lease.Provider,
 		AccessToken: res.AccessToken, AccessExpiry: res.AccessExpiry,
@@ -314,7 +341,7 @@ func (s *TokenService) sealRefreshed(lease domain.SealedAuthTokens, res domain.R
 		// before does not stop expiring because the answer omits it: assume
 		// it lives twice the refresh margin, so it is refreshed again in time
 		// rather than handed out after it died.
-		t.AccessExpiry = domain.At(s.now().Add(2 * s.marginFor(lease.Provider)))
+		t.AccessExpiry = domain.At(c.now().Add(2 * c.Margin(lease.Provider)))
 	}
 	if !res.RefreshToken.IsZero() {
 		t.RefreshToken, t.RefreshExpiry = res.RefreshToken, res.RefreshExpiry
@@ -322,46 +349,46 @@ func (s *TokenService) sealRefreshed(lease domain.SealedAuthTokens, res domain.R
 	if t.AccessToken.IsZero() {
 		return domain.SealedAuthTokens{}, errors.New("provider returned no access token")
 	}
-	return s.seal(t)
+	return c.rows.seal(t)
 }
 
 // refreshFailed records a provider failure. Permanent failures mark the
 // tokens for re-authorization (no provider call until new tokens are
 // stored); transient ones back off and keep the old token while it lasts.
-func (s *TokenService) refreshFailed(ctx context.Context, lease domain.SealedAuthTokens, attempt string, cause error) (AccessToken, error) {
-	log := s.log.With("user", lease.User, "provider", lease.Provider, "err", cause)
+func (c *RefreshCoordinator) refreshFailed(ctx context.Context, lease domain.SealedAuthTokens, attempt string, cause error) (AccessToken, error) {
+	log := c.log.With("user", lease.User, "provider", lease.Provider, "err", cause)
 	switch {
 	case errors.Is(cause, domain.ErrGrantRevoked):
 		log.Warn("refresh token rejected by the provider; the user must reconnect")
-		s.release(ctx, lease, attempt, domain.RefreshState{ReauthRequired: true, LastError: ErrCodeGrantRevoked})
-		return AccessToken{}, fmt.Errorf("%w: %w", s.reauthError(lease.Provider, ErrCodeGrantRevoked), cause)
+		c.release(ctx, lease, attempt, domain.RefreshState{ReauthRequired: true, LastError: domain.CodeGrantRevoked})
+		return AccessToken{}, fmt.Errorf("%w: %w", reauthError(lease.Provider, domain.CodeGrantRevoked), cause)
 	case errors.Is(cause, domain.ErrProviderRejected):
 		// invalid_client, a wrong token URL...: tokenstore's configuration,
 		// not the user's grant. Marking every user of the provider for
 		// re-authorization would outlive the fix, so back off for longer
 		// instead; refreshes resume once the configuration is corrected.
 		log.Error("the provider rejected the refresh request: check the provider configuration",
-			"retry_after", s.refreshCfg.RejectedRetryAfter)
-		next := s.now().Add(s.refreshCfg.RejectedRetryAfter)
-		s.release(ctx, lease, attempt, domain.RefreshState{LastError: ErrCodeProviderRejected, NextAttemptAt: next})
-		if !lease.AccessExpiry.Expired(s.now()) {
-			return s.open(lease)
+			"retry_after", c.cfg.RejectedRetryAfter)
+		next := c.now().Add(c.cfg.RejectedRetryAfter)
+		c.release(ctx, lease, attempt, domain.RefreshState{LastError: domain.CodeProviderRejected, NextAttemptAt: next})
+		if !lease.AccessExpiry.Expired(c.now()) {
+			return c.rows.open(lease)
 		}
 		return AccessToken{}, &domain.RetryAtError{At: next, Err: fmt.Errorf("%w: %w", domain.ErrUnavailable, cause)}
 	case errors.Is(cause, domain.ErrProviderNotConfigured):
-		s.release(ctx, lease, attempt, domain.RefreshState{
-			LastError: ErrCodeProviderRejected, NextAttemptAt: s.now().Add(s.refreshCfg.RejectedRetryAfter),
+		c.release(ctx, lease, attempt, domain.RefreshState{
+			LastError: domain.CodeProviderRejected, NextAttemptAt: c.now().Add(c.cfg.RejectedRetryAfter),
 		})
-		if lease.AccessExpiry.Expired(s.now()) {
+		if lease.AccessExpiry.Expired(c.now()) {
 			return AccessToken{}, fmt.Errorf("%s tokens: %w", lease.Provider, domain.ErrTokenExpired)
 		}
-		return s.open(lease)
+		return c.rows.open(lease)
 	default:
-		log.Warn("refresh failed transiently; backing off", "retry_after", s.refreshCfg.RetryAfter)
-		next := s.now().Add(s.refreshCfg.RetryAfter)
-		s.release(ctx, lease, attempt, domain.RefreshState{LastError: ErrCodeProviderUnavailable, NextAttemptAt: next})
-		if !lease.AccessExpiry.Expired(s.now()) {
-			return s.open(lease)
+		log.Warn("refresh failed transiently; backing off", "retry_after", c.cfg.RetryAfter)
+		next := c.now().Add(c.cfg.RetryAfter)
+		c.release(ctx, lease, attempt, domain.RefreshState{LastError: domain.CodeProviderUnavailable, NextAttemptAt: next})
+		if !lease.AccessExpiry.Expired(c.now()) {
+			return c.rows.open(lease)
 		}
 		return AccessToken{}, &domain.RetryAtError{At: next, Err: fmt.Errorf("%w: %w", domain.ErrUnavailable, cause)}
 	}
@@ -369,8 +396,8 @@ func (s *TokenService) refreshFailed(ctx context.Context, lease domain.SealedAut
 
 // release ends a lease without new tokens, setting the refresh state to st.
 // A failure here leaves the lease to lapse, which is the safe outcome.
-func (s *TokenService) release(ctx context.Context, lease domain.SealedAuthTokens, attempt string, st domain.RefreshState) {
-	_, err := s.repo.UpdateAuthTokens(ctx, lease.User, lease.Provider,
+func (c *RefreshCoordinator) release(ctx context.Context, lease domain.SealedAuthTokens, attempt string, st domain.RefreshState) {
+	_, err := c.repo.UpdateAuthTokens(ctx, lease.User, lease.Provider,
 		func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, error) {
 			if cur.Version != lease.Version || cur.Refresh.LeaseOwner != attempt {
 				return nil, nil // someone else's row now
@@ -380,18 +407,19 @@ func (s *TokenService) release(ctx context.Context, lease domain.SealedAuthToken
 			return &next, nil
 		})
 	if err != nil {
-		s.log.Error("could not release a refresh lease", "user", lease.User, "provider", lease.Provider, "err", err)
+		c.log.Error("could not release a refresh lease", "user", lease.User, "provider", lease.Provider, "err", err)
 	}
 }
 
-// Drain waits for refreshes in flight to finish (their provider calls and
+// Drain waits for refreshes started by reads to finish (their provider calls and
 // commits are bounded by the lease) or for ctx to end. Shutdown calls it
 // before the pool closes: a refresh cut off after the provider rotated the
-// refresh token would force the user to reconnect.
-func (s *TokenService) Drain(ctx context.Context) error {
+// refresh token would force the user to reconnect. (The worker's refreshes
+// are waited for by RefreshWorker.Stop.)
+func (c *RefreshCoordinator) Drain(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
-		s.inflight.Wait()
+		c.inflight.Wait()
 		close(done)
 	}()
 	select {
@@ -400,13 +428,4 @@ func (s *TokenService) Drain(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("refreshes still in flight at shutdown: %w", ctx.Err())
 	}
-}
-
-// open decrypts a row's access token for a caller.
-func (s *TokenService) open(t domain.SealedAuthTokens) (AccessToken, error) {
-	token, err := s.openAt(AccessTokenPlace(t.User, t.Provider), domain.Ciphertext{KeyID: t.KeyID, Data: t.AccessToken})
-	if err != nil {
-		return AccessToken{}, err
-	}
-	return AccessToken{User: t.User, Provider: t.Provider, Token: token, Expiry: t.AccessExpiry}, nil
 }

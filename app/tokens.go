@@ -4,10 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
-
-	"golang.org/x/sync/singleflight"
 
 	"github.com/tokenstore/tokenstore/domain"
 	"github.com/tokenstore/tokenstore/ports"
@@ -28,33 +25,36 @@ type Config struct {
 
 // TokenService is the token store's use cases.
 type TokenService struct {
-	crypter    ports.TokenCrypter
-	repo       ports.TokenRepository
-	refresher  ports.TokenRefresher // nil: tokens are never refreshed
-	policy     domain.RefreshPolicy
-	margins    map[domain.Provider]time.Duration
-	refreshCfg RefreshConfig
-	log        *slog.Logger
-	flight     singleflight.Group
-	inflight   sync.WaitGroup // refreshes started by reads, for Drain
-	now        func() time.Time
+	crypter   ports.TokenCrypter
+	repo      ports.TokenRepository
+	refreshes *RefreshCoordinator
+	log       *slog.Logger
+	now       func() time.Time
 }
 
-// NewTokenService returns the service. refresher may be nil: then an expired
-// access token is reported with domain.ErrTokenExpired.
+// NewTokenService returns the service. refresher must not be nil: pass
+// NoRefresher{} when no provider is configured for refresh; then an expired
+// access token is reported with domain.ErrTokenExpired. log may be nil
+// (discard).
 func NewTokenService(cfg Config, log *slog.Logger, crypter ports.TokenCrypter, repo ports.TokenRepository, refresher ports.TokenRefresher) *TokenService {
-	policy := domain.DefaultRefreshPolicy()
-	if cfg.RefreshMargin > 0 {
-		policy.Margin = cfg.RefreshMargin
-	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &TokenService{
-		crypter: crypter, repo: repo, refresher: refresher, policy: policy, margins: cfg.ProviderMargins,
-		refreshCfg: cfg.Refresh.withDefaults(), log: log, now: time.Now,
+	margin := domain.DefaultRefreshMargin
+	if cfg.RefreshMargin > 0 {
+		margin = cfg.RefreshMargin
 	}
+	s := &TokenService{crypter: crypter, repo: repo, log: log, now: time.Now}
+	s.refreshes = &RefreshCoordinator{
+		rows: s, repo: repo, refresher: refresher, margin: margin, margins: cfg.ProviderMargins,
+		cfg: cfg.Refresh.withDefaults(), log: log, now: time.Now,
+	}
+	return s
 }
+
+// Refreshes is the service's refresh protocol, for the proactive worker and
+// for draining refreshes in flight at shutdown.
+func (s *TokenService) Refreshes() *RefreshCoordinator { return s.refreshes }
 
 // ProviderStatus describes a user's stored tokens for one provider, without
 // any token material.
@@ -105,20 +105,32 @@ func (s *TokenService) GetAccessToken(ctx context.Context, user domain.UserID, p
 	if err != nil {
 		return AccessToken{}, err
 	}
-	now := s.now()
-	expired := sealed.AccessExpiry.Expired(now)
-	switch {
-	case sealed.Refresh.ReauthRequired:
-		return AccessToken{}, s.reauthError(provider, sealed.Refresh.LastError)
-	case !s.policyFor(provider).NeedsRefresh(sealed.AccessExpiry, now) && sealed.Refresh.LeaseOwner == "":
-		return s.open(sealed)
-	case s.refresher == nil || !s.refresher.Configured(provider):
-		if expired {
-			return AccessToken{}, fmt.Errorf("%s tokens of user %q: %w", provider, user, domain.ErrTokenExpired)
-		}
-		return s.open(sealed)
+	switch step := s.refreshes.step(sealed, s.now()); step {
+	case domain.StepRefresh, domain.StepWait, domain.StepInterrupted:
+		return s.refreshes.Refresh(ctx, user, provider)
+	default:
+		return s.answer(sealed, step)
 	}
-	return s.refreshShared(ctx, user, provider)
+}
+
+// answer is the outcome of the refresh rule's steps that need no lease:
+// the stored access token, or why it cannot be had.
+func (s *TokenService) answer(row domain.SealedAuthTokens, step domain.RefreshStep) (AccessToken, error) {
+	switch step {
+	case domain.StepServe:
+		return s.open(row)
+	case domain.StepReauth:
+		code := domain.CodeRefreshTokenExpired
+		if row.Refresh.ReauthRequired {
+			code = row.Refresh.LastError
+		}
+		return AccessToken{}, reauthError(row.Provider, code)
+	case domain.StepBackOff:
+		return AccessToken{}, &domain.RetryAtError{At: row.Refresh.NextAttemptAt, Err: fmt.Errorf("%w: %s failed recently (%s); retry after %s",
+			domain.ErrUnavailable, row.Provider, row.Refresh.LastError, row.Refresh.NextAttemptAt.Format(time.RFC3339))}
+	default: // domain.StepExpired
+		return AccessToken{}, fmt.Errorf("%s tokens of user %q: %w", row.Provider, row.User, domain.ErrTokenExpired)
+	}
 }
 
 // DeleteAuthTokens forgets a user's tokens for a provider.
@@ -138,7 +150,7 @@ func (s *TokenService) ListProviders(ctx context.Context, user domain.UserID) ([
 	for _, info := range infos {
 		out = append(out, ProviderStatus{
 			Provider:        info.Provider,
-			State:           s.policyFor(info.Provider).StateOf(info, now),
+			State:           info.RefreshView(s.refreshes.Margin(info.Provider)).State(now),
 			AccessExpiry:    info.AccessExpiry,
 			RefreshExpiry:   info.RefreshExpiry,
 			HasRefreshToken: info.HasRefreshToken,
@@ -184,18 +196,6 @@ func (s *TokenService) DeleteOfflineToken(ctx context.Context, user domain.UserI
 	return s.repo.DeleteOfflineToken(ctx, user)
 }
 
-// marginFor is the refresh margin for provider's tokens.
-func (s *TokenService) marginFor(provider domain.Provider) time.Duration {
-	if m, ok := s.margins[provider]; ok && m > 0 {
-		return m
-	}
-	return s.policy.Margin
-}
-
-func (s *TokenService) policyFor(provider domain.Provider) domain.RefreshPolicy {
-	return domain.RefreshPolicy{Margin: s.marginFor(provider)}
-}
-
 // seal encrypts both tokens under the primary key.
 func (s *TokenService) seal(t domain.AuthTokens) (domain.SealedAuthTokens, error) {
 	access, err := s.sealAt(AccessTokenPlace(t.User, t.Provider), t.AccessToken)
@@ -223,10 +223,19 @@ func (s *TokenService) seal(t domain.AuthTokens) (domain.SealedAuthTokens, error
 func (s *TokenService) status(t domain.AuthTokens, updated time.Time) ProviderStatus {
 	return ProviderStatus{
 		Provider:        t.Provider,
-		State:           s.policyFor(t.Provider).State(t, s.now()),
+		State:           t.RefreshView(s.refreshes.Margin(t.Provider)).State(s.now()),
 		AccessExpiry:    t.AccessExpiry,
 		RefreshExpiry:   t.RefreshExpiry,
 		HasRefreshToken: t.HasRefreshToken(),
 		UpdatedAt:       updated,
 	}
+}
+
+// open decrypts a row's access token for a caller.
+func (s *TokenService) open(t domain.SealedAuthTokens) (AccessToken, error) {
+	token, err := s.openAt(AccessTokenPlace(t.User, t.Provider), domain.Ciphertext{KeyID: t.KeyID, Data: t.AccessToken})
+	if err != nil {
+		return AccessToken{}, err
+	}
+	return AccessToken{User: t.User, Provider: t.Provider, Token: token, Expiry: t.AccessExpiry}, nil
 }

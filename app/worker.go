@@ -45,30 +45,32 @@ func (c WorkerConfig) withDefaults() WorkerConfig {
 
 // RefreshWorker refreshes tokens shortly before they enter the refresh
 // margin, so readers rarely wait for a provider. Instances share the work:
-// each scan leases a disjoint batch (FOR UPDATE SKIP LOCKED) and refreshes it
-// through the same leased, fenced path as a read.
+// each scan leases a disjoint batch (ports.RefreshQueue) and refreshes it
+// through the same leased, fenced protocol as a read (RefreshCoordinator).
 type RefreshWorker struct {
-	svc  *TokenService
-	repo ports.TokenRepository
-	cfg  WorkerConfig
-	log  *slog.Logger
+	refreshes *RefreshCoordinator
+	queue     ports.RefreshQueue
+	cfg       WorkerConfig
+	log       *slog.Logger
 
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-// NewRefreshWorker returns the worker; Start runs it.
-func NewRefreshWorker(cfg WorkerConfig, svc *TokenService, repo ports.TokenRepository, log *slog.Logger) *RefreshWorker {
+// NewRefreshWorker returns the worker; Start runs it. refreshes is the
+// service's protocol (TokenService.Refreshes); queue is the storage the
+// service's repository uses. log may be nil (discard).
+func NewRefreshWorker(cfg WorkerConfig, refreshes *RefreshCoordinator, queue ports.RefreshQueue, log *slog.Logger) *RefreshWorker {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &RefreshWorker{svc: svc, repo: repo, cfg: cfg.withDefaults(), log: log}
+	return &RefreshWorker{refreshes: refreshes, queue: queue, cfg: cfg.withDefaults(), log: log}
 }
 
 // Start runs scans in the background until Stop. It does nothing when the
-// worker is disabled or no refresher is configured.
+// worker is disabled or no provider is configured for refresh.
 func (w *RefreshWorker) Start(context.Context) error {
-	if !w.cfg.Enabled || w.svc.refresher == nil {
+	if !w.cfg.Enabled || len(w.refreshes.Providers()) == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -112,21 +114,18 @@ func (w *RefreshWorker) loop(ctx context.Context) {
 }
 
 // RunOnce marks rows whose refresh lease lapsed (see
-// ports.TokenRepository.MarkLapsedLeases), then refreshes up to Batch tokens
+// ports.RefreshQueue.MarkLapsedLeases), then refreshes up to Batch tokens
 // due for refresh and returns how many were refreshed successfully. It
 // claims Concurrency rows at a time and refreshes them at once, so a lease
 // never waits for a free slot: a row claimed but started late would see its
 // lease lapse, and a lapsed lease means the user must reconnect. A stopped
 // worker claims nothing more.
 func (w *RefreshWorker) RunOnce(ctx context.Context) (int, error) {
-	if w.svc.refresher == nil {
-		return 0, nil
-	}
-	providers := w.svc.refresher.Providers()
+	providers := w.refreshes.Providers()
 	if len(providers) == 0 {
 		return 0, nil
 	}
-	if n, err := w.repo.MarkLapsedLeases(ctx); err != nil {
+	if n, err := w.queue.MarkLapsedLeases(ctx); err != nil {
 		return 0, err
 	} else if n > 0 {
 		w.log.Warn("refreshes were interrupted after their lease lapsed; those users must reconnect", "rows", n)
@@ -135,7 +134,7 @@ func (w *RefreshWorker) RunOnce(ctx context.Context) (int, error) {
 	// is its margin plus the lookahead.
 	groups := map[time.Duration][]domain.Provider{}
 	for _, p := range providers {
-		h := w.svc.marginFor(p) + w.cfg.Lookahead
+		h := w.refreshes.Margin(p) + w.cfg.Lookahead
 		groups[h] = append(groups[h], p)
 	}
 	refreshed, claimedTotal := 0, 0
@@ -155,9 +154,11 @@ func (w *RefreshWorker) RunOnce(ctx context.Context) (int, error) {
 func (w *RefreshWorker) runGroup(ctx context.Context, providers []domain.Provider, horizon time.Duration, budget int) (int, int, error) {
 	refreshed, claimedTotal := 0, 0
 	for claimedTotal < budget && ctx.Err() == nil {
-		attempt := w.svc.newAttempt()
 		n := min(w.cfg.Concurrency, budget-claimedTotal)
-		claimed, err := w.repo.ClaimDueRefreshes(ctx, attempt, providers, w.svc.refreshCfg.Lease, horizon, n)
+		claimed, err := w.queue.ClaimDueRefreshes(ctx, ports.RefreshClaim{
+			Owner: w.refreshes.NewAttempt(), Providers: providers,
+			Lease: w.refreshes.Lease(), Horizon: horizon, Limit: n,
+		})
 		if err != nil {
 			return refreshed, claimedTotal, err
 		}
@@ -175,9 +176,7 @@ func (w *RefreshWorker) runGroup(ctx context.Context, providers []domain.Provide
 				defer wg.Done()
 				// Runs to completion even if the worker is stopped:
 				// abandoning it would let the lease lapse.
-				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.svc.refreshCfg.Lease)
-				defer cancel()
-				if _, err := w.svc.runRefresh(rctx, lease, attempt); err == nil {
+				if _, err := w.refreshes.RefreshLeased(ctx, lease); err == nil {
 					mu.Lock()
 					refreshed++
 					mu.Unlock()

@@ -16,7 +16,7 @@ WITH due AS (
     WHERE refresh_token IS NOT NULL
       AND NOT reauth_required
       AND provider = ANY($3::text[])
-      AND access_token_expires_at < now() + make_interval(secs => $4::float8)
+      AND access_token_expires_at <= now() + make_interval(secs => $4::float8)
       AND refresh_lease_owner IS NULL
       AND (next_refresh_at IS NULL OR next_refresh_at <= now())
       AND (refresh_token_expires_at IS NULL OR refresh_token_expires_at > now())
@@ -39,11 +39,14 @@ type ClaimDueRefreshesParams struct {
 	MaxRows        int32
 }
 
-// Leases up to max_rows refreshable rows of the given providers whose access
-// token expires before now + horizon. now() (not clock_timestamp()) so the
-// expiry bound can use the partial index. SKIP LOCKED lets several instances claim disjoint batches
-// at once, and rows under a live lease, in back-off or needing re-authorization
-// are left alone. Expired leases are left to the read path, which marks them.
+// Leases up to max_rows rows for which domain.NextRefreshStep (domain/policy.go)
+// says StepRefresh, with horizon as the margin and only the given providers
+// refreshable: this WHERE clause is that function's StepRefresh branch
+// written in SQL, and tests/storage checks on a table of rows that the two
+// agree. Keep them in step. now() (not clock_timestamp()) so the expiry
+// bound can use the partial index. SKIP LOCKED lets several instances claim
+// disjoint batches at once. Rows under any lease are left alone: a live one
+// is someone's refresh, a lapsed one is MarkLapsedLeases's.
 func (q *Queries) ClaimDueRefreshes(ctx context.Context, db DBTX, arg ClaimDueRefreshesParams) ([]AuthToken, error) {
 	rows, err := db.Query(ctx, claimDueRefreshes,
 		arg.Owner,
@@ -234,16 +237,18 @@ UPDATE auth_tokens SET
     refresh_lease_owner = NULL,
     refresh_lease_until = NULL,
     reauth_required     = true,
-    refresh_error       = 'refresh_interrupted'
-WHERE refresh_lease_owner IS NOT NULL AND refresh_lease_until < now()
+    refresh_error       = $1::text
+WHERE refresh_lease_owner IS NOT NULL AND refresh_lease_until <= now()
 `
 
-// A lease past its deadline means its refresh died after the provider may
-// have rotated the refresh token: the tokens need re-authorization. The
-// read path marks such rows when it meets them; the worker sweeps the rest
-// so listings tell the truth and the rows leave the refresh index.
-func (q *Queries) MarkLapsedLeases(ctx context.Context, db DBTX) (int64, error) {
-	result, err := db.Exec(ctx, markLapsedLeases)
+// A lease past its deadline (domain.RefreshState.LeaseLapsed: lease_until
+// <= now) means its refresh died after the provider may have rotated the
+// refresh token: the tokens need re-authorization. The read path marks such
+// rows when it meets them; the worker sweeps the rest so listings tell the
+// truth and the rows leave the refresh index. refresh_error is
+// domain.CodeRefreshInterrupted, passed in so the code has one spelling.
+func (q *Queries) MarkLapsedLeases(ctx context.Context, db DBTX, refreshError string) (int64, error) {
+	result, err := db.Exec(ctx, markLapsedLeases, refreshError)
 	if err != nil {
 		return 0, err
 	}

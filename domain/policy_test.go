@@ -7,13 +7,10 @@ import (
 	"github.com/tokenstore/tokenstore/domain"
 )
 
-func TestDefaultRefreshPolicy(t *testing.T) {
+func TestDefaultRefreshMargin(t *testing.T) {
 	t.Parallel()
 	if domain.DefaultRefreshMargin != 15*time.Minute {
 		t.Errorf("DefaultRefreshMargin = %v, want 15m", domain.DefaultRefreshMargin)
-	}
-	if got := domain.DefaultRefreshPolicy().Margin; got != domain.DefaultRefreshMargin {
-		t.Errorf("DefaultRefreshPolicy().Margin = %v, want %v", got, domain.DefaultRefreshMargin)
 	}
 }
 
@@ -32,6 +29,167 @@ func TestTokenStateValues(t *testing.T) {
 	}
 }
 
+// TestCodeValues pins the refresh failure codes: they are stored and appear
+// in API responses.
+func TestCodeValues(t *testing.T) {
+	t.Parallel()
+	for got, want := range map[string]string{
+		domain.CodeGrantRevoked:         "invalid_grant",
+		domain.CodeProviderRejected:     "provider_rejected",
+		domain.CodeProviderUnavailable:  "provider_unavailable",
+		domain.CodeRefreshInterrupted:   "refresh_interrupted",
+		domain.CodeRefreshUndecryptable: "refresh_token_undecryptable",
+		domain.CodeRefreshTokenExpired:  "refresh_token_expired",
+	} {
+		if got != want {
+			t.Errorf("code %q, want %q", got, want)
+		}
+	}
+}
+
+const margin = 15 * time.Minute
+
+// due is a row whose access token is inside the margin, with an unexpired
+// refresh token, no lease, no back-off, of a refreshable provider: the
+// baseline every case of the specification changes one or two facts of.
+func due() domain.RefreshView {
+	return domain.RefreshView{
+		AccessExpiry:    domain.At(now.Add(time.Minute)),
+		RefreshExpiry:   domain.At(now.Add(30 * 24 * time.Hour)),
+		HasRefreshToken: true,
+		Refreshable:     true,
+		Margin:          margin,
+	}
+}
+
+func at(d time.Duration) domain.Expiry { return domain.At(now.Add(d)) }
+
+// TestNextRefreshStep is the specification of the refresh rule. Each case
+// starts from due() and changes what its name says.
+func TestNextRefreshStep(t *testing.T) {
+	t.Parallel()
+	const ns = time.Nanosecond
+	expired := func(v *domain.RefreshView) { v.AccessExpiry = at(-time.Hour) }
+	lease := func(until time.Duration) func(*domain.RefreshView) {
+		return func(v *domain.RefreshView) {
+			v.Refresh.LeaseOwner, v.Refresh.LeaseUntil = "other/1", now.Add(until)
+		}
+	}
+	backoff := func(until time.Duration) func(*domain.RefreshView) {
+		return func(v *domain.RefreshView) { v.Refresh.NextAttemptAt = now.Add(until) }
+	}
+	access := func(e domain.Expiry) func(*domain.RefreshView) {
+		return func(v *domain.RefreshView) { v.AccessExpiry = e }
+	}
+	refresh := func(has bool, e domain.Expiry) func(*domain.RefreshView) {
+		return func(v *domain.RefreshView) { v.HasRefreshToken, v.RefreshExpiry = has, e }
+	}
+	reauth := func(v *domain.RefreshView) {
+		v.Refresh.ReauthRequired, v.Refresh.LastError = true, domain.CodeGrantRevoked
+	}
+	notRefreshable := func(v *domain.RefreshView) { v.Refreshable = false }
+	marginOf := func(m time.Duration) func(*domain.RefreshView) {
+		return func(v *domain.RefreshView) { v.Margin = m }
+	}
+
+	tests := []struct {
+		name string
+		edit []func(*domain.RefreshView)
+		want domain.RefreshStep
+	}{
+		// The margin and the expiry instant.
+		{"inside margin", nil, domain.StepRefresh},
+		{"far future", []func(*domain.RefreshView){access(at(24 * time.Hour))}, domain.StepServe},
+		{"1ns outside margin", []func(*domain.RefreshView){access(at(margin + ns))}, domain.StepServe},
+		{"exactly at margin edge", []func(*domain.RefreshView){access(at(margin))}, domain.StepRefresh},
+		{"1ns inside margin", []func(*domain.RefreshView){access(at(margin - ns))}, domain.StepRefresh},
+		{"expires in 1ns", []func(*domain.RefreshView){access(at(ns))}, domain.StepRefresh},
+		{"expires exactly now", []func(*domain.RefreshView){access(at(0))}, domain.StepRefresh},
+		{"expired", []func(*domain.RefreshView){expired}, domain.StepRefresh},
+		{"zero margin, 1ns left", []func(*domain.RefreshView){marginOf(0), access(at(ns))}, domain.StepServe},
+		{"zero margin, expires now", []func(*domain.RefreshView){marginOf(0), access(at(0))}, domain.StepRefresh},
+		{"negative margin counts as zero", []func(*domain.RefreshView){marginOf(-time.Hour), access(at(0))}, domain.StepRefresh},
+		{"negative margin, 1ns left", []func(*domain.RefreshView){marginOf(-time.Hour), access(at(ns))}, domain.StepServe},
+
+		// Tokens that never expire.
+		{"never expires", []func(*domain.RefreshView){access(domain.Never())}, domain.StepServe},
+		{"never expires, huge margin", []func(*domain.RefreshView){access(domain.Never()), marginOf(1 << 62)}, domain.StepServe},
+		{"never expires, no refresh token", []func(*domain.RefreshView){access(domain.Never()), refresh(false, domain.Never())}, domain.StepServe},
+		{"never expires, refresh expired", []func(*domain.RefreshView){access(domain.Never()), refresh(true, at(-time.Hour))}, domain.StepServe},
+		{"never expires, not refreshable", []func(*domain.RefreshView){access(domain.Never()), notRefreshable}, domain.StepServe},
+		{"refresh token never expires", []func(*domain.RefreshView){expired, refresh(true, domain.Never())}, domain.StepRefresh},
+
+		// No usable refresh token.
+		{"no refresh token, inside margin", []func(*domain.RefreshView){refresh(false, domain.Never())}, domain.StepServe},
+		{"no refresh token, expired", []func(*domain.RefreshView){expired, refresh(false, domain.Never())}, domain.StepReauth},
+		{"no refresh token, expires now", []func(*domain.RefreshView){access(at(0)), refresh(false, domain.Never())}, domain.StepReauth},
+		{"refresh expiry without token, expired", []func(*domain.RefreshView){expired, refresh(false, at(time.Hour))}, domain.StepReauth},
+		{"refresh expired, inside margin", []func(*domain.RefreshView){refresh(true, at(-time.Hour))}, domain.StepServe},
+		{"refresh expired, access expired", []func(*domain.RefreshView){expired, refresh(true, at(-time.Hour))}, domain.StepReauth},
+		{"refresh expires exactly now", []func(*domain.RefreshView){expired, refresh(true, at(0))}, domain.StepReauth},
+		{"refresh valid 1ns more", []func(*domain.RefreshView){expired, refresh(true, at(ns))}, domain.StepRefresh},
+
+		// Marked for re-authorization: nothing else matters.
+		{"reauth", []func(*domain.RefreshView){reauth}, domain.StepReauth},
+		{"reauth, far future", []func(*domain.RefreshView){reauth, access(at(time.Hour))}, domain.StepReauth},
+		{"reauth, never expires", []func(*domain.RefreshView){reauth, access(domain.Never())}, domain.StepReauth},
+		{"reauth, not refreshable", []func(*domain.RefreshView){reauth, notRefreshable}, domain.StepReauth},
+		{"reauth, live lease", []func(*domain.RefreshView){reauth, lease(time.Minute)}, domain.StepReauth},
+
+		// Providers this instance cannot refresh.
+		{"not refreshable, inside margin", []func(*domain.RefreshView){notRefreshable}, domain.StepServe},
+		{"not refreshable, expired", []func(*domain.RefreshView){notRefreshable, expired}, domain.StepExpired},
+		{"not refreshable, expires now", []func(*domain.RefreshView){notRefreshable, access(at(0))}, domain.StepExpired},
+		{"not refreshable, expired, no refresh token", []func(*domain.RefreshView){notRefreshable, expired, refresh(false, domain.Never())}, domain.StepExpired},
+		{"not refreshable, lapsed lease", []func(*domain.RefreshView){notRefreshable, lease(-time.Minute)}, domain.StepServe},
+
+		// Leases.
+		{"live lease, inside margin", []func(*domain.RefreshView){lease(time.Minute)}, domain.StepServe},
+		{"live lease, expired", []func(*domain.RefreshView){lease(time.Minute), expired}, domain.StepWait},
+		{"live lease 1ns more, expired", []func(*domain.RefreshView){lease(ns), expired}, domain.StepWait},
+		{"lease lapses exactly now", []func(*domain.RefreshView){lease(0), expired}, domain.StepInterrupted},
+		{"lease lapsed, expired", []func(*domain.RefreshView){lease(-time.Minute), expired}, domain.StepInterrupted},
+		{"lease lapsed, far future", []func(*domain.RefreshView){lease(-time.Minute), access(at(time.Hour))}, domain.StepInterrupted},
+		{"lease lapsed, no refresh token", []func(*domain.RefreshView){lease(-time.Minute), refresh(false, domain.Never())}, domain.StepInterrupted},
+		{"live lease, no refresh token, expired", []func(*domain.RefreshView){lease(time.Minute), expired, refresh(false, domain.Never())}, domain.StepWait},
+
+		// Back-off after a failure.
+		{"back-off, inside margin", []func(*domain.RefreshView){backoff(time.Minute)}, domain.StepServe},
+		{"back-off, expired", []func(*domain.RefreshView){backoff(time.Minute), expired}, domain.StepBackOff},
+		{"back-off 1ns more, expired", []func(*domain.RefreshView){backoff(ns), expired}, domain.StepBackOff},
+		{"back-off ends exactly now", []func(*domain.RefreshView){backoff(0), expired}, domain.StepRefresh},
+		{"back-off ended", []func(*domain.RefreshView){backoff(-time.Minute)}, domain.StepRefresh},
+		{"back-off, far future", []func(*domain.RefreshView){backoff(time.Minute), access(at(time.Hour))}, domain.StepServe},
+		{"back-off, no refresh token, expired", []func(*domain.RefreshView){backoff(time.Minute), expired, refresh(false, domain.Never())}, domain.StepReauth},
+		{"back-off, live lease, expired", []func(*domain.RefreshView){backoff(time.Minute), lease(time.Minute), expired}, domain.StepWait},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			v := due()
+			for _, edit := range tc.edit {
+				edit(&v)
+			}
+			if got := domain.NextRefreshStep(v, now); got != tc.want {
+				t.Fatalf("NextRefreshStep = %v, want %v (view %+v)", got, tc.want, v)
+			}
+		})
+	}
+}
+
+func TestRefreshStepString(t *testing.T) {
+	t.Parallel()
+	for step, want := range map[domain.RefreshStep]string{
+		domain.StepServe: "serve", domain.StepRefresh: "refresh", domain.StepWait: "wait",
+		domain.StepInterrupted: "interrupted", domain.StepReauth: "reauth", domain.StepExpired: "expired",
+		domain.StepBackOff: "back-off", domain.RefreshStep(99): "RefreshStep(?)", domain.RefreshStep(-1): "RefreshStep(?)",
+	} {
+		if got := step.String(); got != want {
+			t.Errorf("%d.String() = %q, want %q", int(step), got, want)
+		}
+	}
+}
+
 func tokensExpiring(access domain.Expiry) domain.AuthTokens {
 	return domain.AuthTokens{
 		User: "alice", Provider: domain.ProviderGitHub,
@@ -39,71 +197,29 @@ func tokensExpiring(access domain.Expiry) domain.AuthTokens {
 	}
 }
 
-func TestNeedsRefresh(t *testing.T) {
+// TestViews checks that each stored shape describes the same facts.
+func TestViews(t *testing.T) {
 	t.Parallel()
-	const m = 15 * time.Minute
-	tests := []struct {
-		name   string
-		margin time.Duration
-		access domain.Expiry
-		want   bool
-	}{
-		{"never expires", m, domain.Never(), false},
-		{"never expires, zero margin", 0, domain.Never(), false},
-		{"never expires, huge margin", 1 << 62, domain.Never(), false},
-		{"far future", m, domain.At(now.Add(24 * time.Hour)), false},
-		{"1ns outside margin", m, domain.At(now.Add(m + time.Nanosecond)), false},
-		{"exactly at margin", m, domain.At(now.Add(m)), true},
-		{"1ns inside margin", m, domain.At(now.Add(m - time.Nanosecond)), true},
-		{"expires in 1ns", m, domain.At(now.Add(time.Nanosecond)), true},
-		{"expires now", m, domain.At(now), true},
-		{"expired", m, domain.At(now.Add(-time.Hour)), true},
-		{"zero margin, 1ns left", 0, domain.At(now.Add(time.Nanosecond)), false},
-		{"zero margin, expires now", 0, domain.At(now), true},
-		{"zero-value policy, expired", 0, domain.At(now.Add(-time.Second)), true},
+	tok := tokensExpiring(at(time.Minute))
+	tok.RefreshToken, tok.RefreshExpiry = domain.NewSecret("r"), at(time.Hour)
+	if got, want := tok.RefreshView(margin), due(); got.AccessExpiry != want.AccessExpiry ||
+		got.RefreshExpiry != at(time.Hour) || !got.HasRefreshToken || !got.Refreshable || got.Margin != margin {
+		t.Errorf("AuthTokens.RefreshView = %+v", got)
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			p := domain.RefreshPolicy{Margin: tc.margin}
-			if got := p.NeedsRefresh(tokensExpiring(tc.access).AccessExpiry, now); got != tc.want {
-				t.Fatalf("NeedsRefresh = %v, want %v", got, tc.want)
-			}
-		})
+	sealed := domain.SealedAuthTokens{
+		AccessExpiry: at(time.Minute), RefreshExpiry: at(time.Hour),
+		Refresh: domain.RefreshState{LeaseOwner: "o", LeaseUntil: now, NextAttemptAt: now, ReauthRequired: true},
 	}
-}
-
-func TestCanRefresh(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name    string
-		refresh string
-		expiry  domain.Expiry
-		want    bool
-	}{
-		{"no refresh token", "", domain.Never(), false},
-		{"no refresh token, expiry set", "", domain.At(now.Add(time.Hour)), false},
-		{"refresh token, never expires", "r", domain.Never(), true},
-		{"refresh token, future expiry", "r", domain.At(now.Add(time.Hour)), true},
-		{"refresh token, expires in 1ns", "r", domain.At(now.Add(time.Nanosecond)), true},
-		{"refresh token, expires now", "r", domain.At(now), false},
-		{"refresh token, expired", "r", domain.At(now.Add(-time.Hour)), false},
+	if got := sealed.RefreshView(margin, false); got.HasRefreshToken || got.Refreshable || got.Refresh != sealed.Refresh || got.Margin != margin {
+		t.Errorf("SealedAuthTokens.RefreshView without refresh token = %+v", got)
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			tok := tokensExpiring(domain.At(now.Add(-time.Hour)))
-			tok.RefreshToken = domain.NewSecret(tc.refresh)
-			tok.RefreshExpiry = tc.expiry
-			if got := tok.HasRefreshToken(); got != (tc.refresh != "") {
-				t.Errorf("HasRefreshToken = %v", got)
-			}
-			for _, p := range []domain.RefreshPolicy{domain.DefaultRefreshPolicy(), {}} {
-				if got := p.CanRefresh(tok.HasRefreshToken(), tok.RefreshExpiry, now); got != tc.want {
-					t.Fatalf("CanRefresh (margin %v) = %v, want %v", p.Margin, got, tc.want)
-				}
-			}
-		})
+	sealed.RefreshToken = []byte{}
+	if got := sealed.RefreshView(margin, true); !got.HasRefreshToken || !got.Refreshable {
+		t.Errorf("SealedAuthTokens.RefreshView with an empty refresh token = %+v", got)
+	}
+	info := domain.ProviderTokenInfo{AccessExpiry: at(time.Minute), HasRefreshToken: true, ReauthRequired: true, LastError: "x"}
+	if got := info.RefreshView(margin); !got.HasRefreshToken || !got.Refresh.ReauthRequired || !got.Refreshable || got.Margin != margin {
+		t.Errorf("ProviderTokenInfo.RefreshView = %+v", got)
 	}
 }
 
@@ -144,20 +260,49 @@ func TestState(t *testing.T) {
 			tok := tokensExpiring(tc.access)
 			tok.RefreshToken = domain.NewSecret(tc.refresh)
 			tok.RefreshExpiry = tc.refreshExpiry
-			p := domain.RefreshPolicy{Margin: m}
-			if got := p.State(tok, now); got != tc.want {
+			if got := tok.RefreshView(m).State(now); got != tc.want {
 				t.Fatalf("State = %q, want %q", got, tc.want)
 			}
 		})
 	}
 }
 
+// TestStateIgnoresCoordination: a listing describes the stored tokens, not a
+// refresh in flight, a back-off or this instance's configuration; only the
+// re-authorization mark changes it.
+func TestStateIgnoresCoordination(t *testing.T) {
+	t.Parallel()
+	for _, access := range []time.Duration{-time.Hour, time.Minute, time.Hour} {
+		plain := due()
+		plain.AccessExpiry = at(access)
+		want := plain.State(now)
+		for name, edit := range map[string]func(*domain.RefreshView){
+			"live lease":      func(v *domain.RefreshView) { v.Refresh.LeaseOwner, v.Refresh.LeaseUntil = "o", now.Add(time.Minute) },
+			"lapsed lease":    func(v *domain.RefreshView) { v.Refresh.LeaseOwner, v.Refresh.LeaseUntil = "o", now.Add(-time.Minute) },
+			"back-off":        func(v *domain.RefreshView) { v.Refresh.NextAttemptAt = now.Add(time.Minute) },
+			"not refreshable": func(v *domain.RefreshView) { v.Refreshable = false },
+			"last error":      func(v *domain.RefreshView) { v.Refresh.LastError = domain.CodeProviderUnavailable },
+		} {
+			v := plain
+			edit(&v)
+			if got := v.State(now); got != want {
+				t.Errorf("access %v, %s: State = %q, want %q as without it", access, name, got, want)
+			}
+		}
+		marked := plain
+		marked.Refresh.ReauthRequired = true
+		if got := marked.State(now); got != domain.StateReauthRequired {
+			t.Errorf("access %v, marked: State = %q, want reauth_required", access, got)
+		}
+	}
+}
+
 // TestStateConsistentWithPredicates checks, over a grid of clocks, that State
-// agrees with Expired/NeedsRefresh/CanRefresh.
+// agrees with the expiry predicates.
 func TestStateConsistentWithPredicates(t *testing.T) {
 	t.Parallel()
-	p := domain.DefaultRefreshPolicy()
-	offsets := []time.Duration{-time.Hour, -time.Nanosecond, 0, time.Nanosecond, p.Margin - time.Nanosecond, p.Margin, p.Margin + time.Nanosecond, time.Hour}
+	m := domain.DefaultRefreshMargin
+	offsets := []time.Duration{-time.Hour, -time.Nanosecond, 0, time.Nanosecond, m - time.Nanosecond, m, m + time.Nanosecond, time.Hour}
 	for _, accessOff := range offsets {
 		for _, refreshOff := range offsets {
 			for _, hasRefresh := range []bool{false, true} {
@@ -166,18 +311,19 @@ func TestStateConsistentWithPredicates(t *testing.T) {
 					tok.RefreshToken = domain.NewSecret("r")
 					tok.RefreshExpiry = domain.At(now.Add(refreshOff))
 				}
+				canRefresh := hasRefresh && !tok.RefreshExpiry.Expired(now)
 				var want domain.TokenState
 				switch {
-				case tok.AccessExpiry.Expired(now) && p.CanRefresh(tok.HasRefreshToken(), tok.RefreshExpiry, now):
+				case tok.AccessExpiry.Expired(now) && canRefresh:
 					want = domain.StateExpired
 				case tok.AccessExpiry.Expired(now):
 					want = domain.StateReauthRequired
-				case p.NeedsRefresh(tok.AccessExpiry, now):
+				case tok.AccessExpiry.Within(now, m):
 					want = domain.StateExpiring
 				default:
 					want = domain.StateValid
 				}
-				if got := p.State(tok, now); got != want {
+				if got := tok.RefreshView(m).State(now); got != want {
 					t.Errorf("access %v refresh %v (has %v): State = %q, want %q", accessOff, refreshOff, hasRefresh, got, want)
 				}
 			}

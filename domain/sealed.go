@@ -45,12 +45,33 @@ type RefreshState struct {
 	LeaseUntil time.Time
 	// ReauthRequired: refreshing failed for good; the user must connect again.
 	ReauthRequired bool
-	// LastError is the machine code of the last failed refresh ("" if none).
+	// LastError is the machine code of the last failed refresh ("" if
+	// none): one of the Code* constants.
 	LastError string
 	// NextAttemptAt is the earliest time to try again after a transient
 	// failure (zero: any time).
 	NextAttemptAt time.Time
 }
+
+// Machine codes of failed refreshes (RefreshState.LastError): stored with the
+// tokens, shown in listings and in errors. Storage writes CodeRefreshInterrupted
+// itself when it sweeps lapsed leases, so these are the one spelling of each.
+const (
+	// CodeGrantRevoked: the provider rejected the refresh token (invalid_grant).
+	CodeGrantRevoked = "invalid_grant"
+	// CodeProviderRejected: the provider refused the request itself
+	// (invalid_client, a wrong token URL) or is not configured.
+	CodeProviderRejected = "provider_rejected"
+	// CodeProviderUnavailable: a transient failure (5xx, timeout, network).
+	CodeProviderUnavailable = "provider_unavailable"
+	// CodeRefreshInterrupted: a lease lapsed without its holder finishing.
+	CodeRefreshInterrupted = "refresh_interrupted"
+	// CodeRefreshUndecryptable: the stored refresh token could not be opened.
+	CodeRefreshUndecryptable = "refresh_token_undecryptable"
+	// CodeRefreshTokenExpired: no usable refresh token is stored (never
+	// stored, or expired). It is reported, not stored.
+	CodeRefreshTokenExpired = "refresh_token_expired"
+)
 
 // Leased reports whether a lease is held at now.
 func (r RefreshState) Leased(now time.Time) bool {

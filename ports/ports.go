@@ -41,15 +41,6 @@ type TokenRepository interface {
 	// locked while it runs.
 	UpdateAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider,
 		fn func(current domain.SealedAuthTokens, now time.Time) (*domain.SealedAuthTokens, error)) (domain.SealedAuthTokens, error)
-	// ClaimDueRefreshes leases, for owner and for lease, up to limit rows of
-	// the given providers whose access token expires within horizon and
-	// that can be refreshed (refresh token present and
-	// unexpired, no live lease, not in back-off, not needing
-	// re-authorization). Concurrent claimers get disjoint rows.
-	ClaimDueRefreshes(ctx context.Context, owner string, providers []domain.Provider, lease, horizon time.Duration, limit int) ([]domain.SealedAuthTokens, error)
-	// MarkLapsedLeases marks every row whose refresh lease ran out as
-	// needing re-authorization (refresh_interrupted) and reports how many.
-	MarkLapsedLeases(ctx context.Context) (int64, error)
 	// DeleteAuthTokens returns domain.ErrNotFound when nothing was stored.
 	DeleteAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) error
 	// ListProviders lists the providers a user has tokens for, by name.
@@ -63,10 +54,46 @@ type TokenRepository interface {
 	DeleteOfflineToken(ctx context.Context, user domain.UserID) error
 }
 
+// RefreshQueue is storage seen as the proactive refresh worker's queue: it
+// hands out rows due for refresh, leased, and sweeps leases whose refresh
+// died. Its rule for "due" is domain.NextRefreshStep's StepRefresh.
+type RefreshQueue interface {
+	// ClaimDueRefreshes leases up to c.Limit rows for which
+	// domain.NextRefreshStep says StepRefresh, judged with c.Horizon as the
+	// margin, only c.Providers as refreshable, and the storage's clock:
+	// refresh token present and unexpired, no lease (live or lapsed), not
+	// in back-off, not needing re-authorization. Each claimed row carries
+	// the lease (owner c.Owner, until now + c.Lease) at the version it was
+	// taken at. Concurrent claimers get disjoint rows. The soonest-expiring
+	// rows are claimed first; the result is in no particular order.
+	ClaimDueRefreshes(ctx context.Context, c RefreshClaim) ([]domain.SealedAuthTokens, error)
+	// MarkLapsedLeases marks every row whose refresh lease ran out
+	// (domain.RefreshState.LeaseLapsed by the storage's clock) as needing
+	// re-authorization (domain.CodeRefreshInterrupted), releases the lease,
+	// and reports how many rows it marked.
+	MarkLapsedLeases(ctx context.Context) (int64, error)
+}
+
+// RefreshClaim is one ClaimDueRefreshes request.
+type RefreshClaim struct {
+	// Owner names the attempt the rows are leased to.
+	Owner string
+	// Providers are the providers whose tokens may be claimed (those the
+	// worker can refresh); none claims nothing.
+	Providers []domain.Provider
+	// Lease is how long the claimed rows stay leased.
+	Lease time.Duration
+	// Horizon: rows whose access token expires within it are due (the
+	// refresh margin plus the worker's lookahead).
+	Horizon time.Duration
+	// Limit is the most rows to claim.
+	Limit int
+}
+
 // TokenRefresher exchanges a refresh token for new tokens at the provider's
 // token endpoint. The service refreshes only through this port; with no
-// refresher configured, an expired access token is reported as expired,
-// never returned.
+// refresher configured (app.NoRefresher), an expired access token is
+// reported as expired, never returned.
 type TokenRefresher interface {
 	// Refresh returns the provider's new tokens. A provider that does not
 	// rotate refresh tokens returns a zero RefreshToken; the caller keeps the

@@ -10,13 +10,13 @@ import (
 )
 
 // Module provides the pool (pinged on start, closed on stop) and the
-// repository as a ports.TokenRepository. It needs a Config. The readiness
+// repository as a ports.TokenRepository and a ports.RefreshQueue. It needs a Config. The readiness
 // check (NewHealth) is bound by the composition root to its consumer's interface.
 var Module = fx.Module("postgres",
 	fx.Provide(
 		newLifecyclePool,
 		repositoryOptions,
-		fx.Annotate(New, fx.As(new(ports.TokenRepository))),
+		fx.Annotate(New, fx.As(new(ports.TokenRepository)), fx.As(new(ports.RefreshQueue))),
 	),
 )
 

@@ -26,14 +26,18 @@ type Options struct {
 	LockTimeout time.Duration
 }
 
-// Repository stores sealed tokens in PostgreSQL.
+// Repository stores sealed tokens in PostgreSQL: it is both the
+// ports.TokenRepository and the worker's ports.RefreshQueue.
 type Repository struct {
 	pool        *pgxpool.Pool
 	q           *db.Queries
 	lockTimeout string // PostgreSQL interval text, e.g. "5000ms"
 }
 
-var _ ports.TokenRepository = (*Repository)(nil)
+var (
+	_ ports.TokenRepository = (*Repository)(nil)
+	_ ports.RefreshQueue    = (*Repository)(nil)
+)
 
 // New returns a Repository on pool. The caller owns the pool.
 func New(pool *pgxpool.Pool, opts Options) *Repository {
@@ -132,18 +136,18 @@ func (r *Repository) UpdateAuthTokens(ctx context.Context, user domain.UserID, p
 	return result, nil
 }
 
-// ClaimDueRefreshes implements ports.TokenRepository.
-func (r *Repository) ClaimDueRefreshes(ctx context.Context, owner string, providers []domain.Provider, lease, horizon time.Duration, limit int) ([]domain.SealedAuthTokens, error) {
-	names := make([]string, len(providers))
-	for i, p := range providers {
+// ClaimDueRefreshes implements ports.RefreshQueue.
+func (r *Repository) ClaimDueRefreshes(ctx context.Context, c ports.RefreshClaim) ([]domain.SealedAuthTokens, error) {
+	names := make([]string, len(c.Providers))
+	for i, p := range c.Providers {
 		names[i] = string(p)
 	}
 	rows, err := r.q.ClaimDueRefreshes(ctx, r.pool, db.ClaimDueRefreshesParams{
 		Providers:      names,
-		Owner:          owner,
-		LeaseSeconds:   lease.Seconds(),
-		HorizonSeconds: horizon.Seconds(),
-		MaxRows:        int32(min(limit, 10_000)),
+		Owner:          c.Owner,
+		LeaseSeconds:   c.Lease.Seconds(),
+		HorizonSeconds: c.Horizon.Seconds(),
+		MaxRows:        int32(min(max(c.Limit, 0), 10_000)),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("claim due refreshes: %w", interpretError(err))
@@ -155,9 +159,9 @@ func (r *Repository) ClaimDueRefreshes(ctx context.Context, owner string, provid
 	return out, nil
 }
 
-// MarkLapsedLeases implements ports.TokenRepository.
+// MarkLapsedLeases implements ports.RefreshQueue.
 func (r *Repository) MarkLapsedLeases(ctx context.Context) (int64, error) {
-	n, err := r.q.MarkLapsedLeases(ctx, r.pool)
+	n, err := r.q.MarkLapsedLeases(ctx, r.pool, domain.CodeRefreshInterrupted)
 	if err != nil {
 		return 0, fmt.Errorf("mark lapsed leases: %w", interpretError(err))
 	}

@@ -64,17 +64,20 @@ WHERE user_id = @user_id
 ORDER BY provider;
 
 -- name: ClaimDueRefreshes :many
--- Leases up to max_rows refreshable rows of the given providers whose access
--- token expires before now + horizon. now() (not clock_timestamp()) so the
--- expiry bound can use the partial index. SKIP LOCKED lets several instances claim disjoint batches
--- at once, and rows under a live lease, in back-off or needing re-authorization
--- are left alone. Expired leases are left to the read path, which marks them.
+-- Leases up to max_rows rows for which domain.NextRefreshStep (domain/policy.go)
+-- says StepRefresh, with horizon as the margin and only the given providers
+-- refreshable: this WHERE clause is that function's StepRefresh branch
+-- written in SQL, and tests/storage checks on a table of rows that the two
+-- agree. Keep them in step. now() (not clock_timestamp()) so the expiry
+-- bound can use the partial index. SKIP LOCKED lets several instances claim
+-- disjoint batches at once. Rows under any lease are left alone: a live one
+-- is someone's refresh, a lapsed one is MarkLapsedLeases's.
 WITH due AS (
     SELECT id FROM auth_tokens
     WHERE refresh_token IS NOT NULL
       AND NOT reauth_required
       AND provider = ANY(@providers::text[])
-      AND access_token_expires_at < now() + make_interval(secs => @horizon_seconds::float8)
+      AND access_token_expires_at <= now() + make_interval(secs => @horizon_seconds::float8)
       AND refresh_lease_owner IS NULL
       AND (next_refresh_at IS NULL OR next_refresh_at <= now())
       AND (refresh_token_expires_at IS NULL OR refresh_token_expires_at > now())
@@ -89,13 +92,15 @@ WHERE id IN (SELECT id FROM due)
 RETURNING *;
 
 -- name: MarkLapsedLeases :execrows
--- A lease past its deadline means its refresh died after the provider may
--- have rotated the refresh token: the tokens need re-authorization. The
--- read path marks such rows when it meets them; the worker sweeps the rest
--- so listings tell the truth and the rows leave the refresh index.
+-- A lease past its deadline (domain.RefreshState.LeaseLapsed: lease_until
+-- <= now) means its refresh died after the provider may have rotated the
+-- refresh token: the tokens need re-authorization. The read path marks such
+-- rows when it meets them; the worker sweeps the rest so listings tell the
+-- truth and the rows leave the refresh index. refresh_error is
+-- domain.CodeRefreshInterrupted, passed in so the code has one spelling.
 UPDATE auth_tokens SET
     refresh_lease_owner = NULL,
     refresh_lease_until = NULL,
     reauth_required     = true,
-    refresh_error       = 'refresh_interrupted'
-WHERE refresh_lease_owner IS NOT NULL AND refresh_lease_until < now();
+    refresh_error       = @refresh_error::text
+WHERE refresh_lease_owner IS NOT NULL AND refresh_lease_until <= now();

@@ -58,8 +58,8 @@ func setup(t *testing.T) *fixture {
 	if f.newRng, err = fernet.NewKeyring(f.newKey, f.oldKey); err != nil {
 		t.Fatal(err)
 	}
-	f.oldSvc = app.NewTokenService(app.Config{}, nil, oldRing, f.repo, nil)
-	f.newSvc = app.NewTokenService(app.Config{}, nil, f.newRng, f.repo, nil)
+	f.oldSvc = app.NewTokenService(app.Config{}, nil, oldRing, f.repo, app.NoRefresher{})
+	f.newSvc = app.NewTokenService(app.Config{}, nil, f.newRng, f.repo, app.NoRefresher{})
 	return f
 }
 

@@ -181,7 +181,7 @@ func setup(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e.repo = postgres.New(e.target, postgres.Options{})
-	e.svc = app.NewTokenService(app.Config{}, nil, e.keyring, e.repo, nil)
+	e.svc = app.NewTokenService(app.Config{}, nil, e.keyring, e.repo, app.NoRefresher{})
 	return e
 }
 

@@ -1,5 +1,7 @@
-// Package repotest is the contract every ports.TokenRepository must meet,
-// written once and run against each adapter (today: PostgreSQL). It checks
+// Package repotest is the contract every ports.TokenRepository (and the
+// ports.RefreshQueue the same storage serves) must meet, written once and
+// run against each adapter: PostgreSQL (tests/storage) and the in-memory
+// one the app unit tests use (tests/memrepo). It checks
 // behaviour through the port only; adapter-specific checks (raw columns,
 // locks) live beside the adapter's own test.
 package repotest
@@ -8,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -16,14 +19,20 @@ import (
 	"github.com/tokenstore/tokenstore/ports"
 )
 
+// Repository is storage as both the service and the worker see it.
+type Repository interface {
+	ports.TokenRepository
+	ports.RefreshQueue
+}
+
 // Setup returns a repository backed by fresh, empty storage for t.
-type Setup func(t *testing.T) ports.TokenRepository
+type Setup func(t *testing.T) Repository
 
 // Run runs the contract against the repositories setup returns.
 func Run(t *testing.T, setup Setup) {
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, repo ports.TokenRepository)
+		fn   func(t *testing.T, repo Repository)
 	}{
 		{"PutThenGet", testPutThenGet},
 		{"PutReplacesEveryField", testPutReplaces},
@@ -38,6 +47,11 @@ func Run(t *testing.T, setup Setup) {
 		{"ConcurrentPutsLeaveOneCompleteRow", testConcurrentPuts},
 		{"OfflineToken", testOfflineToken},
 		{"CanceledContext", testCanceledContext},
+		{"ClaimDueRefreshes", testClaimDue},
+		{"ClaimOrderAndLimit", testClaimOrderAndLimit},
+		{"ClaimSkipsCoordinatedRows", testClaimSkipsCoordinated},
+		{"ConcurrentClaimsAreDisjoint", testConcurrentClaims},
+		{"MarkLapsedLeases", testMarkLapsedLeases},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -104,7 +118,7 @@ func get(t *testing.T, repo ports.TokenRepository, u domain.UserID, p domain.Pro
 	return got
 }
 
-func testPutThenGet(t *testing.T, repo ports.TokenRepository) {
+func testPutThenGet(t *testing.T, repo Repository) {
 	want := Sample("alice", domain.ProviderGitLab, "1")
 	stored := put(t, repo, want)
 	if stored.Version != 1 {
@@ -132,7 +146,7 @@ func testPutThenGet(t *testing.T, repo ports.TokenRepository) {
 	}
 }
 
-func testPutReplaces(t *testing.T, repo ports.TokenRepository) {
+func testPutReplaces(t *testing.T, repo Repository) {
 	first := put(t, repo, Sample("bob", domain.ProviderBitbucket, "old"))
 	next := domain.SealedAuthTokens{
 		User: "bob", Provider: domain.ProviderBitbucket, KeyID: "key-new",
@@ -151,7 +165,7 @@ func testPutReplaces(t *testing.T, repo ports.TokenRepository) {
 	AssertSameTokens(t, get(t, repo, "bob", domain.ProviderBitbucket), next)
 }
 
-func testGetMissing(t *testing.T, repo ports.TokenRepository) {
+func testGetMissing(t *testing.T, repo Repository) {
 	put(t, repo, Sample("carol", domain.ProviderGitHub, "1"))
 	for _, tc := range []struct {
 		user     domain.UserID
@@ -164,7 +178,7 @@ func testGetMissing(t *testing.T, repo ports.TokenRepository) {
 	}
 }
 
-func testDelete(t *testing.T, repo ports.TokenRepository) {
+func testDelete(t *testing.T, repo Repository) {
 	ctx := context.Background()
 	put(t, repo, Sample("erin", domain.ProviderGitHub, "1"))
 	put(t, repo, Sample("erin", domain.ProviderGitLab, "2"))
@@ -184,7 +198,7 @@ func testDelete(t *testing.T, repo ports.TokenRepository) {
 	get(t, repo, "frank", domain.ProviderGitHub)
 }
 
-func testListProviders(t *testing.T, repo ports.TokenRepository) {
+func testListProviders(t *testing.T, repo Repository) {
 	ctx := context.Background()
 	empty, err := repo.ListProviders(ctx, "nobody")
 	if err != nil || empty == nil || len(empty) != 0 {
@@ -211,7 +225,7 @@ func testListProviders(t *testing.T, repo ports.TokenRepository) {
 	}
 }
 
-func testUpdateStores(t *testing.T, repo ports.TokenRepository) {
+func testUpdateStores(t *testing.T, repo Repository) {
 	stored := put(t, repo, Sample("ivan", domain.ProviderGitLab, "1"))
 	next := Sample("ivan", domain.ProviderGitLab, "2")
 	var seen domain.SealedAuthTokens
@@ -237,7 +251,7 @@ func testUpdateStores(t *testing.T, repo ports.TokenRepository) {
 	}
 }
 
-func testUpdateNil(t *testing.T, repo ports.TokenRepository) {
+func testUpdateNil(t *testing.T, repo Repository) {
 	stored := put(t, repo, Sample("judy", domain.ProviderGitLab, "1"))
 	got, err := repo.UpdateAuthTokens(context.Background(), "judy", domain.ProviderGitLab,
 		func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, error) { return nil, nil })
@@ -252,7 +266,7 @@ func testUpdateNil(t *testing.T, repo ports.TokenRepository) {
 	}
 }
 
-func testUpdateError(t *testing.T, repo ports.TokenRepository) {
+func testUpdateError(t *testing.T, repo Repository) {
 	put(t, repo, Sample("kim", domain.ProviderGitLab, "1"))
 	boom := errors.New("provider said no")
 	_, err := repo.UpdateAuthTokens(context.Background(), "kim", domain.ProviderGitLab,
@@ -268,7 +282,7 @@ func testUpdateError(t *testing.T, repo ports.TokenRepository) {
 	}
 }
 
-func testUpdatePanic(t *testing.T, repo ports.TokenRepository) {
+func testUpdatePanic(t *testing.T, repo Repository) {
 	put(t, repo, Sample("leo", domain.ProviderGitLab, "1"))
 	func() {
 		defer func() {
@@ -287,7 +301,7 @@ func testUpdatePanic(t *testing.T, repo ports.TokenRepository) {
 	AssertSameTokens(t, get(t, repo, "leo", domain.ProviderGitLab), next)
 }
 
-func testUpdateMissing(t *testing.T, repo ports.TokenRepository) {
+func testUpdateMissing(t *testing.T, repo Repository) {
 	called := false
 	_, err := repo.UpdateAuthTokens(context.Background(), "mia", domain.ProviderGitLab,
 		func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, error) {
@@ -299,7 +313,7 @@ func testUpdateMissing(t *testing.T, repo ports.TokenRepository) {
 	}
 }
 
-func testConcurrentPuts(t *testing.T, repo ports.TokenRepository) {
+func testConcurrentPuts(t *testing.T, repo Repository) {
 	const writers = 16
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
@@ -332,7 +346,7 @@ func testConcurrentPuts(t *testing.T, repo ports.TokenRepository) {
 	}
 }
 
-func testOfflineToken(t *testing.T, repo ports.TokenRepository) {
+func testOfflineToken(t *testing.T, repo Repository) {
 	ctx := context.Background()
 	if _, err := repo.GetOfflineToken(ctx, "olga"); !errors.Is(err, domain.ErrNotFound) {
 		t.Fatalf("GetOfflineToken(missing) = %v, want ErrNotFound", err)
@@ -372,7 +386,7 @@ func testOfflineToken(t *testing.T, repo ports.TokenRepository) {
 	}
 }
 
-func testCanceledContext(t *testing.T, repo ports.TokenRepository) {
+func testCanceledContext(t *testing.T, repo Repository) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := repo.PutAuthTokens(ctx, Sample("quinn", domain.ProviderGitLab, "1")); !errors.Is(err, context.Canceled) {
@@ -380,5 +394,230 @@ func testCanceledContext(t *testing.T, repo ports.TokenRepository) {
 	}
 	if _, err := repo.GetAuthTokens(context.Background(), "quinn", domain.ProviderGitLab); !errors.Is(err, domain.ErrNotFound) {
 		t.Errorf("a canceled put stored something: %v", err)
+	}
+}
+
+// setRefresh stores st as the row's refresh state through the unit of work,
+// as the refresh protocol does, and returns the row as stored.
+func setRefresh(t *testing.T, repo Repository, u domain.UserID, p domain.Provider, st domain.RefreshState) domain.SealedAuthTokens {
+	t.Helper()
+	row, err := repo.UpdateAuthTokens(context.Background(), u, p,
+		func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, error) {
+			cur.Refresh = st
+			return &cur, nil
+		})
+	if err != nil {
+		t.Fatalf("UpdateAuthTokens(%q, %q): %v", u, p, err)
+	}
+	return row
+}
+
+// expiring returns Sample(u, p, tag) whose access token expires in d.
+func expiring(u domain.UserID, p domain.Provider, tag string, d time.Duration) domain.SealedAuthTokens {
+	tok := Sample(u, p, tag)
+	tok.AccessExpiry = domain.At(time.Now().Add(d).Truncate(time.Second))
+	return tok
+}
+
+func claim(t *testing.T, repo Repository, c RefreshClaim) []domain.SealedAuthTokens {
+	t.Helper()
+	rows, err := repo.ClaimDueRefreshes(context.Background(), c)
+	if err != nil {
+		t.Fatalf("ClaimDueRefreshes: %v", err)
+	}
+	return rows
+}
+
+// RefreshClaim is ports.RefreshClaim with the contract's defaults filled in
+// by claimFor.
+type RefreshClaim = ports.RefreshClaim
+
+func claimFor(owner string, providers ...domain.Provider) RefreshClaim {
+	return RefreshClaim{Owner: owner, Providers: providers, Lease: time.Minute, Horizon: time.Hour, Limit: 100}
+}
+
+// users names the claimed rows, sorted: a claim returns them in no
+// particular order.
+func users(rows []domain.SealedAuthTokens) []string {
+	out := make([]string, len(rows))
+	for i, r := range rows {
+		out[i] = string(r.User) + "/" + string(r.Provider)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func testClaimDue(t *testing.T, repo Repository) {
+	gl, gh := domain.ProviderGitLab, domain.ProviderGitHub
+	due := put(t, repo, expiring("due", gl, "1", time.Minute))
+	expired := put(t, repo, expiring("expired", gl, "2", -time.Hour))
+	put(t, repo, expiring("later", gl, "3", 2*time.Hour))
+	put(t, repo, expiring("other-provider", gh, "4", time.Minute))
+	never := Sample("never", gl, "5")
+	never.AccessExpiry = domain.Never()
+	put(t, repo, never)
+	noRefresh := expiring("no-refresh", gl, "6", time.Minute)
+	noRefresh.RefreshToken, noRefresh.RefreshExpiry = nil, domain.Never()
+	put(t, repo, noRefresh)
+	refreshExpired := expiring("refresh-expired", gl, "7", time.Minute)
+	refreshExpired.RefreshExpiry = domain.At(time.Now().Add(-time.Minute))
+	put(t, repo, refreshExpired)
+
+	before := time.Now()
+	rows := claim(t, repo, claimFor("owner-1", gl))
+	if got := users(rows); len(got) != 2 || got[0] != "due/gitlab" || got[1] != "expired/gitlab" {
+		t.Fatalf("claimed %v, want [due/gitlab expired/gitlab]", got)
+	}
+	for _, got := range rows {
+		want := due
+		if got.User == expired.User {
+			want = expired
+		}
+		if got.Refresh.LeaseOwner != "owner-1" || !got.Refresh.LeaseUntil.After(before) ||
+			got.Refresh.LeaseUntil.After(time.Now().Add(2*time.Minute)) {
+			t.Errorf("%s claimed with lease %q until %v, want owner-1 for about a minute", got.User, got.Refresh.LeaseOwner, got.Refresh.LeaseUntil)
+		}
+		if got.Version != want.Version+1 {
+			t.Errorf("%s claimed at version %d, want %d", got.User, got.Version, want.Version+1)
+		}
+		AssertSameTokens(t, got, want)
+		stored := get(t, repo, got.User, gl)
+		if stored.Version != got.Version || stored.Refresh.LeaseOwner != "owner-1" || !stored.Refresh.LeaseUntil.Equal(got.Refresh.LeaseUntil) {
+			t.Errorf("%s stored as version %d lease %q until %v; claim returned %d %q %v", got.User,
+				stored.Version, stored.Refresh.LeaseOwner, stored.Refresh.LeaseUntil, got.Version, got.Refresh.LeaseOwner, got.Refresh.LeaseUntil)
+		}
+	}
+	if again := claim(t, repo, claimFor("owner-2", gl)); len(again) != 0 {
+		t.Errorf("second claim took leased rows %v", users(again))
+	}
+	if none := claim(t, repo, claimFor("owner-3")); len(none) != 0 {
+		t.Errorf("a claim for no provider took %v", users(none))
+	}
+	wide := claimFor("owner-4", gl, gh)
+	wide.Horizon = 3 * time.Hour
+	if got := users(claim(t, repo, wide)); len(got) != 2 || got[0] != "later/gitlab" || got[1] != "other-provider/github" {
+		t.Errorf("wider claim took %v, want [later/gitlab other-provider/github]", got)
+	}
+}
+
+func testClaimOrderAndLimit(t *testing.T, repo Repository) {
+	gl := domain.ProviderGitLab
+	put(t, repo, expiring("c", gl, "3", 30*time.Minute))
+	put(t, repo, expiring("a", gl, "1", 10*time.Minute))
+	put(t, repo, expiring("b", gl, "2", 20*time.Minute))
+	c := claimFor("o", gl)
+	c.Limit = 0
+	if got := claim(t, repo, c); len(got) != 0 {
+		t.Fatalf("limit 0 claimed %v", users(got))
+	}
+	c.Limit = 2
+	if got := users(claim(t, repo, c)); len(got) != 2 || got[0] != "a/gitlab" || got[1] != "b/gitlab" {
+		t.Fatalf("claimed %v, want the two soonest [a b]", got)
+	}
+	if got := users(claim(t, repo, c)); len(got) != 1 || got[0] != "c/gitlab" {
+		t.Fatalf("then claimed %v, want [c]", got)
+	}
+}
+
+func testClaimSkipsCoordinated(t *testing.T, repo Repository) {
+	gl := domain.ProviderGitLab
+	now := time.Now()
+	for _, u := range []domain.UserID{"backoff", "backoff-over", "reauth", "live-lease", "lapsed-lease"} {
+		put(t, repo, expiring(u, gl, string(u), -time.Minute))
+	}
+	setRefresh(t, repo, "backoff", gl, domain.RefreshState{NextAttemptAt: now.Add(time.Hour), LastError: domain.CodeProviderUnavailable})
+	setRefresh(t, repo, "backoff-over", gl, domain.RefreshState{NextAttemptAt: now.Add(-time.Minute), LastError: domain.CodeProviderUnavailable})
+	setRefresh(t, repo, "reauth", gl, domain.RefreshState{ReauthRequired: true, LastError: domain.CodeGrantRevoked})
+	setRefresh(t, repo, "live-lease", gl, domain.RefreshState{LeaseOwner: "x", LeaseUntil: now.Add(time.Hour)})
+	setRefresh(t, repo, "lapsed-lease", gl, domain.RefreshState{LeaseOwner: "x", LeaseUntil: now.Add(-time.Minute)})
+	got := claim(t, repo, claimFor("o", gl))
+	if len(got) != 1 || got[0].User != "backoff-over" {
+		t.Fatalf("claimed %v, want only the row whose back-off is over", users(got))
+	}
+	// The claim keeps the row's failure record; only the lease is new.
+	if got[0].Refresh.LastError != domain.CodeProviderUnavailable {
+		t.Errorf("claimed row's last error %q, want it kept", got[0].Refresh.LastError)
+	}
+}
+
+func testConcurrentClaims(t *testing.T, repo Repository) {
+	gl := domain.ProviderGitLab
+	const rows, claimers = 24, 6
+	for i := range rows {
+		put(t, repo, expiring(domain.UserID(fmt.Sprintf("u%02d", i)), gl, fmt.Sprint(i), time.Duration(i)*time.Second))
+	}
+	var (
+		mu   sync.Mutex
+		seen = map[domain.UserID]string{}
+		wg   sync.WaitGroup
+	)
+	for i := range claimers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			owner := fmt.Sprint("claimer-", i)
+			for {
+				c := claimFor(owner, gl)
+				c.Limit = 3
+				got, err := repo.ClaimDueRefreshes(context.Background(), c)
+				if err != nil {
+					t.Errorf("ClaimDueRefreshes: %v", err)
+					return
+				}
+				if len(got) == 0 {
+					return
+				}
+				mu.Lock()
+				for _, r := range got {
+					if prev, dup := seen[r.User]; dup {
+						t.Errorf("%s claimed by %s and %s", r.User, prev, owner)
+					}
+					seen[r.User] = owner
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(seen) != rows {
+		t.Errorf("claimed %d rows in all, want %d", len(seen), rows)
+	}
+	for u, owner := range seen {
+		if got := get(t, repo, u, gl).Refresh.LeaseOwner; got != owner {
+			t.Errorf("%s leased to %q, claimed by %q", u, got, owner)
+		}
+	}
+}
+
+func testMarkLapsedLeases(t *testing.T, repo Repository) {
+	gl := domain.ProviderGitLab
+	now := time.Now()
+	for _, u := range []domain.UserID{"lapsed", "live", "free", "lapsed-fresh"} {
+		put(t, repo, expiring(u, gl, string(u), -time.Minute))
+	}
+	lapsed := setRefresh(t, repo, "lapsed", gl, domain.RefreshState{LeaseOwner: "x", LeaseUntil: now.Add(-time.Minute), LastError: domain.CodeProviderUnavailable})
+	setRefresh(t, repo, "lapsed-fresh", gl, domain.RefreshState{LeaseOwner: "y", LeaseUntil: now.Add(-time.Second)})
+	setRefresh(t, repo, "live", gl, domain.RefreshState{LeaseOwner: "z", LeaseUntil: now.Add(time.Hour)})
+	live := get(t, repo, "live", gl)
+	n, err := repo.MarkLapsedLeases(context.Background())
+	if err != nil || n != 2 {
+		t.Fatalf("MarkLapsedLeases = %d, %v; want 2", n, err)
+	}
+	got := get(t, repo, "lapsed", gl)
+	want := domain.RefreshState{ReauthRequired: true, LastError: domain.CodeRefreshInterrupted}
+	if got.Refresh.LeaseOwner != "" || !got.Refresh.LeaseUntil.IsZero() || !got.Refresh.ReauthRequired ||
+		got.Refresh.LastError != want.LastError || got.Version != lapsed.Version+1 {
+		t.Errorf("lapsed row after the sweep: %+v version %d, want %+v version %d", got.Refresh, got.Version, want, lapsed.Version+1)
+	}
+	AssertSameTokens(t, got, lapsed)
+	if g := get(t, repo, "live", gl); g.Refresh.LeaseOwner != "z" || !g.Refresh.LeaseUntil.Equal(live.Refresh.LeaseUntil) ||
+		g.Refresh.ReauthRequired || g.Version != live.Version {
+		t.Errorf("live lease touched: %+v version %d", g.Refresh, g.Version)
+	}
+	if g := get(t, repo, "free", gl); g.Refresh.LeaseOwner != "" || g.Refresh.ReauthRequired || g.Version != 1 {
+		t.Errorf("row without a lease touched: %+v version %d", g.Refresh, g.Version)
+	}
+	if n, err := repo.MarkLapsedLeases(context.Background()); err != nil || n != 0 {
+		t.Errorf("second sweep = %d, %v; want 0", n, err)
 	}
 }

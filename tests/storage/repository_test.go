@@ -10,14 +10,13 @@ import (
 
 	"github.com/tokenstore/tokenstore/adapters/postgres"
 	"github.com/tokenstore/tokenstore/domain"
-	"github.com/tokenstore/tokenstore/ports"
 	"github.com/tokenstore/tokenstore/tests/repotest"
 	"github.com/tokenstore/tokenstore/tests/testdb"
 )
 
 func TestRepositoryContract(t *testing.T) {
 	t.Parallel()
-	repotest.Run(t, func(t *testing.T) ports.TokenRepository {
+	repotest.Run(t, func(t *testing.T) repotest.Repository {
 		return postgres.New(testdb.New(t), postgres.Options{})
 	})
 }

@@ -1,0 +1,124 @@
+package storage_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/tokenstore/tokenstore/adapters/postgres"
+	"github.com/tokenstore/tokenstore/domain"
+	"github.com/tokenstore/tokenstore/ports"
+	"github.com/tokenstore/tokenstore/tests/repotest"
+)
+
+// TestClaimAgreesWithRefreshRule checks that the worker's claim SQL
+// (ClaimDueRefreshes) takes exactly the rows for which domain.NextRefreshStep
+// says StepRefresh, over a table of rows that crosses every fact the rule
+// reads: access expiry around the horizon, refresh token presence and
+// expiry, lease, back-off, re-authorization and provider. Offsets are a
+// minute or more from every bound so the clock moving during the test
+// cannot flip a row; the exact instants are specified in domain's table.
+func TestClaimAgreesWithRefreshRule(t *testing.T) {
+	t.Parallel()
+	repo, pool := setup(t, postgres.Options{})
+	ctx := context.Background()
+	const horizon = 30 * time.Minute
+	var dbNow time.Time
+	if err := pool.QueryRow(ctx, `SELECT now()`).Scan(&dbNow); err != nil {
+		t.Fatal(err)
+	}
+
+	accesses := map[string]domain.Expiry{
+		"expired":         domain.At(dbNow.Add(-time.Hour)),
+		"soon":            domain.At(dbNow.Add(time.Minute)),
+		"inside-horizon":  domain.At(dbNow.Add(horizon - time.Minute)),
+		"outside-horizon": domain.At(dbNow.Add(horizon + 2*time.Minute)),
+		"never":           domain.Never(),
+	}
+	type refresh struct {
+		has    bool
+		expiry domain.Expiry
+	}
+	refreshes := map[string]refresh{
+		"none":    {false, domain.Never()},
+		"expired": {true, domain.At(dbNow.Add(-time.Minute))},
+		"valid":   {true, domain.At(dbNow.Add(24 * time.Hour))},
+		"never":   {true, domain.Never()},
+	}
+	states := map[string]domain.RefreshState{
+		"clean":        {},
+		"live-lease":   {LeaseOwner: "other", LeaseUntil: dbNow.Add(time.Hour)},
+		"lapsed-lease": {LeaseOwner: "other", LeaseUntil: dbNow.Add(-time.Minute)},
+		"backoff":      {NextAttemptAt: dbNow.Add(time.Hour), LastError: domain.CodeProviderUnavailable},
+		"backoff-over": {NextAttemptAt: dbNow.Add(-time.Minute), LastError: domain.CodeProviderUnavailable},
+		"reauth":       {ReauthRequired: true, LastError: domain.CodeGrantRevoked},
+	}
+	claimed := []domain.Provider{domain.ProviderGitLab}
+
+	views := map[domain.UserID]domain.RefreshView{}
+	for an, access := range accesses {
+		for rn, r := range refreshes {
+			for sn, st := range states {
+				for _, p := range []domain.Provider{domain.ProviderGitLab, domain.ProviderGitHub} {
+					user := domain.UserID(fmt.Sprintf("%s.%s.%s", an, rn, sn))
+					tok := repotest.Sample(user, p, "x")
+					tok.AccessExpiry, tok.RefreshExpiry = access, r.expiry
+					if !r.has {
+						tok.RefreshToken = nil
+					}
+					if _, err := repo.PutAuthTokens(ctx, tok); err != nil {
+						t.Fatal(err)
+					}
+					row, err := repo.UpdateAuthTokens(ctx, user, p,
+						func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, error) {
+							cur.Refresh = st
+							return &cur, nil
+						})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if p == domain.ProviderGitLab {
+						views[user] = row.RefreshView(horizon, slices.Contains(claimed, p))
+					}
+				}
+			}
+		}
+	}
+
+	got, err := repo.ClaimDueRefreshes(ctx, ports.RefreshClaim{
+		Owner: "checker", Providers: claimed, Lease: time.Minute, Horizon: horizon, Limit: 10_000,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var after time.Time
+	if err := pool.QueryRow(ctx, `SELECT now()`).Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	took := map[domain.UserID]bool{}
+	for _, row := range got {
+		if row.Provider != domain.ProviderGitLab {
+			t.Errorf("claimed %s/%s: its provider was not asked for", row.User, row.Provider)
+		}
+		took[row.User] = true
+	}
+	due := 0
+	for user, v := range views {
+		want := domain.NextRefreshStep(v, dbNow) == domain.StepRefresh
+		if later := domain.NextRefreshStep(v, after) == domain.StepRefresh; later != want {
+			t.Fatalf("%s: the rule changed its mind between %v and %v; widen the offsets", user, dbNow, after)
+		}
+		if want {
+			due++
+		}
+		if took[user] != want {
+			t.Errorf("%s: SQL claimed %v, NextRefreshStep says %v (want claimed %v)",
+				user, took[user], domain.NextRefreshStep(v, dbNow), want)
+		}
+	}
+	if due == 0 || due == len(views) {
+		t.Fatalf("%d of %d rows due: the table does not test both sides", due, len(views))
+	}
+}
