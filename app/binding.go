@@ -3,6 +3,7 @@ package app
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/tokenstore/tokenstore/domain"
 	"github.com/tokenstore/tokenstore/ports"
@@ -156,18 +157,36 @@ func sealOfflineToken(c ports.TokenCrypter, t domain.OfflineToken) (domain.Seale
 	return domain.SealedOfflineToken{User: t.User, KeyID: sealed.KeyID, Token: sealed.Data}, nil
 }
 
-// sealAt is Seal with the service's crypter.
-func (s *TokenService) sealAt(place Place, secret domain.Secret) (domain.Ciphertext, error) {
-	return Seal(s.crypter, place, secret)
+// sealer seals rows for storage and opens them for callers. The service
+// and the refresh coordinator share one, so every row a use case writes is
+// sealed by the one routine (sealAuthTokens) and every read logs a moved
+// ciphertext the same way.
+type sealer struct {
+	crypter ports.TokenCrypter
+	log     *slog.Logger
+}
+
+// seal seals a row's tokens for storage (see sealAuthTokens).
+func (s sealer) seal(t domain.AuthTokens) (domain.SealedAuthTokens, error) {
+	return sealAuthTokens(s.crypter, t)
 }
 
 // openAt is Unseal, logging a misplaced ciphertext with the row's identity
 // (never its material): it means someone moved values in the database.
-func (s *TokenService) openAt(place Place, ct domain.Ciphertext) (domain.Secret, error) {
+func (s sealer) openAt(place Place, ct domain.Ciphertext) (domain.Secret, error) {
 	secret, err := Unseal(s.crypter, place, ct)
 	if errors.Is(err, ErrMisplaced) {
 		s.log.Error("integrity: a stored ciphertext belongs to another place (moved or copied in the database)",
 			"table", place.Table, "field", place.Field, "user", place.User, "provider", place.Provider)
 	}
 	return secret, err
+}
+
+// open decrypts a row's access token for a caller.
+func (s sealer) open(t domain.SealedAuthTokens) (AccessToken, error) {
+	token, err := s.openAt(AccessTokenPlace(t.User, t.Provider), domain.Ciphertext{KeyID: t.KeyID, Data: t.AccessToken})
+	if err != nil {
+		return AccessToken{}, err
+	}
+	return AccessToken{User: t.User, Provider: t.Provider, Token: token, Expiry: t.AccessExpiry}, nil
 }

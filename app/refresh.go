@@ -100,7 +100,7 @@ var errLeaseLost = errors.New("refresh lease lost")
 // worker through Providers, Margin, NewAttempt, Lease and RefreshLeased for
 // the rows it claimed. Get it from TokenService.Refreshes.
 type RefreshCoordinator struct {
-	rows      *TokenService // seals and opens rows: one sealing routine for both
+	rows      sealer
 	repo      ports.TokenRepository
 	refresher ports.TokenRefresher
 	margin    time.Duration
@@ -212,7 +212,7 @@ func (c *RefreshCoordinator) refresh(ctx context.Context, user domain.UserID, pr
 				return AccessToken{}, err
 			}
 		default:
-			return c.rows.answer(row, step)
+			return c.answer(row, step)
 		}
 	}
 }

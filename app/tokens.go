@@ -25,7 +25,7 @@ type Config struct {
 
 // TokenService is the token store's use cases.
 type TokenService struct {
-	crypter   ports.TokenCrypter
+	rows      sealer
 	repo      ports.TokenRepository
 	refreshes *RefreshCoordinator
 	log       *slog.Logger
@@ -44,9 +44,10 @@ func NewTokenService(cfg Config, log *slog.Logger, crypter ports.TokenCrypter, r
 	if cfg.RefreshMargin > 0 {
 		margin = cfg.RefreshMargin
 	}
-	s := &TokenService{crypter: crypter, repo: repo, log: log, now: time.Now}
+	rows := sealer{crypter: crypter, log: log}
+	s := &TokenService{rows: rows, repo: repo, log: log, now: time.Now}
 	s.refreshes = &RefreshCoordinator{
-		rows: s, repo: repo, refresher: refresher, margin: margin, margins: cfg.ProviderMargins,
+		rows: rows, repo: repo, refresher: refresher, margin: margin, margins: cfg.ProviderMargins,
 		cfg: cfg.Refresh.withDefaults(), log: log, now: time.Now,
 	}
 	return s
@@ -82,7 +83,7 @@ func (s *TokenService) PutAuthTokens(ctx context.Context, t domain.AuthTokens) (
 	if err := t.Validate(); err != nil {
 		return ProviderStatus{}, err
 	}
-	sealed, err := s.seal(t)
+	sealed, err := s.rows.seal(t)
 	if err != nil {
 		return ProviderStatus{}, err
 	}
@@ -109,16 +110,16 @@ func (s *TokenService) GetAccessToken(ctx context.Context, user domain.UserID, p
 	case domain.StepRefresh, domain.StepWait, domain.StepInterrupted:
 		return s.refreshes.Refresh(ctx, user, provider)
 	default:
-		return s.answer(sealed, step)
+		return s.refreshes.answer(sealed, step)
 	}
 }
 
 // answer is the outcome of the refresh rule's steps that need no lease:
 // the stored access token, or why it cannot be had.
-func (s *TokenService) answer(row domain.SealedAuthTokens, step domain.RefreshStep) (AccessToken, error) {
+func (c *RefreshCoordinator) answer(row domain.SealedAuthTokens, step domain.RefreshStep) (AccessToken, error) {
 	switch step {
 	case domain.StepServe:
-		return s.open(row)
+		return c.rows.open(row)
 	case domain.StepReauth:
 		code := domain.CodeRefreshTokenExpired
 		if row.Refresh.ReauthRequired {
@@ -166,11 +167,11 @@ func (s *TokenService) PutOfflineToken(ctx context.Context, t domain.OfflineToke
 	if err := t.Validate(); err != nil {
 		return domain.OfflineToken{}, err
 	}
-	c, err := s.sealAt(OfflineTokenPlace(t.User), t.Token)
+	sealed, err := sealOfflineToken(s.rows.crypter, t)
 	if err != nil {
-		return domain.OfflineToken{}, fmt.Errorf("seal offline token: %w", err)
+		return domain.OfflineToken{}, err
 	}
-	stored, err := s.repo.PutOfflineToken(ctx, domain.SealedOfflineToken{User: t.User, KeyID: c.KeyID, Token: c.Data})
+	stored, err := s.repo.PutOfflineToken(ctx, sealed)
 	if err != nil {
 		return domain.OfflineToken{}, err
 	}
@@ -184,7 +185,7 @@ func (s *TokenService) GetOfflineToken(ctx context.Context, user domain.UserID) 
 	if err != nil {
 		return domain.OfflineToken{}, err
 	}
-	token, err := s.openAt(OfflineTokenPlace(user), domain.Ciphertext{KeyID: sealed.KeyID, Data: sealed.Token})
+	token, err := s.rows.openAt(OfflineTokenPlace(user), domain.Ciphertext{KeyID: sealed.KeyID, Data: sealed.Token})
 	if err != nil {
 		return domain.OfflineToken{}, err
 	}
@@ -196,30 +197,6 @@ func (s *TokenService) DeleteOfflineToken(ctx context.Context, user domain.UserI
 	return s.repo.DeleteOfflineToken(ctx, user)
 }
 
-// seal encrypts both tokens under the primary key.
-func (s *TokenService) seal(t domain.AuthTokens) (domain.SealedAuthTokens, error) {
-	access, err := s.sealAt(AccessTokenPlace(t.User, t.Provider), t.AccessToken)
-	if err != nil {
-		return domain.SealedAuthTokens{}, fmt.Errorf("seal access token: %w", err)
-	}
-	sealed := domain.SealedAuthTokens{
-		User: t.User, Provider: t.Provider, KeyID: access.KeyID,
-		AccessToken: access.Data, AccessExpiry: t.AccessExpiry, RefreshExpiry: t.RefreshExpiry,
-	}
-	if t.HasRefreshToken() {
-		refresh, err := s.sealAt(RefreshTokenPlace(t.User, t.Provider), t.RefreshToken)
-		if err != nil {
-			return domain.SealedAuthTokens{}, fmt.Errorf("seal refresh token: %w", err)
-		}
-		if refresh.KeyID != access.KeyID {
-			// One key id per row: the keyring's primary changed mid-call.
-			return domain.SealedAuthTokens{}, fmt.Errorf("seal tokens: primary key changed from %s to %s; retry", access.KeyID, refresh.KeyID)
-		}
-		sealed.RefreshToken = refresh.Data
-	}
-	return sealed, nil
-}
-
 func (s *TokenService) status(t domain.AuthTokens, updated time.Time) ProviderStatus {
 	return ProviderStatus{
 		Provider:        t.Provider,
@@ -229,13 +206,4 @@ func (s *TokenService) status(t domain.AuthTokens, updated time.Time) ProviderSt
 		HasRefreshToken: t.HasRefreshToken(),
 		UpdatedAt:       updated,
 	}
-}
-
-// open decrypts a row's access token for a caller.
-func (s *TokenService) open(t domain.SealedAuthTokens) (AccessToken, error) {
-	token, err := s.openAt(AccessTokenPlace(t.User, t.Provider), domain.Ciphertext{KeyID: t.KeyID, Data: t.AccessToken})
-	if err != nil {
-		return AccessToken{}, err
-	}
-	return AccessToken{User: t.User, Provider: t.Provider, Token: token, Expiry: t.AccessExpiry}, nil
 }
