@@ -44,14 +44,7 @@ type fixture struct {
 // as primary, one with the new key primary and the old one older.
 func setup(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{}
-	var err error
-	if f.oldKey, err = fernet.GenerateKey(); err != nil {
-		t.Fatal(err)
-	}
-	if f.newKey, err = fernet.GenerateKey(); err != nil {
-		t.Fatal(err)
-	}
+	f := &fixture{oldKey: servicetest.NewKey(t), newKey: servicetest.NewKey(t)}
 	old := servicetest.Start(t, servicetest.Options{Keys: []fernet.Key{f.oldKey}})
 	cur := servicetest.Start(t, servicetest.Options{DSN: old.DSN, Keys: []fernet.Key{f.newKey, f.oldKey}})
 	f.dsn, f.pool, f.newRng = old.DSN, old.DB, cur.Keyring

@@ -117,11 +117,7 @@ func Start(t testing.TB, o Options) *Cluster {
 		o.DSN = testdb.NewDSN(t)
 	}
 	if o.Keys == nil {
-		k, err := fernet.GenerateKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		o.Keys = []fernet.Key{k}
+		o.Keys = []fernet.Key{NewKey(t)}
 	}
 	c := &Cluster{DSN: o.DSN, Keys: o.Keys, Credentials: map[string]string{}, more: o.Secrets}
 	c.DB = testdb.Pool(t, o.DSN, nil)
@@ -159,15 +155,8 @@ func (c *Cluster) newCallers(t testing.TB) []httpapi.Caller {
 	t.Helper()
 	var callers []httpapi.Caller
 	add := func(name string, perms []httpapi.Permission) {
-		cred, hash, err := httpapi.NewCredential()
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, err := httpapi.ParseCredentialHash(hash)
-		if err != nil {
-			t.Fatal(err)
-		}
-		callers = append(callers, httpapi.Caller{Name: name, CredentialHash: h, Permissions: perms})
+		cred, caller := NewCaller(t, name, perms...)
+		callers = append(callers, caller)
 		c.Credentials[name] = cred
 		c.AddSecrets(cred)
 	}
@@ -182,6 +171,34 @@ func (c *Cluster) newCallers(t testing.TB) []httpapi.Caller {
 		add(CallerWithout(p), others)
 	}
 	return callers
+}
+
+// NewKey returns a fresh Fernet key.
+func NewKey(t testing.TB) fernet.Key {
+	t.Helper()
+	k, err := fernet.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// NewCaller returns a fresh bearer credential and a caller named name that
+// holds it with perms (none given: every permission).
+func NewCaller(t testing.TB, name string, perms ...httpapi.Permission) (credential string, caller httpapi.Caller) {
+	t.Helper()
+	cred, hash, err := httpapi.NewCredential()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := httpapi.ParseCredentialHash(hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(perms) == 0 {
+		perms = httpapi.AllPermissions
+	}
+	return cred, httpapi.Caller{Name: name, CredentialHash: h, Permissions: perms}
 }
 
 // start builds and starts one instance of cfg and stops it when t ends.
