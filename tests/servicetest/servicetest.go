@@ -102,7 +102,7 @@ type Instance struct {
 	// Logs holds every line the instance logged, as JSON, at debug level.
 	Logs *testlog.Buffer
 
-	app *fx.App
+	graph *fx.App
 }
 
 // Start starts the cluster o describes and stops every instance when t
@@ -211,13 +211,13 @@ func (c *Cluster) start(t testing.TB, cfg cli.Config) *Instance {
 	log := slog.New(slog.NewJSONHandler(in.Logs, &slog.HandlerOptions{Level: slog.LevelDebug})).
 		With("instance", in.Name)
 	var server *httpapi.Server
-	in.app = cli.NewApp(cfg, log, fx.Populate(&server, &in.Service, &in.Worker, &in.Pool))
-	if err := in.app.Err(); err != nil {
+	in.graph = cli.NewApp(cfg, log, fx.Populate(&server, &in.Service, &in.Worker, &in.Pool))
+	if err := in.graph.Err(); err != nil {
 		t.Fatalf("build %s: %v", in.Name, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
-	if err := in.app.Start(ctx); err != nil {
+	if err := in.graph.Start(ctx); err != nil {
 		t.Fatalf("start %s: %v\nlogs:\n%s", in.Name, err, in.Logs.String())
 	}
 	in.URL = "http://" + server.Addr()
@@ -240,7 +240,7 @@ func (c *Cluster) start(t testing.TB, cfg cli.Config) *Instance {
 func (in *Instance) Stop(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
-	return in.app.Stop(ctx)
+	return in.graph.Stop(ctx)
 }
 
 // AddSecrets adds strings no instance may log; the check runs when the test
