@@ -4,113 +4,50 @@ package api_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/tokenstore/tokenstore/tests/testlog"
-
 	"github.com/jackc/pgx/v5/pgxpool"
-	"go.uber.org/fx"
 
 	"github.com/tokenstore/tokenstore/adapters/fernet"
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
-	"github.com/tokenstore/tokenstore/cmd/tokenstore/cli"
+	"github.com/tokenstore/tokenstore/tests/servicetest"
 	"github.com/tokenstore/tokenstore/tests/testdb"
+	"github.com/tokenstore/tokenstore/tests/testlog"
 )
 
 func TestMain(m *testing.M) { testdb.Main(m) }
 
 // callerAll holds every permission; callerWithout(p) holds all but p.
-const callerAll = "all"
+const callerAll = servicetest.CallerAll
 
-func callerWithout(p httpapi.Permission) string { return "no-" + string(p) }
+var callerWithout = servicetest.CallerWithout
 
-// instance is one running tokenstore.
+// instance is one running tokenstore, seen the way the tests use it.
 type instance struct {
 	t       *testing.T
 	base    string            // http://127.0.0.1:port
 	creds   map[string]string // caller name -> bearer credential
 	pool    *pgxpool.Pool     // raw access to the instance's database
 	logs    *testlog.Buffer   // everything the instance logged
-	app     *fx.App
+	app     *servicetest.Instance
 	keyring *fernet.Keyring
 	client  *http.Client
+	cluster *servicetest.Cluster
 }
 
 // setup starts an instance on a fresh database and stops it when t ends.
 func setup(t *testing.T) *instance {
 	t.Helper()
-	dsn := testdb.NewDSN(t)
-	key, err := fernet.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
+	c := servicetest.Start(t, servicetest.Options{})
+	in := c.Instances[0]
+	return &instance{
+		t: t, base: in.URL, creds: c.Credentials, pool: c.DB, logs: in.Logs, app: in,
+		keyring: c.Keyring, client: &http.Client{Timeout: 30 * time.Second}, cluster: c,
 	}
-	inst := &instance{t: t, creds: map[string]string{}, logs: &testlog.Buffer{}}
-	var callers []httpapi.Caller
-	add := func(name string, perms []httpapi.Permission) {
-		cred, hash, err := httpapi.NewCredential()
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, err := httpapi.ParseCredentialHash(hash)
-		if err != nil {
-			t.Fatal(err)
-		}
-		callers = append(callers, httpapi.Caller{Name: name, CredentialHash: h, Permissions: perms})
-		inst.creds[name] = cred
-	}
-	add(callerAll, httpapi.AllPermissions)
-	for _, p := range httpapi.AllPermissions {
-		var others []httpapi.Permission
-		for _, o := range httpapi.AllPermissions {
-			if o != p {
-				others = append(others, o)
-			}
-		}
-		add(callerWithout(p), others)
-	}
-
-	cfg := cli.Defaults()
-	cfg.Database.URL = dsn
-	cfg.Database.MaxConns = 8
-	cfg.HTTP.Addr = "127.0.0.1:0"
-	cfg.Keys = fernet.Config{Keys: []fernet.Key{key}}
-	cfg.Callers = callers
-	log := slog.New(slog.NewJSONHandler(inst.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-
-	var server *httpapi.Server
-	var keyring *fernet.Keyring
-	inst.app = cli.NewApp(cfg, log, fx.Populate(&server))
-	if err := inst.app.Err(); err != nil {
-		t.Fatalf("build app: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := inst.app.Start(ctx); err != nil {
-		t.Fatalf("start app: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := inst.app.Stop(ctx); err != nil {
-			t.Errorf("stop app: %v", err)
-		}
-	})
-	keyring, err = fernet.NewKeyring(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inst.keyring = keyring
-	inst.base = "http://" + server.Addr()
-	inst.pool = testdb.Pool(t, dsn, nil)
-	inst.client = &http.Client{Timeout: 30 * time.Second}
-	return inst
 }
 
 // response is a finished HTTP exchange.
@@ -187,13 +124,10 @@ func (inst *instance) do(method, path, caller string, body any) response {
 	return response{Response: resp, body: out}
 }
 
-// noSecretsInLogs fails t if any of secrets appears in the instance's log.
+// noSecretsInLogs fails t if any of secrets appears in the instance's log
+// now or by the time the test ends.
 func (inst *instance) noSecretsInLogs(secrets ...string) {
 	inst.t.Helper()
-	logs := inst.logs.String()
-	for _, s := range secrets {
-		if strings.Contains(logs, s) {
-			inst.t.Errorf("the log contains token material %q", s)
-		}
-	}
+	inst.cluster.AddSecrets(secrets...)
+	inst.cluster.CheckLogs(inst.t)
 }

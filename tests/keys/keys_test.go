@@ -23,6 +23,7 @@ import (
 	"github.com/tokenstore/tokenstore/app"
 	"github.com/tokenstore/tokenstore/cmd/tokenstore/cli"
 	"github.com/tokenstore/tokenstore/domain"
+	"github.com/tokenstore/tokenstore/tests/servicetest"
 	"github.com/tokenstore/tokenstore/tests/testdb"
 )
 
@@ -39,27 +40,16 @@ type fixture struct {
 	newRng *fernet.Keyring
 }
 
+// setup starts two instances on one database: one writing with the old key
+// as primary, one with the new key primary and the old one older.
 func setup(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{dsn: testdb.NewDSN(t)}
-	f.pool = testdb.Pool(t, f.dsn, nil)
+	f := &fixture{oldKey: servicetest.NewKey(t), newKey: servicetest.NewKey(t)}
+	old := servicetest.Start(t, servicetest.Options{Keys: []fernet.Key{f.oldKey}})
+	cur := servicetest.Start(t, servicetest.Options{DSN: old.DSN, Keys: []fernet.Key{f.newKey, f.oldKey}})
+	f.dsn, f.pool, f.newRng = old.DSN, old.DB, cur.Keyring
 	f.repo = postgres.New(f.pool, postgres.Options{})
-	var err error
-	if f.oldKey, err = fernet.GenerateKey(); err != nil {
-		t.Fatal(err)
-	}
-	if f.newKey, err = fernet.GenerateKey(); err != nil {
-		t.Fatal(err)
-	}
-	oldRing, err := fernet.NewKeyring(f.oldKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f.newRng, err = fernet.NewKeyring(f.newKey, f.oldKey); err != nil {
-		t.Fatal(err)
-	}
-	f.oldSvc = app.NewTokenService(app.Config{}, nil, oldRing, f.repo, app.NoRefresher{})
-	f.newSvc = app.NewTokenService(app.Config{}, nil, f.newRng, f.repo, app.NoRefresher{})
+	f.oldSvc, f.newSvc = old.Instances[0].Service, cur.Instances[0].Service
 	return f
 }
 

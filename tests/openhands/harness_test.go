@@ -25,6 +25,7 @@ import (
 	"github.com/tokenstore/tokenstore/app"
 	"github.com/tokenstore/tokenstore/cmd/tokenstore/cli"
 	"github.com/tokenstore/tokenstore/domain"
+	"github.com/tokenstore/tokenstore/tests/servicetest"
 	"github.com/tokenstore/tokenstore/tests/testdb"
 )
 
@@ -149,8 +150,8 @@ type env struct {
 	dir       string
 }
 
-// setup loads the fixture into an empty database (the source) and makes a
-// migrated one (the target).
+// setup loads the fixture into an empty database (the source) and starts
+// an instance on a migrated one (the target).
 func setup(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
@@ -172,16 +173,10 @@ func setup(t *testing.T) *env {
 		t.Fatalf("load fixture: %v", err)
 	}
 
-	e.targetDSN = testdb.NewDSN(t)
-	e.target = testdb.Pool(t, e.targetDSN, nil)
-	if e.key, err = fernet.GenerateKey(); err != nil {
-		t.Fatal(err)
-	}
-	if e.keyring, err = fernet.NewKeyring(e.key); err != nil {
-		t.Fatal(err)
-	}
+	target := servicetest.Start(t, servicetest.Options{Secrets: e.fx.materials})
+	e.targetDSN, e.target, e.key, e.keyring = target.DSN, target.DB, target.Keys[0], target.Keyring
+	e.svc = target.Instances[0].Service
 	e.repo = postgres.New(e.target, postgres.Options{})
-	e.svc = app.NewTokenService(app.Config{}, nil, e.keyring, e.repo, app.NoRefresher{})
 	return e
 }
 

@@ -17,18 +17,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/tokenstore/tokenstore/tests/testlog"
-
 	"github.com/jackc/pgx/v5/pgxpool"
-	"go.uber.org/fx"
 
 	"github.com/tokenstore/tokenstore/adapters/fernet"
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
@@ -36,7 +30,9 @@ import (
 	"github.com/tokenstore/tokenstore/app"
 	"github.com/tokenstore/tokenstore/cmd/tokenstore/cli"
 	"github.com/tokenstore/tokenstore/domain"
+	"github.com/tokenstore/tokenstore/tests/servicetest"
 	"github.com/tokenstore/tokenstore/tests/testdb"
+	"github.com/tokenstore/tokenstore/tests/testlog"
 )
 
 func TestMain(m *testing.M) { testdb.Main(m) }
@@ -47,7 +43,7 @@ const provider = "gitlab"
 // options tune a cluster. Zero fields take the defaults in newCluster.
 type options struct {
 	instances int
-	maxConns  int32
+	maxConns  int32         // per instance; 0: servicetest's default (8)
 	margin    time.Duration // refresh margin; 0: the service default (15m)
 	// providerMargins override margin per provider.
 	providerMargins map[domain.Provider]time.Duration
@@ -63,8 +59,8 @@ type options struct {
 
 // cluster is N instances on one database, one fake provider, one key.
 type cluster struct {
+	run       *servicetest.Cluster
 	t         *testing.T
-	dsn       string
 	fake      *fakeProvider
 	db        *pgxpool.Pool // raw access, outside every instance
 	keyring   *fernet.Keyring
@@ -72,21 +68,18 @@ type cluster struct {
 	client    *http.Client
 	instances []*instance
 	provider  domain.Provider
-	secrets   []string // token material the tests handed in, for the log check
-	secretsMu sync.Mutex
 }
 
-// instance is one running tokenstore.
+// instance is one running tokenstore, seen the way the tests use it.
 type instance struct {
-	c       *cluster
-	name    string
-	base    string
-	app     *fx.App
-	svc     *app.TokenService
-	worker  *app.RefreshWorker
-	pool    *pgxpool.Pool
-	logs    *testlog.Buffer
-	stopped bool
+	c      *cluster
+	name   string
+	base   string
+	svc    *app.TokenService
+	worker *app.RefreshWorker
+	pool   *pgxpool.Pool
+	logs   *testlog.Buffer
+	run    *servicetest.Instance
 }
 
 func randHex(n int) string {
@@ -96,14 +89,12 @@ func randHex(n int) string {
 }
 
 // newCluster starts o.instances instances and stops them when t ends; then
-// it checks that no instance logged any token material.
+// it checks that no instance logged any token material: a token the fake
+// issued, a token a test stored, the client secret or the caller credential.
 func newCluster(t *testing.T, o options) *cluster {
 	t.Helper()
 	if o.instances == 0 {
 		o.instances = 1
-	}
-	if o.maxConns == 0 {
-		o.maxConns = 8
 	}
 	if o.refresh.Lease == 0 {
 		o.refresh.Lease = 5 * time.Second
@@ -127,109 +118,46 @@ func newCluster(t *testing.T, o options) *cluster {
 		o.name = provider
 	}
 
-	dsn := testdb.NewDSN(t)
-	c := &cluster{t: t, dsn: dsn, fake: newFakeProvider(t), provider: o.name}
-	c.db = testdb.Pool(t, dsn, nil)
-	key, err := fernet.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.keyring, err = fernet.NewKeyring(key); err != nil {
-		t.Fatal(err)
-	}
-	cred, hash, err := httpapi.NewCredential()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := httpapi.ParseCredentialHash(hash)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.cred = cred
-	c.secrets = append(c.secrets, cred)
+	c := &cluster{t: t, fake: newFakeProvider(t), provider: o.name}
 	c.client = &http.Client{
 		Timeout:   30 * time.Second,
 		Transport: &http.Transport{MaxIdleConnsPerHost: 200},
 	}
 	t.Cleanup(c.client.CloseIdleConnections)
-	t.Cleanup(c.checkLogs) // runs after every instance stopped
 
 	pc := oauth.ProviderConfig{
 		Name: o.name, Kind: o.kind,
 		ClientID: c.fake.clientID, ClientSecret: domain.NewSecret(c.fake.clientSecret),
 		TokenURL: c.fake.TokenURL(), AuthStyle: o.authStyle, Timeout: o.providerTimeout,
 	}
-	for i := range o.instances {
-		cfg := cli.Defaults()
-		cfg.Database.URL = dsn
-		cfg.Database.MaxConns = o.maxConns
-		cfg.HTTP.Addr = "127.0.0.1:0"
-		cfg.Keys = fernet.Config{Keys: []fernet.Key{key}}
-		cfg.Callers = []httpapi.Caller{{Name: "all", CredentialHash: h, Permissions: httpapi.AllPermissions}}
-		cfg.OAuth = oauth.Config{Providers: []oauth.ProviderConfig{pc}}
-		cfg.App = app.Config{RefreshMargin: o.margin, ProviderMargins: o.providerMargins, Refresh: o.refresh}
-		cfg.App.Refresh.Instance = fmt.Sprintf("inst%d", i)
-		cfg.Worker = o.worker
-
-		in := &instance{c: c, name: cfg.App.Refresh.Instance, logs: &testlog.Buffer{}}
-		log := slog.New(slog.NewJSONHandler(in.logs, &slog.HandlerOptions{Level: slog.LevelDebug})).
-			With("instance", in.name)
-		var server *httpapi.Server
-		in.app = cli.NewApp(cfg, log, fx.Populate(&server, &in.svc, &in.worker, &in.pool))
-		if err := in.app.Err(); err != nil {
-			t.Fatalf("build %s: %v", in.name, err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := in.app.Start(ctx)
-		cancel()
-		if err != nil {
-			t.Fatalf("start %s: %v", in.name, err)
-		}
-		t.Cleanup(func() {
-			if err := in.stop(); err != nil {
-				t.Errorf("stop %s: %v", in.name, err)
+	c.run = servicetest.Start(t, servicetest.Options{
+		Instances: o.instances,
+		Secrets:   c.fake.Secrets,
+		Configure: func(cfg *cli.Config) {
+			if o.maxConns > 0 {
+				cfg.Database.MaxConns = o.maxConns
 			}
-		})
-		in.base = "http://" + server.Addr()
-		c.instances = append(c.instances, in)
+			cfg.OAuth = oauth.Config{Providers: []oauth.ProviderConfig{pc}}
+			cfg.App = app.Config{RefreshMargin: o.margin, ProviderMargins: o.providerMargins, Refresh: o.refresh}
+			cfg.Worker = o.worker
+		},
+	})
+	c.db, c.keyring, c.cred = c.run.DB, c.run.Keyring, c.run.Credentials[servicetest.CallerAll]
+	for _, in := range c.run.Instances {
+		c.instances = append(c.instances, &instance{c: c, name: in.Name, base: in.URL,
+			svc: in.Service, worker: in.Worker, pool: in.Pool, logs: in.Logs, run: in})
 	}
 	return c
 }
 
-// stop stops the instance once.
-func (in *instance) stop() error {
-	if in.stopped {
-		return nil
-	}
-	in.stopped = true
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	return in.app.Stop(ctx)
-}
+// stop stops the instance; stopping again returns nil.
+func (in *instance) stop() error { return in.run.Stop(context.Background()) }
 
-// checkLogs fails the test if any instance logged token material: a token
-// the fake issued, a token a test stored, the client secret or the caller
-// credential.
-func (c *cluster) checkLogs() {
-	c.secretsMu.Lock()
-	secrets := append(c.fake.Secrets(), c.secrets...)
-	c.secretsMu.Unlock()
-	for _, in := range c.instances {
-		logs := in.logs.String()
-		for _, s := range secrets {
-			if strings.Contains(logs, s) {
-				c.t.Errorf("%s logged token material %q", in.name, s)
-			}
-		}
-	}
-}
+// checkLogs fails the test if any instance logged token material.
+func (c *cluster) checkLogs() { c.run.CheckLogs(c.t) }
 
 // noteSecret adds token material to the log check.
-func (c *cluster) noteSecret(s ...string) {
-	c.secretsMu.Lock()
-	defer c.secretsMu.Unlock()
-	c.secrets = append(c.secrets, s...)
-}
+func (c *cluster) noteSecret(s ...string) { c.run.AddSecrets(s...) }
 
 // ---- HTTP ----------------------------------------------------------------
 

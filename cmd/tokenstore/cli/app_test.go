@@ -17,6 +17,7 @@ import (
 
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
 	"github.com/tokenstore/tokenstore/cmd/tokenstore/cli"
+	"github.com/tokenstore/tokenstore/tests/servicetest"
 	"github.com/tokenstore/tokenstore/tests/testdb"
 )
 
@@ -39,51 +40,26 @@ func TestAppOptionsValidate(t *testing.T) {
 // testApp is a started application on its own database.
 type testApp struct {
 	base string // http://127.0.0.1:port
-	cred string // credential of caller "svc", which holds every permission
+	cred string // credential of a caller holding every permission
 	logs *testlog.Buffer
 }
 
-// startApp builds the application for dsn with cfg changed by change,
-// starts it and stops it when t ends, checking the stop succeeds.
+// startApp starts the application on dsn with its configuration changed by
+// change (and valid), and stops it when t ends, checking the stop succeeds
+// and the port no longer answers.
 func startApp(t *testing.T, dsn string, change func(*cli.Config)) *testApp {
 	t.Helper()
-	cfg := validConfig(t)
-	cfg.Database.URL = dsn
-	cfg.Database.MaxConns = 4
-	cfg.HTTP.Addr = "127.0.0.1:0"
-	cred, caller := newCaller(t, "svc")
-	cfg.Callers = []httpapi.Caller{caller}
-	if change != nil {
-		change(&cfg)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatalf("test configuration: %v", err)
-	}
-	logs := &testlog.Buffer{}
-	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	var server *httpapi.Server
-	app := cli.NewApp(cfg, log, fx.Populate(&server))
-	if err := app.Err(); err != nil {
-		t.Fatalf("build app: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := app.Start(ctx); err != nil {
-		t.Fatalf("start: %v\nlogs:\n%s", err, logs.String())
-	}
-	a := &testApp{base: "http://" + server.Addr(), cred: cred, logs: logs}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		if err := app.Stop(ctx); err != nil {
-			t.Errorf("stop: %v", err)
+	c := servicetest.Start(t, servicetest.Options{DSN: dsn, Configure: func(cfg *cli.Config) {
+		cfg.Database.MaxConns = 4
+		if change != nil {
+			change(cfg)
 		}
-		// Stopped means the port no longer answers.
-		if _, err := httpClient.Get(a.base + "/healthz"); err == nil {
-			t.Errorf("%s still answers after Stop", a.base)
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("test configuration: %v", err)
 		}
-	})
-	return a
+	}})
+	in := c.Instances[0]
+	return &testApp{base: in.URL, cred: c.Credentials[servicetest.CallerAll], logs: in.Logs}
 }
 
 func TestAppServesHealthAndStops(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"github.com/tokenstore/tokenstore/adapters/fernet"
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
 	"github.com/tokenstore/tokenstore/cmd/tokenstore/cli"
+	"github.com/tokenstore/tokenstore/tests/servicetest"
 	"github.com/tokenstore/tokenstore/tests/testdb"
 )
 
@@ -33,28 +34,15 @@ func envOf(m map[string]string) func(string) string {
 // newKey returns a fresh Fernet key and its encoded form.
 func newKey(t *testing.T) (fernet.Key, string) {
 	t.Helper()
-	k, err := fernet.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := servicetest.NewKey(t)
 	return k, k.Encode()
 }
 
-// newCaller returns a fresh credential and the caller holding perms.
+// newCaller returns a fresh credential and the caller holding perms (none:
+// every permission).
 func newCaller(t *testing.T, name string, perms ...httpapi.Permission) (string, httpapi.Caller) {
 	t.Helper()
-	cred, hash, err := httpapi.NewCredential()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := httpapi.ParseCredentialHash(hash)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(perms) == 0 {
-		perms = httpapi.AllPermissions
-	}
-	return cred, httpapi.Caller{Name: name, CredentialHash: h, Permissions: perms}
+	return servicetest.NewCaller(t, name, perms...)
 }
 
 // callersJSON is a TOKENSTORE_CALLERS value with one caller holding every

@@ -1,0 +1,272 @@
+// Package servicetest starts tokenstore for integration suites the way
+// `tokenstore serve` runs it: the composition root's fx graph (cli.NewApp),
+// on a real PostgreSQL from testdb, with generated keys and callers, every
+// log line captured, each instance stopped when the test ends, and then a
+// check that no secret the test handed in reached any log.
+//
+// It is the one place outside cmd/tokenstore/cli that builds the graph, so a
+// change to the composition root is adapted here once, not in every suite.
+// Suites keep their own fixtures (a fake provider, an OpenHands database);
+// they get their instances from Start.
+//
+// The package's TestMain must call testdb.Main.
+package servicetest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/fx"
+
+	"github.com/tokenstore/tokenstore/adapters/fernet"
+	"github.com/tokenstore/tokenstore/adapters/httpapi"
+	"github.com/tokenstore/tokenstore/app"
+	"github.com/tokenstore/tokenstore/cmd/tokenstore/cli"
+	"github.com/tokenstore/tokenstore/tests/testdb"
+	"github.com/tokenstore/tokenstore/tests/testlog"
+)
+
+// CallerAll names the caller holding every permission.
+const CallerAll = "all"
+
+// CallerWithout names the caller holding every permission but p, so a suite
+// can show that each route refuses a caller lacking its permission.
+func CallerWithout(p httpapi.Permission) string { return "no-" + string(p) }
+
+// Timeout bounds starting one instance and stopping one: a hung start or
+// stop fails the test instead of hanging it.
+const Timeout = 60 * time.Second
+
+// Options shape a cluster. The zero value is one instance on a fresh
+// migrated database with one fresh key.
+type Options struct {
+	// Instances is how many instances share the database (0: 1).
+	Instances int
+	// DSN is the database the instances use; "" makes a fresh migrated one
+	// (testdb.NewDSN). Give testdb.NewEmptyDSN(t) for an unmigrated one, or
+	// another cluster's DSN to share its database.
+	DSN string
+	// Keys is the keyring every instance opens, primary first (nil: one
+	// fresh key).
+	Keys []fernet.Key
+	// Configure changes each instance's configuration after the cluster
+	// filled it in (cli.Defaults, the database, a pool of 8, a loopback
+	// port, the keys, the callers), before the instance is built. An
+	// instance left without a refresh instance name gets its own.
+	Configure func(*cli.Config)
+	// Secrets returns more strings no log may hold; it is asked when the
+	// logs are checked, after every instance stopped, so it may list what a
+	// fake provider issued during the test.
+	Secrets func() []string
+}
+
+// Cluster is the instances of one test and what they share.
+type Cluster struct {
+	// DSN is the instances' database.
+	DSN string
+	// DB is a pool on that database outside every instance, open until the
+	// test ends (stopping an instance does not close it).
+	DB *pgxpool.Pool
+	// Keys are Options.Keys or the generated key; Keyring opens them.
+	Keys    []fernet.Key
+	Keyring *fernet.Keyring
+	// Credentials maps each caller's name (CallerAll, CallerWithout(p)) to
+	// its bearer credential.
+	Credentials map[string]string
+	// Instances are the running instances, in start order.
+	Instances []*Instance
+
+	mu      sync.Mutex
+	secrets []string
+	more    func() []string
+}
+
+// Instance is one running tokenstore.
+type Instance struct {
+	// Name is the instance's refresh lease owner and its logs' "instance"
+	// attribute: inst0, inst1, ...
+	Name string
+	// URL is the API's base, http://127.0.0.1:port.
+	URL string
+	// Service, Worker and Pool are the instance's own, from its graph.
+	Service *app.TokenService
+	Worker  *app.RefreshWorker
+	Pool    *pgxpool.Pool
+	// Logs holds every line the instance logged, as JSON, at debug level.
+	Logs *testlog.Buffer
+
+	graph *fx.App
+}
+
+// Start starts the cluster o describes and stops every instance when t
+// ends; then it checks that no instance logged a caller credential, a key,
+// a string given to AddSecrets or one Options.Secrets returns.
+func Start(t testing.TB, o Options) *Cluster {
+	t.Helper()
+	if o.Instances == 0 {
+		o.Instances = 1
+	}
+	if o.DSN == "" {
+		o.DSN = testdb.NewDSN(t)
+	}
+	if o.Keys == nil {
+		o.Keys = []fernet.Key{NewKey(t)}
+	}
+	c := &Cluster{DSN: o.DSN, Keys: o.Keys, Credentials: map[string]string{}, more: o.Secrets}
+	c.DB = testdb.Pool(t, o.DSN, nil)
+	var err error
+	if c.Keyring, err = fernet.NewKeyring(o.Keys[0], o.Keys[1:]...); err != nil {
+		t.Fatal(err)
+	}
+	callers := c.newCallers(t)
+	// Registered before any instance's stop, so it runs after all of them.
+	t.Cleanup(func() { c.CheckLogs(t) })
+
+	for i := range o.Instances {
+		cfg := cli.Defaults()
+		cfg.Database.URL = o.DSN
+		cfg.Database.MaxConns = 8
+		cfg.HTTP.Addr = "127.0.0.1:0"
+		cfg.Keys = fernet.Config{Keys: o.Keys}
+		cfg.Callers = callers
+		if o.Configure != nil {
+			o.Configure(&cfg)
+		}
+		if cfg.App.Refresh.Instance == "" {
+			// Instances in one process would share the host-pid default
+			// and so one lease owner.
+			cfg.App.Refresh.Instance = fmt.Sprintf("inst%d", i)
+		}
+		c.Instances = append(c.Instances, c.start(t, cfg))
+	}
+	return c
+}
+
+// newCallers makes the caller with every permission and one lacking each
+// permission, and remembers their credentials.
+func (c *Cluster) newCallers(t testing.TB) []httpapi.Caller {
+	t.Helper()
+	var callers []httpapi.Caller
+	add := func(name string, perms []httpapi.Permission) {
+		cred, caller := NewCaller(t, name, perms...)
+		callers = append(callers, caller)
+		c.Credentials[name] = cred
+		c.AddSecrets(cred)
+	}
+	add(CallerAll, httpapi.AllPermissions)
+	for _, p := range httpapi.AllPermissions {
+		var others []httpapi.Permission
+		for _, o := range httpapi.AllPermissions {
+			if o != p {
+				others = append(others, o)
+			}
+		}
+		add(CallerWithout(p), others)
+	}
+	return callers
+}
+
+// NewKey returns a fresh Fernet key.
+func NewKey(t testing.TB) fernet.Key {
+	t.Helper()
+	k, err := fernet.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// NewCaller returns a fresh bearer credential and a caller named name that
+// holds it with perms (none given: every permission).
+func NewCaller(t testing.TB, name string, perms ...httpapi.Permission) (credential string, caller httpapi.Caller) {
+	t.Helper()
+	cred, hash, err := httpapi.NewCredential()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := httpapi.ParseCredentialHash(hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(perms) == 0 {
+		perms = httpapi.AllPermissions
+	}
+	return cred, httpapi.Caller{Name: name, CredentialHash: h, Permissions: perms}
+}
+
+// start builds and starts one instance of cfg and stops it when t ends.
+func (c *Cluster) start(t testing.TB, cfg cli.Config) *Instance {
+	t.Helper()
+	for _, k := range cfg.Keys.Keys {
+		c.AddSecrets(k.Encode())
+	}
+	in := &Instance{Name: cfg.App.Refresh.Instance, Logs: &testlog.Buffer{}}
+	log := slog.New(slog.NewJSONHandler(in.Logs, &slog.HandlerOptions{Level: slog.LevelDebug})).
+		With("instance", in.Name)
+	var server *httpapi.Server
+	in.graph = cli.NewApp(cfg, log, fx.Populate(&server, &in.Service, &in.Worker, &in.Pool))
+	if err := in.graph.Err(); err != nil {
+		t.Fatalf("build %s: %v", in.Name, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	if err := in.graph.Start(ctx); err != nil {
+		t.Fatalf("start %s: %v\nlogs:\n%s", in.Name, err, in.Logs.String())
+	}
+	in.URL = "http://" + server.Addr()
+	t.Cleanup(func() {
+		if err := in.Stop(context.Background()); err != nil {
+			t.Errorf("stop %s: %v", in.Name, err)
+		}
+		// Stopped means the port no longer answers.
+		if conn, err := net.DialTimeout("tcp", server.Addr(), time.Second); err == nil {
+			_ = conn.Close()
+			t.Errorf("%s still accepts connections at %s after Stop", in.Name, in.URL)
+		}
+	})
+	return in
+}
+
+// Stop stops the instance within ctx and Timeout: the server drains, then
+// the worker and the pool stop. Stopping again, or while a Stop is under
+// way, returns nil at once.
+func (in *Instance) Stop(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, Timeout)
+	defer cancel()
+	return in.graph.Stop(ctx)
+}
+
+// AddSecrets adds strings no instance may log; the check runs when the test
+// ends (and whenever CheckLogs is called). Safe for concurrent use.
+func (c *Cluster) AddSecrets(s ...string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.secrets = append(c.secrets, s...)
+}
+
+// CheckLogs fails t if any instance has logged, so far, a caller credential,
+// a key, a string given to AddSecrets or one Options.Secrets returns.
+func (c *Cluster) CheckLogs(t testing.TB) {
+	t.Helper()
+	c.mu.Lock()
+	secrets := append([]string(nil), c.secrets...)
+	c.mu.Unlock()
+	if c.more != nil {
+		secrets = append(secrets, c.more()...)
+	}
+	for _, in := range c.Instances {
+		logs := in.Logs.String()
+		for _, s := range secrets {
+			if s != "" && strings.Contains(logs, s) {
+				t.Errorf("%s logged secret material %q", in.Name, s)
+			}
+		}
+	}
+}
