@@ -45,7 +45,7 @@ providers:
 	if m := cfg.App.ProviderMargins["gitlab"]; m != time.Minute || len(cfg.App.ProviderMargins) != 1 {
 		t.Errorf("provider margins = %v, want gitlab: 1m only", cfg.App.ProviderMargins)
 	}
-	if ps[1].Kind != oauth.KindOAuth2 || ps[1].ClientSecret.Reveal() != "env-secret" || ps[1].AuthStyle != oauth.AuthStyleHeader {
+	if ps[1].Kind != oauth.KindOAuth2 || ps[1].ClientSecret.Reveal() != "env-secret" || ps[1].TokenEndpointAuthMethod != oauth.AuthMethodClientSecretBasic {
 		t.Errorf("corp-idp = %+v", ps[1])
 	}
 	if !ps[2].NeverExpires {

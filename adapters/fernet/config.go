@@ -1,24 +1,14 @@
 package fernet
 
-import (
-	"errors"
-
-	"go.uber.org/fx"
-
-	"github.com/tokenstore/tokenstore/ports"
-)
+import "errors"
 
 // Config is the keyring's configuration: the keys, primary first.
 type Config struct {
 	Keys []Key
 }
 
-// Module provides the keyring as a ports.TokenCrypter. It needs a Config.
-var Module = fx.Module("fernet",
-	fx.Provide(fx.Annotate(NewKeyringFromConfig, fx.As(new(ports.TokenCrypter)))),
-)
-
-// NewKeyringFromConfig builds the keyring from configured keys.
+// NewKeyringFromConfig builds the keyring from configured keys: the first
+// encrypts, every one decrypts.
 func NewKeyringFromConfig(cfg Config) (*Keyring, error) {
 	if len(cfg.Keys) == 0 {
 		return nil, errors.New("no encryption key configured: set TOKENSTORE_KEYS or TOKENSTORE_KEY_FILE " +
