@@ -116,47 +116,51 @@ func (c Config) Timeouts() map[domain.Provider]time.Duration {
 	return out
 }
 
-// ProviderConfig configures refreshing for one provider name. Its
+// ProviderConfig configures refreshing for one provider name. Its yaml tags
+// name the settings of an entry in a configuration file's providers list. Its
 // ClientSecret is a domain.Secret, so printing the configuration (fmt, JSON,
 // slog) shows it redacted.
 type ProviderConfig struct {
 	// Name is the provider name tokens are stored under, e.g. "github" or
 	// "gitlab-internal".
-	Name domain.Provider
+	Name domain.Provider `yaml:"name"`
 	// Kind selects defaults; empty means Name, when Name is a Kind.
-	Kind Kind
+	Kind Kind `yaml:"kind"`
 
-	ClientID     string
-	ClientSecret domain.Secret // optional for public clients, except github and bitbucket
+	ClientID string `yaml:"client_id"`
+	// ClientSecret is optional for public clients, except github and
+	// bitbucket. A loader reads it from where the configuration says.
+	ClientSecret domain.Secret `yaml:"-"`
 
 	// TokenURL overrides the kind's token endpoint; required for oauth2.
-	TokenURL string
+	TokenURL string `yaml:"token_url"`
 	// BaseURL is the server for github (Enterprise Server; default
 	// https://github.com), gitlab (default https://gitlab.com) and keycloak
 	// (required; include "/auth" for Keycloak before version 17).
-	BaseURL string
+	BaseURL string `yaml:"base_url"`
 	// Realm is the Keycloak realm (required for keycloak).
-	Realm string
+	Realm string `yaml:"realm"`
 	// Tenant is the Entra directory (tenant) ID or domain for azure_devops,
 	// or "organizations" / "common" for a multi-tenant app. Required unless
 	// TokenURL is set: a wrong authority fails every refresh with an obscure
 	// AADSTS error, so it is never guessed.
-	Tenant string
+	Tenant string `yaml:"tenant"`
 	// Scopes are sent as the "scope" parameter of the refresh (joined with
 	// spaces; an entry may itself hold several space-separated scopes).
 	// azure_devops defaults to DefaultAzureDevOpsScopes; other kinds send no
 	// scope unless set, which keeps the scopes originally granted.
-	Scopes []string
+	Scopes []string `yaml:"scopes"`
 	// TokenEndpointAuthMethod: auto (default), client_secret_basic or
 	// client_secret_post (aliases header and params). Bitbucket accepts only
 	// client_secret_basic.
-	TokenEndpointAuthMethod AuthMethod
-	// Timeout bounds one refresh, connection to last byte; 0 means DefaultTimeout.
-	Timeout time.Duration
+	TokenEndpointAuthMethod AuthMethod `yaml:"token_endpoint_auth_method"`
+	// Timeout bounds one refresh, connection to last byte; 0 means
+	// DefaultTimeout. A loader parses it, to name the setting in errors.
+	Timeout time.Duration `yaml:"-"`
 	// NeverExpires marks a provider whose tokens do not expire (GitHub OAuth
 	// App tokens): it is known but never refreshed, so no client
 	// credentials are needed.
-	NeverExpires bool
+	NeverExpires bool `yaml:"never_expires"`
 }
 
 // kind is Kind, or Name when Kind is empty and Name is a kind.
