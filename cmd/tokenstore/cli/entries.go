@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -32,41 +30,22 @@ func decodeList(n *yaml.Node, where, shape string, list any) error {
 }
 
 func decodeCallers(n *yaml.Node, where string) ([]httpapi.Caller, error) {
-	var entries []struct {
-		Name           string   `yaml:"name"`
-		CredentialHash string   `yaml:"credential_hash"`
-		Permissions    []string `yaml:"permissions"`
-	}
+	var entries []httpapi.CallerConfig
 	if err := decodeList(n, where, "{name, credential_hash, permissions}", &entries); err != nil {
 		return nil, err
 	}
 	callers := make([]httpapi.Caller, len(entries))
 	for i, e := range entries {
-		at := fmt.Sprintf("%s[%d]", where, i)
-		if e.Name == "" {
-			return nil, fmt.Errorf("%s.name: must not be empty", at)
-		}
-		h, err := httpapi.ParseCredentialHash(e.CredentialHash)
-		if err != nil {
-			return nil, fmt.Errorf("%s.credential_hash (caller %q): %w", at, e.Name, err)
-		}
-		callers[i] = httpapi.Caller{Name: e.Name, CredentialHash: h}
-		if len(e.Permissions) == 0 {
-			return nil, fmt.Errorf("%s.permissions (caller %q): grant at least one of %s", at, e.Name, strings.Join(permNames(), ", "))
-		}
-		for _, p := range e.Permissions {
-			perm, err := httpapi.ParsePermission(p)
-			if err != nil {
-				return nil, fmt.Errorf("%s.permissions (caller %q): %w", at, e.Name, err)
-			}
-			callers[i].Permissions = append(callers[i].Permissions, perm)
+		var err error
+		if callers[i], err = e.Caller(); err != nil {
+			return nil, fmt.Errorf("%s[%d].%w", where, i, err)
 		}
 	}
 	return callers, nil
 }
 
-// providerEntry is one entry of the providers setting: oauth.ProviderConfig
-// (its tags are the setting names) and what the loader reads for it.
+// providerEntry is one entry of the providers setting: oauth.ProviderConfig,
+// whose tags are the setting names, and what the loader reads for it.
 type providerEntry struct {
 	oauth.ProviderConfig `yaml:",inline"`
 	ClientSecret         string           `yaml:"client_secret"`
@@ -77,8 +56,8 @@ type providerEntry struct {
 	RefreshMargin        string           `yaml:"refresh_margin"` // this provider's refresh.margin
 }
 
-// decodeProviders reads the providers setting into the refresher's
-// configuration and the per-provider refresh margins.
+// decodeProviders reads the providers setting: the refresher's configuration
+// and the providers' own refresh margins.
 func decodeProviders(n *yaml.Node, where string, getenv func(string) string) (oauth.Config, map[domain.Provider]time.Duration, error) {
 	var entries []providerEntry
 	if err := decodeList(n, where, "provider settings", &entries); err != nil {
@@ -87,7 +66,7 @@ func decodeProviders(n *yaml.Node, where string, getenv func(string) string) (oa
 	cfg, margins := oauth.Config{}, map[domain.Provider]time.Duration(nil)
 	for i, e := range entries {
 		at := fmt.Sprintf("%s[%d] (%s)", where, i, e.Name)
-		p, err := e.ProviderConfig, error(nil)
+		p, secret, err := e.ProviderConfig, e.ClientSecret, error(nil)
 		p.TokenEndpointAuthMethod = cmp.Or(p.TokenEndpointAuthMethod, e.AuthStyle)
 		if p.Timeout, err = duration(e.Timeout); err != nil {
 			return oauth.Config{}, nil, fmt.Errorf("%s.timeout: %w", at, err)
@@ -100,9 +79,19 @@ func decodeProviders(n *yaml.Node, where string, getenv func(string) string) (oa
 				return oauth.Config{}, nil, fmt.Errorf("%s.refresh_margin: %w", at, err)
 			}
 		}
-		if p.ClientSecret, err = e.clientSecret(at, getenv); err != nil {
-			return oauth.Config{}, nil, err
+		switch {
+		case e.ClientSecretFile != "" && (secret != "" || e.ClientSecretEnv != ""), secret != "" && e.ClientSecretEnv != "":
+			return oauth.Config{}, nil, fmt.Errorf("%s: give the client secret one way: client_secret, client_secret_file or client_secret_env", at)
+		case e.ClientSecretFile != "":
+			if secret, err = readTrimmed(e.ClientSecretFile); err != nil {
+				return oauth.Config{}, nil, fmt.Errorf("%s.client_secret_file: %w", at, err)
+			}
+		case e.ClientSecretEnv != "":
+			if secret = getenv(e.ClientSecretEnv); secret == "" {
+				return oauth.Config{}, nil, fmt.Errorf("%s.client_secret_env: the variable %s is empty or unset", at, e.ClientSecretEnv)
+			}
 		}
+		p.ClientSecret = domain.NewSecret(secret)
 		if err := p.Validate(); err != nil {
 			return oauth.Config{}, nil, fmt.Errorf("%s: %w", at, err)
 		}
@@ -110,26 +99,3 @@ func decodeProviders(n *yaml.Node, where string, getenv func(string) string) (oa
 	}
 	return cfg, margins, nil
 }
-
-// clientSecret reads the client secret from the one place the entry names:
-// inline, a file, or an environment variable.
-func (e providerEntry) clientSecret(at string, getenv func(string) string) (domain.Secret, error) {
-	switch given := slices.DeleteFunc([]string{e.ClientSecret, e.ClientSecretFile, e.ClientSecretEnv}, isEmpty); {
-	case len(given) > 1:
-		return domain.Secret{}, fmt.Errorf("%s: give the client secret one way: client_secret, client_secret_file or client_secret_env", at)
-	case e.ClientSecretFile != "":
-		secret, err := readTrimmed(e.ClientSecretFile)
-		if err != nil {
-			return domain.Secret{}, fmt.Errorf("%s.client_secret_file: %w", at, err)
-		}
-		return domain.NewSecret(secret), nil
-	case e.ClientSecretEnv != "":
-		if secret := getenv(e.ClientSecretEnv); secret != "" {
-			return domain.NewSecret(secret), nil
-		}
-		return domain.Secret{}, fmt.Errorf("%s.client_secret_env: the variable %s is empty or unset", at, e.ClientSecretEnv)
-	}
-	return domain.NewSecret(e.ClientSecret), nil
-}
-
-func isEmpty(s string) bool { return s == "" }

@@ -1,14 +1,10 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"strings"
-	"unicode"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/tokenstore/tokenstore/adapters/fernet"
 )
@@ -29,99 +25,56 @@ func (c *Config) Keyring() (*fernet.Keyring, error) {
 // resolveKeys picks the key source, first configured wins: the keys setting
 // (TOKENSTORE_KEYS), the key file, the legacy JWT secret. Nothing is ever
 // generated here (only --dev does that).
-func (c *Config) resolveKeys() error {
-	secret := c.JWTSecret
-	switch {
+func (c *Config) resolveKeys() (err error) {
+	switch secret := c.JWTSecret; {
 	case len(c.Keys.Keys) > 0:
 		c.KeySource = "TOKENSTORE_KEYS"
-		return nil
 	case c.KeyFile != "":
 		c.KeySource = "key file " + c.KeyFile
 		return c.loadKeyFile(c.KeyFile)
 	case c.JWTSecret != "" && c.JWTSecretFile != "":
 		return errors.New("TOKENSTORE_JWT_SECRET and TOKENSTORE_JWT_SECRET_FILE are both set: give the secret one way")
-	case c.JWTSecretFile != "":
-		const setting = "TOKENSTORE_JWT_SECRET_FILE (jwt_secret_file)"
-		if err := checkPrivate(c.JWTSecretFile, setting); err != nil {
-			return err
+	case c.JWTSecret != "" || c.JWTSecretFile != "":
+		if c.JWTSecretFile != "" {
+			if secret, err = readPrivate(c.JWTSecretFile, "TOKENSTORE_JWT_SECRET_FILE (jwt_secret_file)"); err != nil {
+				return err
+			}
 		}
-		s, err := readTrimmed(c.JWTSecretFile)
-		if err != nil {
-			return fmt.Errorf("%s: %w", setting, err)
+		if len(secret) < 16 {
+			return errors.New("TOKENSTORE_JWT_SECRET: the secret is shorter than 16 bytes; a key derived from it would be guessable")
 		}
-		secret = s
-	case c.JWTSecret == "":
-		return nil
+		c.Keys.Keys, c.KeySource = []fernet.Key{fernet.KeyFromJWTSecret(secret)}, "legacy JWT secret"
 	}
-	if len(secret) < 16 {
-		return errors.New("TOKENSTORE_JWT_SECRET: the secret is shorter than 16 bytes; a key derived from it would be guessable")
-	}
-	c.Keys.Keys, c.KeySource = []fernet.Key{fernet.KeyFromJWTSecret(secret)}, "legacy JWT secret"
 	return nil
 }
 
-// loadKeyFile reads the key file, refusing a file others can read: it holds
-// every token's key.
-func (c *Config) loadKeyFile(path string) (err error) {
+// loadKeyFile reads the key file (see fernet.ParseKeys for its forms).
+func (c *Config) loadKeyFile(path string) error {
 	const setting = "TOKENSTORE_KEY_FILE (key_file)"
-	if err := checkPrivate(path, setting); err != nil {
+	text, err := readPrivate(path, setting)
+	if err != nil {
 		return err
 	}
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("%s: %w", setting, err)
+	if c.Keys.Keys, err = fernet.ParseKeys(text); err != nil {
+		return fmt.Errorf("%s: %s: %w", setting, path, err)
 	}
-	if c.Keys.Keys, err = parseKeys(&yaml.Node{Kind: yaml.ScalarNode, Value: string(raw)}, setting+" "+path); err == nil && len(c.Keys.Keys) == 0 {
-		err = fmt.Errorf("%s: %s holds no key (make one with `tokenstore keys generate`)", setting, path)
+	if len(c.Keys.Keys) == 0 {
+		return fmt.Errorf("%s: %s holds no key (make one with `tokenstore keys generate`)", setting, path)
 	}
-	return err
+	return nil
 }
 
-// parseKeys reads keys, primary first, the one way for every source (the
-// keys setting, a key file): a YAML list; JSON, [{key, created_at, note}] or
-// {"keys": [...]}; or text with keys separated by commas, spaces or line
-// breaks and notes after #. Errors name a key by position, never by text.
-func parseKeys(n *yaml.Node, where string) ([]fernet.Key, error) {
-	var fields []string
-	text := strings.TrimSpace(n.Value)
-	switch {
-	case n.Kind == yaml.SequenceNode:
-		for _, item := range n.Content {
-			fields = append(fields, item.Value)
-		}
-	case strings.HasPrefix(text, "[") || strings.HasPrefix(text, "{"):
-		if text[0] == '[' {
-			text = `{"keys":` + text + `}`
-		}
-		var doc struct {
-			Keys []struct {
-				Key       string `json:"key"`
-				CreatedAt string `json:"created_at"`
-				Note      string `json:"note"`
-			} `json:"keys"`
-		}
-		dec := json.NewDecoder(strings.NewReader(text))
-		dec.DisallowUnknownFields()
-		if dec.Decode(&doc) != nil {
-			return nil, fmt.Errorf(`%s: not valid JSON: expected [{"key": ..., "created_at": ..., "note": ...}]`, where)
-		}
-		for _, e := range doc.Keys {
-			fields = append(fields, e.Key)
-		}
-	default:
-		for line := range strings.Lines(text) {
-			line, _, _ = strings.Cut(line, "#")
-			fields = append(fields, strings.FieldsFunc(line, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })...)
-		}
+// readPrivate reads a file that holds a secret, refusing it when group or
+// others can read it too.
+func readPrivate(path, setting string) (string, error) {
+	if err := checkPrivate(path, setting); err != nil {
+		return "", err
 	}
-	keys := make([]fernet.Key, len(fields))
-	for i, field := range fields {
-		var err error
-		if keys[i], err = fernet.ParseKey(field); err != nil {
-			return nil, fmt.Errorf("key #%d in %s: %w", i+1, where, err)
-		}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", setting, err)
 	}
-	return keys, nil
+	return strings.TrimSpace(string(b)), nil
 }
 
 // checkPrivate refuses a secret file that group or others can read.

@@ -183,8 +183,11 @@ func (s setting) set(c *Config, n *yaml.Node, where string, getenv func(string) 
 	var err error
 	switch p := field.Addr().Interface().(type) {
 	case *[]fernet.Key:
-		*p, err = parseKeys(n, where)
-		return err
+		texts := []string{n.Value} // or, for a YAML list, its items
+		for _, item := range n.Content {
+			texts = append(texts, item.Value)
+		}
+		*p, err = fernet.ParseKeys(strings.Join(texts, "\n"))
 	case *[]httpapi.Caller:
 		*p, err = decodeCallers(n, where)
 		return err
@@ -208,7 +211,7 @@ func (s setting) set(c *Config, n *yaml.Node, where string, getenv func(string) 
 		i, err = count(n.Value, s.max)
 		*p = int32(i)
 	}
-	if n.Kind != yaml.ScalarNode {
+	if n.Kind != yaml.ScalarNode && s.key != "keys" {
 		err = errors.New("must be a single value")
 	}
 	if err != nil {
