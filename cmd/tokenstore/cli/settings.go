@@ -150,9 +150,7 @@ func (c *Config) loadFile(path string, getenv func(string) string) error {
 			case at < 0:
 				err = fmt.Errorf("unknown setting %q (see configs/tokenstore.example.yaml)", key)
 			case n.Tag != "!!null":
-				text, _ := yaml.Marshal(n)
-				inline = inline || key == "keys" || key == "jwt_secret" || key == "database.url" && strings.Contains(postgres.RedactURL(n.Value), ":xxxxx@") ||
-					key == "providers" && strings.Contains(string(text), "client_secret:")
+				inline = inline || holdsSecret(key, n)
 				err = settings[at].set(c, n, key, getenv)
 			}
 			if err != nil {
@@ -170,6 +168,18 @@ func (c *Config) loadFile(path string, getenv func(string) string) error {
 		return fmt.Errorf("%w (it holds keys or secrets inline)", err)
 	}
 	return nil
+}
+
+// holdsSecret reports whether a file setting carries key material or a
+// secret itself rather than naming a file or variable that does.
+func holdsSecret(key string, n *yaml.Node) bool {
+	secret := key == "keys" || key == "jwt_secret" || key == "database.url" && strings.Contains(postgres.RedactURL(n.Value), ":xxxxx@")
+	for _, entry := range n.Content { // providers: [{client_secret: ...}]
+		for i := 0; key == "providers" && i < len(entry.Content); i += 2 {
+			secret = secret || entry.Content[i].Value == "client_secret"
+		}
+	}
+	return secret
 }
 
 // set decodes n into s's field, as the field's type says. where names the
@@ -205,11 +215,9 @@ func (s setting) set(c *Config, n *yaml.Node, where string, getenv func(string) 
 	case *time.Duration:
 		*p, err = duration(n.Value)
 	case *int:
-		*p, err = count(n.Value, s.max)
+		err = count(n.Value, s.max, p)
 	case *int32:
-		var i int
-		i, err = count(n.Value, s.max)
-		*p = int32(i)
+		err = count(n.Value, s.max, p)
 	}
 	if n.Kind != yaml.ScalarNode && s.key != "keys" {
 		err = errors.New("must be a single value")
@@ -229,12 +237,14 @@ func duration(v string) (time.Duration, error) {
 	return d, nil
 }
 
-func count(v string, hi int) (int, error) {
+// count reads a whole number from 1 to hi into dst.
+func count[T int | int32](v string, hi int, dst *T) error {
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 || n > hi {
-		return 0, fmt.Errorf("%q is not a whole number from 1 to %d", v, hi)
+		return fmt.Errorf("%q is not a whole number from 1 to %d", v, hi)
 	}
-	return n, nil
+	*dst = T(n)
+	return nil
 }
 
 // Validate checks what serve needs, naming the missing setting and how to
