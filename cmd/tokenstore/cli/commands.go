@@ -268,8 +268,7 @@ func connect(ctx context.Context, cfg postgres.Config) (*pgxpool.Pool, error) {
 	}
 	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := postgres.Ping(pingCtx, pool); err != nil {
-		pool.Close()
+	if err := postgres.PingOrClose(pingCtx, pool); err != nil {
 		return nil, err
 	}
 	return pool, nil
