@@ -137,6 +137,8 @@ func (c *Config) loadFile(path string, getenv func(string) string) error {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
 		return fmt.Errorf("config file %s: not valid YAML: %w", path, err)
+	} else if len(doc.Content) > 0 && doc.Content[0].Kind != yaml.MappingNode {
+		return fmt.Errorf("config file %s: want a mapping of settings (key: value)", path)
 	}
 	inline := false
 	var walk func(prefix string, m *yaml.Node) error
