@@ -44,24 +44,21 @@ type RefreshConfig struct {
 	Instance string
 }
 
-// DefaultRefreshLease is RefreshConfig.Lease's default.
-const DefaultRefreshLease = 45 * time.Second
-
 func (c RefreshConfig) withDefaults() RefreshConfig {
 	if c.Lease <= 0 {
 		c.Lease = DefaultRefreshLease
 	}
 	if c.WaitTimeout <= 0 {
-		c.WaitTimeout = 20 * time.Second
+		c.WaitTimeout = DefaultRefreshWaitTimeout
 	}
 	if c.PollInterval <= 0 {
-		c.PollInterval = 100 * time.Millisecond
+		c.PollInterval = DefaultRefreshPollInterval
 	}
 	if c.RetryAfter <= 0 {
-		c.RetryAfter = 10 * time.Second
+		c.RetryAfter = DefaultRefreshRetryAfter
 	}
 	if c.RejectedRetryAfter <= 0 {
-		c.RejectedRetryAfter = 5 * time.Minute
+		c.RejectedRetryAfter = DefaultRefreshRejectedRetryAfter
 	}
 	if c.Instance == "" {
 		host, _ := os.Hostname()

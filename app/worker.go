@@ -29,16 +29,16 @@ type WorkerConfig struct {
 
 func (c WorkerConfig) withDefaults() WorkerConfig {
 	if c.Interval <= 0 {
-		c.Interval = time.Minute
+		c.Interval = DefaultWorkerInterval
 	}
 	if c.Lookahead <= 0 {
 		c.Lookahead = 2 * c.Interval
 	}
 	if c.Batch <= 0 {
-		c.Batch = 50
+		c.Batch = DefaultWorkerBatch
 	}
 	if c.Concurrency <= 0 {
-		c.Concurrency = 4
+		c.Concurrency = DefaultWorkerConcurrency
 	}
 	return c
 }

@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/url"
@@ -37,23 +38,44 @@ func (k Kind) known() bool {
 	return false
 }
 
-// AuthStyle says where the client credentials travel (RFC 6749 §2.3.1).
-type AuthStyle string
+// AuthMethod says how the client authenticates at the token endpoint: the
+// token_endpoint_auth_method of RFC 7591 §2, with the values RFC 6749 §2.3.1
+// defines for a client secret.
+type AuthMethod string
 
 const (
-	// AuthStyleAuto (or empty) uses what the kind is known to accept: HTTP
+	// AuthMethodAuto (or empty) uses what the kind is known to accept: HTTP
 	// basic for Bitbucket, the request body for GitHub, GitLab, Entra and
 	// Keycloak, and the body for any public client (no secret). For the
-	// generic kind it tries HTTP basic (the one style RFC 6749 requires
+	// generic kind it tries HTTP basic (the one method RFC 6749 requires
 	// servers to support) and, if the server refuses the client
 	// (invalid_client or HTTP 401), the body, then remembers which worked.
-	AuthStyleAuto AuthStyle = "auto"
-	// AuthStyleHeader sends them as HTTP basic auth (client_secret_basic).
-	AuthStyleHeader AuthStyle = "header"
-	// AuthStyleParams sends client_id and client_secret in the form body
-	// (client_secret_post).
-	AuthStyleParams AuthStyle = "params"
+	AuthMethodAuto AuthMethod = "auto"
+	// AuthMethodClientSecretBasic sends the client credentials as HTTP basic
+	// auth. "header" is accepted as an alias (the name before RFC terms).
+	AuthMethodClientSecretBasic AuthMethod = "client_secret_basic"
+	// AuthMethodClientSecretPost sends client_id and client_secret in the
+	// form body. "params" is accepted as an alias.
+	AuthMethodClientSecretPost AuthMethod = "client_secret_post"
 )
+
+// UnmarshalText reads a configured method, turning the aliases header and
+// params into their RFC names. Other values are kept as given, for Validate
+// to report with the provider's name.
+func (m *AuthMethod) UnmarshalText(text []byte) error {
+	*m = AuthMethod(text).canonical()
+	return nil
+}
+
+func (m AuthMethod) canonical() AuthMethod {
+	switch m {
+	case "header":
+		return AuthMethodClientSecretBasic
+	case "params":
+		return AuthMethodClientSecretPost
+	}
+	return m
+}
 
 // DefaultTimeout bounds one refresh when ProviderConfig.Timeout is zero: long
 // enough for a slow provider, short enough that a caller waiting on a
@@ -66,45 +88,79 @@ const DefaultTimeout = 15 * time.Second
 // offline_access so that Entra returns a new refresh token.
 var DefaultAzureDevOpsScopes = []string{"499b84ac-1321-427f-aa17-267ca6975798/.default", "offline_access"}
 
-// ProviderConfig configures refreshing for one provider name. Its
+// Config is the refresher's configuration: one entry per provider name.
+type Config struct {
+	Providers []ProviderConfig
+}
+
+// NewFromConfig builds a Refresher from cfg with the default HTTP client.
+// No providers is valid: the Refresher then refreshes nothing and reports
+// every provider as not Configured.
+func NewFromConfig(cfg Config) (*Refresher, error) {
+	return New(cfg.Providers)
+}
+
+// Validate reports the first invalid or repeated provider entry, as New
+// would.
+func (c Config) Validate() error {
+	_, err := New(c.Providers)
+	return err
+}
+
+// Timeouts gives, by provider name, the longest one refresh may take.
+func (c Config) Timeouts() map[domain.Provider]time.Duration {
+	out := make(map[domain.Provider]time.Duration, len(c.Providers))
+	for _, p := range c.Providers {
+		out[p.Name] = cmp.Or(p.Timeout, DefaultTimeout)
+	}
+	return out
+}
+
+// ProviderConfig configures refreshing for one provider name. Its yaml tags
+// name the settings of an entry in a configuration file's providers list. Its
 // ClientSecret is a domain.Secret, so printing the configuration (fmt, JSON,
 // slog) shows it redacted.
 type ProviderConfig struct {
 	// Name is the provider name tokens are stored under, e.g. "github" or
 	// "gitlab-internal".
-	Name domain.Provider
+	Name domain.Provider `yaml:"name"`
 	// Kind selects defaults; empty means Name, when Name is a Kind.
-	Kind Kind
+	Kind Kind `yaml:"kind"`
 
-	ClientID     string
-	ClientSecret domain.Secret // optional for public clients, except github and bitbucket
+	ClientID string `yaml:"client_id"`
+	// ClientSecret is optional for public clients, except github and
+	// bitbucket. A loader reads it from where the configuration says.
+	ClientSecret domain.Secret `yaml:"-"`
 
 	// TokenURL overrides the kind's token endpoint; required for oauth2.
-	TokenURL string
+	TokenURL string `yaml:"token_url"`
 	// BaseURL is the server for github (Enterprise Server; default
 	// https://github.com), gitlab (default https://gitlab.com) and keycloak
 	// (required; include "/auth" for Keycloak before version 17).
-	BaseURL string
+	BaseURL string `yaml:"base_url"`
 	// Realm is the Keycloak realm (required for keycloak).
-	Realm string
+	Realm string `yaml:"realm"`
 	// Tenant is the Entra directory (tenant) ID or domain for azure_devops,
 	// or "organizations" / "common" for a multi-tenant app. Required unless
 	// TokenURL is set: a wrong authority fails every refresh with an obscure
 	// AADSTS error, so it is never guessed.
-	Tenant string
+	Tenant string `yaml:"tenant"`
 	// Scopes are sent as the "scope" parameter of the refresh (joined with
 	// spaces; an entry may itself hold several space-separated scopes).
 	// azure_devops defaults to DefaultAzureDevOpsScopes; other kinds send no
 	// scope unless set, which keeps the scopes originally granted.
-	Scopes []string
-	// AuthStyle: auto (default), header or params. Bitbucket accepts only header.
-	AuthStyle AuthStyle
-	// Timeout bounds one refresh, connection to last byte; 0 means DefaultTimeout.
-	Timeout time.Duration
+	Scopes []string `yaml:"scopes"`
+	// TokenEndpointAuthMethod: auto (default), client_secret_basic or
+	// client_secret_post (aliases header and params). Bitbucket accepts only
+	// client_secret_basic.
+	TokenEndpointAuthMethod AuthMethod `yaml:"token_endpoint_auth_method"`
+	// Timeout bounds one refresh, connection to last byte; 0 means
+	// DefaultTimeout. A loader parses it, to name the setting in errors.
+	Timeout time.Duration `yaml:"-"`
 	// NeverExpires marks a provider whose tokens do not expire (GitHub OAuth
 	// App tokens): it is known but never refreshed, so no client
 	// credentials are needed.
-	NeverExpires bool
+	NeverExpires bool `yaml:"never_expires"`
 }
 
 // kind is Kind, or Name when Kind is empty and Name is a kind.
@@ -130,8 +186,8 @@ type resolved struct {
 	clientSecret domain.Secret
 	tokenURL     string
 	scope        string
-	style        AuthStyle // header or params
-	probe        bool      // generic auto: fall back to params on invalid_client
+	method       AuthMethod // client_secret_basic or client_secret_post
+	probe        bool       // generic auto: fall back to the body on invalid_client
 	timeout      time.Duration
 	neverExpires bool
 }
@@ -239,35 +295,31 @@ func (c ProviderConfig) resolve() (resolved, error) {
 	}
 	r.scope = strings.Join(strings.Fields(strings.Join(scopes, " ")), " ")
 
-	switch c.AuthStyle {
-	case "", AuthStyleAuto:
+	switch method := c.TokenEndpointAuthMethod.canonical(); method {
+	case "", AuthMethodAuto:
 		switch {
 		case kind == KindBitbucket:
-			r.style = AuthStyleHeader
+			r.method = AuthMethodClientSecretBasic
 		case kind == KindOAuth2 && !c.ClientSecret.IsZero():
-			r.style, r.probe = AuthStyleHeader, true
+			r.method, r.probe = AuthMethodClientSecretBasic, true
 		default:
 			// GitHub, GitLab and Entra document the body; Keycloak accepts
 			// both; a public client has no secret to put in a header.
-			r.style = AuthStyleParams
+			r.method = AuthMethodClientSecretPost
 		}
-	case AuthStyleHeader, AuthStyleParams:
-		if kind == KindBitbucket && c.AuthStyle == AuthStyleParams {
-			return fail("auth_style", "bitbucket accepts client credentials only as HTTP basic auth: use header or auto")
+	case AuthMethodClientSecretBasic, AuthMethodClientSecretPost:
+		if kind == KindBitbucket && method == AuthMethodClientSecretPost {
+			return fail("token_endpoint_auth_method", "bitbucket accepts client credentials only as HTTP basic auth: use client_secret_basic or auto")
 		}
-		r.style = c.AuthStyle
+		r.method = method
 	default:
-		return fail("auth_style", "%q is not supported: use auto, header or params", c.AuthStyle)
+		return fail("token_endpoint_auth_method", "%q is not supported: use auto, client_secret_basic or client_secret_post", c.TokenEndpointAuthMethod)
 	}
 
-	switch {
-	case c.Timeout < 0:
+	if c.Timeout < 0 {
 		return fail("timeout", "must not be negative")
-	case c.Timeout == 0:
-		r.timeout = DefaultTimeout
-	default:
-		r.timeout = c.Timeout
 	}
+	r.timeout = cmp.Or(c.Timeout, DefaultTimeout)
 	return r, nil
 }
 

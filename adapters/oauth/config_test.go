@@ -3,6 +3,7 @@ package oauth_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -45,10 +46,10 @@ func TestValidate(t *testing.T) {
 			"providers[github].client_secret: must not be empty: github authenticates every refresh with the client secret"},
 		{"bitbucket without secret", oauth.ProviderConfig{Name: "bitbucket", ClientID: "id"},
 			"providers[bitbucket].client_secret: must not be empty: bitbucket authenticates every refresh with the client secret"},
-		{"bitbucket params", oauth.ProviderConfig{Name: "bitbucket", ClientID: "id", ClientSecret: secret, AuthStyle: oauth.AuthStyleParams},
-			"providers[bitbucket].auth_style: bitbucket accepts client credentials only as HTTP basic auth: use header or auto"},
-		{"unknown auth style", oauth.ProviderConfig{Name: "gitlab", ClientID: "id", AuthStyle: "basic"},
-			`providers[gitlab].auth_style: "basic" is not supported: use auto, header or params`},
+		{"bitbucket params", oauth.ProviderConfig{Name: "bitbucket", ClientID: "id", ClientSecret: secret, TokenEndpointAuthMethod: oauth.AuthMethodClientSecretPost},
+			"providers[bitbucket].token_endpoint_auth_method: bitbucket accepts client credentials only as HTTP basic auth: use client_secret_basic or auto"},
+		{"unknown auth style", oauth.ProviderConfig{Name: "gitlab", ClientID: "id", TokenEndpointAuthMethod: "basic"},
+			`providers[gitlab].token_endpoint_auth_method: "basic" is not supported: use auto, client_secret_basic or client_secret_post`},
 		{"oauth2 without token_url", oauth.ProviderConfig{Name: "corp", Kind: oauth.KindOAuth2, ClientID: "id"},
 			"providers[corp].token_url: must not be empty for kind oauth2"},
 		{"token_url relative", oauth.ProviderConfig{Name: "corp", Kind: oauth.KindOAuth2, ClientID: "id", TokenURL: "/oauth/token"},
@@ -75,6 +76,10 @@ func TestValidate(t *testing.T) {
 			"providers[github].tenant: is used only by kind azure_devops"},
 		{"base_url on bitbucket", oauth.ProviderConfig{Name: "bitbucket", ClientID: "id", ClientSecret: secret, BaseURL: "https://bitbucket.example.com"},
 			"providers[bitbucket].base_url: is not used by kind bitbucket; set token_url to override the endpoint"},
+		{"bitbucket client_secret_basic", oauth.ProviderConfig{Name: "bitbucket", ClientID: "id", ClientSecret: secret, TokenEndpointAuthMethod: oauth.AuthMethodClientSecretBasic}, ""},
+		{"alias header", oauth.ProviderConfig{Name: "bitbucket", ClientID: "id", ClientSecret: secret, TokenEndpointAuthMethod: "header"}, ""},
+		{"alias params", oauth.ProviderConfig{Name: "bitbucket", ClientID: "id", ClientSecret: secret, TokenEndpointAuthMethod: "params"},
+			"providers[bitbucket].token_endpoint_auth_method: bitbucket accepts client credentials only as HTTP basic auth: use client_secret_basic or auto"},
 		{"negative timeout", oauth.ProviderConfig{Name: "gitlab", ClientID: "id", Timeout: -time.Second},
 			"providers[gitlab].timeout: must not be negative"},
 	}
@@ -134,6 +139,65 @@ func TestNewWithoutProviders(t *testing.T) {
 	}
 	if r.Configured("github") {
 		t.Error("Configured(github) = true with no providers")
+	}
+}
+
+// TestNewFromConfig: the composition root always builds a Refresher; with
+// no providers it refreshes nothing and reports nothing as configured.
+func TestNewFromConfig(t *testing.T) {
+	t.Parallel()
+	r, err := oauth.NewFromConfig(oauth.Config{Providers: []oauth.ProviderConfig{
+		{Name: "github", ClientID: "id", ClientSecret: domain.NewSecret(clientSecret)},
+		{Name: "keycloak", ClientID: "id", BaseURL: "http://keycloak:8080", Realm: "app"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Configured("keycloak") || !r.Configured("github") || r.Configured("gitlab") {
+		t.Errorf("Configured: keycloak %v, github %v, gitlab %v; want true, true, false",
+			r.Configured("keycloak"), r.Configured("github"), r.Configured("gitlab"))
+	}
+
+	empty, err := oauth.NewFromConfig(oauth.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []domain.Provider{"github", "gitlab", "keycloak", "corp"} {
+		if empty.Configured(p) {
+			t.Errorf("no providers: Configured(%s) = true", p)
+		}
+	}
+	if ps := empty.Providers(); len(ps) != 0 {
+		t.Errorf("no providers: Providers() = %v", ps)
+	}
+	if _, err := empty.Refresh(t.Context(), "github", domain.NewSecret(oldRefresh)); !errors.Is(err, domain.ErrProviderNotConfigured) {
+		t.Errorf("no providers: Refresh error = %v, want ErrProviderNotConfigured", err)
+	}
+
+	_, err = oauth.NewFromConfig(oauth.Config{Providers: []oauth.ProviderConfig{{Name: "gitlab", ClientSecret: domain.NewSecret(clientSecret)}}})
+	if err == nil || !strings.Contains(err.Error(), "providers[gitlab].client_id: must not be empty") {
+		t.Fatalf("invalid config: err = %v", err)
+	}
+	assertNoSecrets(t, err.Error())
+}
+
+// TestAuthMethodAliases: configuration files written before the RFC 7591
+// names keep working; decoding turns the aliases into the RFC names.
+func TestAuthMethodAliases(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]oauth.AuthMethod{
+		"header":              oauth.AuthMethodClientSecretBasic,
+		"params":              oauth.AuthMethodClientSecretPost,
+		"client_secret_basic": oauth.AuthMethodClientSecretBasic,
+		"client_secret_post":  oauth.AuthMethodClientSecretPost,
+		"auto":                oauth.AuthMethodAuto,
+		"":                    "",
+		"basic":               "basic", // kept for Validate to report
+	} {
+		var m oauth.AuthMethod
+		if err := m.UnmarshalText([]byte(in)); err != nil || m != want {
+			t.Errorf("UnmarshalText(%q) = %q, %v; want %q", in, m, err, want)
+		}
 	}
 }
 

@@ -119,7 +119,7 @@ func generic(base string) oauth.ProviderConfig {
 	return oauth.ProviderConfig{
 		Name: "corp", Kind: oauth.KindOAuth2, ClientID: "corp-client",
 		ClientSecret: domain.NewSecret(clientSecret), TokenURL: base + "/token",
-		AuthStyle: oauth.AuthStyleParams,
+		TokenEndpointAuthMethod: oauth.AuthMethodClientSecretPost,
 	}
 }
 

@@ -23,7 +23,7 @@ const maxResponseBytes = 1 << 20
 
 // Refresher exchanges refresh tokens at the configured providers' token
 // endpoints. It is immutable once built (apart from what the generic
-// provider's auth-style probe learns) and safe for concurrent use.
+// provider's client-authentication probe learns) and safe for concurrent use.
 type Refresher struct {
 	providers map[domain.Provider]*endpoint
 	now       func() time.Time
@@ -33,7 +33,7 @@ type Refresher struct {
 type endpoint struct {
 	resolved
 	client *http.Client
-	// useParams is set once the auth-style probe (resolved.probe) found
+	// useParams is set once the client-authentication probe (resolved.probe) found
 	// that the server wants the client credentials in the body.
 	useParams atomic.Bool
 }
@@ -142,15 +142,15 @@ func (r *Refresher) Refresh(ctx context.Context, provider domain.Provider, refre
 	// Expiries count from before the request: the provider's clock started
 	// no earlier, so the stored expiry errs on the early side.
 	now := r.now()
-	style := e.style
+	method := e.method
 	if e.probe && e.useParams.Load() {
-		style = AuthStyleParams
+		method = AuthMethodClientSecretPost
 	}
-	a, err := e.post(ctx, style, refreshToken)
-	if err == nil && e.probe && style == AuthStyleHeader && a.clientRefused() {
+	a, err := e.post(ctx, method, refreshToken)
+	if err == nil && e.probe && method == AuthMethodClientSecretBasic && a.clientRefused() {
 		// The server refused the client, which RFC 6749 has it do before
 		// it looks at the refresh token, so sending the token again is safe.
-		a2, err2 := e.post(ctx, AuthStyleParams, refreshToken)
+		a2, err2 := e.post(ctx, AuthMethodClientSecretPost, refreshToken)
 		if err2 == nil && !a2.clientRefused() {
 			e.useParams.Store(true)
 		}
@@ -164,7 +164,7 @@ func (r *Refresher) Refresh(ctx context.Context, provider domain.Provider, refre
 
 // post sends one refresh request. Its error is a transport failure (no
 // usable HTTP response); any HTTP response, whatever its status, is an answer.
-func (e *endpoint) post(ctx context.Context, style AuthStyle, refreshToken domain.Secret) (answer, error) {
+func (e *endpoint) post(ctx context.Context, method AuthMethod, refreshToken domain.Secret) (answer, error) {
 	form := url.Values{
 		"grant_type":    {"refresh_token"},
 		"refresh_token": {refreshToken.Reveal()},
@@ -172,7 +172,7 @@ func (e *endpoint) post(ctx context.Context, style AuthStyle, refreshToken domai
 	if e.scope != "" {
 		form.Set("scope", e.scope)
 	}
-	if style == AuthStyleParams {
+	if method == AuthMethodClientSecretPost {
 		form.Set("client_id", e.clientID)
 		if !e.clientSecret.IsZero() {
 			form.Set("client_secret", e.clientSecret.Reveal())
@@ -185,7 +185,7 @@ func (e *endpoint) post(ctx context.Context, style AuthStyle, refreshToken domai
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	// GitHub answers form-encoded unless asked for JSON; parse() reads both.
 	req.Header.Set("Accept", "application/json")
-	if style == AuthStyleHeader {
+	if method == AuthMethodClientSecretBasic {
 		// RFC 6749 §2.3.1: both parts are form-encoded before basic auth.
 		req.SetBasicAuth(url.QueryEscape(e.clientID), url.QueryEscape(e.clientSecret.Reveal()))
 	}

@@ -36,7 +36,7 @@ func TestRequestShape(t *testing.T) {
 			return oauth.ProviderConfig{Name: "gitlab", ClientID: "gl-id", ClientSecret: secret, BaseURL: b + "/gitlab/"}
 		}, "/gitlab/oauth/token", false, clientSecret, ""},
 		{"gitlab configured for header", func(b string) oauth.ProviderConfig {
-			return oauth.ProviderConfig{Name: "gitlab", ClientID: "gl-id", ClientSecret: secret, BaseURL: b, AuthStyle: oauth.AuthStyleHeader}
+			return oauth.ProviderConfig{Name: "gitlab", ClientID: "gl-id", ClientSecret: secret, BaseURL: b, TokenEndpointAuthMethod: oauth.AuthMethodClientSecretBasic}
 		}, "/oauth/token", true, clientSecret, ""},
 		{"bitbucket: basic auth", func(b string) oauth.ProviderConfig {
 			return oauth.ProviderConfig{Name: "bitbucket", ClientID: "bb id", ClientSecret: secret, TokenURL: b + "/site/oauth2/access_token"}
@@ -55,10 +55,10 @@ func TestRequestShape(t *testing.T) {
 			return oauth.ProviderConfig{Name: "keycloak", ClientID: "kc-public", BaseURL: b, Realm: "app"}
 		}, "/realms/app/protocol/openid-connect/token", false, "", ""},
 		{"oauth2 header", func(b string) oauth.ProviderConfig {
-			return oauth.ProviderConfig{Name: "corp", Kind: oauth.KindOAuth2, ClientID: "c:id", ClientSecret: domain.NewSecret("p+w/" + clientSecret), TokenURL: b + "/token", AuthStyle: oauth.AuthStyleHeader}
+			return oauth.ProviderConfig{Name: "corp", Kind: oauth.KindOAuth2, ClientID: "c:id", ClientSecret: domain.NewSecret("p+w/" + clientSecret), TokenURL: b + "/token", TokenEndpointAuthMethod: oauth.AuthMethodClientSecretBasic}
 		}, "/token", true, "p+w/" + clientSecret, ""},
 		{"oauth2 params with scopes", func(b string) oauth.ProviderConfig {
-			return oauth.ProviderConfig{Name: "corp", Kind: oauth.KindOAuth2, ClientID: "c-id", ClientSecret: secret, TokenURL: b + "/token", AuthStyle: oauth.AuthStyleParams, Scopes: []string{"read", "write"}}
+			return oauth.ProviderConfig{Name: "corp", Kind: oauth.KindOAuth2, ClientID: "c-id", ClientSecret: secret, TokenURL: b + "/token", TokenEndpointAuthMethod: oauth.AuthMethodClientSecretPost, Scopes: []string{"read", "write"}}
 		}, "/token", false, clientSecret, "read write"},
 		{"oauth2 auto starts with header", func(b string) oauth.ProviderConfig {
 			return oauth.ProviderConfig{Name: "corp", Kind: oauth.KindOAuth2, ClientID: "c-id", ClientSecret: secret, TokenURL: b + "/token"}
@@ -492,7 +492,7 @@ func TestAutoStyleProbe(t *testing.T) {
 	t.Parallel()
 	auto := func(base string) oauth.ProviderConfig {
 		cfg := generic(base)
-		cfg.AuthStyle = oauth.AuthStyleAuto
+		cfg.TokenEndpointAuthMethod = oauth.AuthMethodAuto
 		return cfg
 	}
 
@@ -568,7 +568,7 @@ func TestConcurrentRefresh(t *testing.T) {
 	t.Parallel()
 	srv, _ := fakeProvider(t, paramsOnlyProvider)
 	cfg := generic(srv.URL)
-	cfg.AuthStyle = oauth.AuthStyleAuto
+	cfg.TokenEndpointAuthMethod = oauth.AuthMethodAuto
 	r := newRefresher(t, srv, cfg)
 	var wg sync.WaitGroup
 	var failures atomic.Int32

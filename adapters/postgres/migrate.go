@@ -49,6 +49,17 @@ func NewMigrator(pool *pgxpool.Pool, logger *slog.Logger) (*Migrator, error) {
 	return &Migrator{db: sqlDB, provider: p}, nil
 }
 
+// MigrateUp applies every pending migration on pool and returns how many it
+// applied. Instances starting at once serialise on the migrator's lock.
+func MigrateUp(ctx context.Context, pool *pgxpool.Pool) (int, error) {
+	m, err := NewMigrator(pool, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer m.Close()
+	return m.Up(ctx)
+}
+
 // Close releases the migrator's database handle (not the pool).
 func (m *Migrator) Close() error { return m.db.Close() }
 

@@ -20,10 +20,25 @@ type Config struct {
 	// URL is a PostgreSQL connection URL or keyword/value string. It may hold
 	// a password: print it only through RedactURL.
 	URL string
-	// MaxConns caps the pool. Zero means pgxpool's default (max(4, CPUs)).
+	// MaxConns caps the pool, up to MaxPoolConns. Zero means pgxpool's
+	// default (max(4, CPUs)).
 	MaxConns int32
 	// LockTimeout: see Options.
 	LockTimeout time.Duration
+}
+
+// MaxPoolConns bounds Config.MaxConns: PostgreSQL's own connection limit
+// is far lower in practice, so a larger number is a typo.
+const MaxPoolConns = 1000
+
+// Validate checks the configuration a pool needs: a URL pgx accepts (the
+// error never contains it) and a pool size from 0 to MaxPoolConns.
+func (c Config) Validate() error {
+	if c.MaxConns < 0 || c.MaxConns > MaxPoolConns {
+		return fmt.Errorf("TOKENSTORE_DATABASE_MAX_CONNS (database.max_conns) is %d: give a number from 1 to %d", c.MaxConns, MaxPoolConns)
+	}
+	_, err := ParsePoolConfig(c)
+	return err
 }
 
 // LogValue keeps the URL's password out of logs.
@@ -105,6 +120,18 @@ func Ping(ctx context.Context, pool *pgxpool.Pool) error {
 	if err := pool.Ping(ctx); err != nil {
 		cc := pool.Config().ConnConfig
 		return fmt.Errorf("connect to PostgreSQL at %s:%d database %q: %w", cc.Host, cc.Port, cc.Database, err)
+	}
+	return nil
+}
+
+// PingOrClose checks the database answers, and closes pool when it does
+// not: the caller is about to give up on it, and an open pool would keep
+// its health-check goroutine running (fx, for one, runs no stop hook for a
+// start hook that failed).
+func PingOrClose(ctx context.Context, pool *pgxpool.Pool) error {
+	if err := Ping(ctx, pool); err != nil {
+		pool.Close()
+		return err
 	}
 	return nil
 }

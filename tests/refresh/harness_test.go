@@ -54,7 +54,7 @@ type options struct {
 	// kind, name and authStyle of the fake's provider entry (oauth2, gitlab, auto).
 	kind      oauth.Kind
 	name      domain.Provider
-	authStyle oauth.AuthStyle
+	authStyle oauth.AuthMethod
 }
 
 // cluster is N instances on one database, one fake provider, one key.
@@ -128,7 +128,7 @@ func newCluster(t *testing.T, o options) *cluster {
 	pc := oauth.ProviderConfig{
 		Name: o.name, Kind: o.kind,
 		ClientID: c.fake.clientID, ClientSecret: domain.NewSecret(c.fake.clientSecret),
-		TokenURL: c.fake.TokenURL(), AuthStyle: o.authStyle, Timeout: o.providerTimeout,
+		TokenURL: c.fake.TokenURL(), TokenEndpointAuthMethod: o.authStyle, Timeout: o.providerTimeout,
 	}
 	c.run = servicetest.Start(t, servicetest.Options{
 		Instances: o.instances,

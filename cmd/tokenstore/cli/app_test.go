@@ -13,10 +13,13 @@ import (
 
 	"github.com/tokenstore/tokenstore/tests/testlog"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/fx"
 
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
+	"github.com/tokenstore/tokenstore/adapters/oauth"
 	"github.com/tokenstore/tokenstore/cmd/tokenstore/cli"
+	"github.com/tokenstore/tokenstore/ports"
 	"github.com/tokenstore/tokenstore/tests/servicetest"
 	"github.com/tokenstore/tokenstore/tests/testdb"
 )
@@ -33,6 +36,27 @@ func TestAppOptionsValidate(t *testing.T) {
 		var server *httpapi.Server
 		if err := fx.ValidateApp(cli.AppOptions(cfg, log, fx.Populate(&server))); err != nil {
 			t.Errorf("Migrate=%v with Populate: ValidateApp: %v", migrate, err)
+		}
+	}
+}
+
+// TestAppAlwaysHasARefresher: the graph holds the oauth refresher even with
+// no providers configured (no optional dependencies); it then refreshes
+// nothing.
+func TestAppAlwaysHasARefresher(t *testing.T) {
+	t.Parallel()
+	for _, providers := range [][]oauth.ProviderConfig{nil, {{Name: "gitlab", ClientID: "x"}}} {
+		cfg := validConfig(t)
+		cfg.OAuth.Providers = providers
+		var refresher ports.TokenRefresher
+		var pool *pgxpool.Pool
+		app := fx.New(cli.AppOptions(cfg, slog.New(slog.DiscardHandler), fx.Populate(&refresher, &pool)))
+		if err := app.Err(); err != nil {
+			t.Fatalf("%d providers: %v", len(providers), err)
+		}
+		pool.Close()
+		if got, want := refresher.Configured("gitlab"), len(providers) > 0; got != want {
+			t.Errorf("%d providers: Configured(gitlab) = %v, want %v", len(providers), got, want)
 		}
 	}
 }

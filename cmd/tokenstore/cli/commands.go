@@ -100,22 +100,6 @@ func hasFlags(fs *flag.FlagSet) bool {
 	return n > 0
 }
 
-func settingsHelp() string {
-	var b strings.Builder
-	b.WriteString("\nSettings (config file key / environment variable):\n")
-	for _, s := range settings {
-		fmt.Fprintf(&b, "  %-26s %s\n      %s\n", s.key, s.env(), s.help)
-	}
-	b.WriteString("  callers                    TOKENSTORE_CALLERS\n" +
-		"      list of {name, credential_hash, permissions}; permissions: " + permissionList() + "\n")
-	b.WriteString("  providers                  TOKENSTORE_PROVIDERS\n" +
-		"      list of providers to refresh: {name, kind (github, gitlab, bitbucket, azure_devops, keycloak, oauth2),\n" +
-		"      client_id, client_secret | client_secret_file | client_secret_env, token_url, base_url, realm,\n" +
-		"      tenant, scopes, auth_style (auto, header, params), timeout (default 15s), never_expires,\n" +
-		"      refresh_margin (this provider's margin, below its access-token lifetime)}\n")
-	return b.String()
-}
-
 func runServe(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("serve", `Usage: tokenstore serve [--dev] [--config FILE]
 
@@ -284,8 +268,7 @@ func connect(ctx context.Context, cfg postgres.Config) (*pgxpool.Pool, error) {
 	}
 	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := postgres.Ping(pingCtx, pool); err != nil {
-		pool.Close()
+	if err := postgres.PingOrClose(pingCtx, pool); err != nil {
 		return nil, err
 	}
 	return pool, nil

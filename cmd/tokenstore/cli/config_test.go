@@ -15,6 +15,7 @@ import (
 
 	"github.com/tokenstore/tokenstore/adapters/fernet"
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
+	"github.com/tokenstore/tokenstore/adapters/oauth"
 	"github.com/tokenstore/tokenstore/adapters/postgres"
 	"github.com/tokenstore/tokenstore/cmd/tokenstore/cli"
 )
@@ -628,6 +629,11 @@ func TestValidate(t *testing.T) {
 		{"missing keys", func(c *cli.Config) { c.Keys = fernet.Config{} }, []string{"TOKENSTORE_KEYS", "TOKENSTORE_KEY_FILE", "tokenstore keys generate"}},
 		{"missing callers", func(c *cli.Config) { c.Callers = nil }, []string{"TOKENSTORE_CALLERS", "callers", "tokenstore callers generate"}},
 		{"empty HTTP address", func(c *cli.Config) { c.HTTP.Addr = "" }, []string{"TOKENSTORE_HTTP_ADDR"}},
+		{"pool too large", func(c *cli.Config) { c.Database.MaxConns = 1001 }, []string{"TOKENSTORE_DATABASE_MAX_CONNS", "1 to 1000"}},
+		{"provider twice", func(c *cli.Config) {
+			gl := oauth.ProviderConfig{Name: "gitlab", ClientID: "x"}
+			c.OAuth.Providers = []oauth.ProviderConfig{gl, gl}
+		}, []string{"providers[gitlab]", "configured twice"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

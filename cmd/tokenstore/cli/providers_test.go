@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -45,7 +46,7 @@ providers:
 	if m := cfg.App.ProviderMargins["gitlab"]; m != time.Minute || len(cfg.App.ProviderMargins) != 1 {
 		t.Errorf("provider margins = %v, want gitlab: 1m only", cfg.App.ProviderMargins)
 	}
-	if ps[1].Kind != oauth.KindOAuth2 || ps[1].ClientSecret.Reveal() != "env-secret" || ps[1].AuthStyle != oauth.AuthStyleHeader {
+	if ps[1].Kind != oauth.KindOAuth2 || ps[1].ClientSecret.Reveal() != "env-secret" || ps[1].TokenEndpointAuthMethod != oauth.AuthMethodClientSecretBasic {
 		t.Errorf("corp-idp = %+v", ps[1])
 	}
 	if !ps[2].NeverExpires {
@@ -112,4 +113,33 @@ func TestValidateLeaseExceedsProviderTimeouts(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("lease 40s, timeout 30s: %v", err)
 	}
+}
+
+// token_endpoint_auth_method takes RFC 7591's values; the older auth_style
+// key and its values header and params still work.
+func TestLoadProvidersAuthMethod(t *testing.T) {
+	t.Parallel()
+	entry := `[{"name":"corp","kind":"oauth2","token_url":"https://idp.example.com/token","client_id":"c",%s}]`
+	tests := []struct {
+		field string
+		want  oauth.AuthMethod
+	}{
+		{`"token_endpoint_auth_method":"client_secret_post"`, oauth.AuthMethodClientSecretPost},
+		{`"token_endpoint_auth_method":"client_secret_basic"`, oauth.AuthMethodClientSecretBasic},
+		{`"token_endpoint_auth_method":"header"`, oauth.AuthMethodClientSecretBasic},
+		{`"auth_style":"params"`, oauth.AuthMethodClientSecretPost},
+		{`"auth_style":"client_secret_basic"`, oauth.AuthMethodClientSecretBasic},
+		{`"auth_style":"auto"`, oauth.AuthMethodAuto},
+	}
+	for _, tc := range tests {
+		cfg, err := cli.Load("", false, envOf(map[string]string{"TOKENSTORE_PROVIDERS": fmt.Sprintf(entry, tc.field)}))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.field, err)
+		}
+		if got := cfg.OAuth.Providers[0].TokenEndpointAuthMethod; got != tc.want {
+			t.Errorf("%s: method %q, want %q", tc.field, got, tc.want)
+		}
+	}
+	_, err := cli.Load("", false, envOf(map[string]string{"TOKENSTORE_PROVIDERS": fmt.Sprintf(entry, `"token_endpoint_auth_method":"basic"`)}))
+	wantErr(t, err, "TOKENSTORE_PROVIDERS[0]", "token_endpoint_auth_method", `"basic"`, "client_secret_basic")
 }

@@ -1,0 +1,56 @@
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Validate checks what the server needs before it can listen. The timeouts
+// are not checked: zero means no limit, as in net/http.
+func (c Config) Validate() error {
+	if c.Addr == "" {
+		return errors.New("TOKENSTORE_HTTP_ADDR is empty: give host:port")
+	}
+	return nil
+}
+
+// CallerConfig is one entry of the callers setting as written in the
+// configuration; its yaml tags are the setting names.
+type CallerConfig struct {
+	Name           string   `yaml:"name"`
+	CredentialHash string   `yaml:"credential_hash"`
+	Permissions    []string `yaml:"permissions"`
+}
+
+// Caller validates the entry into a Caller. An error starts with the field
+// it is about: name, credential_hash or permissions.
+func (c CallerConfig) Caller() (Caller, error) {
+	if c.Name == "" {
+		return Caller{}, errors.New("name: must not be empty")
+	}
+	h, err := ParseCredentialHash(c.CredentialHash)
+	if err != nil {
+		return Caller{}, fmt.Errorf("credential_hash (caller %q): %w", c.Name, err)
+	}
+	caller := Caller{Name: c.Name, CredentialHash: h}
+	if len(c.Permissions) == 0 {
+		return Caller{}, fmt.Errorf("permissions (caller %q): grant at least one of %s", c.Name, permissionNames())
+	}
+	for _, p := range c.Permissions {
+		perm, err := ParsePermission(p)
+		if err != nil {
+			return Caller{}, fmt.Errorf("permissions (caller %q): %w", c.Name, err)
+		}
+		caller.Permissions = append(caller.Permissions, perm)
+	}
+	return caller, nil
+}
+
+func permissionNames() string {
+	names := make([]string, len(AllPermissions))
+	for i, p := range AllPermissions {
+		names[i] = string(p)
+	}
+	return strings.Join(names, ", ")
+}

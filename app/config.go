@@ -1,0 +1,49 @@
+package app
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/tokenstore/tokenstore/domain"
+)
+
+// Defaults that zero values in RefreshConfig and WorkerConfig stand for,
+// exported so the configuration's help text states them from one place.
+const (
+	DefaultRefreshLease              = 45 * time.Second
+	DefaultRefreshWaitTimeout        = 20 * time.Second
+	DefaultRefreshPollInterval       = 100 * time.Millisecond
+	DefaultRefreshRetryAfter         = 10 * time.Second
+	DefaultRefreshRejectedRetryAfter = 5 * time.Minute
+	DefaultWorkerInterval            = time.Minute
+	DefaultWorkerBatch               = 50
+	DefaultWorkerConcurrency         = 4
+	// MaxWorkerBatch bounds WorkerConfig.Batch: one scan claims its batch
+	// in one query.
+	MaxWorkerBatch = 10000
+)
+
+// leaseSlack is how much longer than the slowest provider call a refresh
+// lease must be: the store after the call needs time too.
+const leaseSlack = 5 * time.Second
+
+// Validate checks the refresh lease against the longest each provider call
+// may take (providerTimeouts, by provider): a lease that ends first would
+// make a slow but successful refresh look interrupted, and its user would
+// have to reconnect.
+func (c Config) Validate(providerTimeouts map[domain.Provider]time.Duration) error {
+	lease := c.Refresh.Lease
+	if lease <= 0 {
+		lease = DefaultRefreshLease
+	}
+	for _, p := range slices.Sorted(maps.Keys(providerTimeouts)) {
+		if timeout := providerTimeouts[p]; timeout+leaseSlack > lease {
+			return fmt.Errorf("TOKENSTORE_REFRESH_LEASE (refresh.lease) is %s but provider %s may take %s: "+
+				"the lease must exceed every provider timeout by at least %s, or a slow refresh would be taken for an interrupted one",
+				lease, p, timeout, leaseSlack)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,94 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/tokenstore/tokenstore/adapters/fernet"
+	"github.com/tokenstore/tokenstore/adapters/httpapi"
+)
+
+// prepareDev makes development defaults real: a key file and a caller
+// credential in the dev directory, created once (mode 0600) and reused, so
+// restarts keep data readable and curl commands working.
+func prepareDev(cfg *Config, log *slog.Logger) error {
+	if len(cfg.Keys.Keys) == 0 {
+		path := filepath.Join(cfg.DevDir, "keys")
+		if !exists(path) {
+			k, err := fernet.GenerateKey()
+			if err != nil {
+				return err
+			}
+			content := "# Development key made by `tokenstore serve --dev`. Never use it in production.\n" + k.Encode() + "\n"
+			if err := writeSecretFile(path, content); err != nil {
+				return fmt.Errorf("create development key file: %w", err)
+			}
+			log.Info("created development key file", "path", path)
+		}
+		if err := cfg.loadKeyFile(path); err != nil {
+			return err
+		}
+		cfg.KeySource = "development key file " + path
+		log.Info("dev mode: using development key file", "path", path)
+	}
+	if len(cfg.Callers) == 0 {
+		path := filepath.Join(cfg.DevDir, "caller-credential")
+		if !exists(path) {
+			cred, _, err := httpapi.NewCredential()
+			if err != nil {
+				return err
+			}
+			if err := writeSecretFile(path, cred+"\n"); err != nil {
+				return fmt.Errorf("create development caller credential: %w", err)
+			}
+			log.Info("created development caller credential", "path", path)
+		}
+		cred, err := readTrimmed(path)
+		if err != nil {
+			return err
+		}
+		h, err := httpapi.ParseCredentialHash(httpapi.HashCredential(cred))
+		if err != nil {
+			return err
+		}
+		cfg.Callers = []httpapi.Caller{{Name: "dev", CredentialHash: h, Permissions: httpapi.AllPermissions}}
+		log.Info("dev mode: caller \"dev\" has every permission; its credential is in the file",
+			"path", path, "permissions", strings.Join(permNames(), ","))
+	}
+	return nil
+}
+
+func permNames() []string {
+	out := make([]string, len(httpapi.AllPermissions))
+	for i, p := range httpapi.AllPermissions {
+		out[i] = string(p)
+	}
+	return out
+}
+
+// writeSecretFile creates path with mode 0600 (and its directory with 0700),
+// failing if it exists: development secrets are made once, never replaced.
+func writeSecretFile(path, content string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(content); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return !errors.Is(err, fs.ErrNotExist)
+}

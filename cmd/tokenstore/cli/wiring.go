@@ -1,0 +1,118 @@
+package cli
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxevent"
+
+	"github.com/tokenstore/tokenstore/adapters/fernet"
+	"github.com/tokenstore/tokenstore/adapters/httpapi"
+	"github.com/tokenstore/tokenstore/adapters/oauth"
+	"github.com/tokenstore/tokenstore/adapters/postgres"
+	"github.com/tokenstore/tokenstore/app"
+	"github.com/tokenstore/tokenstore/ports"
+)
+
+// AppOptions is the whole service as one fx graph; no other package knows
+// fx. Start hooks run in the order the Invokes below register them and stop
+// hooks in reverse, so this function reads as start-up from top to bottom
+// and as shutdown from bottom to top. extra options are appended (tests
+// populate the server to learn its address).
+func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
+	migrate := fx.Options()
+	if cfg.Migrate {
+		migrate = fx.Invoke(migrateOnStart)
+	}
+	return fx.Options(
+		// Configuration and logger.
+		fx.WithLogger(fxLogger(log)),
+		fx.Supply(log, cfg.Database, cfg.Keys, cfg.OAuth, cfg.App, cfg.Worker, cfg.HTTP, cfg.Callers,
+			postgres.Options{LockTimeout: cfg.Database.LockTimeout}),
+
+		// The database pool: pinged on start, closed last on stop.
+		fx.Provide(postgres.NewPool),
+		fx.Invoke(openPool),
+		// Migrations, when asked, before anything can serve a request.
+		migrate,
+
+		// The core: keyring, repository, refresher (with no providers it
+		// refreshes nothing), the token service and the proactive worker.
+		fx.Provide(
+			fx.Annotate(fernet.NewKeyringFromConfig, fx.As(new(ports.TokenCrypter))),
+			fx.Annotate(postgres.New, fx.As(new(ports.TokenRepository)), fx.As(new(ports.RefreshQueue))),
+			fx.Annotate(oauth.NewFromConfig, fx.As(new(ports.TokenRefresher))),
+			fx.Annotate(app.NewTokenService, fx.As(fx.Self()), fx.As(new(httpapi.TokenService))),
+			(*app.TokenService).Refreshes,
+			app.NewRefreshWorker,
+		),
+		fx.Invoke(runWorker),
+		// Stopping waits for refreshes in flight, before the pool closes.
+		fx.Invoke(drainOnStop),
+
+		// The HTTP API: listens on start (a busy port fails start-up), stops
+		// first on shutdown.
+		fx.Provide(
+			fx.Annotate(postgres.NewHealth, fx.As(new(httpapi.Checker))),
+			httpapi.NewAuthenticator,
+			httpapi.NewServer,
+		),
+		fx.Invoke(serveHTTP),
+		fx.Options(extra...),
+	)
+}
+
+// NewApp builds the service's fx application.
+func NewApp(cfg Config, log *slog.Logger, extra ...fx.Option) *fx.App {
+	return fx.New(AppOptions(cfg, log, extra...))
+}
+
+// openPool pings the database on start, so a wrong URL or a database that is
+// down fails start-up, and closes the pool on stop.
+func openPool(lc fx.Lifecycle, pool *pgxpool.Pool) {
+	lc.Append(fx.Hook{
+		OnStart: func(ctx context.Context) error { return postgres.PingOrClose(ctx, pool) },
+		OnStop:  func(context.Context) error { pool.Close(); return nil },
+	})
+}
+
+// migrateOnStart applies pending migrations once the pool answers and
+// before the server listens: no request is served on an old schema.
+func migrateOnStart(lc fx.Lifecycle, pool *pgxpool.Pool, log *slog.Logger) {
+	lc.Append(fx.StartHook(func(ctx context.Context) error {
+		n, err := postgres.MigrateUp(ctx, pool)
+		if err != nil {
+			return err
+		}
+		log.Info("migrations applied", "count", n)
+		return nil
+	}))
+}
+
+// runWorker refreshes tokens ahead of expiry for the application's life.
+func runWorker(lc fx.Lifecycle, w *app.RefreshWorker) {
+	lc.Append(fx.StartStopHook(w.Start, w.Stop))
+}
+
+// drainOnStop makes shutdown wait for refreshes started by reads, so they
+// can store their result while the pool is still open.
+func drainOnStop(lc fx.Lifecycle, s *app.RefreshCoordinator) {
+	lc.Append(fx.StopHook(s.Drain))
+}
+
+// serveHTTP binds the port on start and serves in the background.
+func serveHTTP(lc fx.Lifecycle, s *httpapi.Server) {
+	lc.Append(fx.StartStopHook(s.Start, s.Stop))
+}
+
+// fxLogger logs fx's own events (each provide, invoke, hook) at debug level
+// only: at info they would drown the request log.
+func fxLogger(log *slog.Logger) func() fxevent.Logger {
+	return func() fxevent.Logger {
+		l := &fxevent.SlogLogger{Logger: log}
+		l.UseLogLevel(slog.LevelDebug)
+		return l
+	}
+}
