@@ -47,6 +47,19 @@ func (c CallerConfig) Caller() (Caller, error) {
 	return caller, nil
 }
 
+// NewCallers validates the callers setting. Errors start with where (the
+// setting: callers or TOKENSTORE_CALLERS), the entry's index and the field.
+func NewCallers(entries []CallerConfig, where string) ([]Caller, error) {
+	callers := make([]Caller, len(entries))
+	for i, e := range entries {
+		var err error
+		if callers[i], err = e.Caller(); err != nil {
+			return nil, fmt.Errorf("%s[%d].%w", where, i, err)
+		}
+	}
+	return callers, nil
+}
+
 func permissionNames() string {
 	names := make([]string, len(AllPermissions))
 	for i, p := range AllPermissions {

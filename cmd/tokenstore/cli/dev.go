@@ -11,6 +11,7 @@ import (
 
 	"github.com/tokenstore/tokenstore/adapters/fernet"
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
+	"github.com/tokenstore/tokenstore/adapters/secretfile"
 )
 
 // prepareDev makes development defaults real: a key file and a caller
@@ -48,9 +49,11 @@ func prepareDev(cfg *Config, log *slog.Logger) error {
 			}
 			log.Info("created development caller credential", "path", path)
 		}
-		cred, err := readTrimmed(path)
+		cred, err := secretfile.ReadUnchecked(path, "development caller credential")
 		if err != nil {
 			return err
+		} else if cred == "" {
+			return fmt.Errorf("%s is empty", path)
 		}
 		h, err := httpapi.ParseCredentialHash(httpapi.HashCredential(cred))
 		if err != nil {

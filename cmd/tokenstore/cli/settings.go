@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
 	"github.com/tokenstore/tokenstore/adapters/oauth"
 	"github.com/tokenstore/tokenstore/adapters/postgres"
+	"github.com/tokenstore/tokenstore/adapters/secretfile"
 	"github.com/tokenstore/tokenstore/app"
 	"github.com/tokenstore/tokenstore/domain"
 )
@@ -123,6 +125,7 @@ func Load(path string, dev bool, getenv func(string) string) (Config, error) {
 		}
 	}
 	c.DevDir = cmp.Or(getenv("TOKENSTORE_DEV_DIR"), c.DevDir)
+	c.App.ProviderMargins = c.OAuth.Margins()
 	return c, c.resolveKeys()
 }
 
@@ -166,7 +169,7 @@ func (c *Config) loadFile(path string, getenv func(string) string) error {
 			return fmt.Errorf("config file %s: %w", path, err)
 		}
 	}
-	if err := checkPrivate(path, "config file"); inline && err != nil {
+	if err := secretfile.Check(path, "config file"); inline && err != nil {
 		return fmt.Errorf("%w (it holds keys or secrets inline)", err)
 	}
 	return nil
@@ -201,10 +204,16 @@ func (s setting) set(c *Config, n *yaml.Node, where string, getenv func(string) 
 		}
 		*p, err = fernet.ParseKeys(strings.Join(texts, "\n"))
 	case *[]httpapi.Caller:
-		*p, err = decodeCallers(n, where)
+		var entries []httpapi.CallerConfig
+		if err = decodeList(n, where, "{name, credential_hash, permissions}", &entries); err == nil {
+			*p, err = httpapi.NewCallers(entries, where)
+		}
 		return err
 	case *oauth.Config:
-		*p, c.App.ProviderMargins, err = decodeProviders(n, where, getenv)
+		var entries []oauth.ProviderSettings
+		if err = decodeList(n, where, "provider settings", &entries); err == nil {
+			*p, err = oauth.NewConfig(entries, where, getenv)
+		}
 		return err
 	case *string:
 		if *p = n.Value; s.oneOf != nil && !slices.Contains(s.oneOf, n.Value) {
@@ -226,6 +235,22 @@ func (s setting) set(c *Config, n *yaml.Node, where string, getenv func(string) 
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", where, err)
+	}
+	return nil
+}
+
+// decodeList decodes a list setting strictly (an unknown field is an
+// error): a variable's JSON text, or the file's YAML list, which goes back
+// to text because only a yaml.Decoder refuses unknown fields.
+func decodeList(n *yaml.Node, where, shape string, list any) error {
+	text := []byte(n.Value)
+	if n.Kind != yaml.ScalarNode {
+		text, _ = yaml.Marshal(n)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(text))
+	dec.KnownFields(true)
+	if err := dec.Decode(list); err != nil {
+		return fmt.Errorf("%s: must be a list of %s: %w", where, shape, err)
 	}
 	return nil
 }
