@@ -199,6 +199,14 @@ type ProviderSettings struct {
 	RefreshMargin    string     `yaml:"refresh_margin"`
 }
 
+// ProviderSettingsHelp describes a ProviderSettings entry for a command's
+// help text.
+var ProviderSettingsHelp = "{name, kind (" + kindList() + "),\n" +
+	"      client_id, client_secret | client_secret_file | client_secret_env, token_url, base_url, realm, tenant, scopes,\n" +
+	"      token_endpoint_auth_method (auto, client_secret_basic or client_secret_post; the older auth_style, header and\n" +
+	"      params are aliases), timeout (default " + DefaultTimeout.String() + "), never_expires,\n" +
+	"      refresh_margin (this provider's margin, below its access-token lifetime)}"
+
 // NewConfig validates the providers setting into a Config, reading each
 // client secret from where its entry says (getenv reads a variable). Errors
 // start with where (the setting: providers or TOKENSTORE_PROVIDERS), the

@@ -14,6 +14,9 @@ import (
 	"github.com/tokenstore/tokenstore/adapters/secretfile"
 )
 
+// DevDatabaseURL is the database `task run` starts for development.
+const DevDatabaseURL = "postgres://tokenstore:tokenstore@127.0.0.1:55432/tokenstore?sslmode=disable"
+
 // prepareDev makes development defaults real: a key file and a caller
 // credential in the dev directory, created once (mode 0600) and reused, so
 // restarts keep data readable and curl commands working.

@@ -31,14 +31,14 @@ func (c *Config) resolveKeys() (err error) {
 	case c.KeyFile != "":
 		c.KeySource = "key file " + c.KeyFile
 		return c.loadKeyFile(c.KeyFile)
-	case c.JWTSecret != "" && c.JWTSecretFile != "":
+	case secret != "" && c.JWTSecretFile != "":
 		return errors.New("TOKENSTORE_JWT_SECRET and TOKENSTORE_JWT_SECRET_FILE are both set: give the secret one way")
-	case c.JWTSecret != "" || c.JWTSecretFile != "":
-		if c.JWTSecretFile != "" {
-			if secret, err = secretfile.Read(c.JWTSecretFile, "TOKENSTORE_JWT_SECRET_FILE (jwt_secret_file)"); err != nil {
-				return err
-			}
+	case c.JWTSecretFile != "":
+		if secret, err = secretfile.Read(c.JWTSecretFile, "TOKENSTORE_JWT_SECRET_FILE (jwt_secret_file)"); err != nil {
+			return err
 		}
+		fallthrough
+	case secret != "":
 		if len(secret) < 16 {
 			return errors.New("TOKENSTORE_JWT_SECRET: the secret is shorter than 16 bytes; a key derived from it would be guessable")
 		}
@@ -56,8 +56,7 @@ func (c *Config) loadKeyFile(path string) error {
 	}
 	if c.Keys.Keys, err = fernet.ParseKeys(text); err != nil {
 		return fmt.Errorf("%s: %s: %w", setting, path, err)
-	}
-	if len(c.Keys.Keys) == 0 {
+	} else if len(c.Keys.Keys) == 0 {
 		return fmt.Errorf("%s: %s holds no key (make one with `tokenstore keys generate`)", setting, path)
 	}
 	return nil
