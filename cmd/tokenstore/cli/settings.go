@@ -170,8 +170,8 @@ func (c *Config) loadFile(path string, getenv func(string) string) error {
 // secret itself rather than naming a file or variable that does.
 func holdsSecret(key string, n *yaml.Node) bool {
 	var providers []oauth.ProviderSettings
-	if key == "providers" && n.Decode(&providers) == nil && slices.ContainsFunc(providers, func(p oauth.ProviderSettings) bool { return p.ClientSecret != "" }) {
-		return true
+	if key == "providers" && n.Decode(&providers) == nil {
+		return slices.ContainsFunc(providers, func(p oauth.ProviderSettings) bool { return p.ClientSecret != "" })
 	}
 	return key == "keys" || key == "jwt_secret" || key == "database.url" && strings.Contains(postgres.RedactURL(n.Value), ":xxxxx@")
 }
