@@ -146,7 +146,7 @@ type ProviderConfig struct {
 
 	ClientID string `yaml:"client_id"`
 	// ClientSecret is optional for public clients, except github and
-	// bitbucket. A loader reads it from where the configuration says.
+	// bitbucket. NewConfig reads it from where a ProviderSettings says.
 	ClientSecret domain.Secret `yaml:"-"`
 
 	// TokenURL overrides the kind's token endpoint; required for oauth2.
@@ -172,7 +172,7 @@ type ProviderConfig struct {
 	// client_secret_basic.
 	TokenEndpointAuthMethod AuthMethod `yaml:"token_endpoint_auth_method"`
 	// Timeout bounds one refresh, connection to last byte; 0 means
-	// DefaultTimeout. A loader parses it, to name the setting in errors.
+	// DefaultTimeout. NewConfig parses ProviderSettings.Timeout into it.
 	Timeout time.Duration `yaml:"-"`
 	// NeverExpires marks a provider whose tokens do not expire (GitHub OAuth
 	// App tokens): it is known but never refreshed, so no client
@@ -200,12 +200,14 @@ type ProviderSettings struct {
 }
 
 // ProviderSettingsHelp describes a ProviderSettings entry for a command's
-// help text.
-var ProviderSettingsHelp = "{name, kind (" + kindList() + "),\n" +
-	"      client_id, client_secret | client_secret_file | client_secret_env, token_url, base_url, realm, tenant, scopes,\n" +
-	"      token_endpoint_auth_method (auto, client_secret_basic or client_secret_post; the older auth_style, header and\n" +
-	"      params are aliases), timeout (default " + DefaultTimeout.String() + "), never_expires,\n" +
-	"      refresh_margin (this provider's margin, below its access-token lifetime)}"
+// help text, in lines indented by six spaces after the first.
+func ProviderSettingsHelp() string {
+	return "{name, kind (" + kindList() + "),\n" +
+		"      client_id, client_secret | client_secret_file | client_secret_env, token_url, base_url, realm, tenant, scopes,\n" +
+		"      token_endpoint_auth_method (auto, client_secret_basic or client_secret_post; the older auth_style, header and\n" +
+		"      params are aliases), timeout (default " + DefaultTimeout.String() + "), never_expires,\n" +
+		"      refresh_margin (this provider's margin, below its access-token lifetime)}"
+}
 
 // NewConfig validates the providers setting into a Config, reading each
 // client secret from where its entry says (getenv reads a variable). Errors

@@ -70,7 +70,7 @@ func (c *Config) settings() []setting {
 		{key: "jwt_secret", to: &c.JWTSecret, help: "the replaced system's JWT secret, used when neither keys nor key_file is set: the key is derived as base64(SHA-256(secret))"},
 		{key: "jwt_secret_file", to: &c.JWTSecretFile, help: "file holding the replaced system's JWT secret (instead of jwt_secret)"},
 		{key: "callers", to: &c.Callers, help: "list of {name, credential_hash, permissions}; permissions: " + strings.Join(permNames(), ", ")},
-		{key: "providers", to: &c.OAuth, help: "list of providers to refresh: " + oauth.ProviderSettingsHelp},
+		{key: "providers", to: &c.OAuth, help: "list of providers to refresh: " + oauth.ProviderSettingsHelp()},
 		{key: "refresh.margin", to: &c.App.RefreshMargin, help: "refresh access tokens expiring within this margin", def: domain.DefaultRefreshMargin},
 		{key: "refresh.wait_timeout", to: &c.App.Refresh.WaitTimeout, help: "how long a read waits for a refresh before answering 503 unavailable", def: app.DefaultRefreshWaitTimeout},
 		{key: "refresh.lease", to: &c.App.Refresh.Lease, help: "how long a refresh may take before it counts as interrupted; must exceed every provider timeout", def: app.DefaultRefreshLease},
