@@ -4,13 +4,20 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
-// Validate checks what the server needs before it can listen. The timeouts
-// are not checked: zero means no limit, as in net/http.
-func (c Config) Validate() error {
-	if c.Addr == "" {
+// Validate checks what the server needs before it can listen. refreshWait
+// is the longest a read may wait for a refresh (app.RefreshConfig's
+// WaitTimeout): the write timeout must leave room for it, or the answer is
+// cut off. Zero timeouts mean no limit, as in net/http.
+func (c Config) Validate(refreshWait time.Duration) error {
+	switch {
+	case c.Addr == "":
 		return errors.New("TOKENSTORE_HTTP_ADDR is empty: give host:port")
+	case refreshWait > 0 && c.WriteTimeout > 0 && refreshWait >= c.WriteTimeout:
+		return fmt.Errorf("TOKENSTORE_REFRESH_WAIT_TIMEOUT (refresh.wait_timeout) is %s but TOKENSTORE_HTTP_WRITE_TIMEOUT is %s: "+
+			"a read waiting for a refresh would be cut off without an answer; keep the wait shorter", refreshWait, c.WriteTimeout)
 	}
 	return nil
 }
@@ -45,6 +52,19 @@ func (c CallerConfig) Caller() (Caller, error) {
 		caller.Permissions = append(caller.Permissions, perm)
 	}
 	return caller, nil
+}
+
+// NewCallers validates the callers setting. Errors start with where (the
+// setting: callers or TOKENSTORE_CALLERS), the entry's index and the field.
+func NewCallers(entries []CallerConfig, where string) ([]Caller, error) {
+	callers := make([]Caller, len(entries))
+	for i, e := range entries {
+		var err error
+		if callers[i], err = e.Caller(); err != nil {
+			return nil, fmt.Errorf("%s[%d].%w", where, i, err)
+		}
+	}
+	return callers, nil
 }
 
 func permissionNames() string {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokenstore/tokenstore/adapters/secretfile"
 	"github.com/tokenstore/tokenstore/domain"
 )
 
@@ -107,6 +108,22 @@ func (c Config) Validate() error {
 	return err
 }
 
+// Margins gives, by provider name, the refresh margins the entries set; nil
+// when none does. The token service, not the refresher, uses them
+// (app.Config.ProviderMargins).
+func (c Config) Margins() map[domain.Provider]time.Duration {
+	var out map[domain.Provider]time.Duration
+	for _, p := range c.Providers {
+		if p.RefreshMargin > 0 {
+			if out == nil {
+				out = map[domain.Provider]time.Duration{}
+			}
+			out[p.Name] = p.RefreshMargin
+		}
+	}
+	return out
+}
+
 // Timeouts gives, by provider name, the longest one refresh may take.
 func (c Config) Timeouts() map[domain.Provider]time.Duration {
 	out := make(map[domain.Provider]time.Duration, len(c.Providers))
@@ -129,7 +146,7 @@ type ProviderConfig struct {
 
 	ClientID string `yaml:"client_id"`
 	// ClientSecret is optional for public clients, except github and
-	// bitbucket. A loader reads it from where the configuration says.
+	// bitbucket. NewConfig reads it from where a ProviderSettings says.
 	ClientSecret domain.Secret `yaml:"-"`
 
 	// TokenURL overrides the kind's token endpoint; required for oauth2.
@@ -155,12 +172,97 @@ type ProviderConfig struct {
 	// client_secret_basic.
 	TokenEndpointAuthMethod AuthMethod `yaml:"token_endpoint_auth_method"`
 	// Timeout bounds one refresh, connection to last byte; 0 means
-	// DefaultTimeout. A loader parses it, to name the setting in errors.
+	// DefaultTimeout. NewConfig parses ProviderSettings.Timeout into it.
 	Timeout time.Duration `yaml:"-"`
 	// NeverExpires marks a provider whose tokens do not expire (GitHub OAuth
 	// App tokens): it is known but never refreshed, so no client
 	// credentials are needed.
 	NeverExpires bool `yaml:"never_expires"`
+	// RefreshMargin overrides the service's refresh margin for this
+	// provider, whose access tokens may live less than it (Keycloak's 5
+	// minutes); 0 keeps the service's. The refresher does not use it.
+	RefreshMargin time.Duration `yaml:"-"`
+}
+
+// ProviderSettings is one entry of the providers setting as an operator
+// writes it (YAML in a config file, JSON in TOKENSTORE_PROVIDERS): the
+// ProviderConfig fields under their yaml tags, where the client secret comes
+// from, auth_style (token_endpoint_auth_method's older name) and the
+// durations as text, such as 15s.
+type ProviderSettings struct {
+	ProviderConfig   `yaml:",inline"`
+	ClientSecret     string     `yaml:"client_secret"`
+	ClientSecretFile string     `yaml:"client_secret_file"`
+	ClientSecretEnv  string     `yaml:"client_secret_env"`
+	AuthStyle        AuthMethod `yaml:"auth_style"`
+	Timeout          string     `yaml:"timeout"`
+	RefreshMargin    string     `yaml:"refresh_margin"`
+}
+
+// ProviderSettingsHelp describes a ProviderSettings entry for a command's
+// help text, in lines indented by six spaces after the first.
+func ProviderSettingsHelp() string {
+	return "{name, kind (" + kindList() + "),\n" +
+		"      client_id, client_secret | client_secret_file | client_secret_env, token_url, base_url, realm, tenant, scopes,\n" +
+		"      token_endpoint_auth_method (auto, client_secret_basic or client_secret_post; the older auth_style, header and\n" +
+		"      params are aliases), timeout (default " + DefaultTimeout.String() + "), never_expires,\n" +
+		"      refresh_margin (this provider's margin, below its access-token lifetime)}"
+}
+
+// NewConfig validates the providers setting into a Config, reading each
+// client secret from where its entry says (getenv reads a variable). Errors
+// start with where (the setting: providers or TOKENSTORE_PROVIDERS), the
+// entry's index and name, then the field; they never quote a secret.
+func NewConfig(entries []ProviderSettings, where string, getenv func(string) string) (Config, error) {
+	var cfg Config
+	for i, e := range entries {
+		p, err := e.config(fmt.Sprintf("%s[%d] (%s)", where, i, e.Name), getenv)
+		if err != nil {
+			return Config{}, err
+		}
+		cfg.Providers = append(cfg.Providers, p)
+	}
+	return cfg, nil
+}
+
+func (s ProviderSettings) config(at string, getenv func(string) string) (ProviderConfig, error) {
+	p, secret, err := s.ProviderConfig, s.ClientSecret, error(nil)
+	p.TokenEndpointAuthMethod = cmp.Or(p.TokenEndpointAuthMethod, s.AuthStyle)
+	if p.Timeout, err = parseDuration(s.Timeout); err != nil {
+		return ProviderConfig{}, fmt.Errorf("%s.timeout: %w", at, err)
+	}
+	if p.RefreshMargin, err = parseDuration(s.RefreshMargin); err != nil {
+		return ProviderConfig{}, fmt.Errorf("%s.refresh_margin: %w", at, err)
+	}
+	switch file, env := s.ClientSecretFile, s.ClientSecretEnv; {
+	case file != "" && (secret != "" || env != ""), secret != "" && env != "":
+		return ProviderConfig{}, fmt.Errorf("%s: give the client secret one way: client_secret, client_secret_file or client_secret_env", at)
+	case file != "":
+		if secret, err = secretfile.ReadUnchecked(file, at+".client_secret_file"); err == nil && secret == "" {
+			err = fmt.Errorf("%s.client_secret_file: %s is empty", at, file)
+		}
+	case env != "":
+		if secret = getenv(env); secret == "" {
+			err = fmt.Errorf("%s.client_secret_env: the variable %s is empty or unset", at, env)
+		}
+	}
+	if err != nil {
+		return ProviderConfig{}, err
+	}
+	p.ClientSecret = domain.NewSecret(secret)
+	if err := p.Validate(); err != nil {
+		return ProviderConfig{}, fmt.Errorf("%s: %w", at, err)
+	}
+	return p, nil
+}
+
+// parseDuration reads a duration setting such as 15s; empty is zero.
+func parseDuration(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if v != "" && (err != nil || d < 0) {
+		return 0, fmt.Errorf("%q is not a duration such as 5s or 15m", v)
+	}
+	return d, nil
 }
 
 // kind is Kind, or Name when Kind is empty and Name is a kind.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -278,5 +279,64 @@ func TestDefaultEndpoints(t *testing.T) {
 				t.Fatalf("requests = %+v, want one to %s", reqs, tt.want)
 			}
 		})
+	}
+}
+
+// NewConfig reads the providers setting as written: where each client
+// secret comes from, the durations as text, auth_style as an alias; its
+// errors name the setting, the entry and the field, never the secret.
+func TestNewConfig(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	secretFile := dir + "/gitlab-secret"
+	if err := os.WriteFile(secretFile, []byte("file-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	getenv := func(name string) string { return map[string]string{"CORP_SECRET": "env-secret"}[name] }
+	cfg, err := oauth.NewConfig([]oauth.ProviderSettings{
+		{ProviderConfig: oauth.ProviderConfig{Name: "gitlab", ClientID: "gl"}, ClientSecretFile: secretFile, Timeout: "7s", RefreshMargin: "1m"},
+		{ProviderConfig: oauth.ProviderConfig{Name: "corp", Kind: oauth.KindOAuth2, ClientID: "c", TokenURL: "https://idp.example.com/token"},
+			ClientSecretEnv: "CORP_SECRET", AuthStyle: oauth.AuthMethodClientSecretPost},
+	}, "providers", getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl, corp := cfg.Providers[0], cfg.Providers[1]
+	if gl.ClientSecret.Reveal() != "file-secret" || gl.Timeout != 7*time.Second || gl.RefreshMargin != time.Minute {
+		t.Errorf("gitlab = %+v", gl)
+	}
+	if corp.ClientSecret.Reveal() != "env-secret" || corp.TokenEndpointAuthMethod != oauth.AuthMethodClientSecretPost {
+		t.Errorf("corp = %+v", corp)
+	}
+	if m := cfg.Margins(); len(m) != 1 || m["gitlab"] != time.Minute {
+		t.Errorf("Margins() = %v, want gitlab: 1m only", m)
+	}
+
+	gitlab := oauth.ProviderConfig{Name: "gitlab", ClientID: "x"}
+	tests := []struct {
+		name  string
+		entry oauth.ProviderSettings
+		want  string
+	}{
+		{"two secret sources", oauth.ProviderSettings{ProviderConfig: gitlab, ClientSecret: clientSecret, ClientSecretEnv: "X"},
+			"TOKENSTORE_PROVIDERS[0] (gitlab): give the client secret one way: client_secret, client_secret_file or client_secret_env"},
+		{"secret env unset", oauth.ProviderSettings{ProviderConfig: gitlab, ClientSecretEnv: "MISSING"},
+			"TOKENSTORE_PROVIDERS[0] (gitlab).client_secret_env: the variable MISSING is empty or unset"},
+		{"empty secret file", oauth.ProviderSettings{ProviderConfig: gitlab, ClientSecretFile: os.DevNull},
+			"TOKENSTORE_PROVIDERS[0] (gitlab).client_secret_file: " + os.DevNull + " is empty"},
+		{"missing secret file", oauth.ProviderSettings{ProviderConfig: gitlab, ClientSecretFile: dir + "/missing"},
+			"TOKENSTORE_PROVIDERS[0] (gitlab).client_secret_file: open " + dir + "/missing: no such file or directory"},
+		{"bad timeout", oauth.ProviderSettings{ProviderConfig: gitlab, Timeout: "soon"},
+			`TOKENSTORE_PROVIDERS[0] (gitlab).timeout: "soon" is not a duration such as 5s or 15m`},
+		{"negative margin", oauth.ProviderSettings{ProviderConfig: gitlab, RefreshMargin: "-1m"},
+			`TOKENSTORE_PROVIDERS[0] (gitlab).refresh_margin: "-1m" is not a duration such as 5s or 15m`},
+		{"invalid entry", oauth.ProviderSettings{ProviderConfig: oauth.ProviderConfig{Name: "corp", Kind: oauth.KindOAuth2, ClientID: "x"}, ClientSecret: clientSecret},
+			"TOKENSTORE_PROVIDERS[0] (corp): providers[corp].token_url: must not be empty for kind oauth2"},
+	}
+	for _, tc := range tests {
+		_, err := oauth.NewConfig([]oauth.ProviderSettings{tc.entry}, "TOKENSTORE_PROVIDERS", getenv)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%s: err = %v, want %q", tc.name, err, tc.want)
+		}
 	}
 }

@@ -11,7 +11,11 @@ import (
 
 	"github.com/tokenstore/tokenstore/adapters/fernet"
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
+	"github.com/tokenstore/tokenstore/adapters/secretfile"
 )
+
+// DevDatabaseURL is the database `task run` starts for development.
+const DevDatabaseURL = "postgres://tokenstore:tokenstore@127.0.0.1:55432/tokenstore?sslmode=disable"
 
 // prepareDev makes development defaults real: a key file and a caller
 // credential in the dev directory, created once (mode 0600) and reused, so
@@ -48,9 +52,11 @@ func prepareDev(cfg *Config, log *slog.Logger) error {
 			}
 			log.Info("created development caller credential", "path", path)
 		}
-		cred, err := readTrimmed(path)
+		cred, err := secretfile.ReadUnchecked(path, "development caller credential")
 		if err != nil {
 			return err
+		} else if cred == "" {
+			return fmt.Errorf("%s is empty", path)
 		}
 		h, err := httpapi.ParseCredentialHash(httpapi.HashCredential(cred))
 		if err != nil {

@@ -3,10 +3,9 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"os"
-	"strings"
 
 	"github.com/tokenstore/tokenstore/adapters/fernet"
+	"github.com/tokenstore/tokenstore/adapters/secretfile"
 )
 
 // errNoKeys is what every command that needs the keys says without them.
@@ -32,14 +31,14 @@ func (c *Config) resolveKeys() (err error) {
 	case c.KeyFile != "":
 		c.KeySource = "key file " + c.KeyFile
 		return c.loadKeyFile(c.KeyFile)
-	case c.JWTSecret != "" && c.JWTSecretFile != "":
+	case secret != "" && c.JWTSecretFile != "":
 		return errors.New("TOKENSTORE_JWT_SECRET and TOKENSTORE_JWT_SECRET_FILE are both set: give the secret one way")
-	case c.JWTSecret != "" || c.JWTSecretFile != "":
-		if c.JWTSecretFile != "" {
-			if secret, err = readPrivate(c.JWTSecretFile, "TOKENSTORE_JWT_SECRET_FILE (jwt_secret_file)"); err != nil {
-				return err
-			}
+	case c.JWTSecretFile != "":
+		if secret, err = secretfile.Read(c.JWTSecretFile, "TOKENSTORE_JWT_SECRET_FILE (jwt_secret_file)"); err != nil {
+			return err
 		}
+		fallthrough
+	case secret != "":
 		if len(secret) < 16 {
 			return errors.New("TOKENSTORE_JWT_SECRET: the secret is shorter than 16 bytes; a key derived from it would be guessable")
 		}
@@ -51,41 +50,14 @@ func (c *Config) resolveKeys() (err error) {
 // loadKeyFile reads the key file (see fernet.ParseKeys for its forms).
 func (c *Config) loadKeyFile(path string) error {
 	const setting = "TOKENSTORE_KEY_FILE (key_file)"
-	text, err := readPrivate(path, setting)
+	text, err := secretfile.Read(path, setting)
 	if err != nil {
 		return err
 	}
 	if c.Keys.Keys, err = fernet.ParseKeys(text); err != nil {
 		return fmt.Errorf("%s: %s: %w", setting, path, err)
-	}
-	if len(c.Keys.Keys) == 0 {
+	} else if len(c.Keys.Keys) == 0 {
 		return fmt.Errorf("%s: %s holds no key (make one with `tokenstore keys generate`)", setting, path)
-	}
-	return nil
-}
-
-// readPrivate reads a file that holds a secret, refusing it when group or
-// others can read it too.
-func readPrivate(path, setting string) (string, error) {
-	if err := checkPrivate(path, setting); err != nil {
-		return "", err
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", setting, err)
-	}
-	return strings.TrimSpace(string(b)), nil
-}
-
-// checkPrivate refuses a secret file that group or others can read.
-func checkPrivate(path, setting string) error {
-	info, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("%s: %w", setting, err)
-	}
-	if info.Mode().Perm()&0o077 != 0 {
-		return fmt.Errorf("%s: %s is readable by group or others (mode %04o); run `chmod 600 %s`",
-			setting, path, info.Mode().Perm(), path)
 	}
 	return nil
 }

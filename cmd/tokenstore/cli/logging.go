@@ -6,6 +6,10 @@ import (
 	"os"
 )
 
+// LogConfig selects the log format (json, text, or auto: text on a
+// terminal) and level (debug, info, warn, error).
+type LogConfig struct{ Format, Level string }
+
 // NewLogger returns the process logger: JSON for machines, text for people
 // at a terminal ("auto" decides by whether w is a terminal).
 func NewLogger(cfg LogConfig, w io.Writer) *slog.Logger {

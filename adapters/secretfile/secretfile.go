@@ -1,0 +1,47 @@
+// Package secretfile reads the files that hold tokenstore's secrets: key
+// files, the replaced system's JWT secret, client secrets, and config files
+// that carry a secret inline. One home for the rule that such a file must be
+// private, so that every secret file is judged the same way.
+//
+// Errors name the setting that gave the path (for example
+// "TOKENSTORE_KEY_FILE (key_file)") and never quote the file's content.
+package secretfile
+
+import (
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Check refuses path when group or others may read or write it: a secret
+// another account can read is no longer secret. The error says how to fix
+// the mode.
+func Check(path, setting string) error {
+	info, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", setting, err)
+	}
+	if info.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("%s: %s is readable by group or others (mode %04o); run `chmod 600 %s`",
+			setting, path, info.Mode().Perm(), path)
+	}
+	return nil
+}
+
+// Read returns the content of path without surrounding white space, after
+// Check has accepted its mode. An empty file gives "".
+func Read(path, setting string) (string, error) {
+	if err := Check(path, setting); err != nil {
+		return "", err
+	}
+	return ReadUnchecked(path, setting)
+}
+
+// ReadUnchecked is Read without Check: it reads path whatever its mode.
+func ReadUnchecked(path, setting string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", setting, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
