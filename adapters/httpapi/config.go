@@ -42,7 +42,7 @@ func (c CallerConfig) Caller() (Caller, error) {
 	}
 	caller := Caller{Name: c.Name, CredentialHash: h}
 	if len(c.Permissions) == 0 {
-		return Caller{}, fmt.Errorf("permissions (caller %q): grant at least one of %s", c.Name, permissionNames())
+		return Caller{}, fmt.Errorf("permissions (caller %q): grant at least one of %s", c.Name, strings.Join(PermissionNames(), ", "))
 	}
 	for _, p := range c.Permissions {
 		perm, err := ParsePermission(p)
@@ -67,10 +67,11 @@ func NewCallers(entries []CallerConfig, where string) ([]Caller, error) {
 	return callers, nil
 }
 
-func permissionNames() string {
+// PermissionNames lists every permission's name, in AllPermissions' order.
+func PermissionNames() []string {
 	names := make([]string, len(AllPermissions))
 	for i, p := range AllPermissions {
 		names[i] = string(p)
 	}
-	return strings.Join(names, ", ")
+	return names
 }

@@ -218,7 +218,7 @@ func runCallers(args []string, env Env) error {
             the config entry holding only its hash (give that to tokenstore).
 `, env)
 	name := fs.String("name", "", "the caller's name, shown in request logs")
-	perms := fs.String("permissions", strings.Join(permNames(), ","), "comma-separated permissions")
+	perms := fs.String("permissions", strings.Join(httpapi.PermissionNames(), ","), "comma-separated permissions")
 	if len(args) > 0 && args[0] == "generate" {
 		args = args[1:] // flags follow the action: callers generate --name NAME
 	} else if err := fs.Parse(args); err != nil || fs.NArg() != 1 || fs.Arg(0) != "generate" {

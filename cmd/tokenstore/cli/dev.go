@@ -64,17 +64,9 @@ func prepareDev(cfg *Config, log *slog.Logger) error {
 		}
 		cfg.Callers = []httpapi.Caller{{Name: "dev", CredentialHash: h, Permissions: httpapi.AllPermissions}}
 		log.Info("dev mode: caller \"dev\" has every permission; its credential is in the file",
-			"path", path, "permissions", strings.Join(permNames(), ","))
+			"path", path, "permissions", strings.Join(httpapi.PermissionNames(), ","))
 	}
 	return nil
-}
-
-func permNames() []string {
-	out := make([]string, len(httpapi.AllPermissions))
-	for i, p := range httpapi.AllPermissions {
-		out[i] = string(p)
-	}
-	return out
 }
 
 // writeSecretFile creates path with mode 0600 (and its directory with 0700),
