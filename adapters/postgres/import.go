@@ -29,7 +29,7 @@ func (r *Repository) InsertAuthTokensBatch(ctx context.Context, rows []domain.Se
 			RefreshTokenExpiresAt: expiryToDB(t.RefreshExpiry),
 		}
 	}
-	return r.insertBatch(ctx, "auth tokens", len(rows), func(tx pgx.Tx, each func(int, error)) {
+	return r.insertBatch(ctx, "auth tokens", len(rows), func(ctx context.Context, tx pgx.Tx, each func(int, error)) {
 		r.q.ImportAuthTokens(ctx, tx, params).QueryRow(func(i int, _ int64, err error) { each(i, err) })
 	})
 }
@@ -40,7 +40,7 @@ func (r *Repository) InsertOfflineTokensBatch(ctx context.Context, rows []domain
 	for i, t := range rows {
 		params[i] = db.ImportOfflineTokenParams{UserID: string(t.User), KeyID: string(t.KeyID), Token: t.Token}
 	}
-	return r.insertBatch(ctx, "offline tokens", len(rows), func(tx pgx.Tx, each func(int, error)) {
+	return r.insertBatch(ctx, "offline tokens", len(rows), func(ctx context.Context, tx pgx.Tx, each func(int, error)) {
 		r.q.ImportOfflineToken(ctx, tx, params).QueryRow(func(i int, _ int64, err error) { each(i, err) })
 	})
 }
@@ -49,14 +49,16 @@ func (r *Repository) InsertOfflineTokensBatch(ctx context.Context, rows []domain
 // hands each statement's error to each, in one transaction. A row returned
 // means inserted, no row means the target already held that key; any other
 // error rolls the whole batch back.
-func (r *Repository) insertBatch(ctx context.Context, what string, n int, send func(tx pgx.Tx, each func(i int, err error))) ([]bool, error) {
+func (r *Repository) insertBatch(ctx context.Context, what string, n int, send func(ctx context.Context, tx pgx.Tx, each func(i int, err error))) ([]bool, error) {
 	if n == 0 {
 		return nil, nil
 	}
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
 	inserted := make([]bool, n)
 	err := withTx(ctx, r.pool, func(tx pgx.Tx) error {
 		var firstErr error
-		send(tx, func(i int, err error) {
+		send(ctx, tx, func(i int, err error) {
 			inserted[i], err = importResult(err)
 			if err != nil && firstErr == nil {
 				firstErr = fmt.Errorf("row %d of %d: %w", i+1, n, err)
@@ -78,6 +80,6 @@ func importResult(err error) (bool, error) {
 	case errors.Is(err, pgx.ErrNoRows):
 		return false, nil
 	default:
-		return false, interpretError(err)
+		return false, interpretError(err, noEffect)
 	}
 }
