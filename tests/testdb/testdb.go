@@ -49,10 +49,10 @@ const (
 
 var (
 	pgContainer testcontainers.Container
-	adminPool *pgxpool.Pool
-	baseDSN   string // DSN of the container's "postgres" database
-	dbCounter atomic.Int64
-	cloneMu   sync.Mutex // CREATE DATABASE ... TEMPLATE refuses concurrent use of the template
+	adminPool   *pgxpool.Pool
+	baseDSN     string // DSN of the container's "postgres" database
+	dbCounter   atomic.Int64
+	cloneMu     sync.Mutex // CREATE DATABASE ... TEMPLATE refuses concurrent use of the template
 )
 
 // Image returns the PostgreSQL image tests run.
@@ -122,7 +122,7 @@ func run(m *testing.M, o Options) (int, error) {
 		testcontainers.WithWaitStrategy(
 			wait.ForSQL("5432/tcp", "pgx", func(host string, port network.Port) string {
 				return dsn(host, port.Port(), "postgres")
-			}).WithStartupTimeout(2*time.Minute).WithPollInterval(200*time.Millisecond),
+			}).WithStartupTimeout(2 * time.Minute).WithPollInterval(200 * time.Millisecond),
 		),
 	}, fixed...)...)
 	defer func() {

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"syscall"
 	"time"
-	"log/slog"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/fx"
