@@ -25,13 +25,20 @@ const DefaultLockTimeout = 5 * time.Second
 // before an HTTP write timeout could cut the answer off.
 const DefaultTimeout = 6 * time.Second
 
+// ClientGrace is how much longer than the server's statement_timeout the
+// client waits for an answer: a live server reports its own timeout first
+// (the statement is known to have failed), and only a server that does not
+// answer at all is cut off by the client (its outcome is then unknown).
+const ClientGrace = time.Second
+
 // Options tune a Repository. The zero value uses the defaults.
 type Options struct {
 	// LockTimeout: how long a unit of work waits for a locked row before
 	// failing with domain.ErrBusy. Zero means DefaultLockTimeout.
 	LockTimeout time.Duration
-	// Timeout: the deadline of each call, from acquiring a connection to
-	// COMMIT. Zero means DefaultTimeout.
+	// Timeout: the server's statement timeout; each call, from acquiring a
+	// connection to COMMIT, has Timeout+ClientGrace. Zero means
+	// DefaultTimeout.
 	Timeout time.Duration
 }
 
@@ -66,7 +73,7 @@ func New(pool *pgxpool.Pool, opts Options) *Repository {
 // bound gives one call its deadline. The client-side deadline also covers a
 // frozen server, where the server's statement_timeout never fires.
 func (r *Repository) bound(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, r.timeout)
+	return context.WithTimeout(ctx, r.timeout+ClientGrace)
 }
 
 // PutAuthTokens implements ports.TokenRepository.

@@ -346,3 +346,32 @@ func TestTerminatedBackends(t *testing.T) {
 		t.Error("no backend was terminated: the test did not exercise it")
 	}
 }
+
+// TestStatementTimeout: a write stuck behind a lock the server does not
+// time out (a table lock, no lock_timeout) is cut off by the server's
+// statement_timeout: 503, known not applied, within the bound.
+func TestStatementTimeout(t *testing.T) {
+	cl, c := startCluster(t)
+	ctx := context.Background()
+	locker, err := pgx.Connect(ctx, cl.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Close(ctx)
+	tx, err := locker.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE offline_tokens IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	a := putOffline(c, "stuck", "s")
+	_ = tx.Rollback(ctx)
+	checkFailure(t, "PUT behind a table lock", a)
+	if a.status != http.StatusServiceUnavailable || a.problem.Detail != detailNotApplied {
+		t.Errorf("PUT behind a table lock: %d %q, want 503 %q", a.status, a.problem.Detail, detailNotApplied)
+	}
+	if back := c.do("GET", "/v1/users/stuck/offline-token", nil); back.status != http.StatusNotFound {
+		t.Errorf("reading it back: %d, want 404 (not applied)", back.status)
+	}
+}

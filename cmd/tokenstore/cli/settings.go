@@ -262,9 +262,10 @@ func (c *Config) Validate() error {
 	case len(c.Callers) == 0:
 		return errors.New("no API callers: add a callers section to the config file or set TOKENSTORE_CALLERS; " +
 			"make a credential with `tokenstore callers generate --name NAME`")
-	case c.HTTP.WriteTimeout > 0 && c.Database.Timeout >= c.HTTP.WriteTimeout:
+	case c.HTTP.WriteTimeout > 0 && c.Database.Timeout+postgres.ClientGrace >= c.HTTP.WriteTimeout:
 		return fmt.Errorf("TOKENSTORE_DATABASE_TIMEOUT (database.timeout) is %s but TOKENSTORE_HTTP_WRITE_TIMEOUT is %s: "+
-			"a request waiting for the database would be cut off without an answer; keep the database timeout shorter", c.Database.Timeout, c.HTTP.WriteTimeout)
+			"a request waiting for the database would be cut off without an answer; keep the database timeout at least %s shorter",
+			c.Database.Timeout, c.HTTP.WriteTimeout, postgres.ClientGrace)
 	case wait > 0 && c.HTTP.WriteTimeout > 0 && wait >= c.HTTP.WriteTimeout:
 		return fmt.Errorf("TOKENSTORE_REFRESH_WAIT_TIMEOUT (refresh.wait_timeout) is %s but TOKENSTORE_HTTP_WRITE_TIMEOUT is %s: "+
 			"a read waiting for a refresh would be cut off without an answer; keep the wait shorter", wait, c.HTTP.WriteTimeout)
