@@ -19,15 +19,7 @@ var _ ports.ImportRepository = (*Repository)(nil)
 func (r *Repository) InsertAuthTokensBatch(ctx context.Context, rows []domain.SealedAuthTokens) ([]bool, error) {
 	params := make([]db.ImportAuthTokensParams, len(rows))
 	for i, t := range rows {
-		params[i] = db.ImportAuthTokensParams{
-			UserID:                string(t.User),
-			Provider:              string(t.Provider),
-			KeyID:                 string(t.KeyID),
-			AccessToken:           t.AccessToken,
-			RefreshToken:          t.RefreshToken,
-			AccessTokenExpiresAt:  expiryToDB(t.AccessExpiry),
-			RefreshTokenExpiresAt: expiryToDB(t.RefreshExpiry),
-		}
+		params[i] = db.ImportAuthTokensParams(upsertParams(t))
 	}
 	return r.insertBatch(ctx, "auth tokens", len(rows), func(ctx context.Context, tx pgx.Tx, each func(int, error)) {
 		r.q.ImportAuthTokens(ctx, tx, params).QueryRow(func(i int, _ int64, err error) { each(i, err) })

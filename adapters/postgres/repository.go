@@ -82,15 +82,7 @@ func (r *Repository) PutAuthTokens(ctx context.Context, t domain.SealedAuthToken
 	defer cancel()
 	var row db.UpsertAuthTokensRow
 	err := withConn(ctx, r.pool, func(conn db.DBTX) (err error) {
-		row, err = r.q.UpsertAuthTokens(ctx, conn, db.UpsertAuthTokensParams{
-			UserID:                string(t.User),
-			Provider:              string(t.Provider),
-			KeyID:                 string(t.KeyID),
-			AccessToken:           t.AccessToken,
-			RefreshToken:          t.RefreshToken,
-			AccessTokenExpiresAt:  expiryToDB(t.AccessExpiry),
-			RefreshTokenExpiresAt: expiryToDB(t.RefreshExpiry),
-		})
+		row, err = r.q.UpsertAuthTokens(ctx, conn, upsertParams(t))
 		return interpretError(err, mayHaveApplied)
 	})
 	if err != nil {
@@ -300,6 +292,19 @@ func (r *Repository) DeleteOfflineToken(ctx context.Context, user domain.UserID)
 		return fmt.Errorf("delete offline token: %w", domain.ErrNotFound)
 	}
 	return nil
+}
+
+// upsertParams are the columns a PUT (or an import) writes.
+func upsertParams(t domain.SealedAuthTokens) db.UpsertAuthTokensParams {
+	return db.UpsertAuthTokensParams{
+		UserID:                string(t.User),
+		Provider:              string(t.Provider),
+		KeyID:                 string(t.KeyID),
+		AccessToken:           t.AccessToken,
+		RefreshToken:          t.RefreshToken,
+		AccessTokenExpiresAt:  expiryToDB(t.AccessExpiry),
+		RefreshTokenExpiresAt: expiryToDB(t.RefreshExpiry),
+	}
 }
 
 func authTokensFromDB(row db.AuthToken) domain.SealedAuthTokens {
