@@ -29,6 +29,15 @@ var (
 	// ErrUnavailable: a refresh could not complete in time or the provider is
 	// failing transiently; retrying later may succeed.
 	ErrUnavailable = errors.New("temporarily unavailable")
+	// ErrStorageUnavailable: the database could not be reached or did not
+	// answer in time (restarting, shutting down, out of connections, frozen,
+	// connection lost). Transient: retrying later may succeed. The call was
+	// not applied, unless the error also matches ErrOutcomeUnknown.
+	ErrStorageUnavailable = errors.New("database unavailable")
+	// ErrOutcomeUnknown qualifies ErrStorageUnavailable: a write (or its
+	// COMMIT) had been sent when the connection was lost or the deadline
+	// passed, so it may have been applied. Read it back before retrying.
+	ErrOutcomeUnknown = errors.New("the write may have been applied")
 )
 
 // Errors a ports.TokenRefresher returns, wrapped with the provider's detail.

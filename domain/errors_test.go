@@ -17,6 +17,9 @@ func TestSentinelErrorsAreDistinct(t *testing.T) {
 		"ErrBusy":         domain.ErrBusy,
 		"ErrConflict":     domain.ErrConflict,
 		"ErrTokenExpired": domain.ErrTokenExpired,
+		"ErrUnavailable":  domain.ErrUnavailable,
+		"ErrStorage":      domain.ErrStorageUnavailable,
+		"ErrOutcome":      domain.ErrOutcomeUnknown,
 	}
 	for name, err := range sentinels {
 		t.Run(name, func(t *testing.T) {

@@ -109,6 +109,12 @@ func (a *api) problemFor(ctx context.Context, err error) *Problem {
 	case errors.Is(err, domain.ErrReauthRequired):
 		return newProblem(http.StatusConflict, CodeReauthRequired,
 			"the tokens can no longer be refreshed; the user must connect this provider again, then store the new tokens")
+	case errors.Is(err, domain.ErrOutcomeUnknown):
+		return newProblem(http.StatusServiceUnavailable, CodeUnavailable,
+			"the database stopped answering after the write was sent: the write may have been applied; read it back before retrying").retryAfter(2)
+	case errors.Is(err, domain.ErrStorageUnavailable):
+		return newProblem(http.StatusServiceUnavailable, CodeUnavailable,
+			"the database is unavailable or did not answer in time; nothing was changed; retry shortly").retryAfter(2)
 	case errors.Is(err, domain.ErrUnavailable):
 		// During a back-off, say when it ends: retrying sooner only takes
 		// the row's lock to be told the same.

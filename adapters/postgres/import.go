@@ -19,17 +19,9 @@ var _ ports.ImportRepository = (*Repository)(nil)
 func (r *Repository) InsertAuthTokensBatch(ctx context.Context, rows []domain.SealedAuthTokens) ([]bool, error) {
 	params := make([]db.ImportAuthTokensParams, len(rows))
 	for i, t := range rows {
-		params[i] = db.ImportAuthTokensParams{
-			UserID:                string(t.User),
-			Provider:              string(t.Provider),
-			KeyID:                 string(t.KeyID),
-			AccessToken:           t.AccessToken,
-			RefreshToken:          t.RefreshToken,
-			AccessTokenExpiresAt:  expiryToDB(t.AccessExpiry),
-			RefreshTokenExpiresAt: expiryToDB(t.RefreshExpiry),
-		}
+		params[i] = db.ImportAuthTokensParams(upsertParams(t))
 	}
-	return r.insertBatch(ctx, "auth tokens", len(rows), func(tx pgx.Tx, each func(int, error)) {
+	return r.insertBatch(ctx, "auth tokens", len(rows), func(ctx context.Context, tx pgx.Tx, each func(int, error)) {
 		r.q.ImportAuthTokens(ctx, tx, params).QueryRow(func(i int, _ int64, err error) { each(i, err) })
 	})
 }
@@ -40,7 +32,7 @@ func (r *Repository) InsertOfflineTokensBatch(ctx context.Context, rows []domain
 	for i, t := range rows {
 		params[i] = db.ImportOfflineTokenParams{UserID: string(t.User), KeyID: string(t.KeyID), Token: t.Token}
 	}
-	return r.insertBatch(ctx, "offline tokens", len(rows), func(tx pgx.Tx, each func(int, error)) {
+	return r.insertBatch(ctx, "offline tokens", len(rows), func(ctx context.Context, tx pgx.Tx, each func(int, error)) {
 		r.q.ImportOfflineToken(ctx, tx, params).QueryRow(func(i int, _ int64, err error) { each(i, err) })
 	})
 }
@@ -49,14 +41,16 @@ func (r *Repository) InsertOfflineTokensBatch(ctx context.Context, rows []domain
 // hands each statement's error to each, in one transaction. A row returned
 // means inserted, no row means the target already held that key; any other
 // error rolls the whole batch back.
-func (r *Repository) insertBatch(ctx context.Context, what string, n int, send func(tx pgx.Tx, each func(i int, err error))) ([]bool, error) {
+func (r *Repository) insertBatch(ctx context.Context, what string, n int, send func(ctx context.Context, tx pgx.Tx, each func(i int, err error))) ([]bool, error) {
 	if n == 0 {
 		return nil, nil
 	}
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
 	inserted := make([]bool, n)
 	err := withTx(ctx, r.pool, func(tx pgx.Tx) error {
 		var firstErr error
-		send(tx, func(i int, err error) {
+		send(ctx, tx, func(i int, err error) {
 			inserted[i], err = importResult(err)
 			if err != nil && firstErr == nil {
 				firstErr = fmt.Errorf("row %d of %d: %w", i+1, n, err)
@@ -78,6 +72,6 @@ func importResult(err error) (bool, error) {
 	case errors.Is(err, pgx.ErrNoRows):
 		return false, nil
 	default:
-		return false, interpretError(err)
+		return false, interpretError(err, noEffect)
 	}
 }

@@ -15,9 +15,11 @@ var _ ports.ReencryptionRepository = (*Repository)(nil)
 
 // CountValuesByKey implements ports.ReencryptionRepository.
 func (r *Repository) CountValuesByKey(ctx context.Context) ([]domain.KeyUsage, error) {
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
 	rows, err := r.q.CountValuesByKey(ctx, r.pool)
 	if err != nil {
-		return nil, fmt.Errorf("count values by key: %w", interpretError(err))
+		return nil, fmt.Errorf("count values by key: %w", interpretError(err, noEffect))
 	}
 	out := make([]domain.KeyUsage, len(rows))
 	for i, row := range rows {
@@ -28,11 +30,13 @@ func (r *Repository) CountValuesByKey(ctx context.Context) ([]domain.KeyUsage, e
 
 // AuthTokensByKey implements ports.ReencryptionRepository.
 func (r *Repository) AuthTokensByKey(ctx context.Context, key domain.KeyID, afterID int64, limit int) ([]domain.SealedAuthTokens, error) {
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
 	rows, err := r.q.AuthTokensByKey(ctx, r.pool, db.AuthTokensByKeyParams{
 		KeyID: string(key), AfterID: afterID, MaxRows: int32(min(limit, 10_000)),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("auth tokens by key: %w", interpretError(err))
+		return nil, fmt.Errorf("auth tokens by key: %w", interpretError(err, noEffect))
 	}
 	out := make([]domain.SealedAuthTokens, len(rows))
 	for i, row := range rows {
@@ -43,11 +47,13 @@ func (r *Repository) AuthTokensByKey(ctx context.Context, key domain.KeyID, afte
 
 // OfflineTokensByKey implements ports.ReencryptionRepository.
 func (r *Repository) OfflineTokensByKey(ctx context.Context, key domain.KeyID, afterUser domain.UserID, limit int) ([]domain.SealedOfflineToken, error) {
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
 	rows, err := r.q.OfflineTokensByKey(ctx, r.pool, db.OfflineTokensByKeyParams{
 		KeyID: string(key), AfterUser: string(afterUser), MaxRows: int32(min(limit, 10_000)),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("offline tokens by key: %w", interpretError(err))
+		return nil, fmt.Errorf("offline tokens by key: %w", interpretError(err, noEffect))
 	}
 	out := make([]domain.SealedOfflineToken, len(rows))
 	for i, row := range rows {
@@ -58,13 +64,13 @@ func (r *Repository) OfflineTokensByKey(ctx context.Context, key domain.KeyID, a
 
 // StoreReencryptedAuthTokens implements ports.ReencryptionRepository.
 func (r *Repository) StoreReencryptedAuthTokens(ctx context.Context, rows []domain.SealedAuthTokens) ([]bool, error) {
-	return storeEach(ctx, r, rows, func(tx pgx.Tx, t domain.SealedAuthTokens) (int64, error) {
+	return storeEach(ctx, r, rows, func(ctx context.Context, tx pgx.Tx, t domain.SealedAuthTokens) (int64, error) {
 		n, err := r.q.StoreReencryptedAuthTokens(ctx, tx, db.StoreReencryptedAuthTokensParams{
 			ID: t.ID, ExpectedVersion: t.Version, KeyID: string(t.KeyID),
 			AccessToken: t.AccessToken, RefreshToken: t.RefreshToken,
 		})
 		if err != nil {
-			return 0, fmt.Errorf("store re-encrypted auth tokens of user %q, provider %s: %w", t.User, t.Provider, interpretError(err))
+			return 0, fmt.Errorf("store re-encrypted auth tokens of user %q, provider %s: %w", t.User, t.Provider, interpretError(err, noEffect))
 		}
 		return n, nil
 	})
@@ -72,13 +78,13 @@ func (r *Repository) StoreReencryptedAuthTokens(ctx context.Context, rows []doma
 
 // StoreReencryptedOfflineTokens implements ports.ReencryptionRepository.
 func (r *Repository) StoreReencryptedOfflineTokens(ctx context.Context, rows []domain.SealedOfflineToken) ([]bool, error) {
-	return storeEach(ctx, r, rows, func(tx pgx.Tx, t domain.SealedOfflineToken) (int64, error) {
+	return storeEach(ctx, r, rows, func(ctx context.Context, tx pgx.Tx, t domain.SealedOfflineToken) (int64, error) {
 		n, err := r.q.StoreReencryptedOfflineToken(ctx, tx, db.StoreReencryptedOfflineTokenParams{
 			UserID: string(t.User), ExpectedVersion: t.Version, CreatedAt: t.CreatedAt,
 			KeyID: string(t.KeyID), Token: t.Token,
 		})
 		if err != nil {
-			return 0, fmt.Errorf("store re-encrypted offline token of user %q: %w", t.User, interpretError(err))
+			return 0, fmt.Errorf("store re-encrypted offline token of user %q: %w", t.User, interpretError(err, noEffect))
 		}
 		return n, nil
 	})
@@ -87,14 +93,16 @@ func (r *Repository) StoreReencryptedOfflineTokens(ctx context.Context, rows []d
 // storeEach runs update once per row in one transaction under the lock
 // timeout, and reports per row whether it changed one row (false: the row
 // changed since it was read, or a refresh holds it).
-func storeEach[T any](ctx context.Context, r *Repository, rows []T, update func(pgx.Tx, T) (int64, error)) ([]bool, error) {
+func storeEach[T any](ctx context.Context, r *Repository, rows []T, update func(context.Context, pgx.Tx, T) (int64, error)) ([]bool, error) {
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
 	done := make([]bool, len(rows))
 	err := withTx(ctx, r.pool, func(tx pgx.Tx) error {
 		if err := r.q.SetLockTimeout(ctx, tx, r.lockTimeout); err != nil {
-			return interpretError(err)
+			return interpretError(err, noEffect)
 		}
 		for i, row := range rows {
-			n, err := update(tx, row)
+			n, err := update(ctx, tx, row)
 			if err != nil {
 				return err
 			}

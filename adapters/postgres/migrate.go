@@ -29,18 +29,26 @@ type MigrationState struct {
 	Applied bool
 }
 
-// NewMigrator returns a Migrator over pool. Close it when done; the pool
-// stays open.
+// NewMigrator returns a Migrator for pool's database. It opens connections
+// of its own with pool's settings but no statement timeout, since a
+// migration may rewrite a large table. Close it when done; the pool stays
+// open.
 func NewMigrator(pool *pgxpool.Pool, logger *slog.Logger) (*Migrator, error) {
+	cc := pool.Config().ConnConfig.Copy()
+	cc.RuntimeParams["statement_timeout"] = "0"
+	return newMigrator(stdlib.OpenDB(*cc), logger)
+}
+
+func newMigrator(sqlDB *sql.DB, logger *slog.Logger) (*Migrator, error) {
 	locker, err := lock.NewPostgresSessionLocker()
 	if err != nil {
+		_ = sqlDB.Close()
 		return nil, fmt.Errorf("migrations: session locker: %w", err)
 	}
 	opts := []goose.ProviderOption{goose.WithSessionLocker(locker)}
 	if logger != nil {
 		opts = append(opts, goose.WithSlog(logger))
 	}
-	sqlDB := stdlib.OpenDBFromPool(pool)
 	p, err := goose.NewProvider(goose.DialectPostgres, sqlDB, migrations.FS, opts...)
 	if err != nil {
 		_ = sqlDB.Close()
@@ -67,7 +75,7 @@ func (m *Migrator) Close() error { return m.db.Close() }
 func (m *Migrator) Up(ctx context.Context) (int, error) {
 	res, err := m.provider.Up(ctx)
 	if err != nil {
-		return len(res), fmt.Errorf("migrate up: %w", err)
+		return len(res), fmt.Errorf("migrate up: %w", interpretError(err, mayHaveApplied))
 	}
 	return len(res), nil
 }
@@ -77,13 +85,13 @@ func (m *Migrator) Up(ctx context.Context) (int, error) {
 func (m *Migrator) Down(ctx context.Context) (bool, error) {
 	current, err := m.provider.GetDBVersion(ctx)
 	if err != nil {
-		return false, fmt.Errorf("migrate down: %w", err)
+		return false, fmt.Errorf("migrate down: %w", interpretError(err, noEffect))
 	}
 	if current == 0 {
 		return false, nil
 	}
 	if _, err := m.provider.Down(ctx); err != nil {
-		return false, fmt.Errorf("migrate down: %w", err)
+		return false, fmt.Errorf("migrate down: %w", interpretError(err, mayHaveApplied))
 	}
 	return true, nil
 }
@@ -91,7 +99,7 @@ func (m *Migrator) Down(ctx context.Context) (bool, error) {
 // DownTo rolls back to version (0 removes every migration).
 func (m *Migrator) DownTo(ctx context.Context, version int64) error {
 	if _, err := m.provider.DownTo(ctx, version); err != nil {
-		return fmt.Errorf("migrate down to %d: %w", version, err)
+		return fmt.Errorf("migrate down to %d: %w", version, interpretError(err, mayHaveApplied))
 	}
 	return nil
 }
@@ -100,7 +108,7 @@ func (m *Migrator) DownTo(ctx context.Context, version int64) error {
 func (m *Migrator) Status(ctx context.Context) ([]MigrationState, error) {
 	st, err := m.provider.Status(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("migration status: %w", err)
+		return nil, fmt.Errorf("migration status: %w", interpretError(err, noEffect))
 	}
 	out := make([]MigrationState, 0, len(st))
 	for _, s := range st {
@@ -118,7 +126,7 @@ func (m *Migrator) Status(ctx context.Context) ([]MigrationState, error) {
 func (m *Migrator) Versions(ctx context.Context) (current, latest int64, err error) {
 	current, latest, err = m.provider.GetVersions(ctx)
 	if err != nil {
-		return 0, 0, fmt.Errorf("schema version: %w", err)
+		return 0, 0, fmt.Errorf("schema version: %w", interpretError(err, noEffect))
 	}
 	return current, latest, nil
 }

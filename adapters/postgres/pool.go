@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,10 +10,14 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/tokenstore/tokenstore/domain"
 )
 
 // Config is the database configuration.
@@ -25,7 +30,19 @@ type Config struct {
 	MaxConns int32
 	// LockTimeout: see Options.
 	LockTimeout time.Duration
+	// Timeout bounds every database call: the server's statement_timeout
+	// and idle_in_transaction_session_timeout, the client's deadline for
+	// each repository call (Options.Timeout), and connecting, which bounds
+	// start-up. Zero means DefaultTimeout.
+	Timeout time.Duration
 }
+
+// Options are the repository options this configuration implies.
+func (c Config) Options() Options {
+	return Options{LockTimeout: c.LockTimeout, Timeout: c.Timeout}
+}
+
+func (c Config) timeout() time.Duration { return cmp.Or(max(c.Timeout, 0), DefaultTimeout) }
 
 // MaxPoolConns bounds Config.MaxConns: PostgreSQL's own connection limit
 // is far lower in practice, so a larger number is a typo.
@@ -37,6 +54,10 @@ func (c Config) Validate() error {
 	if c.MaxConns < 0 || c.MaxConns > MaxPoolConns {
 		return fmt.Errorf("TOKENSTORE_DATABASE_MAX_CONNS (database.max_conns) is %d: give a number from 1 to %d", c.MaxConns, MaxPoolConns)
 	}
+	if lt := cmp.Or(c.LockTimeout, DefaultLockTimeout); lt >= c.timeout() {
+		return fmt.Errorf("TOKENSTORE_DATABASE_LOCK_TIMEOUT (database.lock_timeout) is %s but TOKENSTORE_DATABASE_TIMEOUT (database.timeout) is %s: "+
+			"a write waiting for a row would be cut off before it could answer busy; keep the lock timeout shorter", lt, c.timeout())
+	}
 	_, err := ParsePoolConfig(c)
 	return err
 }
@@ -47,6 +68,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("url", RedactURL(c.URL)),
 		slog.Int("max_conns", int(c.MaxConns)),
 		slog.Duration("lock_timeout", c.LockTimeout),
+		slog.Duration("timeout", c.timeout()),
 	)
 }
 
@@ -98,6 +120,19 @@ func ParsePoolConfig(cfg Config) (*pgxpool.Config, error) {
 	if cfg.MaxConns > 0 {
 		pc.MaxConns = cfg.MaxConns
 	}
+	// Every call is bounded on both sides: the server cancels a statement
+	// (and ends a transaction left idle) after the timeout, and the
+	// repository's context deadline covers a server that does not answer at
+	// all. A URL that sets them itself wins.
+	ms := strconv.FormatInt(max(cfg.timeout().Milliseconds(), 1), 10)
+	for _, p := range []string{"statement_timeout", "idle_in_transaction_session_timeout"} {
+		if _, set := pc.ConnConfig.RuntimeParams[p]; !set {
+			pc.ConnConfig.RuntimeParams[p] = ms
+		}
+	}
+	if pc.ConnConfig.ConnectTimeout == 0 || pc.ConnConfig.ConnectTimeout > cfg.timeout() {
+		pc.ConnConfig.ConnectTimeout = cfg.timeout()
+	}
 	return pc, nil
 }
 
@@ -115,13 +150,58 @@ func NewPool(cfg Config) (*pgxpool.Pool, error) {
 	return pool, nil
 }
 
-// Ping checks the database answers, naming the server (never the URL).
+// Ping checks the database answers within the configured timeout. Its error
+// is one line naming the setting, the server (never the URL or password) and
+// what PostgreSQL said; it matches domain.ErrStorageUnavailable when the
+// database was unreachable rather than refusing.
 func Ping(ctx context.Context, pool *pgxpool.Pool) error {
+	cc := pool.Config().ConnConfig
+	timeout := cmp.Or(cc.ConnectTimeout, DefaultTimeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	if err := pool.Ping(ctx); err != nil {
-		cc := pool.Config().ConnConfig
-		return fmt.Errorf("connect to PostgreSQL at %s:%d database %q: %w", cc.Host, cc.Port, cc.Database, err)
+		return &ConnectError{
+			Server: fmt.Sprintf("%s database %q", net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))), cc.Database),
+			Said:   whatPostgresSaid(ctx, err, timeout),
+			err:    interpretError(err, noEffect),
+		}
 	}
 	return nil
+}
+
+// ConnectError is a failure to reach the configured database.
+type ConnectError struct {
+	Server string // host:port and database name
+	Said   string // what PostgreSQL (or the network) answered
+	err    error
+}
+
+func (e *ConnectError) Error() string {
+	return "cannot use the PostgreSQL database at " + e.Server +
+		" (TOKENSTORE_DATABASE_URL / database.url): " + e.Said
+}
+
+// Unwrap returns the interpreted driver error.
+func (e *ConnectError) Unwrap() error { return e.err }
+
+// whatPostgresSaid is the innermost useful part of a connection error: the
+// server's own message, the network's refusal, or how long it stayed silent.
+// pgconn's outer layers repeat the user and database, never the password.
+func whatPostgresSaid(ctx context.Context, err error, timeout time.Duration) string {
+	var pgErr *pgconn.PgError
+	var errno syscall.Errno
+	var dnsErr *net.DNSError
+	switch {
+	case errors.As(err, &pgErr):
+		return fmt.Sprintf("%s (SQLSTATE %s)", pgErr.Message, pgErr.Code)
+	case errors.Is(err, context.DeadlineExceeded), pgconn.Timeout(err), ctx.Err() != nil:
+		return fmt.Sprintf("no answer within %s (the server is down, frozen or unreachable)", timeout)
+	case errors.As(err, &errno):
+		return errno.Error()
+	case errors.As(err, &dnsErr):
+		return dnsErr.Error()
+	}
+	return err.Error()
 }
 
 // PingOrClose checks the database answers, and closes pool when it does
@@ -150,16 +230,20 @@ func (h *Health) Check(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := Ping(ctx, h.pool); err != nil {
-		return errors.New("database unreachable")
+		var ce *ConnectError
+		if errors.As(err, &ce) {
+			return fmt.Errorf("database unreachable: %s: %w", ce.Said, domain.ErrStorageUnavailable)
+		}
+		return fmt.Errorf("database unreachable: %w", domain.ErrStorageUnavailable)
 	}
-	m, err := NewMigrator(h.pool, nil)
+	m, err := newMigrator(stdlib.OpenDBFromPool(h.pool), nil)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
 	current, latest, err := m.Versions(ctx)
 	if err != nil {
-		return errors.New("cannot read the schema version")
+		return fmt.Errorf("cannot read the schema version: %w", err)
 	}
 	// A newer schema is fine: during a rolling deploy the first new instance
 	// (or a migrate step) moves it ahead of the old instances, which must

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -19,11 +20,26 @@ import (
 // froze every request for that user.
 const DefaultLockTimeout = 5 * time.Second
 
+// DefaultTimeout bounds every database call (Config.Timeout): a call that
+// has not finished by then fails with domain.ErrStorageUnavailable, well
+// before an HTTP write timeout could cut the answer off.
+const DefaultTimeout = 6 * time.Second
+
+// ClientGrace is how much longer than the server's statement_timeout the
+// client waits for an answer: a live server reports its own timeout first
+// (the statement is known to have failed), and only a server that does not
+// answer at all is cut off by the client (its outcome is then unknown).
+const ClientGrace = time.Second
+
 // Options tune a Repository. The zero value uses the defaults.
 type Options struct {
 	// LockTimeout: how long a unit of work waits for a locked row before
 	// failing with domain.ErrBusy. Zero means DefaultLockTimeout.
 	LockTimeout time.Duration
+	// Timeout: the server's statement timeout; each call, from acquiring a
+	// connection to COMMIT, has Timeout+ClientGrace. Zero means
+	// DefaultTimeout.
+	Timeout time.Duration
 }
 
 // Repository stores sealed tokens in PostgreSQL: it is both the
@@ -32,6 +48,7 @@ type Repository struct {
 	pool        *pgxpool.Pool
 	q           *db.Queries
 	lockTimeout string // PostgreSQL interval text, e.g. "5000ms"
+	timeout     time.Duration
 }
 
 var (
@@ -49,22 +66,27 @@ func New(pool *pgxpool.Pool, opts Options) *Repository {
 		pool:        pool,
 		q:           db.New(),
 		lockTimeout: fmt.Sprintf("%dms", max(lt.Milliseconds(), 1)),
+		timeout:     cmp.Or(max(opts.Timeout, 0), DefaultTimeout),
 	}
+}
+
+// bound gives one call its deadline. The client-side deadline also covers a
+// frozen server, where the server's statement_timeout never fires.
+func (r *Repository) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, r.timeout+ClientGrace)
 }
 
 // PutAuthTokens implements ports.TokenRepository.
 func (r *Repository) PutAuthTokens(ctx context.Context, t domain.SealedAuthTokens) (domain.SealedAuthTokens, error) {
-	row, err := r.q.UpsertAuthTokens(ctx, r.pool, db.UpsertAuthTokensParams{
-		UserID:                string(t.User),
-		Provider:              string(t.Provider),
-		KeyID:                 string(t.KeyID),
-		AccessToken:           t.AccessToken,
-		RefreshToken:          t.RefreshToken,
-		AccessTokenExpiresAt:  expiryToDB(t.AccessExpiry),
-		RefreshTokenExpiresAt: expiryToDB(t.RefreshExpiry),
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	var row db.UpsertAuthTokensRow
+	err := withConn(ctx, r.pool, func(conn db.DBTX) (err error) {
+		row, err = r.q.UpsertAuthTokens(ctx, conn, upsertParams(t))
+		return interpretError(err, mayHaveApplied)
 	})
 	if err != nil {
-		return domain.SealedAuthTokens{}, fmt.Errorf("store auth tokens: %w", interpretError(err))
+		return domain.SealedAuthTokens{}, fmt.Errorf("store auth tokens: %w", err)
 	}
 	t.Version, t.CreatedAt, t.UpdatedAt = row.Version, row.CreatedAt, row.UpdatedAt
 	return t, nil
@@ -72,9 +94,11 @@ func (r *Repository) PutAuthTokens(ctx context.Context, t domain.SealedAuthToken
 
 // GetAuthTokens implements ports.TokenRepository.
 func (r *Repository) GetAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) (domain.SealedAuthTokens, error) {
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
 	row, err := r.q.GetAuthTokens(ctx, r.pool, db.GetAuthTokensParams{UserID: string(user), Provider: string(provider)})
 	if err != nil {
-		return domain.SealedAuthTokens{}, fmt.Errorf("load auth tokens: %w", interpretError(err))
+		return domain.SealedAuthTokens{}, fmt.Errorf("load auth tokens: %w", interpretError(err, noEffect))
 	}
 	return authTokensFromDB(row), nil
 }
@@ -84,16 +108,18 @@ func (r *Repository) GetAuthTokens(ctx context.Context, user domain.UserID, prov
 func (r *Repository) UpdateAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider,
 	fn func(current domain.SealedAuthTokens, now time.Time) (*domain.SealedAuthTokens, error),
 ) (domain.SealedAuthTokens, error) {
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
 	var result domain.SealedAuthTokens
 	err := withTx(ctx, r.pool, func(tx pgx.Tx) error {
 		if err := r.q.SetLockTimeout(ctx, tx, r.lockTimeout); err != nil {
-			return fmt.Errorf("set lock timeout: %w", interpretError(err))
+			return fmt.Errorf("set lock timeout: %w", interpretError(err, noEffect))
 		}
 		row, err := r.q.GetAuthTokensForUpdate(ctx, tx, db.GetAuthTokensForUpdateParams{
 			UserID: string(user), Provider: string(provider),
 		})
 		if err != nil {
-			return fmt.Errorf("lock auth tokens: %w", interpretError(err))
+			return fmt.Errorf("lock auth tokens: %w", interpretError(err, noEffect))
 		}
 		current := authTokensFromDB(row.AuthToken)
 		next, err := fn(current, row.DbNow)
@@ -123,7 +149,7 @@ func (r *Repository) UpdateAuthTokens(ctx context.Context, user domain.UserID, p
 			return fmt.Errorf("update auth tokens: %w", domain.ErrConflict)
 		}
 		if err != nil {
-			return fmt.Errorf("update auth tokens: %w", interpretError(err))
+			return fmt.Errorf("update auth tokens: %w", interpretError(err, noEffect))
 		}
 		result = *next
 		result.User, result.Provider = current.User, current.Provider
@@ -142,15 +168,21 @@ func (r *Repository) ClaimDueRefreshes(ctx context.Context, c ports.RefreshClaim
 	for i, p := range c.Providers {
 		names[i] = string(p)
 	}
-	rows, err := r.q.ClaimDueRefreshes(ctx, r.pool, db.ClaimDueRefreshesParams{
-		Providers:      names,
-		Owner:          c.Owner,
-		LeaseSeconds:   c.Lease.Seconds(),
-		HorizonSeconds: c.Horizon.Seconds(),
-		MaxRows:        int32(min(max(c.Limit, 0), 10_000)),
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	var rows []db.AuthToken
+	err := withConn(ctx, r.pool, func(conn db.DBTX) (err error) {
+		rows, err = r.q.ClaimDueRefreshes(ctx, conn, db.ClaimDueRefreshesParams{
+			Providers:      names,
+			Owner:          c.Owner,
+			LeaseSeconds:   c.Lease.Seconds(),
+			HorizonSeconds: c.Horizon.Seconds(),
+			MaxRows:        int32(min(max(c.Limit, 0), 10_000)),
+		})
+		return interpretError(err, mayHaveApplied)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("claim due refreshes: %w", interpretError(err))
+		return nil, fmt.Errorf("claim due refreshes: %w", err)
 	}
 	out := make([]domain.SealedAuthTokens, len(rows))
 	for i, row := range rows {
@@ -161,18 +193,30 @@ func (r *Repository) ClaimDueRefreshes(ctx context.Context, c ports.RefreshClaim
 
 // MarkLapsedLeases implements ports.RefreshQueue.
 func (r *Repository) MarkLapsedLeases(ctx context.Context) (int64, error) {
-	n, err := r.q.MarkLapsedLeases(ctx, r.pool, domain.CodeRefreshInterrupted)
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	var n int64
+	err := withConn(ctx, r.pool, func(conn db.DBTX) (err error) {
+		n, err = r.q.MarkLapsedLeases(ctx, conn, domain.CodeRefreshInterrupted)
+		return interpretError(err, mayHaveApplied)
+	})
 	if err != nil {
-		return 0, fmt.Errorf("mark lapsed leases: %w", interpretError(err))
+		return 0, fmt.Errorf("mark lapsed leases: %w", err)
 	}
 	return n, nil
 }
 
 // DeleteAuthTokens implements ports.TokenRepository.
 func (r *Repository) DeleteAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) error {
-	n, err := r.q.DeleteAuthTokens(ctx, r.pool, db.DeleteAuthTokensParams{UserID: string(user), Provider: string(provider)})
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	var n int64
+	err := withConn(ctx, r.pool, func(conn db.DBTX) (err error) {
+		n, err = r.q.DeleteAuthTokens(ctx, conn, db.DeleteAuthTokensParams{UserID: string(user), Provider: string(provider)})
+		return interpretError(err, mayHaveApplied)
+	})
 	if err != nil {
-		return fmt.Errorf("delete auth tokens: %w", interpretError(err))
+		return fmt.Errorf("delete auth tokens: %w", err)
 	}
 	if n == 0 {
 		return fmt.Errorf("delete auth tokens: %w", domain.ErrNotFound)
@@ -182,9 +226,11 @@ func (r *Repository) DeleteAuthTokens(ctx context.Context, user domain.UserID, p
 
 // ListProviders implements ports.TokenRepository.
 func (r *Repository) ListProviders(ctx context.Context, user domain.UserID) ([]domain.ProviderTokenInfo, error) {
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
 	rows, err := r.q.ListAuthTokenProviders(ctx, r.pool, string(user))
 	if err != nil {
-		return nil, fmt.Errorf("list providers: %w", interpretError(err))
+		return nil, fmt.Errorf("list providers: %w", interpretError(err, noEffect))
 	}
 	out := make([]domain.ProviderTokenInfo, 0, len(rows))
 	for _, row := range rows {
@@ -203,11 +249,17 @@ func (r *Repository) ListProviders(ctx context.Context, user domain.UserID) ([]d
 
 // PutOfflineToken implements ports.TokenRepository.
 func (r *Repository) PutOfflineToken(ctx context.Context, t domain.SealedOfflineToken) (domain.SealedOfflineToken, error) {
-	row, err := r.q.UpsertOfflineToken(ctx, r.pool, db.UpsertOfflineTokenParams{
-		UserID: string(t.User), KeyID: string(t.KeyID), Token: t.Token,
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	var row db.UpsertOfflineTokenRow
+	err := withConn(ctx, r.pool, func(conn db.DBTX) (err error) {
+		row, err = r.q.UpsertOfflineToken(ctx, conn, db.UpsertOfflineTokenParams{
+			UserID: string(t.User), KeyID: string(t.KeyID), Token: t.Token,
+		})
+		return interpretError(err, mayHaveApplied)
 	})
 	if err != nil {
-		return domain.SealedOfflineToken{}, fmt.Errorf("store offline token: %w", interpretError(err))
+		return domain.SealedOfflineToken{}, fmt.Errorf("store offline token: %w", err)
 	}
 	t.Version, t.CreatedAt, t.UpdatedAt = row.Version, row.CreatedAt, row.UpdatedAt
 	return t, nil
@@ -215,23 +267,44 @@ func (r *Repository) PutOfflineToken(ctx context.Context, t domain.SealedOffline
 
 // GetOfflineToken implements ports.TokenRepository.
 func (r *Repository) GetOfflineToken(ctx context.Context, user domain.UserID) (domain.SealedOfflineToken, error) {
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
 	row, err := r.q.GetOfflineToken(ctx, r.pool, string(user))
 	if err != nil {
-		return domain.SealedOfflineToken{}, fmt.Errorf("load offline token: %w", interpretError(err))
+		return domain.SealedOfflineToken{}, fmt.Errorf("load offline token: %w", interpretError(err, noEffect))
 	}
 	return offlineTokenFromDB(row), nil
 }
 
 // DeleteOfflineToken implements ports.TokenRepository.
 func (r *Repository) DeleteOfflineToken(ctx context.Context, user domain.UserID) error {
-	n, err := r.q.DeleteOfflineToken(ctx, r.pool, string(user))
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	var n int64
+	err := withConn(ctx, r.pool, func(conn db.DBTX) (err error) {
+		n, err = r.q.DeleteOfflineToken(ctx, conn, string(user))
+		return interpretError(err, mayHaveApplied)
+	})
 	if err != nil {
-		return fmt.Errorf("delete offline token: %w", interpretError(err))
+		return fmt.Errorf("delete offline token: %w", err)
 	}
 	if n == 0 {
 		return fmt.Errorf("delete offline token: %w", domain.ErrNotFound)
 	}
 	return nil
+}
+
+// upsertParams are the columns a PUT (or an import) writes.
+func upsertParams(t domain.SealedAuthTokens) db.UpsertAuthTokensParams {
+	return db.UpsertAuthTokensParams{
+		UserID:                string(t.User),
+		Provider:              string(t.Provider),
+		KeyID:                 string(t.KeyID),
+		AccessToken:           t.AccessToken,
+		RefreshToken:          t.RefreshToken,
+		AccessTokenExpiresAt:  expiryToDB(t.AccessExpiry),
+		RefreshTokenExpiresAt: expiryToDB(t.RefreshExpiry),
+	}
 }
 
 func authTokensFromDB(row db.AuthToken) domain.SealedAuthTokens {

@@ -14,7 +14,9 @@ import (
 	"fmt"
 	"log"
 	"net"
+	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +26,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	_ "github.com/jackc/pgx/v5/stdlib" // "pgx" database/sql driver for the wait strategy
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	"github.com/testcontainers/testcontainers-go"
 	tclog "github.com/testcontainers/testcontainers-go/log"
@@ -45,10 +48,11 @@ const (
 )
 
 var (
-	adminPool *pgxpool.Pool
-	baseDSN   string // DSN of the container's "postgres" database
-	dbCounter atomic.Int64
-	cloneMu   sync.Mutex // CREATE DATABASE ... TEMPLATE refuses concurrent use of the template
+	pgContainer testcontainers.Container
+	adminPool   *pgxpool.Pool
+	baseDSN     string // DSN of the container's "postgres" database
+	dbCounter   atomic.Int64
+	cloneMu     sync.Mutex // CREATE DATABASE ... TEMPLATE refuses concurrent use of the template
 )
 
 // Image returns the PostgreSQL image tests run.
@@ -63,8 +67,20 @@ func Image() string {
 // package's tests and removes the container. Use it from TestMain:
 //
 //	func TestMain(m *testing.M) { testdb.Main(m) }
-func Main(m *testing.M) {
-	code, err := run(m)
+func Main(m *testing.M) { MainWith(m, Options{}) }
+
+// Options shape a package's PostgreSQL server.
+type Options struct {
+	// FixedPort publishes the server on a loopback port chosen once, so
+	// that it keeps its address when a fault test restarts the container
+	// (Docker picks a new random port at each start otherwise).
+	FixedPort bool
+}
+
+// MainWith is Main with options, for packages that need more of their
+// server than a database per test (tests/faults stops and pauses it).
+func MainWith(m *testing.M, o Options) {
+	code, err := run(m, o)
 	if err != nil {
 		log.Printf("testdb: %v", err)
 		if code == 0 {
@@ -74,7 +90,7 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
-func run(m *testing.M) (int, error) {
+func run(m *testing.M, o Options) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
@@ -82,7 +98,19 @@ func run(m *testing.M) (int, error) {
 		tclog.SetDefault(tclog.NewNoopLogger()) // container chatter hides test output
 	}
 	image := Image()
-	ctr, err := tcpostgres.Run(ctx, image,
+	var fixed []testcontainers.ContainerCustomizer
+	if o.FixedPort {
+		port, err := freeLoopbackPort()
+		if err != nil {
+			return 1, err
+		}
+		fixed = append(fixed, testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
+			hc.PortBindings = network.PortMap{
+				network.MustParsePort("5432/tcp"): {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: strconv.Itoa(port)}},
+			}
+		}))
+	}
+	ctr, err := tcpostgres.Run(ctx, image, append([]testcontainers.ContainerCustomizer{
 		tcpostgres.WithUsername(user),
 		tcpostgres.WithPassword(password),
 		tcpostgres.WithDatabase("postgres"),
@@ -94,9 +122,9 @@ func run(m *testing.M) (int, error) {
 		testcontainers.WithWaitStrategy(
 			wait.ForSQL("5432/tcp", "pgx", func(host string, port network.Port) string {
 				return dsn(host, port.Port(), "postgres")
-			}).WithStartupTimeout(2*time.Minute).WithPollInterval(200*time.Millisecond),
+			}).WithStartupTimeout(2 * time.Minute).WithPollInterval(200 * time.Millisecond),
 		),
-	)
+	}, fixed...)...)
 	defer func() {
 		if ctr != nil {
 			if err := testcontainers.TerminateContainer(ctr); err != nil {
@@ -109,6 +137,7 @@ func run(m *testing.M) (int, error) {
 			"run tests through `go tool -modfile=tools/go.mod task test` to build one locally): %w",
 			image, ImageEnv, err)
 	}
+	pgContainer = ctr
 	host, err := ctr.Host(ctx)
 	if err != nil {
 		return 1, err
@@ -129,6 +158,25 @@ func run(m *testing.M) (int, error) {
 		return 1, err
 	}
 	return m.Run(), nil
+}
+
+// ContainerID is the package's PostgreSQL container, for tests that pause,
+// stop or restart it (docker pause ID); "" before Main started it.
+func ContainerID() string {
+	if pgContainer == nil {
+		return ""
+	}
+	return pgContainer.GetContainerID()
+}
+
+// freeLoopbackPort returns a loopback TCP port nothing listens on now.
+func freeLoopbackPort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func dsn(host, port, database string) string {

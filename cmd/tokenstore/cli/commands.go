@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/dig"
 
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
 	"github.com/tokenstore/tokenstore/adapters/postgres"
@@ -130,10 +131,14 @@ database URL must be configured.
 		"addr", cfg.HTTP.Addr, "keys", len(cfg.Keys.Keys), "key_source", cfg.KeySource, "callers", len(cfg.Callers))
 
 	app := NewApp(cfg, log)
-	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := app.Start(startCtx); err != nil {
-		return fmt.Errorf("start: %w", err)
+	if err := app.Err(); err != nil {
+		return dig.RootCause(err) // the constructor's own error, not fx's account of the graph
+	}
+	// Each start step bounds itself (connecting by database.timeout,
+	// migrations by migrateStartTimeout) and fails with one line naming the
+	// setting involved; fx adds nothing to a hook's error.
+	if err := app.Start(ctx); err != nil {
+		return err
 	}
 	<-ctx.Done()
 	log.Info("shutting down")
@@ -265,9 +270,7 @@ func connect(ctx context.Context, cfg postgres.Config) (*pgxpool.Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := postgres.PingOrClose(pingCtx, pool); err != nil {
+	if err := postgres.PingOrClose(ctx, pool); err != nil { // bounded by database.timeout
 		return nil, err
 	}
 	return pool, nil

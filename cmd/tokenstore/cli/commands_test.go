@@ -428,7 +428,7 @@ func TestServeStartupLogHidesPassword(t *testing.T) {
 				"TOKENSTORE_DEV_DIR":      filepath.Join(t.TempDir(), "dev"),
 			}
 			out, errOut, err := run(t, env, "serve")
-			wantErr(t, err, "start", "connect to PostgreSQL", "127.0.0.1:1", "tokens")
+			wantErr(t, err, "TOKENSTORE_DATABASE_URL", "PostgreSQL database at 127.0.0.1:1", "tokens", "connection refused")
 			wantNoSecret(t, "serve error", fmt.Sprint(err))
 			wantNoSecret(t, "serve stderr", errOut)
 			wantNoSecret(t, "serve stdout", out)

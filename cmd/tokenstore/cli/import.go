@@ -152,7 +152,7 @@ func runImportOpenHands(ctx context.Context, args []string, env Env) error {
 
 	log.Info("importing from OpenHands", "source", postgres.RedactURL(sourceDSN), "target", cfg.Database,
 		"primary_key", keyring.PrimaryKeyID(), "dry_run", *dryRun, "batch_size", *batch)
-	repo := postgres.New(target, postgres.Options{LockTimeout: cfg.Database.LockTimeout})
+	repo := postgres.New(target, cfg.Database.Options())
 	importer := app.NewImporter(log, keyring, repo)
 	sum, importErr := importer.Import(ctx, source, app.ImportOptions{BatchSize: *batch, DryRun: *dryRun})
 	printImportSummary(env.Stdout, sum)

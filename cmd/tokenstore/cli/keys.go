@@ -81,7 +81,7 @@ func runKeys(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	defer pool.Close()
-	rot := app.NewReencryption(log, ring, postgres.New(pool, postgres.Options{LockTimeout: cfg.Database.LockTimeout}))
+	rot := app.NewReencryption(log, ring, postgres.New(pool, cfg.Database.Options()))
 
 	switch action {
 	case "list":

@@ -58,6 +58,7 @@ func (c *Config) settings() []setting {
 		{key: "database.url", to: &c.Database.URL, help: "PostgreSQL URL, postgres://user:password@host:5432/dbname (required; never logged with its password)"},
 		{key: "database.max_conns", to: &c.Database.MaxConns, help: "connection pool size", def: "max(4, CPUs)", max: postgres.MaxPoolConns},
 		{key: "database.lock_timeout", to: &c.Database.LockTimeout, help: "how long a write waits for a locked row before answering busy", def: postgres.DefaultLockTimeout},
+		{key: "database.timeout", to: &c.Database.Timeout, help: "deadline of every database call and of connecting at start-up (statement timeout and client deadline); below http.write_timeout, above database.lock_timeout", def: postgres.DefaultTimeout},
 		{key: "database.migrate", to: &c.Migrate, help: "apply pending migrations when serve starts: true or false", def: "false; true in --dev"},
 		{key: "http.addr", to: &c.HTTP.Addr, help: "address to listen on, host:port", def: httpapi.DefaultConfig().Addr},
 		{key: "http.read_header_timeout", to: &c.HTTP.ReadHeaderTimeout, help: "time to read request headers", def: httpapi.DefaultConfig().ReadHeaderTimeout},
@@ -89,7 +90,7 @@ func (s setting) env() string {
 
 // Defaults returns the configuration before the file and environment apply.
 func Defaults() Config {
-	return Config{DevDir: ".dev", HTTP: httpapi.DefaultConfig(), Database: postgres.Config{LockTimeout: postgres.DefaultLockTimeout},
+	return Config{DevDir: ".dev", HTTP: httpapi.DefaultConfig(), Database: postgres.Config{LockTimeout: postgres.DefaultLockTimeout, Timeout: postgres.DefaultTimeout},
 		Log: LogConfig{Format: "auto", Level: "info"}, Worker: app.WorkerConfig{Enabled: true}}
 }
 
@@ -260,6 +261,10 @@ func (c *Config) Validate() error {
 	case len(c.Callers) == 0:
 		return errors.New("no API callers: add a callers section to the config file or set TOKENSTORE_CALLERS; " +
 			"make a credential with `tokenstore callers generate --name NAME`")
+	case c.HTTP.WriteTimeout > 0 && c.Database.Timeout+postgres.ClientGrace >= c.HTTP.WriteTimeout:
+		return fmt.Errorf("TOKENSTORE_DATABASE_TIMEOUT (database.timeout) is %s but TOKENSTORE_HTTP_WRITE_TIMEOUT is %s: "+
+			"a request waiting for the database would be cut off without an answer; keep the database timeout at least %s shorter",
+			c.Database.Timeout, c.HTTP.WriteTimeout, postgres.ClientGrace)
 	}
 	return errors.Join(c.HTTP.Validate(c.App.Refresh.WaitTimeout), c.OAuth.Validate(), c.App.Validate(c.OAuth.Timeouts()))
 }

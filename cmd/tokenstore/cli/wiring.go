@@ -2,7 +2,11 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/fx"
@@ -30,7 +34,7 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 		// Configuration and logger.
 		fx.WithLogger(fxLogger(log)),
 		fx.Supply(log, cfg.Database, cfg.Keys, cfg.OAuth, cfg.App, cfg.Worker, cfg.HTTP, cfg.Callers,
-			postgres.Options{LockTimeout: cfg.Database.LockTimeout}),
+			cfg.Database.Options()),
 
 		// The database pool: pinged on start, closed last on stop.
 		fx.Provide(postgres.NewPool),
@@ -78,13 +82,23 @@ func openPool(lc fx.Lifecycle, pool *pgxpool.Pool) {
 	})
 }
 
+// migrateStartTimeout bounds migrations applied by serve. Longer ones are
+// for `tokenstore migrate up`, which has no bound.
+const migrateStartTimeout = time.Minute
+
 // migrateOnStart applies pending migrations once the pool answers and
 // before the server listens: no request is served on an old schema.
 func migrateOnStart(lc fx.Lifecycle, pool *pgxpool.Pool, log *slog.Logger) {
 	lc.Append(fx.StartHook(func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, migrateStartTimeout)
+		defer cancel()
 		n, err := postgres.MigrateUp(ctx, pool)
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("applying migrations (TOKENSTORE_DATABASE_MIGRATE / database.migrate) did not finish within %s: "+
+				"the database stopped answering, or a migration needs longer: run `tokenstore migrate up`", migrateStartTimeout)
+		}
 		if err != nil {
-			return err
+			return fmt.Errorf("applying migrations (TOKENSTORE_DATABASE_MIGRATE / database.migrate): %w", err)
 		}
 		log.Info("migrations applied", "count", n)
 		return nil
@@ -102,9 +116,17 @@ func drainOnStop(lc fx.Lifecycle, s *app.RefreshCoordinator) {
 	lc.Append(fx.StopHook(s.Drain))
 }
 
-// serveHTTP binds the port on start and serves in the background.
-func serveHTTP(lc fx.Lifecycle, s *httpapi.Server) {
-	lc.Append(fx.StartStopHook(s.Start, s.Stop))
+// serveHTTP binds the port on start and serves in the background. A port
+// that cannot be bound fails start-up with one line naming the setting.
+func serveHTTP(lc fx.Lifecycle, s *httpapi.Server, cfg httpapi.Config) {
+	lc.Append(fx.StartStopHook(func(ctx context.Context) error {
+		err := s.Start(ctx)
+		var errno syscall.Errno
+		if errors.As(err, &errno) {
+			return fmt.Errorf("cannot listen on %s (TOKENSTORE_HTTP_ADDR / http.addr): %s", cfg.Addr, errno)
+		}
+		return err
+	}, s.Stop))
 }
 
 // fxLogger logs fx's own events (each provide, invoke, hook) at debug level
@@ -113,6 +135,10 @@ func fxLogger(log *slog.Logger) func() fxevent.Logger {
 	return func() fxevent.Logger {
 		l := &fxevent.SlogLogger{Logger: log}
 		l.UseLogLevel(slog.LevelDebug)
+		// A failure is returned, and printed once, by whoever started the
+		// application: fx's own report of it would repeat it with Go
+		// function names around it.
+		l.UseErrorLevel(slog.LevelDebug)
 		return l
 	}
 }
