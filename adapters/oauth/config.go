@@ -128,9 +128,9 @@ func (c Config) Margins() map[domain.Provider]time.Duration {
 // entry declares its name, refreshed or not (never_expires, refresh:
 // false). Tokens are stored only for these (app.Config.Providers).
 func (c Config) Names() []domain.Provider {
-	out := make([]domain.Provider, len(c.Providers))
-	for i, p := range c.Providers {
-		out[i] = p.Name
+	var out []domain.Provider // nil for none, as the zero Config
+	for _, p := range c.Providers {
+		out = append(out, p.Name)
 	}
 	return out
 }
