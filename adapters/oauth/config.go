@@ -146,9 +146,11 @@ func (c Config) Timeouts() map[domain.Provider]time.Duration {
 
 // ProviderConfig declares one provider name and how its tokens are
 // refreshed. Its json tags name the members of an entry in the providers
-// setting (a config file's YAML list or TOKENSTORE_PROVIDERS' JSON). Its
-// ClientSecret is a domain.Secret, so printing the configuration (fmt, JSON,
-// slog) shows it redacted.
+// setting (a config file's YAML list or TOKENSTORE_PROVIDERS' JSON);
+// ProviderSettings, which embeds it, reads the members whose text differs
+// (client_secret, timeout, refresh_margin). Its ClientSecret is a
+// domain.Secret, so printing the configuration (fmt, JSON, slog) shows it
+// redacted.
 type ProviderConfig struct {
 	// Name is the provider name tokens are stored under, e.g. "github" or
 	// "gitlab-internal".
@@ -159,7 +161,7 @@ type ProviderConfig struct {
 	ClientID string `json:"client_id"`
 	// ClientSecret is optional for public clients, except github and
 	// bitbucket. NewConfig reads it from where a ProviderSettings says.
-	ClientSecret domain.Secret `json:"-"`
+	ClientSecret domain.Secret `json:"client_secret"`
 
 	// TokenURL overrides the kind's token endpoint; required for oauth2.
 	TokenURL string `json:"token_url"`
@@ -185,7 +187,7 @@ type ProviderConfig struct {
 	TokenEndpointAuthMethod AuthMethod `json:"token_endpoint_auth_method"`
 	// Timeout bounds one refresh, connection to last byte; 0 means
 	// DefaultTimeout. NewConfig parses ProviderSettings.Timeout into it.
-	Timeout time.Duration `json:"-"`
+	Timeout time.Duration `json:"timeout"`
 	// NeverExpires marks a provider whose tokens do not expire (GitHub OAuth
 	// App tokens): it is known but never refreshed, so no client
 	// credentials are needed.
@@ -198,7 +200,7 @@ type ProviderConfig struct {
 	// RefreshMargin overrides the service's refresh margin for this
 	// provider, whose access tokens may live less than it (Keycloak's 5
 	// minutes); 0 keeps the service's. The refresher does not use it.
-	RefreshMargin time.Duration `json:"-"`
+	RefreshMargin time.Duration `json:"refresh_margin"`
 }
 
 // ProviderSettings is one entry of the providers setting as an operator

@@ -91,6 +91,48 @@ func (s setting) env() string {
 	return "TOKENSTORE_" + strings.ToUpper(strings.ReplaceAll(s.key, ".", "_"))
 }
 
+// otherVariables are the TOKENSTORE_ variables the program reads besides
+// the settings' own: where the config file is, and --dev's directory.
+var otherVariables = []string{"TOKENSTORE_CONFIG", "TOKENSTORE_DEV_DIR"}
+
+// testVariablePrefixes start the variables of the test suites and
+// benchmarks (tests/testdb's TOKENSTORE_TEST_POSTGRES_IMAGE, tests/keys'
+// TOKENSTORE_ROTATION_ROWS, adapters/fernet's TOKENSTORE_FERNET_TEST_*):
+// the program never reads them, and they may be set where it runs.
+var testVariablePrefixes = []string{"TOKENSTORE_TEST_", "TOKENSTORE_ROTATION_", "TOKENSTORE_FERNET_TEST_"}
+
+// Variables lists every TOKENSTORE_ variable the program reads: one per
+// setting, then TOKENSTORE_CONFIG and TOKENSTORE_DEV_DIR.
+func Variables() []string {
+	var names []string
+	for _, s := range new(Config).settings() {
+		names = append(names, s.env())
+	}
+	return append(names, otherVariables...)
+}
+
+// checkEnviron refuses a TOKENSTORE_ variable the program does not read:
+// a misspelt setting would otherwise be ignored and its default used in
+// silence. The error names the closest real variable; it never quotes a
+// value.
+func checkEnviron(environ []string) error {
+	known := Variables()
+	var errs []error
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "TOKENSTORE_") || slices.Contains(known, name) ||
+			slices.ContainsFunc(testVariablePrefixes, func(p string) bool { return strings.HasPrefix(name, p) }) {
+			continue
+		}
+		hint := "it is not a setting"
+		if best := closest(name, known); best != "" {
+			hint = "did you mean " + best + "?"
+		}
+		errs = append(errs, fmt.Errorf("unknown variable %s: %s (`tokenstore serve --help` lists every setting)", name, hint))
+	}
+	return errors.Join(errs...)
+}
+
 // Defaults returns the configuration before the file and environment apply.
 func Defaults() Config {
 	return Config{DevDir: ".dev", HTTP: httpapi.DefaultConfig(), Database: postgres.Config{LockTimeout: postgres.DefaultLockTimeout},
