@@ -69,21 +69,23 @@ func prepareDev(cfg *Config, log *slog.Logger) error {
 			"path", path, "permissions", strings.Join(httpapi.PermissionNames(), ","))
 	}
 	if len(cfg.OAuth.Providers) == 0 {
-		for _, name := range devProviders {
+		for _, name := range DevProviders() {
 			cfg.OAuth.Providers = append(cfg.OAuth.Providers, oauth.ProviderConfig{Name: name, StoreOnly: true})
 		}
 		cfg.App.Providers = cfg.OAuth.Names()
 		log.Info("dev mode: providers declared store-only (tokens kept, never refreshed); configure providers to refresh them",
-			"providers", devProviders)
+			"providers", cfg.App.Providers)
 	}
 	return nil
 }
 
-// devProviders are declared store-only by `serve --dev` when no provider
+// DevProviders are declared store-only by `serve --dev` when no provider
 // is configured, so the README's quick start (gitlab) and its neighbours
-// can store tokens at once.
-var devProviders = []domain.Provider{domain.ProviderGitHub, domain.ProviderGitLab, domain.ProviderBitbucket,
-	domain.ProviderAzureDevOps, domain.ProviderKeycloak}
+// can store tokens at once; tests/servicetest declares them too.
+func DevProviders() []domain.Provider {
+	return []domain.Provider{domain.ProviderGitHub, domain.ProviderGitLab, domain.ProviderBitbucket,
+		domain.ProviderAzureDevOps, domain.ProviderKeycloak}
+}
 
 // writeSecretFile creates path with mode 0600 (and its directory with 0700),
 // failing if it exists: development secrets are made once, never replaced.
