@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tokenstore/tokenstore/adapters/fernet"
 	"github.com/tokenstore/tokenstore/cmd/tokenstore/cli"
 )
 
@@ -87,5 +88,22 @@ func writeAt(t *testing.T, path, content string, mode os.FileMode) {
 	}
 	if err := os.Chmod(path, mode); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestJWTSecretFileKeepsSpaces: a secret file loses only its final line
+// breaks, as `import openhands --jwt-secret-file` always read it; before,
+// TOKENSTORE_JWT_SECRET_FILE also dropped spaces, so one file derived two
+// different keys.
+func TestJWTSecretFileKeepsSpaces(t *testing.T) {
+	t.Parallel()
+	const secret = "  a secret with spaces\t "
+	path := writeFile(t, "jwt", secret+"\r\n", 0o600)
+	cfg, err := cli.Load("", false, envOf(map[string]string{"TOKENSTORE_JWT_SECRET_FILE": path}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fernet.KeyFromJWTSecret(secret); len(cfg.Keys.Keys) != 1 || cfg.Keys.Keys[0].ID() != want.ID() {
+		t.Errorf("key %v, want the one derived from the file's text without its final line break (%v)", cfg.Keys.Keys, want)
 	}
 }
