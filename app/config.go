@@ -1,9 +1,12 @@
 package app
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/tokenstore/tokenstore/domain"
@@ -46,4 +49,34 @@ func (c Config) Validate(providerTimeouts map[domain.Provider]time.Duration) err
 		}
 	}
 	return nil
+}
+
+// validateDeclared validates t and checks that its provider is declared.
+// The path's fields come first, as a request names them: an invalid user,
+// then an invalid or undeclared provider, then the tokens.
+func validateDeclared(t domain.AuthTokens, declared []domain.Provider) error {
+	err := t.Validate()
+	var ve *domain.ValidationError
+	if errors.As(err, &ve) && (ve.Field == "user" || ve.Field == "provider") {
+		return err
+	}
+	return cmp.Or(checkDeclared(t.Provider, declared), err)
+}
+
+// checkDeclared refuses a provider name the configuration does not declare,
+// saying which are and how to declare one.
+func checkDeclared(p domain.Provider, declared []domain.Provider) error {
+	if slices.Contains(declared, p) {
+		return nil
+	}
+	how := "declare it in the providers setting (an entry with refresh: false stores its tokens without refreshing them)"
+	if len(declared) == 0 {
+		return &domain.ValidationError{Field: "provider", Reason: fmt.Sprintf("%q is not declared, and no provider is: %s", p, how)}
+	}
+	names := make([]string, len(declared))
+	for i, d := range declared {
+		names[i] = string(d)
+	}
+	return &domain.ValidationError{Field: "provider", Reason: fmt.Sprintf("%q is not a declared provider (declared: %s); check the name, or %s",
+		p, strings.Join(names, ", "), how)}
 }

@@ -22,6 +22,9 @@ const (
 	github = domain.ProviderGitHub
 )
 
+// declared are the providers a fixture declares unless its Config says.
+var declared = []domain.Provider{gitlab, github, domain.ProviderKeycloak, domain.ProviderBitbucket}
+
 // fixture is a TokenService on the in-memory repository, a real keyring and
 // a fake provider.
 type fixture struct {
@@ -58,6 +61,9 @@ func newFixture(t *testing.T, cfg app.Config) *fixture {
 		cfg.Refresh.PollInterval = 2 * time.Millisecond
 	}
 	cfg.Refresh.Instance = "unit"
+	if cfg.Providers == nil {
+		cfg.Providers = declared
+	}
 	f := &fixture{t: t, repo: memrepo.New(), provider: newFakeProvider(gitlab)}
 	f.svc = app.NewTokenService(cfg, nil, ring, f.repo, f.provider)
 	return f

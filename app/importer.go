@@ -42,6 +42,9 @@ const (
 	ReasonInvalidUser ImportReason = "invalid user id"
 	// ReasonInvalidProvider: the provider name breaks domain.ParseProvider's rule.
 	ReasonInvalidProvider ImportReason = "invalid provider name"
+	// ReasonUndeclaredProvider: the provider is not declared in tokenstore's
+	// configuration (the rule TokenService.PutAuthTokens applies).
+	ReasonUndeclaredProvider ImportReason = "undeclared provider"
 	// ReasonInvalidTokens: the decrypted row breaks another rule (an empty token).
 	ReasonInvalidTokens ImportReason = "invalid tokens"
 	// ReasonUnreadable: the source could not read the row for another reason.
@@ -100,14 +103,18 @@ func (s ImportSummary) Total() ImportCounts {
 // be imported is decided before its batch's transaction starts, so a bad row
 // never stops the rows around it; a batch is written whole or not at all.
 type Importer struct {
-	crypter ports.TokenCrypter
-	repo    ports.ImportRepository
-	log     *slog.Logger
+	crypter  ports.TokenCrypter
+	repo     ports.ImportRepository
+	declared []domain.Provider
+	log      *slog.Logger
 }
 
-// NewImporter returns the import use case. log may be nil.
-func NewImporter(log *slog.Logger, crypter ports.TokenCrypter, repo ports.ImportRepository) *Importer {
-	return &Importer{crypter: crypter, repo: repo, log: orDiscard(log)}
+// NewImporter returns the import use case. Auth tokens are imported only
+// for the declared providers (Config.Providers), as PutAuthTokens stores
+// them; a row of another provider is reported as ReasonUndeclaredProvider.
+// log may be nil.
+func NewImporter(log *slog.Logger, declared []domain.Provider, crypter ports.TokenCrypter, repo ports.ImportRepository) *Importer {
+	return &Importer{crypter: crypter, repo: repo, declared: declared, log: orDiscard(log)}
 }
 
 // Import copies every row src yields: auth tokens, then offline tokens. It
@@ -270,6 +277,9 @@ func (im *Importer) checkAuthTokens(rec ports.ImportedAuthTokens) (domain.Sealed
 	if err != nil {
 		return domain.SealedAuthTokens{}, fail(ReasonInvalidProvider, err), nil
 	}
+	if err := checkDeclared(provider, im.declared); err != nil {
+		return domain.SealedAuthTokens{}, fail(ReasonUndeclaredProvider, err), nil
+	}
 	t := domain.AuthTokens{
 		User: user, Provider: provider,
 		AccessToken: rec.AccessToken, RefreshToken: rec.RefreshToken,
@@ -342,7 +352,7 @@ func sourceReason(err error) ImportReason {
 func failureDetail(reason ImportReason, err error) string {
 	var ve *domain.ValidationError
 	switch {
-	case errors.As(err, &ve) && (reason == ReasonInvalidUser || reason == ReasonInvalidProvider):
+	case errors.As(err, &ve) && (reason == ReasonInvalidUser || reason == ReasonInvalidProvider || reason == ReasonUndeclaredProvider):
 		return ve.Reason
 	case errors.As(err, &ve):
 		return ve.Field + " " + ve.Reason

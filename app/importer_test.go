@@ -50,6 +50,9 @@ func authRecord(id, user, provider, access, refresh string) ports.ImportedAuthTo
 		AccessToken: domain.NewSecret(access), RefreshToken: domain.NewSecret(refresh)}
 }
 
+// declared are the providers the importers of these tests store tokens for.
+var declared = []domain.Provider{"github", "gitlab"}
+
 // mixedSource holds one record of every kind the importer tells apart.
 func mixedSource() staticSource {
 	return staticSource{
@@ -65,6 +68,7 @@ func mixedSource() staticSource {
 				authRecord("6", "", "github", "a", ""),
 				authRecord("7", "frank", "Not A Provider!", "a", ""),
 				authRecord("8", "grace", "github", "", "r"),
+				authRecord("9", "ivan", "gitlub", "a-ivan", ""), // a valid name nobody declared
 			},
 		},
 		offline: [][]ports.ImportedOfflineToken{{
@@ -78,13 +82,13 @@ func TestImportChecksSealsAndCountsEveryRow(t *testing.T) {
 	t.Parallel()
 	store, ring := newMemStore(), newFakeKeyring("k1")
 	var log bytes.Buffer
-	im := NewImporter(slog.New(slog.NewJSONHandler(&log, nil)), ring, store)
+	im := NewImporter(slog.New(slog.NewJSONHandler(&log, nil)), declared, ring, store)
 	sum, err := im.Import(context.Background(), mixedSource(), ImportOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	wantCounts := ImportSummary{
-		AuthTokens:    ImportCounts{Imported: 2, Failed: 6},
+		AuthTokens:    ImportCounts{Imported: 2, Failed: 7},
 		OfflineTokens: ImportCounts{Imported: 1, Failed: 1},
 	}
 	if sum.AuthTokens != wantCounts.AuthTokens || sum.OfflineTokens != wantCounts.OfflineTokens {
@@ -97,7 +101,7 @@ func TestImportChecksSealsAndCountsEveryRow(t *testing.T) {
 	want := []string{
 		"auth_tokens/3 wrong secret", "auth_tokens/4 bad ciphertext", "auth_tokens/5 unreadable row",
 		"auth_tokens/6 invalid user id", "auth_tokens/7 invalid provider name", "auth_tokens/8 invalid tokens",
-		"offline_tokens/heidi invalid tokens",
+		"auth_tokens/9 undeclared provider", "offline_tokens/heidi invalid tokens",
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("failures:\n got %q\nwant %q", got, want)
@@ -118,7 +122,14 @@ func TestImportChecksSealsAndCountsEveryRow(t *testing.T) {
 	if got, err := Unseal(ring, OfflineTokenPlace("alice"), domain.Ciphertext{KeyID: offline.KeyID, Data: offline.Token}); err != nil || got.Reveal() != "o-alice" {
 		t.Errorf("alice's offline token: %v", err)
 	}
-	for _, secret := range []string{"a-alice", "r-alice", "a-bob", "o-alice"} {
+	// The undeclared provider's row says which are declared, and is not stored.
+	if f := sum.Failures[6]; !strings.Contains(f.Detail, `"gitlub" is not a declared provider (declared: github, gitlab)`) {
+		t.Errorf("undeclared provider's detail = %q; want it to name the declared providers", f.Detail)
+	}
+	if _, err := store.GetAuthTokens(context.Background(), "ivan", "gitlub"); !errors.Is(err, domain.ErrNotFound) {
+		t.Errorf("the undeclared provider's row was stored: %v", err)
+	}
+	for _, secret := range []string{"a-alice", "r-alice", "a-bob", "o-alice", "a-ivan"} {
 		if strings.Contains(log.String(), secret) {
 			t.Errorf("the log holds token material %q", secret)
 		}
@@ -137,12 +148,12 @@ func TestImportDryRunWritesNothing(t *testing.T) {
 	if err := store.putAuth(ring, domain.AuthTokens{User: "alice", Provider: "github", AccessToken: domain.NewSecret("newer")}); err != nil {
 		t.Fatal(err)
 	}
-	im := NewImporter(nil, ring, store)
+	im := NewImporter(nil, declared, ring, store)
 	sum, err := im.Import(context.Background(), mixedSource(), ImportOptions{DryRun: true, BatchSize: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sum.DryRun || sum.AuthTokens != (ImportCounts{Imported: 1, AlreadyPresent: 1, Failed: 6}) ||
+	if !sum.DryRun || sum.AuthTokens != (ImportCounts{Imported: 1, AlreadyPresent: 1, Failed: 7}) ||
 		sum.OfflineTokens != (ImportCounts{Imported: 1, Failed: 1}) {
 		t.Errorf("dry run summary %+v", sum)
 	}
@@ -153,7 +164,7 @@ func TestImportDryRunWritesNothing(t *testing.T) {
 
 func TestImportStopsOnSourceOrBatchSizeErrors(t *testing.T) {
 	t.Parallel()
-	im := NewImporter(nil, newFakeKeyring("k1"), newMemStore())
+	im := NewImporter(nil, declared, newFakeKeyring("k1"), newMemStore())
 	src := mixedSource()
 	src.err = errors.New("connection reset")
 	sum, err := im.Import(context.Background(), src, ImportOptions{})
@@ -167,7 +178,7 @@ func TestImportStopsOnSourceOrBatchSizeErrors(t *testing.T) {
 		t.Error("a batch size above the limit was accepted")
 	}
 	store := newMemStore()
-	broken := NewImporter(nil, brokenCrypter{newFakeKeyring("k1")}, store)
+	broken := NewImporter(nil, declared, brokenCrypter{newFakeKeyring("k1")}, store)
 	if _, err := broken.Import(context.Background(), mixedSource(), ImportOptions{}); err == nil ||
 		!strings.Contains(err.Error(), `import: auth_tokens row "1": seal access token: keyring gone`) {
 		t.Errorf("sealing failure: %v, want it to end the import naming the row", err)

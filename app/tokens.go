@@ -21,11 +21,18 @@ type Config struct {
 	ProviderMargins map[domain.Provider]time.Duration
 	// Refresh tunes how refreshes are coordinated.
 	Refresh RefreshConfig
+	// Providers are the declared providers (the providers setting, refreshed
+	// or store-only): PutAuthTokens stores tokens only for these, so a
+	// misspelt name is refused instead of stored where nothing refreshes or
+	// reads it. Empty declares none: nothing can be stored. Tokens stored
+	// before a provider left the list stay readable, listable and deletable.
+	Providers []domain.Provider
 }
 
 // TokenService is the token store's use cases.
 type TokenService struct {
 	rows      sealer
+	declared  []domain.Provider
 	repo      ports.TokenRepository
 	refreshes *RefreshCoordinator
 	log       *slog.Logger
@@ -45,7 +52,7 @@ func NewTokenService(cfg Config, log *slog.Logger, crypter ports.TokenCrypter, r
 		margin = cfg.RefreshMargin
 	}
 	rows := sealer{crypter: crypter, log: log}
-	s := &TokenService{rows: rows, repo: repo, log: log, now: time.Now}
+	s := &TokenService{rows: rows, declared: cfg.Providers, repo: repo, log: log, now: time.Now}
 	s.refreshes = &RefreshCoordinator{
 		rows: rows, repo: repo, refresher: refresher, margin: margin, margins: cfg.ProviderMargins,
 		cfg: cfg.Refresh.withDefaults(), log: log, now: time.Now,
@@ -78,9 +85,11 @@ type AccessToken struct {
 	Expiry   domain.Expiry
 }
 
-// PutAuthTokens stores (or replaces) a user's tokens for a provider.
+// PutAuthTokens stores (or replaces) a user's tokens for a declared
+// provider (Config.Providers); an undeclared one is a *domain.ValidationError
+// for field provider that lists the declared names.
 func (s *TokenService) PutAuthTokens(ctx context.Context, t domain.AuthTokens) (ProviderStatus, error) {
-	if err := t.Validate(); err != nil {
+	if err := validateDeclared(t, s.declared); err != nil {
 		return ProviderStatus{}, err
 	}
 	sealed, err := s.rows.seal(t)

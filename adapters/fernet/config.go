@@ -1,11 +1,13 @@
 package fernet
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"unicode"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Config is the keyring's configuration: the keys, primary first.
@@ -26,7 +28,10 @@ func NewKeyringFromConfig(cfg Config) (*Keyring, error) {
 // ParseKeys reads keys, primary first, in every form a key list is written
 // in (the keys setting, a key file): keys separated by commas, spaces or
 // line breaks, with notes after #; or JSON, [{"key", "created_at", "note"}]
-// or {"keys": [...]}. Errors name a key by its position, never by its text.
+// or {"keys": [...]}. The JSON is read strictly: a member name given twice,
+// an unknown or differently cased member, invalid UTF-8 or a lone surrogate
+// is refused rather than guessed at. Errors name a key by its position and
+// a member by its name, never quote a value.
 func ParseKeys(text string) ([]Key, error) {
 	var fields []string
 	if text = strings.TrimSpace(text); strings.HasPrefix(text, "[") || strings.HasPrefix(text, "{") {
@@ -40,10 +45,8 @@ func ParseKeys(text string) ([]Key, error) {
 				Note      string `json:"note"`
 			} `json:"keys"`
 		}
-		dec := json.NewDecoder(strings.NewReader(text))
-		dec.DisallowUnknownFields()
-		if dec.Decode(&doc) != nil {
-			return nil, errors.New(`not valid JSON: expected [{"key": ..., "created_at": ..., "note": ...}]`)
+		if err := json.Unmarshal([]byte(text), &doc, json.RejectUnknownMembers(true)); err != nil {
+			return nil, fmt.Errorf(`not valid JSON: %s; expected [{"key": ..., "created_at": ..., "note": ...}]`, jsonProblem(err))
 		}
 		for _, e := range doc.Keys {
 			fields = append(fields, e.Key)
@@ -62,4 +65,26 @@ func ParseKeys(text string) ([]Key, error) {
 		}
 	}
 	return keys, nil
+}
+
+// jsonProblem says what is wrong with a key file's JSON without quoting
+// it: the library's messages may quote a value, and values are keys.
+func jsonProblem(err error) string {
+	var serr *json.SemanticError
+	var syn *jsontext.SyntacticError
+	switch {
+	case errors.Is(err, jsontext.ErrDuplicateName):
+		return "a member name appears twice"
+	case errors.Is(err, json.ErrUnknownName):
+		return "unknown member (names are lower case: key, created_at, note)"
+	case errors.As(err, &syn) && strings.Contains(syn.Err.Error(), "UTF-8"):
+		return "invalid UTF-8"
+	case errors.As(err, &syn) && strings.Contains(syn.Err.Error(), "surrogate"):
+		return "a lone surrogate escape (\\ud800 to \\udfff unpaired)"
+	case errors.As(err, &syn):
+		return fmt.Sprintf("syntax error at byte %d", syn.ByteOffset)
+	case errors.As(err, &serr):
+		return "a member has the wrong type (each is a string)"
+	}
+	return "cannot be decoded"
 }

@@ -124,6 +124,17 @@ func (c Config) Margins() map[domain.Provider]time.Duration {
 	return out
 }
 
+// Names lists the declared provider names, in the setting's order: every
+// entry declares its name, refreshed or not (never_expires, refresh:
+// false). Tokens are stored only for these (app.Config.Providers).
+func (c Config) Names() []domain.Provider {
+	var out []domain.Provider // nil for none, as the zero Config
+	for _, p := range c.Providers {
+		out = append(out, p.Name)
+	}
+	return out
+}
+
 // Timeouts gives, by provider name, the longest one refresh may take.
 func (c Config) Timeouts() map[domain.Provider]time.Duration {
 	out := make(map[domain.Provider]time.Duration, len(c.Providers))
@@ -133,70 +144,81 @@ func (c Config) Timeouts() map[domain.Provider]time.Duration {
 	return out
 }
 
-// ProviderConfig configures refreshing for one provider name. Its yaml tags
-// name the settings of an entry in a configuration file's providers list. Its
-// ClientSecret is a domain.Secret, so printing the configuration (fmt, JSON,
-// slog) shows it redacted.
+// ProviderConfig declares one provider name and how its tokens are
+// refreshed. Its json tags name the members of an entry in the providers
+// setting (a config file's YAML list or TOKENSTORE_PROVIDERS' JSON);
+// ProviderSettings, which embeds it, reads the members whose text differs
+// (client_secret, timeout, refresh_margin). Its ClientSecret is a
+// domain.Secret, so printing the configuration (fmt, JSON, slog) shows it
+// redacted.
 type ProviderConfig struct {
 	// Name is the provider name tokens are stored under, e.g. "github" or
 	// "gitlab-internal".
-	Name domain.Provider `yaml:"name"`
+	Name domain.Provider `json:"name"`
 	// Kind selects defaults; empty means Name, when Name is a Kind.
-	Kind Kind `yaml:"kind"`
+	Kind Kind `json:"kind"`
 
-	ClientID string `yaml:"client_id"`
+	ClientID string `json:"client_id"`
 	// ClientSecret is optional for public clients, except github and
 	// bitbucket. NewConfig reads it from where a ProviderSettings says.
-	ClientSecret domain.Secret `yaml:"-"`
+	ClientSecret domain.Secret `json:"client_secret"`
 
 	// TokenURL overrides the kind's token endpoint; required for oauth2.
-	TokenURL string `yaml:"token_url"`
+	TokenURL string `json:"token_url"`
 	// BaseURL is the server for github (Enterprise Server; default
 	// https://github.com), gitlab (default https://gitlab.com) and keycloak
 	// (required; include "/auth" for Keycloak before version 17).
-	BaseURL string `yaml:"base_url"`
+	BaseURL string `json:"base_url"`
 	// Realm is the Keycloak realm (required for keycloak).
-	Realm string `yaml:"realm"`
+	Realm string `json:"realm"`
 	// Tenant is the Entra directory (tenant) ID or domain for azure_devops,
 	// or "organizations" / "common" for a multi-tenant app. Required unless
 	// TokenURL is set: a wrong authority fails every refresh with an obscure
 	// AADSTS error, so it is never guessed.
-	Tenant string `yaml:"tenant"`
+	Tenant string `json:"tenant"`
 	// Scopes are sent as the "scope" parameter of the refresh (joined with
 	// spaces; an entry may itself hold several space-separated scopes).
 	// azure_devops defaults to DefaultAzureDevOpsScopes; other kinds send no
 	// scope unless set, which keeps the scopes originally granted.
-	Scopes []string `yaml:"scopes"`
+	Scopes []string `json:"scopes"`
 	// TokenEndpointAuthMethod: auto (default), client_secret_basic or
 	// client_secret_post (aliases header and params). Bitbucket accepts only
 	// client_secret_basic.
-	TokenEndpointAuthMethod AuthMethod `yaml:"token_endpoint_auth_method"`
+	TokenEndpointAuthMethod AuthMethod `json:"token_endpoint_auth_method"`
 	// Timeout bounds one refresh, connection to last byte; 0 means
 	// DefaultTimeout. NewConfig parses ProviderSettings.Timeout into it.
-	Timeout time.Duration `yaml:"-"`
+	Timeout time.Duration `json:"timeout"`
 	// NeverExpires marks a provider whose tokens do not expire (GitHub OAuth
 	// App tokens): it is known but never refreshed, so no client
 	// credentials are needed.
-	NeverExpires bool `yaml:"never_expires"`
+	NeverExpires bool `json:"never_expires"`
+	// StoreOnly declares a provider whose tokens tokenstore keeps but never
+	// refreshes (no client credentials): an expired access token is answered
+	// token_expired. Operators write it as refresh: false. NeverExpires
+	// implies it.
+	StoreOnly bool `json:"-"`
 	// RefreshMargin overrides the service's refresh margin for this
 	// provider, whose access tokens may live less than it (Keycloak's 5
 	// minutes); 0 keeps the service's. The refresher does not use it.
-	RefreshMargin time.Duration `yaml:"-"`
+	RefreshMargin time.Duration `json:"refresh_margin"`
 }
 
 // ProviderSettings is one entry of the providers setting as an operator
 // writes it (YAML in a config file, JSON in TOKENSTORE_PROVIDERS): the
-// ProviderConfig fields under their yaml tags, where the client secret comes
-// from, auth_style (token_endpoint_auth_method's older name) and the
-// durations as text, such as 15s.
+// ProviderConfig fields under their json tags, where the client secret comes
+// from, auth_style (token_endpoint_auth_method's older name), refresh (false
+// declares a store-only provider) and the durations as text, such as 15s.
 type ProviderSettings struct {
-	ProviderConfig   `yaml:",inline"`
-	ClientSecret     string     `yaml:"client_secret"`
-	ClientSecretFile string     `yaml:"client_secret_file"`
-	ClientSecretEnv  string     `yaml:"client_secret_env"`
-	AuthStyle        AuthMethod `yaml:"auth_style"`
-	Timeout          string     `yaml:"timeout"`
-	RefreshMargin    string     `yaml:"refresh_margin"`
+	ProviderConfig   `json:",inline"`
+	ClientSecret     string     `json:"client_secret"`
+	ClientSecretFile string     `json:"client_secret_file"`
+	ClientSecretEnv  string     `json:"client_secret_env"`
+	AuthStyle        AuthMethod `json:"auth_style"`
+	Timeout          string     `json:"timeout"`
+	RefreshMargin    string     `json:"refresh_margin"`
+	// Refresh false declares a store-only provider (ProviderConfig.StoreOnly);
+	// absent or true, the entry says how to refresh.
+	Refresh *bool `json:"refresh"`
 }
 
 // ProviderSettingsHelp describes a ProviderSettings entry for a command's
@@ -206,7 +228,9 @@ func ProviderSettingsHelp() string {
 		"      client_id, client_secret | client_secret_file | client_secret_env, token_url, base_url, realm, tenant, scopes,\n" +
 		"      token_endpoint_auth_method (auto, client_secret_basic or client_secret_post; the older auth_style, header and\n" +
 		"      params are aliases), timeout (default " + DefaultTimeout.String() + "), never_expires,\n" +
-		"      refresh_margin (this provider's margin, below its access-token lifetime)}"
+		"      refresh_margin (this provider's margin, below its access-token lifetime)};\n" +
+		"      {name, refresh: false} declares a provider whose tokens are stored but never refreshed.\n" +
+		"      Tokens are stored only for the providers listed here"
 }
 
 // NewConfig validates the providers setting into a Config, reading each
@@ -227,6 +251,7 @@ func NewConfig(entries []ProviderSettings, where string, getenv func(string) str
 
 func (s ProviderSettings) config(at string, getenv func(string) string) (ProviderConfig, error) {
 	p, secret, err := s.ProviderConfig, s.ClientSecret, error(nil)
+	p.StoreOnly = s.Refresh != nil && !*s.Refresh
 	p.TokenEndpointAuthMethod = cmp.Or(p.TokenEndpointAuthMethod, s.AuthStyle)
 	if p.Timeout, err = parseDuration(s.Timeout); err != nil {
 		return ProviderConfig{}, fmt.Errorf("%s.timeout: %w", at, err)
@@ -238,7 +263,7 @@ func (s ProviderSettings) config(at string, getenv func(string) string) (Provide
 	case file != "" && (secret != "" || env != ""), secret != "" && env != "":
 		return ProviderConfig{}, fmt.Errorf("%s: give the client secret one way: client_secret, client_secret_file or client_secret_env", at)
 	case file != "":
-		if secret, err = secretfile.ReadUnchecked(file, at+".client_secret_file"); err == nil && secret == "" {
+		if secret, err = secretfile.Read(file, at+".client_secret_file"); err == nil && secret == "" {
 			err = fmt.Errorf("%s.client_secret_file: %s is empty", at, file)
 		}
 	case env != "":
@@ -314,13 +339,20 @@ func (c ProviderConfig) resolve() (resolved, error) {
 	}
 	kind := c.kind()
 	switch {
+	case kind == "" && c.StoreOnly:
+		// A store-only provider needs no kind: it is never called.
 	case kind == "":
-		return fail("kind", "must not be empty: use one of %s", kindList())
+		return fail("kind", "must not be empty: use one of %s, or declare a store-only provider with refresh: false", kindList())
 	case !kind.known():
 		return fail("kind", "%q is not supported: use one of %s", kind, kindList())
 	}
-	r := resolved{name: c.Name, kind: kind, neverExpires: c.NeverExpires}
-	if c.NeverExpires {
+	r := resolved{name: c.Name, kind: kind, neverExpires: c.NeverExpires || c.StoreOnly}
+	if c.StoreOnly {
+		if field := c.refreshSetting(); field != "" {
+			return fail(field, "is not used: refresh is false, so this provider is never refreshed")
+		}
+	}
+	if r.neverExpires {
 		return r, nil // never refreshed: nothing else is used
 	}
 
@@ -423,6 +455,34 @@ func (c ProviderConfig) resolve() (resolved, error) {
 	}
 	r.timeout = cmp.Or(c.Timeout, DefaultTimeout)
 	return r, nil
+}
+
+// refreshSetting names the first setting of c that only refreshing uses, or
+// "" when none is set.
+func (c ProviderConfig) refreshSetting() string {
+	switch {
+	case c.ClientID != "":
+		return "client_id"
+	case !c.ClientSecret.IsZero():
+		return "client_secret"
+	case c.TokenURL != "":
+		return "token_url"
+	case c.BaseURL != "":
+		return "base_url"
+	case c.Realm != "":
+		return "realm"
+	case c.Tenant != "":
+		return "tenant"
+	case len(c.Scopes) > 0:
+		return "scopes"
+	case c.TokenEndpointAuthMethod != "":
+		return "token_endpoint_auth_method"
+	case c.Timeout != 0:
+		return "timeout"
+	case c.RefreshMargin != 0:
+		return "refresh_margin"
+	}
+	return ""
 }
 
 // checkURL accepts absolute http(s) URLs without credentials or fragment.

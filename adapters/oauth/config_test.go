@@ -38,7 +38,8 @@ func TestValidate(t *testing.T) {
 		{"bad name", oauth.ProviderConfig{Name: "Git\nHub", Kind: oauth.KindGitLab, ClientID: "id"},
 			`providers["Git\nHub"].name: …`},
 		{"no kind", oauth.ProviderConfig{Name: "gitlab-internal", ClientID: "id"},
-			"providers[gitlab-internal].kind: must not be empty: use one of github, gitlab, bitbucket, azure_devops, keycloak, oauth2"},
+			"providers[gitlab-internal].kind: must not be empty: use one of github, gitlab, bitbucket, azure_devops, keycloak, oauth2, " +
+				"or declare a store-only provider with refresh: false"},
 		{"unknown kind", oauth.ProviderConfig{Name: "gitea", Kind: "gitea", ClientID: "id"},
 			`providers[gitea].kind: "gitea" is not supported: use one of github, gitlab, bitbucket, azure_devops, keycloak, oauth2`},
 		{"no client id", oauth.ProviderConfig{Name: "gitlab", ClientSecret: secret},
@@ -313,6 +314,12 @@ func TestNewConfig(t *testing.T) {
 	}
 
 	gitlab := oauth.ProviderConfig{Name: "gitlab", ClientID: "x"}
+	emptyFile, sharedFile, no := dir+"/empty", dir+"/shared", false
+	for path, mode := range map[string]os.FileMode{emptyFile: 0o600, sharedFile: 0o644} {
+		if err := os.WriteFile(path, []byte("\n"), mode); err != nil || os.Chmod(path, mode) != nil {
+			t.Fatal(err)
+		}
+	}
 	tests := []struct {
 		name  string
 		entry oauth.ProviderSettings
@@ -322,10 +329,21 @@ func TestNewConfig(t *testing.T) {
 			"TOKENSTORE_PROVIDERS[0] (gitlab): give the client secret one way: client_secret, client_secret_file or client_secret_env"},
 		{"secret env unset", oauth.ProviderSettings{ProviderConfig: gitlab, ClientSecretEnv: "MISSING"},
 			"TOKENSTORE_PROVIDERS[0] (gitlab).client_secret_env: the variable MISSING is empty or unset"},
-		{"empty secret file", oauth.ProviderSettings{ProviderConfig: gitlab, ClientSecretFile: os.DevNull},
-			"TOKENSTORE_PROVIDERS[0] (gitlab).client_secret_file: " + os.DevNull + " is empty"},
+		{"empty secret file", oauth.ProviderSettings{ProviderConfig: gitlab, ClientSecretFile: emptyFile},
+			"TOKENSTORE_PROVIDERS[0] (gitlab).client_secret_file: " + emptyFile + " is empty"},
 		{"missing secret file", oauth.ProviderSettings{ProviderConfig: gitlab, ClientSecretFile: dir + "/missing"},
-			"TOKENSTORE_PROVIDERS[0] (gitlab).client_secret_file: open " + dir + "/missing: no such file or directory"},
+			"TOKENSTORE_PROVIDERS[0] (gitlab).client_secret_file: stat " + dir + "/missing: no such file or directory"},
+		{"shared secret file", oauth.ProviderSettings{ProviderConfig: gitlab, ClientSecretFile: sharedFile},
+			"TOKENSTORE_PROVIDERS[0] (gitlab).client_secret_file: " + sharedFile + " is readable by group or others (mode 0644); run `chmod 600 " + sharedFile + "`"},
+		{"store-only with a client id", oauth.ProviderSettings{ProviderConfig: oauth.ProviderConfig{Name: "corp", ClientID: "x"}, Refresh: &no},
+			"TOKENSTORE_PROVIDERS[0] (corp): providers[corp].client_id: is not used: refresh is false, so this provider is never refreshed"},
+		{"store-only with a secret", oauth.ProviderSettings{ProviderConfig: oauth.ProviderConfig{Name: "corp"}, ClientSecretEnv: "CORP_SECRET", Refresh: &no},
+			"TOKENSTORE_PROVIDERS[0] (corp): providers[corp].client_secret: is not used: refresh is false, so this provider is never refreshed"},
+		{"store-only with an unknown kind", oauth.ProviderSettings{ProviderConfig: oauth.ProviderConfig{Name: "corp", Kind: "corpidp"}, Refresh: &no},
+			`TOKENSTORE_PROVIDERS[0] (corp): providers[corp].kind: "corpidp" is not supported: use one of github, gitlab, bitbucket, azure_devops, keycloak, oauth2`},
+		{"no kind, refreshed", oauth.ProviderSettings{ProviderConfig: oauth.ProviderConfig{Name: "corp"}},
+			"TOKENSTORE_PROVIDERS[0] (corp): providers[corp].kind: must not be empty: use one of github, gitlab, bitbucket, azure_devops, keycloak, oauth2, " +
+				"or declare a store-only provider with refresh: false"},
 		{"bad timeout", oauth.ProviderSettings{ProviderConfig: gitlab, Timeout: "soon"},
 			`TOKENSTORE_PROVIDERS[0] (gitlab).timeout: "soon" is not a duration such as 5s or 15m`},
 		{"negative margin", oauth.ProviderSettings{ProviderConfig: gitlab, RefreshMargin: "-1m"},
@@ -338,5 +356,41 @@ func TestNewConfig(t *testing.T) {
 		if err == nil || err.Error() != tc.want {
 			t.Errorf("%s: err = %v, want %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestStoreOnlyProviders: an entry with refresh: false declares a provider
+// whose tokens are stored but never refreshed; it needs no kind and no
+// credentials, is listed by Names with every other entry, and the
+// refresher reports it as not refreshable.
+func TestStoreOnlyProviders(t *testing.T) {
+	t.Parallel()
+	no, yes := false, true
+	cfg, err := oauth.NewConfig([]oauth.ProviderSettings{
+		{ProviderConfig: oauth.ProviderConfig{Name: "corp"}, Refresh: &no},
+		{ProviderConfig: oauth.ProviderConfig{Name: "github", NeverExpires: true}},
+		{ProviderConfig: oauth.ProviderConfig{Name: "gitlab", ClientID: "gl"}, Refresh: &yes},
+	}, "providers", func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Names(); fmt.Sprint(got) != "[corp github gitlab]" {
+		t.Errorf("Names() = %v, want every entry", got)
+	}
+	if !cfg.Providers[0].StoreOnly || cfg.Providers[2].StoreOnly {
+		t.Errorf("StoreOnly = %v, %v; want true for refresh: false only", cfg.Providers[0].StoreOnly, cfg.Providers[2].StoreOnly)
+	}
+	r, err := oauth.NewFromConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Configured("corp") || r.Configured("github") || !r.Configured("gitlab") {
+		t.Errorf("Configured: corp %v github %v gitlab %v; want only gitlab", r.Configured("corp"), r.Configured("github"), r.Configured("gitlab"))
+	}
+	if _, err := r.Refresh(t.Context(), "corp", domain.NewSecret("r")); !errors.Is(err, domain.ErrProviderNotConfigured) {
+		t.Errorf("Refresh(store-only) = %v, want not configured", err)
+	}
+	if (oauth.Config{}).Names() != nil {
+		t.Error("Names() of no providers is not nil")
 	}
 }

@@ -133,7 +133,7 @@ func (r *Refresher) Refresh(ctx context.Context, provider domain.Provider, refre
 	case !ok:
 		return domain.RefreshedTokens{}, fmt.Errorf("%w: %q", domain.ErrProviderNotConfigured, provider)
 	case e.neverExpires:
-		return domain.RefreshedTokens{}, fmt.Errorf("%w: %s is configured with never-expiring tokens",
+		return domain.RefreshedTokens{}, fmt.Errorf("%w: %s is declared store-only (never_expires or refresh: false)",
 			domain.ErrProviderNotConfigured, provider)
 	case refreshToken.IsZero():
 		return domain.RefreshedTokens{}, &domain.ValidationError{Field: "refresh_token", Reason: "must not be empty"}

@@ -4,11 +4,14 @@ import (
 	"crypto/aes"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/tokenstore/tokenstore/adapters/fernet"
 	"github.com/tokenstore/tokenstore/domain"
@@ -98,12 +101,12 @@ func (d *decoder) offlineToken(row offlineRow) ports.ImportedOfflineToken {
 		rec.Err = fmt.Errorf("%w: offline_token is NULL", ports.ErrBadCiphertext)
 		return rec
 	}
-	// json errors are not shown: a syntax error quotes the text around it.
 	var outer struct {
 		Tokens *string `json:"tokens"`
 	}
-	if err := json.Unmarshal([]byte(*row.Token), &outer); err != nil || outer.Tokens == nil {
-		rec.Err = fmt.Errorf(`%w: offline_token is not the JSON {"tokens": "<Fernet token>"} OpenHands stores`, ports.ErrBadCiphertext)
+	if problem := decodeJSON([]byte(*row.Token), &outer); problem != "" || outer.Tokens == nil {
+		rec.Err = fmt.Errorf(`%w: offline_token is not the JSON {"tokens": "<Fernet token>"} OpenHands stores%s`,
+			ports.ErrBadCiphertext, orMissing(problem, "tokens"))
 		return rec
 	}
 	payload, err := d.open("offline_token", *outer.Tokens)
@@ -114,13 +117,48 @@ func (d *decoder) offlineToken(row offlineRow) ports.ImportedOfflineToken {
 	var inner struct {
 		RefreshToken *string `json:"refresh_token"`
 	}
-	if err := json.Unmarshal([]byte(payload.Reveal()), &inner); err != nil || inner.RefreshToken == nil {
-		rec.Err = fmt.Errorf(`%w: offline_token decrypts to something other than the JSON {"refresh_token": "..."} OpenHands stores`,
-			ports.ErrBadCiphertext)
+	if problem := decodeJSON([]byte(payload.Reveal()), &inner); problem != "" || inner.RefreshToken == nil {
+		rec.Err = fmt.Errorf(`%w: offline_token decrypts to something other than the JSON {"refresh_token": "..."} OpenHands stores%s`,
+			ports.ErrBadCiphertext, orMissing(problem, "refresh_token"))
 		return rec
 	}
 	rec.Token = domain.NewSecret(*inner.RefreshToken)
 	return rec
+}
+
+// decodeJSON decodes data into v strictly (a member name given twice, an
+// unknown or differently cased member, invalid UTF-8 or a lone surrogate is
+// refused: Python's json.dumps writes none of them, so a row holding one was
+// not written by OpenHands and would be imported as a different token than
+// it holds). It returns "" or what was wrong, never quoting data: the
+// library's messages may quote a token.
+func decodeJSON(data []byte, v any) string {
+	err := json.Unmarshal(data, v, json.RejectUnknownMembers(true))
+	var syn *jsontext.SyntacticError
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, jsontext.ErrDuplicateName):
+		return "a member name appears twice"
+	case errors.Is(err, json.ErrUnknownName):
+		return "it has an unknown member"
+	case errors.As(err, &syn) && strings.Contains(syn.Err.Error(), "UTF-8"):
+		return "it holds invalid UTF-8"
+	case errors.As(err, &syn) && strings.Contains(syn.Err.Error(), "surrogate"):
+		return "it holds a lone surrogate escape"
+	case errors.As(err, &syn):
+		return "it is not valid JSON"
+	}
+	return "a member is not a string"
+}
+
+// orMissing turns decodeJSON's problem into the end of a sentence; no
+// problem but no member means member is missing.
+func orMissing(problem, member string) string {
+	if problem == "" {
+		problem = member + " is missing"
+	}
+	return " (" + problem + ")"
 }
 
 // open decrypts one stored value, unwrapping the extra base64 layer when

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	fernetgo "github.com/fernet/fernet-go"
+
+	"github.com/tokenstore/tokenstore/adapters/fernet"
 	"github.com/tokenstore/tokenstore/domain"
 	"github.com/tokenstore/tokenstore/ports"
 )
@@ -263,5 +266,57 @@ func TestEpochExpiry(t *testing.T) {
 func TestEmptySecretRefused(t *testing.T) {
 	if _, err := newDecoder(domain.Secret{}); err == nil {
 		t.Fatal("an empty JWT secret was accepted")
+	}
+}
+
+// TestOfflineTokenJSONIsStrict: an offline_tokens row holds JSON twice (the
+// column, and the payload inside its Fernet token); each is read strictly,
+// so a row means one token or fails with the reason. encoding/json took the
+// last of two members, matched "Refresh_Token" and turned invalid UTF-8
+// into U+FFFD: an import would have stored a different token.
+func TestOfflineTokenJSONIsStrict(t *testing.T) {
+	f := loadFixture(t)
+	d := newTestDecoder(t, f.JWTSecret)
+	key, err := fernetgo.DecodeKey(fernet.KeyFromJWTSecret(f.JWTSecret).Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seal := func(payload string) string {
+		tok, err := fernetgo.EncryptAndSign([]byte(payload), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(tok)
+	}
+	good := seal(`{"refresh_token": "offline-1"}`)
+	for _, tc := range []struct{ name, stored, want string }{
+		{"outer duplicate", `{"tokens": "` + good + `", "tokens": "` + seal(`{"refresh_token": "offline-2"}`) + `"}`, "a member name appears twice"},
+		{"outer case-folded", `{"Tokens": "` + good + `"}`, "unknown member"},
+		{"outer unknown member", `{"tokens": "` + good + `", "extra": 1}`, "unknown member"},
+		{"outer invalid UTF-8", "{\"tokens\": \"" + good + "\", \"x\xff\": 1}", "invalid UTF-8"},
+		{"outer missing", `{}`, "tokens is missing"},
+		{"inner duplicate", `{"tokens": "` + seal(`{"refresh_token": "a", "refresh_token": "b"}`) + `"}`, "a member name appears twice"},
+		{"inner case-folded", `{"tokens": "` + seal(`{"Refresh_Token": "a"}`) + `"}`, "unknown member"},
+		{"inner unknown member", `{"tokens": "` + seal(`{"refresh_token": "a", "scope": "x"}`) + `"}`, "unknown member"},
+		{"inner invalid UTF-8", `{"tokens": "` + seal("{\"refresh_token\": \"tok-\xff\xfe\"}") + `"}`, "invalid UTF-8"},
+		{"inner lone surrogate", `{"tokens": "` + seal(`{"refresh_token": "tok-\ud800"}`) + `"}`, "lone surrogate"},
+		{"inner missing", `{"tokens": "` + seal(`{}`) + `"}`, "refresh_token is missing"},
+		{"inner not a string", `{"tokens": "` + seal(`{"refresh_token": 5}`) + `"}`, "not a string"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := d.offlineToken(offlineRow{User: "u", Token: &tc.stored})
+			if !errors.Is(rec.Err, ports.ErrBadCiphertext) || !strings.Contains(rec.Err.Error(), tc.want) {
+				t.Fatalf("err = %v, want a bad ciphertext saying %q", rec.Err, tc.want)
+			}
+			for _, leak := range []string{"offline-", "tok-", good} {
+				if strings.Contains(rec.Err.Error(), leak) {
+					t.Errorf("error %q quotes the row", rec.Err)
+				}
+			}
+		})
+	}
+	stored := `{"tokens": "` + good + `"}`
+	if rec := d.offlineToken(offlineRow{User: "u", Token: &stored}); rec.Err != nil || rec.Token.Reveal() != "offline-1" {
+		t.Errorf("strict JSON refused a well-formed row: %+v", rec)
 	}
 }

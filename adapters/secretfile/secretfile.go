@@ -1,7 +1,10 @@
 // Package secretfile reads the files that hold tokenstore's secrets: key
-// files, the replaced system's JWT secret, client secrets, and config files
-// that carry a secret inline. One home for the rule that such a file must be
-// private, so that every secret file is judged the same way.
+// files, the replaced system's JWT secret (TOKENSTORE_JWT_SECRET_FILE and
+// `import openhands --jwt-secret-file`), client secret files, the
+// development caller credential, and config files that carry a secret
+// inline. One home for the rule that such a file must be private, so that
+// every secret file is judged the same way, whichever setting or flag names
+// it. There is deliberately no way to read a secret file without the check.
 //
 // Errors name the setting that gave the path (for example
 // "TOKENSTORE_KEY_FILE (key_file)") and never quote the file's content.
@@ -28,20 +31,18 @@ func Check(path, setting string) error {
 	return nil
 }
 
-// Read returns the content of path without surrounding white space, after
-// Check has accepted its mode. An empty file gives "".
+// Read returns the content of path without its final line breaks, after
+// Check has accepted its mode. Every other character, spaces included, is
+// part of the secret: the same file gives the same secret (and the same
+// derived key) whichever setting reads it. An empty file gives "".
 func Read(path, setting string) (string, error) {
 	if err := Check(path, setting); err != nil {
 		return "", err
 	}
-	return ReadUnchecked(path, setting)
-}
-
-// ReadUnchecked is Read without Check: it reads path whatever its mode.
-func ReadUnchecked(path, setting string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", setting, err)
 	}
-	return strings.TrimSpace(string(b)), nil
+	defer clear(b)
+	return strings.TrimRight(string(b), "\r\n"), nil
 }

@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokenstore/tokenstore/cmd/tokenstore/cli"
+	"github.com/tokenstore/tokenstore/tests/servicetest"
 )
 
 func tokensPath(user, provider string) string {
@@ -329,7 +332,9 @@ func TestDeleteTokens(t *testing.T) {
 
 func TestListProviders(t *testing.T) {
 	t.Parallel()
-	inst := setup(t)
+	inst := startWith(t, servicetest.Options{Configure: func(cfg *cli.Config) { // two names of its own
+		cfg.App.Providers = append(cli.DevProviders(), "custom-idp_2", "zzz")
+	}})
 	user, other := "carol", "dave"
 	past, past2, future := "2001-01-01T00:00:00Z", "2001-06-01T00:00:00Z", "2099-01-01T00:00:00Z"
 	// Stored out of order; listed sorted by provider name.

@@ -150,6 +150,20 @@ type env struct {
 	dir       string
 }
 
+// fixtureProviders are the valid provider names of the fixture's rows,
+// each declared (store-only) in the target, as an operator importing them
+// would declare them.
+var fixtureProviders = []domain.Provider{"github", "gitlab", "bitbucket", "azure_devops", "keycloak", "enterprise_sso"}
+
+// providersSetting is TOKENSTORE_PROVIDERS declaring names store-only.
+func providersSetting(names []domain.Provider) string {
+	entries := make([]string, len(names))
+	for i, n := range names {
+		entries[i] = `{"name":"` + string(n) + `","refresh":false}`
+	}
+	return "[" + strings.Join(entries, ",") + "]"
+}
+
 // setup loads the fixture into an empty database (the source) and starts
 // an instance on a migrated one (the target).
 func setup(t *testing.T) *env {
@@ -173,7 +187,8 @@ func setup(t *testing.T) *env {
 		t.Fatalf("load fixture: %v", err)
 	}
 
-	target := servicetest.Start(t, servicetest.Options{Secrets: e.fx.materials})
+	target := servicetest.Start(t, servicetest.Options{Secrets: e.fx.materials,
+		Configure: func(cfg *cli.Config) { cfg.App.Providers = fixtureProviders }})
 	e.targetDSN, e.target, e.key, e.keyring = target.DSN, target.DB, target.Keys[0], target.Keyring
 	e.svc = target.Instances[0].Service
 	e.repo = postgres.New(e.target, postgres.Options{})
@@ -199,6 +214,7 @@ func (e *env) getenv(extra map[string]string) func(string) string {
 		"TOKENSTORE_KEYS":         e.key.Encode(),
 		"TOKENSTORE_LOG_FORMAT":   "json",
 		"TOKENSTORE_LOG_LEVEL":    "debug",
+		"TOKENSTORE_PROVIDERS":    providersSetting(fixtureProviders),
 		dsnVar:                    e.sourceDSN,
 	}
 	for k, v := range extra {
@@ -275,9 +291,9 @@ func (e *env) importer(secret string, opts app.ImportOptions, log *bytes.Buffer)
 func (e *env) newImporter(log *bytes.Buffer) *app.Importer {
 	var im *app.Importer
 	if log != nil {
-		im = app.NewImporter(jsonLogger(log), e.keyring, e.repo)
+		im = app.NewImporter(jsonLogger(log), fixtureProviders, e.keyring, e.repo)
 	} else {
-		im = app.NewImporter(nil, e.keyring, e.repo)
+		im = app.NewImporter(nil, fixtureProviders, e.keyring, e.repo)
 	}
 	return im
 }

@@ -523,3 +523,29 @@ func TestImporterRules(t *testing.T) {
 		t.Error("an oversized batch was accepted")
 	}
 }
+
+// Rows of a provider tokenstore's configuration does not declare are
+// reported, not stored where nothing would refresh them: the rule
+// TokenService.PutAuthTokens applies to a PUT. The summary names the
+// declared providers; the rest of each batch is imported.
+func TestImportReportsUndeclaredProviders(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	declared := slices.DeleteFunc(slices.Clone(fixtureProviders), func(p domain.Provider) bool { return p == "enterprise_sso" })
+	r := e.runWith(map[string]string{"TOKENSTORE_PROVIDERS": providersSetting(declared)},
+		"import", "openhands", "--source-dsn-env", dsnVar, "--jwt-secret-file", e.secretFile(e.fx.JWTSecret), "--batch-size", "2")
+	if r.err == nil || !strings.Contains(r.err.Error(), "12 row(s) could not be imported") {
+		t.Fatalf("err = %v, want one more failed row than the fixture's 11\nstdout:\n%s", r.err, r.stdout)
+	}
+	want := `auth_tokens id 9 (user "kc-carol", provider "enterprise_sso"): undeclared provider: "enterprise_sso" is not a declared provider ` +
+		`(declared: github, gitlab, bitbucket, azure_devops, keycloak)`
+	if !strings.Contains(r.stdout, want) {
+		t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+	}
+	if _, err := e.repo.GetAuthTokens(context.Background(), "kc-carol", "enterprise_sso"); !errors.Is(err, domain.ErrNotFound) {
+		t.Errorf("the undeclared provider's row was imported: %v", err)
+	}
+	if _, err := e.repo.GetAuthTokens(context.Background(), "kc-carol", "azure_devops"); err != nil {
+		t.Errorf("the row before it in its batch was not imported: %v", err)
+	}
+}

@@ -59,7 +59,11 @@ type Options struct {
 	// Configure changes each instance's configuration after the cluster
 	// filled it in (cli.Defaults, the database, a pool of 8, a loopback
 	// port, the keys, the callers), before the instance is built. An
-	// instance left without a refresh instance name gets its own.
+	// instance left without a refresh instance name gets its own; one left
+	// without declared providers (cfg.App.Providers) declares those of
+	// `serve --dev` (cli.DevProviders: the well-known names the suites use)
+	// and every provider of cfg.OAuth, as the loader would from the
+	// providers setting. A suite using another name declares it here.
 	Configure func(*cli.Config)
 	// Secrets returns more strings no log may hold; it is asked when the
 	// logs are checked, after every instance stopped, so it may list what a
@@ -138,6 +142,9 @@ func Start(t testing.TB, o Options) *Cluster {
 		cfg.Callers = callers
 		if o.Configure != nil {
 			o.Configure(&cfg)
+		}
+		if cfg.App.Providers == nil {
+			cfg.App.Providers = append(cli.DevProviders(), cfg.OAuth.Names()...)
 		}
 		if cfg.App.Refresh.Instance == "" {
 			// Instances in one process would share the host-pid default

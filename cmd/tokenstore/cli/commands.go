@@ -40,6 +40,9 @@ for every setting.
 type Env struct {
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
+	// Environ lists the variables (os.Environ), so that a misspelt
+	// TOKENSTORE_ variable stops every command; nil checks none.
+	Environ func() []string
 }
 
 // Run executes the command line args (without the program name).
@@ -47,6 +50,11 @@ func Run(ctx context.Context, args []string, env Env) error {
 	if len(args) == 0 {
 		fmt.Fprint(env.Stderr, usage)
 		return errors.New("missing command")
+	}
+	if env.Environ != nil {
+		if err := checkEnviron(env.Environ()); err != nil {
+			return err
+		}
 	}
 	switch args[0] {
 	case "serve":

@@ -370,7 +370,7 @@ func TestLoadExampleConfig(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("example config does not validate: %v", err)
 	}
-	if len(cfg.Callers) == 0 || len(cfg.Keys.Keys) != 1 || len(cfg.OAuth.Providers) != 2 {
+	if len(cfg.Callers) == 0 || len(cfg.Keys.Keys) != 1 || len(cfg.OAuth.Providers) != 3 || !cfg.OAuth.Providers[2].StoreOnly {
 		t.Errorf("example config: %d callers, %d keys, %d providers", len(cfg.Callers), len(cfg.Keys.Keys), len(cfg.OAuth.Providers))
 	}
 	if got := cfg.OAuth.Providers[0].ClientSecret.Reveal(); got != "example-secret" {

@@ -11,7 +11,9 @@ import (
 
 	"github.com/tokenstore/tokenstore/adapters/fernet"
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
+	"github.com/tokenstore/tokenstore/adapters/oauth"
 	"github.com/tokenstore/tokenstore/adapters/secretfile"
+	"github.com/tokenstore/tokenstore/domain"
 )
 
 // DevDatabaseURL is the database `task run` starts for development.
@@ -52,7 +54,7 @@ func prepareDev(cfg *Config, log *slog.Logger) error {
 			}
 			log.Info("created development caller credential", "path", path)
 		}
-		cred, err := secretfile.ReadUnchecked(path, "development caller credential")
+		cred, err := secretfile.Read(path, "development caller credential")
 		if err != nil {
 			return err
 		} else if cred == "" {
@@ -66,7 +68,23 @@ func prepareDev(cfg *Config, log *slog.Logger) error {
 		log.Info("dev mode: caller \"dev\" has every permission; its credential is in the file",
 			"path", path, "permissions", strings.Join(httpapi.PermissionNames(), ","))
 	}
+	if len(cfg.OAuth.Providers) == 0 {
+		for _, name := range DevProviders() {
+			cfg.OAuth.Providers = append(cfg.OAuth.Providers, oauth.ProviderConfig{Name: name, StoreOnly: true})
+		}
+		cfg.App.Providers = cfg.OAuth.Names()
+		log.Info("dev mode: providers declared store-only (tokens kept, never refreshed); configure providers to refresh them",
+			"providers", cfg.App.Providers)
+	}
 	return nil
+}
+
+// DevProviders are declared store-only by `serve --dev` when no provider
+// is configured, so the README's quick start (gitlab) and its neighbours
+// can store tokens at once; tests/servicetest declares them too.
+func DevProviders() []domain.Provider {
+	return []domain.Provider{domain.ProviderGitHub, domain.ProviderGitLab, domain.ProviderBitbucket,
+		domain.ProviderAzureDevOps, domain.ProviderKeycloak}
 }
 
 // writeSecretFile creates path with mode 0600 (and its directory with 0700),

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -17,6 +16,7 @@ import (
 	"github.com/tokenstore/tokenstore/adapters/fernet"
 	"github.com/tokenstore/tokenstore/adapters/openhands"
 	"github.com/tokenstore/tokenstore/adapters/postgres"
+	"github.com/tokenstore/tokenstore/adapters/secretfile"
 	"github.com/tokenstore/tokenstore/app"
 	"github.com/tokenstore/tokenstore/domain"
 )
@@ -44,7 +44,8 @@ primary key and bound to its row.
     they are, so running the import twice changes nothing.
   - Rows are written in batches, each in one transaction. A row that cannot
     be imported (wrong secret, bad ciphertext, invalid user id or provider
-    name) is reported and skipped; the rest of its batch is imported.
+    name, a provider the providers setting does not declare) is reported
+    and skipped; the rest of its batch is imported.
   - An expiry of 0 means "never expires"; an empty refresh token means "no
     refresh token".
   - The OpenHands database is only read (its sessions are read-only).
@@ -55,7 +56,8 @@ The target database and keys come from tokenstore's configuration
 
 Prefer --source-dsn-env and --jwt-secret-file: a command line is visible to
 every user of the machine. Neither the source password nor the JWT secret is
-ever printed. A final newline in the secret file is ignored.
+ever printed. The secret file must be mode 0600, like every secret file; a
+final newline in it is ignored.
 
 Prints a summary (imported, already present, failed, and each failed row by
 table, source id, user and provider with the reason) and exits non-zero if
@@ -153,7 +155,7 @@ func runImportOpenHands(ctx context.Context, args []string, env Env) error {
 	log.Info("importing from OpenHands", "source", postgres.RedactURL(sourceDSN), "target", cfg.Database,
 		"primary_key", keyring.PrimaryKeyID(), "dry_run", *dryRun, "batch_size", *batch)
 	repo := postgres.New(target, cfg.Database.Options())
-	importer := app.NewImporter(log, keyring, repo)
+	importer := app.NewImporter(log, cfg.App.Providers, keyring, repo)
 	sum, importErr := importer.Import(ctx, source, app.ImportOptions{BatchSize: *batch, DryRun: *dryRun})
 	printImportSummary(env.Stdout, sum)
 	if importErr != nil {
@@ -183,21 +185,19 @@ func importSourceDSN(dsn, envVar string, env Env) (string, error) {
 	}
 }
 
-// importJWTSecret reads OpenHands' JWT secret from exactly one place. Only
-// line breaks at the end of a file are dropped: any other character is
-// part of the secret the key was derived from.
+// importJWTSecret reads OpenHands' JWT secret from exactly one place. A
+// file is read as TOKENSTORE_JWT_SECRET_FILE is (secretfile.Read: private,
+// only its final line breaks dropped), so one file gives one key.
 func importJWTSecret(file, envVar string, env Env) (domain.Secret, error) {
 	var secret string
 	switch {
 	case file != "" && envVar != "":
 		return domain.Secret{}, errors.New("import openhands: give --jwt-secret-file or --jwt-secret-env, not both")
 	case file != "":
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return domain.Secret{}, fmt.Errorf("import openhands: --jwt-secret-file: %w", err)
+		var err error
+		if secret, err = secretfile.Read(file, "import openhands: --jwt-secret-file"); err != nil {
+			return domain.Secret{}, err
 		}
-		secret = strings.TrimRight(string(b), "\r\n")
-		clear(b)
 		if secret == "" {
 			return domain.Secret{}, fmt.Errorf("import openhands: --jwt-secret-file: %s is empty", file)
 		}

@@ -6,11 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/agnivade/levenshtein"
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tokenstore/tokenstore/adapters/fernet"
@@ -88,6 +92,48 @@ func (s setting) env() string {
 	return "TOKENSTORE_" + strings.ToUpper(strings.ReplaceAll(s.key, ".", "_"))
 }
 
+// otherVariables are the TOKENSTORE_ variables the program reads besides
+// the settings' own: where the config file is, and --dev's directory.
+var otherVariables = []string{"TOKENSTORE_CONFIG", "TOKENSTORE_DEV_DIR"}
+
+// testVariablePrefixes start the variables of the test suites and
+// benchmarks (tests/testdb's TOKENSTORE_TEST_POSTGRES_IMAGE, tests/keys'
+// TOKENSTORE_ROTATION_ROWS, adapters/fernet's TOKENSTORE_FERNET_TEST_*):
+// the program never reads them, and they may be set where it runs.
+var testVariablePrefixes = []string{"TOKENSTORE_TEST_", "TOKENSTORE_ROTATION_", "TOKENSTORE_FERNET_TEST_"}
+
+// Variables lists every TOKENSTORE_ variable the program reads: one per
+// setting, then TOKENSTORE_CONFIG and TOKENSTORE_DEV_DIR.
+func Variables() []string {
+	var names []string
+	for _, s := range new(Config).settings() {
+		names = append(names, s.env())
+	}
+	return append(names, otherVariables...)
+}
+
+// checkEnviron refuses a TOKENSTORE_ variable the program does not read:
+// a misspelt setting would otherwise be ignored and its default used in
+// silence. The error names the closest real variable; it never quotes a
+// value.
+func checkEnviron(environ []string) error {
+	known := Variables()
+	var errs []error
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "TOKENSTORE_") || slices.Contains(known, name) ||
+			slices.ContainsFunc(testVariablePrefixes, func(p string) bool { return strings.HasPrefix(name, p) }) {
+			continue
+		}
+		hint := "it is not a setting"
+		if best := closest(name, known); best != "" {
+			hint = "did you mean " + best + "?"
+		}
+		errs = append(errs, fmt.Errorf("unknown variable %s: %s (`tokenstore serve --help` lists every setting)", name, hint))
+	}
+	return errors.Join(errs...)
+}
+
 // Defaults returns the configuration before the file and environment apply.
 func Defaults() Config {
 	return Config{DevDir: ".dev", HTTP: httpapi.DefaultConfig(), Database: postgres.Config{LockTimeout: postgres.DefaultLockTimeout, Timeout: postgres.DefaultTimeout},
@@ -118,6 +164,7 @@ func Load(path string, dev bool, getenv func(string) string) (Config, error) {
 	}
 	c.DevDir = cmp.Or(getenv("TOKENSTORE_DEV_DIR"), c.DevDir)
 	c.App.ProviderMargins = c.OAuth.Margins()
+	c.App.Providers = c.OAuth.Names()
 	return c, c.resolveKeys()
 }
 
@@ -135,13 +182,20 @@ func (c *Config) loadFile(path string, getenv func(string) string) error {
 	} else if len(doc.Content) > 0 && doc.Content[0].Kind != yaml.MappingNode {
 		return fmt.Errorf("config file %s: want a mapping of settings (key: value)", path)
 	}
-	inline, table := false, c.settings()
+	inline, table, seen := false, c.settings(), map[string]int{}
 	var walk func(prefix string, m *yaml.Node) error
 	walk = func(prefix string, m *yaml.Node) error {
 		for i := 0; i+1 < len(m.Content); i += 2 {
 			key, n := prefix+m.Content[i].Value, m.Content[i+1]
 			at := slices.IndexFunc(table, func(s setting) bool { return s.key == key })
+			// yaml.v3 refuses a repeated key only when it decodes into a Go
+			// value, never in a Node; and http: {addr} with http.addr names
+			// one setting twice too. Either way the file would mean two things.
+			line, twice := seen[key]
+			seen[key] = m.Content[i].Line
 			switch {
+			case twice:
+				err = fmt.Errorf("%q is set twice (lines %d and %d): keep one", key, line, m.Content[i].Line)
 			case at < 0 && n.Kind == yaml.MappingNode:
 				err = walk(key+".", n)
 			case at < 0:
@@ -170,9 +224,15 @@ func (c *Config) loadFile(path string, getenv func(string) string) error {
 // holdsSecret reports whether a file setting carries key material or a
 // secret itself rather than naming a file or variable that does.
 func holdsSecret(key string, n *yaml.Node) bool {
-	var providers []oauth.ProviderSettings
-	if key == "providers" && n.Decode(&providers) == nil {
-		return slices.ContainsFunc(providers, func(p oauth.ProviderSettings) bool { return p.ClientSecret != "" })
+	if key == "providers" {
+		return slices.ContainsFunc(n.Content, func(entry *yaml.Node) bool {
+			for i := 0; i+1 < len(entry.Content); i += 2 {
+				if entry.Content[i].Value == "client_secret" && entry.Content[i+1].Value != "" {
+					return true
+				}
+			}
+			return false
+		})
 	}
 	return key == "keys" || key == "jwt_secret" || key == "database.url" && strings.Contains(postgres.RedactURL(n.Value), ":xxxxx@")
 }
@@ -189,7 +249,13 @@ func (s setting) set(n *yaml.Node, where string, getenv func(string) string) (er
 		}
 		*p, err = fernet.ParseKeys(strings.Join(texts, "\n"))
 	case *[]httpapi.Caller:
-		*p, err = decodeList(n, where, "{name, credential_hash, permissions}", httpapi.NewCallers)
+		*p, err = decodeList(n, where, "{name, credential_hash, permissions}", func(entries []callerSettings, where string) ([]httpapi.Caller, error) {
+			configs := make([]httpapi.CallerConfig, len(entries))
+			for i, e := range entries {
+				configs[i] = httpapi.CallerConfig(e)
+			}
+			return httpapi.NewCallers(configs, where)
+		})
 		return err
 	case *oauth.Config:
 		*p, err = decodeList(n, where, "provider settings", func(entries []oauth.ProviderSettings, where string) (oauth.Config, error) {
@@ -222,22 +288,184 @@ func (s setting) set(n *yaml.Node, where string, getenv func(string) string) (er
 	return nil
 }
 
-// decodeList decodes a list setting strictly (an unknown field is an
-// error), then build, from the package that owns the entries, validates
-// them: a variable's JSON text, or the file's YAML list, which goes back to
-// text because only a yaml.Decoder refuses unknown fields.
+// callerSettings is httpapi.CallerConfig under the member names an
+// operator writes (a conversion, so a field added there fails to compile
+// here until it has its name).
+type callerSettings struct {
+	Name           string   `json:"name"`
+	CredentialHash string   `json:"credential_hash"`
+	Permissions    []string `json:"permissions"`
+}
+
+// decodeList decodes a list setting, then build, from the package that owns
+// the entries, validates them. A variable holds JSON; the file's YAML list
+// is turned into JSON first; both are decoded strictly (a member given
+// twice, an unknown or differently cased member, invalid UTF-8 or a lone
+// surrogate is refused), so a setting means exactly one thing. Errors name
+// the setting and the member, never a Go type or a value.
 func decodeList[E, T any](n *yaml.Node, where, shape string, build func([]E, string) (T, error)) (list T, err error) {
 	text := []byte(n.Value)
 	if n.Kind != yaml.ScalarNode {
-		text, _ = yaml.Marshal(n)
+		if text, err = yamlToJSON(n); err != nil {
+			return list, settingJSONError[E](where, shape, err)
+		}
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(text))
-	dec.KnownFields(true)
 	var entries []E
-	if err := dec.Decode(&entries); err != nil {
-		return list, fmt.Errorf("%s: must be a list of %s: %w", where, shape, err)
+	if err := json.Unmarshal(text, &entries, json.RejectUnknownMembers(true)); err != nil {
+		return list, settingJSONError[E](where, shape, err)
 	}
 	return build(entries, where)
+}
+
+// yamlToJSON writes a YAML value as JSON: mappings as objects (a repeated
+// key stays repeated, for the decoder to refuse), sequences as arrays,
+// booleans, numbers and null as themselves, every other scalar as a string.
+func yamlToJSON(n *yaml.Node) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := jsontext.NewEncoder(&buf, jsontext.AllowDuplicateNames(true))
+	var write func(n *yaml.Node) error
+	write = func(n *yaml.Node) error {
+		switch n.Kind {
+		case yaml.DocumentNode, yaml.AliasNode:
+			target := n.Alias
+			if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+				target = n.Content[0]
+			}
+			return write(target)
+		case yaml.MappingNode, yaml.SequenceNode:
+			open, end := jsontext.BeginArray, jsontext.EndArray
+			if n.Kind == yaml.MappingNode {
+				open, end = jsontext.BeginObject, jsontext.EndObject
+			}
+			if err := enc.WriteToken(open); err != nil {
+				return err
+			}
+			for i, item := range n.Content {
+				if n.Kind == yaml.MappingNode && i%2 == 0 {
+					item = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: item.Value} // names are strings
+				}
+				if err := write(item); err != nil {
+					return err
+				}
+			}
+			return enc.WriteToken(end)
+		}
+		var tok jsontext.Token
+		var b bool
+		var f float64
+		switch {
+		case n.Tag == "!!null":
+			tok = jsontext.Null
+		case n.Tag == "!!bool" && n.Decode(&b) == nil:
+			tok = jsontext.Bool(b)
+		case (n.Tag == "!!int" || n.Tag == "!!float") && n.Decode(&f) == nil:
+			tok = jsontext.Float(f)
+		default:
+			tok = jsontext.String(n.Value)
+		}
+		return enc.WriteToken(tok)
+	}
+	if err := write(n); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// settingJSONError says what is wrong with a list setting in the
+// operator's words: where (the setting) and the entry and member, as in
+// TOKENSTORE_PROVIDERS[0].client_id. It never quotes a value: an entry may
+// hold a client secret.
+func settingJSONError[E any](where, shape string, err error) error {
+	var ptr jsontext.Pointer
+	var sem *json.SemanticError
+	var syn *jsontext.SyntacticError
+	if errors.As(err, &sem) {
+		ptr = sem.JSONPointer
+	} else if errors.As(err, &syn) {
+		ptr = syn.JSONPointer
+	}
+	at := where
+	for tok := range ptr.Tokens() {
+		if _, err := strconv.Atoi(tok); err == nil {
+			at += "[" + tok + "]"
+		} else {
+			at += "." + tok
+		}
+	}
+	members := memberNames(reflect.TypeFor[E]())
+	switch {
+	case errors.Is(err, jsontext.ErrDuplicateName):
+		return fmt.Errorf("%s: given twice: keep one", at)
+	case errors.Is(err, json.ErrUnknownName):
+		return fmt.Errorf("%s: unknown member%s; an entry has %s", at, suggest(ptr.LastToken(), members), strings.Join(members, ", "))
+	case syn != nil && strings.Contains(syn.Err.Error(), "UTF-8"):
+		return fmt.Errorf("%s: invalid UTF-8", at)
+	case syn != nil && strings.Contains(syn.Err.Error(), "surrogate"):
+		return fmt.Errorf("%s: a lone surrogate escape (\\ud800 to \\udfff unpaired) is not text", at)
+	case syn != nil:
+		return fmt.Errorf("%s: not valid JSON (near byte %d): must be a list of %s", where, syn.ByteOffset, shape)
+	case sem != nil && len(ptr) == 0:
+		return fmt.Errorf("%s: must be a list of %s", where, shape)
+	case sem != nil && sem.GoType != nil:
+		return fmt.Errorf("%s: must be %s", at, describeKind(sem.GoType))
+	}
+	return fmt.Errorf("%s: must be a list of %s", at, shape)
+}
+
+// memberNames lists the JSON member names of struct type t, embedded
+// structs' included.
+func memberNames(t reflect.Type) (names []string) {
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case name == "-":
+		case f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct:
+			names = append(names, memberNames(f.Type)...)
+		case name != "":
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// describeKind says, in the operator's words, what a value of type t is.
+func describeKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice:
+		return "a list of " + strings.TrimPrefix(describeKind(t.Elem()), "a ") + "s"
+	case reflect.Struct:
+		return "an object"
+	case reflect.Int, reflect.Int32, reflect.Int64:
+		return "a whole number"
+	case reflect.Pointer:
+		return describeKind(t.Elem())
+	}
+	return "another kind of value"
+}
+
+// suggest names the closest of names to got, when one is close enough to
+// be a misspelling of it.
+func suggest(got string, names []string) string {
+	if best := closest(got, names); best != "" {
+		return fmt.Sprintf(" %q (did you mean %s?)", got, best)
+	}
+	return fmt.Sprintf(" %q", got)
+}
+
+// closest is the name in names nearest to got by edit distance, ignoring
+// case, or "" when none is within a third of got's length (at least 2).
+func closest(got string, names []string) string {
+	best, bestDist := "", max(2, len(got)/3)+1
+	for _, name := range names {
+		if d := levenshtein.ComputeDistance(strings.ToLower(got), strings.ToLower(name)); d < bestDist {
+			best, bestDist = name, d
+		}
+	}
+	return best
 }
 
 // count reads a whole number from 1 to hi into dst.
