@@ -388,6 +388,12 @@ func TestUseCaseErrors(t *testing.T) {
 				if p.Detail != tc.detail {
 					t.Errorf("detail = %q, want %q", p.Detail, tc.detail)
 				}
+				// Every line of the request carries the id its answer gives.
+				for _, l := range a.logLines() {
+					if l["request_id"] != p.RequestID {
+						t.Errorf("log line without the answer's request_id %q: %v", p.RequestID, l)
+					}
+				}
 				errs := a.logged(tc.logged)
 				if tc.logged == "" {
 					for _, l := range a.logLines() {

@@ -79,10 +79,12 @@ func Routes() []Route {
 }
 
 // NewHandler returns the API's http.Handler: every request is observed
-// (request id, log line, panics), authenticated under /v1, routed, and
-// checked against its route's permission before its handler runs.
+// (request id, log line, panics), authenticated under /v1, refused if its
+// path is not canonical, routed, and checked against its route's
+// permission before its handler runs. Every line it logs for a request
+// carries the request's id.
 func NewHandler(log *slog.Logger, svc TokenService, auth *Authenticator, ready Checker) http.Handler {
-	a := &api{log: log, svc: svc, auth: auth, ready: ready}
+	a := &api{log: slog.New(requestIDHandler{log.Handler()}), svc: svc, auth: auth, ready: ready}
 	mux := http.NewServeMux()
 	allowed := map[string][]string{} // path -> methods
 	for _, rt := range a.routes() {
@@ -94,7 +96,7 @@ func NewHandler(log *slog.Logger, svc TokenService, auth *Authenticator, ready C
 		mux.Handle(path, a.serve("", methodNotAllowed(methods)))
 	}
 	mux.Handle("/", a.serve("", notFound))
-	return a.observe(a.authenticate(mux))
+	return a.observe(a.authenticate(a.canonicalPath(mux)))
 }
 
 // serve adapts a handler to net/http: it admits only callers holding perm
