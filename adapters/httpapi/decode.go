@@ -120,10 +120,12 @@ func invalidUTF8At(b []byte) bool {
 }
 
 // member is the request member a JSON pointer is in: its first token, or
-// "body" for the top level.
+// "body" for the top level (and for a member without a name).
 func member(p jsontext.Pointer) string {
 	for tok := range p.Tokens() {
-		return tok
+		if tok != "" {
+			return tok
+		}
 	}
 	return "body"
 }
@@ -131,6 +133,9 @@ func member(p jsontext.Pointer) string {
 // unknownMember names an unknown member and, when it differs from a known
 // one only in case, the right spelling: names are case-sensitive.
 func unknownMember(name string, dst any) *Problem {
+	if name == "" {
+		return invalidBody("body", "has a member with an empty name; check the member names against the API document")
+	}
 	if len(name) > 64 { // do not echo a long blob back
 		name = strings.ToValidUTF8(name[:64], "") + "…"
 	}
