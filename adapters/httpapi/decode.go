@@ -26,10 +26,16 @@ const maxBodyBytes = 64 << 10
 // wrong. The error is a *Problem.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
+		mt, params, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 			return nil, newProblem(http.StatusUnsupportedMediaType, CodeUnsupportedMedia,
 				"send the body as application/json").withField("Content-Type")
+		}
+		// JSON is UTF-8 (RFC 8259 section 8.1): a body declared in another
+		// charset would be read as something its sender did not mean.
+		if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+			return nil, newProblem(http.StatusUnsupportedMediaType, CodeUnsupportedMedia,
+				"send the body as UTF-8 (charset=utf-8 or no charset)").withField("Content-Type")
 		}
 	}
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))

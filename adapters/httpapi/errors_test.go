@@ -226,7 +226,10 @@ func TestUnsupportedMediaType(t *testing.T) {
 		{"tokens xml", tokensPath("alice", "github"), "application/xml", `<t>` + secret + `</t>`, 415},
 		{"tokens malformed media type", tokensPath("alice", "github"), "application/json;;", `{"access_token":"` + secret + `"}`, 415},
 		{"offline text/plain", offlinePath("alice"), "text/plain; charset=utf-8", `{"offline_token":"` + secret + `"}`, 415},
+		{"JSON in latin-1 is refused", tokensPath("alice", "github"), "application/json; charset=iso-8859-1", `{"access_token":"` + secret + `"}`, 415},
+		{"offline JSON in UTF-16 is refused", offlinePath("alice"), "application/json; charset=utf-16", `{"offline_token":"` + secret + `"}`, 415},
 		{"JSON with charset is accepted", tokensPath("bob", "github"), "application/json; charset=utf-8", `{"access_token":"` + secret + `"}`, 200},
+		{"charset is case-insensitive", tokensPath("bob", "github"), "application/json; charset=UTF-8", `{"access_token":"` + secret + `"}`, 200},
 		{"+json suffix is accepted", offlinePath("bob"), "application/vnd.tokenstore+json", `{"offline_token":"` + secret + `"}`, 200},
 		{"no Content-Type is accepted", tokensPath("carol", "github"), "", `{"access_token":"` + secret + `"}`, 200},
 	}

@@ -5,9 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/tokenstore/tokenstore/app"
 	"github.com/tokenstore/tokenstore/domain"
@@ -104,6 +108,9 @@ func NewHandler(log *slog.Logger, svc TokenService, auth *Authenticator, ready C
 func (a *api) serve(perm Permission, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		err := authorize(r, perm)
+		if err == nil && perm != "" {
+			err = noQuery(r)
+		}
 		if err == nil {
 			err = h(w, r)
 		}
@@ -111,6 +118,27 @@ func (a *api) serve(perm Permission, h handlerFunc) http.Handler {
 			a.writeError(w, r, err)
 		}
 	})
+}
+
+// noQuery refuses a query string on a /v1 route: none takes one, and a
+// parameter silently ignored (a filter, a flag) would answer something the
+// caller did not ask for.
+func noQuery(r *http.Request) error {
+	if r.URL.RawQuery == "" && !r.URL.ForceQuery {
+		return nil
+	}
+	field := "query"
+	if q, err := url.ParseQuery(r.URL.RawQuery); err == nil && len(q) > 0 {
+		field = slices.Sorted(maps.Keys(q))[0]
+	}
+	if len(field) > 64 || !utf8.ValidString(field) || strings.ContainsFunc(field, unicode.IsControl) {
+		field = "query"
+	}
+	detail := field + " is not a known query parameter; this API takes none"
+	if field == "query" {
+		detail = "query string is not allowed; this API takes no query parameters"
+	}
+	return newProblem(http.StatusBadRequest, CodeInvalidRequest, detail).withField(field)
 }
 
 func methodNotAllowed(methods []string) handlerFunc {

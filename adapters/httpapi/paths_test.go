@@ -175,3 +175,35 @@ func TestNoPathIsRedirected(t *testing.T) {
 		t.Error("no generated path reached the service: the sample is too narrow")
 	}
 }
+
+// TestQueryStringsAreRefused: no /v1 route takes a query parameter, so one
+// is a 400 naming it rather than silently ignored (a filter that does not
+// filter); the probes ignore queries as before.
+func TestQueryStringsAreRefused(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ query, field string }{
+		{"?state=expired", "state"},
+		{"?b=1&a=2", "a"},
+		{"?flag", "flag"},
+		{"?", "query"},
+		{"?%FF=1", "query"},
+		{"?a=%", "query"},
+	}
+	for _, rt := range v1Routes(t) {
+		for _, tc := range tests {
+			t.Run(rt.Method+" "+rt.Path+tc.query, func(t *testing.T) {
+				t.Parallel()
+				a := setup(t)
+				target := concretePath(t, rt.Path) + tc.query
+				body := nilIfEmpty(validBody(t, rt))
+				wantProblem(t, a.do(rt.Method, target, callerAll, body), http.StatusBadRequest, "invalid_request", tc.field)
+				if len(a.svc.calls) != 0 {
+					t.Errorf("a request with a query reached the service: %v", a.svc.calls)
+				}
+				wantProblem(t, a.do(rt.Method, target, "", body), http.StatusUnauthorized, "unauthenticated", "")
+			})
+		}
+	}
+	a := setup(t)
+	wantStatus(t, a.do("GET", "/healthz?probe=1", "", nil), http.StatusOK)
+}
