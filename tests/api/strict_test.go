@@ -252,3 +252,23 @@ func TestRequestFailedLogCarriesTheRequestID(t *testing.T) {
 		return failed && request, nil
 	})
 }
+
+// TestQueryAndCharsetAreRefused: a query string (which no route reads) and
+// a body declared in another charset are refused, and store nothing.
+func TestQueryAndCharsetAreRefused(t *testing.T) {
+	t.Parallel()
+	inst := setup(t)
+	user := uniq("q-")
+	wantProblem(t, inst.do("PUT", tokensPath(user, "github")+"?dry_run=true", callerAll, map[string]any{"access_token": uniq("at-")}),
+		http.StatusBadRequest, "invalid_request", "dry_run")
+	wantProblem(t, inst.do("GET", providersPath(user)+"?state=expired", callerAll, nil), http.StatusBadRequest, "invalid_request", "state")
+	r := inst.send(rawRequest{method: "PUT", path: offlinePath(user), body: []byte(`{"offline_token":"caf\xe9"}`),
+		header: map[string]string{"Authorization": inst.bearer(callerAll), "Content-Type": "application/json; charset=iso-8859-1"}})
+	wantProblem(t, r, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type")
+	r = inst.do("GET", providersPath(user), callerAll, nil)
+	wantStatus(t, r, http.StatusOK)
+	if m := objectKeys(t, r, "user", "providers"); len(m["providers"].([]any)) != 0 {
+		t.Errorf("a refused PUT stored tokens: %s", r.body)
+	}
+	wantProblem(t, inst.do("GET", offlinePath(user), callerAll, nil), http.StatusNotFound, "not_found", "")
+}
