@@ -39,12 +39,12 @@ func TestStrictBodiesChangeNothing(t *testing.T) {
 		{"both forms of the refresh expiry", `{"access_token":"a","refresh_token":"r","refresh_token_expires_in":0,"refresh_token_expires_at":"2099-01-01T00:00:00Z"}`, "refresh_token_expires_in"},
 	}
 	offline := []struct{ name, body, field string }{
-		{"raw invalid UTF-8", "{\"offline_token\":\"c-\xff\xfe\"}", "offline_token"},
-		{"lone surrogate", `{"offline_token":"c-\ud800"}`, "offline_token"},
-		{"duplicate offline_token", `{"offline_token":"c1","offline_token":"c2"}`, "offline_token"},
-		{"Offline_Token", `{"Offline_Token":"c"}`, "Offline_Token"},
-		{"NUL", `{"offline_token":"c\u0000"}`, "offline_token"},
-		{"DEL", `{"offline_token":"c\u007f"}`, "offline_token"},
+		{"offline: raw invalid UTF-8", "{\"offline_token\":\"c-\xff\xfe\"}", "offline_token"},
+		{"offline: lone surrogate", `{"offline_token":"c-\ud800"}`, "offline_token"},
+		{"offline: duplicate offline_token", `{"offline_token":"c1","offline_token":"c2"}`, "offline_token"},
+		{"offline: Offline_Token", `{"Offline_Token":"c"}`, "Offline_Token"},
+		{"offline: NUL", `{"offline_token":"c\u0000"}`, "offline_token"},
+		{"offline: DEL", `{"offline_token":"c\u007f"}`, "offline_token"},
 	}
 
 	stored := uniq("stored-")
@@ -57,31 +57,32 @@ func TestStrictBodiesChangeNothing(t *testing.T) {
 	offBefore := inst.do("GET", offlinePath(stored), callerAll, nil)
 	wantStatus(t, offBefore, http.StatusOK)
 
+	// refuse sends body to user's route and checks that it is refused.
+	refuse := func(t *testing.T, offline bool, user, body, field string) {
+		path := tokensPath(user, "github")
+		if offline {
+			path = offlinePath(user)
+		}
+		wantProblem(t, inst.forT(t).do("PUT", path, callerAll, body), http.StatusBadRequest, "invalid_request", field)
+	}
 	t.Run("cases", func(t *testing.T) {
-		for _, tc := range tokens {
-			t.Run("tokens/"+tc.name, func(t *testing.T) {
+		for i, tc := range append(tokens, offline...) {
+			isOffline := i >= len(tokens)
+			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
-				inst := inst.forT(t)
 				fresh := uniq("fresh-")
-				for _, user := range []string{stored, fresh} {
-					wantProblem(t, inst.do("PUT", tokensPath(user, "github"), callerAll, tc.body), http.StatusBadRequest, "invalid_request", tc.field)
+				refuse(t, isOffline, stored, tc.body, tc.field)
+				refuse(t, isOffline, fresh, tc.body, tc.field)
+				inst := inst.forT(t)
+				if isOffline {
+					wantProblem(t, inst.do("GET", offlinePath(fresh), callerAll, nil), http.StatusNotFound, "not_found", "")
+					return
 				}
 				r := inst.do("GET", providersPath(fresh), callerAll, nil)
 				wantStatus(t, r, http.StatusOK)
 				if m := objectKeys(t, r, "user", "providers"); len(m["providers"].([]any)) != 0 {
 					t.Errorf("a refused PUT stored tokens: %s", r.body)
 				}
-			})
-		}
-		for _, tc := range offline {
-			t.Run("offline/"+tc.name, func(t *testing.T) {
-				t.Parallel()
-				inst := inst.forT(t)
-				fresh := uniq("fresh-")
-				for _, user := range []string{stored, fresh} {
-					wantProblem(t, inst.do("PUT", offlinePath(user), callerAll, tc.body), http.StatusBadRequest, "invalid_request", tc.field)
-				}
-				wantProblem(t, inst.do("GET", offlinePath(fresh), callerAll, nil), http.StatusNotFound, "not_found", "")
 			})
 		}
 	})
