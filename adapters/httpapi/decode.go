@@ -192,7 +192,7 @@ func jsonKind(t reflect.Type) string {
 	case reflect.String:
 		return "a string"
 	case reflect.Int, reflect.Int64, reflect.Int32:
-		return "a whole number"
+		return "a whole number written with digits only (no fraction or exponent)"
 	case reflect.Bool:
 		return "true or false"
 	case reflect.Struct, reflect.Map:
