@@ -52,7 +52,7 @@ var decodeSeeds = []string{
 	"{\"offline_token\":\"c-\xc0\xaf\"}",
 	`{"offline_token":"c\u001f"}`,
 	`{"offline_token":null}`,
-	`{"":1}`, `{""`, `{"access_token":"000000000000","000000000000":1}`, `{"access_token":"a","":"b"}`, `{"":1,"":2}`,
+	`{"":1}`, `{""`, `{"access_token":"000000000000","000000000000":1}`, `{"access_token":"000000000000","0000000000000"`, `{"access_token":"a","":"b"}`, `{"":1,"":2}`,
 	`null`, `[]`, `""`, ``, ` `, `{}`, `{"access_token":"a"} {}`, `{"access_token":"a"`,
 }
 
@@ -93,8 +93,9 @@ func checkDecoded(t *testing.T, body []byte, err error, known []string, check fu
 		}
 		values, names := jsonStrings(body)
 		for _, v := range values {
-			// An unknown member's name is named on purpose, whatever else it is.
-			if len(v) >= 12 && strings.Contains(p.Detail, v) && !slices.Contains(names, v) {
+			// An unknown member's name is named on purpose, whatever it holds.
+			inName := slices.ContainsFunc(names, func(n string) bool { return strings.Contains(n, v) })
+			if len(v) >= 12 && strings.Contains(p.Detail, v) && !inName {
 				t.Fatalf("%q: detail %q repeats a value", body, p.Detail)
 			}
 		}
