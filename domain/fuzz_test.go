@@ -17,7 +17,7 @@ var providerRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 
 // validUserIDModel is an independent statement of the user id rule.
 func validUserIDModel(s string) bool {
-	if s == "" || len(s) > domain.MaxUserIDLen || !utf8.ValidString(s) {
+	if s == "" || s == "." || s == ".." || len(s) > domain.MaxUserIDLen || !utf8.ValidString(s) {
 		return false
 	}
 	for _, r := range s {
@@ -30,7 +30,7 @@ func validUserIDModel(s string) bool {
 
 func FuzzParseUserID(f *testing.F) {
 	for _, seed := range []string{
-		"", "a", "alice@example.com", "f47ac10b-58cc-4372-a567-0e02b2c3d479", "ユーザー",
+		"", ".", "..", "...", "a", "alice@example.com", "f47ac10b-58cc-4372-a567-0e02b2c3d479", "ユーザー",
 		"a\x00", "a\n", "\t", "\x7f", "\u0085", "\u009f", "\u00a0", "\xff", "\xc0\xaf", "\xed\xa0\x80",
 		strings.Repeat("a", 255), strings.Repeat("a", 256), strings.Repeat("a", 253) + "é",
 		strings.Repeat("a", 254) + "é", strings.Repeat("a", 254) + "\xe2",

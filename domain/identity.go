@@ -15,12 +15,17 @@ const MaxUserIDLen = 255
 
 // ParseUserID validates s as a user id: non-empty, valid UTF-8, at most
 // MaxUserIDLen bytes, no control, format (zero-width, bidi) or line/paragraph
-// separator characters, and no leading or trailing space. Those characters
-// forge log lines or make two ids look alike.
+// separator characters, no leading or trailing space, and not "." or "..".
+// Those characters forge log lines or make two ids look alike; "." and ".."
+// are dot-segments in a URL path (RFC 3986 section 5.2.4), which clients,
+// proxies and routers remove, so no API path could name such a user in only
+// one way.
 func ParseUserID(s string) (UserID, error) {
 	switch {
 	case s == "":
 		return "", invalid("user", "must not be empty")
+	case s == "." || s == "..":
+		return "", invalid("user", "must not be a dot-segment (one or two full stops alone): a URL path cannot carry it unchanged")
 	case len(s) > MaxUserIDLen:
 		return "", invalid("user", "is %d bytes long; the limit is %d", len(s), MaxUserIDLen)
 	case !utf8.ValidString(s):

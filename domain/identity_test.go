@@ -70,6 +70,10 @@ func TestParseUserID(t *testing.T) {
 
 		// invalid: empty and length (bytes, not runes)
 		{name: "empty", in: "", wantErr: true, reason: "empty"},
+		{name: "dot", in: ".", wantErr: true, reason: "dot-segment"},
+		{name: "dot dot", in: "..", wantErr: true, reason: "dot-segment"},
+		{name: "three dots are a name", in: "..."},
+		{name: "dot-prefixed name", in: ".alice"},
 		{name: "256 ASCII bytes", in: strings.Repeat("a", 256), wantErr: true, reason: "256 bytes"},
 		{name: "254 ASCII + 2-byte rune = 256", in: strings.Repeat("a", 254) + "é", wantErr: true, reason: "256 bytes"},
 		{name: "253 ASCII + 3-byte rune = 256", in: strings.Repeat("a", 253) + "€", wantErr: true, reason: "256 bytes"},

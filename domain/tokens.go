@@ -1,6 +1,9 @@
 package domain
 
-import "time"
+import (
+	"time"
+	"unicode/utf8"
+)
 
 // AuthTokens are one user's tokens for one provider.
 type AuthTokens struct {
@@ -22,8 +25,13 @@ func (t AuthTokens) Validate() error {
 	if _, err := ParseProvider(string(t.Provider)); err != nil {
 		return err
 	}
-	if t.AccessToken.IsZero() {
-		return invalid("access_token", "must not be empty")
+	if err := CheckToken("access_token", t.AccessToken); err != nil {
+		return err
+	}
+	if !t.RefreshToken.IsZero() {
+		if err := CheckToken("refresh_token", t.RefreshToken); err != nil {
+			return err
+		}
 	}
 	if t.RefreshToken.IsZero() && !t.RefreshExpiry.IsNever() {
 		return invalid("refresh_token_expires_at", "is set but there is no refresh token")
@@ -48,8 +56,34 @@ func (t OfflineToken) Validate() error {
 	if _, err := ParseUserID(string(t.User)); err != nil {
 		return err
 	}
-	if t.Token.IsZero() {
-		return invalid("offline_token", "must not be empty")
+	return CheckToken("offline_token", t.Token)
+}
+
+// CheckToken is the rule every token value (access, refresh, offline)
+// follows, whichever way it arrives (the API, an import): not empty, valid
+// UTF-8, and no control character (U+0000 to U+001F, U+007F). field names
+// the value in the error; the error never contains the value.
+//
+// RFC 6749 Appendix A defines access_token and refresh_token as 1*VSCHAR
+// (%x20-7E), and no provider issues a token with a control character: a NUL
+// or a line break in one is a client's bug (a C string cut short, a line
+// read with its end), and storing it would hand back a secret the provider
+// never issued. Non-ASCII is not refused, although VSCHAR excludes it:
+// deployments already store such values, and they travel through JSON and
+// back unchanged. Invalid UTF-8 cannot: JSON would replace it with U+FFFD,
+// a different secret.
+func CheckToken(field string, s Secret) error {
+	v := s.Reveal()
+	if v == "" {
+		return invalid(field, "must not be empty")
+	}
+	if !utf8.ValidString(v) {
+		return invalid(field, "must be valid UTF-8")
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c == 0x7f {
+			return invalid(field, "must not contain control characters (found U+%04X at byte %d); send the token exactly as the provider issued it", c, i)
+		}
 	}
 	return nil
 }

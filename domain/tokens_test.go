@@ -59,6 +59,25 @@ func TestAuthTokensValidate(t *testing.T) {
 			a.AccessToken, a.RefreshToken = domain.Secret{}, domain.Secret{}
 		}, "access_token"},
 		{"zero value", func(a *domain.AuthTokens) { *a = domain.AuthTokens{} }, "user"},
+
+		// Token values: no control characters, valid UTF-8; non-ASCII is kept.
+		{"access token with NUL", func(a *domain.AuthTokens) { a.AccessToken = domain.NewSecret("a\x00b") }, "access_token"},
+		{"access token with newline", func(a *domain.AuthTokens) { a.AccessToken = domain.NewSecret("tok\n") }, "access_token"},
+		{"access token with CR", func(a *domain.AuthTokens) { a.AccessToken = domain.NewSecret("tok\r") }, "access_token"},
+		{"access token with tab", func(a *domain.AuthTokens) { a.AccessToken = domain.NewSecret("t\tok") }, "access_token"},
+		{"access token with U+001F", func(a *domain.AuthTokens) { a.AccessToken = domain.NewSecret("tok\x1f") }, "access_token"},
+		{"access token with DEL", func(a *domain.AuthTokens) { a.AccessToken = domain.NewSecret("tok\x7f") }, "access_token"},
+		{"access token with invalid UTF-8", func(a *domain.AuthTokens) { a.AccessToken = domain.NewSecret("tok-\xff\xfe") }, "access_token"},
+		{"access token with a UTF-8-encoded surrogate", func(a *domain.AuthTokens) { a.AccessToken = domain.NewSecret("tok-\xed\xa0\x80") }, "access_token"},
+		{"refresh token with NUL", func(a *domain.AuthTokens) { a.RefreshToken = domain.NewSecret("r\x00") }, "refresh_token"},
+		{"refresh token with invalid UTF-8", func(a *domain.AuthTokens) { a.RefreshToken = domain.NewSecret("\xc0\xaf") }, "refresh_token"},
+		{"access token checked before refresh token", func(a *domain.AuthTokens) {
+			a.AccessToken, a.RefreshToken = domain.NewSecret("a\x00"), domain.NewSecret("r\x00")
+		}, "access_token"},
+		{"non-ASCII access token is kept", func(a *domain.AuthTokens) { a.AccessToken = domain.NewSecret("tök-名前-😀") }, ""},
+		{"C1 control U+0085 is not refused", func(a *domain.AuthTokens) { a.AccessToken = domain.NewSecret("tok\u0085") }, ""},
+		{"every VSCHAR", func(a *domain.AuthTokens) { a.AccessToken = domain.NewSecret(vschars()) }, ""},
+		{"space inside", func(a *domain.AuthTokens) { a.RefreshToken = domain.NewSecret("r t") }, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -96,6 +115,11 @@ func TestOfflineTokenValidate(t *testing.T) {
 		{"empty token", func(o *domain.OfflineToken) { o.Token = domain.Secret{} }, "offline_token"},
 		{"user checked before token", func(o *domain.OfflineToken) { o.User, o.Token = "", domain.Secret{} }, "user"},
 		{"zero value", func(o *domain.OfflineToken) { *o = domain.OfflineToken{} }, "user"},
+		{"token with NUL", func(o *domain.OfflineToken) { o.Token = domain.NewSecret("c\x00") }, "offline_token"},
+		{"token with newline", func(o *domain.OfflineToken) { o.Token = domain.NewSecret("c\n") }, "offline_token"},
+		{"token with DEL", func(o *domain.OfflineToken) { o.Token = domain.NewSecret("\x7fc") }, "offline_token"},
+		{"token with invalid UTF-8", func(o *domain.OfflineToken) { o.Token = domain.NewSecret("c\xff") }, "offline_token"},
+		{"non-ASCII token is kept", func(o *domain.OfflineToken) { o.Token = domain.NewSecret("jwt.ü.名") }, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -112,6 +136,32 @@ func TestOfflineTokenValidate(t *testing.T) {
 			assertValidationError(t, err, tc.wantField)
 			assertNoLeak(t, err.Error())
 		})
+	}
+}
+
+// vschars is every character RFC 6749 Appendix A allows in a token.
+func vschars() string {
+	var b strings.Builder
+	for c := byte(0x20); c <= 0x7e; c++ {
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// TestCheckTokenNeverEchoesTheValue: the error names the field and the
+// offending character's position, never the token.
+func TestCheckTokenNeverEchoesTheValue(t *testing.T) {
+	t.Parallel()
+	const secret = "gho_checksecret123"
+	for _, v := range []string{secret + "\x00", "\n" + secret, secret + "\xff"} {
+		err := domain.CheckToken("access_token", domain.NewSecret(v))
+		assertValidationError(t, err, "access_token")
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("error %q contains the token", err)
+		}
+	}
+	if err := domain.CheckToken("refresh_token", domain.Secret{}); err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Errorf("empty token: %v, want must not be empty", err)
 	}
 }
 

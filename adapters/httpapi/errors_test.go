@@ -17,9 +17,25 @@ import (
 	"github.com/tokenstore/tokenstore/domain"
 )
 
+// The details of the strict decoder's refusals, by field.
+func loneSurrogate(field string) string {
+	return field + ` has an invalid escape sequence; a lone surrogate such as \ud800 is not a character`
+}
+func twice(field string) string { return field + " is given more than once; send each member once" }
+func caseFolded(name, right string) string {
+	return name + " is not a known field; member names are case-sensitive: use " + right
+}
+func control(field, char string, at int) string {
+	return fmt.Sprintf("%s must not contain control characters (found %s at byte %d); send the token exactly as the provider issued it", field, char, at)
+}
+
 func TestInvalidBody(t *testing.T) {
 	t.Parallel()
-	const secret = "gho_bodysecret0123456789"
+	const (
+		secret      = "gho_bodysecret0123456789"
+		accessLife  = "expires_in must be at least 1 (seconds); leave it out for an access token that never expires"
+		refreshLife = "refresh_token_expires_in must not be negative; 0 (or leaving it out) means the refresh token does not expire"
+	)
 	at := `{"access_token":"` + secret + `"`
 	tests := []struct {
 		name    string
@@ -29,14 +45,14 @@ func TestInvalidBody(t *testing.T) {
 	}{
 		{"unknown field", false, at + `,"scope":"repo"}`, "scope is not a known field; check the spelling against the API document"},
 		{"unknown field only", false, `{"acces_token":"` + secret + `"}`, "acces_token is not a known field; check the spelling against the API document"},
-		{"wrong type: expires_in string", false, at + `,"expires_in":"x"}`, "expires_in must be a number"},
-		{"wrong type: expires_in fraction", false, at + `,"expires_in":1.5}`, "expires_in must be a number"},
+		{"wrong type: expires_in string", false, at + `,"expires_in":"x"}`, "expires_in must be a whole number written with digits only (no fraction or exponent)"},
+		{"wrong type: expires_in fraction", false, at + `,"expires_in":1.5}`, "expires_in must be a whole number written with digits only (no fraction or exponent)"},
 		{"wrong type: access_token number", false, `{"access_token":12345}`, "access_token must be a string"},
 		{"wrong type: refresh_token object", false, at + `,"refresh_token":{}}`, "refresh_token must be a string"},
-		{"wrong type: refresh_token_expires_in bool", false, at + `,"refresh_token":"r","refresh_token_expires_in":true}`, "refresh_token_expires_in must be a number"},
-		{"malformed JSON", false, at + `,}`, "body is not valid JSON (error at byte 44)"},
+		{"wrong type: refresh_token_expires_in bool", false, at + `,"refresh_token":"r","refresh_token_expires_in":true}`, "refresh_token_expires_in must be a whole number written with digits only (no fraction or exponent)"},
+		{"malformed JSON", false, at + `,}`, "body is not valid JSON (near byte 42)"},
 		{"cut short", false, at, "body is cut short: not a complete JSON object"},
-		{"not JSON", false, `access_token=` + secret, "body is not valid JSON (error at byte 1)"},
+		{"not JSON", false, `access_token=` + secret, "body is not valid JSON (near byte 0)"},
 		{"empty body", false, ``, "body is empty; send a JSON object"},
 		{"JSON array", false, `[` + at + `}]`, "body must be a JSON object"},
 		{"JSON string", false, `"` + secret + `"`, "body must be a JSON object"},
@@ -54,11 +70,52 @@ func TestInvalidBody(t *testing.T) {
 		{"bad RFC 3339: no zone", false, at + `,"access_token_expires_at":"2099-01-01T00:00:00"}`, "access_token_expires_at must be an RFC 3339 time such as 2026-01-02T15:04:05Z"},
 		{"bad RFC 3339: unix seconds as string", false, at + `,"access_token_expires_at":"4102444800"}`, "access_token_expires_at must be an RFC 3339 time such as 2026-01-02T15:04:05Z"},
 		{"bad RFC 3339 refresh expiry", false, `{"access_token":"a","refresh_token":"` + secret + `","refresh_token_expires_at":"tomorrow"}`, "refresh_token_expires_at must be an RFC 3339 time such as 2026-01-02T15:04:05Z"},
-		{"negative expires_in", false, at + `,"expires_in":-1}`, "expires_in must not be negative"},
-		{"negative refresh_token_expires_in", false, `{"access_token":"a","refresh_token":"` + secret + `","refresh_token_expires_in":-60}`, "refresh_token_expires_in must not be negative"},
+		{"negative expires_in", false, at + `,"expires_in":-1}`, accessLife},
+		{"expires_in 0: neither expired nor never", false, at + `,"expires_in":0}`, accessLife},
+		{"expires_in -0", false, at + `,"expires_in":-0}`, accessLife},
+		{"negative refresh_token_expires_in", false, `{"access_token":"a","refresh_token":"` + secret + `","refresh_token_expires_in":-60}`, refreshLife},
 		{"refresh_token_expires_at without refresh_token", false, at + `,"refresh_token_expires_at":"2099-01-01T00:00:00Z"}`, "refresh_token is required when a refresh token expiry is given"},
 		{"refresh_token_expires_in without refresh_token", false, at + `,"refresh_token_expires_in":60}`, "refresh_token is required when a refresh token expiry is given"},
+		{"refresh_token_expires_in 0 without refresh_token", false, at + `,"refresh_token_expires_in":0}`, "refresh_token is required when a refresh token expiry is given"},
 		{"refresh expiry with empty refresh_token", false, at + `,"refresh_token":"","refresh_token_expires_in":60}`, "refresh_token is required when a refresh token expiry is given"},
+
+		// Strict by construction (issue 9): one meaning or a 400.
+		{"raw invalid UTF-8 in access_token", false, "{\"access_token\":\"tok-\xff\xfe\"}", "access_token is not valid UTF-8 (byte 21); send the exact characters"},
+		{"raw invalid UTF-8 in refresh_token", false, "{\"access_token\":\"a\",\"refresh_token\":\"r-\xc0\xaf\"}", "refresh_token is not valid UTF-8 (byte 39); send the exact characters"},
+		{"UTF-8-encoded surrogate in access_token", false, "{\"access_token\":\"tok-\xed\xa0\x80\"}", "access_token is not valid UTF-8 (byte 21); send the exact characters"},
+		{"invalid UTF-8 in a member name", false, "{\"access_token\xff\":\"a\"}", "body is not valid UTF-8 (byte 14); send the exact characters"},
+		{"lone high surrogate in access_token", false, `{"access_token":"tok-\ud800"}`, loneSurrogate("access_token")},
+		{"lone low surrogate in access_token", false, `{"access_token":"tok-\udc00"}`, loneSurrogate("access_token")},
+		{"high surrogate then a letter", false, `{"access_token":"tok-\ud800\u0041"}`, loneSurrogate("access_token")},
+		{"lone surrogate in refresh_token", false, `{"access_token":"a","refresh_token":"\ud83d"}`, loneSurrogate("refresh_token")},
+		{"invalid escape in access_token", false, `{"access_token":"tok\x41"}`, loneSurrogate("access_token")},
+		{"raw control character in access_token", false, "{\"access_token\":\"tok\n\"}", "access_token has a raw control character; JSON strings must escape them"},
+		{"duplicate access_token", false, `{"access_token":"first","access_token":"second"}`, twice("access_token")},
+		{"duplicate access_token, same value", false, `{"access_token":"same","access_token":"same"}`, twice("access_token")},
+		{"duplicate expires_in hiding a negative one", false, `{"access_token":"x","expires_in":-5,"expires_in":60}`, twice("expires_in")},
+		{"duplicate access_token_expires_at reviving an expired token", false,
+			`{"access_token":"x","access_token_expires_at":"2000-01-01T00:00:00Z","access_token_expires_at":"2099-01-01T00:00:00Z"}`, twice("access_token_expires_at")},
+		{"duplicate refresh_token", false, `{"access_token":"a","refresh_token":"r1","refresh_token":"r2"}`, twice("refresh_token")},
+		{"duplicate refresh_token_expires_in", false, `{"access_token":"a","refresh_token":"r","refresh_token_expires_in":-1,"refresh_token_expires_in":60}`, twice("refresh_token_expires_in")},
+		{"duplicate refresh_token_expires_at", false, `{"access_token":"a","refresh_token":"r","refresh_token_expires_at":"2000-01-01T00:00:00Z","refresh_token_expires_at":"2099-01-01T00:00:00Z"}`, twice("refresh_token_expires_at")},
+		{"duplicate null member", false, `{"access_token":"a","refresh_token":null,"refresh_token":null}`, twice("refresh_token")},
+		{"ACCESS_TOKEN", false, `{"ACCESS_TOKEN":"upper"}`, caseFolded("ACCESS_TOKEN", "access_token")},
+		{"Access_Token after access_token", false, `{"access_token":"a","Access_Token":"b"}`, caseFolded("Access_Token", "access_token")},
+		{"Refresh_Token", false, `{"Refresh_Token":"r"}`, caseFolded("Refresh_Token", "refresh_token")},
+		{"Expires_In", false, `{"access_token":"a","Expires_In":60}`, caseFolded("Expires_In", "expires_in")},
+		{"Offline_Token in a tokens PUT is unknown", false, `{"access_token":"a","Offline_Token":"c"}`, "Offline_Token is not a known field; check the spelling against the API document"},
+		{"NUL in access_token", false, `{"access_token":"a\u0000b"}`, control("access_token", "U+0000", 1)},
+		{"escaped newline in access_token", false, `{"access_token":"tok\n"}`, control("access_token", "U+000A", 3)},
+		{"escaped DEL in access_token", false, `{"access_token":"\u007ftok"}`, control("access_token", "U+007F", 0)},
+		{"U+001F in refresh_token", false, `{"access_token":"a","refresh_token":"r\u001f"}`, control("refresh_token", "U+001F", 1)},
+
+		{"offline: raw invalid UTF-8", true, "{\"offline_token\":\"c-\xff\"}", "offline_token is not valid UTF-8 (byte 20); send the exact characters"},
+		{"offline: lone surrogate", true, `{"offline_token":"c-\udfff"}`, loneSurrogate("offline_token")},
+		{"offline: duplicate offline_token", true, `{"offline_token":"c1","offline_token":"c2"}`, twice("offline_token")},
+		{"offline: Offline_Token", true, `{"Offline_Token":"c"}`, caseFolded("Offline_Token", "offline_token")},
+		{"offline: OFFLINE_TOKEN after offline_token", true, `{"offline_token":"c","OFFLINE_TOKEN":"d"}`, caseFolded("OFFLINE_TOKEN", "offline_token")},
+		{"offline: NUL", true, `{"offline_token":"c\u0000"}`, control("offline_token", "U+0000", 1)},
+		{"offline: escaped CR", true, `{"offline_token":"\rc"}`, control("offline_token", "U+000D", 0)},
 
 		{"offline: unknown field", true, `{"offline_token":"` + secret + `","token":"x"}`, "token is not a known field; check the spelling against the API document"},
 		{"offline: wrong type", true, `{"offline_token":42}`, "offline_token must be a string"},
@@ -169,7 +226,10 @@ func TestUnsupportedMediaType(t *testing.T) {
 		{"tokens xml", tokensPath("alice", "github"), "application/xml", `<t>` + secret + `</t>`, 415},
 		{"tokens malformed media type", tokensPath("alice", "github"), "application/json;;", `{"access_token":"` + secret + `"}`, 415},
 		{"offline text/plain", offlinePath("alice"), "text/plain; charset=utf-8", `{"offline_token":"` + secret + `"}`, 415},
+		{"JSON in latin-1 is refused", tokensPath("alice", "github"), "application/json; charset=iso-8859-1", `{"access_token":"` + secret + `"}`, 415},
+		{"offline JSON in UTF-16 is refused", offlinePath("alice"), "application/json; charset=utf-16", `{"offline_token":"` + secret + `"}`, 415},
 		{"JSON with charset is accepted", tokensPath("bob", "github"), "application/json; charset=utf-8", `{"access_token":"` + secret + `"}`, 200},
+		{"charset is case-insensitive", tokensPath("bob", "github"), "application/json; charset=UTF-8", `{"access_token":"` + secret + `"}`, 200},
 		{"+json suffix is accepted", offlinePath("bob"), "application/vnd.tokenstore+json", `{"offline_token":"` + secret + `"}`, 200},
 		{"no Content-Type is accepted", tokensPath("carol", "github"), "", `{"access_token":"` + secret + `"}`, 200},
 	}
@@ -334,6 +394,12 @@ func TestUseCaseErrors(t *testing.T) {
 				}
 				if p.Detail != tc.detail {
 					t.Errorf("detail = %q, want %q", p.Detail, tc.detail)
+				}
+				// Every line of the request carries the id its answer gives.
+				for _, l := range a.logLines() {
+					if l["request_id"] != p.RequestID {
+						t.Errorf("log line without the answer's request_id %q: %v", p.RequestID, l)
+					}
 				}
 				errs := a.logged(tc.logged)
 				if tc.logged == "" {

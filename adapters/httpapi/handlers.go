@@ -5,9 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/tokenstore/tokenstore/app"
 	"github.com/tokenstore/tokenstore/domain"
@@ -79,10 +83,12 @@ func Routes() []Route {
 }
 
 // NewHandler returns the API's http.Handler: every request is observed
-// (request id, log line, panics), authenticated under /v1, routed, and
-// checked against its route's permission before its handler runs.
+// (request id, log line, panics), authenticated under /v1, refused if its
+// path is not canonical, routed, and checked against its route's
+// permission before its handler runs. Every line it logs for a request
+// carries the request's id.
 func NewHandler(log *slog.Logger, svc TokenService, auth *Authenticator, ready Checker) http.Handler {
-	a := &api{log: log, svc: svc, auth: auth, ready: ready}
+	a := &api{log: slog.New(requestIDHandler{log.Handler()}), svc: svc, auth: auth, ready: ready}
 	mux := http.NewServeMux()
 	allowed := map[string][]string{} // path -> methods
 	for _, rt := range a.routes() {
@@ -94,7 +100,7 @@ func NewHandler(log *slog.Logger, svc TokenService, auth *Authenticator, ready C
 		mux.Handle(path, a.serve("", methodNotAllowed(methods)))
 	}
 	mux.Handle("/", a.serve("", notFound))
-	return a.observe(a.authenticate(mux))
+	return a.observe(a.authenticate(a.canonicalPath(mux)))
 }
 
 // serve adapts a handler to net/http: it admits only callers holding perm
@@ -102,6 +108,9 @@ func NewHandler(log *slog.Logger, svc TokenService, auth *Authenticator, ready C
 func (a *api) serve(perm Permission, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		err := authorize(r, perm)
+		if err == nil && perm != "" {
+			err = noQuery(r)
+		}
 		if err == nil {
 			err = h(w, r)
 		}
@@ -109,6 +118,27 @@ func (a *api) serve(perm Permission, h handlerFunc) http.Handler {
 			a.writeError(w, r, err)
 		}
 	})
+}
+
+// noQuery refuses a query string on a /v1 route: none takes one, and a
+// parameter silently ignored (a filter, a flag) would answer something the
+// caller did not ask for.
+func noQuery(r *http.Request) error {
+	if r.URL.RawQuery == "" && !r.URL.ForceQuery {
+		return nil
+	}
+	field := "query"
+	if q, err := url.ParseQuery(r.URL.RawQuery); err == nil && len(q) > 0 {
+		field = slices.Sorted(maps.Keys(q))[0]
+	}
+	if len(field) > 64 || !utf8.ValidString(field) || strings.ContainsFunc(field, unicode.IsControl) {
+		field = "query"
+	}
+	detail := field + " is not a known query parameter; this API takes none"
+	if field == "query" {
+		detail = "query string is not allowed; this API takes no query parameters"
+	}
+	return newProblem(http.StatusBadRequest, CodeInvalidRequest, detail).withField(field)
 }
 
 func methodNotAllowed(methods []string) handlerFunc {

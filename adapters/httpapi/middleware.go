@@ -8,8 +8,11 @@ import (
 	"log/slog"
 	"net/http"
 	"path"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/tokenstore/tokenstore/domain"
 )
 
 type ctxKey int
@@ -106,7 +109,7 @@ func (a *api) observe(next http.Handler) http.Handler {
 					panic(v)
 				}
 				// The panic value is not logged: it could hold anything.
-				a.log.ErrorContext(r.Context(), "handler panicked", "request_id", info.id, "route", r.Pattern)
+				a.log.ErrorContext(r.Context(), "handler panicked", "route", r.Pattern)
 				if sw.status == 0 {
 					a.writeError(sw, r, newProblem(http.StatusInternalServerError, CodeInternal, "internal error"))
 				}
@@ -121,8 +124,7 @@ func (a *api) observe(next http.Handler) http.Handler {
 				slog.Int("status", sw.status),
 				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 				slog.String("caller", callerName(info.caller)),
-				slog.String("request_id", info.id),
-			)
+			) // request_id: added by requestIDHandler
 		}()
 		next.ServeHTTP(sw, r)
 	})
@@ -187,4 +189,100 @@ func authorize(r *http.Request, perm Permission) error {
 			fmt.Sprintf("caller %q lacks the %s permission", callerName(caller), perm))
 	}
 	return nil
+}
+
+// canonicalPath refuses a path that http.ServeMux would clean (an empty,
+// "." or ".." segment: /v1/users//providers, /v1/users/./offline-token)
+// with a 400 naming the path value at fault, where the mux would answer a
+// redirect with an empty body that tells an API client nothing (and that
+// many clients follow without the PUT's body). It runs after
+// authentication, so an unauthenticated caller still gets its 401 first.
+// A trailing slash alone is not cleaned: such a path is a 404.
+func (a *api) canonicalPath(next http.Handler) http.Handler {
+	routes := a.routes()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.EscapedPath(); r.Method != http.MethodConnect && !isCanonical(p) {
+			a.writeError(w, r, uncleanPathProblem(p, routes))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// isCanonical reports whether ServeMux leaves the escaped path p as it is:
+// it starts with "/" and no segment is "." or "..", or empty other than a
+// final one (a trailing slash). Percent-encoded characters are not
+// decoded, as the mux does not decode them: %2F and %2E are data.
+func isCanonical(p string) bool {
+	if !strings.HasPrefix(p, "/") {
+		return false
+	}
+	segs := strings.Split(p[1:], "/")
+	for i, s := range segs {
+		if s == "." || s == ".." || s == "" && i < len(segs)-1 {
+			return false
+		}
+	}
+	return true
+}
+
+// uncleanPathProblem names the route's path value at fault when p has the
+// shape of a route (/v1/users//providers/github/tokens: the user), else the
+// path. The value is judged by its own rule (domain.ParseUserID...), which
+// refuses empty and dot-segment values.
+func uncleanPathProblem(p string, routes []route) *Problem {
+	segs := strings.Split(strings.TrimPrefix(p, "/"), "/")
+	for _, rt := range routes {
+		pat := strings.Split(strings.TrimPrefix(rt.Path, "/"), "/")
+		if len(pat) != len(segs) {
+			continue
+		}
+		field, matches := "", true
+		for i, s := range pat {
+			name, isWildcard := strings.CutPrefix(s, "{")
+			name = strings.TrimSuffix(name, "}")
+			switch {
+			case !isWildcard && s != segs[i]:
+				matches = false
+			case isWildcard && field == "" && (segs[i] == "" || segs[i] == "." || segs[i] == ".."):
+				field = name
+			}
+		}
+		if !matches || field == "" {
+			continue
+		}
+		var err error
+		switch field {
+		case "user":
+			_, err = domain.ParseUserID(segs[slices.Index(pat, "{user}")])
+		case "provider":
+			_, err = domain.ParseProvider(segs[slices.Index(pat, "{provider}")])
+		}
+		if err != nil {
+			return newProblem(http.StatusBadRequest, CodeInvalidRequest, err.Error()).withField(field)
+		}
+	}
+	return newProblem(http.StatusBadRequest, CodeInvalidRequest,
+		`path must not contain an empty, "." or ".." segment; send the path as the API document gives it`).withField("path")
+}
+
+// requestIDHandler adds the request id to every record logged with a
+// request's context, so that any line (the ERROR "request failed" a 500
+// body points to included) can be found from the id a client reports.
+type requestIDHandler struct{ slog.Handler }
+
+func (h requestIDHandler) Handle(ctx context.Context, rec slog.Record) error {
+	if id := requestIDFrom(ctx); id != "" {
+		rec = rec.Clone()
+		rec.AddAttrs(slog.String("request_id", id))
+	}
+	return h.Handler.Handle(ctx, rec)
+}
+
+func (h requestIDHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return requestIDHandler{h.Handler.WithAttrs(attrs)}
+}
+
+func (h requestIDHandler) WithGroup(name string) slog.Handler {
+	return requestIDHandler{h.Handler.WithGroup(name)}
 }

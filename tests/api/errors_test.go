@@ -278,7 +278,6 @@ func TestExpiredAccessTokenIsNotReturned(t *testing.T) {
 	}{
 		{"expires_at in the past", map[string]any{"access_token_expires_at": "2020-01-01T00:00:00Z"}},
 		{"expires_at in the past with a usable refresh token", map[string]any{"access_token_expires_at": "2020-01-01T00:00:00Z", "refresh_token": uniq("rt-")}},
-		{"expires_in 0", map[string]any{"expires_in": 0}},
 		{"expires_at in the past in another zone", map[string]any{"access_token_expires_at": "2021-06-01T02:00:00.000001+02:00"}},
 	}
 	for _, tc := range tests {

@@ -124,9 +124,9 @@ func TestNothingToRefreshWith(t *testing.T) {
 	in := c.instances[0]
 	g := c.fake.NewGrant()
 	c.put(t, "both-expired", map[string]any{
-		"access_token": g.access, "refresh_token": g.refresh, "expires_in": 0, "refresh_token_expires_in": 0,
+		"access_token": g.access, "refresh_token": g.refresh, "access_token_expires_at": expiredAt, "refresh_token_expires_at": expiredAt,
 	})
-	c.put(t, "no-refresh-token", map[string]any{"access_token": "at-lonely-" + randHex(8), "expires_in": 0})
+	c.put(t, "no-refresh-token", map[string]any{"access_token": "at-lonely-" + randHex(8), "access_token_expires_at": expiredAt})
 	for _, user := range []string{"both-expired", "no-refresh-token"} {
 		wantStatus(t, user, in.get(t, user), http.StatusConflict, httpapi.CodeReauthRequired)
 		if _, err := in.apiGet(user); !errors.Is(err, domain.ErrReauthRequired) {

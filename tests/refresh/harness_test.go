@@ -278,11 +278,21 @@ func (c *cluster) putAs(t *testing.T, prov domain.Provider, user string, body ma
 }
 
 // putGrant stores a fake grant's initial tokens with the access token
-// expiring in expiresIn seconds (0: already expired).
+// expiring in expiresIn seconds (0: already expired, sent as an expiry time
+// of now: the API refuses expires_in 0).
 func (c *cluster) putGrant(t *testing.T, user string, g grantTokens, expiresIn int64) {
 	t.Helper()
-	c.put(t, user, map[string]any{"access_token": g.access, "refresh_token": g.refresh, "expires_in": expiresIn})
+	body := map[string]any{"access_token": g.access, "refresh_token": g.refresh, "expires_in": expiresIn}
+	if expiresIn <= 0 {
+		delete(body, "expires_in")
+		body["access_token_expires_at"] = expiredAt
+	}
+	c.put(t, user, body)
 }
+
+// expiredAt is an access_token_expires_at (or refresh_token_expires_at)
+// already past.
+const expiredAt = "2001-01-01T00:00:00Z"
 
 // providerStatus is one entry of GET /v1/users/{user}/providers.
 type providerStatus struct {

@@ -31,7 +31,7 @@ func TestWorkerNotStarvedByRowsItCannotRefresh(t *testing.T) {
 	in := c.instances[0]
 	for i := range 2 {
 		c.putAs(t, "bitbucket", fmt.Sprintf("unconfigured-%d", i), map[string]any{
-			"access_token": "at-bb-" + randHex(8), "refresh_token": "rt-bb-" + randHex(8), "expires_in": 0,
+			"access_token": "at-bb-" + randHex(8), "refresh_token": "rt-bb-" + randHex(8), "access_token_expires_at": expiredAt,
 		})
 	}
 	const user = "starved-user"

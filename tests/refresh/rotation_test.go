@@ -158,7 +158,7 @@ func TestCommitFailureAfterProviderSuccess(t *testing.T) {
 
 	// The user reconnects (here: with the tokens the provider issued and the
 	// service lost); refreshing works again.
-	c.put(t, user, map[string]any{"access_token": c.fake.Access(g.id), "refresh_token": c.fake.Current(g.id), "expires_in": 0})
+	c.put(t, user, map[string]any{"access_token": c.fake.Access(g.id), "refresh_token": c.fake.Current(g.id), "access_token_expires_at": expiredAt})
 	again := a.get(t, user)
 	wantToken(t, "GET after reconnecting", again, c.fake.Access(g.id))
 	if n := c.fake.Reuses(); n != 0 {
