@@ -114,8 +114,10 @@ func runServe(ctx context.Context, args []string, env Env) error {
 Runs the HTTP API until SIGINT or SIGTERM, then drains in-flight requests.
 --dev is for a laptop: it defaults the database to the one `+"`task run`"+` starts,
 creates a key file and a caller credential under .dev/ (mode 0600) if
-missing, and applies migrations. Outside --dev, a key, a caller and a
-database URL must be configured.
+missing, declares github, gitlab, bitbucket, azure_devops and keycloak as
+store-only providers when no providers are configured, and applies
+migrations. Outside --dev, a key, a caller and a database URL must be
+configured, and tokens are stored only for declared providers.
 `+settingsHelp(), env)
 	dev := fs.Bool("dev", false, "development mode (see above)")
 	cfgPath := fs.String("config", "", "YAML config file (default $TOKENSTORE_CONFIG)")
