@@ -137,7 +137,9 @@ func jsonMembers(body []byte) (members, bool) {
 		}
 		v := member{kind: raw.Kind(), text: string(raw), exact: true}
 		if v.kind == '"' {
-			s, err := jsontext.AppendUnquote(nil, raw)
+			// Invalid UTF-8 is dropped rather than turned into U+FFFD, so
+			// that what is shown of a description is what was sent.
+			s, err := jsontext.AppendUnquote(nil, strings.ToValidUTF8(string(raw), ""))
 			v.text, v.exact = string(s), err == nil && raw.IsValid()
 		}
 		m[key] = append(m[key], v)

@@ -28,8 +28,10 @@ import (
 // form-encoded and JSON-escaped) is also looked for in base64 and base64url
 // at each of the three alignments it can take inside a longer base64 string
 // (so padded, raw, and embedded in a Basic credential or a JWT are all
-// found). A text that ends (or starts) with most of a secret, as a provider
-// that cuts its echo leaves it, loses that part too.
+// found). Providers also cut what they echo, so any part of a secret of
+// partWindow bytes or more is removed wherever it is, and a text that ends
+// with a secret's first minPartial bytes or more, or starts with its last
+// ones, loses them too.
 //
 // It is written here rather than taken from a library because it is the
 // product's own value: no general-purpose redaction library knows which
@@ -38,6 +40,10 @@ import (
 // echoed secrets and mangle ordinary text.
 type scrubber struct {
 	needles []needle
+	// windows holds every partWindow-byte part of every needle, true for a
+	// part of a base64 needle; built on first use, as most exchanges
+	// never need it.
+	windows map[string]bool
 	// short is set when a secret shorter than minScrubLen is in flight: such a
 	// secret cannot be replaced without mangling ordinary words, so provider
 	// text is withheld instead (see describe).
@@ -58,6 +64,8 @@ const (
 	// minPartial is the shortest part of a secret removed at the start or
 	// end of a text.
 	minPartial = 6
+	// partWindow is the shortest part of a secret removed anywhere.
+	partWindow = 10
 	// maxScanLen bounds the provider text scrubbed (the rest is cut first).
 	maxScanLen = 4096
 	// maxPasses bounds the passes: removing a secret can join its
@@ -85,7 +93,11 @@ func newScrubber(secrets ...string) *scrubber {
 			sc.short = true
 			continue
 		}
-		add(s, false)
+		// The encoded forms are needles too, for parts cut in the middle of
+		// an escape, which no decoding can undo.
+		for _, form := range []string{s, url.QueryEscape(s), url.PathEscape(s), jsonEscape(s)} {
+			add(form, false)
+		}
 		for _, form := range []string{s, url.QueryEscape(s), jsonEscape(s)} {
 			for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
 				for _, m := range base64Middles(enc, []byte(form)) {
@@ -158,10 +170,24 @@ func (sc *scrubber) pass(text string) (string, bool) {
 	if len(sc.needles) == 0 || text == "" {
 		return text, false
 	}
+	if sc.windows == nil {
+		sc.windows = map[string]bool{}
+		for _, n := range sc.needles {
+			for i := 0; i+partWindow <= len(n.s); i++ {
+				w := string(n.s[i : i+partWindow])
+				sc.windows[w] = sc.windows[w] || n.base64
+			}
+		}
+	}
 	var hits []span
 	for _, v := range decodings(text) {
 		for _, n := range sc.needles {
 			hits = v.find(n, text, hits)
+		}
+		for i := 0; i+partWindow <= len(v.b); i++ {
+			if b64, ok := sc.windows[string(v.b[i:i+partWindow])]; ok {
+				hits = append(hits, v.spanOf(i, i+partWindow, b64, text))
+			}
 		}
 	}
 	if len(hits) == 0 {
@@ -194,7 +220,7 @@ type decoded struct {
 // encodings a secret may be echoed in.
 func decodings(text string) []decoded {
 	raw := decoded{b: []byte(text), lo: make([]int, len(text)), hi: make([]int, len(text))}
-	for i := range text {
+	for i := range len(text) { // every byte, not every rune
 		raw.lo[i], raw.hi[i] = i, i+1
 	}
 	form := raw.unpercent(true)
@@ -218,6 +244,8 @@ func (d decoded) unpercent(plus bool) decoded {
 		case c == '%' && i+2 < len(d.b) && isHex(d.b[i+1]) && isHex(d.b[i+2]):
 			d.emit(&out, unhex(d.b[i+1])<<4|unhex(d.b[i+2]), i, i+3)
 			i += 3
+		case c == '%' && (i+1 == len(d.b) || i+2 == len(d.b) && isHex(d.b[i+1])):
+			i = len(d.b) // an escape cut by the end of the text: drop it
 		case c == '+' && plus:
 			d.emit(&out, ' ', i, i+1)
 			i++
@@ -241,6 +269,9 @@ func (d decoded) unjson() decoded {
 				i += 2
 				continue
 			}
+			if rest := d.b[i+1:]; rest[0] == 'u' && len(rest) < 11 && isCutUEscape(rest) {
+				break // an escape cut by the end of the text: drop it
+			}
 			if r, n := d.uescape(i); n > 0 {
 				var buf [utf8.UTFMax]byte
 				for _, c := range buf[:utf8.EncodeRune(buf[:], r)] {
@@ -254,6 +285,21 @@ func (d decoded) unjson() decoded {
 		i++
 	}
 	return out
+}
+
+// isCutUEscape reports whether s, the text after a backslash, is the
+// beginning of \uXXXX or of a surrogate pair of them.
+func isCutUEscape(s []byte) bool {
+	const pattern = "uhhhh\\uhhhh"
+	if len(s) >= len(pattern) {
+		return false
+	}
+	for i, c := range s {
+		if p := pattern[i]; p == 'h' && !isHex(c) || p != 'h' && c != p {
+			return false
+		}
+	}
+	return len(s) != 5 // a whole escape is not cut
 }
 
 // uescape reads \uXXXX (or a surrogate pair of them) at i; n is 0 when
@@ -287,17 +333,22 @@ func (d decoded) uescape(i int) (rune, int) {
 	return r, 6
 }
 
-// find appends to hits the ranges of text where d holds n, whole or, at
-// d's ends, in part.
-func (d decoded) find(n needle, text string, hits []span) []span {
-	add := func(i, j int) { // d.b[i:j] is (part of) n
-		s := span{d.lo[i], d.hi[j-1]}
-		if n.base64 {
-			s = widenBase64(text, s)
-		}
-		hits = append(hits, s)
+// spanOf returns the range of text that d.b[i:j], (part of) a needle, came
+// from.
+func (d decoded) spanOf(i, j int, base64 bool, text string) span {
+	s := span{d.lo[i], d.hi[j-1]}
+	if base64 {
+		s = widenBase64(text, s)
 	}
-	for off := 0; ; {
+	return s
+}
+
+// find appends to hits the ranges of text where d holds n whole (needles
+// shorter than partWindow need this; pass finds the parts of longer ones)
+// or, at d's ends, in part.
+func (d decoded) find(n needle, text string, hits []span) []span {
+	add := func(i, j int) { hits = append(hits, d.spanOf(i, j, n.base64, text)) }
+	for off := 0; len(n.s) < partWindow; {
 		k := bytes.Index(d.b[off:], n.s)
 		if k < 0 {
 			break
