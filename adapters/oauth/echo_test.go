@@ -18,6 +18,7 @@ import (
 
 	"github.com/tokenstore/tokenstore/adapters/oauth"
 	"github.com/tokenstore/tokenstore/domain"
+	"github.com/tokenstore/tokenstore/tests/testlog"
 )
 
 // Secrets built to be hard to scrub: every character that an encoding
@@ -28,66 +29,16 @@ const (
 	hardID      = "corp client:1"
 )
 
-// encodings lists s in every encoding tokenstore produces or receives,
-// computed independently of the package's scrubber.
-func encodings(s string) []string {
-	lower := regexp.MustCompile(`%[0-9A-F]{2}`)
-	lowerHex := func(e string) string { return lower.ReplaceAllStringFunc(e, strings.ToLower) }
-	q, p := url.QueryEscape(s), url.PathEscape(s)
-	out := []string{s, q, lowerHex(q), p, lowerHex(p), strings.ReplaceAll(q, "+", "%20")}
-	if utf8.ValidString(s) {
-		j, _ := json.Marshal(s)
-		out = append(out, string(j[1:len(j)-1]), pythonJSON(s))
-	}
-	for _, form := range []string{s, q} {
-		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
-			out = append(out, enc.EncodeToString([]byte(form)))
-		}
-	}
-	return out
-}
-
-// pythonJSON is s as Python's json.dumps writes it inside a string
-// (ensure_ascii: every non-ASCII character as \uXXXX), with "/" escaped as
-// PHP does.
-func pythonJSON(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case r == '"' || r == '\\' || r == '/':
-			b.WriteString(`\` + string(r))
-		case r < 0x20 || r > 0x7e:
-			if r > 0xffff {
-				r -= 0x10000
-				fmt.Fprintf(&b, `\u%04x\u%04x`, 0xd800+(r>>10), 0xdc00+(r&0x3ff))
-			} else {
-				fmt.Fprintf(&b, `\u%04x`, r)
-			}
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
-
-// basicOf is the Authorization credential for id and secret (RFC 6749 §2.3.1).
-func basicOf(id, secret string) string {
-	return base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id) + ":" + url.QueryEscape(secret)))
-}
-
-// assertNoSecretEncoded fails when s holds any of secrets in any encoding,
-// as it is or read back once from the quoting of its parts (a quoted part
-// doubles the backslashes an encoded secret carries).
+// assertNoSecretEncoded fails when s holds any of secrets in any encoding
+// (testlog.FindSecret), or any long part of one, as a provider that cuts
+// its echo leaves.
 func assertNoSecretEncoded(t *testing.T, where, s string, secrets ...string) {
 	t.Helper()
+	if secret, e := testlog.FindSecret(s, secrets...); secret != "" {
+		t.Errorf("%s %q holds secret %q encoded as %q", where, s, secret, e)
+	}
 	unquoted := strings.NewReplacer(`\\`, `\`, `\"`, `"`).Replace(s)
 	for _, secret := range secrets {
-		for _, e := range encodings(secret) {
-			if strings.Contains(s, e) || strings.Contains(unquoted, e) {
-				t.Errorf("%s %q holds secret %q encoded as %q", where, s, secret, e)
-			}
-		}
-		// Nor any long part of it, as a provider that cuts its echo leaves.
 		for _, e := range []string{secret, url.QueryEscape(secret)} {
 			for i := 0; i+partWindow <= len(e); i++ {
 				if part := e[i : i+partWindow]; strings.Contains(s, part) || strings.Contains(unquoted, part) {
@@ -118,7 +69,7 @@ func TestEchoedSecretsAreScrubbed(t *testing.T) {
 		"the body decoded":      func(r request) string { return fmt.Sprint(r.form) },
 		"the form as Go JSON":   func(r request) string { b, _ := json.Marshal(r.form); return string(b) },
 		"the form as Python JSON": func(r request) string {
-			return pythonJSON(r.form.Get("refresh_token") + " " + r.form.Get("client_secret"))
+			return testlog.PythonJSON(r.form.Get("refresh_token") + " " + r.form.Get("client_secret"))
 		},
 		"the Authorization header": func(r request) string { return "got " + r.authorization + " and " + r.pass },
 		"the body in base64":       func(r request) string { return base64.StdEncoding.EncodeToString([]byte(r.body)) },
@@ -155,7 +106,7 @@ func TestEchoedSecretsAreScrubbed(t *testing.T) {
 						t.Fatalf("error = %v, want ErrGrantRevoked", err)
 					}
 					msg := err.Error()
-					assertNoSecretEncoded(t, "error", msg, rt, hardSecret, basicOf(hardID, hardSecret), answerToken)
+					assertNoSecretEncoded(t, "error", msg, rt, hardSecret, testlog.BasicCredential(hardID, hardSecret), answerToken)
 					if !strings.Contains(msg, "echo:") || !strings.Contains(msg, "error invalid_grant") {
 						t.Errorf("error %q lost the provider's words", msg)
 					}
@@ -293,7 +244,7 @@ func TestTransportErrorsAreScrubbed(t *testing.T) {
 			if !errors.Is(err, domain.ErrProviderUnavailable) {
 				t.Fatalf("error = %v", err)
 			}
-			assertNoSecretEncoded(t, "error", err.Error(), hardRefresh, hardSecret, basicOf(hardID, hardSecret))
+			assertNoSecretEncoded(t, "error", err.Error(), hardRefresh, hardSecret, testlog.BasicCredential(hardID, hardSecret))
 			if !strings.Contains(err.Error(), "malformed HTTP") {
 				t.Errorf("error %q does not say what went wrong", err)
 			}
