@@ -118,7 +118,10 @@ database URL must be configured.
 	if err != nil {
 		return err
 	}
-	log := NewLogger(cfg.Log, env.Stderr)
+	// A broken log stream must not stop the server: see LogStream.
+	ignoreBrokenPipes()
+	logs := NewLogStream(env.Stderr, env.Stdout)
+	log := NewLogger(cfg.Log, logs)
 	if cfg.Dev {
 		if err := prepareDev(&cfg, log); err != nil {
 			return err
@@ -130,7 +133,7 @@ database URL must be configured.
 	log.Info("starting tokenstore", "version", buildVersion(), "database", cfg.Database,
 		"addr", cfg.HTTP.Addr, "keys", len(cfg.Keys.Keys), "key_source", cfg.KeySource, "callers", len(cfg.Callers))
 
-	app := NewApp(cfg, log)
+	app := NewApp(cfg, log, withLogStream(logs))
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := app.Start(startCtx); err != nil {
