@@ -55,6 +55,54 @@ type scrubber struct {
 type needle struct {
 	s      []byte
 	base64 bool
+	// fail is s's KMP prefix function, rev and revFail those of s reversed:
+	// the cut-echo checks run in time linear in the needle's length.
+	fail, revFail []int
+	rev           []byte
+}
+
+func newNeedle(s string, base64 bool) needle {
+	n := needle{s: []byte(s), base64: base64, rev: []byte(s)}
+	slices.Reverse(n.rev)
+	n.fail, n.revFail = prefixFunction(n.s), prefixFunction(n.rev)
+	return n
+}
+
+// prefixFunction returns, for each i, the length of the longest proper
+// prefix of p[:i+1] that is also its suffix (Knuth-Morris-Pratt).
+func prefixFunction(p []byte) []int {
+	f := make([]int, len(p))
+	for i, k := 1, 0; i < len(p); i++ {
+		for k > 0 && p[i] != p[k] {
+			k = f[k-1]
+		}
+		if p[i] == p[k] {
+			k++
+		}
+		f[i] = k
+	}
+	return f
+}
+
+// overlap returns the length of the longest suffix of text that is a
+// proper prefix of p (fail is p's prefix function).
+func overlap(text, p []byte, fail []int) int {
+	if len(text) >= len(p) {
+		text = text[len(text)-len(p)+1:]
+	}
+	k := 0
+	for _, c := range text {
+		for k > 0 && c != p[k] {
+			k = fail[k-1]
+		}
+		if c == p[k] {
+			k++
+		}
+		if k == len(p) {
+			k = fail[k-1]
+		}
+	}
+	return k
 }
 
 const (
@@ -82,7 +130,7 @@ func newScrubber(secrets ...string) *scrubber {
 	add := func(s string, b64 bool) {
 		if len(s) >= minScrubLen && !seen[s] {
 			seen[s] = true
-			sc.needles = append(sc.needles, needle{s: []byte(s), base64: b64})
+			sc.needles = append(sc.needles, newNeedle(s, b64))
 		}
 	}
 	for _, s := range secrets {
@@ -358,17 +406,13 @@ func (d decoded) find(n needle, text string, hits []span) []span {
 	}
 	// A cut echo: the text ends with the secret's beginning or starts with
 	// its end.
-	for k := min(len(n.s)-1, len(d.b)); k >= minPartial; k-- {
-		if bytes.Equal(d.b[len(d.b)-k:], n.s[:k]) {
-			add(len(d.b)-k, len(d.b))
-			break
-		}
+	if k := overlap(d.b, n.s, n.fail); k >= minPartial {
+		add(len(d.b)-k, len(d.b))
 	}
-	for k := min(len(n.s)-1, len(d.b)); k >= minPartial; k-- {
-		if bytes.Equal(d.b[:k], n.s[len(n.s)-k:]) {
-			add(0, k)
-			break
-		}
+	head := slices.Clone(d.b[:min(len(d.b), len(n.s))])
+	slices.Reverse(head)
+	if k := overlap(head, n.rev, n.revFail); k >= minPartial {
+		add(0, k)
 	}
 	return hits
 }

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -38,7 +37,7 @@ func tokenstoreBinary(t *testing.T) string {
 			return
 		}
 		binary = filepath.Join(dir, "tokenstore")
-		out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", binary, "github.com/tokenstore/tokenstore/cmd/tokenstore").CombinedOutput()
+		out, err := exec.Command("go", "build", "-o", binary, "github.com/tokenstore/tokenstore/cmd/tokenstore").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
