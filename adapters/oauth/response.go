@@ -3,6 +3,7 @@ package oauth
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"math"
 	"net/url"
 	"strconv"
@@ -147,8 +148,8 @@ func jsonMembers(body []byte) (members, bool) {
 	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '}' {
 		return nil, false
 	}
-	if _, err := dec.ReadToken(); err == nil {
-		return nil, false // a second value after the object
+	if _, err := dec.ReadToken(); err != io.EOF {
+		return nil, false // anything but blanks after the object
 	}
 	return m, true
 }
