@@ -36,6 +36,13 @@ type Checker interface {
 	Check(ctx context.Context) error
 }
 
+// ReadinessDetails is implemented by a Checker with facts about a ready
+// instance an operator should see (lost log lines): /readyz adds them to
+// its 200 answer; they do not make the instance unready.
+type ReadinessDetails interface {
+	Details() map[string]any
+}
+
 // Route is one registered method and path pattern.
 type Route struct {
 	Method string
@@ -175,7 +182,13 @@ func (a *api) readyz(w http.ResponseWriter, r *http.Request) error {
 		a.log.WarnContext(r.Context(), "not ready", "err", err)
 		return newProblem(http.StatusServiceUnavailable, CodeUnavailable, "not ready: "+err.Error()).retryAfter(5)
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	body := map[string]any{"status": "ready"}
+	if d, ok := a.ready.(ReadinessDetails); ok {
+		for k, v := range d.Details() {
+			body[k] = v
+		}
+	}
+	writeJSON(w, http.StatusOK, body)
 	return nil
 }
 

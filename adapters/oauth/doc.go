@@ -19,7 +19,14 @@
 //     service can tell "reconnect" (ErrGrantRevoked) from "fix the
 //     configuration" (ErrProviderRejected) from "try later"
 //     (ErrProviderUnavailable). They never carry a token, the client secret
-//     or the raw response body.
+//     or the raw response body: the provider's error code and description
+//     are sanitised, cut, and scrubbed of every secret in flight in every
+//     encoding (see scrubber), because providers echo requests.
+//   - Providers mislabel answers (JSON as text/plain or with no
+//     Content-Type; GitHub's form encoding under any label). The body
+//     decides how an answer is read, never the label, so a rotated refresh
+//     token is never discarded over a label and invalid_grant is never
+//     mistaken for a configuration problem.
 //
 // Why not golang.org/x/oauth2: its refresh path (Config.TokenSource) does
 // well with GitHub's form-encoded answers and its HTTP 200 + "error" bodies,

@@ -34,6 +34,7 @@ type request struct {
 	basic                             bool
 	user, pass                        string
 	origURL                           string // set by rewriteTransport
+	body, authorization               string // as sent, for providers that echo them
 }
 
 // reply is what the fake provider answers. An empty contentType sends none.
@@ -74,14 +75,18 @@ func fakeProvider(t *testing.T, answer func(request) reply) (*httptest.Server, c
 }
 
 func record(r *http.Request) request {
+	raw, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(strings.NewReader(string(raw)))
 	_ = r.ParseForm()
 	req := request{
-		method:      r.Method,
-		path:        r.URL.EscapedPath(),
-		contentType: r.Header.Get("Content-Type"),
-		accept:      r.Header.Get("Accept"),
-		form:        r.PostForm,
-		origURL:     r.Header.Get("X-Original-URL"),
+		body:          string(raw),
+		authorization: r.Header.Get("Authorization"),
+		method:        r.Method,
+		path:          r.URL.EscapedPath(),
+		contentType:   r.Header.Get("Content-Type"),
+		accept:        r.Header.Get("Accept"),
+		form:          r.PostForm,
+		origURL:       r.Header.Get("X-Original-URL"),
 	}
 	if u, p, ok := r.BasicAuth(); ok {
 		req.basic = true

@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -156,10 +157,22 @@ func (r *Refresher) Refresh(ctx context.Context, provider domain.Provider, refre
 		}
 		a, err = a2, err2
 	}
+	sc := e.scrubberFor(refreshToken, a)
 	if err != nil {
-		return domain.RefreshedTokens{}, fmt.Errorf("%w: %s: %w", domain.ErrProviderUnavailable, e.name, err)
+		return domain.RefreshedTokens{}, fmt.Errorf("%w: %s: %w", domain.ErrProviderUnavailable, e.name, newTransportError(err, sc))
 	}
-	return e.interpret(a, now, refreshToken)
+	return e.interpret(a, now, sc)
+}
+
+// scrubberFor returns the scrubber for every secret this exchange put on
+// the wire or received: the refresh token sent, the client secret, the
+// Basic credential made of it, and every token in the answer.
+func (e *endpoint) scrubberFor(sent domain.Secret, a answer) *scrubber {
+	secrets := []string{sent.Reveal(), e.clientSecret.Reveal()}
+	if !e.clientSecret.IsZero() {
+		secrets = append(secrets, basicCredential(e.clientID, e.clientSecret.Reveal()))
+	}
+	return newScrubber(append(secrets, a.tokens...)...)
 }
 
 // post sends one refresh request. Its error is a transport failure (no
@@ -199,17 +212,26 @@ func (e *endpoint) post(ctx context.Context, method AuthMethod, refreshToken dom
 	if err != nil {
 		return answer{}, fmt.Errorf("HTTP %d: reading the response: %w", resp.StatusCode, err)
 	}
-	return answer{status: resp.StatusCode, fields: parse(resp.Header.Get("Content-Type"), body)}, nil
+	// The body decides how it is read, never the Content-Type label (see parse).
+	return answer{status: resp.StatusCode, fields: parse(body)}, nil
 }
 
-// interpret turns an answer into tokens or a classified error.
-func (e *endpoint) interpret(a answer, now time.Time, sent domain.Secret) (domain.RefreshedTokens, error) {
+// interpret turns an answer into tokens or a classified error. sc holds the
+// secrets in flight; no error message carries any of them.
+func (e *endpoint) interpret(a answer, now time.Time, sc *scrubber) (domain.RefreshedTokens, error) {
 	success := a.status >= 200 && a.status <= 299
-	if a.code != "" || !success {
-		// GitHub reports errors with HTTP 200 and an "error" field, so the
+	if a.isError || !success {
+		// GitHub reports errors with HTTP 200 and an "error" member, so the
 		// code decides even on a 2xx.
-		return domain.RefreshedTokens{}, fmt.Errorf("%w: %s", classify(a.status, a.code),
-			a.describe(e.name, sent, e.clientSecret))
+		return domain.RefreshedTokens{}, fmt.Errorf("%w: %s", classify(a.status, a.code), a.describe(e.name, sc))
+	}
+	if a.unreadable != "" {
+		// A token that cannot be stored exactly as sent (sent twice, not a
+		// string, broken UTF-8) must not be stored at all: a changed token
+		// is a different secret. Like any broken answer it says nothing
+		// sure about the grant, so it is reported as unavailable.
+		return domain.RefreshedTokens{}, fmt.Errorf("%w: %s: the response cannot be read: %s",
+			domain.ErrProviderUnavailable, a.describe(e.name, sc), a.unreadable)
 	}
 	if a.accessToken == "" {
 		// A 2xx without an access token and without an error code is a
@@ -218,7 +240,7 @@ func (e *endpoint) interpret(a answer, now time.Time, sent domain.Secret) (domai
 		// it is reported as ErrProviderUnavailable (try again later), never
 		// as a revoked grant.
 		return domain.RefreshedTokens{}, fmt.Errorf("%w: %s: the response has no access_token",
-			domain.ErrProviderUnavailable, a.describe(e.name, sent, e.clientSecret))
+			domain.ErrProviderUnavailable, a.describe(e.name, sc))
 	}
 	out := domain.RefreshedTokens{
 		AccessToken:  domain.NewSecret(a.accessToken),
@@ -254,4 +276,48 @@ func classify(status int, code string) error {
 		// retrying will not help until the configuration changes.
 		return domain.ErrProviderRejected
 	}
+}
+
+// maxTransportErrorLen bounds a transport error's text.
+const maxTransportErrorLen = 300
+
+// transportError is a failed exchange without an HTTP answer, worded
+// safely: net/http's errors quote the request URL (with its query) and, for
+// a malformed answer, the server's own bytes, which may echo the request.
+// Its text keeps only the token URL's scheme, host and path and a
+// sanitised, scrubbed, cut version of the cause; it unwraps only to the
+// context's error, so errors.Is still tells a cancelled caller, while no
+// caller can reach and print the raw cause.
+type transportError struct {
+	msg   string
+	cause error // context.Canceled, context.DeadlineExceeded or nil
+}
+
+func newTransportError(err error, sc *scrubber) error {
+	te := &transportError{}
+	switch {
+	case errors.Is(err, context.Canceled):
+		te.cause = context.Canceled
+	case errors.Is(err, context.DeadlineExceeded):
+		te.cause = context.DeadlineExceeded
+	}
+	prefix, inner := "", err
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		prefix, inner = ue.Op+" "+safeURL(ue.URL)+": ", ue.Err
+	}
+	te.msg = prefix + truncate(sc.cleanOrWithhold(sanitize(inner.Error(), maxScanLen)), maxTransportErrorLen)
+	return te
+}
+
+func (e *transportError) Error() string { return e.msg }
+func (e *transportError) Unwrap() error { return e.cause }
+
+// safeURL is raw without user information, query or fragment.
+func safeURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(the token URL)"
+	}
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
 }

@@ -1,14 +1,17 @@
 package oauth
 
 import (
-	"encoding/json"
+	"bytes"
 	"fmt"
+	"io"
 	"math"
-	"mime"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/tokenstore/tokenstore/domain"
 )
@@ -27,8 +30,19 @@ type fields struct {
 	refreshToken     string
 	expiresIn        lifetime
 	refreshExpiresIn lifetime // refresh_token_expires_in (GitHub) or refresh_expires_in (Keycloak)
-	code             string   // "error"
-	description      string   // "error_description"
+	// isError is set when the answer has an "error" member: it is an error
+	// answer even if the code cannot be read (code is then "").
+	isError     bool
+	code        string // "error"
+	description string // "error_description"
+	// unreadable says, in words of this package (never the provider's),
+	// why the tokens cannot be taken exactly as sent: a token member that
+	// appears twice, is not a string, is not valid UTF-8 or holds control
+	// characters, or a JSON body that does not parse. "" when they can.
+	unreadable string
+	// tokens is every value of every member whose name ends in "token",
+	// readable or not, so that error messages can be scrubbed of them.
+	tokens []string
 }
 
 // lifetime is an "expires_in"-style field as sent, which may be absent, a
@@ -39,12 +53,13 @@ type lifetime struct {
 	valid   bool
 }
 
-// accessExpiry reads expires_in. Absent or 0 means no expiry was announced
-// (0 is how x/oauth2 and Keycloak read it), so the token is Never
-// refreshed early. A negative or unreadable value comes from a broken
-// provider; the token is then treated as expiring now, so the service
-// refreshes it on next use instead of serving a token whose lifetime nobody
-// knows until it dies.
+// accessExpiry reads expires_in. Absent or 0 means the provider did not
+// say (RFC 6749 §5.1 only recommends expires_in; 0 is how x/oauth2 and
+// Keycloak read it): the result is domain.Never, "not given", and the
+// service decides what that means (see app's sealRefreshed). A negative or
+// unreadable value comes from a broken provider; the token is then treated
+// as expiring now, so the service refreshes it on next use instead of
+// serving a token whose lifetime nobody knows until it dies.
 func (l lifetime) accessExpiry(now time.Time) domain.Expiry {
 	switch {
 	case !l.present, l.valid && l.seconds == 0:
@@ -57,10 +72,10 @@ func (l lifetime) accessExpiry(now time.Time) domain.Expiry {
 }
 
 // refreshExpiry reads a refresh-token lifetime. Absent or 0 means none
-// (Keycloak sends refresh_expires_in 0 for offline tokens). An unreadable
-// value also counts as none: guessing "expired" would make the user
-// reconnect over a parsing glitch, while the provider stays the authority
-// and answers invalid_grant when the token really dies.
+// (Keycloak sends refresh_expires_in 0 for offline tokens; a PUT reads 0 the
+// same way). An unreadable value also counts as none: guessing "expired"
+// would make the user reconnect over a parsing glitch, while the provider
+// stays the authority and answers invalid_grant when the token really dies.
 func (l lifetime) refreshExpiry(now time.Time) domain.Expiry {
 	if !l.present || !l.valid || l.seconds <= 0 {
 		return domain.Never()
@@ -68,82 +83,184 @@ func (l lifetime) refreshExpiry(now time.Time) domain.Expiry {
 	return domain.AfterSeconds(now, l.seconds)
 }
 
-// parse reads a token response. It never fails: whatever cannot be read is
-// left empty, and interpret decides from what is there. Being lenient
-// matters most on success: the provider may already have rotated the
-// refresh token, and discarding its answer over a malformed side field
-// would lose the grant.
-func parse(contentType string, body []byte) fields {
-	mediaType, _, _ := mime.ParseMediaType(contentType)
-	switch mediaType {
-	case "application/x-www-form-urlencoded", "text/plain":
-		// GitHub's default answer; text/plain for some older servers.
-		return parseForm(body)
-	case "":
-		if f, ok := parseJSON(body); ok {
-			return f
-		}
-		return parseForm(body)
-	default:
-		f, _ := parseJSON(body)
-		return f
-	}
+// member is one name's value in a token response, JSON or form-encoded.
+type member struct {
+	text  string // the string's content, a number's literal; for an unreadable string, a best effort
+	kind  jsontext.Kind
+	exact bool // text is exactly what was sent (valid UTF-8, no broken escape)
 }
 
-func parseJSON(body []byte) (fields, bool) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(body, &m); err != nil {
-		return fields{}, false
-	}
-	str := func(key string) string {
-		var s string
-		if json.Unmarshal(m[key], &s) != nil {
-			return "" // absent, null or not a string
+// members maps each name to its values in order; a name sent twice has two.
+type members map[string][]member
+
+// parse reads a token response. The body decides, never the Content-Type
+// label: providers and proxies send JSON as text/plain, text/html or with no
+// label at all, and GitHub answers form-encoded unless it honours Accept. A
+// body whose first non-blank character is "{" is JSON; anything else is
+// read as form-encoded (an HTML page or plain text then simply has none of
+// the members). parse never fails: whatever cannot be read is left empty or
+// noted in fields.unreadable, and interpret decides from what is there.
+// Side members (expires_in, token_type, scope...) are read leniently: the
+// provider may already have rotated the refresh token, and discarding its
+// answer over a malformed side member would lose the grant. Token members
+// are read strictly: a token is stored exactly as sent or not at all.
+func parse(body []byte) fields {
+	body = bytes.TrimPrefix(body, []byte("\uFEFF")) // a UTF-8 byte order mark
+	if t := bytes.TrimLeft(body, " \t\r\n"); len(t) > 0 && t[0] == '{' {
+		m, ok := jsonMembers(t)
+		if !ok {
+			return fields{unreadable: "the body is not valid JSON"}
 		}
-		return s
+		return m.fields()
 	}
-	life := func(key string) lifetime {
-		raw, ok := m[key]
-		if !ok || string(raw) == "null" {
-			return lifetime{}
-		}
-		var s string
-		if json.Unmarshal(raw, &s) == nil {
-			return parseLifetime(s)
-		}
-		var n json.Number
-		if json.Unmarshal(raw, &n) == nil {
-			return parseLifetime(n.String())
-		}
-		return lifetime{present: true}
-	}
-	f := fields{
-		accessToken:  str("access_token"),
-		refreshToken: str("refresh_token"),
-		expiresIn:    life("expires_in"),
-		code:         str("error"),
-		description:  str("error_description"),
-	}
-	if f.refreshExpiresIn = life("refresh_token_expires_in"); !f.refreshExpiresIn.present {
-		f.refreshExpiresIn = life("refresh_expires_in")
-	}
-	return f, true
+	return formMembers(body).fields()
 }
 
-func parseForm(body []byte) fields {
-	// ParseQuery keeps every pair it could decode alongside its error.
-	vals, _ := url.ParseQuery(string(body))
-	f := fields{
-		accessToken:  vals.Get("access_token"),
-		refreshToken: vals.Get("refresh_token"),
-		expiresIn:    parseLifetime(vals.Get("expires_in")),
-		code:         vals.Get("error"),
-		description:  vals.Get("error_description"),
+// jsonMembers reads a JSON object's members. It accepts duplicate names and
+// invalid UTF-8 so that one bad side member does not hide the others;
+// fields() then refuses them where they matter.
+func jsonMembers(body []byte) (members, bool) {
+	dec := jsontext.NewDecoder(bytes.NewReader(body),
+		jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
+		return nil, false
 	}
-	if f.refreshExpiresIn = parseLifetime(vals.Get("refresh_token_expires_in")); !f.refreshExpiresIn.present {
-		f.refreshExpiresIn = parseLifetime(vals.Get("refresh_expires_in"))
+	m := members{}
+	for dec.PeekKind() == '"' {
+		name, err := dec.ReadToken()
+		if err != nil {
+			return nil, false
+		}
+		key := name.String()
+		raw, err := dec.ReadValue()
+		if err != nil {
+			return nil, false
+		}
+		v := member{kind: raw.Kind(), text: string(raw), exact: true}
+		if v.kind == '"' {
+			// Invalid UTF-8 is dropped rather than turned into U+FFFD, so
+			// that what is shown of a description is what was sent.
+			s, err := jsontext.AppendUnquote(nil, strings.ToValidUTF8(string(raw), ""))
+			v.text, v.exact = string(s), err == nil && raw.IsValid()
+		}
+		m[key] = append(m[key], v)
+	}
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '}' {
+		return nil, false
+	}
+	if _, err := dec.ReadToken(); err != io.EOF {
+		return nil, false // anything but blanks after the object
+	}
+	return m, true
+}
+
+// formMembers reads application/x-www-form-urlencoded pairs. Unlike
+// url.ParseQuery it keeps a pair whose value cannot be decoded (marked not
+// exact) instead of dropping it, so a broken access_token is told from an
+// absent one, and it keeps every value of a repeated name.
+func formMembers(body []byte) members {
+	m := members{}
+	for pair := range strings.SplitSeq(string(body), "&") {
+		if pair == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		name, err := url.QueryUnescape(k)
+		if err != nil {
+			continue // no name this package reads needs escaping
+		}
+		text, err := url.QueryUnescape(v)
+		if err != nil {
+			text = v
+		}
+		m[name] = append(m[name], member{kind: '"', text: text, exact: err == nil && utf8.ValidString(text)})
+	}
+	return m
+}
+
+// fields applies the reading rules shared by JSON and form answers.
+func (m members) fields() fields {
+	var f fields
+	for name, vs := range m {
+		if strings.HasSuffix(name, "token") { // access_token, refresh_token, id_token...
+			for _, v := range vs {
+				if v.kind == '"' && v.text != "" {
+					f.tokens = append(f.tokens, v.text)
+				}
+			}
+		}
+	}
+	var problems []string
+	f.accessToken = m.token("access_token", &problems)
+	f.refreshToken = m.token("refresh_token", &problems)
+	f.unreadable = strings.Join(problems, "; ")
+	f.expiresIn = m.lifetime("expires_in")
+	if f.refreshExpiresIn = m.lifetime("refresh_token_expires_in"); !f.refreshExpiresIn.present {
+		f.refreshExpiresIn = m.lifetime("refresh_expires_in")
+	}
+	if errs := m.values("error"); len(errs) > 0 {
+		f.isError = true
+		if len(errs) == 1 && errs[0].kind == '"' && errs[0].exact {
+			f.code = errs[0].text
+		}
+	}
+	if d := m.values("error_description"); len(d) == 1 && d[0].kind == '"' {
+		f.description = d[0].text // sanitised and scrubbed before it is shown
 	}
 	return f
+}
+
+// values returns name's values, leaving out JSON nulls and empty strings,
+// which mean "absent" in every token response seen in the wild.
+func (m members) values(name string) []member {
+	var out []member
+	for _, v := range m[name] {
+		if v.kind != 'n' && !(v.kind == '"' && v.text == "") {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// token reads a token member strictly (RFC 6749 §A.12, §A.17): one string,
+// exactly as sent, without control characters. Anything else is a problem,
+// appended to problems, and the token is "".
+func (m members) token(name string, problems *[]string) string {
+	vs := m.values(name)
+	switch {
+	case len(vs) == 0:
+		return ""
+	case len(vs) > 1:
+		*problems = append(*problems, name+" appears more than once")
+	case vs[0].kind != '"':
+		*problems = append(*problems, name+" is not a string")
+	case !vs[0].exact:
+		*problems = append(*problems, name+" is not valid UTF-8 or not properly escaped")
+	case strings.ContainsFunc(vs[0].text, isControl):
+		*problems = append(*problems, name+" holds control characters")
+	default:
+		return vs[0].text
+	}
+	return ""
+}
+
+// lifetime reads an expires_in-style member leniently: a number or a
+// numeric string; anything else, including a name sent twice, is present
+// but unreadable.
+func (m members) lifetime(name string) lifetime {
+	vs := m.values(name)
+	switch {
+	case len(vs) == 0:
+		return lifetime{}
+	case len(vs) > 1:
+		return lifetime{present: true}
+	case vs[0].kind == '0':
+		return parseLifetime(vs[0].text)
+	case vs[0].kind == '"':
+		return parseLifetime(vs[0].text)
+	default:
+		return lifetime{present: true}
+	}
 }
 
 // parseLifetime reads a number of seconds; fractions are dropped, and an
@@ -170,54 +287,64 @@ func (a answer) clientRefused() bool {
 }
 
 const (
-	minScrubLen       = 8
 	maxCodeLen        = 64
 	maxDescriptionLen = 200
 )
 
 // describe renders the answer for an error message: provider, status, OAuth
-// error code and description. The body itself is never included. The
-// description is provider text, so any token or secret it echoes is
-// replaced by domain.Redacted before it is shortened (shortening first
-// could leave a partial secret behind), and it is quoted so that it cannot
-// forge log lines. Replacing a secret of a few characters would mangle
-// ordinary words, so with such a secret in play the description is left out.
-func (a answer) describe(provider domain.Provider, sent, clientSecret domain.Secret) string {
-	secrets := []string{sent.Reveal(), clientSecret.Reveal(), a.accessToken, a.refreshToken}
-	scrubbable := true
-	for _, s := range secrets {
-		if s != "" && len(s) < minScrubLen {
-			scrubbable = false
-		}
-	}
+// error code and description. The body itself is never included, and
+// neither is anything else the provider chose to send (headers, a
+// redirect's Location). The code and the description are provider text:
+// they are sanitised (no control characters, valid UTF-8), cut to a length,
+// and scrubbed of every secret in flight (see scrubber). With a secret too
+// short to scrub in flight, the description is left out and the code shown
+// only when it is a registered one.
+func (a answer) describe(provider domain.Provider, sc *scrubber) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: HTTP %d", provider, a.status)
 	if a.status >= 300 && a.status <= 399 {
 		b.WriteString(" (redirects are not followed: check the token URL)")
 	}
-	if a.code != "" {
-		code := truncate(scrub(a.code, secrets), maxCodeLen)
+	switch code := sanitize(a.code, maxCodeLen); {
+	case code != "" && (registeredCodes[code] || !sc.weak()):
+		code = sc.cleanOrWithhold(code)
 		if isCodeText(code) {
 			fmt.Fprintf(&b, ", error %s", code)
 		} else {
 			fmt.Fprintf(&b, ", error %q", code)
 		}
+	case code != "":
+		b.WriteString(", error (an unregistered code, withheld)")
+	case a.isError:
+		b.WriteString(", error (unreadable)")
 	}
-	if a.description != "" && scrubbable {
-		fmt.Fprintf(&b, ": %q", truncate(scrub(a.description, secrets), maxDescriptionLen))
+	if a.description != "" && !sc.weak() {
+		// Scrub before cutting: cutting first could leave half a secret.
+		// sanitize's own limit only bounds the scrubber's work; what is
+		// cut there is far beyond what is kept.
+		desc := truncate(sc.cleanOrWithhold(sanitize(a.description, maxScanLen)), maxDescriptionLen)
+		fmt.Fprintf(&b, ": %q", desc)
 	}
-	return b.String()
+	// Quoting and the text around the provider's words could complete a
+	// secret only a scrubbed part began: scrub the whole message once more.
+	out, ok := sc.clean(b.String())
+	if !ok {
+		return fmt.Sprintf("%s: HTTP %d (the provider's words are withheld: they could not be cleared of secrets)", provider, a.status)
+	}
+	return out
 }
 
-// scrub replaces each secret of at least minScrubLen bytes in s; shorter
-// ones would hit ordinary words (describe drops the description for them).
-func scrub(s string, secrets []string) string {
-	for _, secret := range secrets {
-		if len(secret) >= minScrubLen {
-			s = strings.ReplaceAll(s, secret, domain.Redacted)
-		}
-	}
-	return s
+// registeredCodes are the error codes of RFC 6749 §4.1.2.1 and §5.2, RFC
+// 6750 §3.1, RFC 8628 §3.5, OpenID Connect Core §3.1.2.6, and GitHub's own:
+// words, never a token.
+var registeredCodes = map[string]bool{
+	"invalid_request": true, "invalid_client": true, "invalid_grant": true, "unauthorized_client": true,
+	"unsupported_grant_type": true, "invalid_scope": true, "access_denied": true,
+	"unsupported_response_type": true, "server_error": true, "temporarily_unavailable": true,
+	"invalid_token": true, "insufficient_scope": true, "slow_down": true, "expired_token": true,
+	"authorization_pending": true, "interaction_required": true, "login_required": true,
+	"account_selection_required": true, "consent_required": true,
+	"bad_refresh_token": true, "incorrect_client_credentials": true, "bad_verification_code": true,
 }
 
 // truncate shortens s to at most n bytes without splitting a UTF-8 sequence.

@@ -6,8 +6,10 @@ package refresh_test
 // (RFC 9700 §4.14.2, "refresh token reuse detection").
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -56,7 +58,32 @@ type behavior struct {
 	// echoSecrets puts the presented refresh token and client secret into
 	// error_description, as careless providers do (the service must scrub them).
 	echoSecrets bool
+	// echo, when set, is what error_description says instead: the request
+	// as the provider received it, in some encoding (see the echo* funcs).
+	echo func(req echoed) string
+	// label is the Content-Type of every answer instead of the right one;
+	// labelNone sends none. Real providers and proxies mislabel JSON.
+	label string
+	// echoed is echo's text for this request (set by serveHTTP).
+	echoed string
 }
+
+// labelNone is behavior.label for an answer without a Content-Type.
+const labelNone = "none"
+
+// echoed is the request as the fake received it, for behavior.echo.
+type echoed struct {
+	body          string // form-encoded, as sent
+	authorization string // the Authorization header, if any
+	refreshToken  string
+	clientSecret  string // as the fake knows it
+}
+
+// hardPart is in every token the fake issues and in its client secret:
+// each character an encoding changes (form, JSON, base64 alignment), so the
+// log checks prove that no encoding of a secret is logged, not just the
+// plain one.
+const hardPart = `/+=%"é\ 𝄞'-`
 
 // hookCall describes a request the hook sees.
 type hookCall struct {
@@ -102,7 +129,7 @@ func newFakeProvider(t testing.TB) *fakeProvider {
 	p := &fakeProvider{
 		t:            t,
 		clientID:     "tokenstore-client-" + randHex(4),
-		clientSecret: "client-secret-" + randHex(12),
+		clientSecret: "client-secret" + hardPart + randHex(12),
 		release:      make(chan struct{}),
 		grants:       map[string]*grant{},
 		tokens:       map[string]*grant{},
@@ -146,7 +173,7 @@ func (p *fakeProvider) NewGrant() grantTokens {
 // issueLocked makes a unique token; refresh tokens are registered to g.
 func (p *fakeProvider) issueLocked(kind string, g *grant) string {
 	p.serial++
-	tok := fmt.Sprintf("%s-%s-%d-%s", kind, g.id, p.serial, randHex(8))
+	tok := fmt.Sprintf("%s-%s-%d%s%s", kind, g.id, p.serial, hardPart, randHex(8))
 	if kind == "rt" {
 		p.tokens[tok] = g
 	}
@@ -252,11 +279,13 @@ func (p *fakeProvider) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "the body must be form-encoded, got "+ct)
+		oauthError(w, behavior{}, http.StatusBadRequest, "invalid_request", "the body must be form-encoded, got "+ct)
 		return
 	}
+	rawBody, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(rawBody))
 	if err := r.ParseForm(); err != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "unreadable form")
+		oauthError(w, behavior{}, http.StatusBadRequest, "invalid_request", "unreadable form")
 		return
 	}
 	form := r.PostForm
@@ -275,6 +304,10 @@ func (p *fakeProvider) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	hook := p.hook
 	p.mu.Unlock()
+	if beh.echo != nil {
+		beh.echoed = beh.echo(echoed{body: string(rawBody), authorization: r.Header.Get("Authorization"),
+			refreshToken: rt, clientSecret: p.clientSecret})
+	}
 
 	if hook != nil {
 		call := hookCall{refreshToken: rt}
@@ -291,14 +324,17 @@ func (p *fakeProvider) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		if beh.echoSecrets {
 			desc += " for secret " + p.clientSecret + " and token " + rt
 		}
+		if beh.echo != nil {
+			desc += ": " + beh.echoed
+		}
 		if _, _, basic := r.BasicAuth(); basic {
 			w.Header().Set("WWW-Authenticate", `Basic realm="fake"`)
 		}
-		oauthError(w, http.StatusUnauthorized, "invalid_client", desc)
+		oauthError(w, beh, http.StatusUnauthorized, "invalid_client", desc)
 		return
 	}
 	if form.Get("grant_type") != "refresh_token" {
-		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "only refresh_token")
+		oauthError(w, beh, http.StatusBadRequest, "unsupported_grant_type", "only refresh_token")
 		return
 	}
 
@@ -307,7 +343,7 @@ func (p *fakeProvider) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		p.hang(r)
 		return
 	case mode5xx:
-		w.Header().Set("Content-Type", "text/html")
+		setLabel(w, beh, "text/html")
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte("<html><body>502 upstream unavailable</body></html>"))
 		return
@@ -316,10 +352,13 @@ func (p *fakeProvider) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		if beh.echoSecrets {
 			desc = "refresh token " + rt + " was revoked"
 		}
-		oauthError(w, http.StatusBadRequest, "invalid_grant", desc)
+		if beh.echo != nil {
+			desc = "the grant was revoked: " + beh.echoed
+		}
+		oauthError(w, beh, http.StatusBadRequest, "invalid_grant", desc)
 		return
 	case modeBadRefreshToken200:
-		w.Header().Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+		setLabel(w, beh, "application/x-www-form-urlencoded; charset=utf-8")
 		_, _ = w.Write([]byte(url.Values{
 			"error":             {"bad_refresh_token"},
 			"error_description": {"The refresh token passed is incorrect or expired."},
@@ -332,11 +371,11 @@ func (p *fakeProvider) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case g == nil:
 		p.mu.Unlock()
-		oauthError(w, http.StatusBadRequest, "invalid_grant", "unknown refresh token")
+		oauthError(w, beh, http.StatusBadRequest, "invalid_grant", "unknown refresh token")
 		return
 	case g.revoked:
 		p.mu.Unlock()
-		oauthError(w, http.StatusBadRequest, "invalid_grant", "the grant was revoked")
+		oauthError(w, beh, http.StatusBadRequest, "invalid_grant", "the grant was revoked")
 		return
 	case rt != g.current:
 		// An old refresh token: someone holds a copy. Revoke everything.
@@ -344,7 +383,7 @@ func (p *fakeProvider) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		p.reuses.Add(1)
 		p.mu.Unlock()
 		p.t.Logf("fake provider: REUSE of an old refresh token of grant %s; grant revoked", g.id)
-		oauthError(w, http.StatusBadRequest, "invalid_grant", "refresh token reuse detected; grant revoked")
+		oauthError(w, beh, http.StatusBadRequest, "invalid_grant", "refresh token reuse detected; grant revoked")
 		return
 	}
 	g.access = p.issueLocked("at", g)
@@ -377,7 +416,7 @@ func (p *fakeProvider) serveHTTP(w http.ResponseWriter, r *http.Request) {
 				v.Set("refresh_token_expires_in", strconv.FormatInt(beh.refreshExpiresIn, 10))
 			}
 		}
-		w.Header().Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+		setLabel(w, beh, "application/x-www-form-urlencoded; charset=utf-8")
 		_, _ = w.Write([]byte(v.Encode()))
 		return
 	}
@@ -388,7 +427,7 @@ func (p *fakeProvider) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			body["refresh_token_expires_in"] = beh.refreshExpiresIn
 		}
 	}
-	w.Header().Set("Content-Type", "application/json")
+	setLabel(w, beh, "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(body)
 }
@@ -419,8 +458,20 @@ func (p *fakeProvider) hang(r *http.Request) {
 	panic(http.ErrAbortHandler)
 }
 
-func oauthError(w http.ResponseWriter, status int, code, desc string) {
-	w.Header().Set("Content-Type", "application/json")
+func oauthError(w http.ResponseWriter, beh behavior, status int, code, desc string) {
+	setLabel(w, beh, "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": desc})
+}
+
+// setLabel sets the answer's Content-Type: right unless beh says otherwise.
+func setLabel(w http.ResponseWriter, beh behavior, right string) {
+	switch beh.label {
+	case "":
+		w.Header().Set("Content-Type", right)
+	case labelNone:
+		w.Header()["Content-Type"] = nil // and no sniffing
+	default:
+		w.Header().Set("Content-Type", beh.label)
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,6 +131,8 @@ func newCluster(t *testing.T, o options) *cluster {
 		ClientID: c.fake.clientID, ClientSecret: domain.NewSecret(c.fake.clientSecret),
 		TokenURL: c.fake.TokenURL(), TokenEndpointAuthMethod: o.authStyle, Timeout: o.providerTimeout,
 	}
+	// Registered before the instances start, so it runs after they stopped.
+	t.Cleanup(func() { c.checkEncodedLogs(t, false) })
 	c.run = servicetest.Start(t, servicetest.Options{
 		Instances: o.instances,
 		Secrets:   c.fake.Secrets,
@@ -153,8 +156,41 @@ func newCluster(t *testing.T, o options) *cluster {
 // stop stops the instance; stopping again returns nil.
 func (in *instance) stop() error { return in.run.Stop(context.Background()) }
 
-// checkLogs fails the test if any instance logged token material.
-func (c *cluster) checkLogs() { c.run.CheckLogs(c.t) }
+// checkLogs fails the test if any instance logged token material, in any
+// encoding (testlog.Encodings) for what the fake provider issued and its
+// client secret.
+func (c *cluster) checkLogs() {
+	c.run.CheckLogs(c.t)
+	c.checkEncodedLogs(c.t, true)
+}
+
+// checkEncodedLogs fails t if any instance logged a secret of the fake
+// provider (a token it issued, its client secret, the Basic credential made
+// of it) in any encoding. Unless all, only the lines that can carry provider
+// words are searched (warnings, errors, lines with an err attribute): every
+// test's cleanup runs this, and request lines are many.
+func (c *cluster) checkEncodedLogs(t *testing.T, all bool) {
+	t.Helper()
+	if c.run == nil {
+		return
+	}
+	secrets := append(c.fake.Secrets(), testlog.BasicCredential(c.fake.clientID, c.fake.clientSecret))
+	for _, in := range c.run.Instances {
+		logs := in.Logs.String()
+		if !all {
+			var keep []string
+			for line := range strings.SplitSeq(logs, "\n") {
+				if strings.Contains(line, "err") || strings.Contains(line, "WARN") || strings.Contains(line, "ERROR") {
+					keep = append(keep, line)
+				}
+			}
+			logs = strings.Join(keep, "\n")
+		}
+		if secret, enc := testlog.FindSecret(logs, secrets...); secret != "" {
+			t.Errorf("%s logged secret %q encoded as %q", in.Name, secret, enc)
+		}
+	}
+}
 
 // noteSecret adds token material to the log check.
 func (c *cluster) noteSecret(s ...string) { c.run.AddSecrets(s...) }

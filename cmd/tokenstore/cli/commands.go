@@ -128,7 +128,10 @@ configured, and tokens are stored only for declared providers.
 	if err != nil {
 		return err
 	}
-	log := NewLogger(cfg.Log, env.Stderr)
+	// A broken log stream must not stop the server: see LogStream.
+	ignoreBrokenPipes()
+	logs := NewLogStream(env.Stderr, env.Stdout)
+	log := NewLogger(cfg.Log, logs)
 	if cfg.Dev {
 		if err := prepareDev(&cfg, log); err != nil {
 			return err
@@ -140,7 +143,7 @@ configured, and tokens are stored only for declared providers.
 	log.Info("starting tokenstore", "version", buildVersion(), "database", cfg.Database,
 		"addr", cfg.HTTP.Addr, "keys", len(cfg.Keys.Keys), "key_source", cfg.KeySource, "callers", len(cfg.Callers))
 
-	app := NewApp(cfg, log)
+	app := NewApp(cfg, log, withLogStream(logs))
 	if err := app.Err(); err != nil {
 		return dig.RootCause(err) // the constructor's own error, not fx's account of the graph
 	}

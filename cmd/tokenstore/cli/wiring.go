@@ -59,7 +59,8 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 		// The HTTP API: listens on start (a busy port fails start-up), stops
 		// first on shutdown.
 		fx.Provide(
-			fx.Annotate(postgres.NewHealth, fx.As(new(httpapi.Checker))),
+			postgres.NewHealth,
+			newReadiness,
 			httpapi.NewAuthenticator,
 			httpapi.NewServer,
 		),
@@ -128,6 +129,19 @@ func serveHTTP(lc fx.Lifecycle, s *httpapi.Server, cfg httpapi.Config) {
 		return err
 	}, s.Stop))
 }
+
+// readinessIn is what /readyz checks. `serve` supplies its *LogStream;
+// tests that log to a buffer do not.
+type readinessIn struct {
+	fx.In
+	DB   *postgres.Health
+	Logs *LogStream `optional:"true"`
+}
+
+func newReadiness(in readinessIn) httpapi.Checker { return readiness{db: in.DB, logs: in.Logs} }
+
+// withLogStream gives the graph the server's log stream, for /readyz.
+func withLogStream(s *LogStream) fx.Option { return fx.Supply(s) }
 
 // fxLogger logs fx's own events (each provide, invoke, hook) at debug level
 // only: at info they would drown the request log.

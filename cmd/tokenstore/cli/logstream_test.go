@@ -1,0 +1,250 @@
+package cli_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tokenstore/tokenstore/cmd/tokenstore/cli"
+	"github.com/tokenstore/tokenstore/tests/testdb"
+)
+
+var (
+	buildOnce sync.Once
+	binary    string
+	buildErr  error
+)
+
+// tokenstoreBinary builds cmd/tokenstore once per test run.
+func tokenstoreBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "tokenstore-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binary = filepath.Join(dir, "tokenstore")
+		out, err := exec.Command("go", "build", "-o", binary, "github.com/tokenstore/tokenstore/cmd/tokenstore").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binary
+}
+
+// closedPipe returns the write end of a pipe whose read end is closed.
+func closedPipe(t *testing.T) *os.File {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = r.Close()
+	t.Cleanup(func() { _ = w.Close() })
+	return w
+}
+
+func devFull(t *testing.T) *os.File {
+	t.Helper()
+	f, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Skipf("no /dev/full: %v", err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	return f
+}
+
+// captured is a file a test reads after the process wrote to it.
+func captured(t *testing.T) *os.File {
+	t.Helper()
+	f, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	return f
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestServeSurvivesBrokenLogStreams runs the real binary with its standard
+// streams on a closed pipe or a full disk, makes requests, and checks that
+// it keeps serving, reports the failure on /readyz and on the other stream,
+// and stops cleanly on SIGTERM. Before, a closed pipe killed it with
+// SIGPIPE at the first log line, and a full disk lost every line unseen.
+func TestServeSurvivesBrokenLogStreams(t *testing.T) {
+	t.Parallel()
+	bin := tokenstoreBinary(t)
+	tests := []struct {
+		name string
+		// streams returns the child's stdout and stderr and, when the log
+		// stream (stderr) fails, the file its notice lands in ("" if none).
+		streams   func(t *testing.T) (stdout, stderr, notice *os.File)
+		logsBroke bool
+	}{
+		{"stderr on a closed pipe", func(t *testing.T) (*os.File, *os.File, *os.File) {
+			n := captured(t)
+			return n, closedPipe(t), n
+		}, true},
+		{"stderr on a full disk", func(t *testing.T) (*os.File, *os.File, *os.File) {
+			n := captured(t)
+			return n, devFull(t), n
+		}, true},
+		{"stdout on a closed pipe", func(t *testing.T) (*os.File, *os.File, *os.File) {
+			return closedPipe(t), captured(t), nil
+		}, false},
+		{"both on one closed pipe (2>&1 | a reader that left)", func(t *testing.T) (*os.File, *os.File, *os.File) {
+			p := closedPipe(t)
+			return p, p, nil
+		}, true},
+		{"both on a full disk", func(t *testing.T) (*os.File, *os.File, *os.File) {
+			f := devFull(t)
+			return f, f, nil
+		}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			callers, cred := callersJSON(t, "svc")
+			addr := freeAddr(t)
+			stdout, stderr, notice := tt.streams(t)
+			cmd := exec.Command(bin, "serve")
+			cmd.Env = []string{
+				"PATH=" + os.Getenv("PATH"),
+				"TOKENSTORE_DATABASE_URL=" + testdb.NewDSN(t),
+				"TOKENSTORE_KEYS=" + fernetKey(t),
+				"TOKENSTORE_CALLERS=" + callers,
+				"TOKENSTORE_HTTP_ADDR=" + addr,
+				"TOKENSTORE_LOG_FORMAT=json",
+			}
+			cmd.Stdout, cmd.Stderr = stdout, stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+			base := "http://" + addr
+			waitServing(t, base, exited)
+			for range 5 {
+				get(t, base+"/v1/users/nobody/providers/github/tokens", cred) // a request line each
+			}
+			status, _, body := get(t, base+"/readyz", "")
+			if status != http.StatusOK {
+				t.Fatalf("/readyz: %d %s", status, body)
+			}
+			var ready map[string]any
+			if err := json.Unmarshal(body, &ready); err != nil {
+				t.Fatal(err)
+			}
+			n, _ := ready["log_write_failures"].(float64)
+			if tt.logsBroke && (n < 5 || ready["log_last_error"] == nil) {
+				t.Errorf("/readyz %s: want the lost log lines counted and the last error", body)
+			}
+			if !tt.logsBroke && n != 0 {
+				t.Errorf("/readyz %s: no log line was lost", body)
+			}
+			select {
+			case err := <-exited:
+				t.Fatalf("the server exited while serving: %v", err)
+			default:
+			}
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-exited:
+				if err != nil {
+					t.Errorf("exit after SIGTERM: %v, want 0", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("the server did not stop within 30 s of SIGTERM")
+			}
+			if notice != nil {
+				out, _ := os.ReadFile(notice.Name())
+				lines := strings.Count(string(out), "writing the log failed")
+				if lines != 1 {
+					t.Errorf("notice stream holds %d failure notices, want 1 (at most one a minute):\n%s", lines, out)
+				}
+			}
+		})
+	}
+}
+
+// waitServing polls /healthz until it answers 200, failing if the process
+// exits first.
+func waitServing(t *testing.T, base string, exited chan error) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				t.Fatalf("the server died before serving: %v (signal %v)", err, ee.Sys())
+			}
+			t.Fatalf("the server exited before serving: %v", err)
+		default:
+		}
+		resp, err := http.Get(base + "/healthz")
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("the server did not serve within 60 s")
+}
+
+// TestLogStreamCountsAndReports: the writer on its own, with a fake clock.
+func TestLogStreamCountsAndReports(t *testing.T) {
+	t.Parallel()
+	var notice bytes.Buffer
+	s := cli.NewLogStream(failingWriter{}, &notice)
+	for range 3 {
+		if _, err := s.Write([]byte("line\n")); err == nil {
+			t.Fatal("Write hid the failure from the handler")
+		}
+	}
+	if n, last := s.Failures(); n != 3 || !strings.Contains(last, "no space") {
+		t.Errorf("Failures() = %d, %q", n, last)
+	}
+	if c := strings.Count(notice.String(), "writing the log failed"); c != 1 {
+		t.Errorf("%d notices, want 1:\n%s", c, notice.String())
+	}
+	var ok bytes.Buffer
+	if _, err := cli.NewLogStream(&ok, io.Discard).Write([]byte("fine\n")); err != nil || ok.String() != "fine\n" {
+		t.Errorf("a working stream: %v %q", err, ok.String())
+	}
+}
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, syscall.ENOSPC }
