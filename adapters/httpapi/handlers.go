@@ -114,7 +114,7 @@ func NewHandler(log *slog.Logger, svc TokenService, auth *Authenticator, ready C
 // (none needed when empty), then answers the handler's error, if any.
 func (a *api) serve(perm Permission, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		err := authorize(r, perm)
+		err := authorize(callerFrom(r.Context()), perm, pathTarget(r))
 		if err == nil && perm != "" {
 			err = noQuery(r)
 		}
@@ -239,7 +239,16 @@ func (a *api) listProviders(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, providersResponse(user, list))
+	// Only what the caller may see: a provider outside its scope is not
+	// even named.
+	scope := callerFrom(r.Context()).Scope
+	visible := make([]app.ProviderStatus, 0, len(list))
+	for _, p := range list {
+		if scope.AllowsProvider(string(p.Provider)) {
+			visible = append(visible, p)
+		}
+	}
+	writeJSON(w, http.StatusOK, providersResponse(user, visible))
 	return nil
 }
 
