@@ -6,9 +6,15 @@ package httpapi_test
 
 import (
 	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -301,5 +307,56 @@ func TestValidateScopes(t *testing.T) {
 		"declare it in providers (TOKENSTORE_PROVIDERS) or fix the name"
 	if err == nil || err.Error() != want {
 		t.Errorf("err = %v\nwant %s", err, want)
+	}
+}
+
+// TestProblemCodesDocumented: every problem code the server can answer
+// (problem.go's Code constants) is in openapi.yaml's Problem.code enum, in
+// its table of codes, and in the README's, so a new code (out_of_scope)
+// cannot be answered before it is documented.
+func TestProblemCodesDocumented(t *testing.T) {
+	t.Parallel()
+	file, err := parser.ParseFile(token.NewFileSet(), "problem.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var codes []string
+	for _, decl := range file.Decls {
+		gen, ok := decl.(*ast.GenDecl)
+		if !ok || gen.Tok != token.CONST {
+			continue
+		}
+		for _, spec := range gen.Specs {
+			vs := spec.(*ast.ValueSpec)
+			for i, name := range vs.Names {
+				if lit, ok := vs.Values[i].(*ast.BasicLit); ok && strings.HasPrefix(name.Name, "Code") && lit.Kind == token.STRING {
+					code, _ := strconv.Unquote(lit.Value)
+					codes = append(codes, code)
+				}
+			}
+		}
+	}
+	if !slices.Contains(codes, httpapi.CodeOutOfScope) {
+		t.Fatalf("found codes %v, not out_of_scope: the parse is wrong", codes)
+	}
+	doc := loadOpenAPI(t)
+	var enum []string
+	for _, v := range doc.Components.Schemas["Problem"].Value.Properties["code"].Value.Enum {
+		enum = append(enum, v.(string))
+	}
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, code := range codes {
+		if !slices.Contains(enum, code) {
+			t.Errorf("code %s is not in openapi.yaml's Problem.code enum", code)
+		}
+		if !strings.Contains(doc.Info.Description, "| `"+code+"`") {
+			t.Errorf("code %s is not in openapi.yaml's table of problem codes", code)
+		}
+		if !strings.Contains(string(readme), "| `"+code+"` |") {
+			t.Errorf("code %s is not in the README's table of errors", code)
+		}
 	}
 }
