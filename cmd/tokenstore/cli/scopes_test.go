@@ -29,8 +29,10 @@ func TestLoadCallerScopes(t *testing.T) {
 		`{"name":"tenant-a","credential_hash":"` + hash2 + `","permissions":["tokens:read","tokens:write"],"user_prefix":"tenant-a/"}]`
 	want := []httpapi.Scope{{Providers: []domain.Provider{"gitlab"}}, {UserPrefix: "tenant-a/"}}
 	for name, load := range map[string]func() (cli.Config, error){
-		"file":     func() (cli.Config, error) { return cli.Load(writeFile(t, "t.yaml", file, 0o600), false, envOf(nil)) },
-		"variable": func() (cli.Config, error) { return cli.Load("", false, envOf(map[string]string{"TOKENSTORE_CALLERS": env})) },
+		"file": func() (cli.Config, error) { return cli.Load(writeFile(t, "t.yaml", file, 0o600), false, envOf(nil)) },
+		"variable": func() (cli.Config, error) {
+			return cli.Load("", false, envOf(map[string]string{"TOKENSTORE_CALLERS": env}))
+		},
 	} {
 		cfg, err := load()
 		if err != nil {
