@@ -8,8 +8,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/tokenstore/tokenstore/domain"
 )
 
 // Permission is one thing a caller may do.
@@ -57,10 +60,64 @@ type Caller struct {
 	// Credentials are 256-bit random strings, so a fast hash is enough.
 	CredentialHash [sha256.Size]byte
 	Permissions    []Permission
+	// Scope limits the users and providers the caller may touch.
+	Scope Scope
 }
 
 // Can reports whether the caller holds p.
 func (c *Caller) Can(p Permission) bool { return slices.Contains(c.Permissions, p) }
+
+// Scope limits the users and providers a caller may touch, whatever its
+// permissions: a worker that reads one provider's tokens, a service that
+// serves one tenant. The zero Scope limits nothing.
+type Scope struct {
+	// Providers the caller may touch on the routes that name a provider;
+	// empty: every provider. Offline tokens belong to no provider: the
+	// offline:* permissions and the user scope govern them.
+	Providers []domain.Provider
+	// UserPrefix starts the id of every user the caller may touch, as in
+	// "tenant-a/"; "": every user. Ids are compared byte for byte, as they
+	// are stored.
+	UserPrefix string
+}
+
+// AllowsUser reports whether the scope admits the user id u.
+func (s Scope) AllowsUser(u string) bool { return strings.HasPrefix(u, s.UserPrefix) }
+
+// AllowsProvider reports whether the scope admits provider p.
+func (s Scope) AllowsProvider(p string) bool {
+	return len(s.Providers) == 0 || slices.Contains(s.Providers, domain.Provider(p))
+}
+
+// authorize decides whether caller may make a request that needs perm
+// ("": none) and names, in its path, the values in target: the route's
+// "user" and "provider", only those the route has, as sent. It returns nil
+// or the problem to answer: 403 forbidden without perm, then 403
+// out_of_scope when a named user or provider lies outside the caller's
+// scope, field naming it. It is the one place a request is authorized, and
+// it runs before the handler: a refused request reads and writes nothing.
+func authorize(caller *Caller, perm Permission, target map[string]string) error {
+	if perm == "" {
+		return nil
+	}
+	if caller == nil || !caller.Can(perm) {
+		return newProblem(http.StatusForbidden, CodeForbidden,
+			fmt.Sprintf("caller %q lacks the %s permission", callerName(caller), perm))
+	}
+	if u, ok := target["user"]; ok && !caller.Scope.AllowsUser(u) {
+		return newProblem(http.StatusForbidden, CodeOutOfScope,
+			fmt.Sprintf("caller %q may touch only users whose id starts with %q", caller.Name, caller.Scope.UserPrefix)).withField("user")
+	}
+	if p, ok := target["provider"]; ok && !caller.Scope.AllowsProvider(p) {
+		names := make([]string, len(caller.Scope.Providers))
+		for i, p := range caller.Scope.Providers {
+			names[i] = string(p)
+		}
+		return newProblem(http.StatusForbidden, CodeOutOfScope,
+			fmt.Sprintf("caller %q may touch only the providers %s", caller.Name, strings.Join(names, ", "))).withField("provider")
+	}
+	return nil
+}
 
 // ParseCredentialHash parses "sha256:<64 hex digits>".
 func ParseCredentialHash(s string) ([sha256.Size]byte, error) {

@@ -1,10 +1,14 @@
 package httpapi
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/tokenstore/tokenstore/domain"
 )
 
 // Validate checks what the server needs before it can listen. refreshWait
@@ -28,10 +32,15 @@ type CallerConfig struct {
 	Name           string   `yaml:"name"`
 	CredentialHash string   `yaml:"credential_hash"`
 	Permissions    []string `yaml:"permissions"`
+	// Providers and UserPrefix are the caller's Scope; left out, every
+	// provider and every user.
+	Providers  []string `yaml:"providers"`
+	UserPrefix string   `yaml:"user_prefix"`
 }
 
 // Caller validates the entry into a Caller. An error starts with the field
-// it is about: name, credential_hash or permissions.
+// it is about: name, credential_hash, permissions, providers or
+// user_prefix. Whether the providers are declared is ValidateScopes' part.
 func (c CallerConfig) Caller() (Caller, error) {
 	if c.Name == "" {
 		return Caller{}, errors.New("name: must not be empty")
@@ -51,7 +60,68 @@ func (c CallerConfig) Caller() (Caller, error) {
 		}
 		caller.Permissions = append(caller.Permissions, perm)
 	}
+	if caller.Scope, err = c.scope(); err != nil {
+		return Caller{}, err
+	}
 	return caller, nil
+}
+
+// scope validates the entry's scope. An empty list of providers is refused
+// rather than read as "every provider" or "none": leaving the member out
+// says the first, and a caller with no provider needs no tokens:*
+// permission.
+func (c CallerConfig) scope() (Scope, error) {
+	var s Scope
+	if c.Providers != nil && len(c.Providers) == 0 {
+		return s, fmt.Errorf("providers (caller %q): list at least one provider, or leave providers out to allow every provider", c.Name)
+	}
+	for _, name := range c.Providers {
+		p, err := domain.ParseProvider(name)
+		if err != nil {
+			return s, fmt.Errorf("providers (caller %q): %s", c.Name, reason(err))
+		}
+		if slices.Contains(s.Providers, p) {
+			return s, fmt.Errorf("providers (caller %q): %q is listed twice: keep one", c.Name, p)
+		}
+		s.Providers = append(s.Providers, p)
+	}
+	if c.UserPrefix != "" {
+		// A prefix follows the rules of a user id: one that breaks them
+		// admits no user, or only ids no request can carry.
+		if _, err := domain.ParseUserID(c.UserPrefix); err != nil {
+			return s, fmt.Errorf("user_prefix (caller %q): %s; leave it out to allow every user", c.Name, reason(err))
+		}
+		s.UserPrefix = c.UserPrefix
+	}
+	return s, nil
+}
+
+// reason is a validation error's reason without its field's name.
+func reason(err error) string {
+	var ve *domain.ValidationError
+	if errors.As(err, &ve) {
+		return ve.Reason
+	}
+	return err.Error()
+}
+
+// ValidateScopes refuses a caller whose scope names a provider that is not
+// declared (the providers setting): a misspelt name would otherwise shut
+// the caller out in silence. The error names the caller.
+func ValidateScopes(callers []Caller, declared []domain.Provider) error {
+	for _, c := range callers {
+		for _, p := range c.Scope.Providers {
+			if !slices.Contains(declared, p) {
+				names := make([]string, len(declared))
+				for i, d := range declared {
+					names[i] = string(d)
+				}
+				return fmt.Errorf("callers (TOKENSTORE_CALLERS): caller %q may touch provider %q, which is not declared (declared: %s); "+
+					"declare it in providers (TOKENSTORE_PROVIDERS) or fix the name", c.Name, p, cmp.Or(strings.Join(names, ", "), "none"))
+			}
+		}
+	}
+	return nil
 }
 
 // NewCallers validates the callers setting. Errors start with where (the

@@ -97,8 +97,8 @@ type apiTest struct {
 	logs  *testlog.Buffer
 }
 
-// testCallers are callerAll and one callerWithout(p) for every permission
-// p, with their bearer credentials by name; made once, used by every setup.
+// testCallers are callerAll, one callerWithout(p) for every permission
+// p and the scopedCallers, with their bearer credentials by name; made once, used by every setup.
 var testCallers = sync.OnceValues(func() ([]httpapi.Caller, map[string]string) {
 	creds := map[string]string{}
 	var callers []httpapi.Caller
@@ -117,6 +117,10 @@ var testCallers = sync.OnceValues(func() ([]httpapi.Caller, map[string]string) {
 	add(callerAll, httpapi.AllPermissions)
 	for _, p := range httpapi.AllPermissions {
 		add(callerWithout(p), slices.DeleteFunc(slices.Clone(httpapi.AllPermissions), func(o httpapi.Permission) bool { return o == p }))
+	}
+	for name, scope := range scopedCallers {
+		add(name, scope.perms)
+		callers[len(callers)-1].Scope = scope.scope
 	}
 	return callers, creds
 })

@@ -92,8 +92,8 @@ func Routes() []Route {
 // NewHandler returns the API's http.Handler: every request is observed
 // (request id, log line, panics), authenticated under /v1, refused if its
 // path is not canonical, routed, and checked against its route's
-// permission before its handler runs. Every line it logs for a request
-// carries the request's id.
+// permission and its caller's scope before its handler runs. Every line
+// it logs for a request carries the request's id.
 func NewHandler(log *slog.Logger, svc TokenService, auth *Authenticator, ready Checker) http.Handler {
 	a := &api{log: slog.New(requestIDHandler{log.Handler()}), svc: svc, auth: auth, ready: ready}
 	mux := http.NewServeMux()
@@ -111,10 +111,11 @@ func NewHandler(log *slog.Logger, svc TokenService, auth *Authenticator, ready C
 }
 
 // serve adapts a handler to net/http: it admits only callers holding perm
-// (none needed when empty), then answers the handler's error, if any.
+// (none needed when empty) whose scope covers the path's user and provider
+// (authorize), then answers the handler's error, if any.
 func (a *api) serve(perm Permission, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		err := authorize(r, perm)
+		err := authorize(callerFrom(r.Context()), perm, pathTarget(r))
 		if err == nil && perm != "" {
 			err = noQuery(r)
 		}
@@ -239,7 +240,16 @@ func (a *api) listProviders(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, providersResponse(user, list))
+	// Only what the caller may see: a provider outside its scope is not
+	// even named.
+	scope := callerFrom(r.Context()).Scope
+	visible := make([]app.ProviderStatus, 0, len(list))
+	for _, p := range list {
+		if scope.AllowsProvider(string(p.Provider)) {
+			visible = append(visible, p)
+		}
+	}
+	writeJSON(w, http.StatusOK, providersResponse(user, visible))
 	return nil
 }
 

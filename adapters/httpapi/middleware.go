@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"path"
@@ -178,17 +177,16 @@ func (a *api) caller(r *http.Request) (*Caller, error) {
 // redirects), so callers check the cleaned path too.
 func underV1(p string) bool { return p == "/v1" || strings.HasPrefix(p, "/v1/") }
 
-// authorize admits only callers holding perm; an empty perm admits anyone.
-func authorize(r *http.Request, perm Permission) error {
-	if perm == "" {
-		return nil
+// pathTarget is what a request's route names in its path, for authorize:
+// its user and provider, each only when the route has it, as sent.
+func pathTarget(r *http.Request) map[string]string {
+	target := map[string]string{}
+	for _, name := range []string{"user", "provider"} {
+		if strings.Contains(r.Pattern, "{"+name+"}") {
+			target[name] = r.PathValue(name)
+		}
 	}
-	caller := callerFrom(r.Context())
-	if caller == nil || !caller.Can(perm) {
-		return newProblem(http.StatusForbidden, CodeForbidden,
-			fmt.Sprintf("caller %q lacks the %s permission", callerName(caller), perm))
-	}
-	return nil
+	return target
 }
 
 // canonicalPath refuses a path that http.ServeMux would clean (an empty,

@@ -18,6 +18,7 @@ const (
 	CodeUnsupportedMedia = "unsupported_media_type"
 	CodeUnauthenticated  = "unauthenticated"
 	CodeForbidden        = "forbidden"
+	CodeOutOfScope       = "out_of_scope" // 403: the user or provider is outside the caller's scope
 	CodeNotFound         = "not_found"
 	CodeMethodNotAllowed = "method_not_allowed"
 	CodeTokenExpired     = "token_expired"

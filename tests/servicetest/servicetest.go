@@ -64,6 +64,10 @@ type Options struct {
 	// and every provider of cfg.OAuth, as the loader would from the
 	// providers setting. A suite using another name declares it here.
 	Configure func(*cli.Config)
+	// Scoped adds, by name, callers holding every permission within their
+	// scope (a provider list, a user prefix); their credentials join
+	// Cluster.Credentials.
+	Scoped map[string]httpapi.Scope
 	// Secrets returns more strings no log may hold; it is asked when the
 	// logs are checked, after every instance stopped, so it may list what a
 	// fake provider issued during the test.
@@ -80,8 +84,8 @@ type Cluster struct {
 	// Keys are Options.Keys or the generated key; Keyring opens them.
 	Keys    []fernet.Key
 	Keyring *fernet.Keyring
-	// Credentials maps each caller's name (CallerAll, CallerWithout(p)) to
-	// its bearer credential.
+	// Credentials maps each caller's name (CallerAll, CallerWithout(p), and
+	// those of Options.Scoped) to its bearer credential.
 	Credentials map[string]string
 	// Instances are the running instances, in start order.
 	Instances []*Instance
@@ -128,7 +132,7 @@ func Start(t testing.TB, o Options) *Cluster {
 	if c.Keyring, err = fernet.NewKeyring(o.Keys[0], o.Keys[1:]...); err != nil {
 		t.Fatal(err)
 	}
-	callers := c.newCallers(t)
+	callers := c.newCallers(t, o.Scoped)
 	// Registered before any instance's stop, so it runs after all of them.
 	t.Cleanup(func() { c.CheckLogs(t) })
 
@@ -155,9 +159,9 @@ func Start(t testing.TB, o Options) *Cluster {
 	return c
 }
 
-// newCallers makes the caller with every permission and one lacking each
-// permission, and remembers their credentials.
-func (c *Cluster) newCallers(t testing.TB) []httpapi.Caller {
+// newCallers makes the caller with every permission, one lacking each
+// permission and the scoped ones, and remembers their credentials.
+func (c *Cluster) newCallers(t testing.TB, scoped map[string]httpapi.Scope) []httpapi.Caller {
 	t.Helper()
 	var callers []httpapi.Caller
 	add := func(name string, perms []httpapi.Permission) {
@@ -175,6 +179,10 @@ func (c *Cluster) newCallers(t testing.TB) []httpapi.Caller {
 			}
 		}
 		add(CallerWithout(p), others)
+	}
+	for name, scope := range scoped {
+		add(name, httpapi.AllPermissions)
+		callers[len(callers)-1].Scope = scope
 	}
 	return callers
 }

@@ -230,13 +230,17 @@ The database is TOKENSTORE_DATABASE_URL (or database.url in the config file).
 }
 
 func runCallers(args []string, env Env) error {
-	fs := newFlags("callers", `Usage: tokenstore callers generate --name NAME [--permissions LIST]
+	fs := newFlags("callers", `Usage: tokenstore callers generate --name NAME [--permissions LIST] [--providers LIST] [--user-prefix PREFIX]
 
   generate  print a new random caller credential (give it to the caller) and
             the config entry holding only its hash (give that to tokenstore).
+            --providers and --user-prefix limit the caller to those declared
+            providers and to the users whose id starts with PREFIX.
 `, env)
 	name := fs.String("name", "", "the caller's name, shown in request logs")
 	perms := fs.String("permissions", strings.Join(httpapi.PermissionNames(), ","), "comma-separated permissions")
+	providers := fs.String("providers", "", "comma-separated declared providers the caller may touch (default every provider)")
+	userPrefix := fs.String("user-prefix", "", "the prefix of every user id the caller may touch, such as tenant-a/ (default every user)")
 	if len(args) > 0 && args[0] == "generate" {
 		args = args[1:] // flags follow the action: callers generate --name NAME
 	} else if err := fs.Parse(args); err != nil || fs.NArg() != 1 || fs.Arg(0) != "generate" {
@@ -266,13 +270,37 @@ func runCallers(args []string, env Env) error {
 		}
 		list = append(list, string(perm))
 	}
+	entry := httpapi.CallerConfig{Name: *name, Permissions: list, UserPrefix: *userPrefix}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["providers"] {
+		entry.Providers = []string{} // given empty: refused below, as in the file
+		for _, p := range strings.Split(*providers, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				entry.Providers = append(entry.Providers, p)
+			}
+		}
+	}
 	cred, hash, err := httpapi.NewCredential()
 	if err != nil {
 		return err
 	}
+	entry.CredentialHash = hash
+	// The entry is checked as the loader will check it, so what is printed loads.
+	// The error names the entry's member (providers, user_prefix), which
+	// its flag is named after.
+	if _, err := entry.Caller(); err != nil {
+		return fmt.Errorf("callers generate: %w", err)
+	}
 	// The name is quoted: YAML would read "billing #2" as "billing" and a comment.
 	fmt.Fprintf(env.Stdout, "credential: %s\n\n# config file entry:\ncallers:\n  - name: %s\n    credential_hash: %s\n    permissions: [%s]\n",
 		cred, strconv.Quote(*name), hash, strings.Join(list, ", "))
+	if entry.Providers != nil {
+		fmt.Fprintf(env.Stdout, "    providers: [%s]\n", strings.Join(entry.Providers, ", "))
+	}
+	if entry.UserPrefix != "" {
+		fmt.Fprintf(env.Stdout, "    user_prefix: %s\n", strconv.Quote(entry.UserPrefix))
+	}
 	return nil
 }
 

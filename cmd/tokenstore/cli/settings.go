@@ -74,7 +74,8 @@ func (c *Config) settings() []setting {
 		{key: "key_file", to: &c.KeyFile, help: "key file, used when keys is not set: one Fernet key per line (notes after #) or JSON [{key, created_at, note}], primary first; must be mode 0600"},
 		{key: "jwt_secret", to: &c.JWTSecret, help: "the replaced system's JWT secret, used when neither keys nor key_file is set: the key is derived as base64(SHA-256(secret))"},
 		{key: "jwt_secret_file", to: &c.JWTSecretFile, help: "file holding the replaced system's JWT secret (instead of jwt_secret)"},
-		{key: "callers", to: &c.Callers, help: "list of {name, credential_hash, permissions}; permissions: " + strings.Join(httpapi.PermissionNames(), ", ")},
+		{key: "callers", to: &c.Callers, help: "list of {name, credential_hash, permissions, providers, user_prefix}; permissions: " + strings.Join(httpapi.PermissionNames(), ", ") +
+			"; providers (declared names) and user_prefix (such as tenant-a/) limit what the caller may touch, every provider and user when left out"},
 		{key: "providers", to: &c.OAuth, help: "list of providers to refresh: " + oauth.ProviderSettingsHelp()},
 		{key: "refresh.margin", to: &c.App.RefreshMargin, help: "refresh access tokens expiring within this margin", def: domain.DefaultRefreshMargin},
 		{key: "refresh.wait_timeout", to: &c.App.Refresh.WaitTimeout, help: "how long a read waits for a refresh before answering 503 unavailable", def: app.DefaultRefreshWaitTimeout},
@@ -249,7 +250,7 @@ func (s setting) set(n *yaml.Node, where string, getenv func(string) string) (er
 		}
 		*p, err = fernet.ParseKeys(strings.Join(texts, "\n"))
 	case *[]httpapi.Caller:
-		*p, err = decodeList(n, where, "{name, credential_hash, permissions}", func(entries []callerSettings, where string) ([]httpapi.Caller, error) {
+		*p, err = decodeList(n, where, "{name, credential_hash, permissions, providers, user_prefix}", func(entries []callerSettings, where string) ([]httpapi.Caller, error) {
 			configs := make([]httpapi.CallerConfig, len(entries))
 			for i, e := range entries {
 				configs[i] = httpapi.CallerConfig(e)
@@ -295,6 +296,8 @@ type callerSettings struct {
 	Name           string   `json:"name"`
 	CredentialHash string   `json:"credential_hash"`
 	Permissions    []string `json:"permissions"`
+	Providers      []string `json:"providers"`
+	UserPrefix     string   `json:"user_prefix"`
 }
 
 // decodeList decodes a list setting, then build, from the package that owns
@@ -494,7 +497,8 @@ func (c *Config) Validate() error {
 			"a request waiting for the database would be cut off without an answer; keep the database timeout at least %s shorter",
 			c.Database.Timeout, c.HTTP.WriteTimeout, postgres.ClientGrace)
 	}
-	return errors.Join(c.HTTP.Validate(c.App.Refresh.WaitTimeout), c.OAuth.Validate(), c.App.Validate(c.OAuth.Timeouts()))
+	return errors.Join(c.HTTP.Validate(c.App.Refresh.WaitTimeout), c.OAuth.Validate(), c.App.Validate(c.OAuth.Timeouts()),
+		httpapi.ValidateScopes(c.Callers, c.App.Providers))
 }
 
 func settingsHelp() (help string) {

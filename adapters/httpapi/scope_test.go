@@ -1,0 +1,362 @@
+package httpapi_test
+
+// Per-caller scopes: authorize's table, the route × credential × scope
+// matrix over every /v1 route, the provider list's filter, and the scope
+// members of a callers entry.
+
+import (
+	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/tokenstore/tokenstore/adapters/httpapi"
+	"github.com/tokenstore/tokenstore/app"
+	"github.com/tokenstore/tokenstore/domain"
+)
+
+// The scoped callers every setup has: a GitLab worker, a tenant service,
+// and a GitLab reader (tokens:read only, to show the permission is checked
+// before the scope).
+const (
+	callerGitLab       = "scope-gitlab"
+	callerTenantA      = "scope-tenant-a"
+	callerGitLabReader = "scope-gitlab-reader"
+)
+
+var scopedCallers = map[string]struct {
+	perms []httpapi.Permission
+	scope httpapi.Scope
+}{
+	callerGitLab:       {httpapi.AllPermissions, httpapi.Scope{Providers: []domain.Provider{"gitlab"}}},
+	callerTenantA:      {httpapi.AllPermissions, httpapi.Scope{UserPrefix: "tenant-a/"}},
+	callerGitLabReader: {[]httpapi.Permission{httpapi.PermTokensRead}, httpapi.Scope{Providers: []domain.Provider{"gitlab"}}},
+}
+
+// TestAuthorize is the specification of the one function that authorizes
+// a request: permission first, then the user, then the provider.
+func TestAuthorize(t *testing.T) {
+	t.Parallel()
+	caller := func(perms []httpapi.Permission, scope httpapi.Scope) *httpapi.Caller {
+		return &httpapi.Caller{Name: "svc", Permissions: perms, Scope: scope}
+	}
+	all := httpapi.AllPermissions
+	read := []httpapi.Permission{httpapi.PermTokensRead}
+	gitlab := httpapi.Scope{Providers: []domain.Provider{"gitlab"}}
+	two := httpapi.Scope{Providers: []domain.Provider{"gitlab", "github"}}
+	tenant := httpapi.Scope{UserPrefix: "tenant-a/"}
+	both := httpapi.Scope{Providers: []domain.Provider{"gitlab"}, UserPrefix: "tenant-a/"}
+	type target = map[string]string
+	tests := []struct {
+		name   string
+		caller *httpapi.Caller
+		perm   httpapi.Permission
+		target target
+		code   string // "" admitted
+		field  string
+		detail string
+	}{
+		{"no permission needed", nil, "", target{}, "", "", ""},
+		{"no permission needed, even out of scope", caller(nil, both), "", target{"user": "b", "provider": "github"}, "", "", ""},
+		{"no caller", nil, httpapi.PermTokensRead, target{}, "forbidden", "", `caller "" lacks the tokens:read permission`},
+		{"permission missing", caller(read, httpapi.Scope{}), httpapi.PermTokensWrite, target{"user": "a"}, "forbidden", "", `caller "svc" lacks the tokens:write permission`},
+		{"permission missing comes before scope", caller(read, both), httpapi.PermTokensWrite, target{"user": "x", "provider": "github"}, "forbidden", "", ""},
+		{"unscoped", caller(all, httpapi.Scope{}), httpapi.PermTokensRead, target{"user": "anyone", "provider": "anything"}, "", "", ""},
+		{"provider in scope", caller(all, gitlab), httpapi.PermTokensRead, target{"user": "a", "provider": "gitlab"}, "", "", ""},
+		{"provider out of scope", caller(all, gitlab), httpapi.PermTokensRead, target{"user": "a", "provider": "github"},
+			"out_of_scope", "provider", `caller "svc" may touch only the providers gitlab`},
+		{"second of two providers", caller(all, two), httpapi.PermTokensDelete, target{"user": "a", "provider": "github"}, "", "", ""},
+		{"neither of two providers", caller(all, two), httpapi.PermTokensDelete, target{"user": "a", "provider": "bitbucket"},
+			"out_of_scope", "provider", `caller "svc" may touch only the providers gitlab, github`},
+		{"provider differently cased", caller(all, gitlab), httpapi.PermTokensRead, target{"provider": "GitLab"}, "out_of_scope", "provider", ""},
+		{"provider empty", caller(all, gitlab), httpapi.PermTokensRead, target{"provider": ""}, "out_of_scope", "provider", ""},
+		{"route names no provider", caller(all, gitlab), httpapi.PermOfflineRead, target{"user": "a"}, "", "", ""},
+		{"user in scope", caller(all, tenant), httpapi.PermOfflineWrite, target{"user": "tenant-a/alice"}, "", "", ""},
+		{"user is the prefix itself", caller(all, tenant), httpapi.PermOfflineWrite, target{"user": "tenant-a/"}, "", "", ""},
+		{"user of another tenant", caller(all, tenant), httpapi.PermOfflineWrite, target{"user": "tenant-b/alice"},
+			"out_of_scope", "user", `caller "svc" may touch only users whose id starts with "tenant-a/"`},
+		{"user lacks the separator", caller(all, tenant), httpapi.PermTokensRead, target{"user": "tenant-a"}, "out_of_scope", "user", ""},
+		{"user shares a longer prefix", caller(all, tenant), httpapi.PermTokensRead, target{"user": "tenant-ab/x"}, "out_of_scope", "user", ""},
+		{"user differently cased", caller(all, tenant), httpapi.PermTokensRead, target{"user": "Tenant-A/alice"}, "out_of_scope", "user", ""},
+		{"user contains the prefix later", caller(all, tenant), httpapi.PermTokensRead, target{"user": "x/tenant-a/alice"}, "out_of_scope", "user", ""},
+		{"user with dot segments after the prefix", caller(all, tenant), httpapi.PermTokensRead, target{"user": "tenant-a/../tenant-b/x"}, "", "", ""},
+		{"user empty", caller(all, tenant), httpapi.PermTokensRead, target{"user": ""}, "out_of_scope", "user", ""},
+		{"route names no user", caller(all, tenant), httpapi.PermTokensRead, target{}, "", "", ""},
+		{"user checked before provider", caller(all, both), httpapi.PermTokensRead, target{"user": "tenant-b/x", "provider": "github"}, "out_of_scope", "user", ""},
+		{"both in scope", caller(all, both), httpapi.PermTokensRead, target{"user": "tenant-a/x", "provider": "gitlab"}, "", "", ""},
+		{"user in, provider out", caller(all, both), httpapi.PermTokensRead, target{"user": "tenant-a/x", "provider": "github"}, "out_of_scope", "provider", ""},
+	}
+	for _, tc := range tests {
+		err := httpapi.Authorize(tc.caller, tc.perm, tc.target)
+		if tc.code == "" {
+			if err != nil {
+				t.Errorf("%s: %v, want admitted", tc.name, err)
+			}
+			continue
+		}
+		p, ok := err.(*httpapi.Problem)
+		if !ok {
+			t.Errorf("%s: %v, want a %s problem", tc.name, err, tc.code)
+			continue
+		}
+		if p.Status != http.StatusForbidden || p.Code != tc.code || p.Field != tc.field || tc.detail != "" && p.Detail != tc.detail {
+			t.Errorf("%s: %d %s field %q detail %q; want 403 %s field %q detail %q", tc.name, p.Status, p.Code, p.Field, p.Detail, tc.code, tc.field, tc.detail)
+		}
+	}
+}
+
+// TestAuthMatrixScopes is the matrix's scope dimension: every /v1 route,
+// as each scoped caller, for users and providers in and out of its scope.
+// A refusal is 403 out_of_scope naming the path value, and the service is
+// not asked (nothing read, nothing written); an admitted request is
+// answered by its handler.
+func TestAuthMatrixScopes(t *testing.T) {
+	t.Parallel()
+	const ok, outUser, outProvider = "", "user", "provider"
+	// want gives the outcome on a route naming both a user and a provider,
+	// by caller; a route without {provider} admits what only the provider
+	// would refuse.
+	targets := []struct {
+		user, provider string
+		want           map[string]string
+	}{
+		{"tenant-a/alice", "gitlab", map[string]string{callerAll: ok, callerGitLab: ok, callerTenantA: ok}},
+		{"tenant-a/alice", "github", map[string]string{callerAll: ok, callerGitLab: outProvider, callerTenantA: ok}},
+		{"tenant-b/alice", "gitlab", map[string]string{callerAll: ok, callerGitLab: ok, callerTenantA: outUser}},
+		{"tenant-b/alice", "bitbucket", map[string]string{callerAll: ok, callerGitLab: outProvider, callerTenantA: outUser}},
+		{"tenant-a", "gitlab", map[string]string{callerAll: ok, callerGitLab: ok, callerTenantA: outUser}},
+		{"Tenant-A/alice", "gitlab", map[string]string{callerAll: ok, callerGitLab: ok, callerTenantA: outUser}},
+		{"tenant-a/../tenant-b", "gitlab", map[string]string{callerAll: ok, callerGitLab: ok, callerTenantA: ok}}, // an opaque id, not a path
+	}
+	for _, rt := range v1Routes(t) {
+		key := rt.Method + " " + rt.Path
+		hasProvider := strings.Contains(rt.Path, "{provider}")
+		body := validBody(t, rt)
+		t.Run(key, func(t *testing.T) {
+			t.Parallel()
+			for _, tg := range targets {
+				path := strings.NewReplacer("{user}", url.PathEscape(tg.user), "{provider}", tg.provider).Replace(rt.Path)
+				for _, caller := range []string{callerAll, callerGitLab, callerTenantA} {
+					want := tg.want[caller]
+					if want == outProvider && !hasProvider {
+						want = ok
+					}
+					a := setup(t)
+					rec := a.do(rt.Method, path, caller, body)
+					if want == ok {
+						if rec.Code < 200 || rec.Code > 299 || len(a.svc.calls) != 1 {
+							t.Errorf("%s %s as %s: %d %s, service calls %v; want 2xx and one call", rt.Method, path, caller, rec.Code, rec.Body, a.svc.calls)
+						}
+						continue
+					}
+					p := wantProblem(t, rec, http.StatusForbidden, httpapi.CodeOutOfScope, want)
+					if !strings.HasPrefix(p.Detail, `caller "`+caller+`" may touch only `) {
+						t.Errorf("%s %s as %s: detail %q does not say what the caller may touch", rt.Method, path, caller, p.Detail)
+					}
+					if len(a.svc.calls) != 0 {
+						t.Errorf("%s %s as %s: an out-of-scope request reached the service: %v", rt.Method, path, caller, a.svc.calls)
+					}
+				}
+			}
+			// A scoped caller lacking the route's permission is refused for
+			// the permission, in scope or not.
+			if routePermissions[key] != httpapi.PermTokensRead {
+				for _, provider := range []string{"gitlab", "github"} {
+					a := setup(t)
+					path := strings.NewReplacer("{user}", "u", "{provider}", provider).Replace(rt.Path)
+					wantProblem(t, a.do(rt.Method, path, callerGitLabReader, body), http.StatusForbidden, httpapi.CodeForbidden, "")
+				}
+			}
+		})
+	}
+}
+
+// TestScopeComesBeforeTheBody: an out-of-scope PUT is refused whatever its
+// body, so a caller learns nothing about what it may not touch.
+func TestScopeComesBeforeTheBody(t *testing.T) {
+	t.Parallel()
+	a := setup(t)
+	for _, body := range []string{`{"access_token":""}`, `not json`, `{"bogus":1}`} {
+		wantProblem(t, a.do("PUT", tokensPath("u", "github"), callerGitLab, body), http.StatusForbidden, httpapi.CodeOutOfScope, "provider")
+		wantProblem(t, a.do("PUT", offlinePath("tenant-b%2Fu"), callerTenantA, body), http.StatusForbidden, httpapi.CodeOutOfScope, "user")
+	}
+	// In scope, the body is judged as usual.
+	wantProblem(t, a.do("PUT", tokensPath("u", "gitlab"), callerGitLab, `{"bogus":1}`), http.StatusBadRequest, "invalid_request", "bogus")
+	if len(a.svc.calls) != 0 {
+		t.Errorf("service calls %v, want none", a.svc.calls)
+	}
+}
+
+// TestListProvidersShowsOnlyTheScope: the provider list names only the
+// providers the caller may touch; a user outside its scope is 403.
+func TestListProvidersShowsOnlyTheScope(t *testing.T) {
+	t.Parallel()
+	a := setup(t)
+	stored := []app.ProviderStatus{
+		{Provider: "bitbucket", State: domain.StateValid, AccessExpiry: domain.Never(), RefreshExpiry: domain.Never()},
+		{Provider: "github", State: domain.StateValid, AccessExpiry: domain.Never(), RefreshExpiry: domain.Never()},
+		{Provider: "gitlab", State: domain.StateValid, AccessExpiry: domain.Never(), RefreshExpiry: domain.Never()},
+	}
+	a.svc.list = slices.Clone(stored)
+	names := func(caller, user string) []string {
+		t.Helper()
+		rec := a.do("GET", providersPath(user), caller, nil)
+		wantStatus(t, rec, http.StatusOK)
+		var body struct {
+			Providers []struct {
+				Provider string `json:"provider"`
+			} `json:"providers"`
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, p := range body.Providers {
+			out = append(out, p.Provider)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		caller, user string
+		want         []string
+	}{
+		{callerAll, "alice", []string{"bitbucket", "github", "gitlab"}},
+		{callerGitLab, "alice", []string{"gitlab"}},
+		{callerGitLabReader, "alice", []string{"gitlab"}},
+		{callerTenantA, "tenant-a%2Falice", []string{"bitbucket", "github", "gitlab"}},
+	} {
+		if got := names(tc.caller, tc.user); !slices.Equal(got, tc.want) {
+			t.Errorf("%s lists %v, want %v", tc.caller, got, tc.want)
+		}
+	}
+	if !slices.EqualFunc(a.svc.list, stored, func(x, y app.ProviderStatus) bool { return x.Provider == y.Provider }) {
+		t.Errorf("the filter changed the service's answer: %v", a.svc.list)
+	}
+	// Nothing in scope: an empty list, not 404.
+	a.svc.list = stored[:2]
+	if got := names(callerGitLab, "alice"); len(got) != 0 {
+		t.Errorf("nothing in scope lists %v", got)
+	}
+	calls := len(a.svc.calls)
+	wantProblem(t, a.do("GET", providersPath("tenant-b%2Falice"), callerTenantA, nil), http.StatusForbidden, httpapi.CodeOutOfScope, "user")
+	if len(a.svc.calls) != calls {
+		t.Errorf("an out-of-scope list reached the service: %v", a.svc.calls[calls:])
+	}
+}
+
+// TestCallerConfigScope: the scope members of a callers entry, as the
+// loader validates them; errors name the member and the caller.
+func TestCallerConfigScope(t *testing.T) {
+	t.Parallel()
+	_, hash, err := httpapi.NewCredential()
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := func(providers []string, prefix string) httpapi.CallerConfig {
+		return httpapi.CallerConfig{Name: "svc", CredentialHash: hash, Permissions: []string{"tokens:read"}, Providers: providers, UserPrefix: prefix}
+	}
+	for _, tc := range []struct {
+		name  string
+		entry httpapi.CallerConfig
+		want  httpapi.Scope
+		err   string
+	}{
+		{"none", entry(nil, ""), httpapi.Scope{}, ""},
+		{"providers", entry([]string{"gitlab", "github"}, ""), httpapi.Scope{Providers: []domain.Provider{"gitlab", "github"}}, ""},
+		{"prefix", entry(nil, "tenant-a/"), httpapi.Scope{UserPrefix: "tenant-a/"}, ""},
+		{"empty list", entry([]string{}, ""), httpapi.Scope{},
+			`providers (caller "svc"): list at least one provider, or leave providers out to allow every provider`},
+		{"bad name", entry([]string{"Git Lab"}, ""), httpapi.Scope{}, `providers (caller "svc"): "Git Lab" is not a provider name`},
+		{"twice", entry([]string{"gitlab", "gitlab"}, ""), httpapi.Scope{}, `providers (caller "svc"): "gitlab" is listed twice: keep one`},
+		{"prefix with a line feed", entry(nil, "a\nb"), httpapi.Scope{}, `user_prefix (caller "svc"): must not contain control`},
+		{"prefix invalid UTF-8", entry(nil, "a\xff"), httpapi.Scope{}, `user_prefix (caller "svc"): must be valid UTF-8`},
+		{"prefix a dot-segment", entry(nil, ".."), httpapi.Scope{}, `user_prefix (caller "svc"): must not be a dot-segment`},
+	} {
+		c, err := tc.entry.Caller()
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.err != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.err)):
+			t.Errorf("%s: error %v, want %q", tc.name, err, tc.err)
+		case tc.err == "" && !slices.Equal(c.Scope.Providers, tc.want.Providers) || c.Scope.UserPrefix != tc.want.UserPrefix:
+			t.Errorf("%s: scope %+v, want %+v", tc.name, c.Scope, tc.want)
+		}
+	}
+}
+
+// TestValidateScopes: a scope may name only declared providers.
+func TestValidateScopes(t *testing.T) {
+	t.Parallel()
+	callers := []httpapi.Caller{{Name: "all"}, {Name: "reader", Scope: httpapi.Scope{Providers: []domain.Provider{"gitlab", "gitlub"}}}}
+	if err := httpapi.ValidateScopes(callers[:1], nil); err != nil {
+		t.Errorf("an unscoped caller with no provider declared: %v", err)
+	}
+	if err := httpapi.ValidateScopes(callers, []domain.Provider{"gitlab", "gitlub"}); err != nil {
+		t.Errorf("declared: %v", err)
+	}
+	err := httpapi.ValidateScopes(callers, []domain.Provider{"github", "gitlab"})
+	want := `callers (TOKENSTORE_CALLERS): caller "reader" may touch provider "gitlub", which is not declared (declared: github, gitlab); ` +
+		"declare it in providers (TOKENSTORE_PROVIDERS) or fix the name"
+	if err == nil || err.Error() != want {
+		t.Errorf("err = %v\nwant %s", err, want)
+	}
+}
+
+// TestProblemCodesDocumented: every problem code the server can answer
+// (problem.go's Code constants) is in openapi.yaml's Problem.code enum, in
+// its table of codes, and in the README's, so a new code (out_of_scope)
+// cannot be answered before it is documented.
+func TestProblemCodesDocumented(t *testing.T) {
+	t.Parallel()
+	file, err := parser.ParseFile(token.NewFileSet(), "problem.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var codes []string
+	for _, decl := range file.Decls {
+		gen, ok := decl.(*ast.GenDecl)
+		if !ok || gen.Tok != token.CONST {
+			continue
+		}
+		for _, spec := range gen.Specs {
+			vs := spec.(*ast.ValueSpec)
+			for i, name := range vs.Names {
+				if lit, ok := vs.Values[i].(*ast.BasicLit); ok && strings.HasPrefix(name.Name, "Code") && lit.Kind == token.STRING {
+					code, _ := strconv.Unquote(lit.Value)
+					codes = append(codes, code)
+				}
+			}
+		}
+	}
+	if !slices.Contains(codes, httpapi.CodeOutOfScope) {
+		t.Fatalf("found codes %v, not out_of_scope: the parse is wrong", codes)
+	}
+	doc := loadOpenAPI(t)
+	var enum []string
+	for _, v := range doc.Components.Schemas["Problem"].Value.Properties["code"].Value.Enum {
+		enum = append(enum, v.(string))
+	}
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, code := range codes {
+		if !slices.Contains(enum, code) {
+			t.Errorf("code %s is not in openapi.yaml's Problem.code enum", code)
+		}
+		if !strings.Contains(doc.Info.Description, "| `"+code+"`") {
+			t.Errorf("code %s is not in openapi.yaml's table of problem codes", code)
+		}
+		if !strings.Contains(string(readme), "| `"+code+"` |") {
+			t.Errorf("code %s is not in the README's table of errors", code)
+		}
+	}
+}

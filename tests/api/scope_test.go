@@ -1,0 +1,163 @@
+package api_test
+
+// Per-caller scopes end to end: the route × credential × scope matrix over
+// every /v1 route on the wired server and a real database, and the
+// provider list's filter.
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/tokenstore/tokenstore/adapters/httpapi"
+	"github.com/tokenstore/tokenstore/domain"
+	"github.com/tokenstore/tokenstore/tests/servicetest"
+)
+
+// The scoped callers of startScoped: a worker limited to GitLab, a service
+// limited to the users tenant-a/..., each holding every permission.
+const (
+	callerGitLab  = "scope-gitlab"
+	callerTenantA = "scope-tenant-a"
+)
+
+func startScoped(t *testing.T) *instance {
+	t.Helper()
+	return startWith(t, servicetest.Options{Scoped: map[string]httpapi.Scope{
+		callerGitLab:  {Providers: []domain.Provider{domain.ProviderGitLab}},
+		callerTenantA: {UserPrefix: "tenant-a/"},
+	}})
+}
+
+// stored is what a user has before a request: tokens for gitlab and github
+// and an offline token, each a fresh value.
+type stored struct{ gitlab, github, offline string }
+
+func (inst *instance) seed(user string) stored {
+	inst.t.Helper()
+	s := stored{uniq("scope-gl-"), uniq("scope-gh-"), uniq("scope-off-")}
+	wantStatus(inst.t, inst.do("PUT", tokensPath(user, "gitlab"), callerAll, map[string]any{"access_token": s.gitlab}), http.StatusOK)
+	wantStatus(inst.t, inst.do("PUT", tokensPath(user, "github"), callerAll, map[string]any{"access_token": s.github}), http.StatusOK)
+	wantStatus(inst.t, inst.do("PUT", offlinePath(user), callerAll, map[string]any{"offline_token": s.offline}), http.StatusOK)
+	return s
+}
+
+// unchanged fails t unless user's tokens are still s.
+func (inst *instance) unchanged(user string, s stored) {
+	inst.t.Helper()
+	for provider, want := range map[string]string{"gitlab": s.gitlab, "github": s.github} {
+		r := inst.do("GET", tokensPath(user, provider), callerAll, nil)
+		wantStatus(inst.t, r, http.StatusOK)
+		if got := objectKeys(inst.t, r, "user", "provider", "access_token", "access_token_expires_at")["access_token"]; got != want {
+			inst.t.Errorf("%s token of %s changed by a refused request", provider, user)
+		}
+	}
+	r := inst.do("GET", offlinePath(user), callerAll, nil)
+	wantStatus(inst.t, r, http.StatusOK)
+	if got := objectKeys(inst.t, r, "user", "offline_token", "created_at", "updated_at")["offline_token"]; got != s.offline {
+		inst.t.Errorf("offline token of %s changed by a refused request", user)
+	}
+}
+
+// TestAuthMatrixScopes: every /v1 route, as each scoped caller, for users
+// and providers in and out of its scope. In scope, the route answers as for
+// an unlimited caller; out of scope it is 403 out_of_scope naming the path
+// value, and the stored tokens are as they were (nothing written or
+// deleted). Every exchange is checked against openapi.yaml.
+func TestAuthMatrixScopes(t *testing.T) {
+	t.Parallel()
+	inst := startScoped(t)
+	const ok, outUser, outProvider = "", "user", "provider"
+	targets := []struct {
+		tenant, provider string
+		want             map[string]string // on a route naming a user and a provider, by caller
+	}{
+		{"tenant-a/", "gitlab", map[string]string{callerAll: ok, callerGitLab: ok, callerTenantA: ok}},
+		{"tenant-a/", "github", map[string]string{callerAll: ok, callerGitLab: outProvider, callerTenantA: ok}},
+		{"tenant-b/", "gitlab", map[string]string{callerAll: ok, callerGitLab: ok, callerTenantA: outUser}},
+		{"tenant-b/", "github", map[string]string{callerAll: ok, callerGitLab: outProvider, callerTenantA: outUser}},
+		{"Tenant-A/", "gitlab", map[string]string{callerAll: ok, callerGitLab: ok, callerTenantA: outUser}},
+		{"tenant-a-", "gitlab", map[string]string{callerAll: ok, callerGitLab: ok, callerTenantA: outUser}},
+	}
+	for _, rt := range v1Routes(t) {
+		key := rt.Method + " " + rt.Path
+		hasProvider := strings.Contains(rt.Path, "{provider}")
+		body := validBody(t, rt)
+		for _, tg := range targets {
+			for _, caller := range []string{callerAll, callerGitLab, callerTenantA} {
+				want := tg.want[caller]
+				if want == outProvider && !hasProvider {
+					want = ok // the offline token and the list name no provider
+				}
+				t.Run(key+" "+tg.tenant+" "+tg.provider+" as "+caller, func(t *testing.T) {
+					t.Parallel()
+					inst := inst.forT(t)
+					user := uniq(tg.tenant)
+					before := inst.seed(user)
+					path := strings.NewReplacer("{user}", strings.ReplaceAll(user, "/", "%2F"), "{provider}", tg.provider).Replace(rt.Path)
+					h := map[string]string{"Authorization": inst.bearer(caller)}
+					if body != nil {
+						h["Content-Type"] = "application/json"
+					}
+					r := inst.send(rawRequest{method: rt.Method, path: path, header: h, body: body})
+					if want == ok {
+						if r.StatusCode < 200 || r.StatusCode > 299 {
+							t.Errorf("%s %s as %s = %d %s, want 2xx", rt.Method, path, caller, r.StatusCode, r.body)
+						}
+						return
+					}
+					p := wantProblem(t, r, http.StatusForbidden, httpapi.CodeOutOfScope, want)
+					if !strings.HasPrefix(p.Detail, `caller "`+caller+`" may touch only `) {
+						t.Errorf("detail %q does not say what the caller may touch", p.Detail)
+					}
+					inst.unchanged(user, before)
+				})
+			}
+		}
+	}
+}
+
+// TestListProvidersShowsOnlyTheScope: the provider list of a caller
+// limited to GitLab names GitLab alone; a tenant service lists its own
+// users' providers and is refused another tenant's.
+func TestListProvidersShowsOnlyTheScope(t *testing.T) {
+	t.Parallel()
+	inst := startScoped(t)
+	user := uniq("tenant-a/")
+	for _, provider := range []string{"bitbucket", "github", "gitlab"} {
+		wantStatus(t, inst.do("PUT", tokensPath(user, provider), callerAll, map[string]any{"access_token": uniq("at-")}), http.StatusOK)
+	}
+	names := func(caller, user string) []string {
+		t.Helper()
+		r := inst.do("GET", providersPath(user), caller, nil)
+		wantStatus(t, r, http.StatusOK)
+		var body struct {
+			Providers []struct {
+				Provider string `json:"provider"`
+			} `json:"providers"`
+		}
+		r.json(t, &body)
+		var out []string
+		for _, p := range body.Providers {
+			out = append(out, p.Provider)
+		}
+		return out
+	}
+	if got := names(callerAll, user); !slices.Equal(got, []string{"bitbucket", "github", "gitlab"}) {
+		t.Errorf("unlimited caller lists %v", got)
+	}
+	if got := names(callerGitLab, user); !slices.Equal(got, []string{"gitlab"}) {
+		t.Errorf("GitLab worker lists %v, want [gitlab]", got)
+	}
+	if got := names(callerTenantA, user); !slices.Equal(got, []string{"bitbucket", "github", "gitlab"}) {
+		t.Errorf("tenant-a service lists %v for its own user", got)
+	}
+	other := uniq("tenant-b/")
+	wantStatus(t, inst.do("PUT", tokensPath(other, "gitlab"), callerAll, map[string]any{"access_token": uniq("at-")}), http.StatusOK)
+	wantProblem(t, inst.do("GET", providersPath(other), callerTenantA, nil), http.StatusForbidden, httpapi.CodeOutOfScope, "user")
+	// A user without tokens: an empty list, as for any caller.
+	if got := names(callerGitLab, uniq("nobody-")); len(got) != 0 {
+		t.Errorf("a user without tokens lists %v", got)
+	}
+}
