@@ -57,6 +57,10 @@ type Caller struct {
 	// Credentials are 256-bit random strings, so a fast hash is enough.
 	CredentialHash [sha256.Size]byte
 	Permissions    []Permission
+	// ClientCertIdentity, when set, is the identity the client certificate
+	// must carry: the caller presents both that certificate and its
+	// credential.
+	ClientCertIdentity CertIdentity
 }
 
 // Can reports whether the caller holds p.

@@ -19,7 +19,7 @@ func (c Config) Validate(refreshWait time.Duration) error {
 		return fmt.Errorf("TOKENSTORE_REFRESH_WAIT_TIMEOUT (refresh.wait_timeout) is %s but TOKENSTORE_HTTP_WRITE_TIMEOUT is %s: "+
 			"a read waiting for a refresh would be cut off without an answer; keep the wait shorter", refreshWait, c.WriteTimeout)
 	}
-	return nil
+	return c.validateTransport()
 }
 
 // CallerConfig is one entry of the callers setting as written in the
@@ -28,10 +28,13 @@ type CallerConfig struct {
 	Name           string   `yaml:"name"`
 	CredentialHash string   `yaml:"credential_hash"`
 	Permissions    []string `yaml:"permissions"`
+	// ClientCertIdentity is a URI SAN or DNS SAN (ParseCertIdentity); ""
+	// requires no client certificate.
+	ClientCertIdentity string `yaml:"client_cert_identity"`
 }
 
 // Caller validates the entry into a Caller. An error starts with the field
-// it is about: name, credential_hash or permissions.
+// it is about: name, credential_hash, permissions or client_cert_identity.
 func (c CallerConfig) Caller() (Caller, error) {
 	if c.Name == "" {
 		return Caller{}, errors.New("name: must not be empty")
@@ -50,6 +53,11 @@ func (c CallerConfig) Caller() (Caller, error) {
 			return Caller{}, fmt.Errorf("permissions (caller %q): %w", c.Name, err)
 		}
 		caller.Permissions = append(caller.Permissions, perm)
+	}
+	if c.ClientCertIdentity != "" {
+		if caller.ClientCertIdentity, err = ParseCertIdentity(c.ClientCertIdentity); err != nil {
+			return Caller{}, fmt.Errorf("client_cert_identity (caller %q): %w", c.Name, err)
+		}
 	}
 	return caller, nil
 }
