@@ -64,6 +64,26 @@ func loopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// CheckFiles refuses, when the configuration is loaded, a TLS file setting
+// that names no file, or a key file others may read (the secret-file
+// rule); their content is read, and checked, when the server starts.
+func (c Config) CheckFiles() error {
+	for _, f := range []struct{ path, setting string }{{c.TLSCertFile, settingCertFile}, {c.ClientCAFile, settingClientCA}} {
+		if f.path == "" {
+			continue
+		}
+		if info, err := os.Stat(f.path); err != nil {
+			return fmt.Errorf("%s: %w", f.setting, err)
+		} else if !info.Mode().IsRegular() {
+			return fmt.Errorf("%s: %s is not a file", f.setting, f.path)
+		}
+	}
+	if c.TLSKeyFile != "" {
+		return secretfile.Check(c.TLSKeyFile, settingKeyFile)
+	}
+	return nil
+}
+
 // newTLSConfig builds the server's TLS configuration: TLS 1.2 or newer, the
 // certificate from reloader (read at each handshake, so a reload applies to
 // new connections while open ones keep theirs), and, with a client CA,

@@ -169,6 +169,9 @@ func Load(path string, dev bool, getenv func(string) string) (Config, error) {
 	c.DevDir = cmp.Or(getenv("TOKENSTORE_DEV_DIR"), c.DevDir)
 	c.App.ProviderMargins = c.OAuth.Margins()
 	c.App.Providers = c.OAuth.Names()
+	if err := c.HTTP.CheckFiles(); err != nil {
+		return Config{}, err
+	}
 	return c, c.resolveKeys()
 }
 
@@ -253,7 +256,7 @@ func (s setting) set(n *yaml.Node, where string, getenv func(string) string) (er
 		}
 		*p, err = fernet.ParseKeys(strings.Join(texts, "\n"))
 	case *[]httpapi.Caller:
-		*p, err = decodeList(n, where, "{name, credential_hash, permissions, client_cert_identity}", func(entries []callerSettings, where string) ([]httpapi.Caller, error) {
+		*p, err = decodeList(n, where, "{name, credential_hash, permissions}", func(entries []callerSettings, where string) ([]httpapi.Caller, error) {
 			configs := make([]httpapi.CallerConfig, len(entries))
 			for i, e := range entries {
 				configs[i] = httpapi.CallerConfig(e)
