@@ -378,17 +378,24 @@ func load(t *testing.T, ca *testpki.CA, url string) (stop func() (int64, []error
 	}
 }
 
+// startReloading starts a server on a certificate named "first" that
+// checks its files every poll.
+func startReloading(t *testing.T, poll time.Duration) (*tlsServer, *testpki.CA, testpki.Files) {
+	t.Helper()
+	ca := testpki.NewCA(t, "test CA")
+	files := ca.Issue(t, named("first")).Write(t, t.TempDir(), "server")
+	cfg := tlsCfg(files)
+	cfg.CertPollInterval = poll
+	return startTLS(t, cfg, nil), ca, files
+}
+
 // Replacing the files mid-run reloads the pair: requests keep succeeding
 // across the swap, on open connections and new ones, and new connections
 // see the new certificate.
 func TestTLSReloadOnFileChange(t *testing.T) {
 	t.Parallel()
-	ca := testpki.NewCA(t, "test CA")
-	dir := t.TempDir()
-	files := ca.Issue(t, named("first")).Write(t, dir, "server")
-	cfg := tlsCfg(files)
-	cfg.CertPollInterval = 20 * time.Millisecond
-	s := startTLS(t, cfg, nil)
+	s, ca, files := startReloading(t, 20 * time.Millisecond)
+	dir := filepath.Dir(files.Cert)
 	if got := subject(t, ca, s.srv.Addr()); got != "first" {
 		t.Fatalf("subject %q, want first", got)
 	}
@@ -409,12 +416,8 @@ func TestTLSReloadOnFileChange(t *testing.T) {
 // SIGHUP reloads the pair at once, whatever the poll interval.
 func TestTLSReloadOnSIGHUP(t *testing.T) {
 	// Not parallel: the signal goes to the whole process.
-	ca := testpki.NewCA(t, "test CA")
-	dir := t.TempDir()
-	files := ca.Issue(t, named("first")).Write(t, dir, "server")
-	cfg := tlsCfg(files)
-	cfg.CertPollInterval = time.Hour
-	s := startTLS(t, cfg, nil)
+	s, ca, files := startReloading(t, time.Hour)
+	dir := filepath.Dir(files.Cert)
 	waitFor(t, "the server to listen", func() bool { return subject(t, ca, s.srv.Addr()) == "first" })
 	ca.Issue(t, named("second")).Write(t, dir, "server")
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
@@ -431,12 +434,8 @@ func TestTLSReloadOnSIGHUP(t *testing.T) {
 // a later good pair is picked up.
 func TestTLSFailedReloadKeepsPair(t *testing.T) {
 	t.Parallel()
-	ca := testpki.NewCA(t, "test CA")
-	dir := t.TempDir()
-	files := ca.Issue(t, named("first")).Write(t, dir, "server")
-	cfg := tlsCfg(files)
-	cfg.CertPollInterval = 20 * time.Millisecond
-	s := startTLS(t, cfg, nil)
+	s, ca, files := startReloading(t, 20 * time.Millisecond)
+	dir := filepath.Dir(files.Cert)
 
 	const garbage = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END PRIVATE KEY-----\n"
 	testpki.WriteFile(t, files.Key, []byte(garbage), 0o600)
