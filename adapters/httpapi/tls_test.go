@@ -394,7 +394,7 @@ func startReloading(t *testing.T, poll time.Duration) (*tlsServer, *testpki.CA, 
 // see the new certificate.
 func TestTLSReloadOnFileChange(t *testing.T) {
 	t.Parallel()
-	s, ca, files := startReloading(t, 20 * time.Millisecond)
+	s, ca, files := startReloading(t, 20*time.Millisecond)
 	dir := filepath.Dir(files.Cert)
 	if got := subject(t, ca, s.srv.Addr()); got != "first" {
 		t.Fatalf("subject %q, want first", got)
@@ -434,7 +434,7 @@ func TestTLSReloadOnSIGHUP(t *testing.T) {
 // a later good pair is picked up.
 func TestTLSFailedReloadKeepsPair(t *testing.T) {
 	t.Parallel()
-	s, ca, files := startReloading(t, 20 * time.Millisecond)
+	s, ca, files := startReloading(t, 20*time.Millisecond)
 	dir := filepath.Dir(files.Cert)
 
 	const garbage = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END PRIVATE KEY-----\n"
