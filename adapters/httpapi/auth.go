@@ -62,6 +62,10 @@ type Caller struct {
 	Permissions    []Permission
 	// Scope limits the users and providers the caller may touch.
 	Scope Scope
+	// ClientCertIdentity, when set, is the identity the client certificate
+	// must carry: the caller presents both that certificate and its
+	// credential.
+	ClientCertIdentity CertIdentity
 }
 
 // Can reports whether the caller holds p.

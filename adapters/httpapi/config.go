@@ -23,7 +23,7 @@ func (c Config) Validate(refreshWait time.Duration) error {
 		return fmt.Errorf("TOKENSTORE_REFRESH_WAIT_TIMEOUT (refresh.wait_timeout) is %s but TOKENSTORE_HTTP_WRITE_TIMEOUT is %s: "+
 			"a read waiting for a refresh would be cut off without an answer; keep the wait shorter", refreshWait, c.WriteTimeout)
 	}
-	return nil
+	return c.validateTransport()
 }
 
 // CallerConfig is one entry of the callers setting as written in the
@@ -36,11 +36,15 @@ type CallerConfig struct {
 	// provider and every user.
 	Providers  []string `yaml:"providers"`
 	UserPrefix string   `yaml:"user_prefix"`
+	// ClientCertIdentity is a URI SAN or DNS SAN (ParseCertIdentity); ""
+	// requires no client certificate.
+	ClientCertIdentity string `yaml:"client_cert_identity"`
 }
 
 // Caller validates the entry into a Caller. An error starts with the field
-// it is about: name, credential_hash, permissions, providers or
-// user_prefix. Whether the providers are declared is ValidateScopes' part.
+// it is about: name, credential_hash, permissions, providers, user_prefix
+// or client_cert_identity. Whether the providers are declared is
+// ValidateScopes' part.
 func (c CallerConfig) Caller() (Caller, error) {
 	if c.Name == "" {
 		return Caller{}, errors.New("name: must not be empty")
@@ -62,6 +66,11 @@ func (c CallerConfig) Caller() (Caller, error) {
 	}
 	if caller.Scope, err = c.scope(); err != nil {
 		return Caller{}, err
+	}
+	if c.ClientCertIdentity != "" {
+		if caller.ClientCertIdentity, err = ParseCertIdentity(c.ClientCertIdentity); err != nil {
+			return Caller{}, fmt.Errorf("client_cert_identity (caller %q): %w", c.Name, err)
+		}
 	}
 	return caller, nil
 }

@@ -170,6 +170,9 @@ func (a *api) caller(r *http.Request) (*Caller, error) {
 		return nil, newProblem(http.StatusUnauthorized, CodeUnauthenticated, "the credential is not valid").
 			withHeader("WWW-Authenticate", `Bearer realm="tokenstore", error="invalid_token"`)
 	}
+	if err := caller.checkClientCert(r.TLS); err != nil {
+		return nil, err
+	}
 	return caller, nil
 }
 

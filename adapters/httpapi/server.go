@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +22,18 @@ type Config struct {
 	IdleTimeout       time.Duration
 	// ShutdownTimeout bounds how long Stop waits for in-flight requests.
 	ShutdownTimeout time.Duration
+
+	// TLSCertFile and TLSKeyFile (a PEM chain, leaf first, and its key,
+	// the key file private) turn TLS on; both are reloaded when they change
+	// or on SIGHUP. ClientCAFile verifies client certificates, when
+	// presented, against its PEM certificates. Plaintext allows plain HTTP
+	// beyond loopback, for a transport protected elsewhere (a service
+	// mesh, a sidecar).
+	TLSCertFile, TLSKeyFile, ClientCAFile string
+	Plaintext                             bool
+	// CertPollInterval is how often the certificate files are checked for
+	// a change (0: DefaultCertPollInterval).
+	CertPollInterval time.Duration
 }
 
 // DefaultConfig listens on loopback with timeouts that bound slow clients.
@@ -43,9 +56,10 @@ type Server struct {
 	log *slog.Logger
 	srv *http.Server
 
-	mu   sync.Mutex
-	addr net.Addr
-	done chan error
+	mu         sync.Mutex
+	addr       net.Addr
+	done       chan error
+	stopReload context.CancelFunc
 }
 
 // NewServer builds the server around the API handler (NewHandler).
@@ -65,26 +79,57 @@ func NewServer(cfg Config, log *slog.Logger, svc TokenService, auth *Authenticat
 	}
 }
 
-// Start listens on the configured address and serves in a goroutine.
+// Start listens on the configured address and serves in a goroutine. With
+// TLS, the certificate and key are loaded first (a pair that cannot be
+// loaded fails start-up) and watched for the server's life.
 func (s *Server) Start(context.Context) error {
+	var reloader *certReloader
+	if s.cfg.TLS() {
+		var err error
+		if reloader, err = newCertReloader(s.cfg.TLSCertFile, s.cfg.TLSKeyFile, s.log); err != nil {
+			return err
+		}
+		if s.srv.TLSConfig, err = newTLSConfig(s.cfg, reloader); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s (TOKENSTORE_HTTP_ADDR): %w; is another process using the port?", s.cfg.Addr, err)
 	}
 	done := make(chan error, 1)
+	reloadCtx, stopReload := context.WithCancel(context.Background())
 	s.mu.Lock()
 	s.addr = ln.Addr()
 	s.done = done
+	s.stopReload = stopReload
 	s.mu.Unlock()
-	s.log.Info("listening", "addr", ln.Addr().String())
+	s.log.Info("listening", "addr", ln.Addr().String(), "tls", reloader != nil, "client_certificates", s.cfg.ClientCAFile != "")
+	if reloader != nil {
+		go reloader.run(reloadCtx, cmp.Or(s.cfg.CertPollInterval, DefaultCertPollInterval))
+	}
 	go func() {
-		err := s.srv.Serve(ln)
+		var err error
+		if reloader != nil {
+			err = s.srv.ServeTLS(ln, "", "") // the certificate comes from TLSConfig
+		} else {
+			err = s.srv.Serve(ln)
+		}
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
 		done <- err
 	}()
 	return nil
+}
+
+// URL is the server's base URL once started: https://host:port with TLS,
+// http://host:port without.
+func (s *Server) URL() string {
+	if s.cfg.TLS() {
+		return "https://" + s.Addr()
+	}
+	return "http://" + s.Addr()
 }
 
 // Addr is the bound address once started.
@@ -100,6 +145,11 @@ func (s *Server) Addr() string {
 // Stop stops accepting connections and waits for in-flight requests, up to
 // ShutdownTimeout or ctx's deadline, whichever comes first.
 func (s *Server) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	if s.stopReload != nil {
+		s.stopReload() // open connections keep their certificate
+	}
+	s.mu.Unlock()
 	if s.cfg.ShutdownTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.cfg.ShutdownTimeout)

@@ -1,7 +1,8 @@
 // Package secretfile reads the files that hold tokenstore's secrets: key
 // files, the replaced system's JWT secret (TOKENSTORE_JWT_SECRET_FILE and
 // `import openhands --jwt-secret-file`), client secret files, the
-// development caller credential, and config files that carry a secret
+// development caller credential, the TLS private key
+// (TOKENSTORE_HTTP_TLS_KEY_FILE), and config files that carry a secret
 // inline. One home for the rule that such a file must be private, so that
 // every secret file is judged the same way, whichever setting or flag names
 // it. There is deliberately no way to read a secret file without the check.

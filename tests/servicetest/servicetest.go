@@ -14,9 +14,11 @@ package servicetest
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -30,6 +32,7 @@ import (
 	"github.com/tokenstore/tokenstore/cmd/tokenstore/cli"
 	"github.com/tokenstore/tokenstore/tests/testdb"
 	"github.com/tokenstore/tokenstore/tests/testlog"
+	"github.com/tokenstore/tokenstore/tests/testpki"
 )
 
 // CallerAll names the caller holding every permission.
@@ -68,6 +71,12 @@ type Options struct {
 	// scope (a provider list, a user prefix); their credentials join
 	// Cluster.Credentials.
 	Scoped map[string]httpapi.Scope
+	// TLS serves HTTPS: the cluster makes a CA (Cluster.CA) and a server
+	// certificate for 127.0.0.1 and localhost signed by it, written to
+	// Cluster.CertFiles (the key mode 0600), and sets http.tls_cert_file
+	// and http.tls_key_file before Configure runs. Cluster.Client trusts
+	// the CA.
+	TLS bool
 	// Secrets returns more strings no log may hold; it is asked when the
 	// logs are checked, after every instance stopped, so it may list what a
 	// fake provider issued during the test.
@@ -89,6 +98,9 @@ type Cluster struct {
 	Credentials map[string]string
 	// Instances are the running instances, in start order.
 	Instances []*Instance
+	// CA and CertFiles are the TLS fixture when Options.TLS is set.
+	CA        *testpki.CA
+	CertFiles testpki.Files
 
 	mu      sync.Mutex
 	secrets []string
@@ -100,7 +112,7 @@ type Instance struct {
 	// Name is the instance's refresh lease owner and its logs' "instance"
 	// attribute: inst0, inst1, ...
 	Name string
-	// URL is the API's base, http://127.0.0.1:port.
+	// URL is the API's base, http://127.0.0.1:port (https:// with TLS).
 	URL string
 	// Service, Worker and Pool are the instance's own, from its graph.
 	Service *app.TokenService
@@ -133,6 +145,12 @@ func Start(t testing.TB, o Options) *Cluster {
 		t.Fatal(err)
 	}
 	callers := c.newCallers(t, o.Scoped)
+	if o.TLS {
+		c.CA = testpki.NewCA(t, "servicetest CA")
+		leaf := c.CA.Server(t)
+		c.CertFiles = leaf.Write(t, t.TempDir(), "server")
+		c.AddSecrets(string(leaf.KeyPEM))
+	}
 	// Registered before any instance's stop, so it runs after all of them.
 	t.Cleanup(func() { c.CheckLogs(t) })
 
@@ -143,6 +161,9 @@ func Start(t testing.TB, o Options) *Cluster {
 		cfg.HTTP.Addr = "127.0.0.1:0"
 		cfg.Keys = fernet.Config{Keys: o.Keys}
 		cfg.Callers = callers
+		if o.TLS {
+			cfg.HTTP.TLSCertFile, cfg.HTTP.TLSKeyFile = c.CertFiles.Cert, c.CertFiles.Key
+		}
 		if o.Configure != nil {
 			o.Configure(&cfg)
 		}
@@ -185,6 +206,20 @@ func (c *Cluster) newCallers(t testing.TB, scoped map[string]httpapi.Scope) []ht
 		callers[len(callers)-1].Scope = scope
 	}
 	return callers
+}
+
+// Client is an HTTP client that trusts the cluster's CA (the system's
+// roots without Options.TLS) and presents certs as its client
+// certificates. Its idle connections close when t ends.
+func (c *Cluster) Client(t testing.TB, certs ...tls.Certificate) *http.Client {
+	t.Helper()
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{Certificates: certs}
+	if c.CA != nil {
+		tr.TLSClientConfig.RootCAs = c.CA.Pool()
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: Timeout}
 }
 
 // NewKey returns a fresh Fernet key.
@@ -234,7 +269,7 @@ func (c *Cluster) start(t testing.TB, cfg cli.Config) *Instance {
 	if err := in.graph.Start(ctx); err != nil {
 		t.Fatalf("start %s: %v\nlogs:\n%s", in.Name, err, in.Logs.String())
 	}
-	in.URL = "http://" + server.Addr()
+	in.URL = server.URL()
 	t.Cleanup(func() {
 		if err := in.Stop(context.Background()); err != nil {
 			t.Errorf("stop %s: %v", in.Name, err)

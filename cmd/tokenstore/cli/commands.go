@@ -116,8 +116,13 @@ Runs the HTTP API until SIGINT or SIGTERM, then drains in-flight requests.
 creates a key file and a caller credential under .dev/ (mode 0600) if
 missing, declares github, gitlab, bitbucket, azure_devops and keycloak as
 store-only providers when no providers are configured, and applies
-migrations. Outside --dev, a key, a caller and a database URL must be
-configured, and tokens are stored only for declared providers.
+migrations. --dev listens on 127.0.0.1 like serve: beyond loopback
+only when http.addr asks, and then with TLS or http.plaintext, as always.
+Outside --dev, a key, a caller and a database URL must be configured, and
+tokens are stored only for declared providers.
+
+TLS: http.tls_cert_file and http.tls_key_file; SIGHUP or a change of
+either file reloads them without dropping connections.
 `+settingsHelp(), env)
 	dev := fs.Bool("dev", false, "development mode (see above)")
 	cfgPath := fs.String("config", "", "YAML config file (default $TOKENSTORE_CONFIG)")

@@ -18,6 +18,7 @@ import (
 	"github.com/tokenstore/tokenstore/adapters/oauth"
 	"github.com/tokenstore/tokenstore/adapters/postgres"
 	"github.com/tokenstore/tokenstore/cmd/tokenstore/cli"
+	"github.com/tokenstore/tokenstore/tests/testpki"
 )
 
 func TestLoadDefaults(t *testing.T) {
@@ -363,7 +364,11 @@ func TestLoadExampleConfig(t *testing.T) {
 		t.Fatalf("no example config: %v", err)
 	}
 	keyFile := writeFile(t, "keys", fernetKey(t)+"\n", 0o600)
-	cfg, err := cli.Load(example, false, envOf(map[string]string{"TOKENSTORE_KEY_FILE": keyFile, "GITLAB_CLIENT_SECRET": "example-secret"}))
+	ca := testpki.NewCA(t, "example CA")
+	tlsFiles := ca.Server(t).Write(t, t.TempDir(), "tls")
+	caFile := writeFile(t, "clients-ca.crt", string(ca.PEM), 0o644)
+	cfg, err := cli.Load(example, false, envOf(map[string]string{"TOKENSTORE_KEY_FILE": keyFile, "GITLAB_CLIENT_SECRET": "example-secret",
+		"TOKENSTORE_HTTP_TLS_CERT_FILE": tlsFiles.Cert, "TOKENSTORE_HTTP_TLS_KEY_FILE": tlsFiles.Key, "TOKENSTORE_HTTP_CLIENT_CA_FILE": caFile}))
 	if err != nil {
 		t.Fatalf("example config: %v", err)
 	}

@@ -70,12 +70,16 @@ func (c *Config) settings() []setting {
 		{key: "http.write_timeout", to: &c.HTTP.WriteTimeout, help: "time to write a response", def: httpapi.DefaultConfig().WriteTimeout},
 		{key: "http.idle_timeout", to: &c.HTTP.IdleTimeout, help: "keep-alive idle time", def: httpapi.DefaultConfig().IdleTimeout},
 		{key: "http.shutdown_timeout", to: &c.HTTP.ShutdownTimeout, help: "how long shutdown waits for in-flight requests", def: httpapi.DefaultConfig().ShutdownTimeout},
+		{key: "http.tls_cert_file", to: &c.HTTP.TLSCertFile, help: "PEM certificate chain, leaf first: turns on TLS 1.2 or newer; reloaded with the key when either file changes or on SIGHUP"},
+		{key: "http.tls_key_file", to: &c.HTTP.TLSKeyFile, help: "PEM private key of http.tls_cert_file; must be mode 0600"},
+		{key: "http.client_ca_file", to: &c.HTTP.ClientCAFile, help: "PEM CA certificates that client certificates are verified against when presented; a caller with client_cert_identity must present one"},
+		{key: "http.plaintext", to: &c.HTTP.Plaintext, help: "allow plain HTTP on a non-loopback http.addr because a service mesh or sidecar protects the transport: true or false", def: false},
 		{key: "keys", to: &c.Keys.Keys, help: "Fernet keys, comma-separated, primary (newest) first"},
 		{key: "key_file", to: &c.KeyFile, help: "key file, used when keys is not set: one Fernet key per line (notes after #) or JSON [{key, created_at, note}], primary first; must be mode 0600"},
 		{key: "jwt_secret", to: &c.JWTSecret, help: "the replaced system's JWT secret, used when neither keys nor key_file is set: the key is derived as base64(SHA-256(secret))"},
 		{key: "jwt_secret_file", to: &c.JWTSecretFile, help: "file holding the replaced system's JWT secret (instead of jwt_secret)"},
-		{key: "callers", to: &c.Callers, help: "list of {name, credential_hash, permissions, providers, user_prefix}; permissions: " + strings.Join(httpapi.PermissionNames(), ", ") +
-			"; providers (declared names) and user_prefix (such as tenant-a/) limit what the caller may touch, every provider and user when left out"},
+		{key: "callers", to: &c.Callers, help: "list of {name, credential_hash, permissions, providers, user_prefix, client_cert_identity}; permissions: " + strings.Join(httpapi.PermissionNames(), ", ") +
+			"; providers (declared names) and user_prefix (such as tenant-a/) limit what the caller may touch, every provider and user when left out; client_cert_identity (a URI or DNS SAN) requires that client certificate too"},
 		{key: "providers", to: &c.OAuth, help: "list of providers to refresh: " + oauth.ProviderSettingsHelp()},
 		{key: "refresh.margin", to: &c.App.RefreshMargin, help: "refresh access tokens expiring within this margin", def: domain.DefaultRefreshMargin},
 		{key: "refresh.wait_timeout", to: &c.App.Refresh.WaitTimeout, help: "how long a read waits for a refresh before answering 503 unavailable", def: app.DefaultRefreshWaitTimeout},
@@ -166,6 +170,9 @@ func Load(path string, dev bool, getenv func(string) string) (Config, error) {
 	c.DevDir = cmp.Or(getenv("TOKENSTORE_DEV_DIR"), c.DevDir)
 	c.App.ProviderMargins = c.OAuth.Margins()
 	c.App.Providers = c.OAuth.Names()
+	if err := c.HTTP.CheckFiles(); err != nil {
+		return Config{}, err
+	}
 	return c, c.resolveKeys()
 }
 
@@ -250,7 +257,7 @@ func (s setting) set(n *yaml.Node, where string, getenv func(string) string) (er
 		}
 		*p, err = fernet.ParseKeys(strings.Join(texts, "\n"))
 	case *[]httpapi.Caller:
-		*p, err = decodeList(n, where, "{name, credential_hash, permissions, providers, user_prefix}", func(entries []callerSettings, where string) ([]httpapi.Caller, error) {
+		*p, err = decodeList(n, where, "{name, credential_hash, permissions, providers, user_prefix, client_cert_identity}", func(entries []callerSettings, where string) ([]httpapi.Caller, error) {
 			configs := make([]httpapi.CallerConfig, len(entries))
 			for i, e := range entries {
 				configs[i] = httpapi.CallerConfig(e)
@@ -298,6 +305,8 @@ type callerSettings struct {
 	Permissions    []string `json:"permissions"`
 	Providers      []string `json:"providers"`
 	UserPrefix     string   `json:"user_prefix"`
+	// ClientCertIdentity: omitted, no client certificate is required.
+	ClientCertIdentity string `json:"client_cert_identity"`
 }
 
 // decodeList decodes a list setting, then build, from the package that owns
@@ -497,8 +506,19 @@ func (c *Config) Validate() error {
 			"a request waiting for the database would be cut off without an answer; keep the database timeout at least %s shorter",
 			c.Database.Timeout, c.HTTP.WriteTimeout, postgres.ClientGrace)
 	}
-	return errors.Join(c.HTTP.Validate(c.App.Refresh.WaitTimeout), c.OAuth.Validate(), c.App.Validate(c.OAuth.Timeouts()),
+	return errors.Join(c.HTTP.Validate(c.App.Refresh.WaitTimeout), c.validateClientCerts(), c.OAuth.Validate(), c.App.Validate(c.OAuth.Timeouts()),
 		httpapi.ValidateScopes(c.Callers, c.App.Providers))
+}
+
+// validateClientCerts refuses a caller that requires a client certificate
+// no server setting would ever verify.
+func (c *Config) validateClientCerts() error {
+	for i, caller := range c.Callers {
+		if !caller.ClientCertIdentity.IsZero() && c.HTTP.ClientCAFile == "" {
+			return fmt.Errorf("callers[%d].client_cert_identity (caller %q): a client certificate can only be verified against TOKENSTORE_HTTP_CLIENT_CA_FILE (http.client_ca_file): set it, with TLS", i, caller.Name)
+		}
+	}
+	return nil
 }
 
 func settingsHelp() (help string) {
