@@ -62,7 +62,7 @@ func TestListVariablesAreStrictJSON(t *testing.T) {
 		{"callers wrong type", "TOKENSTORE_CALLERS", `[{"name":"svc","credential_hash":"` + hash + `","permissions":"tokens:read"}]`,
 			[]string{"TOKENSTORE_CALLERS[0].permissions: must be a list of strings"}},
 		{"callers not a list", "TOKENSTORE_CALLERS", `{` + caller + `}`,
-			[]string{"TOKENSTORE_CALLERS: must be a list of {name, credential_hash, permissions, providers, user_prefix}"}},
+			[]string{"TOKENSTORE_CALLERS: must be a list of {name, credential_hash, permissions, providers, user_prefix, client_cert_identity}"}},
 		{"callers not JSON", "TOKENSTORE_CALLERS", `[{"name":`, []string{"TOKENSTORE_CALLERS: not valid JSON"}},
 		{"callers YAML is not JSON", "TOKENSTORE_CALLERS", `[{name: svc}]`, []string{"TOKENSTORE_CALLERS: not valid JSON"}},
 		{"providers duplicate secret", "TOKENSTORE_PROVIDERS", `[{` + gitlab + `,"client_secret":"other"}]`,
