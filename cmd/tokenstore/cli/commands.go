@@ -235,17 +235,20 @@ The database is TOKENSTORE_DATABASE_URL (or database.url in the config file).
 }
 
 func runCallers(args []string, env Env) error {
-	fs := newFlags("callers", `Usage: tokenstore callers generate --name NAME [--permissions LIST] [--providers LIST] [--user-prefix PREFIX]
+	fs := newFlags("callers", `Usage: tokenstore callers generate --name NAME [--permissions LIST] [--providers LIST] [--user-prefix PREFIX] [--client-cert-identity SAN]
 
   generate  print a new random caller credential (give it to the caller) and
             the config entry holding only its hash (give that to tokenstore).
             --providers and --user-prefix limit the caller to those declared
-            providers and to the users whose id starts with PREFIX.
+            providers and to the users whose id starts with PREFIX;
+            --client-cert-identity makes it present a client certificate
+            with that URI SAN (such as a SPIFFE id) or DNS SAN too.
 `, env)
 	name := fs.String("name", "", "the caller's name, shown in request logs")
 	perms := fs.String("permissions", strings.Join(httpapi.PermissionNames(), ","), "comma-separated permissions")
 	providers := fs.String("providers", "", "comma-separated declared providers the caller may touch (default every provider)")
 	userPrefix := fs.String("user-prefix", "", "the prefix of every user id the caller may touch, such as tenant-a/ (default every user)")
+	certIdentity := fs.String("client-cert-identity", "", "URI SAN or DNS SAN of the client certificate the caller must also present (default none)")
 	if len(args) > 0 && args[0] == "generate" {
 		args = args[1:] // flags follow the action: callers generate --name NAME
 	} else if err := fs.Parse(args); err != nil || fs.NArg() != 1 || fs.Arg(0) != "generate" {
@@ -275,7 +278,7 @@ func runCallers(args []string, env Env) error {
 		}
 		list = append(list, string(perm))
 	}
-	entry := httpapi.CallerConfig{Name: *name, Permissions: list, UserPrefix: *userPrefix}
+	entry := httpapi.CallerConfig{Name: *name, Permissions: list, UserPrefix: *userPrefix, ClientCertIdentity: *certIdentity}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if set["providers"] {
@@ -305,6 +308,9 @@ func runCallers(args []string, env Env) error {
 	}
 	if entry.UserPrefix != "" {
 		fmt.Fprintf(env.Stdout, "    user_prefix: %s\n", strconv.Quote(entry.UserPrefix))
+	}
+	if entry.ClientCertIdentity != "" {
+		fmt.Fprintf(env.Stdout, "    client_cert_identity: %s\n", strconv.Quote(entry.ClientCertIdentity))
 	}
 	return nil
 }

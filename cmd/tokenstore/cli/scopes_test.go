@@ -142,6 +142,19 @@ func TestValidateScopeProvidersDeclared(t *testing.T) {
 	}
 }
 
+// TestCallersGenerateCertIdentity: --client-cert-identity reaches the
+// printed entry, which loads with that identity.
+func TestCallersGenerateCertIdentity(t *testing.T) {
+	t.Parallel()
+	for _, id := range []string{"spiffe://example.org/ns/jobs/sa/worker", "worker.internal.example.org"} {
+		_, _, entry := callersGenerate(t, "generate", "--name", "w", "--client-cert-identity", id)
+		callers := loadCallersEntry(t, entry)
+		if len(callers) != 1 || callers[0].ClientCertIdentity.String() != id {
+			t.Errorf("printed entry loads as %+v, want identity %s\n%s", callers, id, entry)
+		}
+	}
+}
+
 // TestCallersGenerateScopes: the scope flags reach the printed entry, and
 // the entry loads into the same scope; a scope the loader would refuse is
 // refused before anything is printed.
@@ -180,6 +193,7 @@ func TestCallersGenerateScopes(t *testing.T) {
 		{"bad provider", []string{"--providers", "GitLab"}, []string{"providers", `"GitLab" is not a provider name`}},
 		{"provider twice", []string{"--providers", "gitlab,gitlab"}, []string{"providers", "listed twice"}},
 		{"bad prefix", []string{"--user-prefix", "a\tb"}, []string{"user_prefix", "control"}},
+		{"wildcard certificate identity", []string{"--client-cert-identity", "*.example.org"}, []string{"client_cert_identity"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
