@@ -13,9 +13,9 @@ import (
 	"github.com/tokenstore/tokenstore/ports"
 )
 
-// unknownOutcome is the error of a refresh whose request was sent and whose
+// errUnknownOutcome is the error of a refresh whose request was sent and whose
 // answer was lost.
-var unknownOutcome = fmt.Errorf("%w: %w: HTTP 502", domain.ErrProviderUnavailable, domain.ErrProviderOutcomeUnknown)
+var errUnknownOutcome = fmt.Errorf("%w: %w: HTTP 502", domain.ErrProviderUnavailable, domain.ErrProviderOutcomeUnknown)
 
 // For a provider that revokes the previous access token, a token still
 // valid is not handed out while another instance's refresh holds the lease.
@@ -50,7 +50,7 @@ func TestRevokingProviderUnknownOutcome(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t, app.Config{Refresh: app.RefreshConfig{RetryAfter: time.Hour}})
 			f.provider.revokes = revokes
-			f.provider.setAnswer(failing(unknownOutcome))
+			f.provider.setAnswer(failing(errUnknownOutcome))
 			f.put("alice", gitlab, time.Minute, "r")
 			for i := range 2 { // the failed refresh, then a read during the back-off
 				got, err := f.get("alice", gitlab)

@@ -60,6 +60,39 @@ func hammer(instances []*instance, user string, callers int, stop <-chan struct{
 	}
 }
 
+// holdProvider makes the fake block calls for grant id until the returned
+// unblock is called (also at the test's end); entered closes at the first.
+func holdProvider(t *testing.T, c *cluster, id string) (entered <-chan struct{}, unblock func()) {
+	in, proceed := make(chan struct{}), make(chan struct{})
+	var once, release sync.Once
+	unblock = func() { release.Do(func() { close(proceed) }) }
+	t.Cleanup(unblock)
+	c.fake.SetHook(func(call hookCall) {
+		if call.grant == id {
+			once.Do(func() { close(in) })
+			<-proceed
+		}
+	})
+	return in, unblock
+}
+
+// checkAnswers logs the answers' tally and fails t if any carried the old
+// access token or was a 503 without Retry-After.
+func checkAnswers(t *testing.T, what string, answers []result, old, current string) map[string]int {
+	t.Helper()
+	counts := tallyAnswers(answers, map[string]string{old: "old token", current: "new token"})
+	t.Logf("%d answers: %v", len(answers), counts)
+	if counts["old token"] != 0 {
+		t.Errorf("%d callers got the old access token %s", counts["old token"], what)
+	}
+	for _, r := range answers {
+		if r.status == http.StatusServiceUnavailable && r.retryAfter == "" {
+			t.Fatalf("503 without Retry-After: %s", r)
+		}
+	}
+	return counts
+}
+
 // tally counts answers by status and token.
 func tallyAnswers(rs []result, names map[string]string) map[string]int {
 	out := map[string]int{}
@@ -89,39 +122,20 @@ func TestRevokingNoOldTokenDuringARefresh(t *testing.T) {
 	g := c.fake.NewGrant()
 	c.putGrant(t, user, g, 60) // valid, inside the margin: the next read refreshes
 
-	entered, proceed := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	c.fake.SetHook(func(call hookCall) {
-		if call.grant == g.id {
-			once.Do(func() { close(entered) })
-			<-proceed
-		}
-	})
-	t.Cleanup(func() {
-		select {
-		case <-proceed:
-		default:
-			close(proceed)
-		}
-	})
+	entered, unblock := holdProvider(t, c, g.id)
 	first := make(chan result, 1)
 	go func() { r, _ := c.instances[0].getE(user); first <- r }()
 	<-entered
 	stop := make(chan struct{})
 	wait := hammer(c.instances, user, 5, stop)
 	time.Sleep(300 * time.Millisecond) // callers pile up behind the lease
-	close(proceed)
+	unblock()
 	r0 := <-first
 	time.Sleep(200 * time.Millisecond)
 	close(stop)
 	answers := append(wait(), r0)
 
-	newAccess := c.fake.Access(g.id)
-	counts := tallyAnswers(answers, map[string]string{g.access: "old token", newAccess: "new token"})
-	t.Logf("%d answers: %v", len(answers), counts)
-	if counts["old token"] != 0 {
-		t.Errorf("%d callers got the old access token during the refresh", counts["old token"])
-	}
+	counts := checkAnswers(t, "during the refresh", answers, g.access, c.fake.Access(g.id))
 	if counts["new token"] == 0 || counts["new token"] != len(answers) {
 		t.Errorf("answers %v; want every caller to get the new token", counts)
 	}
@@ -172,16 +186,7 @@ func TestRevokingLeaseHolderKilled(t *testing.T) {
 	})
 	close(stop)
 	answers := wait()
-	counts := tallyAnswers(answers, map[string]string{g.access: "old token"})
-	t.Logf("%d answers: %v", len(answers), counts)
-	if counts["old token"] != 0 {
-		t.Errorf("%d callers got the revoked access token while the dead instance's lease stood", counts["old token"])
-	}
-	for _, r := range answers {
-		if r.status == http.StatusServiceUnavailable && r.retryAfter == "" {
-			t.Fatalf("503 without Retry-After: %s", r)
-		}
-	}
+	checkAnswers(t, "while the dead instance's lease stood", answers, g.access, c.fake.Access(g.id))
 	if row := c.row(t, user); !row.reauth || row.refreshError != "refresh_interrupted" {
 		t.Errorf("row reauth %v error %q; want refresh_interrupted", row.reauth, row.refreshError)
 	}
@@ -200,16 +205,7 @@ func TestRevokingLeaseHolderStopped(t *testing.T) {
 	g := c.fake.NewGrant()
 	c.putGrant(t, user, g, 60)
 
-	entered, proceed := make(chan struct{}), make(chan struct{})
-	var once, release sync.Once
-	unblock := func() { release.Do(func() { close(proceed) }) }
-	t.Cleanup(unblock)
-	c.fake.SetHook(func(call hookCall) {
-		if call.grant == g.id {
-			once.Do(func() { close(entered) })
-			<-proceed
-		}
-	})
+	entered, unblock := holdProvider(t, c, g.id)
 	holder := c.instances[0]
 	go func() { _, _ = holder.getE(user) }()
 	<-entered
@@ -225,13 +221,8 @@ func TestRevokingLeaseHolderStopped(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	close(stop)
 	answers := wait()
-	newAccess := c.fake.Access(g.id)
-	counts := tallyAnswers(answers, map[string]string{g.access: "old token", newAccess: "new token"})
-	t.Logf("%d answers: %v", len(answers), counts)
-	if counts["old token"] != 0 {
-		t.Errorf("%d callers got the old access token while the stopping instance refreshed", counts["old token"])
-	}
-	wantToken(t, "GET after the stop", c.instances[2].get(t, user), newAccess)
+	checkAnswers(t, "while the stopping instance refreshed", answers, g.access, c.fake.Access(g.id))
+	wantToken(t, "GET after the stop", c.instances[2].get(t, user), c.fake.Access(g.id))
 	if n := c.fake.Calls(g.id); n != 1 {
 		t.Errorf("%d provider calls; want 1", n)
 	}
@@ -342,16 +333,7 @@ func TestRevokingLostAnswer(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 			close(stop)
 			answers := wait()
-			counts := tallyAnswers(answers, map[string]string{g.access: "old token", c.fake.Access(g.id): "new token"})
-			t.Logf("%d answers: %v", len(answers), counts)
-			if counts["old token"] != 0 {
-				t.Errorf("%d callers got the old access token after the refresh's outcome became unknown", counts["old token"])
-			}
-			for _, r := range answers {
-				if r.status == http.StatusServiceUnavailable && r.retryAfter == "" {
-					t.Fatalf("503 without Retry-After: %s", r)
-				}
-			}
+			checkAnswers(t, "after the refresh's outcome became unknown", answers, g.access, c.fake.Access(g.id))
 			if got := c.fake.SentTwice(); got != 1 {
 				t.Errorf("refresh tokens sent twice: %d; want exactly the one ambiguous retry", got)
 			}
