@@ -130,6 +130,7 @@ type fakeProvider struct {
 	answer    func(n int) (domain.RefreshedTokens, error)
 	gate      chan struct{} // non-nil: calls wait until it is closed
 	entered   chan struct{} // receives once per call, before the gate
+	revokes   bool          // RevokesPreviousAccessToken's answer
 }
 
 var _ ports.TokenRefresher = (*fakeProvider)(nil)
@@ -191,6 +192,10 @@ func (p *fakeProvider) Refresh(ctx context.Context, provider domain.Provider, re
 func (p *fakeProvider) Configured(provider domain.Provider) bool { return provider == p.provider }
 
 func (p *fakeProvider) Providers() []domain.Provider { return []domain.Provider{p.provider} }
+
+func (p *fakeProvider) RevokesPreviousAccessToken(provider domain.Provider) bool {
+	return provider == p.provider && p.revokes
+}
 
 // wantCalls fails t unless the provider was called n times.
 func (f *fixture) wantCalls(n int) {

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -85,6 +86,9 @@ func (NoRefresher) Configured(domain.Provider) bool { return false }
 // Providers is empty.
 func (NoRefresher) Providers() []domain.Provider { return nil }
 
+// RevokesPreviousAccessToken is false: nothing is refreshed.
+func (NoRefresher) RevokesPreviousAccessToken(domain.Provider) bool { return false }
+
 // errLeaseLost: the row changed under an attempt (new tokens were stored,
 // or the lease lapsed and was taken over); the attempt's result is dropped.
 var errLeaseLost = errors.New("refresh lease lost")
@@ -132,9 +136,34 @@ func (c *RefreshCoordinator) NewAttempt() string {
 	return c.cfg.Instance + "/" + hex.EncodeToString(b[:])
 }
 
+// RevokesPreviousAccessToken reports whether provider revokes the previous
+// access token on refresh (ports.TokenRefresher).
+func (c *RefreshCoordinator) RevokesPreviousAccessToken(provider domain.Provider) bool {
+	return c.refresher.RevokesPreviousAccessToken(provider)
+}
+
+// view describes a stored row for the refresh rule, as the read path sees it.
+func (c *RefreshCoordinator) view(row domain.SealedAuthTokens) domain.RefreshView {
+	v := row.RefreshView(c.Margin(row.Provider), c.refresher.Configured(row.Provider))
+	v.RevokesPreviousAccessToken = c.refresher.RevokesPreviousAccessToken(row.Provider)
+	return v
+}
+
 // step applies domain.NextRefreshStep to a stored row.
 func (c *RefreshCoordinator) step(row domain.SealedAuthTokens, now time.Time) domain.RefreshStep {
-	return domain.NextRefreshStep(row.RefreshView(c.Margin(row.Provider), c.refresher.Configured(row.Provider)), now)
+	return domain.NextRefreshStep(c.view(row), now)
+}
+
+// serve opens the stored access token, with the expiry the refresh rule
+// reports for it (domain.RefreshView.ReportedExpiry): for a provider that
+// revokes the previous access token, tokenstore's next refresh of it.
+func (c *RefreshCoordinator) serve(row domain.SealedAuthTokens) (AccessToken, error) {
+	tok, err := c.rows.open(row)
+	if err != nil {
+		return AccessToken{}, err
+	}
+	tok.Expiry = c.view(row).ReportedExpiry()
+	return tok, nil
 }
 
 // Refresh returns a usable access token for the user's provider tokens,
@@ -187,6 +216,9 @@ func (c *RefreshCoordinator) refresh(ctx context.Context, user domain.UserID, pr
 				switch step {
 				case domain.StepRefresh:
 					next.Refresh.LeaseOwner, next.Refresh.LeaseUntil = attempt, now.Add(c.cfg.Lease)
+					if cur.Refresh.LastError == domain.CodeProviderOutcomeUnknown {
+						next.Refresh.AmbiguousRetries++ // the same refresh token, sent again
+					}
 				case domain.StepInterrupted:
 					next.Refresh = domain.RefreshState{ReauthRequired: true, LastError: domain.CodeRefreshInterrupted}
 				default:
@@ -199,6 +231,10 @@ func (c *RefreshCoordinator) refresh(ctx context.Context, user domain.UserID, pr
 		}
 		switch step {
 		case domain.StepRefresh:
+			if row.Refresh.LastError == domain.CodeProviderOutcomeUnknown {
+				c.log.Warn("retrying a refresh whose outcome was unknown with the same refresh token: if the provider rotated it, it rejects this one",
+					"user", user, "provider", provider, "ambiguous_retries", row.Refresh.AmbiguousRetries)
+			}
 			return c.runRefresh(ctx, row, attempt)
 		case domain.StepInterrupted:
 			c.log.Warn("refresh was interrupted after its lease lapsed; the provider may have rotated the refresh token, so the user must reconnect",
@@ -283,13 +319,14 @@ func (c *RefreshCoordinator) runRefresh(ctx context.Context, lease domain.Sealed
 		// token, so the lease is left to lapse rather than released.
 		return AccessToken{}, fmt.Errorf("%w: sealing refreshed tokens: %v", domain.ErrUnavailable, err)
 	}
-	stored, err := c.repo.UpdateAuthTokens(ctx, lease.User, lease.Provider,
-		func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, error) {
-			if cur.Version != lease.Version || cur.Refresh.LeaseOwner != attempt {
-				return nil, errLeaseLost
-			}
-			return &next, nil
-		})
+	next.Refresh.AmbiguousRetries = lease.Refresh.AmbiguousRetries
+	// The provider's answer is the only copy of a rotated refresh token:
+	// the fenced store is retried while the database is unavailable (see
+	// commitFenced), recognising a try that committed although its answer
+	// was lost by the ciphertext it wrote, which no one else can write.
+	stored, err := c.commitFenced(ctx, lease, attempt, func(cur domain.SealedAuthTokens) bool {
+		return bytes.Equal(cur.AccessToken, next.AccessToken) && cur.KeyID == next.KeyID
+	}, func(domain.SealedAuthTokens) domain.SealedAuthTokens { return next })
 	switch {
 	case errors.Is(err, errLeaseLost), errors.Is(err, domain.ErrNotFound):
 		// The user stored new tokens (or deleted them) while the provider
@@ -301,10 +338,10 @@ func (c *RefreshCoordinator) runRefresh(ctx context.Context, lease domain.Sealed
 		if gerr != nil {
 			return AccessToken{}, gerr
 		}
-		if cur.Refresh.ReauthRequired || cur.AccessExpiry.Expired(c.now()) {
+		if c.step(cur, c.now()) != domain.StepServe {
 			return AccessToken{}, fmt.Errorf("%w: the %s tokens changed during a refresh; retry", domain.ErrUnavailable, lease.Provider)
 		}
-		return c.rows.open(cur)
+		return c.serve(cur)
 	case err != nil:
 		// The provider issued new tokens that are not stored. The lease is
 		// left to lapse: whoever finds it lapsed marks the tokens for
@@ -321,7 +358,61 @@ func (c *RefreshCoordinator) runRefresh(ctx context.Context, lease domain.Sealed
 	}
 	c.log.Info("tokens refreshed", "user", lease.User, "provider", lease.Provider,
 		"rotated", !res.RefreshToken.IsZero(), "expires", stored.AccessExpiry.String())
-	return AccessToken{User: lease.User, Provider: lease.Provider, Token: res.AccessToken, Expiry: stored.AccessExpiry}, nil
+	return AccessToken{User: lease.User, Provider: lease.Provider, Token: res.AccessToken, Expiry: c.view(stored).ReportedExpiry()}, nil
+}
+
+// Back-off between tries of a fenced write while the database is
+// unavailable: doubling from storeRetryFirst up to storeRetryMax.
+const (
+	storeRetryFirst = 50 * time.Millisecond
+	storeRetryMax   = time.Second
+)
+
+// commitFenced writes the outcome of the attempt that holds lease: build
+// turns the row as it is (still at lease.Version, leased by attempt) into
+// the row to store. When the database is unavailable (connections killed,
+// a restart, a frozen server: domain.ErrStorageUnavailable or domain.ErrBusy)
+// it tries again on a fresh connection, backing off, until ctx ends (the
+// refresh's context is bounded by the lease, and the lease stands for as
+// long, so no one else can have taken the row over meanwhile). A try whose
+// outcome is unknown (domain.ErrOutcomeUnknown) may have committed: mine
+// recognises the row that carries this attempt's write, which then counts
+// as done. A row changed by anyone else fails with errLeaseLost.
+func (c *RefreshCoordinator) commitFenced(ctx context.Context, lease domain.SealedAuthTokens, attempt string,
+	mine func(cur domain.SealedAuthTokens) bool, build func(cur domain.SealedAuthTokens) domain.SealedAuthTokens,
+) (domain.SealedAuthTokens, error) {
+	wait := storeRetryFirst
+	for tries := 1; ; tries++ {
+		committed := false
+		stored, err := c.repo.UpdateAuthTokens(ctx, lease.User, lease.Provider,
+			func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, error) {
+				if cur.Version != lease.Version || cur.Refresh.LeaseOwner != attempt {
+					if tries > 1 && mine(cur) {
+						committed = true
+						return nil, nil
+					}
+					return nil, errLeaseLost
+				}
+				next := build(cur)
+				return &next, nil
+			})
+		if err == nil || !(errors.Is(err, domain.ErrStorageUnavailable) || errors.Is(err, domain.ErrBusy)) {
+			if committed {
+				c.log.Info("a refresh's write whose answer was lost had committed", "user", lease.User, "provider", lease.Provider, "tries", tries)
+			}
+			return stored, err
+		}
+		c.log.Warn("the database failed while a refresh stored its outcome; retrying on a fresh connection",
+			"user", lease.User, "provider", lease.Provider, "tries", tries, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return domain.SealedAuthTokens{}, fmt.Errorf("%w (gave up after %d tries when the lease ran out)", err, tries)
+		case <-t.C:
+		}
+		wait = min(2*wait, storeRetryMax)
+	}
 }
 
 // sealRefreshed builds the row to store: the provider's new access token,
@@ -366,44 +457,66 @@ func (c *RefreshCoordinator) refreshFailed(ctx context.Context, lease domain.Sea
 		// instead; refreshes resume once the configuration is corrected.
 		log.Error("the provider rejected the refresh request: check the provider configuration",
 			"retry_after", c.cfg.RejectedRetryAfter)
-		next := c.now().Add(c.cfg.RejectedRetryAfter)
-		c.release(ctx, lease, attempt, domain.RefreshState{LastError: domain.CodeProviderRejected, NextAttemptAt: next})
-		if !lease.AccessExpiry.Expired(c.now()) {
-			return c.rows.open(lease)
-		}
-		return AccessToken{}, &domain.RetryAtError{At: next, Err: fmt.Errorf("%w: %w", domain.ErrUnavailable, cause)}
+		st := domain.RefreshState{LastError: domain.CodeProviderRejected, NextAttemptAt: c.now().Add(c.cfg.RejectedRetryAfter)}
+		return c.released(ctx, lease, attempt, st, cause)
 	case errors.Is(cause, domain.ErrProviderNotConfigured):
-		c.release(ctx, lease, attempt, domain.RefreshState{
-			LastError: domain.CodeProviderRejected, NextAttemptAt: c.now().Add(c.cfg.RejectedRetryAfter),
-		})
+		st := domain.RefreshState{LastError: domain.CodeProviderRejected, NextAttemptAt: c.now().Add(c.cfg.RejectedRetryAfter)}
+		c.release(ctx, lease, attempt, st)
 		if lease.AccessExpiry.Expired(c.now()) {
 			return AccessToken{}, fmt.Errorf("%s tokens: %w", lease.Provider, domain.ErrTokenExpired)
 		}
-		return c.rows.open(lease)
+		lease.Refresh = st
+		return c.serve(lease)
+	case errors.Is(cause, domain.ErrProviderOutcomeUnknown):
+		// The request was sent and no answer came back (timeout, 5xx, a
+		// lost connection): the provider may have refreshed. Today's choice,
+		// kept on purpose (README, "The ambiguous case"): retry the same
+		// refresh token after the back-off. If the provider did rotate, the
+		// grant is lost either way; if it did not, the retry saves it. For a
+		// provider that revokes the previous access token, the stored one
+		// may be dead: it is not handed out until a refresh succeeds.
+		log.Warn("refresh failed after the request was sent: the provider may have refreshed; retrying with the same refresh token after the back-off",
+			"retry_after", c.cfg.RetryAfter, "revokes_previous_access_token", c.RevokesPreviousAccessToken(lease.Provider))
+		st := domain.RefreshState{LastError: domain.CodeProviderOutcomeUnknown, NextAttemptAt: c.now().Add(c.cfg.RetryAfter)}
+		return c.released(ctx, lease, attempt, st, cause)
 	default:
 		log.Warn("refresh failed transiently; backing off", "retry_after", c.cfg.RetryAfter)
-		next := c.now().Add(c.cfg.RetryAfter)
-		c.release(ctx, lease, attempt, domain.RefreshState{LastError: domain.CodeProviderUnavailable, NextAttemptAt: next})
-		if !lease.AccessExpiry.Expired(c.now()) {
-			return c.rows.open(lease)
-		}
-		return AccessToken{}, &domain.RetryAtError{At: next, Err: fmt.Errorf("%w: %w", domain.ErrUnavailable, cause)}
+		st := domain.RefreshState{LastError: domain.CodeProviderUnavailable, NextAttemptAt: c.now().Add(c.cfg.RetryAfter)}
+		return c.released(ctx, lease, attempt, st, cause)
 	}
 }
 
-// release ends a lease without new tokens, setting the refresh state to st.
-// A failure here leaves the lease to lapse, which is the safe outcome.
+// released releases the lease with st after a transient failure and
+// answers the caller by the refresh rule on the row as released: the stored
+// access token when the rule serves it, else unavailable until the back-off
+// ends.
+func (c *RefreshCoordinator) released(ctx context.Context, lease domain.SealedAuthTokens, attempt string, st domain.RefreshState, cause error) (AccessToken, error) {
+	c.release(ctx, lease, attempt, st)
+	row := lease
+	row.Refresh = st
+	row.Refresh.AmbiguousRetries = lease.Refresh.AmbiguousRetries
+	if c.step(row, c.now()) == domain.StepServe {
+		return c.serve(row)
+	}
+	return AccessToken{}, &domain.RetryAtError{At: st.NextAttemptAt, Err: fmt.Errorf("%w: %w", domain.ErrUnavailable, cause)}
+}
+
+// release ends a lease without new tokens, setting the refresh state to st
+// (keeping the row's count of ambiguous retries). Like the store of new
+// tokens it is retried while the database is unavailable (commitFenced): a
+// lease left to lapse makes the user reconnect. A row that is someone
+// else's now is left alone.
 func (c *RefreshCoordinator) release(ctx context.Context, lease domain.SealedAuthTokens, attempt string, st domain.RefreshState) {
-	_, err := c.repo.UpdateAuthTokens(ctx, lease.User, lease.Provider,
-		func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, error) {
-			if cur.Version != lease.Version || cur.Refresh.LeaseOwner != attempt {
-				return nil, nil // someone else's row now
-			}
-			next := cur
-			next.Refresh = st
-			return &next, nil
-		})
-	if err != nil {
+	// A try that committed although its answer was lost needs no
+	// recognising: the row is someone else's or already released, and
+	// either way nothing is left to do (errLeaseLost).
+	_, err := c.commitFenced(ctx, lease, attempt, func(domain.SealedAuthTokens) bool { return false }, func(cur domain.SealedAuthTokens) domain.SealedAuthTokens {
+		next := cur
+		next.Refresh = st
+		next.Refresh.AmbiguousRetries = cur.Refresh.AmbiguousRetries
+		return next
+	})
+	if err != nil && !errors.Is(err, errLeaseLost) {
 		c.log.Error("could not release a refresh lease", "user", lease.User, "provider", lease.Provider, "err", err)
 	}
 }

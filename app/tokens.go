@@ -74,7 +74,10 @@ type ProviderStatus struct {
 	HasRefreshToken bool
 	// LastError is the code of the last failed refresh, "" if none.
 	LastError string
-	UpdatedAt time.Time
+	// AmbiguousRetries counts the refreshes that sent the stored refresh
+	// token again after a failure of unknown outcome (domain.RefreshState).
+	AmbiguousRetries int
+	UpdatedAt        time.Time
 }
 
 // AccessToken is a usable access token.
@@ -128,7 +131,7 @@ func (s *TokenService) GetAccessToken(ctx context.Context, user domain.UserID, p
 func (c *RefreshCoordinator) answer(row domain.SealedAuthTokens, step domain.RefreshStep) (AccessToken, error) {
 	switch step {
 	case domain.StepServe:
-		return c.rows.open(row)
+		return c.serve(row)
 	case domain.StepReauth:
 		code := domain.CodeRefreshTokenExpired
 		if row.Refresh.ReauthRequired {
@@ -159,13 +162,14 @@ func (s *TokenService) ListProviders(ctx context.Context, user domain.UserID) ([
 	out := make([]ProviderStatus, 0, len(infos))
 	for _, info := range infos {
 		out = append(out, ProviderStatus{
-			Provider:        info.Provider,
-			State:           info.RefreshView(s.refreshes.Margin(info.Provider)).State(now),
-			AccessExpiry:    info.AccessExpiry,
-			RefreshExpiry:   info.RefreshExpiry,
-			HasRefreshToken: info.HasRefreshToken,
-			LastError:       info.LastError,
-			UpdatedAt:       info.UpdatedAt,
+			Provider:         info.Provider,
+			State:            info.RefreshView(s.refreshes.Margin(info.Provider)).State(now),
+			AccessExpiry:     info.AccessExpiry,
+			RefreshExpiry:    info.RefreshExpiry,
+			HasRefreshToken:  info.HasRefreshToken,
+			LastError:        info.LastError,
+			AmbiguousRetries: info.AmbiguousRetries,
+			UpdatedAt:        info.UpdatedAt,
 		})
 	}
 	return out, nil

@@ -19,7 +19,9 @@ type WorkerConfig struct {
 	// apart. Default 1m.
 	Interval time.Duration
 	// Lookahead: tokens that will enter the refresh margin within it are
-	// refreshed now, before any caller has to wait. Default 2×Interval.
+	// refreshed now, before any caller has to wait. Default 2×Interval. It
+	// does not apply to providers that revoke the previous access token
+	// (domain.RefreshHorizon).
 	Lookahead time.Duration
 	// Batch is how many tokens one scan claims at most. Default 50.
 	Batch int
@@ -130,16 +132,24 @@ func (w *RefreshWorker) RunOnce(ctx context.Context) (int, error) {
 	} else if n > 0 {
 		w.log.Warn("refreshes were interrupted after their lease lapsed; those users must reconnect", "rows", n)
 	}
-	// Providers with the same margin share a claim; each group's horizon
-	// is its margin plus the lookahead.
-	groups := map[time.Duration][]domain.Provider{}
+	// Providers with the same horizon and revocation share a claim; each
+	// group's horizon is domain.RefreshHorizon: the margin plus the
+	// lookahead, but only the margin for providers that revoke the previous
+	// access token, whose refresh must not come before the expiry reported
+	// with the token it kills (domain.RefreshView.ReportedExpiry).
+	type group struct {
+		horizon time.Duration
+		revokes bool
+	}
+	groups := map[group][]domain.Provider{}
 	for _, p := range providers {
-		h := w.refreshes.Margin(p) + w.cfg.Lookahead
-		groups[h] = append(groups[h], p)
+		revokes := w.refreshes.RevokesPreviousAccessToken(p)
+		g := group{domain.RefreshHorizon(w.refreshes.Margin(p), w.cfg.Lookahead, revokes), revokes}
+		groups[g] = append(groups[g], p)
 	}
 	refreshed, claimedTotal := 0, 0
-	for horizon, group := range groups {
-		n, claimed, err := w.runGroup(ctx, group, horizon, w.cfg.Batch-claimedTotal)
+	for g, members := range groups {
+		n, claimed, err := w.runGroup(ctx, members, g.horizon, g.revokes, w.cfg.Batch-claimedTotal)
 		refreshed += n
 		claimedTotal += claimed
 		if err != nil {
@@ -151,13 +161,13 @@ func (w *RefreshWorker) RunOnce(ctx context.Context) (int, error) {
 
 // runGroup refreshes up to budget due tokens of providers, Concurrency at a
 // time. It returns how many it refreshed and how many it claimed.
-func (w *RefreshWorker) runGroup(ctx context.Context, providers []domain.Provider, horizon time.Duration, budget int) (int, int, error) {
+func (w *RefreshWorker) runGroup(ctx context.Context, providers []domain.Provider, horizon time.Duration, revokes bool, budget int) (int, int, error) {
 	refreshed, claimedTotal := 0, 0
 	for claimedTotal < budget && ctx.Err() == nil {
 		n := min(w.cfg.Concurrency, budget-claimedTotal)
 		claimed, err := w.queue.ClaimDueRefreshes(ctx, ports.RefreshClaim{
 			Owner: w.refreshes.NewAttempt(), Providers: providers,
-			Lease: w.refreshes.Lease(), Horizon: horizon, Limit: n,
+			Lease: w.refreshes.Lease(), Horizon: horizon, RevokesPreviousAccessToken: revokes, Limit: n,
 		})
 		if err != nil {
 			return refreshed, claimedTotal, err

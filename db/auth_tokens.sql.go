@@ -15,28 +15,32 @@ WITH due AS (
     SELECT id FROM auth_tokens
     WHERE refresh_token IS NOT NULL
       AND NOT reauth_required
-      AND provider = ANY($3::text[])
-      AND access_token_expires_at <= now() + make_interval(secs => $4::float8)
+      AND provider = ANY($4::text[])
+      AND (access_token_expires_at <= now() + make_interval(secs => $5::float8)
+           OR ($6::boolean AND refresh_error = $3::text))
       AND refresh_lease_owner IS NULL
       AND (next_refresh_at IS NULL OR next_refresh_at <= now())
       AND (refresh_token_expires_at IS NULL OR refresh_token_expires_at > now())
     ORDER BY access_token_expires_at
-    LIMIT $5
+    LIMIT $7
     FOR UPDATE SKIP LOCKED
 )
 UPDATE auth_tokens SET
     refresh_lease_owner = $1::text,
-    refresh_lease_until = clock_timestamp() + make_interval(secs => $2::float8)
+    refresh_lease_until = clock_timestamp() + make_interval(secs => $2::float8),
+    ambiguous_retries   = ambiguous_retries + (refresh_error IS NOT DISTINCT FROM $3::text)::int
 WHERE id IN (SELECT id FROM due)
-RETURNING id, user_id, provider, key_id, access_token, refresh_token, access_token_expires_at, refresh_token_expires_at, version, created_at, updated_at, refresh_lease_owner, refresh_lease_until, reauth_required, refresh_error, next_refresh_at
+RETURNING id, user_id, provider, key_id, access_token, refresh_token, access_token_expires_at, refresh_token_expires_at, version, created_at, updated_at, refresh_lease_owner, refresh_lease_until, reauth_required, refresh_error, next_refresh_at, ambiguous_retries
 `
 
 type ClaimDueRefreshesParams struct {
-	Owner          string
-	LeaseSeconds   float64
-	Providers      []string
-	HorizonSeconds float64
-	MaxRows        int32
+	Owner                      string
+	LeaseSeconds               float64
+	OutcomeUnknown             string
+	Providers                  []string
+	HorizonSeconds             float64
+	RevokesPreviousAccessToken bool
+	MaxRows                    int32
 }
 
 // Leases up to max_rows rows for which domain.NextRefreshStep (domain/policy.go)
@@ -46,13 +50,19 @@ type ClaimDueRefreshesParams struct {
 // agree. Keep them in step. now() (not clock_timestamp()) so the expiry
 // bound can use the partial index. SKIP LOCKED lets several instances claim
 // disjoint batches at once. Rows under any lease are left alone: a live one
-// is someone's refresh, a lapsed one is MarkLapsedLeases's.
+// is someone's refresh, a lapsed one is MarkLapsedLeases's. For providers
+// that revoke the previous access token (revokes_previous_access_token), a
+// row whose last refresh had an unknown outcome (refresh_error is
+// domain.CodeProviderOutcomeUnknown, passed in as outcome_unknown) is due
+// whatever its expiry; claiming it counts an ambiguous retry.
 func (q *Queries) ClaimDueRefreshes(ctx context.Context, db DBTX, arg ClaimDueRefreshesParams) ([]AuthToken, error) {
 	rows, err := db.Query(ctx, claimDueRefreshes,
 		arg.Owner,
 		arg.LeaseSeconds,
+		arg.OutcomeUnknown,
 		arg.Providers,
 		arg.HorizonSeconds,
+		arg.RevokesPreviousAccessToken,
 		arg.MaxRows,
 	)
 	if err != nil {
@@ -79,6 +89,7 @@ func (q *Queries) ClaimDueRefreshes(ctx context.Context, db DBTX, arg ClaimDueRe
 			&i.ReauthRequired,
 			&i.RefreshError,
 			&i.NextRefreshAt,
+			&i.AmbiguousRetries,
 		); err != nil {
 			return nil, err
 		}
@@ -108,7 +119,7 @@ func (q *Queries) DeleteAuthTokens(ctx context.Context, db DBTX, arg DeleteAuthT
 }
 
 const getAuthTokens = `-- name: GetAuthTokens :one
-SELECT id, user_id, provider, key_id, access_token, refresh_token, access_token_expires_at, refresh_token_expires_at, version, created_at, updated_at, refresh_lease_owner, refresh_lease_until, reauth_required, refresh_error, next_refresh_at FROM auth_tokens
+SELECT id, user_id, provider, key_id, access_token, refresh_token, access_token_expires_at, refresh_token_expires_at, version, created_at, updated_at, refresh_lease_owner, refresh_lease_until, reauth_required, refresh_error, next_refresh_at, ambiguous_retries FROM auth_tokens
 WHERE user_id = $1 AND provider = $2
 `
 
@@ -137,12 +148,13 @@ func (q *Queries) GetAuthTokens(ctx context.Context, db DBTX, arg GetAuthTokensP
 		&i.ReauthRequired,
 		&i.RefreshError,
 		&i.NextRefreshAt,
+		&i.AmbiguousRetries,
 	)
 	return i, err
 }
 
 const getAuthTokensForUpdate = `-- name: GetAuthTokensForUpdate :one
-SELECT auth_tokens.id, auth_tokens.user_id, auth_tokens.provider, auth_tokens.key_id, auth_tokens.access_token, auth_tokens.refresh_token, auth_tokens.access_token_expires_at, auth_tokens.refresh_token_expires_at, auth_tokens.version, auth_tokens.created_at, auth_tokens.updated_at, auth_tokens.refresh_lease_owner, auth_tokens.refresh_lease_until, auth_tokens.reauth_required, auth_tokens.refresh_error, auth_tokens.next_refresh_at, clock_timestamp()::timestamptz AS db_now
+SELECT auth_tokens.id, auth_tokens.user_id, auth_tokens.provider, auth_tokens.key_id, auth_tokens.access_token, auth_tokens.refresh_token, auth_tokens.access_token_expires_at, auth_tokens.refresh_token_expires_at, auth_tokens.version, auth_tokens.created_at, auth_tokens.updated_at, auth_tokens.refresh_lease_owner, auth_tokens.refresh_lease_until, auth_tokens.reauth_required, auth_tokens.refresh_error, auth_tokens.next_refresh_at, auth_tokens.ambiguous_retries, clock_timestamp()::timestamptz AS db_now
 FROM auth_tokens
 WHERE user_id = $1 AND provider = $2
 FOR UPDATE
@@ -180,6 +192,7 @@ func (q *Queries) GetAuthTokensForUpdate(ctx context.Context, db DBTX, arg GetAu
 		&i.AuthToken.ReauthRequired,
 		&i.AuthToken.RefreshError,
 		&i.AuthToken.NextRefreshAt,
+		&i.AuthToken.AmbiguousRetries,
 		&i.DbNow,
 	)
 	return i, err
@@ -188,7 +201,7 @@ func (q *Queries) GetAuthTokensForUpdate(ctx context.Context, db DBTX, arg GetAu
 const listAuthTokenProviders = `-- name: ListAuthTokenProviders :many
 SELECT provider, access_token_expires_at, refresh_token_expires_at,
        (refresh_token IS NOT NULL)::boolean AS has_refresh_token, updated_at,
-       reauth_required, refresh_error
+       reauth_required, refresh_error, ambiguous_retries
 FROM auth_tokens
 WHERE user_id = $1
 ORDER BY provider
@@ -202,6 +215,7 @@ type ListAuthTokenProvidersRow struct {
 	UpdatedAt             time.Time
 	ReauthRequired        bool
 	RefreshError          *string
+	AmbiguousRetries      int32
 }
 
 func (q *Queries) ListAuthTokenProviders(ctx context.Context, db DBTX, userID string) ([]ListAuthTokenProvidersRow, error) {
@@ -221,6 +235,7 @@ func (q *Queries) ListAuthTokenProviders(ctx context.Context, db DBTX, userID st
 			&i.UpdatedAt,
 			&i.ReauthRequired,
 			&i.RefreshError,
+			&i.AmbiguousRetries,
 		); err != nil {
 			return nil, err
 		}
@@ -266,8 +281,9 @@ UPDATE auth_tokens SET
     refresh_lease_until      = $7,
     reauth_required          = $8,
     refresh_error            = $9,
-    next_refresh_at          = $10
-WHERE user_id = $11 AND provider = $12 AND version = $13
+    next_refresh_at          = $10,
+    ambiguous_retries        = $11
+WHERE user_id = $12 AND provider = $13 AND version = $14
 RETURNING version, created_at, updated_at
 `
 
@@ -282,6 +298,7 @@ type UpdateAuthTokensParams struct {
 	ReauthRequired        bool
 	RefreshError          *string
 	NextRefreshAt         *time.Time
+	AmbiguousRetries      int32
 	UserID                string
 	Provider              string
 	ExpectedVersion       int64
@@ -307,6 +324,7 @@ func (q *Queries) UpdateAuthTokens(ctx context.Context, db DBTX, arg UpdateAuthT
 		arg.ReauthRequired,
 		arg.RefreshError,
 		arg.NextRefreshAt,
+		arg.AmbiguousRetries,
 		arg.UserID,
 		arg.Provider,
 		arg.ExpectedVersion,
@@ -334,7 +352,8 @@ ON CONFLICT (user_id, provider) DO UPDATE SET
     refresh_lease_until      = NULL,
     reauth_required          = false,
     refresh_error            = NULL,
-    next_refresh_at          = NULL
+    next_refresh_at          = NULL,
+    ambiguous_retries        = 0
 RETURNING version, created_at, updated_at
 `
 

@@ -25,6 +25,7 @@ type AuthToken struct {
 	ReauthRequired        bool
 	RefreshError          *string
 	NextRefreshAt         *time.Time
+	AmbiguousRetries      int32
 }
 
 type OfflineToken struct {

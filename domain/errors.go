@@ -51,6 +51,11 @@ var (
 	ErrProviderRejected = errors.New("provider rejected the refresh request")
 	// ErrProviderUnavailable: 5xx, timeout or network failure: transient.
 	ErrProviderUnavailable = errors.New("provider unavailable")
+	// ErrProviderOutcomeUnknown qualifies ErrProviderUnavailable: the request
+	// had been sent when it failed (timeout, 5xx, connection lost), so the
+	// provider may have refreshed: rotated the refresh token and revoked the
+	// previous access token.
+	ErrProviderOutcomeUnknown = errors.New("the provider may have refreshed")
 	// ErrProviderNotConfigured: no refresh configuration for this provider.
 	ErrProviderNotConfigured = errors.New("provider not configured for refresh")
 )

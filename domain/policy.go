@@ -20,10 +20,63 @@ type RefreshView struct {
 	// Refreshable: this instance can refresh the provider's tokens (a
 	// refresher is configured for it).
 	Refreshable bool
-	// Margin: an access token expiring within Margin needs a refresh. The
-	// worker passes the margin plus its lookahead. A negative Margin counts
-	// as zero.
+	// Margin: an access token expiring within Margin needs a refresh. A
+	// negative Margin counts as zero.
 	Margin time.Duration
+	// Lookahead (the worker's): an access token entering the margin within
+	// Lookahead is refreshed now. It does not apply when
+	// RevokesPreviousAccessToken: see RefreshHorizon. Negative counts as zero.
+	Lookahead time.Duration
+	// RevokesPreviousAccessToken: the provider revokes the previous access
+	// token when it refreshes (GitLab, Hydra): a refresh in flight or whose
+	// outcome is unknown may already have killed the stored access token.
+	RevokesPreviousAccessToken bool
+	// OutcomeUnknown: the last refresh failed after its request was sent
+	// (RefreshState.LastError is CodeProviderOutcomeUnknown), so the
+	// provider may have refreshed.
+	OutcomeUnknown bool
+}
+
+// RefreshHorizon is how long before its expiry an access token is due for
+// refresh: the margin, plus the worker's lookahead unless the provider
+// revokes the previous access token on refresh. For such a provider a
+// refresh kills the token handed out before it, so no refresh may come
+// before the expiry reported with that token (ReportedExpiry), which is its
+// access expiry minus this horizon: the read path and the worker then agree
+// on one instant. The worker's claim passes this as its horizon.
+func RefreshHorizon(margin, lookahead time.Duration, revokesPreviousAccessToken bool) time.Duration {
+	if revokesPreviousAccessToken {
+		return max(margin, 0)
+	}
+	return max(margin, 0) + max(lookahead, 0)
+}
+
+// Horizon is RefreshHorizon for v.
+func (v RefreshView) Horizon() time.Duration {
+	return RefreshHorizon(v.Margin, v.Lookahead, v.RevokesPreviousAccessToken)
+}
+
+// ReportedExpiry is the expiry handed out with the stored access token when
+// NextRefreshStep says StepServe at now: the instant until which tokenstore
+// guarantees not to revoke it by its own refresh. For a provider that does
+// not revoke the previous access token it is the access token's own expiry.
+// For one that does, it is the earliest instant NextRefreshStep can say
+// StepRefresh for the row (by the read path's view or the worker's, which
+// share Horizon): the start of the horizon, or the end of a back-off that
+// outlasts it, and never after the access token's own expiry.
+func (v RefreshView) ReportedExpiry() Expiry {
+	at, ok := v.AccessExpiry.Time()
+	if !ok || !v.RevokesPreviousAccessToken {
+		return v.AccessExpiry
+	}
+	first := at.Add(-v.Horizon())
+	if next := v.Refresh.NextAttemptAt; next.After(first) {
+		first = next
+	}
+	if first.After(at) {
+		first = at
+	}
+	return At(first)
 }
 
 // RefreshStep is what to do next with stored tokens.
@@ -69,10 +122,18 @@ func (s RefreshStep) String() string {
 // StepRefresh; tests/storage checks they agree) and listings (State). A
 // token is usable up to, not including, its expiry instant; a lease is live
 // up to, not including, its LeaseUntil; a back-off ends at NextAttemptAt.
+//
+// For a provider that revokes the previous access token on refresh, the
+// stored access token is not served while a refresh of it is in flight (a
+// live lease) or after a refresh whose outcome is unknown: either may have
+// revoked it. Then callers wait, and an unknown outcome is retried (the same
+// refresh token, once its back-off ends) whatever the margin says.
 func NextRefreshStep(v RefreshView, now time.Time) RefreshStep {
 	expired := v.AccessExpiry.Expired(now)
+	// mayBeRevoked: the stored access token may be dead although unexpired.
+	mayBeRevoked := v.RevokesPreviousAccessToken && (v.Refresh.Leased(now) || v.OutcomeUnknown)
 	serveUnless := func(s RefreshStep) RefreshStep {
-		if expired {
+		if expired || mayBeRevoked {
 			return s
 		}
 		return StepServe // still usable: no reason to wait or fail
@@ -86,7 +147,7 @@ func NextRefreshStep(v RefreshView, now time.Time) RefreshStep {
 		return serveUnless(StepWait)
 	case v.Refresh.LeaseLapsed(now):
 		return StepInterrupted
-	case !v.AccessExpiry.Within(now, v.Margin):
+	case !v.AccessExpiry.Within(now, v.Horizon()) && !mayBeRevoked:
 		return StepServe
 	case !v.HasRefreshToken || v.RefreshExpiry.Expired(now):
 		return serveUnless(StepReauth)
@@ -145,6 +206,7 @@ func (t SealedAuthTokens) RefreshView(margin time.Duration, refreshable bool) Re
 	return RefreshView{
 		AccessExpiry: t.AccessExpiry, RefreshExpiry: t.RefreshExpiry, HasRefreshToken: t.RefreshToken != nil,
 		Refresh: t.Refresh, Refreshable: refreshable, Margin: margin,
+		OutcomeUnknown: t.Refresh.LastError == CodeProviderOutcomeUnknown,
 	}
 }
 
@@ -154,5 +216,6 @@ func (i ProviderTokenInfo) RefreshView(margin time.Duration) RefreshView {
 	return RefreshView{
 		AccessExpiry: i.AccessExpiry, RefreshExpiry: i.RefreshExpiry, HasRefreshToken: i.HasRefreshToken,
 		Refresh: RefreshState{ReauthRequired: i.ReauthRequired}, Refreshable: true, Margin: margin,
+		OutcomeUnknown: i.LastError == CodeProviderOutcomeUnknown,
 	}
 }

@@ -91,6 +91,13 @@ func TestNextRefreshStep(t *testing.T) {
 	marginOf := func(m time.Duration) func(*domain.RefreshView) {
 		return func(v *domain.RefreshView) { v.Margin = m }
 	}
+	lookahead := func(d time.Duration) func(*domain.RefreshView) {
+		return func(v *domain.RefreshView) { v.Lookahead = d }
+	}
+	revokes := func(v *domain.RefreshView) { v.RevokesPreviousAccessToken = true }
+	unknown := func(v *domain.RefreshView) {
+		v.OutcomeUnknown, v.Refresh.LastError = true, domain.CodeProviderOutcomeUnknown
+	}
 
 	tests := []struct {
 		name string
@@ -162,6 +169,35 @@ func TestNextRefreshStep(t *testing.T) {
 		{"back-off, far future", []func(*domain.RefreshView){backoff(time.Minute), access(at(time.Hour))}, domain.StepServe},
 		{"back-off, no refresh token, expired", []func(*domain.RefreshView){backoff(time.Minute), expired, refresh(false, domain.Never())}, domain.StepReauth},
 		{"back-off, live lease, expired", []func(*domain.RefreshView){backoff(time.Minute), lease(time.Minute), expired}, domain.StepWait},
+
+		// The worker's lookahead widens the horizon, except for providers
+		// that revoke the previous access token (ReportedExpiry).
+		{"lookahead reaches the token", []func(*domain.RefreshView){access(at(margin + time.Minute)), lookahead(2 * time.Minute)}, domain.StepRefresh},
+		{"lookahead short of the token", []func(*domain.RefreshView){access(at(margin + time.Minute)), lookahead(time.Minute - ns)}, domain.StepServe},
+		{"revokes: lookahead ignored", []func(*domain.RefreshView){revokes, access(at(margin + time.Minute)), lookahead(2 * time.Minute)}, domain.StepServe},
+		{"revokes: inside margin", []func(*domain.RefreshView){revokes}, domain.StepRefresh},
+
+		// A refresh in flight may have revoked the access token already.
+		{"revokes: live lease, inside margin", []func(*domain.RefreshView){revokes, lease(time.Minute)}, domain.StepWait},
+		{"revokes: live lease, far future", []func(*domain.RefreshView){revokes, lease(time.Minute), access(at(time.Hour))}, domain.StepWait},
+		{"revokes: lease lapsed", []func(*domain.RefreshView){revokes, lease(-time.Minute)}, domain.StepInterrupted},
+		{"revokes: not refreshable, live lease", []func(*domain.RefreshView){revokes, notRefreshable, lease(time.Minute)}, domain.StepExpired},
+
+		// An unknown outcome: for a provider that revokes, the stored
+		// access token may be dead; retry the same refresh token after the
+		// back-off whatever the margin says.
+		{"unknown outcome, back-off, inside margin", []func(*domain.RefreshView){unknown, backoff(time.Minute)}, domain.StepServe},
+		{"revokes: unknown outcome, back-off", []func(*domain.RefreshView){revokes, unknown, backoff(time.Minute)}, domain.StepBackOff},
+		{"revokes: unknown outcome, back-off, far future", []func(*domain.RefreshView){revokes, unknown, backoff(time.Minute), access(at(time.Hour))}, domain.StepBackOff},
+		{"revokes: unknown outcome, back-off ended, far future", []func(*domain.RefreshView){revokes, unknown, backoff(-ns), access(at(time.Hour))}, domain.StepRefresh},
+		{"revokes: unknown outcome, back-off ends now", []func(*domain.RefreshView){revokes, unknown, backoff(0)}, domain.StepRefresh},
+		{"revokes: unknown outcome, never expires", []func(*domain.RefreshView){revokes, unknown, access(domain.Never())}, domain.StepRefresh},
+		{"revokes: unknown outcome, no refresh token", []func(*domain.RefreshView){revokes, unknown, refresh(false, domain.Never()), access(at(time.Hour))}, domain.StepReauth},
+		{"revokes: unknown outcome, refresh expired", []func(*domain.RefreshView){revokes, unknown, refresh(true, at(-time.Hour))}, domain.StepReauth},
+		{"revokes: unknown outcome, live lease", []func(*domain.RefreshView){revokes, unknown, lease(time.Minute), access(at(time.Hour))}, domain.StepWait},
+		{"revokes: unknown outcome, reauth", []func(*domain.RefreshView){revokes, unknown, reauth}, domain.StepReauth},
+		{"unknown outcome, far future", []func(*domain.RefreshView){unknown, access(at(time.Hour))}, domain.StepServe},
+		{"revokes: clean failure, back-off, inside margin", []func(*domain.RefreshView){revokes, backoff(time.Minute)}, domain.StepServe},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -326,6 +362,73 @@ func TestStateConsistentWithPredicates(t *testing.T) {
 				if got := tok.RefreshView(m).State(now); got != want {
 					t.Errorf("access %v refresh %v (has %v): State = %q, want %q", accessOff, refreshOff, hasRefresh, got, want)
 				}
+			}
+		}
+	}
+}
+
+// TestReportedExpiry is the specification of the expiry handed out with a
+// served access token.
+func TestReportedExpiry(t *testing.T) {
+	t.Parallel()
+	access := now.Add(time.Hour)
+	tests := []struct {
+		name string
+		v    domain.RefreshView
+		want domain.Expiry
+	}{
+		{"keeps its token", domain.RefreshView{AccessExpiry: domain.At(access), Margin: margin, Lookahead: time.Minute}, domain.At(access)},
+		{"never expires", domain.RefreshView{AccessExpiry: domain.Never(), Margin: margin, RevokesPreviousAccessToken: true}, domain.Never()},
+		{"revokes: horizon start", domain.RefreshView{AccessExpiry: domain.At(access), Margin: margin, RevokesPreviousAccessToken: true}, domain.At(access.Add(-margin))},
+		{"revokes: lookahead ignored", domain.RefreshView{AccessExpiry: domain.At(access), Margin: margin, Lookahead: time.Minute, RevokesPreviousAccessToken: true}, domain.At(access.Add(-margin))},
+		{"revokes: negative margin", domain.RefreshView{AccessExpiry: domain.At(access), Margin: -time.Minute, RevokesPreviousAccessToken: true}, domain.At(access)},
+		{"revokes: back-off outlasts the horizon start", domain.RefreshView{AccessExpiry: domain.At(access), Margin: margin, RevokesPreviousAccessToken: true,
+			Refresh: domain.RefreshState{NextAttemptAt: access.Add(-time.Minute)}}, domain.At(access.Add(-time.Minute))},
+		{"revokes: back-off before the horizon start", domain.RefreshView{AccessExpiry: domain.At(access), Margin: margin, RevokesPreviousAccessToken: true,
+			Refresh: domain.RefreshState{NextAttemptAt: now}}, domain.At(access.Add(-margin))},
+		{"revokes: back-off past the expiry", domain.RefreshView{AccessExpiry: domain.At(access), Margin: margin, RevokesPreviousAccessToken: true,
+			Refresh: domain.RefreshState{NextAttemptAt: access.Add(time.Hour)}}, domain.At(access)},
+	}
+	for _, tc := range tests {
+		if got := tc.v.ReportedExpiry(); !got.Equal(tc.want) {
+			t.Errorf("%s: ReportedExpiry = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestNoRefreshBeforeReportedExpiry ties ReportedExpiry to NextRefreshStep
+// for a provider that revokes the previous access token: whenever a token
+// is served, neither the read path's view nor the worker's (with its
+// lookahead) says StepRefresh at any instant before the expiry reported
+// with it; and at that instant one of them does (it is not reported early).
+func TestNoRefreshBeforeReportedExpiry(t *testing.T) {
+	t.Parallel()
+	const step = 30 * time.Second
+	for _, backoff := range []time.Duration{0, -time.Minute, 5 * time.Minute, 50 * time.Minute, 2 * time.Hour} {
+		for _, life := range []time.Duration{time.Minute, 10 * time.Minute, 20 * time.Minute, time.Hour} {
+			read := domain.RefreshView{
+				AccessExpiry: domain.At(now.Add(life)), RefreshExpiry: domain.Never(), HasRefreshToken: true,
+				Refreshable: true, Margin: margin, RevokesPreviousAccessToken: true,
+			}
+			if backoff != 0 {
+				read.Refresh = domain.RefreshState{NextAttemptAt: now.Add(backoff), LastError: domain.CodeProviderUnavailable}
+			}
+			worker := read
+			worker.Lookahead = 2 * time.Minute
+			if domain.NextRefreshStep(read, now) != domain.StepServe {
+				continue
+			}
+			reported, _ := read.ReportedExpiry().Time()
+			for at := now; at.Before(reported); at = at.Add(step) {
+				for _, v := range []domain.RefreshView{read, worker} {
+					if domain.NextRefreshStep(v, at) == domain.StepRefresh {
+						t.Errorf("life %v, back-off %v: refresh at %v, before the reported expiry %v",
+							life, backoff, at.Sub(now), reported.Sub(now))
+					}
+				}
+			}
+			if domain.NextRefreshStep(worker, reported) != domain.StepRefresh && reported.Before(now.Add(life)) {
+				t.Errorf("life %v, back-off %v: the reported expiry %v is early: no refresh then", life, backoff, reported.Sub(now))
 			}
 		}
 	}

@@ -51,6 +51,10 @@ type RefreshState struct {
 	// NextAttemptAt is the earliest time to try again after a transient
 	// failure (zero: any time).
 	NextAttemptAt time.Time
+	// AmbiguousRetries counts how often the stored refresh token was sent
+	// again after a failure that left unknown whether the provider rotated
+	// it (CodeProviderOutcomeUnknown); new tokens from the user reset it.
+	AmbiguousRetries int
 }
 
 // Machine codes of failed refreshes (RefreshState.LastError): stored with the
@@ -62,8 +66,14 @@ const (
 	// CodeProviderRejected: the provider refused the request itself
 	// (invalid_client, a wrong token URL) or is not configured.
 	CodeProviderRejected = "provider_rejected"
-	// CodeProviderUnavailable: a transient failure (5xx, timeout, network).
+	// CodeProviderUnavailable: a transient failure the provider certainly
+	// did not act on (429, a connection that failed before the request was
+	// sent, a broken 2xx answer).
 	CodeProviderUnavailable = "provider_unavailable"
+	// CodeProviderOutcomeUnknown: a transient failure after the request was
+	// sent (timeout, 5xx, connection lost): the provider may have refreshed,
+	// and so may have rotated the refresh token and revoked the access token.
+	CodeProviderOutcomeUnknown = "provider_outcome_unknown"
 	// CodeRefreshInterrupted: a lease lapsed without its holder finishing.
 	CodeRefreshInterrupted = "refresh_interrupted"
 	// CodeRefreshUndecryptable: the stored refresh token could not be opened.
@@ -106,7 +116,9 @@ type ProviderTokenInfo struct {
 	HasRefreshToken bool
 	ReauthRequired  bool
 	LastError       string
-	UpdatedAt       time.Time
+	// AmbiguousRetries is RefreshState.AmbiguousRetries.
+	AmbiguousRetries int
+	UpdatedAt        time.Time
 }
 
 // KeyUsage is how many stored values one key seals.

@@ -83,9 +83,14 @@ type RefreshClaim struct {
 	Providers []domain.Provider
 	// Lease is how long the claimed rows stay leased.
 	Lease time.Duration
-	// Horizon: rows whose access token expires within it are due (the
-	// refresh margin plus the worker's lookahead).
+	// Horizon: rows whose access token expires within it are due
+	// (domain.RefreshHorizon of the margin and the worker's lookahead).
 	Horizon time.Duration
+	// RevokesPreviousAccessToken: the providers revoke the previous access
+	// token on refresh, so a row whose last refresh had an unknown outcome
+	// (domain.CodeProviderOutcomeUnknown) is due once its back-off ends,
+	// whatever its expiry (domain.NextRefreshStep).
+	RevokesPreviousAccessToken bool
 	// Limit is the most rows to claim.
 	Limit int
 }
@@ -105,4 +110,8 @@ type TokenRefresher interface {
 	Configured(provider domain.Provider) bool
 	// Providers lists the providers Configured is true for.
 	Providers() []domain.Provider
+	// RevokesPreviousAccessToken reports whether provider revokes the
+	// previous access token when it refreshes (so a refresh in flight or of
+	// unknown outcome may have killed the stored one).
+	RevokesPreviousAccessToken(provider domain.Provider) bool
 }

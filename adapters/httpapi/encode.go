@@ -17,6 +17,7 @@ type providerStatusBody struct {
 	RefreshTokenExpiresAt *string `json:"refresh_token_expires_at"`
 	HasRefreshToken       bool    `json:"has_refresh_token"`
 	RefreshError          *string `json:"refresh_error"`
+	AmbiguousRetries      int     `json:"ambiguous_retries"`
 	UpdatedAt             string  `json:"updated_at"`
 }
 
@@ -28,6 +29,7 @@ func statusResponse(s app.ProviderStatus) providerStatusBody {
 		RefreshTokenExpiresAt: timestamp(s.RefreshExpiry),
 		HasRefreshToken:       s.HasRefreshToken,
 		RefreshError:          optional(s.LastError),
+		AmbiguousRetries:      s.AmbiguousRetries,
 		UpdatedAt:             s.UpdatedAt.UTC().Format(time.RFC3339Nano),
 	}
 }

@@ -129,7 +129,7 @@ func TestPutTokensAnswer(t *testing.T) {
 	}
 	wantJSON(t, a.do("PUT", tokensPath("alice", "gitlab"), callerAll, `{"access_token":"at"}`), http.StatusOK,
 		`{"provider":"gitlab","state":"expiring","access_token_expires_at":"2099-01-02T15:04:05.123456Z",`+
-			`"refresh_token_expires_at":null,"has_refresh_token":true,"refresh_error":null,"updated_at":"2026-03-04T06:06:07Z"}`)
+			`"refresh_token_expires_at":null,"has_refresh_token":true,"refresh_error":null,"ambiguous_retries":0,"updated_at":"2026-03-04T06:06:07Z"}`)
 }
 
 func TestGetTokens(t *testing.T) {
@@ -154,15 +154,15 @@ func TestListProviders(t *testing.T) {
 	a.svc.list = []app.ProviderStatus{
 		{Provider: "bitbucket", State: domain.StateReauthRequired, AccessExpiry: domain.At(time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)),
 			RefreshExpiry: domain.At(time.Date(2001, 2, 1, 0, 0, 0, 0, time.UTC)), HasRefreshToken: true,
-			LastError: "invalid_grant", UpdatedAt: time.Date(2026, 1, 1, 0, 0, 0, 1000, time.UTC)},
+			LastError: "invalid_grant", AmbiguousRetries: 2, UpdatedAt: time.Date(2026, 1, 1, 0, 0, 0, 1000, time.UTC)},
 		{Provider: "github", State: domain.StateValid, AccessExpiry: domain.Never(), RefreshExpiry: domain.Never(),
 			UpdatedAt: time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)},
 	}
 	wantJSON(t, a.do("GET", providersPath("carol"), callerAll, nil), http.StatusOK, `{"user":"carol","providers":[`+
 		`{"provider":"bitbucket","state":"reauth_required","access_token_expires_at":"2001-01-01T00:00:00Z",`+
-		`"refresh_token_expires_at":"2001-02-01T00:00:00Z","has_refresh_token":true,"refresh_error":"invalid_grant","updated_at":"2026-01-01T00:00:00.000001Z"},`+
+		`"refresh_token_expires_at":"2001-02-01T00:00:00Z","has_refresh_token":true,"refresh_error":"invalid_grant","ambiguous_retries":2,"updated_at":"2026-01-01T00:00:00.000001Z"},`+
 		`{"provider":"github","state":"valid","access_token_expires_at":null,"refresh_token_expires_at":null,`+
-		`"has_refresh_token":false,"refresh_error":null,"updated_at":"2026-01-02T00:00:00Z"}]}`)
+		`"has_refresh_token":false,"refresh_error":null,"ambiguous_retries":0,"updated_at":"2026-01-02T00:00:00Z"}]}`)
 	if a.svc.gotUser != "carol" {
 		t.Errorf("service asked for %q", a.svc.gotUser)
 	}

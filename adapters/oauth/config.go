@@ -201,6 +201,26 @@ type ProviderConfig struct {
 	// provider, whose access tokens may live less than it (Keycloak's 5
 	// minutes); 0 keeps the service's. The refresher does not use it.
 	RefreshMargin time.Duration `json:"refresh_margin"`
+	// RevokesPreviousAccessToken says the provider revokes the previous
+	// access token when it refreshes, so tokenstore never hands out an
+	// access token while a refresh of it is in flight or after a refresh
+	// whose outcome is unknown, and reports expiries no later than its own
+	// next refresh. nil takes the kind's default (RevokesByDefault).
+	RevokesPreviousAccessToken *bool `json:"revokes_previous_access_token"`
+}
+
+// RevokesByDefault says whether providers of kind k revoke the previous
+// access token when they refresh, as their documentation says (README,
+// "Providers that revoke on refresh"): GitHub ("that refresh token and the
+// old user access token will no longer work") and GitLab ("invalidates the
+// existing access_token and refresh_token") do; Entra ID (azure_devops) and
+// Keycloak issue self-contained access tokens that stay valid until they
+// expire. Bitbucket documents neither, and a generic oauth2 server may do
+// either (RFC 6749 §6 and RFC 9700 §4.14 allow rotation and revocation), so
+// they are assumed to: that only makes callers wait during a refresh,
+// where the opposite assumption hands out dead tokens.
+func RevokesByDefault(k Kind) bool {
+	return k != KindAzureDevOps && k != KindKeycloak
 }
 
 // ProviderSettings is one entry of the providers setting as an operator
@@ -228,7 +248,8 @@ func ProviderSettingsHelp() string {
 		"      client_id, client_secret | client_secret_file | client_secret_env, token_url, base_url, realm, tenant, scopes,\n" +
 		"      token_endpoint_auth_method (auto, client_secret_basic or client_secret_post; the older auth_style, header and\n" +
 		"      params are aliases), timeout (default " + DefaultTimeout.String() + "), never_expires,\n" +
-		"      refresh_margin (this provider's margin, below its access-token lifetime)};\n" +
+		"      refresh_margin (this provider's margin, below its access-token lifetime),\n" +
+		"      revokes_previous_access_token (default true, false for azure_devops and keycloak)};\n" +
 		"      {name, refresh: false} declares a provider whose tokens are stored but never refreshed.\n" +
 		"      Tokens are stored only for the providers listed here"
 }
@@ -317,6 +338,7 @@ type resolved struct {
 	probe        bool       // generic auto: fall back to the body on invalid_client
 	timeout      time.Duration
 	neverExpires bool
+	revokes      bool // the provider revokes the previous access token on refresh
 }
 
 // resolve validates c and applies the defaults, so that Validate and New
@@ -454,6 +476,10 @@ func (c ProviderConfig) resolve() (resolved, error) {
 		return fail("timeout", "must not be negative")
 	}
 	r.timeout = cmp.Or(c.Timeout, DefaultTimeout)
+	r.revokes = RevokesByDefault(kind)
+	if c.RevokesPreviousAccessToken != nil {
+		r.revokes = *c.RevokesPreviousAccessToken
+	}
 	return r, nil
 }
 
@@ -481,6 +507,8 @@ func (c ProviderConfig) refreshSetting() string {
 		return "timeout"
 	case c.RefreshMargin != 0:
 		return "refresh_margin"
+	case c.RevokesPreviousAccessToken != nil:
+		return "revokes_previous_access_token"
 	}
 	return ""
 }

@@ -339,6 +339,8 @@ func TestNewConfig(t *testing.T) {
 			"TOKENSTORE_PROVIDERS[0] (corp): providers[corp].client_id: is not used: refresh is false, so this provider is never refreshed"},
 		{"store-only with a secret", oauth.ProviderSettings{ProviderConfig: oauth.ProviderConfig{Name: "corp"}, ClientSecretEnv: "CORP_SECRET", Refresh: &no},
 			"TOKENSTORE_PROVIDERS[0] (corp): providers[corp].client_secret: is not used: refresh is false, so this provider is never refreshed"},
+		{"store-only that revokes", oauth.ProviderSettings{ProviderConfig: oauth.ProviderConfig{Name: "corp", RevokesPreviousAccessToken: &no}, Refresh: &no},
+			"TOKENSTORE_PROVIDERS[0] (corp): providers[corp].revokes_previous_access_token: is not used: refresh is false, so this provider is never refreshed"},
 		{"store-only with an unknown kind", oauth.ProviderSettings{ProviderConfig: oauth.ProviderConfig{Name: "corp", Kind: "corpidp"}, Refresh: &no},
 			`TOKENSTORE_PROVIDERS[0] (corp): providers[corp].kind: "corpidp" is not supported: use one of github, gitlab, bitbucket, azure_devops, keycloak, oauth2`},
 		{"no kind, refreshed", oauth.ProviderSettings{ProviderConfig: oauth.ProviderConfig{Name: "corp"}},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"slices"
 	"strings"
@@ -109,6 +110,14 @@ func (r *Refresher) Configured(provider domain.Provider) bool {
 	return ok && !e.neverExpires
 }
 
+// RevokesPreviousAccessToken reports whether provider revokes the previous
+// access token when it refreshes (ProviderConfig.RevokesPreviousAccessToken,
+// else the kind's default); false for a provider not refreshed here.
+func (r *Refresher) RevokesPreviousAccessToken(provider domain.Provider) bool {
+	e, ok := r.providers[provider]
+	return ok && !e.neverExpires && e.revokes
+}
+
 // Providers lists the providers whose tokens are refreshed, by name.
 func (r *Refresher) Providers() []domain.Provider {
 	var out []domain.Provider
@@ -159,10 +168,24 @@ func (r *Refresher) Refresh(ctx context.Context, provider domain.Provider, refre
 	}
 	sc := e.scrubberFor(refreshToken, a)
 	if err != nil {
+		var sent *sentError
+		if errors.As(err, &sent) {
+			// The request reached the wire: the provider may have acted on it.
+			return domain.RefreshedTokens{}, fmt.Errorf("%w: %w: %s: %w", domain.ErrProviderUnavailable,
+				domain.ErrProviderOutcomeUnknown, e.name, newTransportError(sent.err, sc))
+		}
 		return domain.RefreshedTokens{}, fmt.Errorf("%w: %s: %w", domain.ErrProviderUnavailable, e.name, newTransportError(err, sc))
 	}
 	return e.interpret(a, now, sc)
 }
+
+// sentError is a transport failure after the whole request was written: a
+// timeout waiting for the answer, a connection reset, an answer cut off.
+// The provider may have refreshed (domain.ErrProviderOutcomeUnknown).
+type sentError struct{ err error }
+
+func (e *sentError) Error() string { return e.err.Error() }
+func (e *sentError) Unwrap() error { return e.err }
 
 // scrubberFor returns the scrubber for every secret this exchange put on
 // the wire or received: the refresh token sent, the client secret, the
@@ -203,14 +226,21 @@ func (e *endpoint) post(ctx context.Context, method AuthMethod, refreshToken dom
 		req.SetBasicAuth(url.QueryEscape(e.clientID), url.QueryEscape(e.clientSecret.Reveal()))
 	}
 
+	var wrote atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(info httptrace.WroteRequestInfo) { wrote.Store(info.Err == nil) },
+	}))
 	resp, err := e.client.Do(req)
 	if err != nil {
+		if wrote.Load() {
+			return answer{}, &sentError{err}
+		}
 		return answer{}, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 	if err != nil {
-		return answer{}, fmt.Errorf("HTTP %d: reading the response: %w", resp.StatusCode, err)
+		return answer{}, &sentError{fmt.Errorf("HTTP %d: reading the response: %w", resp.StatusCode, err)}
 	}
 	// The body decides how it is read, never the Content-Type label (see parse).
 	return answer{status: resp.StatusCode, fields: parse(body)}, nil
@@ -225,13 +255,15 @@ func (e *endpoint) interpret(a answer, now time.Time, sc *scrubber) (domain.Refr
 		// code decides even on a 2xx.
 		return domain.RefreshedTokens{}, fmt.Errorf("%w: %s", classify(a.status, a.code), a.describe(e.name, sc))
 	}
+	// From here the answer is a 2xx that says it succeeded: the provider
+	// refreshed, so a broken answer leaves the outcome unknown.
 	if a.unreadable != "" {
 		// A token that cannot be stored exactly as sent (sent twice, not a
 		// string, broken UTF-8) must not be stored at all: a changed token
 		// is a different secret. Like any broken answer it says nothing
 		// sure about the grant, so it is reported as unavailable.
-		return domain.RefreshedTokens{}, fmt.Errorf("%w: %s: the response cannot be read: %s",
-			domain.ErrProviderUnavailable, a.describe(e.name, sc), a.unreadable)
+		return domain.RefreshedTokens{}, fmt.Errorf("%w: %w: %s: the response cannot be read: %s",
+			domain.ErrProviderUnavailable, domain.ErrProviderOutcomeUnknown, a.describe(e.name, sc), a.unreadable)
 	}
 	if a.accessToken == "" {
 		// A 2xx without an access token and without an error code is a
@@ -239,8 +271,8 @@ func (e *endpoint) interpret(a answer, now time.Time, sc *scrubber) (domain.Refr
 		// It says nothing about the grant or the configuration for sure, so
 		// it is reported as ErrProviderUnavailable (try again later), never
 		// as a revoked grant.
-		return domain.RefreshedTokens{}, fmt.Errorf("%w: %s: the response has no access_token",
-			domain.ErrProviderUnavailable, a.describe(e.name, sc))
+		return domain.RefreshedTokens{}, fmt.Errorf("%w: %w: %s: the response has no access_token",
+			domain.ErrProviderUnavailable, domain.ErrProviderOutcomeUnknown, a.describe(e.name, sc))
 	}
 	out := domain.RefreshedTokens{
 		AccessToken:  domain.NewSecret(a.accessToken),
@@ -254,8 +286,34 @@ func (e *endpoint) interpret(a answer, now time.Time, sc *scrubber) (domain.Refr
 }
 
 // classify maps an OAuth error code and HTTP status to a domain sentinel.
-// The code wins where it is specific: it is the provider's own verdict.
+// The code wins where it is specific: it is the provider's own verdict. A
+// 5xx leaves the outcome unknown whatever its body says (a gateway's 502,
+// 503 or 504 may come after the provider refreshed; a server's 500 after it
+// stored the rotation): domain.ErrProviderOutcomeUnknown qualifies it.
 func classify(status int, code string) error {
+	if status >= 500 {
+		if revoked := classifyCode(code); revoked == domain.ErrGrantRevoked {
+			return revoked
+		}
+		return fmt.Errorf("%w: %w", domain.ErrProviderUnavailable, domain.ErrProviderOutcomeUnknown)
+	}
+	if err := classifyCode(code); err != nil {
+		return err
+	}
+	switch {
+	case status == http.StatusRequestTimeout, status == http.StatusTooEarly,
+		status == http.StatusTooManyRequests:
+		return domain.ErrProviderUnavailable
+	default:
+		// Other 4xx (invalid_client, unauthorized_client, 404 for a wrong
+		// URL), a redirect (not followed), or a 2xx with an unknown error:
+		// retrying will not help until the configuration changes.
+		return domain.ErrProviderRejected
+	}
+}
+
+// classifyCode is the verdict of an OAuth error code, nil for none.
+func classifyCode(code string) error {
 	switch code {
 	case "invalid_grant", // RFC 6749: revoked, expired or already-rotated refresh token
 		"bad_refresh_token",    // GitHub's name for it
@@ -266,16 +324,7 @@ func classify(status int, code string) error {
 	case "temporarily_unavailable", "server_error", "slow_down":
 		return domain.ErrProviderUnavailable
 	}
-	switch {
-	case status == http.StatusRequestTimeout, status == http.StatusTooEarly,
-		status == http.StatusTooManyRequests, status >= 500:
-		return domain.ErrProviderUnavailable
-	default:
-		// Other 4xx (invalid_client, unauthorized_client, 404 for a wrong
-		// URL), a redirect (not followed), or a 2xx with an unknown error:
-		// retrying will not help until the configuration changes.
-		return domain.ErrProviderRejected
-	}
+	return nil
 }
 
 // maxTransportErrorLen bounds a transport error's text.

@@ -3,6 +3,7 @@ package oauth_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -490,6 +491,9 @@ func TestTransportFailures(t *testing.T) {
 		name   string
 		run    func(t *testing.T) error
 		alsoIs error
+		// unknown: the request had been sent, so the provider may have
+		// refreshed (domain.ErrProviderOutcomeUnknown).
+		unknown bool
 	}{
 		{"hanging server, provider timeout", func(t *testing.T) error {
 			srv, _ := hangingProvider(t)
@@ -497,35 +501,47 @@ func TestTransportFailures(t *testing.T) {
 			cfg.Timeout = 50 * time.Millisecond
 			_, err := newRefresher(t, srv, cfg).Refresh(t.Context(), "corp", domain.NewSecret(oldRefresh))
 			return err
-		}, nil},
+		}, nil, true},
 		{"caller's deadline", func(t *testing.T) error {
 			srv, _ := hangingProvider(t)
 			ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 			defer cancel()
 			_, err := newRefresher(t, srv, generic(srv.URL)).Refresh(ctx, "corp", domain.NewSecret(oldRefresh))
 			return err
-		}, context.DeadlineExceeded},
+		}, context.DeadlineExceeded, true},
 		{"caller cancels mid-request", func(t *testing.T) error {
 			srv, started := hangingProvider(t)
 			ctx, cancel := context.WithCancel(t.Context())
 			go func() { <-started; cancel() }()
 			_, err := newRefresher(t, srv, generic(srv.URL)).Refresh(ctx, "corp", domain.NewSecret(oldRefresh))
 			return err
-		}, context.Canceled},
+		}, context.Canceled, true},
 		{"context already cancelled", func(t *testing.T) error {
 			srv, _ := fakeProvider(t, always(okJSON(`{"access_token":"at-NEW"}`)))
 			ctx, cancel := context.WithCancel(t.Context())
 			cancel()
 			_, err := newRefresher(t, srv, generic(srv.URL)).Refresh(ctx, "corp", domain.NewSecret(oldRefresh))
 			return err
-		}, context.Canceled},
+		}, context.Canceled, false},
 		{"connection refused", func(t *testing.T) error {
 			srv := httptest.NewServer(http.NotFoundHandler())
 			r := newRefresher(t, srv, generic(srv.URL))
 			srv.Close()
 			_, err := r.Refresh(t.Context(), "corp", domain.NewSecret(oldRefresh))
 			return err
-		}, nil},
+		}, nil, false},
+		{"connection reset after the request was sent", func(t *testing.T) error {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.ReadAll(r.Body)
+				conn, _, err := http.NewResponseController(w).Hijack()
+				if err == nil {
+					_ = conn.Close()
+				}
+			}))
+			t.Cleanup(srv.Close)
+			_, err := newRefresher(t, srv, generic(srv.URL)).Refresh(t.Context(), "corp", domain.NewSecret(oldRefresh))
+			return err
+		}, nil, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -536,6 +552,9 @@ func TestTransportFailures(t *testing.T) {
 			}
 			if tt.alsoIs != nil && !errors.Is(err, tt.alsoIs) {
 				t.Errorf("error = %v, want it to wrap %v", err, tt.alsoIs)
+			}
+			if got := errors.Is(err, domain.ErrProviderOutcomeUnknown); got != tt.unknown {
+				t.Errorf("error %q: outcome unknown = %v, want %v", err, got, tt.unknown)
 			}
 			if !strings.Contains(err.Error(), "corp") {
 				t.Errorf("error %q does not name the provider", err)
@@ -694,5 +713,75 @@ func TestConcurrentRefresh(t *testing.T) {
 	wg.Wait()
 	if n := failures.Load(); n != 0 {
 		t.Errorf("%d of 8 concurrent refreshes failed", n)
+	}
+}
+
+// TestOutcomeUnknown: an answer that may come after the provider refreshed
+// (a 5xx, a broken 2xx) leaves the outcome unknown
+// (domain.ErrProviderOutcomeUnknown); one the provider gave itself without
+// acting does not. (Transport failures: TestTransportFailures.)
+func TestOutcomeUnknown(t *testing.T) {
+	t.Parallel()
+	answered := []struct {
+		name    string
+		reply   reply
+		unknown bool
+	}{
+		{"502 from a gateway", reply{status: 502, contentType: "text/html", body: "<h1>Bad Gateway</h1>"}, true},
+		{"503 with temporarily_unavailable", reply{status: 503, contentType: jsonCT, body: `{"error":"temporarily_unavailable"}`}, true},
+		{"504 without body", reply{status: 504}, true},
+		{"500 with server_error", reply{status: 500, contentType: jsonCT, body: `{"error":"server_error"}`}, true},
+		{"200 without access_token", okJSON(`{"token_type":"bearer"}`), true},
+		{"200 cut short", okJSON(`{"access_token":"at-NEW","refresh_token":"rt-`), true},
+		{"429", reply{status: 429}, false},
+		{"408", reply{status: 408}, false},
+		{"400 temporarily_unavailable", reply{status: 400, contentType: jsonCT, body: `{"error":"temporarily_unavailable"}`}, false},
+		{"400 invalid_grant", reply{status: 400, contentType: jsonCT, body: `{"error":"invalid_grant"}`}, false},
+		{"500 invalid_grant", reply{status: 500, contentType: jsonCT, body: `{"error":"invalid_grant"}`}, false},
+	}
+	for _, tt := range answered {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv, _ := fakeProvider(t, always(tt.reply))
+			_, err := newRefresher(t, srv, generic(srv.URL)).Refresh(t.Context(), "corp", domain.NewSecret(oldRefresh))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if got := errors.Is(err, domain.ErrProviderOutcomeUnknown); got != tt.unknown {
+				t.Errorf("error %q: outcome unknown = %v, want %v", err, got, tt.unknown)
+			}
+			if tt.unknown && !errors.Is(err, domain.ErrProviderUnavailable) {
+				t.Errorf("error %q: want ErrProviderUnavailable too", err)
+			}
+			assertNoSecrets(t, err.Error())
+		})
+	}
+}
+
+// TestRevokesPreviousAccessToken: each kind's documented default, and the
+// setting overriding it.
+func TestRevokesPreviousAccessToken(t *testing.T) {
+	t.Parallel()
+	srv, _ := fakeProvider(t, always(okJSON(`{}`)))
+	no, yes := false, true
+	cfgs := []oauth.ProviderConfig{
+		{Name: "github", ClientID: "c", ClientSecret: domain.NewSecret(clientSecret)},
+		{Name: "gitlab", ClientID: "c"},
+		{Name: "bitbucket", ClientID: "c", ClientSecret: domain.NewSecret(clientSecret)},
+		{Name: "azure_devops", ClientID: "c", Tenant: "contoso.onmicrosoft.com"},
+		{Name: "keycloak", ClientID: "c", BaseURL: srv.URL, Realm: "r"},
+		generic(srv.URL),
+		{Name: "gitlab-self", Kind: oauth.KindGitLab, ClientID: "c", RevokesPreviousAccessToken: &no},
+		{Name: "kc-revoking", Kind: oauth.KindKeycloak, ClientID: "c", BaseURL: srv.URL, Realm: "r", RevokesPreviousAccessToken: &yes},
+		{Name: "stored", StoreOnly: true},
+	}
+	r := newRefresher(t, srv, cfgs...)
+	for provider, want := range map[domain.Provider]bool{
+		"github": true, "gitlab": true, "bitbucket": true, "azure_devops": false, "keycloak": false, "corp": true,
+		"gitlab-self": false, "kc-revoking": true, "stored": false, "unknown": false,
+	} {
+		if got := r.RevokesPreviousAccessToken(provider); got != want {
+			t.Errorf("RevokesPreviousAccessToken(%s) = %v, want %v", provider, got, want)
+		}
 	}
 }

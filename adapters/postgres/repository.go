@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -144,6 +145,7 @@ func (r *Repository) UpdateAuthTokens(ctx context.Context, user domain.UserID, p
 			ReauthRequired:        next.Refresh.ReauthRequired,
 			RefreshError:          optString(next.Refresh.LastError),
 			NextRefreshAt:         optTime(next.Refresh.NextAttemptAt),
+			AmbiguousRetries:      int32(min(max(next.Refresh.AmbiguousRetries, 0), math.MaxInt32)),
 		})
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("update auth tokens: %w", domain.ErrConflict)
@@ -178,6 +180,9 @@ func (r *Repository) ClaimDueRefreshes(ctx context.Context, c ports.RefreshClaim
 			LeaseSeconds:   c.Lease.Seconds(),
 			HorizonSeconds: c.Horizon.Seconds(),
 			MaxRows:        int32(min(max(c.Limit, 0), 10_000)),
+			// With the code passed in, it has one spelling.
+			RevokesPreviousAccessToken: c.RevokesPreviousAccessToken,
+			OutcomeUnknown:             domain.CodeProviderOutcomeUnknown,
 		})
 		return interpretError(err, mayHaveApplied)
 	})
@@ -235,13 +240,14 @@ func (r *Repository) ListProviders(ctx context.Context, user domain.UserID) ([]d
 	out := make([]domain.ProviderTokenInfo, 0, len(rows))
 	for _, row := range rows {
 		out = append(out, domain.ProviderTokenInfo{
-			Provider:        domain.Provider(row.Provider),
-			AccessExpiry:    expiryFromDB(row.AccessTokenExpiresAt),
-			RefreshExpiry:   expiryFromDB(row.RefreshTokenExpiresAt),
-			HasRefreshToken: row.HasRefreshToken,
-			ReauthRequired:  row.ReauthRequired,
-			LastError:       deref(row.RefreshError),
-			UpdatedAt:       row.UpdatedAt,
+			Provider:         domain.Provider(row.Provider),
+			AccessExpiry:     expiryFromDB(row.AccessTokenExpiresAt),
+			RefreshExpiry:    expiryFromDB(row.RefreshTokenExpiresAt),
+			HasRefreshToken:  row.HasRefreshToken,
+			ReauthRequired:   row.ReauthRequired,
+			LastError:        deref(row.RefreshError),
+			AmbiguousRetries: int(row.AmbiguousRetries),
+			UpdatedAt:        row.UpdatedAt,
 		})
 	}
 	return out, nil
@@ -317,11 +323,12 @@ func authTokensFromDB(row db.AuthToken) domain.SealedAuthTokens {
 		AccessExpiry:  expiryFromDB(row.AccessTokenExpiresAt),
 		RefreshExpiry: expiryFromDB(row.RefreshTokenExpiresAt),
 		Refresh: domain.RefreshState{
-			LeaseOwner:     deref(row.RefreshLeaseOwner),
-			LeaseUntil:     deref(row.RefreshLeaseUntil),
-			ReauthRequired: row.ReauthRequired,
-			LastError:      deref(row.RefreshError),
-			NextAttemptAt:  deref(row.NextRefreshAt),
+			LeaseOwner:       deref(row.RefreshLeaseOwner),
+			LeaseUntil:       deref(row.RefreshLeaseUntil),
+			ReauthRequired:   row.ReauthRequired,
+			LastError:        deref(row.RefreshError),
+			NextAttemptAt:    deref(row.NextRefreshAt),
+			AmbiguousRetries: int(row.AmbiguousRetries),
 		},
 		ID:        row.ID,
 		Version:   row.Version,

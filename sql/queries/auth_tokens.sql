@@ -20,7 +20,8 @@ ON CONFLICT (user_id, provider) DO UPDATE SET
     refresh_lease_until      = NULL,
     reauth_required          = false,
     refresh_error            = NULL,
-    next_refresh_at          = NULL
+    next_refresh_at          = NULL,
+    ambiguous_retries        = 0
 RETURNING version, created_at, updated_at;
 
 -- name: GetAuthTokens :one
@@ -48,7 +49,8 @@ UPDATE auth_tokens SET
     refresh_lease_until      = @refresh_lease_until,
     reauth_required          = @reauth_required,
     refresh_error            = @refresh_error,
-    next_refresh_at          = @next_refresh_at
+    next_refresh_at          = @next_refresh_at,
+    ambiguous_retries        = @ambiguous_retries
 WHERE user_id = @user_id AND provider = @provider AND version = @expected_version
 RETURNING version, created_at, updated_at;
 
@@ -58,7 +60,7 @@ DELETE FROM auth_tokens WHERE user_id = @user_id AND provider = @provider;
 -- name: ListAuthTokenProviders :many
 SELECT provider, access_token_expires_at, refresh_token_expires_at,
        (refresh_token IS NOT NULL)::boolean AS has_refresh_token, updated_at,
-       reauth_required, refresh_error
+       reauth_required, refresh_error, ambiguous_retries
 FROM auth_tokens
 WHERE user_id = @user_id
 ORDER BY provider;
@@ -71,13 +73,18 @@ ORDER BY provider;
 -- agree. Keep them in step. now() (not clock_timestamp()) so the expiry
 -- bound can use the partial index. SKIP LOCKED lets several instances claim
 -- disjoint batches at once. Rows under any lease are left alone: a live one
--- is someone's refresh, a lapsed one is MarkLapsedLeases's.
+-- is someone's refresh, a lapsed one is MarkLapsedLeases's. For providers
+-- that revoke the previous access token (revokes_previous_access_token), a
+-- row whose last refresh had an unknown outcome (refresh_error is
+-- domain.CodeProviderOutcomeUnknown, passed in as outcome_unknown) is due
+-- whatever its expiry; claiming it counts an ambiguous retry.
 WITH due AS (
     SELECT id FROM auth_tokens
     WHERE refresh_token IS NOT NULL
       AND NOT reauth_required
       AND provider = ANY(@providers::text[])
-      AND access_token_expires_at <= now() + make_interval(secs => @horizon_seconds::float8)
+      AND (access_token_expires_at <= now() + make_interval(secs => @horizon_seconds::float8)
+           OR (@revokes_previous_access_token::boolean AND refresh_error = @outcome_unknown::text))
       AND refresh_lease_owner IS NULL
       AND (next_refresh_at IS NULL OR next_refresh_at <= now())
       AND (refresh_token_expires_at IS NULL OR refresh_token_expires_at > now())
@@ -87,7 +94,8 @@ WITH due AS (
 )
 UPDATE auth_tokens SET
     refresh_lease_owner = @owner::text,
-    refresh_lease_until = clock_timestamp() + make_interval(secs => @lease_seconds::float8)
+    refresh_lease_until = clock_timestamp() + make_interval(secs => @lease_seconds::float8),
+    ambiguous_retries   = ambiguous_retries + (refresh_error IS NOT DISTINCT FROM @outcome_unknown::text)::int
 WHERE id IN (SELECT id FROM due)
 RETURNING *;
 

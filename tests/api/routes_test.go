@@ -24,7 +24,7 @@ func providersPath(user string) string { return "/v1/users/" + url.PathEscape(us
 func offlinePath(user string) string { return "/v1/users/" + url.PathEscape(user) + "/offline-token" }
 
 // statusKeys are the members of a provider status (PUT tokens, list providers).
-var statusKeys = []string{"provider", "state", "access_token_expires_at", "refresh_token_expires_at", "has_refresh_token", "refresh_error", "updated_at"}
+var statusKeys = []string{"provider", "state", "access_token_expires_at", "refresh_token_expires_at", "has_refresh_token", "refresh_error", "ambiguous_retries", "updated_at"}
 
 func TestHealthProbesNeedNoCredential(t *testing.T) {
 	t.Parallel()

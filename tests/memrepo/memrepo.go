@@ -214,7 +214,9 @@ func (r *Repository) ClaimDueRefreshes(ctx context.Context, c ports.RefreshClaim
 	now := r.clock()
 	var due []domain.SealedAuthTokens
 	for _, row := range r.auth {
-		if domain.NextRefreshStep(row.RefreshView(c.Horizon, slices.Contains(c.Providers, row.Provider)), now) == domain.StepRefresh {
+		v := row.RefreshView(c.Horizon, slices.Contains(c.Providers, row.Provider))
+		v.RevokesPreviousAccessToken = c.RevokesPreviousAccessToken
+		if domain.NextRefreshStep(v, now) == domain.StepRefresh {
 			due = append(due, row)
 		}
 	}
@@ -239,6 +241,9 @@ func (r *Repository) ClaimDueRefreshes(ctx context.Context, c ports.RefreshClaim
 		if found && row.Version == cand.Version {
 			row.Version, row.CreatedAt, row.UpdatedAt = r.stamp(true, row.Version, row.CreatedAt)
 			row.Refresh.LeaseOwner, row.Refresh.LeaseUntil = c.Owner, row.UpdatedAt.Add(c.Lease)
+			if row.Refresh.LastError == domain.CodeProviderOutcomeUnknown {
+				row.Refresh.AmbiguousRetries++ // the same refresh token, sent again
+			}
 			r.auth[k] = row
 			out = append(out, clone(row))
 		}
@@ -315,13 +320,14 @@ func (r *Repository) ListProviders(ctx context.Context, user domain.UserID) ([]d
 			continue
 		}
 		out = append(out, domain.ProviderTokenInfo{
-			Provider:        row.Provider,
-			AccessExpiry:    row.AccessExpiry,
-			RefreshExpiry:   row.RefreshExpiry,
-			HasRefreshToken: row.RefreshToken != nil,
-			ReauthRequired:  row.Refresh.ReauthRequired,
-			LastError:       row.Refresh.LastError,
-			UpdatedAt:       row.UpdatedAt,
+			Provider:         row.Provider,
+			AccessExpiry:     row.AccessExpiry,
+			RefreshExpiry:    row.RefreshExpiry,
+			HasRefreshToken:  row.RefreshToken != nil,
+			ReauthRequired:   row.Refresh.ReauthRequired,
+			LastError:        row.Refresh.LastError,
+			AmbiguousRetries: row.Refresh.AmbiguousRetries,
+			UpdatedAt:        row.UpdatedAt,
 		})
 	}
 	slices.SortFunc(out, func(a, b domain.ProviderTokenInfo) int { return cmp.Compare(a.Provider, b.Provider) })

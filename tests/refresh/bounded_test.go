@@ -113,8 +113,8 @@ func TestHungProviderIsBounded(t *testing.T) {
 			t.Errorf("%s pool has %d connections; the test meant 2", in.name, st.MaxConns())
 		}
 	}
-	if row := c.row(t, hungUser); row.leaseOwner != "" || row.reauth || row.refreshError != "provider_unavailable" {
-		t.Errorf("after the timeout: lease %q reauth %v error %q; want released, provider_unavailable",
+	if row := c.row(t, hungUser); row.leaseOwner != "" || row.reauth || row.refreshError != "provider_outcome_unknown" {
+		t.Errorf("after the timeout: lease %q reauth %v error %q; want released, provider_outcome_unknown",
 			row.leaseOwner, row.reauth, row.refreshError)
 	}
 
@@ -175,7 +175,7 @@ func TestWaitTimeoutBoundsCallersWhileProviderCallContinues(t *testing.T) {
 	c.fake.Release()
 	eventually(t, 10*time.Second, "the lease released after the provider call failed", func() (bool, string) {
 		row := c.row(t, user)
-		return row.leaseOwner == "" && row.refreshError == "provider_unavailable",
+		return row.leaseOwner == "" && row.refreshError == "provider_outcome_unknown",
 			fmt.Sprintf("lease %q error %q reauth %v", row.leaseOwner, row.refreshError, row.reauth)
 	})
 	if n := c.fake.Calls(g.id); n != 1 {

@@ -58,15 +58,17 @@ func TestInvalidGrantRequiresReauth(t *testing.T) {
 	}
 }
 
-// TestTransientFailure: a 5xx while the old access token is still valid
-// serves the old token (and backs off); once it has expired, 503.
+// TestTransientFailure: a transient failure the provider did not act on
+// (429) while the old access token is still valid serves the old token (and
+// backs off); once it has expired, 503. (A failure of unknown outcome is
+// revocation_test.go's.)
 func TestTransientFailure(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, options{}) // RetryAfter 1m: the back-off outlasts the test
 	in := c.instances[0]
 	const user = "flaky-user"
 	g := c.fake.NewGrant()
-	c.fake.Set(g.id, func(b *behavior) { b.mode = mode5xx })
+	c.fake.Set(g.id, func(b *behavior) { b.mode = mode429 })
 	c.putGrant(t, user, g, 60) // inside the margin, not expired
 
 	wantToken(t, "GET while the old token is valid", in.get(t, user), g.access)

@@ -3,7 +3,12 @@ package refresh_test
 // A strict OAuth 2.0 token endpoint that rotates refresh tokens the way the
 // strictest providers do: every refresh token works once; presenting one
 // that was already used is treated as theft and revokes the whole grant
-// (RFC 9700 §4.14.2, "refresh token reuse detection").
+// (RFC 9700 §4.14.2, "refresh token reuse detection"); and, like GitLab
+// (Doorkeeper) and Ory Hydra, every refresh revokes the previous access
+// token. The fake remembers when it revoked each access token, so the tests
+// can count the tokens tokenstore handed out that the provider had revoked,
+// or revoked before the expiry tokenstore reported with them (report.go's
+// scenario report).
 
 import (
 	"bytes"
@@ -18,6 +23,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // mode is what the fake does with a refresh request for a grant.
@@ -41,6 +47,12 @@ const (
 	// modeBadRefreshToken200 answers like GitHub does for a dead refresh
 	// token: HTTP 200, form-encoded, error=bad_refresh_token.
 	modeBadRefreshToken200
+	// mode429 answers 429 slow_down: the provider refused to act on the
+	// request for now (a transient failure of known outcome: nothing rotated).
+	mode429
+	// modeRotateThen502 rotates (and revokes the previous access token),
+	// then answers 502 as a gateway that lost the provider's answer would.
+	modeRotateThen502
 )
 
 // behavior is how the fake answers one grant.
@@ -49,6 +61,9 @@ type behavior struct {
 	// noRotation: a refresh issues a new access token only; the refresh token
 	// stays valid (and current).
 	noRotation bool
+	// keepsAccess: a refresh leaves the previous access token valid until it
+	// expires (Keycloak, Entra ID). By default the fake revokes it.
+	keepsAccess bool
 	// formEncoded answers application/x-www-form-urlencoded, like GitHub.
 	formEncoded bool
 	// expiresIn is the new access token's lifetime in seconds (0: 3600).
@@ -118,6 +133,9 @@ type fakeProvider struct {
 	hook     func(hookCall)
 	serial   int
 
+	// revokedAt is when each revoked access token was revoked.
+	revokedAt map[string]time.Time
+
 	requests atomic.Int64 // every request, known grant or not
 	unknown  atomic.Int64 // requests with a refresh token never issued
 	reuses   atomic.Int64 // reuse violations (an already used refresh token presented)
@@ -133,6 +151,7 @@ func newFakeProvider(t testing.TB) *fakeProvider {
 		release:      make(chan struct{}),
 		grants:       map[string]*grant{},
 		tokens:       map[string]*grant{},
+		revokedAt:    map[string]time.Time{},
 	}
 	p.secrets = append(p.secrets, p.clientSecret)
 	p.srv = httptest.NewServer(http.HandlerFunc(p.serveHTTP))
@@ -259,6 +278,35 @@ func (p *fakeProvider) Presented(id string) []string {
 	return append([]string(nil), p.grant(id).presented...)
 }
 
+// RevokedAt reports when the fake revoked access token tok, if it did.
+func (p *fakeProvider) RevokedAt(tok string) (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	at, ok := p.revokedAt[tok]
+	return at, ok
+}
+
+// SentTwice counts refresh-token presentations beyond the first of each
+// token, across all grants.
+func (p *fakeProvider) SentTwice() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, g := range p.grants {
+		seen := map[string]bool{}
+		for _, rt := range g.presented {
+			if seen[rt] {
+				n++
+			}
+			seen[rt] = true
+		}
+	}
+	return n
+}
+
+// Requests counts every request the fake received.
+func (p *fakeProvider) Requests() int64 { return p.requests.Load() }
+
 // Reuses counts reuse violations across all grants.
 func (p *fakeProvider) Reuses() int64 { return p.reuses.Load() }
 
@@ -342,6 +390,9 @@ func (p *fakeProvider) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	case modeHang:
 		p.hang(r)
 		return
+	case mode429:
+		oauthError(w, beh, http.StatusTooManyRequests, "slow_down", "rate limited")
+		return
 	case mode5xx:
 		setLabel(w, beh, "text/html")
 		w.WriteHeader(http.StatusServiceUnavailable)
@@ -386,6 +437,9 @@ func (p *fakeProvider) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, beh, http.StatusBadRequest, "invalid_grant", "refresh token reuse detected; grant revoked")
 		return
 	}
+	if !beh.keepsAccess {
+		p.revokedAt[g.access] = time.Now()
+	}
 	g.access = p.issueLocked("at", g)
 	access, refresh := g.access, ""
 	if !beh.noRotation {
@@ -395,8 +449,14 @@ func (p *fakeProvider) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	g.refreshes++
 	p.mu.Unlock()
 
-	if beh.mode == modeRotateThenHang {
+	switch beh.mode {
+	case modeRotateThenHang:
 		p.hang(r)
+		return
+	case modeRotateThen502:
+		setLabel(w, beh, "text/html")
+		w.WriteHeader(http.StatusBadGateway)
+		_, _ = w.Write([]byte("<html><body>502 Bad Gateway</body></html>"))
 		return
 	}
 	expiresIn := beh.expiresIn

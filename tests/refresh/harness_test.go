@@ -36,7 +36,7 @@ import (
 	"github.com/tokenstore/tokenstore/tests/testlog"
 )
 
-func TestMain(m *testing.M) { testdb.Main(m) }
+func TestMain(m *testing.M) { testdb.MainWith(m, testdb.Options{AfterRun: printReport}) }
 
 // provider is the provider name the fake serves in most tests.
 const provider = "gitlab"
@@ -52,6 +52,11 @@ type options struct {
 	worker          app.WorkerConfig  // zero: disabled
 	// providerTimeout bounds one provider call (0: 2s).
 	providerTimeout time.Duration
+	// keepsAccess: the fake leaves the previous access token valid on
+	// refresh (Keycloak, Entra ID) and the provider entry says so
+	// (revokes_previous_access_token: false), so the worker's lookahead
+	// applies. By default the fake revokes it, as GitLab and Hydra do.
+	keepsAccess bool
 	// kind, name and authStyle of the fake's provider entry (oauth2, gitlab, auto).
 	kind      oauth.Kind
 	name      domain.Provider
@@ -69,6 +74,7 @@ type cluster struct {
 	client    *http.Client
 	instances []*instance
 	provider  domain.Provider
+	scenario  scenario // what the report counts
 }
 
 // instance is one running tokenstore, seen the way the tests use it.
@@ -131,6 +137,11 @@ func newCluster(t *testing.T, o options) *cluster {
 		ClientID: c.fake.clientID, ClientSecret: domain.NewSecret(c.fake.clientSecret),
 		TokenURL: c.fake.TokenURL(), TokenEndpointAuthMethod: o.authStyle, Timeout: o.providerTimeout,
 	}
+	if o.keepsAccess {
+		revokes := false
+		pc.RevokesPreviousAccessToken = &revokes
+		c.fake.SetDefaults(func(b *behavior) { b.keepsAccess = true })
+	}
 	// Registered before the instances start, so it runs after they stopped.
 	t.Cleanup(func() { c.checkEncodedLogs(t, false) })
 	c.run = servicetest.Start(t, servicetest.Options{
@@ -146,6 +157,7 @@ func newCluster(t *testing.T, o options) *cluster {
 		},
 	})
 	c.db, c.keyring, c.cred = c.run.DB, c.run.Keyring, c.run.Credentials[servicetest.CallerAll]
+	t.Cleanup(func() { c.reportScenario(t) })
 	for _, in := range c.run.Instances {
 		c.instances = append(c.instances, &instance{c: c, name: in.Name, base: in.URL,
 			svc: in.Service, worker: in.Worker, pool: in.Pool, logs: in.Logs, run: in})
@@ -232,6 +244,7 @@ func (c *cluster) do(method, url string, body any) (result, error) {
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	asked := time.Now()
 	resp, err := c.client.Do(req)
 	if err != nil {
 		return result{}, err
@@ -242,7 +255,7 @@ func (c *cluster) do(method, url string, body any) (result, error) {
 		return result{}, err
 	}
 	r := result{status: resp.StatusCode, header: resp.Header, body: raw, retryAfter: resp.Header.Get("Retry-After")}
-	if resp.StatusCode == http.StatusOK {
+	if resp.StatusCode == http.StatusOK && method == http.MethodGet {
 		var tok struct {
 			AccessToken string  `json:"access_token"`
 			ExpiresAt   *string `json:"access_token_expires_at"`
@@ -251,6 +264,13 @@ func (c *cluster) do(method, url string, body any) (result, error) {
 		r.token = tok.AccessToken
 		if tok.ExpiresAt != nil {
 			r.expiresAt = *tok.ExpiresAt
+		}
+		if r.token != "" {
+			h := handout{token: r.token, at: asked, never: tok.ExpiresAt == nil, instance: req.URL.Host}
+			if !h.never {
+				h.expiry, _ = time.Parse(time.RFC3339Nano, r.expiresAt)
+			}
+			c.scenario.handedOut(h)
 		}
 	} else {
 		var p httpapi.Problem
@@ -283,10 +303,15 @@ func (in *instance) get(t *testing.T, user string) result {
 func (in *instance) apiGet(user string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	asked := time.Now()
 	tok, err := in.svc.GetAccessToken(ctx, domain.UserID(user), in.c.provider)
 	if err != nil {
 		return "", err
 	}
+	h := handout{token: tok.Token.Reveal(), at: asked, instance: in.name}
+	h.expiry, _ = tok.Expiry.Time()
+	h.never = tok.Expiry.IsNever()
+	in.c.scenario.handedOut(h)
 	return tok.Token.Reveal(), nil
 }
 
@@ -338,6 +363,7 @@ type providerStatus struct {
 	RefreshTokenExpiresAt *string `json:"refresh_token_expires_at"`
 	HasRefreshToken       bool    `json:"has_refresh_token"`
 	RefreshError          *string `json:"refresh_error"`
+	AmbiguousRetries      int     `json:"ambiguous_retries"`
 }
 
 func (s providerStatus) refreshError() string {
@@ -434,6 +460,7 @@ func (c *cluster) rowE(user string) (row, error) {
 // exec runs SQL on the shared database.
 func (c *cluster) exec(t testing.TB, sql string, args ...any) {
 	t.Helper()
+	c.scenario.rewrote()
 	if _, err := c.db.Exec(context.Background(), sql, args...); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}

@@ -42,6 +42,11 @@ func TestNoTokenMaterialInLogs(t *testing.T) {
 	c.putGrant(t, "log-down", down, 0)
 	wantStatus(t, "5xx", b.get(t, "log-down"), http.StatusServiceUnavailable, httpapi.CodeUnavailable)
 
+	limited := c.fake.NewGrant()
+	c.fake.Set(limited.id, func(b *behavior) { b.mode = mode429 })
+	c.putGrant(t, "log-limited", limited, 0)
+	wantStatus(t, "429", a.get(t, "log-limited"), http.StatusServiceUnavailable, httpapi.CodeUnavailable)
+
 	lost := c.fake.NewGrant()
 	c.putGrant(t, "log-lost", lost, 0)
 	var once atomic.Bool
@@ -72,6 +77,7 @@ func TestNoTokenMaterialInLogs(t *testing.T) {
 		"refresh token rejected by the provider",
 		"the provider rejected the refresh request",
 		"refresh failed transiently",
+		"refresh failed after the request was sent",
 		"refreshed tokens could not be stored",
 		"refresh was interrupted",
 	} {

@@ -27,7 +27,7 @@ import (
 // backs off rows whose refresh token cannot be opened.
 func TestWorkerNotStarvedByRowsItCannotRefresh(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, options{worker: app.WorkerConfig{Batch: 2, Lookahead: 2 * time.Minute}})
+	c := newCluster(t, options{worker: app.WorkerConfig{Batch: 2, Lookahead: 2 * time.Minute}, keepsAccess: true})
 	in := c.instances[0]
 	for i := range 2 {
 		c.putAs(t, "bitbucket", fmt.Sprintf("unconfigured-%d", i), map[string]any{
@@ -152,6 +152,7 @@ func TestWorkerLeasesOnlyWhatItStarts(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, options{
 		worker:          app.WorkerConfig{Lookahead: 2 * time.Minute, Batch: 5, Concurrency: 1},
+		keepsAccess:     true,
 		refresh:         lease(3*time.Second, 2*time.Second),
 		providerTimeout: 2 * time.Second,
 	})

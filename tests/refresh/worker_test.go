@@ -11,7 +11,9 @@ import (
 )
 
 // dueIn is an access token lifetime outside the default 15m margin but
-// inside margin + the 2m lookahead: due for the proactive refresher only.
+// inside margin + the 2m lookahead: due for the proactive refresher only,
+// for a provider that keeps the previous access token (options.keepsAccess):
+// for one that revokes it, the lookahead does not apply.
 const dueIn = 16 * 60
 
 // TestWorkerRunOnceAcrossInstances: two instances scanning at the same
@@ -19,7 +21,7 @@ const dueIn = 16 * 60
 // alone; readers afterwards get the refreshed tokens without a provider call.
 func TestWorkerRunOnceAcrossInstances(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, options{instances: 2, worker: app.WorkerConfig{Lookahead: 2 * time.Minute}})
+	c := newCluster(t, options{instances: 2, worker: app.WorkerConfig{Lookahead: 2 * time.Minute}, keepsAccess: true})
 	const due = 5
 	grants := map[string]grantTokens{}
 	for i := range due {
@@ -90,7 +92,7 @@ func TestWorkerStartedByTheApp(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, options{worker: app.WorkerConfig{
 		Enabled: true, Interval: 200 * time.Millisecond, Lookahead: 2 * time.Minute,
-	}})
+	}, keepsAccess: true})
 	in := c.instances[0]
 	const user = "worker-user"
 	g := c.fake.NewGrant()
@@ -119,7 +121,7 @@ func TestWorkerStartedByTheApp(t *testing.T) {
 func TestWorkerClaimIsExclusive(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, options{
-		instances: 2, worker: app.WorkerConfig{Lookahead: 2 * time.Minute},
+		instances: 2, worker: app.WorkerConfig{Lookahead: 2 * time.Minute}, keepsAccess: true,
 		providerTimeout: 20 * time.Second, refresh: lease(30*time.Second, 5*time.Second),
 	})
 	a, b := c.instances[0], c.instances[1]

@@ -17,11 +17,22 @@ import (
 // (ClaimDueRefreshes) takes exactly the rows for which domain.NextRefreshStep
 // says StepRefresh, over a table of rows that crosses every fact the rule
 // reads: access expiry around the horizon, refresh token presence and
-// expiry, lease, back-off, re-authorization and provider. Offsets are a
+// expiry, lease, back-off (after a clean failure and after one of unknown
+// outcome), re-authorization and provider, for providers that keep the
+// previous access token and for those that revoke it. Offsets are a
 // minute or more from every bound so the clock moving during the test
 // cannot flip a row; the exact instants are specified in domain's table.
 func TestClaimAgreesWithRefreshRule(t *testing.T) {
 	t.Parallel()
+	for _, revokes := range []bool{false, true} {
+		t.Run(fmt.Sprintf("revokes=%v", revokes), func(t *testing.T) {
+			t.Parallel()
+			checkClaimAgreesWithRefreshRule(t, revokes)
+		})
+	}
+}
+
+func checkClaimAgreesWithRefreshRule(t *testing.T, revokes bool) {
 	repo, pool := setup(t, postgres.Options{})
 	ctx := context.Background()
 	const horizon = 30 * time.Minute
@@ -53,6 +64,8 @@ func TestClaimAgreesWithRefreshRule(t *testing.T) {
 		"lapsed-lease": {LeaseOwner: "other", LeaseUntil: dbNow.Add(-time.Minute)},
 		"backoff":      {NextAttemptAt: dbNow.Add(time.Hour), LastError: domain.CodeProviderUnavailable},
 		"backoff-over": {NextAttemptAt: dbNow.Add(-time.Minute), LastError: domain.CodeProviderUnavailable},
+		"unknown":      {NextAttemptAt: dbNow.Add(time.Hour), LastError: domain.CodeProviderOutcomeUnknown, AmbiguousRetries: 2},
+		"unknown-over": {NextAttemptAt: dbNow.Add(-time.Minute), LastError: domain.CodeProviderOutcomeUnknown, AmbiguousRetries: 2},
 		"reauth":       {ReauthRequired: true, LastError: domain.CodeGrantRevoked},
 	}
 	claimed := []domain.Provider{domain.ProviderGitLab}
@@ -80,7 +93,9 @@ func TestClaimAgreesWithRefreshRule(t *testing.T) {
 						t.Fatal(err)
 					}
 					if p == domain.ProviderGitLab {
-						views[user] = row.RefreshView(horizon, slices.Contains(claimed, p))
+						v := row.RefreshView(horizon, slices.Contains(claimed, p))
+						v.RevokesPreviousAccessToken = revokes
+						views[user] = v
 					}
 				}
 			}
@@ -89,6 +104,7 @@ func TestClaimAgreesWithRefreshRule(t *testing.T) {
 
 	got, err := repo.ClaimDueRefreshes(ctx, ports.RefreshClaim{
 		Owner: "checker", Providers: claimed, Lease: time.Minute, Horizon: horizon, Limit: 10_000,
+		RevokesPreviousAccessToken: revokes,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -103,6 +119,15 @@ func TestClaimAgreesWithRefreshRule(t *testing.T) {
 			t.Errorf("claimed %s/%s: its provider was not asked for", row.User, row.Provider)
 		}
 		took[row.User] = true
+		// Claiming a row whose last refresh had an unknown outcome sends
+		// its refresh token again: one more ambiguous retry.
+		want := 0
+		if row.Refresh.LastError == domain.CodeProviderOutcomeUnknown {
+			want = 3
+		}
+		if row.Refresh.AmbiguousRetries != want {
+			t.Errorf("%s: claimed with %d ambiguous retries, want %d", row.User, row.Refresh.AmbiguousRetries, want)
+		}
 	}
 	due := 0
 	for user, v := range views {

@@ -75,6 +75,9 @@ type Options struct {
 	// that it keeps its address when a fault test restarts the container
 	// (Docker picks a new random port at each start otherwise).
 	FixedPort bool
+	// AfterRun, if set, runs once the tests have finished (a package's
+	// summary of what its tests measured).
+	AfterRun func()
 }
 
 // MainWith is Main with options, for packages that need more of their
@@ -157,7 +160,11 @@ func run(m *testing.M, o Options) (int, error) {
 	if err := prepareTemplate(ctx); err != nil {
 		return 1, err
 	}
-	return m.Run(), nil
+	code := m.Run()
+	if o.AfterRun != nil {
+		o.AfterRun()
+	}
+	return code, nil
 }
 
 // ContainerID is the package's PostgreSQL container, for tests that pause,
