@@ -102,6 +102,7 @@ type RefreshCoordinator struct {
 	refresher ports.TokenRefresher
 	margin    time.Duration
 	margins   map[domain.Provider]time.Duration
+	fraction  float64 // Config.LifetimeFraction
 	cfg       RefreshConfig
 	log       *slog.Logger
 	flight    singleflight.Group
@@ -112,12 +113,24 @@ type RefreshCoordinator struct {
 // Providers lists the providers whose tokens can be refreshed.
 func (c *RefreshCoordinator) Providers() []domain.Provider { return c.refresher.Providers() }
 
-// Margin is the refresh margin for provider's tokens.
+// Margin is the configured refresh margin for provider's tokens; each
+// token's own is at most LifetimeFraction of its lifetime
+// (domain.EffectiveMargin).
 func (c *RefreshCoordinator) Margin(provider domain.Provider) time.Duration {
 	if m, ok := c.margins[provider]; ok && m > 0 {
 		return m
 	}
 	return c.margin
+}
+
+// LifetimeFraction caps each token's margin at this fraction of its
+// lifetime (Config.LifetimeFraction).
+func (c *RefreshCoordinator) LifetimeFraction() float64 { return c.fraction }
+
+// effectiveMargin is the refresh margin of one access token of provider,
+// obtained at obtained (zero: unknown) and expiring at expiry.
+func (c *RefreshCoordinator) effectiveMargin(provider domain.Provider, obtained time.Time, expiry domain.Expiry) time.Duration {
+	return domain.EffectiveMargin(c.Margin(provider), c.fraction, obtained, expiry)
 }
 
 // Lease is how long an attempt's lease lasts (RefreshConfig.Lease).
@@ -134,7 +147,8 @@ func (c *RefreshCoordinator) NewAttempt() string {
 
 // step applies domain.NextRefreshStep to a stored row.
 func (c *RefreshCoordinator) step(row domain.SealedAuthTokens, now time.Time) domain.RefreshStep {
-	return domain.NextRefreshStep(row.RefreshView(c.Margin(row.Provider), c.refresher.Configured(row.Provider)), now)
+	margin := c.effectiveMargin(row.Provider, row.AccessObtainedAt, row.AccessExpiry)
+	return domain.NextRefreshStep(row.RefreshView(margin, c.refresher.Configured(row.Provider)), now)
 }
 
 // Refresh returns a usable access token for the user's provider tokens,
@@ -283,6 +297,9 @@ func (c *RefreshCoordinator) runRefresh(ctx context.Context, lease domain.Sealed
 		// token, so the lease is left to lapse rather than released.
 		return AccessToken{}, fmt.Errorf("%w: sealing refreshed tokens: %v", domain.ErrUnavailable, err)
 	}
+	// By the service's clock, as the provider adapter computed the expiry
+	// from expires_in: the token's lifetime is their difference.
+	next.AccessObtainedAt = c.now()
 	stored, err := c.repo.UpdateAuthTokens(ctx, lease.User, lease.Provider,
 		func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, error) {
 			if cur.Version != lease.Version || cur.Refresh.LeaseOwner != attempt {
@@ -311,13 +328,6 @@ func (c *RefreshCoordinator) runRefresh(ctx context.Context, lease domain.Sealed
 		// re-authorization instead of sending the old refresh token again.
 		c.log.Error("refreshed tokens could not be stored", "user", lease.User, "provider", lease.Provider, "err", err)
 		return AccessToken{}, fmt.Errorf("%w: the refreshed %s tokens could not be stored", domain.ErrUnavailable, lease.Provider)
-	}
-	if at, ok := stored.AccessExpiry.Time(); ok {
-		if life, margin := at.Sub(c.now()), c.Margin(lease.Provider); life <= margin {
-			c.log.Warn("the provider's access tokens live no longer than the refresh margin, so every read refreshes them: "+
-				"set refresh_margin in this provider's entry below their lifetime",
-				"provider", lease.Provider, "lifetime", life.Round(time.Second), "margin", margin)
-		}
 	}
 	c.log.Info("tokens refreshed", "user", lease.User, "provider", lease.Provider,
 		"rotated", !res.RefreshToken.IsZero(), "expires", stored.AccessExpiry.String())

@@ -15,10 +15,14 @@ type Config struct {
 	// RefreshMargin: an access token expiring within this margin needs a
 	// refresh. Zero means domain.DefaultRefreshMargin.
 	RefreshMargin time.Duration
-	// ProviderMargins overrides RefreshMargin per provider: a provider whose
-	// access tokens live less than RefreshMargin (Keycloak's 5 minutes
-	// against the default 15) needs a shorter one, or every read refreshes.
+	// ProviderMargins overrides RefreshMargin per provider.
 	ProviderMargins map[domain.Provider]time.Duration
+	// LifetimeFraction caps every margin (RefreshMargin, ProviderMargins) at
+	// this fraction of each access token's lifetime (domain.EffectiveMargin),
+	// so a token living less than the margin (Keycloak's 5 minutes against
+	// the default 15) is not refreshed on every read. Zero means
+	// domain.DefaultLifetimeFraction; otherwise it must be in (0, 1).
+	LifetimeFraction float64
 	// Refresh tunes how refreshes are coordinated.
 	Refresh RefreshConfig
 	// Providers are the declared providers (the providers setting, refreshed
@@ -51,10 +55,14 @@ func NewTokenService(cfg Config, log *slog.Logger, crypter ports.TokenCrypter, r
 	if cfg.RefreshMargin > 0 {
 		margin = cfg.RefreshMargin
 	}
+	fraction := domain.DefaultLifetimeFraction
+	if cfg.LifetimeFraction > 0 && cfg.LifetimeFraction < 1 {
+		fraction = cfg.LifetimeFraction
+	}
 	rows := sealer{crypter: crypter, log: log}
 	s := &TokenService{rows: rows, declared: cfg.Providers, repo: repo, log: log, now: time.Now}
 	s.refreshes = &RefreshCoordinator{
-		rows: rows, repo: repo, refresher: refresher, margin: margin, margins: cfg.ProviderMargins,
+		rows: rows, repo: repo, refresher: refresher, margin: margin, margins: cfg.ProviderMargins, fraction: fraction,
 		cfg: cfg.Refresh.withDefaults(), log: log, now: time.Now,
 	}
 	return s
@@ -96,11 +104,12 @@ func (s *TokenService) PutAuthTokens(ctx context.Context, t domain.AuthTokens) (
 	if err != nil {
 		return ProviderStatus{}, err
 	}
+	sealed.AccessObtainedAt = s.now()
 	stored, err := s.repo.PutAuthTokens(ctx, sealed)
 	if err != nil {
 		return ProviderStatus{}, err
 	}
-	return s.status(t, stored.UpdatedAt), nil
+	return s.status(t, stored), nil
 }
 
 // GetAccessToken returns a usable access token for the user's provider,
@@ -160,7 +169,7 @@ func (s *TokenService) ListProviders(ctx context.Context, user domain.UserID) ([
 	for _, info := range infos {
 		out = append(out, ProviderStatus{
 			Provider:        info.Provider,
-			State:           info.RefreshView(s.refreshes.Margin(info.Provider)).State(now),
+			State:           info.RefreshView(s.refreshes.effectiveMargin(info.Provider, info.AccessObtainedAt, info.AccessExpiry)).State(now),
 			AccessExpiry:    info.AccessExpiry,
 			RefreshExpiry:   info.RefreshExpiry,
 			HasRefreshToken: info.HasRefreshToken,
@@ -206,13 +215,14 @@ func (s *TokenService) DeleteOfflineToken(ctx context.Context, user domain.UserI
 	return s.repo.DeleteOfflineToken(ctx, user)
 }
 
-func (s *TokenService) status(t domain.AuthTokens, updated time.Time) ProviderStatus {
+func (s *TokenService) status(t domain.AuthTokens, stored domain.SealedAuthTokens) ProviderStatus {
+	margin := s.refreshes.effectiveMargin(t.Provider, stored.AccessObtainedAt, t.AccessExpiry)
 	return ProviderStatus{
 		Provider:        t.Provider,
-		State:           t.RefreshView(s.refreshes.Margin(t.Provider)).State(s.now()),
+		State:           t.RefreshView(margin).State(s.now()),
 		AccessExpiry:    t.AccessExpiry,
 		RefreshExpiry:   t.RefreshExpiry,
 		HasRefreshToken: t.HasRefreshToken(),
-		UpdatedAt:       updated,
+		UpdatedAt:       stored.UpdatedAt,
 	}
 }

@@ -131,7 +131,9 @@ func (w *RefreshWorker) RunOnce(ctx context.Context) (int, error) {
 		w.log.Warn("refreshes were interrupted after their lease lapsed; those users must reconnect", "rows", n)
 	}
 	// Providers with the same margin share a claim; each group's horizon
-	// is its margin plus the lookahead.
+	// is its margin plus the lookahead, capped per token at the lifetime
+	// fraction of its lifetime (domain.EffectiveMargin): the worker refreshes
+	// a short-lived token no earlier than a reader would.
 	groups := map[time.Duration][]domain.Provider{}
 	for _, p := range providers {
 		h := w.refreshes.Margin(p) + w.cfg.Lookahead
@@ -157,7 +159,7 @@ func (w *RefreshWorker) runGroup(ctx context.Context, providers []domain.Provide
 		n := min(w.cfg.Concurrency, budget-claimedTotal)
 		claimed, err := w.queue.ClaimDueRefreshes(ctx, ports.RefreshClaim{
 			Owner: w.refreshes.NewAttempt(), Providers: providers,
-			Lease: w.refreshes.Lease(), Horizon: horizon, Limit: n,
+			Lease: w.refreshes.Lease(), Horizon: horizon, LifetimeFraction: w.refreshes.LifetimeFraction(), Limit: n,
 		})
 		if err != nil {
 			return refreshed, claimedTotal, err

@@ -17,34 +17,46 @@ WITH due AS (
       AND NOT reauth_required
       AND provider = ANY($3::text[])
       AND access_token_expires_at <= now() + make_interval(secs => $4::float8)
+      AND access_token_expires_at <= now() + make_interval(secs => GREATEST(0, LEAST(
+            $4::float8,
+            CASE WHEN $5::float8 > 0 AND $5::float8 < 1
+                 THEN float8mul($5::float8,
+                      EXTRACT(EPOCH FROM access_token_expires_at - access_token_obtained_at)::float8)
+            END)))
       AND refresh_lease_owner IS NULL
       AND (next_refresh_at IS NULL OR next_refresh_at <= now())
       AND (refresh_token_expires_at IS NULL OR refresh_token_expires_at > now())
     ORDER BY access_token_expires_at
-    LIMIT $5
+    LIMIT $6
     FOR UPDATE SKIP LOCKED
 )
 UPDATE auth_tokens SET
     refresh_lease_owner = $1::text,
     refresh_lease_until = clock_timestamp() + make_interval(secs => $2::float8)
 WHERE id IN (SELECT id FROM due)
-RETURNING id, user_id, provider, key_id, access_token, refresh_token, access_token_expires_at, refresh_token_expires_at, version, created_at, updated_at, refresh_lease_owner, refresh_lease_until, reauth_required, refresh_error, next_refresh_at
+RETURNING id, user_id, provider, key_id, access_token, refresh_token, access_token_expires_at, refresh_token_expires_at, version, created_at, updated_at, refresh_lease_owner, refresh_lease_until, reauth_required, refresh_error, next_refresh_at, access_token_obtained_at
 `
 
 type ClaimDueRefreshesParams struct {
-	Owner          string
-	LeaseSeconds   float64
-	Providers      []string
-	HorizonSeconds float64
-	MaxRows        int32
+	Owner            string
+	LeaseSeconds     float64
+	Providers        []string
+	HorizonSeconds   float64
+	LifetimeFraction float64
+	MaxRows          int32
 }
 
 // Leases up to max_rows rows for which domain.NextRefreshStep (domain/policy.go)
-// says StepRefresh, with horizon as the margin and only the given providers
-// refreshable: this WHERE clause is that function's StepRefresh branch
-// written in SQL, and tests/storage checks on a table of rows that the two
-// agree. Keep them in step. now() (not clock_timestamp()) so the expiry
-// bound can use the partial index. SKIP LOCKED lets several instances claim
+// says StepRefresh, with each row's effective margin (domain.EffectiveMargin
+// of horizon, lifetime_fraction and the row's lifetime, domain/margin.go) as
+// the margin and only the given providers refreshable: this WHERE clause is
+// that function's StepRefresh branch written in SQL, and tests/storage checks
+// on a table of rows that the two agree. Keep them in step. The effective
+// margin: LEAST ignores the NULL of an unknown obtained_at or of a fraction
+// outside (0, 1), leaving horizon; GREATEST makes a negative one 0. now()
+// (not clock_timestamp()) so the first expiry bound (the effective margin is
+// never above horizon) can use the partial index. float8mul(a, b) is a * b:
+// sqlc v1.31 expands the first "*" of a query ending in RETURNING *. SKIP LOCKED lets several instances claim
 // disjoint batches at once. Rows under any lease are left alone: a live one
 // is someone's refresh, a lapsed one is MarkLapsedLeases's.
 func (q *Queries) ClaimDueRefreshes(ctx context.Context, db DBTX, arg ClaimDueRefreshesParams) ([]AuthToken, error) {
@@ -53,6 +65,7 @@ func (q *Queries) ClaimDueRefreshes(ctx context.Context, db DBTX, arg ClaimDueRe
 		arg.LeaseSeconds,
 		arg.Providers,
 		arg.HorizonSeconds,
+		arg.LifetimeFraction,
 		arg.MaxRows,
 	)
 	if err != nil {
@@ -79,6 +92,7 @@ func (q *Queries) ClaimDueRefreshes(ctx context.Context, db DBTX, arg ClaimDueRe
 			&i.ReauthRequired,
 			&i.RefreshError,
 			&i.NextRefreshAt,
+			&i.AccessTokenObtainedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -108,7 +122,7 @@ func (q *Queries) DeleteAuthTokens(ctx context.Context, db DBTX, arg DeleteAuthT
 }
 
 const getAuthTokens = `-- name: GetAuthTokens :one
-SELECT id, user_id, provider, key_id, access_token, refresh_token, access_token_expires_at, refresh_token_expires_at, version, created_at, updated_at, refresh_lease_owner, refresh_lease_until, reauth_required, refresh_error, next_refresh_at FROM auth_tokens
+SELECT id, user_id, provider, key_id, access_token, refresh_token, access_token_expires_at, refresh_token_expires_at, version, created_at, updated_at, refresh_lease_owner, refresh_lease_until, reauth_required, refresh_error, next_refresh_at, access_token_obtained_at FROM auth_tokens
 WHERE user_id = $1 AND provider = $2
 `
 
@@ -137,12 +151,13 @@ func (q *Queries) GetAuthTokens(ctx context.Context, db DBTX, arg GetAuthTokensP
 		&i.ReauthRequired,
 		&i.RefreshError,
 		&i.NextRefreshAt,
+		&i.AccessTokenObtainedAt,
 	)
 	return i, err
 }
 
 const getAuthTokensForUpdate = `-- name: GetAuthTokensForUpdate :one
-SELECT auth_tokens.id, auth_tokens.user_id, auth_tokens.provider, auth_tokens.key_id, auth_tokens.access_token, auth_tokens.refresh_token, auth_tokens.access_token_expires_at, auth_tokens.refresh_token_expires_at, auth_tokens.version, auth_tokens.created_at, auth_tokens.updated_at, auth_tokens.refresh_lease_owner, auth_tokens.refresh_lease_until, auth_tokens.reauth_required, auth_tokens.refresh_error, auth_tokens.next_refresh_at, clock_timestamp()::timestamptz AS db_now
+SELECT auth_tokens.id, auth_tokens.user_id, auth_tokens.provider, auth_tokens.key_id, auth_tokens.access_token, auth_tokens.refresh_token, auth_tokens.access_token_expires_at, auth_tokens.refresh_token_expires_at, auth_tokens.version, auth_tokens.created_at, auth_tokens.updated_at, auth_tokens.refresh_lease_owner, auth_tokens.refresh_lease_until, auth_tokens.reauth_required, auth_tokens.refresh_error, auth_tokens.next_refresh_at, auth_tokens.access_token_obtained_at, clock_timestamp()::timestamptz AS db_now
 FROM auth_tokens
 WHERE user_id = $1 AND provider = $2
 FOR UPDATE
@@ -180,13 +195,14 @@ func (q *Queries) GetAuthTokensForUpdate(ctx context.Context, db DBTX, arg GetAu
 		&i.AuthToken.ReauthRequired,
 		&i.AuthToken.RefreshError,
 		&i.AuthToken.NextRefreshAt,
+		&i.AuthToken.AccessTokenObtainedAt,
 		&i.DbNow,
 	)
 	return i, err
 }
 
 const listAuthTokenProviders = `-- name: ListAuthTokenProviders :many
-SELECT provider, access_token_expires_at, refresh_token_expires_at,
+SELECT provider, access_token_expires_at, refresh_token_expires_at, access_token_obtained_at,
        (refresh_token IS NOT NULL)::boolean AS has_refresh_token, updated_at,
        reauth_required, refresh_error
 FROM auth_tokens
@@ -198,6 +214,7 @@ type ListAuthTokenProvidersRow struct {
 	Provider              string
 	AccessTokenExpiresAt  *time.Time
 	RefreshTokenExpiresAt *time.Time
+	AccessTokenObtainedAt *time.Time
 	HasRefreshToken       bool
 	UpdatedAt             time.Time
 	ReauthRequired        bool
@@ -217,6 +234,7 @@ func (q *Queries) ListAuthTokenProviders(ctx context.Context, db DBTX, userID st
 			&i.Provider,
 			&i.AccessTokenExpiresAt,
 			&i.RefreshTokenExpiresAt,
+			&i.AccessTokenObtainedAt,
 			&i.HasRefreshToken,
 			&i.UpdatedAt,
 			&i.ReauthRequired,
@@ -262,12 +280,13 @@ UPDATE auth_tokens SET
     refresh_token            = $3,
     access_token_expires_at  = $4,
     refresh_token_expires_at = $5,
-    refresh_lease_owner      = $6,
-    refresh_lease_until      = $7,
-    reauth_required          = $8,
-    refresh_error            = $9,
-    next_refresh_at          = $10
-WHERE user_id = $11 AND provider = $12 AND version = $13
+    access_token_obtained_at = $6,
+    refresh_lease_owner      = $7,
+    refresh_lease_until      = $8,
+    reauth_required          = $9,
+    refresh_error            = $10,
+    next_refresh_at          = $11
+WHERE user_id = $12 AND provider = $13 AND version = $14
 RETURNING version, created_at, updated_at
 `
 
@@ -277,6 +296,7 @@ type UpdateAuthTokensParams struct {
 	RefreshToken          []byte
 	AccessTokenExpiresAt  *time.Time
 	RefreshTokenExpiresAt *time.Time
+	AccessTokenObtainedAt *time.Time
 	RefreshLeaseOwner     *string
 	RefreshLeaseUntil     *time.Time
 	ReauthRequired        bool
@@ -302,6 +322,7 @@ func (q *Queries) UpdateAuthTokens(ctx context.Context, db DBTX, arg UpdateAuthT
 		arg.RefreshToken,
 		arg.AccessTokenExpiresAt,
 		arg.RefreshTokenExpiresAt,
+		arg.AccessTokenObtainedAt,
 		arg.RefreshLeaseOwner,
 		arg.RefreshLeaseUntil,
 		arg.ReauthRequired,
@@ -319,10 +340,10 @@ func (q *Queries) UpdateAuthTokens(ctx context.Context, db DBTX, arg UpdateAuthT
 const upsertAuthTokens = `-- name: UpsertAuthTokens :one
 INSERT INTO auth_tokens (
     user_id, provider, key_id, access_token, refresh_token,
-    access_token_expires_at, refresh_token_expires_at
+    access_token_expires_at, refresh_token_expires_at, access_token_obtained_at
 ) VALUES (
     $1, $2, $3, $4, $5,
-    $6, $7
+    $6, $7, $8
 )
 ON CONFLICT (user_id, provider) DO UPDATE SET
     key_id                   = EXCLUDED.key_id,
@@ -330,6 +351,7 @@ ON CONFLICT (user_id, provider) DO UPDATE SET
     refresh_token            = EXCLUDED.refresh_token,
     access_token_expires_at  = EXCLUDED.access_token_expires_at,
     refresh_token_expires_at = EXCLUDED.refresh_token_expires_at,
+    access_token_obtained_at = EXCLUDED.access_token_obtained_at,
     refresh_lease_owner      = NULL,
     refresh_lease_until      = NULL,
     reauth_required          = false,
@@ -346,6 +368,7 @@ type UpsertAuthTokensParams struct {
 	RefreshToken          []byte
 	AccessTokenExpiresAt  *time.Time
 	RefreshTokenExpiresAt *time.Time
+	AccessTokenObtainedAt *time.Time
 }
 
 type UpsertAuthTokensRow struct {
@@ -367,6 +390,7 @@ func (q *Queries) UpsertAuthTokens(ctx context.Context, db DBTX, arg UpsertAuthT
 		arg.RefreshToken,
 		arg.AccessTokenExpiresAt,
 		arg.RefreshTokenExpiresAt,
+		arg.AccessTokenObtainedAt,
 	)
 	var i UpsertAuthTokensRow
 	err := row.Scan(&i.Version, &i.CreatedAt, &i.UpdatedAt)

@@ -25,6 +25,7 @@ type AuthToken struct {
 	ReauthRequired        bool
 	RefreshError          *string
 	NextRefreshAt         *time.Time
+	AccessTokenObtainedAt *time.Time
 }
 
 type OfflineToken struct {

@@ -139,6 +139,7 @@ func (r *Repository) UpdateAuthTokens(ctx context.Context, user domain.UserID, p
 			RefreshToken:          next.RefreshToken,
 			AccessTokenExpiresAt:  expiryToDB(next.AccessExpiry),
 			RefreshTokenExpiresAt: expiryToDB(next.RefreshExpiry),
+			AccessTokenObtainedAt: optTime(next.AccessObtainedAt),
 			RefreshLeaseOwner:     optString(next.Refresh.LeaseOwner),
 			RefreshLeaseUntil:     optTime(next.Refresh.LeaseUntil),
 			ReauthRequired:        next.Refresh.ReauthRequired,
@@ -173,11 +174,12 @@ func (r *Repository) ClaimDueRefreshes(ctx context.Context, c ports.RefreshClaim
 	var rows []db.AuthToken
 	err := withConn(ctx, r.pool, func(conn db.DBTX) (err error) {
 		rows, err = r.q.ClaimDueRefreshes(ctx, conn, db.ClaimDueRefreshesParams{
-			Providers:      names,
-			Owner:          c.Owner,
-			LeaseSeconds:   c.Lease.Seconds(),
-			HorizonSeconds: c.Horizon.Seconds(),
-			MaxRows:        int32(min(max(c.Limit, 0), 10_000)),
+			Providers:        names,
+			Owner:            c.Owner,
+			LeaseSeconds:     c.Lease.Seconds(),
+			HorizonSeconds:   c.Horizon.Seconds(),
+			LifetimeFraction: c.LifetimeFraction,
+			MaxRows:          int32(min(max(c.Limit, 0), 10_000)),
 		})
 		return interpretError(err, mayHaveApplied)
 	})
@@ -235,13 +237,14 @@ func (r *Repository) ListProviders(ctx context.Context, user domain.UserID) ([]d
 	out := make([]domain.ProviderTokenInfo, 0, len(rows))
 	for _, row := range rows {
 		out = append(out, domain.ProviderTokenInfo{
-			Provider:        domain.Provider(row.Provider),
-			AccessExpiry:    expiryFromDB(row.AccessTokenExpiresAt),
-			RefreshExpiry:   expiryFromDB(row.RefreshTokenExpiresAt),
-			HasRefreshToken: row.HasRefreshToken,
-			ReauthRequired:  row.ReauthRequired,
-			LastError:       deref(row.RefreshError),
-			UpdatedAt:       row.UpdatedAt,
+			Provider:         domain.Provider(row.Provider),
+			AccessExpiry:     expiryFromDB(row.AccessTokenExpiresAt),
+			RefreshExpiry:    expiryFromDB(row.RefreshTokenExpiresAt),
+			AccessObtainedAt: deref(row.AccessTokenObtainedAt),
+			HasRefreshToken:  row.HasRefreshToken,
+			ReauthRequired:   row.ReauthRequired,
+			LastError:        deref(row.RefreshError),
+			UpdatedAt:        row.UpdatedAt,
 		})
 	}
 	return out, nil
@@ -304,18 +307,20 @@ func upsertParams(t domain.SealedAuthTokens) db.UpsertAuthTokensParams {
 		RefreshToken:          t.RefreshToken,
 		AccessTokenExpiresAt:  expiryToDB(t.AccessExpiry),
 		RefreshTokenExpiresAt: expiryToDB(t.RefreshExpiry),
+		AccessTokenObtainedAt: optTime(t.AccessObtainedAt),
 	}
 }
 
 func authTokensFromDB(row db.AuthToken) domain.SealedAuthTokens {
 	return domain.SealedAuthTokens{
-		User:          domain.UserID(row.UserID),
-		Provider:      domain.Provider(row.Provider),
-		KeyID:         domain.KeyID(row.KeyID),
-		AccessToken:   row.AccessToken,
-		RefreshToken:  row.RefreshToken,
-		AccessExpiry:  expiryFromDB(row.AccessTokenExpiresAt),
-		RefreshExpiry: expiryFromDB(row.RefreshTokenExpiresAt),
+		User:             domain.UserID(row.UserID),
+		Provider:         domain.Provider(row.Provider),
+		KeyID:            domain.KeyID(row.KeyID),
+		AccessToken:      row.AccessToken,
+		RefreshToken:     row.RefreshToken,
+		AccessExpiry:     expiryFromDB(row.AccessTokenExpiresAt),
+		RefreshExpiry:    expiryFromDB(row.RefreshTokenExpiresAt),
+		AccessObtainedAt: deref(row.AccessTokenObtainedAt),
 		Refresh: domain.RefreshState{
 			LeaseOwner:     deref(row.RefreshLeaseOwner),
 			LeaseUntil:     deref(row.RefreshLeaseUntil),

@@ -204,7 +204,8 @@ func (r *Repository) UpdateAuthTokens(ctx context.Context, user domain.UserID, p
 }
 
 // ClaimDueRefreshes implements ports.RefreshQueue: the rows for which
-// domain.NextRefreshStep says StepRefresh, soonest expiry first, skipping
+// domain.NextRefreshStep says StepRefresh with the row's effective margin
+// (domain.EffectiveMargin of c.Horizon and c.LifetimeFraction), soonest expiry first, skipping
 // rows another unit of work holds.
 func (r *Repository) ClaimDueRefreshes(ctx context.Context, c ports.RefreshClaim) ([]domain.SealedAuthTokens, error) {
 	if err := ctx.Err(); err != nil {
@@ -214,7 +215,8 @@ func (r *Repository) ClaimDueRefreshes(ctx context.Context, c ports.RefreshClaim
 	now := r.clock()
 	var due []domain.SealedAuthTokens
 	for _, row := range r.auth {
-		if domain.NextRefreshStep(row.RefreshView(c.Horizon, slices.Contains(c.Providers, row.Provider)), now) == domain.StepRefresh {
+		margin := domain.EffectiveMargin(c.Horizon, c.LifetimeFraction, row.AccessObtainedAt, row.AccessExpiry)
+		if domain.NextRefreshStep(row.RefreshView(margin, slices.Contains(c.Providers, row.Provider)), now) == domain.StepRefresh {
 			due = append(due, row)
 		}
 	}
@@ -315,13 +317,14 @@ func (r *Repository) ListProviders(ctx context.Context, user domain.UserID) ([]d
 			continue
 		}
 		out = append(out, domain.ProviderTokenInfo{
-			Provider:        row.Provider,
-			AccessExpiry:    row.AccessExpiry,
-			RefreshExpiry:   row.RefreshExpiry,
-			HasRefreshToken: row.RefreshToken != nil,
-			ReauthRequired:  row.Refresh.ReauthRequired,
-			LastError:       row.Refresh.LastError,
-			UpdatedAt:       row.UpdatedAt,
+			Provider:         row.Provider,
+			AccessExpiry:     row.AccessExpiry,
+			RefreshExpiry:    row.RefreshExpiry,
+			AccessObtainedAt: row.AccessObtainedAt,
+			HasRefreshToken:  row.RefreshToken != nil,
+			ReauthRequired:   row.Refresh.ReauthRequired,
+			LastError:        row.Refresh.LastError,
+			UpdatedAt:        row.UpdatedAt,
 		})
 	}
 	slices.SortFunc(out, func(a, b domain.ProviderTokenInfo) int { return cmp.Compare(a.Provider, b.Provider) })

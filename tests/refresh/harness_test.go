@@ -446,10 +446,14 @@ func (c *cluster) expireNow(t testing.TB, user string) {
 		user, string(c.provider))
 }
 
-// expireIn makes user's access token expire in d (inside the margin, not expired).
+// expireIn makes user's access token expire in d (inside the margin, not
+// expired), its lifetime unknown (as in a row stored before tokenstore
+// recorded when tokens were obtained), so the configured margin applies
+// uncapped.
 func (c *cluster) expireIn(t testing.TB, user string, d time.Duration) {
 	t.Helper()
-	c.exec(t, `UPDATE auth_tokens SET access_token_expires_at = clock_timestamp() + make_interval(secs => $3)
+	c.exec(t, `UPDATE auth_tokens SET access_token_expires_at = clock_timestamp() + make_interval(secs => $3),
+		access_token_obtained_at = NULL
 		WHERE user_id = $1 AND provider = $2`, user, string(c.provider), d.Seconds())
 }
 

@@ -11,7 +11,9 @@ import (
 )
 
 // dueIn is an access token lifetime outside the default 15m margin but
-// inside margin + the 2m lookahead: due for the proactive refresher only.
+// inside margin + the 2m lookahead: due for the proactive refresher only,
+// when stored long ago (putAged: a fresh token's margin is at most half its
+// lifetime).
 const dueIn = 16 * 60
 
 // TestWorkerRunOnceAcrossInstances: two instances scanning at the same
@@ -25,7 +27,7 @@ func TestWorkerRunOnceAcrossInstances(t *testing.T) {
 	for i := range due {
 		user := fmt.Sprintf("due-user-%d", i)
 		grants[user] = c.fake.NewGrant()
-		c.putGrant(t, user, grants[user], dueIn)
+		c.putAged(t, user, grants[user], dueIn)
 	}
 	notDue := c.fake.NewGrant()
 	c.putGrant(t, "not-due-user", notDue, 3600)
@@ -94,7 +96,7 @@ func TestWorkerStartedByTheApp(t *testing.T) {
 	in := c.instances[0]
 	const user = "worker-user"
 	g := c.fake.NewGrant()
-	c.putGrant(t, user, g, dueIn)
+	c.putAged(t, user, g, dueIn)
 
 	eventually(t, 20*time.Second, "the background refresh", func() (bool, string) {
 		row := c.row(t, user)
@@ -125,7 +127,7 @@ func TestWorkerClaimIsExclusive(t *testing.T) {
 	a, b := c.instances[0], c.instances[1]
 	const user = "claimed-user"
 	g := c.fake.NewGrant()
-	c.putGrant(t, user, g, dueIn)
+	c.putAged(t, user, g, dueIn)
 
 	entered, proceed := make(chan struct{}), make(chan struct{})
 	var once, release sync.Once

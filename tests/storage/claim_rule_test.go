@@ -17,14 +17,19 @@ import (
 // (ClaimDueRefreshes) takes exactly the rows for which domain.NextRefreshStep
 // says StepRefresh, over a table of rows that crosses every fact the rule
 // reads: access expiry around the horizon, refresh token presence and
-// expiry, lease, back-off, re-authorization and provider. Offsets are a
-// minute or more from every bound so the clock moving during the test
-// cannot flip a row; the exact instants are specified in domain's table.
+// expiry, lease, back-off, re-authorization and provider; and, for the
+// effective margin (domain.EffectiveMargin), when the access token was
+// obtained, which caps the horizon at a fraction of its lifetime. Offsets
+// are 30 s or more from every bound so the clock moving during the test
+// cannot flip a row; the exact instants are specified in domain's tables.
 func TestClaimAgreesWithRefreshRule(t *testing.T) {
 	t.Parallel()
 	repo, pool := setup(t, postgres.Options{})
 	ctx := context.Background()
-	const horizon = 30 * time.Minute
+	const (
+		horizon  = 30 * time.Minute
+		fraction = 0.5
+	)
 	var dbNow time.Time
 	if err := pool.QueryRow(ctx, `SELECT now()`).Scan(&dbNow); err != nil {
 		t.Fatal(err)
@@ -33,6 +38,7 @@ func TestClaimAgreesWithRefreshRule(t *testing.T) {
 	accesses := map[string]domain.Expiry{
 		"expired":         domain.At(dbNow.Add(-time.Hour)),
 		"soon":            domain.At(dbNow.Add(time.Minute)),
+		"mid":             domain.At(dbNow.Add(10 * time.Minute)),
 		"inside-horizon":  domain.At(dbNow.Add(horizon - time.Minute)),
 		"outside-horizon": domain.At(dbNow.Add(horizon + 2*time.Minute)),
 		"never":           domain.Never(),
@@ -55,40 +61,57 @@ func TestClaimAgreesWithRefreshRule(t *testing.T) {
 		"backoff-over": {NextAttemptAt: dbNow.Add(-time.Minute), LastError: domain.CodeProviderUnavailable},
 		"reauth":       {ReauthRequired: true, LastError: domain.CodeGrantRevoked},
 	}
+	// When the access token was obtained; each crosses every access expiry
+	// with a valid refresh token and a clean state (the other facts are
+	// crossed above, with the lifetime unknown).
+	obtained := map[string]time.Time{
+		"unknown":      {},                           // NULL: the horizon alone
+		"long-ago":     dbNow.Add(-24 * time.Hour),   // a long life: the horizon
+		"fresh":        dbNow,                        // half the time left
+		"half-life":    dbNow.Add(-20 * time.Minute), // "mid" is inside half its 30m life
+		"after-expiry": dbNow.Add(2 * time.Hour),     // no lifetime: margin 0
+		"just-before":  dbNow.Add(-90 * time.Second), // "soon": half of 2.5m is inside
+	}
 	claimed := []domain.Provider{domain.ProviderGitLab}
 
 	views := map[domain.UserID]domain.RefreshView{}
+	add := func(user domain.UserID, access domain.Expiry, r refresh, st domain.RefreshState, got time.Time) {
+		for _, p := range []domain.Provider{domain.ProviderGitLab, domain.ProviderGitHub} {
+			tok := repotest.Sample(user, p, "x")
+			tok.AccessExpiry, tok.RefreshExpiry, tok.AccessObtainedAt = access, r.expiry, got
+			if !r.has {
+				tok.RefreshToken = nil
+			}
+			if _, err := repo.PutAuthTokens(ctx, tok); err != nil {
+				t.Fatal(err)
+			}
+			row, err := repo.UpdateAuthTokens(ctx, user, p,
+				func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, error) {
+					cur.Refresh = st
+					return &cur, nil
+				})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p == domain.ProviderGitLab {
+				margin := domain.EffectiveMargin(horizon, fraction, row.AccessObtainedAt, row.AccessExpiry)
+				views[user] = row.RefreshView(margin, slices.Contains(claimed, p))
+			}
+		}
+	}
 	for an, access := range accesses {
 		for rn, r := range refreshes {
 			for sn, st := range states {
-				for _, p := range []domain.Provider{domain.ProviderGitLab, domain.ProviderGitHub} {
-					user := domain.UserID(fmt.Sprintf("%s.%s.%s", an, rn, sn))
-					tok := repotest.Sample(user, p, "x")
-					tok.AccessExpiry, tok.RefreshExpiry = access, r.expiry
-					if !r.has {
-						tok.RefreshToken = nil
-					}
-					if _, err := repo.PutAuthTokens(ctx, tok); err != nil {
-						t.Fatal(err)
-					}
-					row, err := repo.UpdateAuthTokens(ctx, user, p,
-						func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, error) {
-							cur.Refresh = st
-							return &cur, nil
-						})
-					if err != nil {
-						t.Fatal(err)
-					}
-					if p == domain.ProviderGitLab {
-						views[user] = row.RefreshView(horizon, slices.Contains(claimed, p))
-					}
-				}
+				add(domain.UserID(fmt.Sprintf("%s.%s.%s", an, rn, sn)), access, r, st, time.Time{})
 			}
+		}
+		for on, got := range obtained {
+			add(domain.UserID(fmt.Sprintf("%s.obtained-%s", an, on)), access, refreshes["valid"], domain.RefreshState{}, got)
 		}
 	}
 
 	got, err := repo.ClaimDueRefreshes(ctx, ports.RefreshClaim{
-		Owner: "checker", Providers: claimed, Lease: time.Minute, Horizon: horizon, Limit: 10_000,
+		Owner: "checker", Providers: claimed, Lease: time.Minute, Horizon: horizon, LifetimeFraction: fraction, Limit: 10_000,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -120,5 +143,8 @@ func TestClaimAgreesWithRefreshRule(t *testing.T) {
 	}
 	if due == 0 || due == len(views) {
 		t.Fatalf("%d of %d rows due: the table does not test both sides", due, len(views))
+	}
+	if !took["inside-horizon.obtained-unknown"] || took["inside-horizon.obtained-fresh"] || !took["mid.obtained-half-life"] {
+		t.Error("the lifetime does not cap the horizon: a fresh token inside the horizon must not be claimed, one past half its life must")
 	}
 }
