@@ -106,8 +106,9 @@ type RefreshCoordinator struct {
 	cfg       RefreshConfig
 	log       *slog.Logger
 	flight    singleflight.Group
-	inflight  sync.WaitGroup // refreshes started by reads, for Drain
-	now       func() time.Time
+	inflight  sync.WaitGroup   // refreshes started by reads, for Drain
+	now       func() time.Time // the service's clock (clock.Service)
+	clock     *Clock
 }
 
 // Providers lists the providers whose tokens can be refreshed.
@@ -145,11 +146,17 @@ func (c *RefreshCoordinator) NewAttempt() string {
 	return c.cfg.Instance + "/" + hex.EncodeToString(b[:])
 }
 
-// step applies domain.NextRefreshStep to a stored row.
-func (c *RefreshCoordinator) step(row domain.SealedAuthTokens, now time.Time) domain.RefreshStep {
+// step applies domain.NextRefreshStep to a stored row at dbNow, the
+// database's clock (read under the row lock, or estimated from the skew),
+// with the expiries judged by the later of it and the service's clock.
+func (c *RefreshCoordinator) step(row domain.SealedAuthTokens, dbNow time.Time) domain.RefreshStep {
 	margin := c.effectiveMargin(row.Provider, row.AccessObtainedAt, row.AccessExpiry)
-	return domain.NextRefreshStep(row.RefreshView(margin, c.refresher.Configured(row.Provider)), now)
+	view := row.RefreshView(margin, c.refresher.Configured(row.Provider)).TwoClocks(dbNow, c.clock.Service())
+	return domain.NextRefreshStep(view, dbNow)
 }
+
+// expired reports whether e has passed by either clock.
+func (c *RefreshCoordinator) expired(e domain.Expiry) bool { return e.Expired(c.clock.Later()) }
 
 // Refresh returns a usable access token for the user's provider tokens,
 // refreshing them under a lease when the refresh rule says so, waiting for
@@ -267,7 +274,7 @@ func (c *RefreshCoordinator) waitForLease(ctx context.Context, row domain.Sealed
 		if err != nil {
 			return err
 		}
-		if cur.Version != row.Version || !cur.Refresh.Leased(c.now()) {
+		if cur.Version != row.Version || !cur.Refresh.Leased(c.clock.Database()) {
 			return nil
 		}
 	}
@@ -318,7 +325,7 @@ func (c *RefreshCoordinator) runRefresh(ctx context.Context, lease domain.Sealed
 		if gerr != nil {
 			return AccessToken{}, gerr
 		}
-		if cur.Refresh.ReauthRequired || cur.AccessExpiry.Expired(c.now()) {
+		if cur.Refresh.ReauthRequired || c.expired(cur.AccessExpiry) {
 			return AccessToken{}, fmt.Errorf("%w: the %s tokens changed during a refresh; retry", domain.ErrUnavailable, lease.Provider)
 		}
 		return c.rows.open(cur)
@@ -378,7 +385,7 @@ func (c *RefreshCoordinator) refreshFailed(ctx context.Context, lease domain.Sea
 			"retry_after", c.cfg.RejectedRetryAfter)
 		next := c.now().Add(c.cfg.RejectedRetryAfter)
 		c.release(ctx, lease, attempt, domain.RefreshState{LastError: domain.CodeProviderRejected, NextAttemptAt: next})
-		if !lease.AccessExpiry.Expired(c.now()) {
+		if !c.expired(lease.AccessExpiry) {
 			return c.rows.open(lease)
 		}
 		return AccessToken{}, &domain.RetryAtError{At: next, Err: fmt.Errorf("%w: %w", domain.ErrUnavailable, cause)}
@@ -386,7 +393,7 @@ func (c *RefreshCoordinator) refreshFailed(ctx context.Context, lease domain.Sea
 		c.release(ctx, lease, attempt, domain.RefreshState{
 			LastError: domain.CodeProviderRejected, NextAttemptAt: c.now().Add(c.cfg.RejectedRetryAfter),
 		})
-		if lease.AccessExpiry.Expired(c.now()) {
+		if c.expired(lease.AccessExpiry) {
 			return AccessToken{}, fmt.Errorf("%s tokens: %w", lease.Provider, domain.ErrTokenExpired)
 		}
 		return c.rows.open(lease)
@@ -394,7 +401,7 @@ func (c *RefreshCoordinator) refreshFailed(ctx context.Context, lease domain.Sea
 		log.Warn("refresh failed transiently; backing off", "retry_after", c.cfg.RetryAfter)
 		next := c.now().Add(c.cfg.RetryAfter)
 		c.release(ctx, lease, attempt, domain.RefreshState{LastError: domain.CodeProviderUnavailable, NextAttemptAt: next})
-		if !lease.AccessExpiry.Expired(c.now()) {
+		if !c.expired(lease.AccessExpiry) {
 			return c.rows.open(lease)
 		}
 		return AccessToken{}, &domain.RetryAtError{At: next, Err: fmt.Errorf("%w: %w", domain.ErrUnavailable, cause)}

@@ -25,6 +25,9 @@ type Config struct {
 	LifetimeFraction float64
 	// Refresh tunes how refreshes are coordinated.
 	Refresh RefreshConfig
+	// Now is the service's clock; nil: time.Now. A test hook, to run the
+	// service with a clock ahead of or behind the database's.
+	Now func() time.Time
 	// Providers are the declared providers (the providers setting, refreshed
 	// or store-only): PutAuthTokens stores tokens only for these, so a
 	// misspelt name is refused instead of stored where nothing refreshes or
@@ -40,7 +43,8 @@ type TokenService struct {
 	repo      ports.TokenRepository
 	refreshes *RefreshCoordinator
 	log       *slog.Logger
-	now       func() time.Time
+	now       func() time.Time // the service's clock (clock.Service)
+	clock     *Clock
 }
 
 // NewTokenService returns the service. refresher must not be nil: pass
@@ -60,13 +64,18 @@ func NewTokenService(cfg Config, log *slog.Logger, crypter ports.TokenCrypter, r
 		fraction = cfg.LifetimeFraction
 	}
 	rows := sealer{crypter: crypter, log: log}
-	s := &TokenService{rows: rows, declared: cfg.Providers, repo: repo, log: log, now: time.Now}
+	clock := newClock(cfg.Now)
+	s := &TokenService{rows: rows, declared: cfg.Providers, repo: repo, log: log, now: clock.Service, clock: clock}
 	s.refreshes = &RefreshCoordinator{
 		rows: rows, repo: repo, refresher: refresher, margin: margin, margins: cfg.ProviderMargins, fraction: fraction,
-		cfg: cfg.Refresh.withDefaults(), log: log, now: time.Now,
+		cfg: cfg.Refresh.withDefaults(), log: log, now: clock.Service, clock: clock,
 	}
 	return s
 }
+
+// Clock is the service's two clocks, for the SkewMonitor that measures
+// their skew.
+func (s *TokenService) Clock() *Clock { return s.clock }
 
 // Refreshes is the service's refresh protocol, for the proactive worker and
 // for draining refreshes in flight at shutdown.
@@ -124,7 +133,9 @@ func (s *TokenService) GetAccessToken(ctx context.Context, user domain.UserID, p
 	if err != nil {
 		return AccessToken{}, err
 	}
-	switch step := s.refreshes.step(sealed, s.now()); step {
+	// Without the row lock: the database's clock as estimated from the
+	// measured skew (the re-check under the lock reads it).
+	switch step := s.refreshes.step(sealed, s.clock.Database()); step {
 	case domain.StepRefresh, domain.StepWait, domain.StepInterrupted:
 		return s.refreshes.Refresh(ctx, user, provider)
 	default:
@@ -164,12 +175,13 @@ func (s *TokenService) ListProviders(ctx context.Context, user domain.UserID) ([
 	if err != nil {
 		return nil, err
 	}
-	now := s.now()
+	db, service := s.clock.Database(), s.clock.Service()
 	out := make([]ProviderStatus, 0, len(infos))
 	for _, info := range infos {
+		margin := s.refreshes.effectiveMargin(info.Provider, info.AccessObtainedAt, info.AccessExpiry)
 		out = append(out, ProviderStatus{
 			Provider:        info.Provider,
-			State:           info.RefreshView(s.refreshes.effectiveMargin(info.Provider, info.AccessObtainedAt, info.AccessExpiry)).State(now),
+			State:           info.RefreshView(margin).TwoClocks(db, service).State(db),
 			AccessExpiry:    info.AccessExpiry,
 			RefreshExpiry:   info.RefreshExpiry,
 			HasRefreshToken: info.HasRefreshToken,
@@ -219,7 +231,7 @@ func (s *TokenService) status(t domain.AuthTokens, stored domain.SealedAuthToken
 	margin := s.refreshes.effectiveMargin(t.Provider, stored.AccessObtainedAt, t.AccessExpiry)
 	return ProviderStatus{
 		Provider:        t.Provider,
-		State:           t.RefreshView(margin).State(s.now()),
+		State:           t.RefreshView(margin).TwoClocks(s.clock.Database(), s.clock.Service()).State(s.clock.Database()),
 		AccessExpiry:    t.AccessExpiry,
 		RefreshExpiry:   t.RefreshExpiry,
 		HasRefreshToken: t.HasRefreshToken(),

@@ -54,6 +54,7 @@ type Repository struct {
 var (
 	_ ports.TokenRepository = (*Repository)(nil)
 	_ ports.RefreshQueue    = (*Repository)(nil)
+	_ ports.DatabaseClock   = (*Repository)(nil)
 )
 
 // New returns a Repository on pool. The caller owns the pool.
@@ -206,6 +207,17 @@ func (r *Repository) MarkLapsedLeases(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("mark lapsed leases: %w", err)
 	}
 	return n, nil
+}
+
+// DatabaseNow implements ports.DatabaseClock.
+func (r *Repository) DatabaseNow(ctx context.Context) (time.Time, error) {
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	now, err := r.q.DatabaseNow(ctx, r.pool)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read the database's clock: %w", interpretError(err, noEffect))
+	}
+	return now, nil
 }
 
 // DeleteAuthTokens implements ports.TokenRepository.

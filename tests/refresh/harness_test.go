@@ -52,6 +52,9 @@ type options struct {
 	worker          app.WorkerConfig  // zero: disabled
 	// providerTimeout bounds one provider call (0: 2s).
 	providerTimeout time.Duration
+	// clockAhead sets each instance's clock this far ahead of the system's
+	// (negative: behind), which the database keeps: a skewed clock.
+	clockAhead time.Duration
 	// kind, name and authStyle of the fake's provider entry (oauth2, gitlab, auto).
 	kind      oauth.Kind
 	name      domain.Provider
@@ -142,6 +145,9 @@ func newCluster(t *testing.T, o options) *cluster {
 			}
 			cfg.OAuth = oauth.Config{Providers: []oauth.ProviderConfig{pc}}
 			cfg.App = app.Config{RefreshMargin: o.margin, ProviderMargins: o.providerMargins, Refresh: o.refresh}
+			if o.clockAhead != 0 {
+				cfg.App.Now = func() time.Time { return time.Now().Add(o.clockAhead) }
+			}
 			cfg.Worker = o.worker
 		},
 	})
