@@ -48,6 +48,16 @@ func (c *Clock) Service() time.Time { return c.now() }
 // measured skew (the service's clock until one is measured).
 func (c *Clock) Database() time.Time { return c.now().Add(time.Duration(c.skew.Load())) }
 
+// ServiceTime converts an instant on the database's clock (a back-off's
+// end) to the service's, by the last measured skew.
+func (c *Clock) ServiceTime(db time.Time) time.Time { return db.Add(-time.Duration(c.skew.Load())) }
+
+// after is the instant wait from now on each clock, from one reading.
+func (c *Clock) after(wait time.Duration) (db, service time.Time) {
+	service = c.now().Add(wait)
+	return service.Add(time.Duration(c.skew.Load())), service
+}
+
 // Later is the later of the two clocks: an expiry passed by either has
 // passed.
 func (c *Clock) Later() time.Time {

@@ -182,3 +182,34 @@ func TestLeasesStayOnTheDatabaseClock(t *testing.T) {
 	}
 	f.wantCalls(0)
 }
+
+// TestBackOffOnTheDatabaseClock: a back-off is judged by the database's
+// clock (the re-check under the lock, the worker's claim), so it must end
+// on it: set by a service clock 3 minutes ahead, a 10 s back-off lasted
+// 3m10s (and, 3 minutes behind, none at all). Retry-After still counts on
+// the service's clock.
+func TestBackOffOnTheDatabaseClock(t *testing.T) {
+	t.Parallel()
+	for _, ahead := range []time.Duration{3 * time.Minute, -3 * time.Minute} {
+		f := skewed(t, ahead, app.Config{Refresh: app.RefreshConfig{RetryAfter: 10 * time.Second}})
+		f.measure(ahead)
+		f.provider.setAnswer(failing(domain.ErrProviderUnavailable))
+		f.put("alice", gitlab, -4*time.Minute, "r") // expired by both clocks
+		_, err := f.get("alice", gitlab)
+		var retry *domain.RetryAtError
+		if !errors.As(err, &retry) {
+			t.Fatalf("ahead %v: %v, want a back-off", ahead, err)
+		}
+		if d := retry.At.Sub(time.Now().Add(ahead)); d < 9*time.Second || d > 11*time.Second {
+			t.Errorf("ahead %v: Retry-After instant %v from the service's clock, want 10s", ahead, d)
+		}
+		if d := time.Until(f.row("alice", gitlab).Refresh.NextAttemptAt); d < 9*time.Second || d > 11*time.Second {
+			t.Errorf("ahead %v: the back-off ends %v from the database's clock, want 10s", ahead, d)
+		}
+		// In back-off: answered without the provider, with the same instant.
+		if _, err := f.get("alice", gitlab); !errors.As(err, &retry) || retry.At.Sub(time.Now().Add(ahead)) > 11*time.Second {
+			t.Errorf("ahead %v: second read %v", ahead, err)
+		}
+		f.wantCalls(1)
+	}
+}

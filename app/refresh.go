@@ -290,7 +290,7 @@ func (c *RefreshCoordinator) runRefresh(ctx context.Context, lease domain.Sealed
 		// Retrying cannot help until someone fixes the row or the keyring:
 		// back off as for a configuration error, so the worker moves on.
 		c.release(ctx, lease, attempt, domain.RefreshState{
-			LastError: domain.CodeRefreshUndecryptable, NextAttemptAt: c.now().Add(c.cfg.RejectedRetryAfter),
+			LastError: domain.CodeRefreshUndecryptable, NextAttemptAt: c.clock.Database().Add(c.cfg.RejectedRetryAfter),
 		})
 		return AccessToken{}, err
 	}
@@ -369,6 +369,8 @@ func (c *RefreshCoordinator) sealRefreshed(lease domain.SealedAuthTokens, res do
 // refreshFailed records a provider failure. Permanent failures mark the
 // tokens for re-authorization (no provider call until new tokens are
 // stored); transient ones back off and keep the old token while it lasts.
+// A back-off ends on the database's clock, by which every instance and the
+// worker's claim judge it; Retry-After is counted on the service's.
 func (c *RefreshCoordinator) refreshFailed(ctx context.Context, lease domain.SealedAuthTokens, attempt string, cause error) (AccessToken, error) {
 	log := c.log.With("user", lease.User, "provider", lease.Provider, "err", cause)
 	switch {
@@ -383,15 +385,15 @@ func (c *RefreshCoordinator) refreshFailed(ctx context.Context, lease domain.Sea
 		// instead; refreshes resume once the configuration is corrected.
 		log.Error("the provider rejected the refresh request: check the provider configuration",
 			"retry_after", c.cfg.RejectedRetryAfter)
-		next := c.now().Add(c.cfg.RejectedRetryAfter)
-		c.release(ctx, lease, attempt, domain.RefreshState{LastError: domain.CodeProviderRejected, NextAttemptAt: next})
+		dbAt, at := c.clock.after(c.cfg.RejectedRetryAfter)
+		c.release(ctx, lease, attempt, domain.RefreshState{LastError: domain.CodeProviderRejected, NextAttemptAt: dbAt})
 		if !c.expired(lease.AccessExpiry) {
 			return c.rows.open(lease)
 		}
-		return AccessToken{}, &domain.RetryAtError{At: next, Err: fmt.Errorf("%w: %w", domain.ErrUnavailable, cause)}
+		return AccessToken{}, &domain.RetryAtError{At: at, Err: fmt.Errorf("%w: %w", domain.ErrUnavailable, cause)}
 	case errors.Is(cause, domain.ErrProviderNotConfigured):
 		c.release(ctx, lease, attempt, domain.RefreshState{
-			LastError: domain.CodeProviderRejected, NextAttemptAt: c.now().Add(c.cfg.RejectedRetryAfter),
+			LastError: domain.CodeProviderRejected, NextAttemptAt: c.clock.Database().Add(c.cfg.RejectedRetryAfter),
 		})
 		if c.expired(lease.AccessExpiry) {
 			return AccessToken{}, fmt.Errorf("%s tokens: %w", lease.Provider, domain.ErrTokenExpired)
@@ -399,12 +401,12 @@ func (c *RefreshCoordinator) refreshFailed(ctx context.Context, lease domain.Sea
 		return c.rows.open(lease)
 	default:
 		log.Warn("refresh failed transiently; backing off", "retry_after", c.cfg.RetryAfter)
-		next := c.now().Add(c.cfg.RetryAfter)
-		c.release(ctx, lease, attempt, domain.RefreshState{LastError: domain.CodeProviderUnavailable, NextAttemptAt: next})
+		dbAt, at := c.clock.after(c.cfg.RetryAfter)
+		c.release(ctx, lease, attempt, domain.RefreshState{LastError: domain.CodeProviderUnavailable, NextAttemptAt: dbAt})
 		if !c.expired(lease.AccessExpiry) {
 			return c.rows.open(lease)
 		}
-		return AccessToken{}, &domain.RetryAtError{At: next, Err: fmt.Errorf("%w: %w", domain.ErrUnavailable, cause)}
+		return AccessToken{}, &domain.RetryAtError{At: at, Err: fmt.Errorf("%w: %w", domain.ErrUnavailable, cause)}
 	}
 }
 

@@ -156,8 +156,9 @@ func (c *RefreshCoordinator) answer(row domain.SealedAuthTokens, step domain.Ref
 		}
 		return AccessToken{}, reauthError(row.Provider, code)
 	case domain.StepBackOff:
-		return AccessToken{}, &domain.RetryAtError{At: row.Refresh.NextAttemptAt, Err: fmt.Errorf("%w: %s failed recently (%s); retry after %s",
-			domain.ErrUnavailable, row.Provider, row.Refresh.LastError, row.Refresh.NextAttemptAt.Format(time.RFC3339))}
+		at := c.clock.ServiceTime(row.Refresh.NextAttemptAt) // for Retry-After
+		return AccessToken{}, &domain.RetryAtError{At: at, Err: fmt.Errorf("%w: %s failed recently (%s); retry after %s",
+			domain.ErrUnavailable, row.Provider, row.Refresh.LastError, at.Format(time.RFC3339))}
 	default: // domain.StepExpired
 		return AccessToken{}, fmt.Errorf("%s tokens of user %q: %w", row.Provider, row.User, domain.ErrTokenExpired)
 	}
