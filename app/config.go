@@ -32,11 +32,15 @@ const (
 // lease must be: the store after the call needs time too.
 const leaseSlack = 5 * time.Second
 
-// Validate checks the refresh lease against the longest each provider call
+// Validate checks the lifetime fraction, and the refresh lease against the longest each provider call
 // may take (providerTimeouts, by provider): a lease that ends first would
 // make a slow but successful refresh look interrupted, and its user would
 // have to reconnect.
 func (c Config) Validate(providerTimeouts map[domain.Provider]time.Duration) error {
+	if f := c.LifetimeFraction; f != 0 && !(f > 0 && f < 1) {
+		return fmt.Errorf("TOKENSTORE_REFRESH_LIFETIME_FRACTION (refresh.lifetime_fraction) is %v: "+
+			"it must be a fraction between 0 and 1, exclusive, such as %v", f, domain.DefaultLifetimeFraction)
+	}
 	lease := c.Refresh.Lease
 	if lease <= 0 {
 		lease = DefaultRefreshLease

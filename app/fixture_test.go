@@ -70,8 +70,25 @@ func newFixture(t *testing.T, cfg app.Config) *fixture {
 }
 
 // put stores tokens for user whose access token expires in access
-// (domain.Never() for 0) with refresh token refresh ("" for none).
+// (domain.Never() for 0) with refresh token refresh ("" for none), obtained
+// a day ago: a token that expires within the configured margin is inside it
+// (its lifetime does not cap the margin; see putFresh).
 func (f *fixture) put(user domain.UserID, p domain.Provider, access time.Duration, refresh string) {
+	f.t.Helper()
+	f.putFresh(user, p, access, refresh)
+	_, err := f.repo.UpdateAuthTokens(context.Background(), user, p,
+		func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, error) {
+			cur.AccessObtainedAt = time.Now().Add(-24 * time.Hour)
+			return &cur, nil
+		})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// putFresh is put with the tokens obtained now, as PutAuthTokens records
+// them: the margin is at most a fraction of their lifetime.
+func (f *fixture) putFresh(user domain.UserID, p domain.Provider, access time.Duration, refresh string) {
 	f.t.Helper()
 	tok := domain.AuthTokens{
 		User: user, Provider: p,

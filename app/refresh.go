@@ -106,22 +106,36 @@ type RefreshCoordinator struct {
 	refresher ports.TokenRefresher
 	margin    time.Duration
 	margins   map[domain.Provider]time.Duration
+	fraction  float64 // Config.LifetimeFraction
 	cfg       RefreshConfig
 	log       *slog.Logger
 	flight    singleflight.Group
-	inflight  sync.WaitGroup // refreshes started by reads, for Drain
-	now       func() time.Time
+	inflight  sync.WaitGroup   // refreshes started by reads, for Drain
+	now       func() time.Time // the service's clock (clock.Service)
+	clock     *Clock
 }
 
 // Providers lists the providers whose tokens can be refreshed.
 func (c *RefreshCoordinator) Providers() []domain.Provider { return c.refresher.Providers() }
 
-// Margin is the refresh margin for provider's tokens.
+// Margin is the configured refresh margin for provider's tokens; each
+// token's own is at most LifetimeFraction of its lifetime
+// (domain.EffectiveMargin).
 func (c *RefreshCoordinator) Margin(provider domain.Provider) time.Duration {
 	if m, ok := c.margins[provider]; ok && m > 0 {
 		return m
 	}
 	return c.margin
+}
+
+// LifetimeFraction caps each token's margin at this fraction of its
+// lifetime (Config.LifetimeFraction).
+func (c *RefreshCoordinator) LifetimeFraction() float64 { return c.fraction }
+
+// effectiveMargin is the refresh margin of one access token of provider,
+// obtained at obtained (zero: unknown) and expiring at expiry.
+func (c *RefreshCoordinator) effectiveMargin(provider domain.Provider, obtained time.Time, expiry domain.Expiry) time.Duration {
+	return domain.EffectiveMargin(c.Margin(provider), c.fraction, obtained, expiry)
 }
 
 // Lease is how long an attempt's lease lasts (RefreshConfig.Lease).
@@ -142,21 +156,28 @@ func (c *RefreshCoordinator) RevokesPreviousAccessToken(provider domain.Provider
 	return c.refresher.RevokesPreviousAccessToken(provider)
 }
 
-// view describes a stored row for the refresh rule, as the read path sees it.
+// view describes a stored row for the refresh rule, as the read path sees
+// it: with the row's effective margin (domain.EffectiveMargin), judged by
+// one clock.
 func (c *RefreshCoordinator) view(row domain.SealedAuthTokens) domain.RefreshView {
-	v := row.RefreshView(c.Margin(row.Provider), c.refresher.Configured(row.Provider))
+	margin := c.effectiveMargin(row.Provider, row.AccessObtainedAt, row.AccessExpiry)
+	v := row.RefreshView(margin, c.refresher.Configured(row.Provider))
 	v.RevokesPreviousAccessToken = c.refresher.RevokesPreviousAccessToken(row.Provider)
 	return v
 }
 
-// step applies domain.NextRefreshStep to a stored row.
-func (c *RefreshCoordinator) step(row domain.SealedAuthTokens, now time.Time) domain.RefreshStep {
-	return domain.NextRefreshStep(c.view(row), now)
+// step applies domain.NextRefreshStep to a stored row at dbNow, the
+// database's clock (read under the row lock, or estimated from the skew),
+// with the expiries judged by the later of it and the service's clock.
+func (c *RefreshCoordinator) step(row domain.SealedAuthTokens, dbNow time.Time) domain.RefreshStep {
+	return domain.NextRefreshStep(c.view(row).TwoClocks(dbNow, c.clock.Service()), dbNow)
 }
 
 // serve opens the stored access token, with the expiry the refresh rule
 // reports for it (domain.RefreshView.ReportedExpiry): for a provider that
-// revokes the previous access token, tokenstore's next refresh of it.
+// revokes the previous access token, tokenstore's next refresh of it (the
+// access token's expiry minus its effective margin, or the end of a longer
+// back-off); for others the access token's own expiry.
 func (c *RefreshCoordinator) serve(row domain.SealedAuthTokens) (AccessToken, error) {
 	tok, err := c.rows.open(row)
 	if err != nil {
@@ -165,6 +186,9 @@ func (c *RefreshCoordinator) serve(row domain.SealedAuthTokens) (AccessToken, er
 	tok.Expiry = c.view(row).ReportedExpiry()
 	return tok, nil
 }
+
+// expired reports whether e has passed by either clock.
+func (c *RefreshCoordinator) expired(e domain.Expiry) bool { return e.Expired(c.clock.Later()) }
 
 // Refresh returns a usable access token for the user's provider tokens,
 // refreshing them under a lease when the refresh rule says so, waiting for
@@ -289,7 +313,7 @@ func (c *RefreshCoordinator) waitForLease(ctx context.Context, row domain.Sealed
 		if err != nil {
 			return err
 		}
-		if cur.Version != row.Version || !cur.Refresh.Leased(c.now()) {
+		if cur.Version != row.Version || !cur.Refresh.Leased(c.clock.Database()) {
 			return nil
 		}
 	}
@@ -305,7 +329,7 @@ func (c *RefreshCoordinator) runRefresh(ctx context.Context, lease domain.Sealed
 		// Retrying cannot help until someone fixes the row or the keyring:
 		// back off as for a configuration error, so the worker moves on.
 		c.release(ctx, lease, attempt, domain.RefreshState{
-			LastError: domain.CodeRefreshUndecryptable, NextAttemptAt: c.now().Add(c.cfg.RejectedRetryAfter),
+			LastError: domain.CodeRefreshUndecryptable, NextAttemptAt: c.clock.Database().Add(c.cfg.RejectedRetryAfter),
 		})
 		return AccessToken{}, err
 	}
@@ -320,6 +344,9 @@ func (c *RefreshCoordinator) runRefresh(ctx context.Context, lease domain.Sealed
 		return AccessToken{}, fmt.Errorf("%w: sealing refreshed tokens: %v", domain.ErrUnavailable, err)
 	}
 	next.Refresh.AmbiguousRetries = lease.Refresh.AmbiguousRetries
+	// By the service's clock, as the provider adapter computed the expiry
+	// from expires_in: the token's lifetime is their difference.
+	next.AccessObtainedAt = c.now()
 	// The provider's answer is the only copy of a rotated refresh token:
 	// the fenced store is retried while the database is unavailable (see
 	// commitFenced), recognising a try that committed although its answer
@@ -338,7 +365,7 @@ func (c *RefreshCoordinator) runRefresh(ctx context.Context, lease domain.Sealed
 		if gerr != nil {
 			return AccessToken{}, gerr
 		}
-		if c.step(cur, c.now()) != domain.StepServe {
+		if c.step(cur, c.clock.Database()) != domain.StepServe {
 			return AccessToken{}, fmt.Errorf("%w: the %s tokens changed during a refresh; retry", domain.ErrUnavailable, lease.Provider)
 		}
 		return c.serve(cur)
@@ -348,13 +375,6 @@ func (c *RefreshCoordinator) runRefresh(ctx context.Context, lease domain.Sealed
 		// re-authorization instead of sending the old refresh token again.
 		c.log.Error("refreshed tokens could not be stored", "user", lease.User, "provider", lease.Provider, "err", err)
 		return AccessToken{}, fmt.Errorf("%w: the refreshed %s tokens could not be stored", domain.ErrUnavailable, lease.Provider)
-	}
-	if at, ok := stored.AccessExpiry.Time(); ok {
-		if life, margin := at.Sub(c.now()), c.Margin(lease.Provider); life <= margin {
-			c.log.Warn("the provider's access tokens live no longer than the refresh margin, so every read refreshes them: "+
-				"set refresh_margin in this provider's entry below their lifetime",
-				"provider", lease.Provider, "lifetime", life.Round(time.Second), "margin", margin)
-		}
 	}
 	c.log.Info("tokens refreshed", "user", lease.User, "provider", lease.Provider,
 		"rotated", !res.RefreshToken.IsZero(), "expires", stored.AccessExpiry.String())
@@ -443,6 +463,8 @@ func (c *RefreshCoordinator) sealRefreshed(lease domain.SealedAuthTokens, res do
 // refreshFailed records a provider failure. Permanent failures mark the
 // tokens for re-authorization (no provider call until new tokens are
 // stored); transient ones back off and keep the old token while it lasts.
+// A back-off ends on the database's clock, by which every instance and the
+// worker's claim judge it; Retry-After is counted on the service's.
 func (c *RefreshCoordinator) refreshFailed(ctx context.Context, lease domain.SealedAuthTokens, attempt string, cause error) (AccessToken, error) {
 	log := c.log.With("user", lease.User, "provider", lease.Provider, "err", cause)
 	switch {
@@ -457,12 +479,13 @@ func (c *RefreshCoordinator) refreshFailed(ctx context.Context, lease domain.Sea
 		// instead; refreshes resume once the configuration is corrected.
 		log.Error("the provider rejected the refresh request: check the provider configuration",
 			"retry_after", c.cfg.RejectedRetryAfter)
-		st := domain.RefreshState{LastError: domain.CodeProviderRejected, NextAttemptAt: c.now().Add(c.cfg.RejectedRetryAfter)}
+		dbAt, _ := c.clock.after(c.cfg.RejectedRetryAfter)
+		st := domain.RefreshState{LastError: domain.CodeProviderRejected, NextAttemptAt: dbAt}
 		return c.released(ctx, lease, attempt, st, cause)
 	case errors.Is(cause, domain.ErrProviderNotConfigured):
-		st := domain.RefreshState{LastError: domain.CodeProviderRejected, NextAttemptAt: c.now().Add(c.cfg.RejectedRetryAfter)}
+		st := domain.RefreshState{LastError: domain.CodeProviderRejected, NextAttemptAt: c.clock.Database().Add(c.cfg.RejectedRetryAfter)}
 		c.release(ctx, lease, attempt, st)
-		if lease.AccessExpiry.Expired(c.now()) {
+		if c.expired(lease.AccessExpiry) {
 			return AccessToken{}, fmt.Errorf("%s tokens: %w", lease.Provider, domain.ErrTokenExpired)
 		}
 		lease.Refresh = st
@@ -477,11 +500,13 @@ func (c *RefreshCoordinator) refreshFailed(ctx context.Context, lease domain.Sea
 		// may be dead: it is not handed out until a refresh succeeds.
 		log.Warn("refresh failed after the request was sent: the provider may have refreshed; retrying with the same refresh token after the back-off",
 			"retry_after", c.cfg.RetryAfter, "revokes_previous_access_token", c.RevokesPreviousAccessToken(lease.Provider))
-		st := domain.RefreshState{LastError: domain.CodeProviderOutcomeUnknown, NextAttemptAt: c.now().Add(c.cfg.RetryAfter)}
+		dbAt, _ := c.clock.after(c.cfg.RetryAfter)
+		st := domain.RefreshState{LastError: domain.CodeProviderOutcomeUnknown, NextAttemptAt: dbAt}
 		return c.released(ctx, lease, attempt, st, cause)
 	default:
 		log.Warn("refresh failed transiently; backing off", "retry_after", c.cfg.RetryAfter)
-		st := domain.RefreshState{LastError: domain.CodeProviderUnavailable, NextAttemptAt: c.now().Add(c.cfg.RetryAfter)}
+		dbAt, _ := c.clock.after(c.cfg.RetryAfter)
+		st := domain.RefreshState{LastError: domain.CodeProviderUnavailable, NextAttemptAt: dbAt}
 		return c.released(ctx, lease, attempt, st, cause)
 	}
 }
@@ -489,16 +514,17 @@ func (c *RefreshCoordinator) refreshFailed(ctx context.Context, lease domain.Sea
 // released releases the lease with st after a transient failure and
 // answers the caller by the refresh rule on the row as released: the stored
 // access token when the rule serves it, else unavailable until the back-off
-// ends.
+// ends (Retry-After on the service's clock, st's back-off being on the
+// database's).
 func (c *RefreshCoordinator) released(ctx context.Context, lease domain.SealedAuthTokens, attempt string, st domain.RefreshState, cause error) (AccessToken, error) {
 	c.release(ctx, lease, attempt, st)
 	row := lease
 	row.Refresh = st
 	row.Refresh.AmbiguousRetries = lease.Refresh.AmbiguousRetries
-	if c.step(row, c.now()) == domain.StepServe {
+	if c.step(row, c.clock.Database()) == domain.StepServe {
 		return c.serve(row)
 	}
-	return AccessToken{}, &domain.RetryAtError{At: st.NextAttemptAt, Err: fmt.Errorf("%w: %w", domain.ErrUnavailable, cause)}
+	return AccessToken{}, &domain.RetryAtError{At: c.clock.ServiceTime(st.NextAttemptAt), Err: fmt.Errorf("%w: %w", domain.ErrUnavailable, cause)}
 }
 
 // release ends a lease without new tokens, setting the refresh state to st

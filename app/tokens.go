@@ -15,12 +15,19 @@ type Config struct {
 	// RefreshMargin: an access token expiring within this margin needs a
 	// refresh. Zero means domain.DefaultRefreshMargin.
 	RefreshMargin time.Duration
-	// ProviderMargins overrides RefreshMargin per provider: a provider whose
-	// access tokens live less than RefreshMargin (Keycloak's 5 minutes
-	// against the default 15) needs a shorter one, or every read refreshes.
+	// ProviderMargins overrides RefreshMargin per provider.
 	ProviderMargins map[domain.Provider]time.Duration
+	// LifetimeFraction caps every margin (RefreshMargin, ProviderMargins) at
+	// this fraction of each access token's lifetime (domain.EffectiveMargin),
+	// so a token living less than the margin (Keycloak's 5 minutes against
+	// the default 15) is not refreshed on every read. Zero means
+	// domain.DefaultLifetimeFraction; otherwise it must be in (0, 1).
+	LifetimeFraction float64
 	// Refresh tunes how refreshes are coordinated.
 	Refresh RefreshConfig
+	// Now is the service's clock; nil: time.Now. A test hook, to run the
+	// service with a clock ahead of or behind the database's.
+	Now func() time.Time
 	// Providers are the declared providers (the providers setting, refreshed
 	// or store-only): PutAuthTokens stores tokens only for these, so a
 	// misspelt name is refused instead of stored where nothing refreshes or
@@ -36,7 +43,8 @@ type TokenService struct {
 	repo      ports.TokenRepository
 	refreshes *RefreshCoordinator
 	log       *slog.Logger
-	now       func() time.Time
+	now       func() time.Time // the service's clock (clock.Service)
+	clock     *Clock
 }
 
 // NewTokenService returns the service. refresher must not be nil: pass
@@ -51,14 +59,23 @@ func NewTokenService(cfg Config, log *slog.Logger, crypter ports.TokenCrypter, r
 	if cfg.RefreshMargin > 0 {
 		margin = cfg.RefreshMargin
 	}
+	fraction := domain.DefaultLifetimeFraction
+	if cfg.LifetimeFraction > 0 && cfg.LifetimeFraction < 1 {
+		fraction = cfg.LifetimeFraction
+	}
 	rows := sealer{crypter: crypter, log: log}
-	s := &TokenService{rows: rows, declared: cfg.Providers, repo: repo, log: log, now: time.Now}
+	clock := newClock(cfg.Now)
+	s := &TokenService{rows: rows, declared: cfg.Providers, repo: repo, log: log, now: clock.Service, clock: clock}
 	s.refreshes = &RefreshCoordinator{
-		rows: rows, repo: repo, refresher: refresher, margin: margin, margins: cfg.ProviderMargins,
-		cfg: cfg.Refresh.withDefaults(), log: log, now: time.Now,
+		rows: rows, repo: repo, refresher: refresher, margin: margin, margins: cfg.ProviderMargins, fraction: fraction,
+		cfg: cfg.Refresh.withDefaults(), log: log, now: clock.Service, clock: clock,
 	}
 	return s
 }
+
+// Clock is the service's two clocks, for the SkewMonitor that measures
+// their skew.
+func (s *TokenService) Clock() *Clock { return s.clock }
 
 // Refreshes is the service's refresh protocol, for the proactive worker and
 // for draining refreshes in flight at shutdown.
@@ -99,11 +116,12 @@ func (s *TokenService) PutAuthTokens(ctx context.Context, t domain.AuthTokens) (
 	if err != nil {
 		return ProviderStatus{}, err
 	}
+	sealed.AccessObtainedAt = s.now()
 	stored, err := s.repo.PutAuthTokens(ctx, sealed)
 	if err != nil {
 		return ProviderStatus{}, err
 	}
-	return s.status(t, stored.UpdatedAt), nil
+	return s.status(t, stored), nil
 }
 
 // GetAccessToken returns a usable access token for the user's provider,
@@ -118,7 +136,9 @@ func (s *TokenService) GetAccessToken(ctx context.Context, user domain.UserID, p
 	if err != nil {
 		return AccessToken{}, err
 	}
-	switch step := s.refreshes.step(sealed, s.now()); step {
+	// Without the row lock: the database's clock as estimated from the
+	// measured skew (the re-check under the lock reads it).
+	switch step := s.refreshes.step(sealed, s.clock.Database()); step {
 	case domain.StepRefresh, domain.StepWait, domain.StepInterrupted:
 		return s.refreshes.Refresh(ctx, user, provider)
 	default:
@@ -139,8 +159,9 @@ func (c *RefreshCoordinator) answer(row domain.SealedAuthTokens, step domain.Ref
 		}
 		return AccessToken{}, reauthError(row.Provider, code)
 	case domain.StepBackOff:
-		return AccessToken{}, &domain.RetryAtError{At: row.Refresh.NextAttemptAt, Err: fmt.Errorf("%w: %s failed recently (%s); retry after %s",
-			domain.ErrUnavailable, row.Provider, row.Refresh.LastError, row.Refresh.NextAttemptAt.Format(time.RFC3339))}
+		at := c.clock.ServiceTime(row.Refresh.NextAttemptAt) // for Retry-After
+		return AccessToken{}, &domain.RetryAtError{At: at, Err: fmt.Errorf("%w: %s failed recently (%s); retry after %s",
+			domain.ErrUnavailable, row.Provider, row.Refresh.LastError, at.Format(time.RFC3339))}
 	default: // domain.StepExpired
 		return AccessToken{}, fmt.Errorf("%s tokens of user %q: %w", row.Provider, row.User, domain.ErrTokenExpired)
 	}
@@ -158,12 +179,13 @@ func (s *TokenService) ListProviders(ctx context.Context, user domain.UserID) ([
 	if err != nil {
 		return nil, err
 	}
-	now := s.now()
+	db, service := s.clock.Database(), s.clock.Service()
 	out := make([]ProviderStatus, 0, len(infos))
 	for _, info := range infos {
+		margin := s.refreshes.effectiveMargin(info.Provider, info.AccessObtainedAt, info.AccessExpiry)
 		out = append(out, ProviderStatus{
 			Provider:         info.Provider,
-			State:            info.RefreshView(s.refreshes.Margin(info.Provider)).State(now),
+			State:            info.RefreshView(margin).TwoClocks(db, service).State(db),
 			AccessExpiry:     info.AccessExpiry,
 			RefreshExpiry:    info.RefreshExpiry,
 			HasRefreshToken:  info.HasRefreshToken,
@@ -210,13 +232,14 @@ func (s *TokenService) DeleteOfflineToken(ctx context.Context, user domain.UserI
 	return s.repo.DeleteOfflineToken(ctx, user)
 }
 
-func (s *TokenService) status(t domain.AuthTokens, updated time.Time) ProviderStatus {
+func (s *TokenService) status(t domain.AuthTokens, stored domain.SealedAuthTokens) ProviderStatus {
+	margin := s.refreshes.effectiveMargin(t.Provider, stored.AccessObtainedAt, t.AccessExpiry)
 	return ProviderStatus{
 		Provider:        t.Provider,
-		State:           t.RefreshView(s.refreshes.Margin(t.Provider)).State(s.now()),
+		State:           t.RefreshView(margin).TwoClocks(s.clock.Database(), s.clock.Service()).State(s.clock.Database()),
 		AccessExpiry:    t.AccessExpiry,
 		RefreshExpiry:   t.RefreshExpiry,
 		HasRefreshToken: t.HasRefreshToken(),
-		UpdatedAt:       updated,
+		UpdatedAt:       stored.UpdatedAt,
 	}
 }

@@ -136,7 +136,10 @@ func (w *RefreshWorker) RunOnce(ctx context.Context) (int, error) {
 	// group's horizon is domain.RefreshHorizon: the margin plus the
 	// lookahead, but only the margin for providers that revoke the previous
 	// access token, whose refresh must not come before the expiry reported
-	// with the token it kills (domain.RefreshView.ReportedExpiry).
+	// with the token it kills (domain.RefreshView.ReportedExpiry). The claim
+	// caps it per token at the lifetime fraction of its lifetime
+	// (domain.EffectiveMargin): the worker refreshes a short-lived token no
+	// earlier than a reader would.
 	type group struct {
 		horizon time.Duration
 		revokes bool
@@ -167,7 +170,8 @@ func (w *RefreshWorker) runGroup(ctx context.Context, providers []domain.Provide
 		n := min(w.cfg.Concurrency, budget-claimedTotal)
 		claimed, err := w.queue.ClaimDueRefreshes(ctx, ports.RefreshClaim{
 			Owner: w.refreshes.NewAttempt(), Providers: providers,
-			Lease: w.refreshes.Lease(), Horizon: horizon, RevokesPreviousAccessToken: revokes, Limit: n,
+			Lease: w.refreshes.Lease(), Horizon: horizon, RevokesPreviousAccessToken: revokes,
+			LifetimeFraction: w.refreshes.LifetimeFraction(), Limit: n,
 		})
 		if err != nil {
 			return refreshed, claimedTotal, err

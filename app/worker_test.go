@@ -38,11 +38,11 @@ func TestWorkerRunOnceRefreshesDueTokens(t *testing.T) {
 		}
 	}
 	for _, u := range []domain.UserID{"later", "no-refresh-token"} {
-		if row := f.row(u, gitlab); row.Version != 1 {
+		if row := f.row(u, gitlab); row.Version != 2 { // put's two writes
 			t.Errorf("%s touched by the scan (version %d)", u, row.Version)
 		}
 	}
-	if row := f.row("other-provider", github); row.Version != 1 {
+	if row := f.row("other-provider", github); row.Version != 2 {
 		t.Errorf("a provider without refresher touched (version %d)", row.Version)
 	}
 	if row := f.row("lapsed", gitlab); !row.Refresh.ReauthRequired || row.Refresh.LastError != domain.CodeRefreshInterrupted {

@@ -16,13 +16,19 @@ WITH due AS (
     WHERE refresh_token IS NOT NULL
       AND NOT reauth_required
       AND provider = ANY($4::text[])
-      AND (access_token_expires_at <= now() + make_interval(secs => $5::float8)
-           OR ($6::boolean AND refresh_error = $3::text))
+      AND ((access_token_expires_at <= now() + make_interval(secs => $5::float8)
+            AND access_token_expires_at <= now() + make_interval(secs => GREATEST(0, LEAST(
+                  $5::float8,
+                  CASE WHEN $6::float8 > 0 AND $6::float8 < 1
+                       THEN float8mul($6::float8,
+                            EXTRACT(EPOCH FROM access_token_expires_at - access_token_obtained_at)::float8)
+                  END))))
+           OR ($7::boolean AND refresh_error = $3::text))
       AND refresh_lease_owner IS NULL
       AND (next_refresh_at IS NULL OR next_refresh_at <= now())
       AND (refresh_token_expires_at IS NULL OR refresh_token_expires_at > now())
     ORDER BY access_token_expires_at
-    LIMIT $7
+    LIMIT $8
     FOR UPDATE SKIP LOCKED
 )
 UPDATE auth_tokens SET
@@ -30,7 +36,7 @@ UPDATE auth_tokens SET
     refresh_lease_until = clock_timestamp() + make_interval(secs => $2::float8),
     ambiguous_retries   = ambiguous_retries + (refresh_error IS NOT DISTINCT FROM $3::text)::int
 WHERE id IN (SELECT id FROM due)
-RETURNING id, user_id, provider, key_id, access_token, refresh_token, access_token_expires_at, refresh_token_expires_at, version, created_at, updated_at, refresh_lease_owner, refresh_lease_until, reauth_required, refresh_error, next_refresh_at, ambiguous_retries
+RETURNING id, user_id, provider, key_id, access_token, refresh_token, access_token_expires_at, refresh_token_expires_at, version, created_at, updated_at, refresh_lease_owner, refresh_lease_until, reauth_required, refresh_error, next_refresh_at, ambiguous_retries, access_token_obtained_at
 `
 
 type ClaimDueRefreshesParams struct {
@@ -39,22 +45,29 @@ type ClaimDueRefreshesParams struct {
 	OutcomeUnknown             string
 	Providers                  []string
 	HorizonSeconds             float64
+	LifetimeFraction           float64
 	RevokesPreviousAccessToken bool
 	MaxRows                    int32
 }
 
 // Leases up to max_rows rows for which domain.NextRefreshStep (domain/policy.go)
-// says StepRefresh, with horizon as the margin and only the given providers
-// refreshable: this WHERE clause is that function's StepRefresh branch
-// written in SQL, and tests/storage checks on a table of rows that the two
-// agree. Keep them in step. now() (not clock_timestamp()) so the expiry
-// bound can use the partial index. SKIP LOCKED lets several instances claim
+// says StepRefresh, with each row's effective margin (domain.EffectiveMargin
+// of horizon, lifetime_fraction and the row's lifetime, domain/margin.go) as
+// the margin and only the given providers refreshable: this WHERE clause is
+// that function's StepRefresh branch written in SQL, and tests/storage checks
+// on a table of rows that the two agree. Keep them in step. The effective
+// margin: LEAST ignores the NULL of an unknown obtained_at or of a fraction
+// outside (0, 1), leaving horizon; GREATEST makes a negative one 0. now()
+// (not clock_timestamp()) so the first expiry bound (the effective margin is
+// never above horizon) can use the partial index. float8mul(a, b) is a * b:
+// sqlc v1.31 expands the first "*" of a query ending in RETURNING *. SKIP LOCKED lets several instances claim
 // disjoint batches at once. Rows under any lease are left alone: a live one
 // is someone's refresh, a lapsed one is MarkLapsedLeases's. For providers
 // that revoke the previous access token (revokes_previous_access_token), a
 // row whose last refresh had an unknown outcome (refresh_error is
 // domain.CodeProviderOutcomeUnknown, passed in as outcome_unknown) is due
-// whatever its expiry; claiming it counts an ambiguous retry.
+// whatever its expiry (outside the effective-margin bound); claiming it
+// counts an ambiguous retry.
 func (q *Queries) ClaimDueRefreshes(ctx context.Context, db DBTX, arg ClaimDueRefreshesParams) ([]AuthToken, error) {
 	rows, err := db.Query(ctx, claimDueRefreshes,
 		arg.Owner,
@@ -62,6 +75,7 @@ func (q *Queries) ClaimDueRefreshes(ctx context.Context, db DBTX, arg ClaimDueRe
 		arg.OutcomeUnknown,
 		arg.Providers,
 		arg.HorizonSeconds,
+		arg.LifetimeFraction,
 		arg.RevokesPreviousAccessToken,
 		arg.MaxRows,
 	)
@@ -90,6 +104,7 @@ func (q *Queries) ClaimDueRefreshes(ctx context.Context, db DBTX, arg ClaimDueRe
 			&i.RefreshError,
 			&i.NextRefreshAt,
 			&i.AmbiguousRetries,
+			&i.AccessTokenObtainedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -119,7 +134,7 @@ func (q *Queries) DeleteAuthTokens(ctx context.Context, db DBTX, arg DeleteAuthT
 }
 
 const getAuthTokens = `-- name: GetAuthTokens :one
-SELECT id, user_id, provider, key_id, access_token, refresh_token, access_token_expires_at, refresh_token_expires_at, version, created_at, updated_at, refresh_lease_owner, refresh_lease_until, reauth_required, refresh_error, next_refresh_at, ambiguous_retries FROM auth_tokens
+SELECT id, user_id, provider, key_id, access_token, refresh_token, access_token_expires_at, refresh_token_expires_at, version, created_at, updated_at, refresh_lease_owner, refresh_lease_until, reauth_required, refresh_error, next_refresh_at, ambiguous_retries, access_token_obtained_at FROM auth_tokens
 WHERE user_id = $1 AND provider = $2
 `
 
@@ -149,12 +164,13 @@ func (q *Queries) GetAuthTokens(ctx context.Context, db DBTX, arg GetAuthTokensP
 		&i.RefreshError,
 		&i.NextRefreshAt,
 		&i.AmbiguousRetries,
+		&i.AccessTokenObtainedAt,
 	)
 	return i, err
 }
 
 const getAuthTokensForUpdate = `-- name: GetAuthTokensForUpdate :one
-SELECT auth_tokens.id, auth_tokens.user_id, auth_tokens.provider, auth_tokens.key_id, auth_tokens.access_token, auth_tokens.refresh_token, auth_tokens.access_token_expires_at, auth_tokens.refresh_token_expires_at, auth_tokens.version, auth_tokens.created_at, auth_tokens.updated_at, auth_tokens.refresh_lease_owner, auth_tokens.refresh_lease_until, auth_tokens.reauth_required, auth_tokens.refresh_error, auth_tokens.next_refresh_at, auth_tokens.ambiguous_retries, clock_timestamp()::timestamptz AS db_now
+SELECT auth_tokens.id, auth_tokens.user_id, auth_tokens.provider, auth_tokens.key_id, auth_tokens.access_token, auth_tokens.refresh_token, auth_tokens.access_token_expires_at, auth_tokens.refresh_token_expires_at, auth_tokens.version, auth_tokens.created_at, auth_tokens.updated_at, auth_tokens.refresh_lease_owner, auth_tokens.refresh_lease_until, auth_tokens.reauth_required, auth_tokens.refresh_error, auth_tokens.next_refresh_at, auth_tokens.ambiguous_retries, auth_tokens.access_token_obtained_at, clock_timestamp()::timestamptz AS db_now
 FROM auth_tokens
 WHERE user_id = $1 AND provider = $2
 FOR UPDATE
@@ -193,13 +209,14 @@ func (q *Queries) GetAuthTokensForUpdate(ctx context.Context, db DBTX, arg GetAu
 		&i.AuthToken.RefreshError,
 		&i.AuthToken.NextRefreshAt,
 		&i.AuthToken.AmbiguousRetries,
+		&i.AuthToken.AccessTokenObtainedAt,
 		&i.DbNow,
 	)
 	return i, err
 }
 
 const listAuthTokenProviders = `-- name: ListAuthTokenProviders :many
-SELECT provider, access_token_expires_at, refresh_token_expires_at,
+SELECT provider, access_token_expires_at, refresh_token_expires_at, access_token_obtained_at,
        (refresh_token IS NOT NULL)::boolean AS has_refresh_token, updated_at,
        reauth_required, refresh_error, ambiguous_retries
 FROM auth_tokens
@@ -211,6 +228,7 @@ type ListAuthTokenProvidersRow struct {
 	Provider              string
 	AccessTokenExpiresAt  *time.Time
 	RefreshTokenExpiresAt *time.Time
+	AccessTokenObtainedAt *time.Time
 	HasRefreshToken       bool
 	UpdatedAt             time.Time
 	ReauthRequired        bool
@@ -231,6 +249,7 @@ func (q *Queries) ListAuthTokenProviders(ctx context.Context, db DBTX, userID st
 			&i.Provider,
 			&i.AccessTokenExpiresAt,
 			&i.RefreshTokenExpiresAt,
+			&i.AccessTokenObtainedAt,
 			&i.HasRefreshToken,
 			&i.UpdatedAt,
 			&i.ReauthRequired,
@@ -277,13 +296,14 @@ UPDATE auth_tokens SET
     refresh_token            = $3,
     access_token_expires_at  = $4,
     refresh_token_expires_at = $5,
-    refresh_lease_owner      = $6,
-    refresh_lease_until      = $7,
-    reauth_required          = $8,
-    refresh_error            = $9,
-    next_refresh_at          = $10,
-    ambiguous_retries        = $11
-WHERE user_id = $12 AND provider = $13 AND version = $14
+    access_token_obtained_at = $6,
+    refresh_lease_owner      = $7,
+    refresh_lease_until      = $8,
+    reauth_required          = $9,
+    refresh_error            = $10,
+    next_refresh_at          = $11,
+    ambiguous_retries        = $12
+WHERE user_id = $13 AND provider = $14 AND version = $15
 RETURNING version, created_at, updated_at
 `
 
@@ -293,6 +313,7 @@ type UpdateAuthTokensParams struct {
 	RefreshToken          []byte
 	AccessTokenExpiresAt  *time.Time
 	RefreshTokenExpiresAt *time.Time
+	AccessTokenObtainedAt *time.Time
 	RefreshLeaseOwner     *string
 	RefreshLeaseUntil     *time.Time
 	ReauthRequired        bool
@@ -319,6 +340,7 @@ func (q *Queries) UpdateAuthTokens(ctx context.Context, db DBTX, arg UpdateAuthT
 		arg.RefreshToken,
 		arg.AccessTokenExpiresAt,
 		arg.RefreshTokenExpiresAt,
+		arg.AccessTokenObtainedAt,
 		arg.RefreshLeaseOwner,
 		arg.RefreshLeaseUntil,
 		arg.ReauthRequired,
@@ -337,10 +359,10 @@ func (q *Queries) UpdateAuthTokens(ctx context.Context, db DBTX, arg UpdateAuthT
 const upsertAuthTokens = `-- name: UpsertAuthTokens :one
 INSERT INTO auth_tokens (
     user_id, provider, key_id, access_token, refresh_token,
-    access_token_expires_at, refresh_token_expires_at
+    access_token_expires_at, refresh_token_expires_at, access_token_obtained_at
 ) VALUES (
     $1, $2, $3, $4, $5,
-    $6, $7
+    $6, $7, $8
 )
 ON CONFLICT (user_id, provider) DO UPDATE SET
     key_id                   = EXCLUDED.key_id,
@@ -348,6 +370,7 @@ ON CONFLICT (user_id, provider) DO UPDATE SET
     refresh_token            = EXCLUDED.refresh_token,
     access_token_expires_at  = EXCLUDED.access_token_expires_at,
     refresh_token_expires_at = EXCLUDED.refresh_token_expires_at,
+    access_token_obtained_at = EXCLUDED.access_token_obtained_at,
     refresh_lease_owner      = NULL,
     refresh_lease_until      = NULL,
     reauth_required          = false,
@@ -365,6 +388,7 @@ type UpsertAuthTokensParams struct {
 	RefreshToken          []byte
 	AccessTokenExpiresAt  *time.Time
 	RefreshTokenExpiresAt *time.Time
+	AccessTokenObtainedAt *time.Time
 }
 
 type UpsertAuthTokensRow struct {
@@ -386,6 +410,7 @@ func (q *Queries) UpsertAuthTokens(ctx context.Context, db DBTX, arg UpsertAuthT
 		arg.RefreshToken,
 		arg.AccessTokenExpiresAt,
 		arg.RefreshTokenExpiresAt,
+		arg.AccessTokenObtainedAt,
 	)
 	var i UpsertAuthTokensRow
 	err := row.Scan(&i.Version, &i.CreatedAt, &i.UpdatedAt)

@@ -20,10 +20,10 @@ var (
 const importAuthTokens = `-- name: ImportAuthTokens :batchone
 INSERT INTO auth_tokens (
     user_id, provider, key_id, access_token, refresh_token,
-    access_token_expires_at, refresh_token_expires_at
+    access_token_expires_at, refresh_token_expires_at, access_token_obtained_at
 ) VALUES (
     $1, $2, $3, $4, $5,
-    $6, $7
+    $6, $7, $8
 )
 ON CONFLICT (user_id, provider) DO NOTHING
 RETURNING id
@@ -43,6 +43,7 @@ type ImportAuthTokensParams struct {
 	RefreshToken          []byte
 	AccessTokenExpiresAt  *time.Time
 	RefreshTokenExpiresAt *time.Time
+	AccessTokenObtainedAt *time.Time
 }
 
 // For imports from another system: queued once per row of a batch and sent
@@ -60,6 +61,7 @@ func (q *Queries) ImportAuthTokens(ctx context.Context, db DBTX, arg []ImportAut
 			a.RefreshToken,
 			a.AccessTokenExpiresAt,
 			a.RefreshTokenExpiresAt,
+			a.AccessTokenObtainedAt,
 		}
 		batch.Queue(importAuthTokens, vals...)
 	}

@@ -11,7 +11,7 @@ import (
 )
 
 const authTokensByKey = `-- name: AuthTokensByKey :many
-SELECT id, user_id, provider, key_id, access_token, refresh_token, access_token_expires_at, refresh_token_expires_at, version, created_at, updated_at, refresh_lease_owner, refresh_lease_until, reauth_required, refresh_error, next_refresh_at, ambiguous_retries FROM auth_tokens
+SELECT id, user_id, provider, key_id, access_token, refresh_token, access_token_expires_at, refresh_token_expires_at, version, created_at, updated_at, refresh_lease_owner, refresh_lease_until, reauth_required, refresh_error, next_refresh_at, ambiguous_retries, access_token_obtained_at FROM auth_tokens
 WHERE key_id = $1 AND id > $2
 ORDER BY id
 LIMIT $3
@@ -50,6 +50,7 @@ func (q *Queries) AuthTokensByKey(ctx context.Context, db DBTX, arg AuthTokensBy
 			&i.RefreshError,
 			&i.NextRefreshAt,
 			&i.AmbiguousRetries,
+			&i.AccessTokenObtainedAt,
 		); err != nil {
 			return nil, err
 		}

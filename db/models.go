@@ -26,6 +26,7 @@ type AuthToken struct {
 	RefreshError          *string
 	NextRefreshAt         *time.Time
 	AmbiguousRetries      int32
+	AccessTokenObtainedAt *time.Time
 }
 
 type OfflineToken struct {

@@ -7,7 +7,21 @@ package db
 
 import (
 	"context"
+	"time"
 )
+
+const databaseNow = `-- name: DatabaseNow :one
+SELECT clock_timestamp()::timestamptz AS db_now
+`
+
+// The database's clock, which leases and the worker's claims are judged by:
+// the service measures its skew against its own (app.SkewMonitor).
+func (q *Queries) DatabaseNow(ctx context.Context, db DBTX) (time.Time, error) {
+	row := db.QueryRow(ctx, databaseNow)
+	var db_now time.Time
+	err := row.Scan(&db_now)
+	return db_now, err
+}
 
 const setLockTimeout = `-- name: SetLockTimeout :exec
 SELECT set_config('lock_timeout', $1::text, true)

@@ -23,6 +23,12 @@ type SealedAuthTokens struct {
 	RefreshToken  []byte // nil: no refresh token
 	AccessExpiry  Expiry
 	RefreshExpiry Expiry
+	// AccessObtainedAt is when tokenstore obtained the access token (stored
+	// or refreshed; by the service's clock, like the expiry it computes from
+	// expires_in), so its lifetime is AccessExpiry − AccessObtainedAt (see
+	// EffectiveMargin). Zero: unknown (rows stored before it was recorded,
+	// imported rows).
+	AccessObtainedAt time.Time
 
 	// Refresh is the refresh coordination state; storing new tokens from the
 	// user (PutAuthTokens) resets it.
@@ -110,12 +116,14 @@ type SealedOfflineToken struct {
 // ProviderTokenInfo describes stored tokens without any token material, for
 // listing a user's providers.
 type ProviderTokenInfo struct {
-	Provider        Provider
-	AccessExpiry    Expiry
-	RefreshExpiry   Expiry
-	HasRefreshToken bool
-	ReauthRequired  bool
-	LastError       string
+	Provider      Provider
+	AccessExpiry  Expiry
+	RefreshExpiry Expiry
+	// AccessObtainedAt: see SealedAuthTokens.AccessObtainedAt.
+	AccessObtainedAt time.Time
+	HasRefreshToken  bool
+	ReauthRequired   bool
+	LastError        string
 	// AmbiguousRetries is RefreshState.AmbiguousRetries.
 	AmbiguousRetries int
 	UpdatedAt        time.Time

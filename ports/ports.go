@@ -59,7 +59,8 @@ type TokenRepository interface {
 // died. Its rule for "due" is domain.NextRefreshStep's StepRefresh.
 type RefreshQueue interface {
 	// ClaimDueRefreshes leases up to c.Limit rows for which
-	// domain.NextRefreshStep says StepRefresh, judged with c.Horizon as the
+	// domain.NextRefreshStep says StepRefresh, judged with each row's
+	// domain.EffectiveMargin(c.Horizon, c.LifetimeFraction, ...) as the
 	// margin, only c.Providers as refreshable, and the storage's clock:
 	// refresh token present and unexpired, no lease (live or lapsed), not
 	// in back-off, not needing re-authorization. Each claimed row carries
@@ -84,13 +85,18 @@ type RefreshClaim struct {
 	// Lease is how long the claimed rows stay leased.
 	Lease time.Duration
 	// Horizon: rows whose access token expires within it are due
-	// (domain.RefreshHorizon of the margin and the worker's lookahead).
+	// (domain.RefreshHorizon of the margin and the worker's lookahead),
+	// capped per row at LifetimeFraction of the token's lifetime
+	// (domain.EffectiveMargin).
 	Horizon time.Duration
 	// RevokesPreviousAccessToken: the providers revoke the previous access
 	// token on refresh, so a row whose last refresh had an unknown outcome
 	// (domain.CodeProviderOutcomeUnknown) is due once its back-off ends,
 	// whatever its expiry (domain.NextRefreshStep).
 	RevokesPreviousAccessToken bool
+	// LifetimeFraction caps Horizon per row (domain.EffectiveMargin); outside
+	// (0, 1), including 0, it caps nothing.
+	LifetimeFraction float64
 	// Limit is the most rows to claim.
 	Limit int
 }

@@ -55,6 +55,7 @@ type Repository struct {
 var (
 	_ ports.TokenRepository = (*Repository)(nil)
 	_ ports.RefreshQueue    = (*Repository)(nil)
+	_ ports.DatabaseClock   = (*Repository)(nil)
 )
 
 // New returns a Repository on pool. The caller owns the pool.
@@ -140,6 +141,7 @@ func (r *Repository) UpdateAuthTokens(ctx context.Context, user domain.UserID, p
 			RefreshToken:          next.RefreshToken,
 			AccessTokenExpiresAt:  expiryToDB(next.AccessExpiry),
 			RefreshTokenExpiresAt: expiryToDB(next.RefreshExpiry),
+			AccessTokenObtainedAt: optTime(next.AccessObtainedAt),
 			RefreshLeaseOwner:     optString(next.Refresh.LeaseOwner),
 			RefreshLeaseUntil:     optTime(next.Refresh.LeaseUntil),
 			ReauthRequired:        next.Refresh.ReauthRequired,
@@ -175,11 +177,12 @@ func (r *Repository) ClaimDueRefreshes(ctx context.Context, c ports.RefreshClaim
 	var rows []db.AuthToken
 	err := withConn(ctx, r.pool, func(conn db.DBTX) (err error) {
 		rows, err = r.q.ClaimDueRefreshes(ctx, conn, db.ClaimDueRefreshesParams{
-			Providers:      names,
-			Owner:          c.Owner,
-			LeaseSeconds:   c.Lease.Seconds(),
-			HorizonSeconds: c.Horizon.Seconds(),
-			MaxRows:        int32(min(max(c.Limit, 0), 10_000)),
+			Providers:        names,
+			Owner:            c.Owner,
+			LeaseSeconds:     c.Lease.Seconds(),
+			HorizonSeconds:   c.Horizon.Seconds(),
+			LifetimeFraction: c.LifetimeFraction,
+			MaxRows:          int32(min(max(c.Limit, 0), 10_000)),
 			// With the code passed in, it has one spelling.
 			RevokesPreviousAccessToken: c.RevokesPreviousAccessToken,
 			OutcomeUnknown:             domain.CodeProviderOutcomeUnknown,
@@ -209,6 +212,17 @@ func (r *Repository) MarkLapsedLeases(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("mark lapsed leases: %w", err)
 	}
 	return n, nil
+}
+
+// DatabaseNow implements ports.DatabaseClock.
+func (r *Repository) DatabaseNow(ctx context.Context) (time.Time, error) {
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	now, err := r.q.DatabaseNow(ctx, r.pool)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read the database's clock: %w", interpretError(err, noEffect))
+	}
+	return now, nil
 }
 
 // DeleteAuthTokens implements ports.TokenRepository.
@@ -243,6 +257,7 @@ func (r *Repository) ListProviders(ctx context.Context, user domain.UserID) ([]d
 			Provider:         domain.Provider(row.Provider),
 			AccessExpiry:     expiryFromDB(row.AccessTokenExpiresAt),
 			RefreshExpiry:    expiryFromDB(row.RefreshTokenExpiresAt),
+			AccessObtainedAt: deref(row.AccessTokenObtainedAt),
 			HasRefreshToken:  row.HasRefreshToken,
 			ReauthRequired:   row.ReauthRequired,
 			LastError:        deref(row.RefreshError),
@@ -310,18 +325,20 @@ func upsertParams(t domain.SealedAuthTokens) db.UpsertAuthTokensParams {
 		RefreshToken:          t.RefreshToken,
 		AccessTokenExpiresAt:  expiryToDB(t.AccessExpiry),
 		RefreshTokenExpiresAt: expiryToDB(t.RefreshExpiry),
+		AccessTokenObtainedAt: optTime(t.AccessObtainedAt),
 	}
 }
 
 func authTokensFromDB(row db.AuthToken) domain.SealedAuthTokens {
 	return domain.SealedAuthTokens{
-		User:          domain.UserID(row.UserID),
-		Provider:      domain.Provider(row.Provider),
-		KeyID:         domain.KeyID(row.KeyID),
-		AccessToken:   row.AccessToken,
-		RefreshToken:  row.RefreshToken,
-		AccessExpiry:  expiryFromDB(row.AccessTokenExpiresAt),
-		RefreshExpiry: expiryFromDB(row.RefreshTokenExpiresAt),
+		User:             domain.UserID(row.UserID),
+		Provider:         domain.Provider(row.Provider),
+		KeyID:            domain.KeyID(row.KeyID),
+		AccessToken:      row.AccessToken,
+		RefreshToken:     row.RefreshToken,
+		AccessExpiry:     expiryFromDB(row.AccessTokenExpiresAt),
+		RefreshExpiry:    expiryFromDB(row.RefreshTokenExpiresAt),
+		AccessObtainedAt: deref(row.AccessTokenObtainedAt),
 		Refresh: domain.RefreshState{
 			LeaseOwner:       deref(row.RefreshLeaseOwner),
 			LeaseUntil:       deref(row.RefreshLeaseUntil),

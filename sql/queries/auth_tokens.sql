@@ -5,10 +5,10 @@
 -- and cannot overwrite them (its fence fails).
 INSERT INTO auth_tokens (
     user_id, provider, key_id, access_token, refresh_token,
-    access_token_expires_at, refresh_token_expires_at
+    access_token_expires_at, refresh_token_expires_at, access_token_obtained_at
 ) VALUES (
     @user_id, @provider, @key_id, @access_token, @refresh_token,
-    @access_token_expires_at, @refresh_token_expires_at
+    @access_token_expires_at, @refresh_token_expires_at, @access_token_obtained_at
 )
 ON CONFLICT (user_id, provider) DO UPDATE SET
     key_id                   = EXCLUDED.key_id,
@@ -16,6 +16,7 @@ ON CONFLICT (user_id, provider) DO UPDATE SET
     refresh_token            = EXCLUDED.refresh_token,
     access_token_expires_at  = EXCLUDED.access_token_expires_at,
     refresh_token_expires_at = EXCLUDED.refresh_token_expires_at,
+    access_token_obtained_at = EXCLUDED.access_token_obtained_at,
     refresh_lease_owner      = NULL,
     refresh_lease_until      = NULL,
     reauth_required          = false,
@@ -45,6 +46,7 @@ UPDATE auth_tokens SET
     refresh_token            = @refresh_token,
     access_token_expires_at  = @access_token_expires_at,
     refresh_token_expires_at = @refresh_token_expires_at,
+    access_token_obtained_at = @access_token_obtained_at,
     refresh_lease_owner      = @refresh_lease_owner,
     refresh_lease_until      = @refresh_lease_until,
     reauth_required          = @reauth_required,
@@ -58,7 +60,7 @@ RETURNING version, created_at, updated_at;
 DELETE FROM auth_tokens WHERE user_id = @user_id AND provider = @provider;
 
 -- name: ListAuthTokenProviders :many
-SELECT provider, access_token_expires_at, refresh_token_expires_at,
+SELECT provider, access_token_expires_at, refresh_token_expires_at, access_token_obtained_at,
        (refresh_token IS NOT NULL)::boolean AS has_refresh_token, updated_at,
        reauth_required, refresh_error, ambiguous_retries
 FROM auth_tokens
@@ -67,23 +69,35 @@ ORDER BY provider;
 
 -- name: ClaimDueRefreshes :many
 -- Leases up to max_rows rows for which domain.NextRefreshStep (domain/policy.go)
--- says StepRefresh, with horizon as the margin and only the given providers
--- refreshable: this WHERE clause is that function's StepRefresh branch
--- written in SQL, and tests/storage checks on a table of rows that the two
--- agree. Keep them in step. now() (not clock_timestamp()) so the expiry
--- bound can use the partial index. SKIP LOCKED lets several instances claim
+-- says StepRefresh, with each row's effective margin (domain.EffectiveMargin
+-- of horizon, lifetime_fraction and the row's lifetime, domain/margin.go) as
+-- the margin and only the given providers refreshable: this WHERE clause is
+-- that function's StepRefresh branch written in SQL, and tests/storage checks
+-- on a table of rows that the two agree. Keep them in step. The effective
+-- margin: LEAST ignores the NULL of an unknown obtained_at or of a fraction
+-- outside (0, 1), leaving horizon; GREATEST makes a negative one 0. now()
+-- (not clock_timestamp()) so the first expiry bound (the effective margin is
+-- never above horizon) can use the partial index. float8mul(a, b) is a * b:
+-- sqlc v1.31 expands the first "*" of a query ending in RETURNING *. SKIP LOCKED lets several instances claim
 -- disjoint batches at once. Rows under any lease are left alone: a live one
 -- is someone's refresh, a lapsed one is MarkLapsedLeases's. For providers
 -- that revoke the previous access token (revokes_previous_access_token), a
 -- row whose last refresh had an unknown outcome (refresh_error is
 -- domain.CodeProviderOutcomeUnknown, passed in as outcome_unknown) is due
--- whatever its expiry; claiming it counts an ambiguous retry.
+-- whatever its expiry (outside the effective-margin bound); claiming it
+-- counts an ambiguous retry.
 WITH due AS (
     SELECT id FROM auth_tokens
     WHERE refresh_token IS NOT NULL
       AND NOT reauth_required
       AND provider = ANY(@providers::text[])
-      AND (access_token_expires_at <= now() + make_interval(secs => @horizon_seconds::float8)
+      AND ((access_token_expires_at <= now() + make_interval(secs => @horizon_seconds::float8)
+            AND access_token_expires_at <= now() + make_interval(secs => GREATEST(0, LEAST(
+                  @horizon_seconds::float8,
+                  CASE WHEN @lifetime_fraction::float8 > 0 AND @lifetime_fraction::float8 < 1
+                       THEN float8mul(@lifetime_fraction::float8,
+                            EXTRACT(EPOCH FROM access_token_expires_at - access_token_obtained_at)::float8)
+                  END))))
            OR (@revokes_previous_access_token::boolean AND refresh_error = @outcome_unknown::text))
       AND refresh_lease_owner IS NULL
       AND (next_refresh_at IS NULL OR next_refresh_at <= now())

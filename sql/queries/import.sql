@@ -5,10 +5,10 @@
 -- second run of the same import must change nothing): those return no row.
 INSERT INTO auth_tokens (
     user_id, provider, key_id, access_token, refresh_token,
-    access_token_expires_at, refresh_token_expires_at
+    access_token_expires_at, refresh_token_expires_at, access_token_obtained_at
 ) VALUES (
     @user_id, @provider, @key_id, @access_token, @refresh_token,
-    @access_token_expires_at, @refresh_token_expires_at
+    @access_token_expires_at, @refresh_token_expires_at, @access_token_obtained_at
 )
 ON CONFLICT (user_id, provider) DO NOTHING
 RETURNING id;

@@ -32,16 +32,17 @@ func TestHealthProbesNeedNoCredential(t *testing.T) {
 	tests := []struct {
 		path string
 		want string
+		keys []string
 	}{
-		{"/healthz", "ok"},
-		{"/readyz", "ready"},
+		{"/healthz", "ok", []string{"status"}},
+		{"/readyz", "ready", []string{"status", "database_clock_skew_seconds"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.path, func(t *testing.T) {
 			t.Parallel()
 			r := inst.forT(t).do("GET", tc.path, "", nil)
 			wantStatus(t, r, http.StatusOK)
-			m := objectKeys(t, r, "status")
+			m := objectKeys(t, r, tc.keys...)
 			if m["status"] != tc.want {
 				t.Fatalf("status = %v, want %q", m["status"], tc.want)
 			}
@@ -104,9 +105,9 @@ func TestPutTokens(t *testing.T) {
 		{"refresh token without expiry: never, null",
 			map[string]any{"expires_in": 3600}, true,
 			"valid", expiryWant{inSeconds: 3600}, expiryWant{null: true}},
-		{"inside the refresh margin: expiring",
+		{"short-lived, just obtained: valid (its margin is at most half its lifetime)",
 			map[string]any{"expires_in": 60}, true,
-			"expiring", expiryWant{inSeconds: 60}, expiryWant{null: true}},
+			"valid", expiryWant{inSeconds: 60}, expiryWant{null: true}},
 		{"past expiry with refresh token: expired",
 			map[string]any{"access_token_expires_at": "2001-01-01T00:00:00Z"}, true,
 			"expired", expiryWant{exact: "2001-01-01T00:00:00Z"}, expiryWant{null: true}},
@@ -353,8 +354,8 @@ func TestListProviders(t *testing.T) {
 			map[string]any{"state": "reauth_required", "access_token_expires_at": past, "refresh_token_expires_at": nil, "has_refresh_token": false}},
 		{"github", map[string]any{"access_token_expires_at": future, "refresh_token": "r1"},
 			map[string]any{"state": "valid", "access_token_expires_at": future, "refresh_token_expires_at": nil, "has_refresh_token": true}},
-		{"gitlab", map[string]any{"expires_in": 300, "refresh_token": "r2", "refresh_token_expires_at": future},
-			map[string]any{"state": "expiring", "refresh_token_expires_at": future, "has_refresh_token": true}},
+		{"gitlab", map[string]any{"expires_in": 300, "refresh_token": "r2", "refresh_token_expires_at": future}, // a fresh 5-minute token: outside its 2.5m margin
+			map[string]any{"state": "valid", "refresh_token_expires_at": future, "has_refresh_token": true}},
 		{"bitbucket", map[string]any{"access_token_expires_at": past, "refresh_token": "r3", "refresh_token_expires_at": future},
 			map[string]any{"state": "expired", "access_token_expires_at": past, "refresh_token_expires_at": future, "has_refresh_token": true}},
 		{"azure_devops", map[string]any{"access_token_expires_at": past, "refresh_token": "r4", "refresh_token_expires_at": past2},

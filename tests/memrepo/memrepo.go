@@ -204,8 +204,11 @@ func (r *Repository) UpdateAuthTokens(ctx context.Context, user domain.UserID, p
 }
 
 // ClaimDueRefreshes implements ports.RefreshQueue: the rows for which
-// domain.NextRefreshStep says StepRefresh, soonest expiry first, skipping
-// rows another unit of work holds.
+// domain.NextRefreshStep says StepRefresh with the row's effective margin
+// (domain.EffectiveMargin of c.Horizon and c.LifetimeFraction), no
+// lookahead (c.Horizon has it) and c.RevokesPreviousAccessToken, as the SQL
+// ClaimDueRefreshes computes it; soonest expiry first, skipping rows another
+// unit of work holds.
 func (r *Repository) ClaimDueRefreshes(ctx context.Context, c ports.RefreshClaim) ([]domain.SealedAuthTokens, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -214,7 +217,8 @@ func (r *Repository) ClaimDueRefreshes(ctx context.Context, c ports.RefreshClaim
 	now := r.clock()
 	var due []domain.SealedAuthTokens
 	for _, row := range r.auth {
-		v := row.RefreshView(c.Horizon, slices.Contains(c.Providers, row.Provider))
+		margin := domain.EffectiveMargin(c.Horizon, c.LifetimeFraction, row.AccessObtainedAt, row.AccessExpiry)
+		v := row.RefreshView(margin, slices.Contains(c.Providers, row.Provider))
 		v.RevokesPreviousAccessToken = c.RevokesPreviousAccessToken
 		if domain.NextRefreshStep(v, now) == domain.StepRefresh {
 			due = append(due, row)
@@ -323,6 +327,7 @@ func (r *Repository) ListProviders(ctx context.Context, user domain.UserID) ([]d
 			Provider:         row.Provider,
 			AccessExpiry:     row.AccessExpiry,
 			RefreshExpiry:    row.RefreshExpiry,
+			AccessObtainedAt: row.AccessObtainedAt,
 			HasRefreshToken:  row.RefreshToken != nil,
 			ReauthRequired:   row.Refresh.ReauthRequired,
 			LastError:        row.Refresh.LastError,

@@ -135,7 +135,7 @@ func TestSecondInstanceSeesTheFirstRefresh(t *testing.T) {
 	for i, expiresIn := range []int64{0, 60} { // expired, then inside the margin
 		user := fmt.Sprintf("double-check-%d", i)
 		g := c.fake.NewGrant()
-		c.putGrant(t, user, g, expiresIn)
+		c.putAged(t, user, g, expiresIn)
 
 		first := a.get(t, user)
 		wantToken(t, "GET on A", first, c.fake.Access(g.id))

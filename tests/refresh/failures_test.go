@@ -69,7 +69,7 @@ func TestTransientFailure(t *testing.T) {
 	const user = "flaky-user"
 	g := c.fake.NewGrant()
 	c.fake.Set(g.id, func(b *behavior) { b.mode = mode429 })
-	c.putGrant(t, user, g, 60) // inside the margin, not expired
+	c.putAged(t, user, g, 60) // inside the margin, not expired
 
 	wantToken(t, "GET while the old token is valid", in.get(t, user), g.access)
 	if n := c.fake.Calls(g.id); n != 1 {
@@ -154,7 +154,7 @@ func TestInvalidClientBacksOff(t *testing.T) {
 	const user = "misconfigured-user"
 	g := c.fake.NewGrant()
 	c.fake.Set(g.id, func(b *behavior) { b.mode = modeInvalidClient; b.echoSecrets = true })
-	c.putGrant(t, user, g, 60)
+	c.putAged(t, user, g, 60)
 
 	wantToken(t, "GET while the old token is valid", in.get(t, user), g.access)
 	calls := c.fake.Calls(g.id)

@@ -57,6 +57,9 @@ type options struct {
 	// (revokes_previous_access_token: false), so the worker's lookahead
 	// applies. By default the fake revokes it, as GitLab and Hydra do.
 	keepsAccess bool
+	// clockAhead sets each instance's clock this far ahead of the system's
+	// (negative: behind), which the database keeps: a skewed clock.
+	clockAhead time.Duration
 	// kind, name and authStyle of the fake's provider entry (oauth2, gitlab, auto).
 	kind      oauth.Kind
 	name      domain.Provider
@@ -153,6 +156,9 @@ func newCluster(t *testing.T, o options) *cluster {
 			}
 			cfg.OAuth = oauth.Config{Providers: []oauth.ProviderConfig{pc}}
 			cfg.App = app.Config{RefreshMargin: o.margin, ProviderMargins: o.providerMargins, Refresh: o.refresh}
+			if o.clockAhead != 0 {
+				cfg.App.Now = func() time.Time { return time.Now().Add(o.clockAhead) }
+			}
 			cfg.Worker = o.worker
 		},
 	})
@@ -473,10 +479,14 @@ func (c *cluster) expireNow(t testing.TB, user string) {
 		user, string(c.provider))
 }
 
-// expireIn makes user's access token expire in d (inside the margin, not expired).
+// expireIn makes user's access token expire in d (inside the margin, not
+// expired), its lifetime unknown (as in a row stored before tokenstore
+// recorded when tokens were obtained), so the configured margin applies
+// uncapped.
 func (c *cluster) expireIn(t testing.TB, user string, d time.Duration) {
 	t.Helper()
-	c.exec(t, `UPDATE auth_tokens SET access_token_expires_at = clock_timestamp() + make_interval(secs => $3)
+	c.exec(t, `UPDATE auth_tokens SET access_token_expires_at = clock_timestamp() + make_interval(secs => $3),
+		access_token_obtained_at = NULL
 		WHERE user_id = $1 AND provider = $2`, user, string(c.provider), d.Seconds())
 }
 

@@ -36,7 +36,7 @@ func TestWorkerNotStarvedByRowsItCannotRefresh(t *testing.T) {
 	}
 	const user = "starved-user"
 	g := c.fake.NewGrant()
-	c.putGrant(t, user, g, dueIn)
+	c.putAged(t, user, g, dueIn)
 
 	for scan := range 3 {
 		n, err := in.worker.RunOnce(context.Background())
@@ -158,7 +158,7 @@ func TestWorkerLeasesOnlyWhatItStarts(t *testing.T) {
 	})
 	in := c.instances[0]
 	for i := range 5 {
-		c.putGrant(t, fmt.Sprintf("batch-user-%d", i), c.fake.NewGrant(), dueIn+int64(i))
+		c.putAged(t, fmt.Sprintf("batch-user-%d", i), c.fake.NewGrant(), dueIn+int64(i))
 	}
 	c.fake.SetHook(func(hookCall) { time.Sleep(200 * time.Millisecond) }) // slow but healthy
 
@@ -211,23 +211,5 @@ func TestWorkerSweepsLapsedLeases(t *testing.T) {
 	}
 	if st := in.status(t, user); st.State != "reauth_required" {
 		t.Errorf("listing state %q, want reauth_required", st.State)
-	}
-}
-
-// TestWarnsWhenTokensLiveLessThanTheMargin: with the global 15-minute margin
-// and 5-minute tokens every read refreshes; the log says so and names the
-// setting that fixes it.
-func TestWarnsWhenTokensLiveLessThanTheMargin(t *testing.T) {
-	t.Parallel()
-	c := newCluster(t, options{})
-	c.fake.SetDefaults(func(b *behavior) { b.expiresIn = 300 })
-	in := c.instances[0]
-	const user = "keycloak-like-user"
-	c.putGrant(t, user, c.fake.NewGrant(), 0)
-	if r := in.get(t, user); r.status != http.StatusOK {
-		t.Fatalf("GET: %s", r)
-	}
-	if logs := in.logs.String(); !strings.Contains(logs, "set refresh_margin in this provider's entry") {
-		t.Errorf("no warning about a margin longer than the token lifetime in the log")
 	}
 }

@@ -97,7 +97,7 @@ func TestCommitFailureAfterProviderSuccess(t *testing.T) {
 	})
 	const user = "commit-fails-user"
 	g := c.fake.NewGrant()
-	c.putGrant(t, user, g, 60) // inside the margin, still valid
+	c.putAged(t, user, g, 60) // inside the margin, still valid
 
 	var blocked atomic.Bool
 	c.fake.SetHook(func(call hookCall) {

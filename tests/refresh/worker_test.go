@@ -13,7 +13,9 @@ import (
 // dueIn is an access token lifetime outside the default 15m margin but
 // inside margin + the 2m lookahead: due for the proactive refresher only,
 // for a provider that keeps the previous access token (options.keepsAccess):
-// for one that revokes it, the lookahead does not apply.
+// for one that revokes it, the lookahead does not apply; and only when
+// stored long ago (putAged: a fresh token's margin is at most half its
+// lifetime).
 const dueIn = 16 * 60
 
 // TestWorkerRunOnceAcrossInstances: two instances scanning at the same
@@ -27,7 +29,7 @@ func TestWorkerRunOnceAcrossInstances(t *testing.T) {
 	for i := range due {
 		user := fmt.Sprintf("due-user-%d", i)
 		grants[user] = c.fake.NewGrant()
-		c.putGrant(t, user, grants[user], dueIn)
+		c.putAged(t, user, grants[user], dueIn)
 	}
 	notDue := c.fake.NewGrant()
 	c.putGrant(t, "not-due-user", notDue, 3600)
@@ -96,7 +98,7 @@ func TestWorkerStartedByTheApp(t *testing.T) {
 	in := c.instances[0]
 	const user = "worker-user"
 	g := c.fake.NewGrant()
-	c.putGrant(t, user, g, dueIn)
+	c.putAged(t, user, g, dueIn)
 
 	eventually(t, 20*time.Second, "the background refresh", func() (bool, string) {
 		row := c.row(t, user)
@@ -127,7 +129,7 @@ func TestWorkerClaimIsExclusive(t *testing.T) {
 	a, b := c.instances[0], c.instances[1]
 	const user = "claimed-user"
 	g := c.fake.NewGrant()
-	c.putGrant(t, user, g, dueIn)
+	c.putAged(t, user, g, dueIn)
 
 	entered, proceed := make(chan struct{}), make(chan struct{})
 	var once, release sync.Once

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
+	"github.com/tokenstore/tokenstore/app"
 )
 
 // noticeEvery is how often, at most, a failing log stream is reported on
@@ -94,22 +95,29 @@ func ignoreBrokenPipes() { signal.Ignore(syscall.SIGPIPE) }
 // because a log collector is gone would turn a logging problem into an
 // outage), but the answer says so.
 type readiness struct {
-	db   httpapi.Checker
-	logs *LogStream // nil when the logs go to a test's buffer
+	db    httpapi.Checker
+	logs  *LogStream // nil when the logs go to a test's buffer
+	clock *app.Clock // nil in tests that build a readiness without one
 }
 
 var _ httpapi.ReadinessDetails = readiness{}
 
 func (r readiness) Check(ctx context.Context) error { return r.db.Check(ctx) }
 
-// Details reports the log stream's failures, if any.
+// Details reports the log stream's failures, if any, and the database
+// clock's skew once measured.
 func (r readiness) Details() map[string]any {
+	d := map[string]any{}
+	if r.clock != nil {
+		if skew, ok := r.clock.Skew(); ok {
+			d["database_clock_skew_seconds"] = skew.Round(time.Millisecond).Seconds()
+		}
+	}
 	if r.logs == nil {
-		return nil
+		return d
 	}
-	n, last := r.logs.Failures()
-	if n == 0 {
-		return nil
+	if n, last := r.logs.Failures(); n > 0 {
+		d["log_write_failures"], d["log_last_error"] = n, last
 	}
-	return map[string]any{"log_write_failures": n, "log_last_error": last}
+	return d
 }

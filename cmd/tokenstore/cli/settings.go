@@ -82,6 +82,7 @@ func (c *Config) settings() []setting {
 			"; providers (declared names) and user_prefix (such as tenant-a/) limit what the caller may touch, every provider and user when left out; client_cert_identity (a URI or DNS SAN) requires that client certificate too"},
 		{key: "providers", to: &c.OAuth, help: "list of providers to refresh: " + oauth.ProviderSettingsHelp()},
 		{key: "refresh.margin", to: &c.App.RefreshMargin, help: "refresh access tokens expiring within this margin", def: domain.DefaultRefreshMargin},
+		{key: "refresh.lifetime_fraction", to: &c.App.LifetimeFraction, help: "cap every refresh margin at this fraction of each access token's lifetime, so tokens living less than the margin are not refreshed at every read: a number between 0 and 1, exclusive", def: domain.DefaultLifetimeFraction},
 		{key: "refresh.wait_timeout", to: &c.App.Refresh.WaitTimeout, help: "how long a read waits for a refresh before answering 503 unavailable", def: app.DefaultRefreshWaitTimeout},
 		{key: "refresh.lease", to: &c.App.Refresh.Lease, help: "how long a refresh may take before it counts as interrupted; must exceed every provider timeout", def: app.DefaultRefreshLease},
 		{key: "refresh.retry_after", to: &c.App.Refresh.RetryAfter, help: "back-off after a transient provider failure", def: app.DefaultRefreshRetryAfter},
@@ -281,6 +282,11 @@ func (s setting) set(n *yaml.Node, where string, getenv func(string) string) (er
 	case *time.Duration: // such as 5s or 15m; empty is zero
 		if *p, err = time.ParseDuration(cmp.Or(n.Value, "0")); err != nil || *p < 0 {
 			err = fmt.Errorf("%q is not a duration such as 5s or 15m", n.Value)
+		}
+	case *float64: // a fraction such as 0.5
+		v, perr := strconv.ParseFloat(n.Value, 64)
+		if *p = v; perr != nil || !(v > 0 && v < 1) {
+			err = fmt.Errorf("%q is not a number between 0 and 1 (exclusive) such as 0.5", n.Value)
 		}
 	case *int:
 		err = count(n.Value, s.max, p)

@@ -46,12 +46,17 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 		// refreshes nothing), the token service and the proactive worker.
 		fx.Provide(
 			fx.Annotate(fernet.NewKeyringFromConfig, fx.As(new(ports.TokenCrypter))),
-			fx.Annotate(postgres.New, fx.As(new(ports.TokenRepository)), fx.As(new(ports.RefreshQueue))),
+			fx.Annotate(postgres.New, fx.As(new(ports.TokenRepository)), fx.As(new(ports.RefreshQueue)), fx.As(new(ports.DatabaseClock))),
 			fx.Annotate(oauth.NewFromConfig, fx.As(new(ports.TokenRefresher))),
 			fx.Annotate(app.NewTokenService, fx.As(fx.Self()), fx.As(new(httpapi.TokenService))),
 			(*app.TokenService).Refreshes,
+			(*app.TokenService).Clock,
+			app.NewSkewMonitor,
 			app.NewRefreshWorker,
 		),
+		// The database's clock against this instance's: measured before
+		// anything is served, then every minute.
+		fx.Invoke(runSkewMonitor),
 		fx.Invoke(runWorker),
 		// Stopping waits for refreshes in flight, before the pool closes.
 		fx.Invoke(drainOnStop),
@@ -106,6 +111,11 @@ func migrateOnStart(lc fx.Lifecycle, pool *pgxpool.Pool, log *slog.Logger) {
 	}))
 }
 
+// runSkewMonitor measures the clock skew for the application's life.
+func runSkewMonitor(lc fx.Lifecycle, m *app.SkewMonitor) {
+	lc.Append(fx.StartStopHook(m.Start, m.Stop))
+}
+
 // runWorker refreshes tokens ahead of expiry for the application's life.
 func runWorker(lc fx.Lifecycle, w *app.RefreshWorker) {
 	lc.Append(fx.StartStopHook(w.Start, w.Stop))
@@ -134,11 +144,14 @@ func serveHTTP(lc fx.Lifecycle, s *httpapi.Server, cfg httpapi.Config) {
 // tests that log to a buffer do not.
 type readinessIn struct {
 	fx.In
-	DB   *postgres.Health
-	Logs *LogStream `optional:"true"`
+	DB    *postgres.Health
+	Clock *app.Clock
+	Logs  *LogStream `optional:"true"`
 }
 
-func newReadiness(in readinessIn) httpapi.Checker { return readiness{db: in.DB, logs: in.Logs} }
+func newReadiness(in readinessIn) httpapi.Checker {
+	return readiness{db: in.DB, logs: in.Logs, clock: in.Clock}
+}
 
 // withLogStream gives the graph the server's log stream, for /readyz.
 func withLogStream(s *LogStream) fx.Option { return fx.Supply(s) }
