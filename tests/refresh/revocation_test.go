@@ -120,7 +120,7 @@ func TestRevokingNoOldTokenDuringARefresh(t *testing.T) {
 	c := newCluster(t, options{instances: 3, maxConns: 8, refresh: lease(10*time.Second, 8*time.Second)})
 	const user = "revoking-user"
 	g := c.fake.NewGrant()
-	c.putGrant(t, user, g, 60) // valid, inside the margin: the next read refreshes
+	c.putAged(t, user, g, 60) // valid, inside the margin: the next read refreshes
 
 	entered, unblock := holdProvider(t, c, g.id)
 	first := make(chan result, 1)
@@ -203,7 +203,7 @@ func TestRevokingLeaseHolderStopped(t *testing.T) {
 	c := newCluster(t, options{instances: 3, refresh: lease(10*time.Second, 8*time.Second)})
 	const user = "stopped-holder"
 	g := c.fake.NewGrant()
-	c.putGrant(t, user, g, 60)
+	c.putAged(t, user, g, 60) // valid, inside the margin: the holder's read refreshes
 
 	entered, unblock := holdProvider(t, c, g.id)
 	holder := c.instances[0]
@@ -312,7 +312,7 @@ func TestRevokingLostAnswer(t *testing.T) {
 			const user = "lost-answer"
 			g := c.fake.NewGrant()
 			c.fake.Set(g.id, func(b *behavior) { b.mode = tc.mode })
-			c.putGrant(t, user, g, 600) // valid, inside the margin
+			c.putAged(t, user, g, 600) // valid, inside the margin
 
 			stop := make(chan struct{})
 			wait := hammer(c.instances, user, 3, stop)
