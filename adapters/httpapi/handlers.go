@@ -120,7 +120,9 @@ func (a *api) serve(perm Permission, h handlerFunc) http.Handler {
 			err = noQuery(r)
 		}
 		if err == nil {
-			err = h(w, r)
+			// Who asks, for the audit events of the work done for them.
+			ctx := app.WithActor(r.Context(), app.Actor{Caller: callerName(callerFrom(r.Context())), RequestID: requestIDFrom(r.Context())})
+			err = h(w, r.WithContext(ctx))
 		}
 		if err != nil {
 			a.writeError(w, r, err)

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -28,10 +29,42 @@ func (r *Repository) RecordAuditEvents(ctx context.Context, events []domain.Audi
 	defer cancel()
 	return withConn(ctx, r.pool, func(conn db.DBTX) error {
 		if _, err := r.q.InsertAuditEvents(ctx, conn, auditParams(events)); err != nil {
-			return fmt.Errorf("record %d audit events: %w", len(events), interpretError(err, mayHaveApplied))
+			return fmt.Errorf("record %d audit events: %w", len(events), auditStoreError(err, mayHaveApplied))
 		}
 		return nil
 	})
+}
+
+// writeWithEvents runs one write: alone, as one statement that commits by
+// itself (write runs with mayHaveApplied), when there are no events; with
+// them, in one transaction that also inserts the events (write runs with
+// noEffect: only COMMIT may leave the outcome unknown), so the write and its
+// audit events commit together or not at all.
+func (r *Repository) writeWithEvents(ctx context.Context, events []domain.AuditEvent, write func(conn db.DBTX, e effect) error) error {
+	if len(events) == 0 {
+		return withConn(ctx, r.pool, func(conn db.DBTX) error { return write(conn, mayHaveApplied) })
+	}
+	return withTx(ctx, r.pool, func(tx pgx.Tx) error {
+		if err := write(tx, noEffect); err != nil {
+			return err
+		}
+		if _, err := r.q.InsertAuditEvents(ctx, tx, auditParams(events)); err != nil {
+			return fmt.Errorf("record audit event: %w", auditStoreError(err, noEffect))
+		}
+		return nil
+	})
+}
+
+// auditStoreError interprets a failed audit insert: whatever the database
+// said (a lost connection, a revoked privilege, a trigger refusing), the
+// audit store is unavailable, so what needed the event fails as
+// domain.ErrStorageUnavailable (503), never as the caller's fault.
+func auditStoreError(err error, e effect) error {
+	err = interpretError(err, e)
+	if errors.Is(err, domain.ErrStorageUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: the audit store refused the event: %w", domain.ErrStorageUnavailable, err)
 }
 
 func auditParams(events []domain.AuditEvent) db.InsertAuditEventsParams {

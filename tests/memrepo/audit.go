@@ -2,6 +2,7 @@ package memrepo
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -49,10 +50,19 @@ func (l *AuditLog) RecordAuditEvents(ctx context.Context, events []domain.AuditE
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	return l.record(events)
+}
+
+// record stores events, all or none (the log failing: none, and an error
+// wrapping domain.ErrStorageUnavailable, as the PostgreSQL adapter's).
+func (l *AuditLog) record(events []domain.AuditEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.fail != nil {
-		return l.fail
+		return fmt.Errorf("%w: the audit store refused the event: %w", domain.ErrStorageUnavailable, l.fail)
 	}
 	for _, e := range events {
 		e.Time = time.Now()

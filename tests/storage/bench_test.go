@@ -32,7 +32,7 @@ func BenchmarkReadPath(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	svc := app.NewTokenService(app.Config{Providers: []domain.Provider{domain.ProviderGitLab}}, nil, ring, repo, app.NoRefresher{})
+	svc := app.NewTokenService(app.Config{Providers: []domain.Provider{domain.ProviderGitLab}}, nil, ring, repo, app.NoRefresher{}, nil)
 	if _, err := svc.PutAuthTokens(ctx, domain.AuthTokens{
 		User: "bench", Provider: domain.ProviderGitLab,
 		AccessToken:  domain.NewSecret("glpat-benchmark-access-token-0123456789"),

@@ -34,7 +34,7 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 		// Configuration and logger.
 		fx.WithLogger(fxLogger(log)),
 		fx.Supply(log, cfg.Database, cfg.Keys, cfg.OAuth, cfg.App, cfg.Worker, cfg.HTTP, cfg.Callers,
-			cfg.Database.Options()),
+			cfg.Database.Options(), app.AuditConfig{Mode: app.AuditMode(cfg.Audit.Mode), Instance: cfg.App.Refresh.Instance}),
 
 		// The database pool: pinged on start, closed last on stop.
 		fx.Provide(postgres.NewPool),
@@ -46,7 +46,9 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 		// refreshes nothing), the token service and the proactive worker.
 		fx.Provide(
 			fx.Annotate(fernet.NewKeyringFromConfig, fx.As(new(ports.TokenCrypter))),
-			fx.Annotate(postgres.New, fx.As(new(ports.TokenRepository)), fx.As(new(ports.RefreshQueue)), fx.As(new(ports.DatabaseClock))),
+			fx.Annotate(postgres.New, fx.As(new(ports.TokenRepository)), fx.As(new(ports.RefreshQueue)), fx.As(new(ports.DatabaseClock)),
+				fx.As(new(ports.AuditRecorder))),
+			app.NewAuditor,
 			fx.Annotate(oauth.NewFromConfig, fx.As(new(ports.TokenRefresher))),
 			fx.Annotate(app.NewTokenService, fx.As(fx.Self()), fx.As(new(httpapi.TokenService))),
 			(*app.TokenService).Refreshes,
@@ -60,6 +62,9 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 		fx.Invoke(runWorker),
 		// Stopping waits for refreshes in flight, before the pool closes.
 		fx.Invoke(drainOnStop),
+		// The audit batcher stops after the server (no read waits for it
+		// any more) and before the pool closes.
+		fx.Invoke(stopAuditor),
 
 		// The HTTP API: listens on start (a busy port fails start-up), stops
 		// first on shutdown.
@@ -127,6 +132,11 @@ func drainOnStop(lc fx.Lifecycle, s *app.RefreshCoordinator) {
 	lc.Append(fx.StopHook(s.Drain))
 }
 
+// stopAuditor writes the audit events still queued at shutdown.
+func stopAuditor(lc fx.Lifecycle, a *app.Auditor) {
+	lc.Append(fx.StopHook(a.Stop))
+}
+
 // serveHTTP binds the port on start and serves in the background. A port
 // that cannot be bound fails start-up with one line naming the setting.
 func serveHTTP(lc fx.Lifecycle, s *httpapi.Server, cfg httpapi.Config) {
@@ -146,11 +156,12 @@ type readinessIn struct {
 	fx.In
 	DB    *postgres.Health
 	Clock *app.Clock
+	Audit *app.Auditor
 	Logs  *LogStream `optional:"true"`
 }
 
 func newReadiness(in readinessIn) httpapi.Checker {
-	return readiness{db: in.DB, logs: in.Logs, clock: in.Clock}
+	return readiness{db: in.DB, logs: in.Logs, clock: in.Clock, audit: in.Audit}
 }
 
 // withLogStream gives the graph the server's log stream, for /readyz.
