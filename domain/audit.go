@@ -15,6 +15,12 @@ const (
 	AuditDeleteOfflineToken AuditAction = "delete_offline_token"
 )
 
+// AuditActions lists every action, for checking a filter.
+func AuditActions() []AuditAction {
+	return []AuditAction{AuditReadAccessToken, AuditReadOfflineToken, AuditPutTokens, AuditDeleteTokens,
+		AuditPutOfflineToken, AuditDeleteOfflineToken}
+}
+
 // AuditEvent is one audit record: who (Caller, on Instance) did what
 // (Action) to whose token (User, Provider), and how it ended (Status, an
 // HTTP status, and Code, the problem code or ""). It never holds token
