@@ -47,8 +47,11 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 		fx.Provide(
 			fx.Annotate(fernet.NewKeyringFromConfig, fx.As(new(ports.TokenCrypter))),
 			fx.Annotate(postgres.New, fx.As(new(ports.TokenRepository)), fx.As(new(ports.RefreshQueue)), fx.As(new(ports.DatabaseClock)),
-				fx.As(new(ports.AuditRecorder))),
+				fx.As(new(ports.AuditRecorder)), fx.As(new(ports.AuditRetention))),
 			app.NewAuditor,
+			func(log *slog.Logger, store ports.AuditRetention) *app.AuditRetention {
+				return app.NewAuditRetention(cfg.Audit.Retention, log, store)
+			},
 			fx.Annotate(oauth.NewFromConfig, fx.As(new(ports.TokenRefresher))),
 			fx.Annotate(app.NewTokenService, fx.As(fx.Self()), fx.As(new(httpapi.TokenService))),
 			(*app.TokenService).Refreshes,
@@ -60,6 +63,8 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 		// anything is served, then every minute.
 		fx.Invoke(runSkewMonitor),
 		fx.Invoke(runWorker),
+		// Audit events older than audit.retention leave in small batches.
+		fx.Invoke(runAuditRetention),
 		// Stopping waits for refreshes in flight, before the pool closes.
 		fx.Invoke(drainOnStop),
 		// The audit batcher stops after the server (no read waits for it
@@ -124,6 +129,11 @@ func runSkewMonitor(lc fx.Lifecycle, m *app.SkewMonitor) {
 // runWorker refreshes tokens ahead of expiry for the application's life.
 func runWorker(lc fx.Lifecycle, w *app.RefreshWorker) {
 	lc.Append(fx.StartStopHook(w.Start, w.Stop))
+}
+
+// runAuditRetention removes old audit events for the application's life.
+func runAuditRetention(lc fx.Lifecycle, r *app.AuditRetention) {
+	lc.Append(fx.StartStopHook(r.Start, r.Stop))
 }
 
 // drainOnStop makes shutdown wait for refreshes started by reads, so they
