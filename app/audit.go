@@ -148,16 +148,12 @@ func (a *Auditor) handout(ctx context.Context, action domain.AuditAction, user d
 	if a.Mode() == AuditOff {
 		return nil
 	}
-	a.start.Do(func() { go a.run() })
 	req := auditRequest{event: a.event(ctx, action, user, provider, 200), done: make(chan error, 1)}
 	if a.mode == AuditBestEffort {
-		select {
-		case a.reqs <- req:
-		default:
-			a.noteFailure(1, errors.New("the audit queue is full"))
-		}
+		a.enqueue(req.event)
 		return nil
 	}
+	a.start.Do(func() { go a.run() })
 	select {
 	case a.reqs <- req:
 	case <-a.quit:
@@ -196,12 +192,32 @@ func (a *Auditor) afterWrite(ctx context.Context, action domain.AuditAction, use
 	if a.Mode() != AuditBestEffort {
 		return
 	}
+	a.enqueue(a.event(ctx, action, user, provider, status))
+}
+
+// enqueue queues e for the batcher without waiting for it; a full queue
+// loses it (counted and logged).
+func (a *Auditor) enqueue(e domain.AuditEvent) {
 	a.start.Do(func() { go a.run() })
 	select {
-	case a.reqs <- auditRequest{event: a.event(ctx, action, user, provider, status), done: make(chan error, 1)}:
+	case a.reqs <- auditRequest{event: e, done: make(chan error, 1)}:
 	default:
 		a.noteFailure(1, errors.New("the audit queue is full"))
 	}
+}
+
+// RecordRefusal records a request refused at the edge (a 401 credential,
+// a 403 permission or scope), in every mode but off. It is queued, never
+// waited for: a refusal hands nothing out, and a flood of bad credentials
+// must not queue requests behind the audit store (a full queue loses
+// events, counted on /readyz).
+func (a *Auditor) RecordRefusal(ctx context.Context, action domain.AuditAction, user domain.UserID, provider domain.Provider, status int, code string) {
+	if a.Mode() == AuditOff {
+		return
+	}
+	e := a.event(ctx, action, user, provider, status)
+	e.Code = code
+	a.enqueue(e)
 }
 
 // run is the batcher: it takes the first waiting event, gathers what else

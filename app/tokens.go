@@ -79,6 +79,12 @@ func NewTokenService(cfg Config, log *slog.Logger, crypter ports.TokenCrypter, r
 // their skew.
 func (s *TokenService) Clock() *Clock { return s.clock }
 
+// RecordRefusal records a request the API refused before it reached the
+// service (401, 403): see Auditor.RecordRefusal.
+func (s *TokenService) RecordRefusal(ctx context.Context, action domain.AuditAction, user domain.UserID, provider domain.Provider, status int, code string) {
+	s.audit.RecordRefusal(ctx, action, user, provider, status, code)
+}
+
 // Refreshes is the service's refresh protocol, for the proactive worker and
 // for draining refreshes in flight at shutdown.
 func (s *TokenService) Refreshes() *RefreshCoordinator { return s.refreshes }

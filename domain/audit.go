@@ -13,12 +13,17 @@ const (
 	AuditDeleteTokens       AuditAction = "delete_tokens"
 	AuditPutOfflineToken    AuditAction = "put_offline_token"
 	AuditDeleteOfflineToken AuditAction = "delete_offline_token"
+	// AuditListProviders: listing a user's providers (recorded when refused).
+	AuditListProviders AuditAction = "list_providers"
+	// AuditAuthenticate: a request under /v1 whose credential (or client
+	// certificate) was refused, before its route is known.
+	AuditAuthenticate AuditAction = "authenticate"
 )
 
 // AuditActions lists every action, for checking a filter.
 func AuditActions() []AuditAction {
 	return []AuditAction{AuditReadAccessToken, AuditReadOfflineToken, AuditPutTokens, AuditDeleteTokens,
-		AuditPutOfflineToken, AuditDeleteOfflineToken}
+		AuditPutOfflineToken, AuditDeleteOfflineToken, AuditListProviders, AuditAuthenticate}
 }
 
 // AuditEvent is one audit record: who (Caller, on Instance) did what

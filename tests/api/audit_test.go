@@ -8,9 +8,12 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 )
 
 type auditRow struct {
@@ -138,4 +141,48 @@ func TestAuditStoreDownFailsClosed(t *testing.T) {
 	if err := json.Unmarshal(r.body, &ready); err != nil || ready["audit_failing"] != false {
 		t.Errorf("/readyz after recovery: %s", r.body)
 	}
+}
+
+// wantAuditEvent waits for the audit event of the exchange r (by its
+// request id; refusals are queued, not waited for) and checks it records
+// caller, action, user, provider and r's outcome (status, and the problem
+// code of an error).
+func (inst *instance) wantAuditEvent(t *testing.T, r response, caller, action, user, provider string) {
+	t.Helper()
+	id := r.Header.Get("X-Request-Id")
+	if id == "" {
+		t.Fatal("answer without X-Request-Id")
+	}
+	var got auditRow
+	eventually(t, "the audit event of request "+id, func() (bool, error) {
+		err := inst.pool.QueryRow(context.Background(),
+			`SELECT caller, action, user_id, provider, status, code, request_id FROM audit_events WHERE request_id = $1`, id).
+			Scan(&got.Caller, &got.Action, &got.User, &got.Provider, &got.Status, &got.Code, &got.RequestID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false, nil
+		}
+		return err == nil, err
+	})
+	want := auditRow{Caller: caller, Action: action, User: user, Provider: provider, Status: r.StatusCode, RequestID: id}
+	if r.StatusCode >= 400 {
+		var p struct{ Code string }
+		if err := json.Unmarshal(r.body, &p); err != nil {
+			t.Fatal(err)
+		}
+		want.Code = p.Code
+	}
+	if got != want {
+		t.Errorf("audit event %+v, want %+v", got, want)
+	}
+}
+
+// routeActions is the audit action of each /v1 route.
+var routeActions = map[string]string{
+	"PUT /v1/users/{user}/providers/{provider}/tokens":    "put_tokens",
+	"GET /v1/users/{user}/providers/{provider}/tokens":    "read_access_token",
+	"DELETE /v1/users/{user}/providers/{provider}/tokens": "delete_tokens",
+	"GET /v1/users/{user}/providers":                      "list_providers",
+	"PUT /v1/users/{user}/offline-token":                  "put_offline_token",
+	"GET /v1/users/{user}/offline-token":                  "read_offline_token",
+	"DELETE /v1/users/{user}/offline-token":               "delete_offline_token",
 }
