@@ -19,11 +19,9 @@ import (
 // database round trip.
 const readPathTarget = 1.5
 
-// BenchmarkReadPath compares TokenService.GetAccessToken with the bare
-// repository read it is built on, as a ratio (x-repo), so the figure means
-// the same on a fast laptop and on a shared 2-core CI machine.
-func BenchmarkReadPath(b *testing.B) {
-	ctx := context.Background()
+// benchStore is a repository on a fresh database and a keyring of one
+// fresh key.
+func benchStore(b *testing.B) (*postgres.Repository, *fernet.Keyring) {
 	repo := postgres.New(testdb.New(b), postgres.Options{})
 	key, err := fernet.GenerateKey()
 	if err != nil {
@@ -33,6 +31,15 @@ func BenchmarkReadPath(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	return repo, ring
+}
+
+// BenchmarkReadPath compares TokenService.GetAccessToken with the bare
+// repository read it is built on, as a ratio (x-repo), so the figure means
+// the same on a fast laptop and on a shared 2-core CI machine.
+func BenchmarkReadPath(b *testing.B) {
+	ctx := context.Background()
+	repo, ring := benchStore(b)
 	svc := app.NewTokenService(app.Config{Providers: []domain.Provider{domain.ProviderGitLab}}, nil, ring, repo, app.NoRefresher{}, nil)
 	if _, err := svc.PutAuthTokens(ctx, domain.AuthTokens{
 		User: "bench", Provider: domain.ProviderGitLab,
@@ -83,15 +90,7 @@ const auditedReadsTarget = 0.8
 // with one insert per batch, which is what keeps the ratio up.
 func BenchmarkAuditedReads(b *testing.B) {
 	ctx := context.Background()
-	repo := postgres.New(testdb.New(b), postgres.Options{})
-	key, err := fernet.GenerateKey()
-	if err != nil {
-		b.Fatal(err)
-	}
-	ring, err := fernet.NewKeyring(key)
-	if err != nil {
-		b.Fatal(err)
-	}
+	repo, ring := benchStore(b)
 	cfg := app.Config{Providers: []domain.Provider{domain.ProviderGitLab}}
 	auditor := app.NewAuditor(app.AuditConfig{Mode: app.AuditFailClosed, Instance: "bench"}, nil, repo)
 	b.Cleanup(func() { _ = auditor.Stop(context.Background()) })
