@@ -43,7 +43,7 @@ func TestPutRefusesUndeclaredProvider(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			repo := memrepo.New()
-			svc := app.NewTokenService(app.Config{Providers: tc.declared}, nil, newKeyring(t), repo, app.NoRefresher{})
+			svc := app.NewTokenService(app.Config{Providers: tc.declared}, nil, newKeyring(t), repo, app.NoRefresher{}, nil)
 			_, err := svc.PutAuthTokens(ctx, tc.put)
 			var ve *domain.ValidationError
 			if !errors.As(err, &ve) || ve.Field != tc.field {
@@ -68,14 +68,14 @@ func TestUndeclaredProviderRowsStayReachable(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	repo, ring := memrepo.New(), newKeyring(t)
-	before := app.NewTokenService(app.Config{Providers: []domain.Provider{"gitlab", "corp"}}, nil, ring, repo, app.NoRefresher{})
+	before := app.NewTokenService(app.Config{Providers: []domain.Provider{"gitlab", "corp"}}, nil, ring, repo, app.NoRefresher{}, nil)
 	for user, expiry := range map[domain.UserID]domain.Expiry{"alice": domain.Never(), "bob": domain.At(time.Now().Add(-time.Minute))} {
 		if _, err := before.PutAuthTokens(ctx, domain.AuthTokens{User: user, Provider: "corp", AccessToken: domain.NewSecret("a-" + string(user)),
 			AccessExpiry: expiry}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	after := app.NewTokenService(app.Config{Providers: []domain.Provider{"gitlab"}}, nil, ring, repo, app.NoRefresher{})
+	after := app.NewTokenService(app.Config{Providers: []domain.Provider{"gitlab"}}, nil, ring, repo, app.NoRefresher{}, nil)
 
 	if got, err := after.GetAccessToken(ctx, "alice", "corp"); err != nil || got.Token.Reveal() != "a-alice" {
 		t.Errorf("GetAccessToken(no longer declared) = %v, %v; want the stored token", got.Token, err)

@@ -65,7 +65,7 @@ func newFixture(t *testing.T, cfg app.Config) *fixture {
 		cfg.Providers = declared
 	}
 	f := &fixture{t: t, repo: memrepo.New(), provider: newFakeProvider(gitlab)}
-	f.svc = app.NewTokenService(cfg, nil, ring, f.repo, f.provider)
+	f.svc = app.NewTokenService(cfg, nil, ring, f.repo, f.provider, nil)
 	return f
 }
 

@@ -191,7 +191,7 @@ func TestRefreshStoreRetriedWhileDatabaseUnavailable(t *testing.T) {
 			f := newFixture(t, app.Config{})
 			repo := &flakyRepo{TokenRepository: f.repo, fails: 3, applied: applied}
 			svc := app.NewTokenService(app.Config{Providers: declared, Refresh: app.RefreshConfig{Lease: 10 * time.Second, Instance: "unit"}},
-				nil, newKeyring(t), repo, f.provider)
+				nil, newKeyring(t), repo, f.provider, nil)
 			f.svc = svc
 			f.put("alice", gitlab, -time.Minute, "r")
 			if got, err := f.get("alice", gitlab); err != nil || got != "access-1" {

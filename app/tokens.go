@@ -45,13 +45,15 @@ type TokenService struct {
 	log       *slog.Logger
 	now       func() time.Time // the service's clock (clock.Service)
 	clock     *Clock
+	audit     *Auditor // nil: no audit trail
 }
 
 // NewTokenService returns the service. refresher must not be nil: pass
 // NoRefresher{} when no provider is configured for refresh; then an expired
 // access token is reported with domain.ErrTokenExpired. log may be nil
-// (discard).
-func NewTokenService(cfg Config, log *slog.Logger, crypter ports.TokenCrypter, repo ports.TokenRepository, refresher ports.TokenRefresher) *TokenService {
+// (discard). audit keeps the audit trail of handed-out tokens and writes;
+// nil keeps none.
+func NewTokenService(cfg Config, log *slog.Logger, crypter ports.TokenCrypter, repo ports.TokenRepository, refresher ports.TokenRefresher, audit *Auditor) *TokenService {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -65,7 +67,7 @@ func NewTokenService(cfg Config, log *slog.Logger, crypter ports.TokenCrypter, r
 	}
 	rows := sealer{crypter: crypter, log: log}
 	clock := newClock(cfg.Now)
-	s := &TokenService{rows: rows, declared: cfg.Providers, repo: repo, log: log, now: clock.Service, clock: clock}
+	s := &TokenService{rows: rows, declared: cfg.Providers, repo: repo, log: log, now: clock.Service, clock: clock, audit: audit}
 	s.refreshes = &RefreshCoordinator{
 		rows: rows, repo: repo, refresher: refresher, margin: margin, margins: cfg.ProviderMargins, fraction: fraction,
 		cfg: cfg.Refresh.withDefaults(), log: log, now: clock.Service, clock: clock,
@@ -76,6 +78,12 @@ func NewTokenService(cfg Config, log *slog.Logger, crypter ports.TokenCrypter, r
 // Clock is the service's two clocks, for the SkewMonitor that measures
 // their skew.
 func (s *TokenService) Clock() *Clock { return s.clock }
+
+// RecordRefusal records a request the API refused before it reached the
+// service (401, 403): see Auditor.RecordRefusal.
+func (s *TokenService) RecordRefusal(ctx context.Context, action domain.AuditAction, user domain.UserID, provider domain.Provider, status int, code string) {
+	s.audit.RecordRefusal(ctx, action, user, provider, status, code)
+}
 
 // Refreshes is the service's refresh protocol, for the proactive worker and
 // for draining refreshes in flight at shutdown.
@@ -117,10 +125,11 @@ func (s *TokenService) PutAuthTokens(ctx context.Context, t domain.AuthTokens) (
 		return ProviderStatus{}, err
 	}
 	sealed.AccessObtainedAt = s.now()
-	stored, err := s.repo.PutAuthTokens(ctx, sealed)
+	stored, err := s.repo.PutAuthTokens(ctx, sealed, s.audit.forWrite(ctx, domain.AuditPutTokens, t.User, t.Provider, 200)...)
 	if err != nil {
 		return ProviderStatus{}, err
 	}
+	s.audit.afterWrite(ctx, domain.AuditPutTokens, t.User, t.Provider, 200)
 	return s.status(t, stored), nil
 }
 
@@ -130,8 +139,21 @@ func (s *TokenService) PutAuthTokens(ctx context.Context, t domain.AuthTokens) (
 // not (domain.ErrTokenExpired with no refresher for the provider,
 // domain.ErrReauthRequired when the user must reconnect,
 // domain.ErrUnavailable when the provider or another instance's refresh does
-// not answer in time).
+// not answer in time). The token is returned only once the audit trail
+// recorded it (fail-closed; see Auditor).
 func (s *TokenService) GetAccessToken(ctx context.Context, user domain.UserID, provider domain.Provider) (AccessToken, error) {
+	token, err := s.accessToken(ctx, user, provider)
+	if err != nil {
+		return AccessToken{}, err
+	}
+	if err := s.audit.handout(ctx, domain.AuditReadAccessToken, user, provider); err != nil {
+		s.log.ErrorContext(ctx, "access token withheld: the audit trail did not record it", "err", err)
+		return AccessToken{}, err
+	}
+	return token, nil
+}
+
+func (s *TokenService) accessToken(ctx context.Context, user domain.UserID, provider domain.Provider) (AccessToken, error) {
 	sealed, err := s.repo.GetAuthTokens(ctx, user, provider)
 	if err != nil {
 		return AccessToken{}, err
@@ -169,7 +191,11 @@ func (c *RefreshCoordinator) answer(row domain.SealedAuthTokens, step domain.Ref
 
 // DeleteAuthTokens forgets a user's tokens for a provider.
 func (s *TokenService) DeleteAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) error {
-	return s.repo.DeleteAuthTokens(ctx, user, provider)
+	if err := s.repo.DeleteAuthTokens(ctx, user, provider, s.audit.forWrite(ctx, domain.AuditDeleteTokens, user, provider, 204)...); err != nil {
+		return err
+	}
+	s.audit.afterWrite(ctx, domain.AuditDeleteTokens, user, provider, 204)
+	return nil
 }
 
 // ListProviders lists the providers the user has tokens for, by name, with
@@ -206,10 +232,11 @@ func (s *TokenService) PutOfflineToken(ctx context.Context, t domain.OfflineToke
 	if err != nil {
 		return domain.OfflineToken{}, err
 	}
-	stored, err := s.repo.PutOfflineToken(ctx, sealed)
+	stored, err := s.repo.PutOfflineToken(ctx, sealed, s.audit.forWrite(ctx, domain.AuditPutOfflineToken, t.User, "", 200)...)
 	if err != nil {
 		return domain.OfflineToken{}, err
 	}
+	s.audit.afterWrite(ctx, domain.AuditPutOfflineToken, t.User, "", 200)
 	t.CreatedAt, t.UpdatedAt = stored.CreatedAt, stored.UpdatedAt
 	return t, nil
 }
@@ -224,12 +251,20 @@ func (s *TokenService) GetOfflineToken(ctx context.Context, user domain.UserID) 
 	if err != nil {
 		return domain.OfflineToken{}, err
 	}
+	if err := s.audit.handout(ctx, domain.AuditReadOfflineToken, user, ""); err != nil {
+		s.log.ErrorContext(ctx, "offline token withheld: the audit trail did not record it", "err", err)
+		return domain.OfflineToken{}, err
+	}
 	return domain.OfflineToken{User: user, Token: token, CreatedAt: sealed.CreatedAt, UpdatedAt: sealed.UpdatedAt}, nil
 }
 
 // DeleteOfflineToken forgets the user's offline token.
 func (s *TokenService) DeleteOfflineToken(ctx context.Context, user domain.UserID) error {
-	return s.repo.DeleteOfflineToken(ctx, user)
+	if err := s.repo.DeleteOfflineToken(ctx, user, s.audit.forWrite(ctx, domain.AuditDeleteOfflineToken, user, "", 204)...); err != nil {
+		return err
+	}
+	s.audit.afterWrite(ctx, domain.AuditDeleteOfflineToken, user, "", 204)
+	return nil
 }
 
 func (s *TokenService) status(t domain.AuthTokens, stored domain.SealedAuthTokens) ProviderStatus {

@@ -136,7 +136,7 @@ func TestMovedCiphertextIsRefused(t *testing.T) {
 // still served.
 func TestNoRefresher(t *testing.T) {
 	t.Parallel()
-	svc := app.NewTokenService(app.Config{Providers: declared}, nil, newKeyring(t), memrepo.New(), app.NoRefresher{})
+	svc := app.NewTokenService(app.Config{Providers: declared}, nil, newKeyring(t), memrepo.New(), app.NoRefresher{}, nil)
 	ctx := context.Background()
 	for user, access := range map[domain.UserID]time.Duration{"expired": -time.Minute, "expiring": time.Minute} {
 		if _, err := svc.PutAuthTokens(ctx, domain.AuthTokens{

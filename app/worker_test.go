@@ -86,7 +86,7 @@ func TestWorkerIdleWithoutRefresher(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, app.Config{})
 	f.put("alice", gitlab, -time.Minute, "r")
-	svc := app.NewTokenService(app.Config{}, nil, nil, f.repo, app.NoRefresher{})
+	svc := app.NewTokenService(app.Config{}, nil, nil, f.repo, app.NoRefresher{}, nil)
 	w := app.NewRefreshWorker(app.WorkerConfig{Enabled: true}, svc.Refreshes(), f.repo, nil)
 	if n, err := w.RunOnce(context.Background()); err != nil || n != 0 {
 		t.Fatalf("RunOnce = %d, %v", n, err)

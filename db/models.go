@@ -8,6 +8,19 @@ import (
 	"time"
 )
 
+type AuditEvent struct {
+	ID         int64
+	OccurredAt time.Time
+	Instance   string
+	Caller     string
+	Action     string
+	UserID     string
+	Provider   string
+	Status     int32
+	Code       string
+	RequestID  string
+}
+
 type AuthToken struct {
 	ID                    int64
 	UserID                string

@@ -26,10 +26,15 @@ type TokenCrypter interface {
 }
 
 // TokenRepository stores sealed tokens. It never sees plaintext.
+//
+// Its four writes take optional audit events: given any, the write and its
+// events commit in one transaction (neither without the other: a write the
+// audit trail cannot record fails and changes nothing); given none, the
+// write is one statement, as before.
 type TokenRepository interface {
 	// PutAuthTokens inserts or replaces a user's tokens for a provider in one
 	// statement and returns the row as stored (version and timestamps set).
-	PutAuthTokens(ctx context.Context, t domain.SealedAuthTokens) (domain.SealedAuthTokens, error)
+	PutAuthTokens(ctx context.Context, t domain.SealedAuthTokens, audit ...domain.AuditEvent) (domain.SealedAuthTokens, error)
 	// GetAuthTokens returns domain.ErrNotFound when nothing is stored.
 	GetAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) (domain.SealedAuthTokens, error)
 	// UpdateAuthTokens is a unit of work: it locks the row, passes it and the
@@ -42,16 +47,16 @@ type TokenRepository interface {
 	UpdateAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider,
 		fn func(current domain.SealedAuthTokens, now time.Time) (*domain.SealedAuthTokens, error)) (domain.SealedAuthTokens, error)
 	// DeleteAuthTokens returns domain.ErrNotFound when nothing was stored.
-	DeleteAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) error
+	DeleteAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider, audit ...domain.AuditEvent) error
 	// ListProviders lists the providers a user has tokens for, by name.
 	ListProviders(ctx context.Context, user domain.UserID) ([]domain.ProviderTokenInfo, error)
 
 	// PutOfflineToken inserts or replaces the user's offline token.
-	PutOfflineToken(ctx context.Context, t domain.SealedOfflineToken) (domain.SealedOfflineToken, error)
+	PutOfflineToken(ctx context.Context, t domain.SealedOfflineToken, audit ...domain.AuditEvent) (domain.SealedOfflineToken, error)
 	// GetOfflineToken returns domain.ErrNotFound when nothing is stored.
 	GetOfflineToken(ctx context.Context, user domain.UserID) (domain.SealedOfflineToken, error)
 	// DeleteOfflineToken returns domain.ErrNotFound when nothing was stored.
-	DeleteOfflineToken(ctx context.Context, user domain.UserID) error
+	DeleteOfflineToken(ctx context.Context, user domain.UserID, audit ...domain.AuditEvent) error
 }
 
 // RefreshQueue is storage seen as the proactive refresh worker's queue: it

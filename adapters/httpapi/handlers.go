@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -29,6 +30,14 @@ type TokenService interface {
 	PutOfflineToken(ctx context.Context, t domain.OfflineToken) (domain.OfflineToken, error)
 	GetOfflineToken(ctx context.Context, user domain.UserID) (domain.OfflineToken, error)
 	DeleteOfflineToken(ctx context.Context, user domain.UserID) error
+}
+
+// RefusalRecorder is implemented by a TokenService that keeps an audit
+// trail (*app.TokenService): the API reports to it every request it
+// refuses before the service sees it (401 credential, 403 permission or
+// scope).
+type RefusalRecorder interface {
+	RecordRefusal(ctx context.Context, action domain.AuditAction, user domain.UserID, provider domain.Provider, status int, code string)
 }
 
 // Checker reports whether a dependency is ready to serve (readiness probe).
@@ -116,16 +125,50 @@ func NewHandler(log *slog.Logger, svc TokenService, auth *Authenticator, ready C
 func (a *api) serve(perm Permission, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		err := authorize(callerFrom(r.Context()), perm, pathTarget(r))
+		if err != nil {
+			a.recordRefusal(r, auditAction(r), err)
+		}
 		if err == nil && perm != "" {
 			err = noQuery(r)
 		}
 		if err == nil {
-			err = h(w, r)
+			// Who asks, for the audit events of the work done for them.
+			ctx := app.WithActor(r.Context(), app.Actor{Caller: callerName(callerFrom(r.Context())), RequestID: requestIDFrom(r.Context())})
+			err = h(w, r.WithContext(ctx))
 		}
 		if err != nil {
 			a.writeError(w, r, err)
 		}
 	})
+}
+
+// auditActions name, by route, what a refused request would have done.
+var auditActions = map[string]domain.AuditAction{
+	"PUT /v1/users/{user}/providers/{provider}/tokens":    domain.AuditPutTokens,
+	"GET /v1/users/{user}/providers/{provider}/tokens":    domain.AuditReadAccessToken,
+	"DELETE /v1/users/{user}/providers/{provider}/tokens": domain.AuditDeleteTokens,
+	"GET /v1/users/{user}/providers":                      domain.AuditListProviders,
+	"PUT /v1/users/{user}/offline-token":                  domain.AuditPutOfflineToken,
+	"GET /v1/users/{user}/offline-token":                  domain.AuditReadOfflineToken,
+	"DELETE /v1/users/{user}/offline-token":               domain.AuditDeleteOfflineToken,
+}
+
+// auditAction is the action of a request's route (its pattern is
+// "METHOD path").
+func auditAction(r *http.Request) domain.AuditAction { return auditActions[r.Pattern] }
+
+// recordRefusal reports a refused request (err a *Problem: 401 or 403) to
+// the audit trail, with the caller, if known, and the path's user and
+// provider, as sent.
+func (a *api) recordRefusal(r *http.Request, action domain.AuditAction, err error) {
+	rec, ok := a.svc.(RefusalRecorder)
+	var p *Problem
+	if !ok || !errors.As(err, &p) {
+		return
+	}
+	target := pathTarget(r)
+	ctx := app.WithActor(r.Context(), app.Actor{Caller: callerName(callerFrom(r.Context())), RequestID: requestIDFrom(r.Context())})
+	rec.RecordRefusal(ctx, action, domain.UserID(target["user"]), domain.Provider(target["provider"]), p.Status, p.Code)
 }
 
 // noQuery refuses a query string on a /v1 route: none takes one, and a

@@ -148,6 +148,7 @@ func (a *api) authenticate(next http.Handler) http.Handler {
 		}
 		caller, err := a.caller(r)
 		if err != nil {
+			a.recordRefusal(r, domain.AuditAuthenticate, err)
 			a.writeError(w, r, err)
 			return
 		}

@@ -79,13 +79,13 @@ func (r *Repository) bound(ctx context.Context) (context.Context, context.Cancel
 }
 
 // PutAuthTokens implements ports.TokenRepository.
-func (r *Repository) PutAuthTokens(ctx context.Context, t domain.SealedAuthTokens) (domain.SealedAuthTokens, error) {
+func (r *Repository) PutAuthTokens(ctx context.Context, t domain.SealedAuthTokens, audit ...domain.AuditEvent) (domain.SealedAuthTokens, error) {
 	ctx, cancel := r.bound(ctx)
 	defer cancel()
 	var row db.UpsertAuthTokensRow
-	err := withConn(ctx, r.pool, func(conn db.DBTX) (err error) {
+	err := r.writeWithEvents(ctx, audit, func(conn db.DBTX, e effect) (err error) {
 		row, err = r.q.UpsertAuthTokens(ctx, conn, upsertParams(t))
-		return interpretError(err, mayHaveApplied)
+		return interpretError(err, e)
 	})
 	if err != nil {
 		return domain.SealedAuthTokens{}, fmt.Errorf("store auth tokens: %w", err)
@@ -226,19 +226,15 @@ func (r *Repository) DatabaseNow(ctx context.Context) (time.Time, error) {
 }
 
 // DeleteAuthTokens implements ports.TokenRepository.
-func (r *Repository) DeleteAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) error {
+func (r *Repository) DeleteAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider, audit ...domain.AuditEvent) error {
 	ctx, cancel := r.bound(ctx)
 	defer cancel()
-	var n int64
-	err := withConn(ctx, r.pool, func(conn db.DBTX) (err error) {
-		n, err = r.q.DeleteAuthTokens(ctx, conn, db.DeleteAuthTokensParams{UserID: string(user), Provider: string(provider)})
-		return interpretError(err, mayHaveApplied)
+	err := r.writeWithEvents(ctx, audit, func(conn db.DBTX, e effect) error {
+		n, err := r.q.DeleteAuthTokens(ctx, conn, db.DeleteAuthTokensParams{UserID: string(user), Provider: string(provider)})
+		return deleted(n, err, e)
 	})
 	if err != nil {
 		return fmt.Errorf("delete auth tokens: %w", err)
-	}
-	if n == 0 {
-		return fmt.Errorf("delete auth tokens: %w", domain.ErrNotFound)
 	}
 	return nil
 }
@@ -269,15 +265,15 @@ func (r *Repository) ListProviders(ctx context.Context, user domain.UserID) ([]d
 }
 
 // PutOfflineToken implements ports.TokenRepository.
-func (r *Repository) PutOfflineToken(ctx context.Context, t domain.SealedOfflineToken) (domain.SealedOfflineToken, error) {
+func (r *Repository) PutOfflineToken(ctx context.Context, t domain.SealedOfflineToken, audit ...domain.AuditEvent) (domain.SealedOfflineToken, error) {
 	ctx, cancel := r.bound(ctx)
 	defer cancel()
 	var row db.UpsertOfflineTokenRow
-	err := withConn(ctx, r.pool, func(conn db.DBTX) (err error) {
+	err := r.writeWithEvents(ctx, audit, func(conn db.DBTX, e effect) (err error) {
 		row, err = r.q.UpsertOfflineToken(ctx, conn, db.UpsertOfflineTokenParams{
 			UserID: string(t.User), KeyID: string(t.KeyID), Token: t.Token,
 		})
-		return interpretError(err, mayHaveApplied)
+		return interpretError(err, e)
 	})
 	if err != nil {
 		return domain.SealedOfflineToken{}, fmt.Errorf("store offline token: %w", err)
@@ -298,19 +294,27 @@ func (r *Repository) GetOfflineToken(ctx context.Context, user domain.UserID) (d
 }
 
 // DeleteOfflineToken implements ports.TokenRepository.
-func (r *Repository) DeleteOfflineToken(ctx context.Context, user domain.UserID) error {
+func (r *Repository) DeleteOfflineToken(ctx context.Context, user domain.UserID, audit ...domain.AuditEvent) error {
 	ctx, cancel := r.bound(ctx)
 	defer cancel()
-	var n int64
-	err := withConn(ctx, r.pool, func(conn db.DBTX) (err error) {
-		n, err = r.q.DeleteOfflineToken(ctx, conn, string(user))
-		return interpretError(err, mayHaveApplied)
+	err := r.writeWithEvents(ctx, audit, func(conn db.DBTX, e effect) error {
+		n, err := r.q.DeleteOfflineToken(ctx, conn, string(user))
+		return deleted(n, err, e)
 	})
 	if err != nil {
 		return fmt.Errorf("delete offline token: %w", err)
 	}
+	return nil
+}
+
+// deleted interprets a DELETE's outcome: no row is domain.ErrNotFound (and
+// rolls back a transaction holding the delete's audit event).
+func deleted(n int64, err error, e effect) error {
+	if err != nil {
+		return interpretError(err, e)
+	}
 	if n == 0 {
-		return fmt.Errorf("delete offline token: %w", domain.ErrNotFound)
+		return domain.ErrNotFound
 	}
 	return nil
 }

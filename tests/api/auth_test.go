@@ -22,6 +22,14 @@ var routePermissions = map[string]httpapi.Permission{
 	"DELETE /v1/users/{user}/offline-token":               httpapi.PermOfflineDelete,
 }
 
+// provider is the provider concretePath puts in a route's path, or "".
+func provider(pattern string) string {
+	if strings.Contains(pattern, "{provider}") {
+		return "gitlab"
+	}
+	return ""
+}
+
 // v1Routes lists the API's /v1 routes from httpapi.Routes().
 func v1Routes(t *testing.T) []httpapi.Route {
 	t.Helper()
@@ -110,6 +118,7 @@ func TestAuthMatrix(t *testing.T) {
 					t.Parallel()
 					r := req(tc.authorization)
 					wantProblem(t, r, http.StatusUnauthorized, "unauthenticated", "")
+					inst.wantAuditEvent(t, r, "", "authenticate", "", "")
 					if got := r.Header.Get("WWW-Authenticate"); got != tc.challenge {
 						t.Errorf("WWW-Authenticate = %q, want %q", got, tc.challenge)
 					}
@@ -119,6 +128,7 @@ func TestAuthMatrix(t *testing.T) {
 				t.Parallel()
 				r := req(inst.bearer(callerWithout(perm)))
 				p := wantProblem(t, r, http.StatusForbidden, "forbidden", "")
+				inst.wantAuditEvent(t, r, callerWithout(perm), routeActions[key], "matrix-user", provider(rt.Path))
 				if !strings.Contains(p.Detail, string(perm)) {
 					t.Errorf("detail %q does not name the missing permission %s", p.Detail, perm)
 				}
@@ -147,6 +157,8 @@ func TestAuthMatrix(t *testing.T) {
 						}
 						if r.StatusCode < 200 || r.StatusCode > 299 {
 							t.Errorf("%s: %d %s, want 2xx or 404", authorization[:6], r.StatusCode, r.body)
+						} else if routeActions[key] != "list_providers" { // a listing hands out no token
+							inst.wantAuditEvent(t, r, caller, routeActions[key], "matrix-user", provider(rt.Path))
 						}
 					}
 				})

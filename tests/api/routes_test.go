@@ -35,7 +35,7 @@ func TestHealthProbesNeedNoCredential(t *testing.T) {
 		keys []string
 	}{
 		{"/healthz", "ok", []string{"status"}},
-		{"/readyz", "ready", []string{"status", "database_clock_skew_seconds"}},
+		{"/readyz", "ready", []string{"status", "database_clock_skew_seconds", "audit_mode"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.path, func(t *testing.T) {

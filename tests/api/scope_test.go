@@ -101,13 +101,20 @@ func TestAuthMatrixScopes(t *testing.T) {
 						h["Content-Type"] = "application/json"
 					}
 					r := inst.send(rawRequest{method: rt.Method, path: path, header: h, body: body})
+					prov := ""
+					if hasProvider {
+						prov = tg.provider
+					}
 					if want == ok {
 						if r.StatusCode < 200 || r.StatusCode > 299 {
 							t.Errorf("%s %s as %s = %d %s, want 2xx", rt.Method, path, caller, r.StatusCode, r.body)
+						} else if routeActions[key] != "list_providers" {
+							inst.wantAuditEvent(t, r, caller, routeActions[key], user, prov)
 						}
 						return
 					}
 					p := wantProblem(t, r, http.StatusForbidden, httpapi.CodeOutOfScope, want)
+					inst.wantAuditEvent(t, r, caller, routeActions[key], user, prov)
 					if !strings.HasPrefix(p.Detail, `caller "`+caller+`" may touch only `) {
 						t.Errorf("detail %q does not say what the caller may touch", p.Detail)
 					}

@@ -40,6 +40,7 @@ type Repository struct {
 	nextID  int64
 	last    time.Time // the last timestamp handed out, to keep them increasing
 	clock   func() time.Time
+	audit   *AuditLog // where writes' audit events go
 }
 
 var (
@@ -54,8 +55,14 @@ func New() *Repository {
 		offline: map[domain.UserID]domain.SealedOfflineToken{},
 		locks:   map[key]chan struct{}{},
 		clock:   time.Now,
+		audit:   NewAuditLog(),
 	}
 }
+
+// Audit is the log the repository's writes record their audit events in
+// (in the same step as the write: when the log fails, the write fails and
+// changes nothing).
+func (r *Repository) Audit() *AuditLog { return r.audit }
 
 // now is the storage's clock (the caller holds mu). Successive values
 // strictly increase, as updated_at does in PostgreSQL.
@@ -122,7 +129,7 @@ func clone(t domain.SealedAuthTokens) domain.SealedAuthTokens {
 }
 
 // PutAuthTokens implements ports.TokenRepository.
-func (r *Repository) PutAuthTokens(ctx context.Context, t domain.SealedAuthTokens) (domain.SealedAuthTokens, error) {
+func (r *Repository) PutAuthTokens(ctx context.Context, t domain.SealedAuthTokens, audit ...domain.AuditEvent) (domain.SealedAuthTokens, error) {
 	if err := ctx.Err(); err != nil {
 		return domain.SealedAuthTokens{}, err
 	}
@@ -134,6 +141,9 @@ func (r *Repository) PutAuthTokens(ctx context.Context, t domain.SealedAuthToken
 	defer unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.audit.record(audit); err != nil {
+		return domain.SealedAuthTokens{}, fmt.Errorf("store auth tokens: %w", err)
+	}
 	row := clone(t)
 	row.Refresh = domain.RefreshState{} // new tokens start a clean refresh history
 	cur, ok := r.auth[k]
@@ -292,7 +302,7 @@ func (r *Repository) MarkLapsedLeases(ctx context.Context) (int64, error) {
 }
 
 // DeleteAuthTokens implements ports.TokenRepository.
-func (r *Repository) DeleteAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) error {
+func (r *Repository) DeleteAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider, audit ...domain.AuditEvent) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -306,6 +316,9 @@ func (r *Repository) DeleteAuthTokens(ctx context.Context, user domain.UserID, p
 	defer r.mu.Unlock()
 	if _, ok := r.auth[k]; !ok {
 		return fmt.Errorf("delete auth tokens: %w", domain.ErrNotFound)
+	}
+	if err := r.audit.record(audit); err != nil {
+		return fmt.Errorf("delete auth tokens: %w", err)
 	}
 	delete(r.auth, k)
 	return nil
@@ -340,12 +353,15 @@ func (r *Repository) ListProviders(ctx context.Context, user domain.UserID) ([]d
 }
 
 // PutOfflineToken implements ports.TokenRepository.
-func (r *Repository) PutOfflineToken(ctx context.Context, t domain.SealedOfflineToken) (domain.SealedOfflineToken, error) {
+func (r *Repository) PutOfflineToken(ctx context.Context, t domain.SealedOfflineToken, audit ...domain.AuditEvent) (domain.SealedOfflineToken, error) {
 	if err := ctx.Err(); err != nil {
 		return domain.SealedOfflineToken{}, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.audit.record(audit); err != nil {
+		return domain.SealedOfflineToken{}, fmt.Errorf("store offline token: %w", err)
+	}
 	row := t
 	row.Token = bytes.Clone(t.Token)
 	cur, ok := r.offline[t.User]
@@ -371,7 +387,7 @@ func (r *Repository) GetOfflineToken(ctx context.Context, user domain.UserID) (d
 }
 
 // DeleteOfflineToken implements ports.TokenRepository.
-func (r *Repository) DeleteOfflineToken(ctx context.Context, user domain.UserID) error {
+func (r *Repository) DeleteOfflineToken(ctx context.Context, user domain.UserID, audit ...domain.AuditEvent) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -379,6 +395,9 @@ func (r *Repository) DeleteOfflineToken(ctx context.Context, user domain.UserID)
 	defer r.mu.Unlock()
 	if _, ok := r.offline[user]; !ok {
 		return fmt.Errorf("delete offline token: %w", domain.ErrNotFound)
+	}
+	if err := r.audit.record(audit); err != nil {
+		return fmt.Errorf("delete offline token: %w", err)
 	}
 	delete(r.offline, user)
 	return nil

@@ -13,3 +13,10 @@ func TestContract(t *testing.T) {
 	t.Parallel()
 	repotest.Run(t, func(*testing.T) repotest.Repository { return memrepo.New() })
 }
+
+// TestAuditContract holds the in-memory audit log to the PostgreSQL
+// adapter's contract.
+func TestAuditContract(t *testing.T) {
+	t.Parallel()
+	repotest.RunAudit(t, func(*testing.T) repotest.AuditLog { return memrepo.NewAuditLog() })
+}

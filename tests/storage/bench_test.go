@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,11 +19,9 @@ import (
 // database round trip.
 const readPathTarget = 1.5
 
-// BenchmarkReadPath compares TokenService.GetAccessToken with the bare
-// repository read it is built on, as a ratio (x-repo), so the figure means
-// the same on a fast laptop and on a shared 2-core CI machine.
-func BenchmarkReadPath(b *testing.B) {
-	ctx := context.Background()
+// benchStore is a repository on a fresh database and a keyring of one
+// fresh key.
+func benchStore(b *testing.B) (*postgres.Repository, *fernet.Keyring) {
 	repo := postgres.New(testdb.New(b), postgres.Options{})
 	key, err := fernet.GenerateKey()
 	if err != nil {
@@ -32,7 +31,16 @@ func BenchmarkReadPath(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	svc := app.NewTokenService(app.Config{Providers: []domain.Provider{domain.ProviderGitLab}}, nil, ring, repo, app.NoRefresher{})
+	return repo, ring
+}
+
+// BenchmarkReadPath compares TokenService.GetAccessToken with the bare
+// repository read it is built on, as a ratio (x-repo), so the figure means
+// the same on a fast laptop and on a shared 2-core CI machine.
+func BenchmarkReadPath(b *testing.B) {
+	ctx := context.Background()
+	repo, ring := benchStore(b)
+	svc := app.NewTokenService(app.Config{Providers: []domain.Provider{domain.ProviderGitLab}}, nil, ring, repo, app.NoRefresher{}, nil)
 	if _, err := svc.PutAuthTokens(ctx, domain.AuthTokens{
 		User: "bench", Provider: domain.ProviderGitLab,
 		AccessToken:  domain.NewSecret("glpat-benchmark-access-token-0123456789"),
@@ -67,5 +75,70 @@ func BenchmarkReadPath(b *testing.B) {
 	b.ReportMetric(float64(full.Microseconds())/float64(b.N), "µs-service/op")
 	if ratio > readPathTarget {
 		b.Errorf("service read costs %.2fx a repository read; target <= %.1fx", ratio, readPathTarget)
+	}
+}
+
+// auditedReadsTarget: concurrent reads with the fail-closed audit trail must
+// keep at least this fraction of the throughput of reads without it,
+// measured in the same run (issue 11).
+const auditedReadsTarget = 0.8
+
+// BenchmarkAuditedReads compares concurrent GetAccessToken throughput with
+// audit.mode off and fail_closed on one database and pool, as a ratio
+// (x-off: audited throughput / unaudited), interleaved so machine noise
+// hits both alike. 32 readers at once: the batcher writes their events
+// with one insert per batch, which is what keeps the ratio up.
+func BenchmarkAuditedReads(b *testing.B) {
+	ctx := context.Background()
+	repo, ring := benchStore(b)
+	cfg := app.Config{Providers: []domain.Provider{domain.ProviderGitLab}}
+	auditor := app.NewAuditor(app.AuditConfig{Mode: app.AuditFailClosed, Instance: "bench"}, nil, repo)
+	b.Cleanup(func() { _ = auditor.Stop(context.Background()) })
+	off := app.NewTokenService(cfg, nil, ring, repo, app.NoRefresher{}, nil)
+	audited := app.NewTokenService(cfg, nil, ring, repo, app.NoRefresher{}, auditor)
+	if _, err := off.PutAuthTokens(ctx, domain.AuthTokens{
+		User: "bench", Provider: domain.ProviderGitLab,
+		AccessToken:  domain.NewSecret("glpat-benchmark-access-token-0123456789"),
+		AccessExpiry: domain.At(time.Now().Add(24 * time.Hour)),
+	}); err != nil {
+		b.Fatal(err)
+	}
+	const readers, each = 32, 10
+	measure := func(svc *app.TokenService) time.Duration {
+		start := time.Now()
+		var wg sync.WaitGroup
+		errs := make(chan error, readers)
+		for range readers {
+			wg.Go(func() {
+				for range each {
+					if _, err := svc.GetAccessToken(ctx, "bench", domain.ProviderGitLab); err != nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(start)
+	}
+	measure(off) // warm the pool
+	measure(audited)
+
+	b.ResetTimer()
+	var base, full time.Duration
+	for b.Loop() {
+		base += measure(off)
+		full += measure(audited)
+	}
+	ratio := float64(base) / float64(full) // throughput ratio: same work, inverse times
+	b.ReportMetric(ratio, "x-off")
+	b.ReportMetric(float64(full.Microseconds())/float64(b.N*readers*each), "µs-audited/read")
+	b.ReportMetric(float64(base.Microseconds())/float64(b.N*readers*each), "µs-off/read")
+	if ratio < auditedReadsTarget {
+		b.Errorf("fail-closed audited reads run at %.2fx the throughput of reads without audit; target >= %.1fx", ratio, auditedReadsTarget)
 	}
 }

@@ -81,7 +81,7 @@ func TestRotationRekeysARowWithALapsedLease(t *testing.T) {
 	oldKey, _ := fernet.GenerateKey()
 	newKey, _ := fernet.GenerateKey()
 	oldRing, _ := fernet.NewKeyring(oldKey)
-	svc := app.NewTokenService(app.Config{Providers: []domain.Provider{"gitlab"}}, nil, oldRing, repo, app.NoRefresher{})
+	svc := app.NewTokenService(app.Config{Providers: []domain.Provider{"gitlab"}}, nil, oldRing, repo, app.NoRefresher{}, nil)
 	if _, err := svc.PutAuthTokens(ctx, domain.AuthTokens{User: "dormant", Provider: "gitlab",
 		AccessToken: domain.NewSecret("a"), RefreshToken: domain.NewSecret("r")}); err != nil {
 		t.Fatal(err)

@@ -29,6 +29,7 @@ Usage:
   tokenstore keys generate|list|rotate|retire  manage encryption keys (see keys --help)
   tokenstore callers generate --name NAME      print a new caller credential and its hash
   tokenstore import openhands [flags]          copy tokens from an OpenHands database
+  tokenstore audit list [filters]              print the audit trail (see audit --help)
   tokenstore version                           print the version
 
 Configuration comes from a YAML file (--config or TOKENSTORE_CONFIG) and
@@ -67,6 +68,8 @@ func Run(ctx context.Context, args []string, env Env) error {
 		return runCallers(args[1:], env)
 	case "import":
 		return runImport(ctx, args[1:], env)
+	case "audit":
+		return runAudit(ctx, args[1:], env)
 	case "version":
 		fmt.Fprintln(env.Stdout, buildVersion())
 		return nil

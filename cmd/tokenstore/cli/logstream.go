@@ -98,16 +98,18 @@ type readiness struct {
 	db    httpapi.Checker
 	logs  *LogStream // nil when the logs go to a test's buffer
 	clock *app.Clock // nil in tests that build a readiness without one
+	audit *app.Auditor
 }
 
 var _ httpapi.ReadinessDetails = readiness{}
 
 func (r readiness) Check(ctx context.Context) error { return r.db.Check(ctx) }
 
-// Details reports the log stream's failures, if any, and the database
-// clock's skew once measured.
+// Details reports the log stream's failures, if any, the database
+// clock's skew once measured, and the audit trail's mode and failures
+// (app.Auditor.Details).
 func (r readiness) Details() map[string]any {
-	d := map[string]any{}
+	d := r.audit.Details()
 	if r.clock != nil {
 		if skew, ok := r.clock.Skew(); ok {
 			d["database_clock_skew_seconds"] = skew.Round(time.Millisecond).Seconds()

@@ -42,7 +42,14 @@ type Config struct {
 	OAuth         oauth.Config
 	App           app.Config
 	Worker        app.WorkerConfig
+	Audit         AuditSettings
 	Log           LogConfig
+}
+
+// AuditSettings are the audit.* settings.
+type AuditSettings struct {
+	Mode      string        // fail_closed, best_effort or off (app.AuditMode)
+	Retention time.Duration // 0: keep forever
 }
 
 // setting is one row of the table that drives the config file's keys, the
@@ -89,6 +96,9 @@ func (c *Config) settings() []setting {
 		{key: "refresh.worker", to: &c.Worker.Enabled, help: "refresh tokens ahead of expiry in the background: true or false", def: true},
 		{key: "refresh.worker_interval", to: &c.Worker.Interval, help: "time between background refresh scans", def: app.DefaultWorkerInterval},
 		{key: "refresh.worker_batch", to: &c.Worker.Batch, help: "tokens one background scan refreshes at most", def: app.DefaultWorkerBatch, max: app.MaxWorkerBatch},
+		{key: "audit.mode", to: &c.Audit.Mode, help: "fail_closed: a token is handed out only after its audit event is committed, and a write commits its event in its own transaction (an audit store that fails answers 503); best_effort: events are written after the answer and lost when the audit store fails; off: no audit trail",
+			def: string(app.AuditFailClosed), oneOf: []string{string(app.AuditFailClosed), string(app.AuditBestEffort), string(app.AuditOff)}},
+		{key: "audit.retention", to: &c.Audit.Retention, help: "how long audit events are kept (older ones are removed in batches every hour); 0 keeps them forever", def: "9600h (400 days)"},
 		{key: "log.format", to: &c.Log.Format, help: "json, text or auto (text on a terminal)", def: "auto", oneOf: []string{"json", "text", "auto"}},
 		{key: "log.level", to: &c.Log.Level, help: "debug, info, warn or error", def: "info", oneOf: []string{"debug", "info", "warn", "error"}},
 	}
@@ -143,7 +153,8 @@ func checkEnviron(environ []string) error {
 // Defaults returns the configuration before the file and environment apply.
 func Defaults() Config {
 	return Config{DevDir: ".dev", HTTP: httpapi.DefaultConfig(), Database: postgres.Config{LockTimeout: postgres.DefaultLockTimeout, Timeout: postgres.DefaultTimeout},
-		Log: LogConfig{Format: "auto", Level: "info"}, Worker: app.WorkerConfig{Enabled: true}}
+		Log: LogConfig{Format: "auto", Level: "info"}, Worker: app.WorkerConfig{Enabled: true},
+		Audit: AuditSettings{Mode: string(app.AuditFailClosed), Retention: app.DefaultAuditRetention}}
 }
 
 // Load builds the configuration: defaults, then the config file (path from

@@ -34,7 +34,7 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 		// Configuration and logger.
 		fx.WithLogger(fxLogger(log)),
 		fx.Supply(log, cfg.Database, cfg.Keys, cfg.OAuth, cfg.App, cfg.Worker, cfg.HTTP, cfg.Callers,
-			cfg.Database.Options()),
+			cfg.Database.Options(), app.AuditConfig{Mode: app.AuditMode(cfg.Audit.Mode), Instance: cfg.App.Refresh.Instance}),
 
 		// The database pool: pinged on start, closed last on stop.
 		fx.Provide(postgres.NewPool),
@@ -46,7 +46,12 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 		// refreshes nothing), the token service and the proactive worker.
 		fx.Provide(
 			fx.Annotate(fernet.NewKeyringFromConfig, fx.As(new(ports.TokenCrypter))),
-			fx.Annotate(postgres.New, fx.As(new(ports.TokenRepository)), fx.As(new(ports.RefreshQueue)), fx.As(new(ports.DatabaseClock))),
+			fx.Annotate(postgres.New, fx.As(new(ports.TokenRepository)), fx.As(new(ports.RefreshQueue)), fx.As(new(ports.DatabaseClock)),
+				fx.As(new(ports.AuditRecorder)), fx.As(new(ports.AuditRetention))),
+			app.NewAuditor,
+			func(log *slog.Logger, store ports.AuditRetention) *app.AuditRetention {
+				return app.NewAuditRetention(cfg.Audit.Retention, log, store)
+			},
 			fx.Annotate(oauth.NewFromConfig, fx.As(new(ports.TokenRefresher))),
 			fx.Annotate(app.NewTokenService, fx.As(fx.Self()), fx.As(new(httpapi.TokenService))),
 			(*app.TokenService).Refreshes,
@@ -58,8 +63,13 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 		// anything is served, then every minute.
 		fx.Invoke(runSkewMonitor),
 		fx.Invoke(runWorker),
+		// Audit events older than audit.retention leave in small batches.
+		fx.Invoke(runAuditRetention),
 		// Stopping waits for refreshes in flight, before the pool closes.
 		fx.Invoke(drainOnStop),
+		// The audit batcher stops after the server (no read waits for it
+		// any more) and before the pool closes.
+		fx.Invoke(stopAuditor),
 
 		// The HTTP API: listens on start (a busy port fails start-up), stops
 		// first on shutdown.
@@ -121,10 +131,20 @@ func runWorker(lc fx.Lifecycle, w *app.RefreshWorker) {
 	lc.Append(fx.StartStopHook(w.Start, w.Stop))
 }
 
+// runAuditRetention removes old audit events for the application's life.
+func runAuditRetention(lc fx.Lifecycle, r *app.AuditRetention) {
+	lc.Append(fx.StartStopHook(r.Start, r.Stop))
+}
+
 // drainOnStop makes shutdown wait for refreshes started by reads, so they
 // can store their result while the pool is still open.
 func drainOnStop(lc fx.Lifecycle, s *app.RefreshCoordinator) {
 	lc.Append(fx.StopHook(s.Drain))
+}
+
+// stopAuditor writes the audit events still queued at shutdown.
+func stopAuditor(lc fx.Lifecycle, a *app.Auditor) {
+	lc.Append(fx.StopHook(a.Stop))
 }
 
 // serveHTTP binds the port on start and serves in the background. A port
@@ -146,11 +166,12 @@ type readinessIn struct {
 	fx.In
 	DB    *postgres.Health
 	Clock *app.Clock
+	Audit *app.Auditor
 	Logs  *LogStream `optional:"true"`
 }
 
 func newReadiness(in readinessIn) httpapi.Checker {
-	return readiness{db: in.DB, logs: in.Logs, clock: in.Clock}
+	return readiness{db: in.DB, logs: in.Logs, clock: in.Clock, audit: in.Audit}
 }
 
 // withLogStream gives the graph the server's log stream, for /readyz.
