@@ -213,3 +213,31 @@ func TestBackOffOnTheDatabaseClock(t *testing.T) {
 		f.wantCalls(1)
 	}
 }
+
+// TestReportedExpiryOnTheServiceClock: for a provider that revokes the
+// previous access token, the expiry handed out is tokenstore's own next
+// refresh. With the database's clock 3 minutes ahead, the rule reaches that
+// refresh 3 minutes earlier on the service's clock, so the reported expiry
+// is 3 minutes earlier too; with the database's clock behind, it stays.
+func TestReportedExpiryOnTheServiceClock(t *testing.T) {
+	t.Parallel()
+	const margin = 10 * time.Second
+	for _, ahead := range []time.Duration{-3 * time.Minute, 3 * time.Minute} {
+		f := skewed(t, ahead, app.Config{RefreshMargin: margin})
+		f.provider.revokes = true
+		f.measure(ahead)
+		f.put("alice", gitlab, time.Hour, "r")
+		expiry, _ := f.row("alice", gitlab).AccessExpiry.Time()
+		tok, err := f.svc.GetAccessToken(context.Background(), "alice", gitlab)
+		if err != nil {
+			t.Fatalf("ahead %v: GetAccessToken: %v", ahead, err)
+		}
+		want := expiry.Add(-margin) // the next refresh, on the database's clock
+		if ahead < 0 {
+			want = want.Add(ahead) // the database is -ahead ahead: earlier on the service's clock
+		}
+		if got, _ := tok.Expiry.Time(); (got.Sub(want)).Abs() > 200*time.Millisecond {
+			t.Errorf("ahead %v: reported expiry %v, want about %v", ahead, got, want)
+		}
+	}
+}

@@ -183,8 +183,27 @@ func (c *RefreshCoordinator) serve(row domain.SealedAuthTokens) (AccessToken, er
 	if err != nil {
 		return AccessToken{}, err
 	}
-	tok.Expiry = c.view(row).ReportedExpiry()
+	tok.Expiry = c.reportedExpiry(row)
 	return tok, nil
+}
+
+// reportedExpiry is domain.RefreshView.ReportedExpiry on the service's
+// clock, the one callers' clocks are closest to. For a provider that
+// revokes the previous access token it is tokenstore's own next refresh,
+// which the rule judges by the later of the two clocks: when the
+// database's clock runs ahead, that refresh comes earlier on the service's
+// clock by the skew, and so must the expiry reported.
+func (c *RefreshCoordinator) reportedExpiry(row domain.SealedAuthTokens) domain.Expiry {
+	v := c.view(row)
+	e := v.ReportedExpiry()
+	at, ok := e.Time()
+	if !ok || !v.RevokesPreviousAccessToken {
+		return e
+	}
+	if service := c.clock.ServiceTime(at); service.Before(at) {
+		return domain.At(service)
+	}
+	return e
 }
 
 // expired reports whether e has passed by either clock.
@@ -378,7 +397,7 @@ func (c *RefreshCoordinator) runRefresh(ctx context.Context, lease domain.Sealed
 	}
 	c.log.Info("tokens refreshed", "user", lease.User, "provider", lease.Provider,
 		"rotated", !res.RefreshToken.IsZero(), "expires", stored.AccessExpiry.String())
-	return AccessToken{User: lease.User, Provider: lease.Provider, Token: res.AccessToken, Expiry: c.view(stored).ReportedExpiry()}, nil
+	return AccessToken{User: lease.User, Provider: lease.Provider, Token: res.AccessToken, Expiry: c.reportedExpiry(stored)}, nil
 }
 
 // Back-off between tries of a fenced write while the database is
