@@ -84,8 +84,7 @@ type SkewMonitor struct {
 	db    ports.DatabaseClock
 	log   *slog.Logger
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	job background
 }
 
 // NewSkewMonitor returns the monitor of clock (TokenService.Clock) against
@@ -103,10 +102,7 @@ func NewSkewMonitor(clock *Clock, db ports.DatabaseClock, log *slog.Logger) *Ske
 // stays in use.
 func (m *SkewMonitor) Start(ctx context.Context) error {
 	m.measureAndLog(ctx)
-	lctx, cancel := context.WithCancel(context.Background())
-	m.cancel, m.done = cancel, make(chan struct{})
-	go func() {
-		defer close(m.done)
+	m.job.start(func(lctx context.Context) {
 		t := time.NewTicker(SkewInterval)
 		defer t.Stop()
 		for {
@@ -117,22 +113,13 @@ func (m *SkewMonitor) Start(ctx context.Context) error {
 				m.measureAndLog(lctx)
 			}
 		}
-	}()
+	})
 	return nil
 }
 
 // Stop ends the measurements.
 func (m *SkewMonitor) Stop(ctx context.Context) error {
-	if m.cancel == nil {
-		return nil
-	}
-	m.cancel()
-	select {
-	case <-m.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return m.job.stop(ctx)
 }
 
 func (m *SkewMonitor) measureAndLog(ctx context.Context) {

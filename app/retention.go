@@ -32,8 +32,7 @@ type AuditRetention struct {
 	interval  time.Duration
 	batch     int
 	log       *slog.Logger
-	cancel    context.CancelFunc
-	done      chan struct{}
+	job       background
 }
 
 // NewAuditRetention returns the loop; retention 0 keeps events forever.
@@ -71,10 +70,7 @@ func (r *AuditRetention) Start(context.Context) error {
 	if r.retention <= 0 {
 		return nil
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel, r.done = cancel, make(chan struct{})
-	go func() {
-		defer close(r.done)
+	r.job.start(func(ctx context.Context) {
 		t := time.NewTicker(r.interval)
 		defer t.Stop()
 		for {
@@ -91,20 +87,11 @@ func (r *AuditRetention) Start(context.Context) error {
 			case <-t.C:
 			}
 		}
-	}()
+	})
 	return nil
 }
 
 // Stop ends the loop.
 func (r *AuditRetention) Stop(ctx context.Context) error {
-	if r.cancel == nil {
-		return nil
-	}
-	r.cancel()
-	select {
-	case <-r.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return r.job.stop(ctx)
 }

@@ -55,8 +55,7 @@ type RefreshWorker struct {
 	cfg       WorkerConfig
 	log       *slog.Logger
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	job background
 }
 
 // NewRefreshWorker returns the worker; Start runs it. refreshes is the
@@ -75,29 +74,17 @@ func (w *RefreshWorker) Start(context.Context) error {
 	if !w.cfg.Enabled || len(w.refreshes.Providers()) == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	w.cancel, w.done = cancel, make(chan struct{})
-	go w.loop(ctx)
+	w.job.start(w.loop)
 	return nil
 }
 
 // Stop ends the worker and waits for the scan in progress, whose provider
 // calls are bounded by their timeouts, or for ctx to end.
 func (w *RefreshWorker) Stop(ctx context.Context) error {
-	if w.cancel == nil {
-		return nil
-	}
-	w.cancel()
-	select {
-	case <-w.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return w.job.stop(ctx)
 }
 
 func (w *RefreshWorker) loop(ctx context.Context) {
-	defer close(w.done)
 	for {
 		jitter := 0.8 + 0.4*rand.Float64()
 		t := time.NewTimer(time.Duration(float64(w.cfg.Interval) * jitter))

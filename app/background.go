@@ -1,0 +1,36 @@
+package app
+
+import "context"
+
+// background is one goroutine that runs until stopped: the plumbing the
+// periodic jobs (RefreshWorker, SkewMonitor, AuditRetention) share. The
+// zero value is stopped; stop on a background never started does nothing.
+type background struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// start runs fn in a goroutine with a context that ends at stop. The
+// context does not derive from a start-up context: the job outlives start.
+func (b *background) start(fn func(ctx context.Context)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	b.cancel, b.done = cancel, make(chan struct{})
+	go func() {
+		defer close(b.done)
+		fn(ctx)
+	}()
+}
+
+// stop ends the goroutine and waits for it, or for ctx to end.
+func (b *background) stop(ctx context.Context) error {
+	if b.cancel == nil {
+		return nil
+	}
+	b.cancel()
+	select {
+	case <-b.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
