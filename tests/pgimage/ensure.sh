@@ -49,7 +49,7 @@ if [ "${TESTCONTAINERS_RYUK_DISABLED:-}" = "true" ]; then
 		created=$(docker inspect -f '{{.Created}}' "$id" 2>/dev/null || true)
 		[ -n "$created" ] || continue
 		if [ $((now - $(date -d "$created" +%s))) -gt 7200 ]; then
-			docker rm -f "$id" >/dev/null 2>&1 || true
+			docker rm -f -v "$id" >/dev/null 2>&1 || true
 		fi
 	done
 fi

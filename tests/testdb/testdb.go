@@ -27,6 +27,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	_ "github.com/jackc/pgx/v5/stdlib" // "pgx" database/sql driver for the wait strategy
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
 	"github.com/testcontainers/testcontainers-go"
 	tclog "github.com/testcontainers/testcontainers-go/log"
@@ -45,6 +46,7 @@ const (
 	user         = "tokenstore"
 	password     = "tokenstore-test"
 	templateName = "tokenstore_template"
+	dataDir      = "/var/lib/postgresql/data" // PGDATA of both images
 )
 
 var (
@@ -122,6 +124,15 @@ func run(m *testing.M, o Options) (int, error) {
 			"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
 			"-c", "max_connections=300"),
 		testcontainers.WithLabels(map[string]string{"org.tokenstore.test": "true"}),
+		// The data directory on a volume of its own, as the public image
+		// declares (VOLUME) and the image tests/pgimage builds does not: on
+		// the container's own layer (fuse-overlayfs on some hosts) every
+		// page PostgreSQL adds to a growing table is a slow write through
+		// the overlay. An anonymous volume outlives a stop and start of the
+		// container (tests/faults) and is removed with it.
+		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
+			hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeVolume, Target: dataDir})
+		}),
 		testcontainers.WithWaitStrategy(
 			wait.ForSQL("5432/tcp", "pgx", func(host string, port network.Port) string {
 				return dsn(host, port.Port(), "postgres")
