@@ -150,7 +150,7 @@ func TestServeSurvivesBrokenLogStreams(t *testing.T) {
 			t.Cleanup(func() { _ = cmd.Process.Kill() })
 
 			base := "http://" + addr
-			waitServing(t, base, exited)
+			waitServing(t, http.DefaultClient, base, exited)
 			for range 5 {
 				get(t, base+"/v1/users/nobody/providers/github/tokens", cred) // a request line each
 			}
@@ -196,9 +196,9 @@ func TestServeSurvivesBrokenLogStreams(t *testing.T) {
 	}
 }
 
-// waitServing polls /healthz until it answers 200, failing if the process
-// exits first.
-func waitServing(t *testing.T, base string, exited chan error) {
+// waitServing polls /healthz with client until it answers 200, failing if
+// the process exits first.
+func waitServing(t *testing.T, client *http.Client, base string, exited chan error) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
@@ -211,7 +211,7 @@ func waitServing(t *testing.T, base string, exited chan error) {
 			t.Fatalf("the server exited before serving: %v", err)
 		default:
 		}
-		resp, err := http.Get(base + "/healthz")
+		resp, err := client.Get(base + "/healthz")
 		if err == nil {
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
