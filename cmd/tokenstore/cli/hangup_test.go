@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
-	"github.com/tokenstore/tokenstore/tests/testdb"
 	"github.com/tokenstore/tokenstore/tests/testpki"
 )
 
@@ -40,13 +38,7 @@ func TestServeSurvivesSIGHUP(t *testing.T) {
 				t.Fatal(err)
 			}
 			addr := freeAddr(t)
-			env := []string{
-				"PATH=" + os.Getenv("PATH"),
-				"TOKENSTORE_DATABASE_URL=" + testdb.NewDSN(t),
-				"TOKENSTORE_KEYS=" + fernetKey(t),
-				"TOKENSTORE_HTTP_ADDR=" + addr,
-				"TOKENSTORE_LOG_FORMAT=json",
-			}
+			env := serveEnv(t, addr)
 			base, client := "http://"+addr, http.DefaultClient
 			dir := t.TempDir()
 			serverCA, oldCA, newCA := testpki.NewCA(t, "server CA"), testpki.NewCA(t, "old client CA"), testpki.NewCA(t, "new client CA")
@@ -64,14 +56,7 @@ func TestServeSurvivesSIGHUP(t *testing.T) {
 			env = append(env, "TOKENSTORE_CALLERS="+string(callers))
 
 			logs := captured(t)
-			cmd := exec.Command(bin, "serve")
-			cmd.Env, cmd.Stdout, cmd.Stderr = env, logs, logs
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			exited := make(chan error, 1)
-			go func() { exited <- cmd.Wait() }()
-			t.Cleanup(func() { _ = cmd.Process.Kill() })
+			cmd, exited := startServe(t, bin, env, logs, logs)
 			waitServing(t, client, base, exited)
 			logged := func() string {
 				b, _ := os.ReadFile(logs.Name())
@@ -152,17 +137,7 @@ func TestServeSurvivesSIGHUP(t *testing.T) {
 				conn.Close()
 			}
 
-			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-				t.Fatal(err)
-			}
-			select {
-			case err := <-exited:
-				if err != nil {
-					t.Errorf("exit after SIGTERM: %v, want 0", err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Fatal("the server did not stop within 30 s of SIGTERM")
-			}
+			stopServe(t, cmd, exited)
 		})
 	}
 }
