@@ -94,13 +94,13 @@ func (s Scope) AllowsProvider(p string) bool {
 }
 
 // authorize decides whether caller may make a request that needs perm
-// ("": none) and names, in its path, the values in target: the route's
-// "user" and "provider", only those the route has, as sent. It returns nil
+// ("": none) and names, in its path, the values in target: the user and
+// provider the route's Params declare, only those it has, as sent. It returns nil
 // or the problem to answer: 403 forbidden without perm, then 403
 // out_of_scope when a named user or provider lies outside the caller's
 // scope, field naming it. It is the one place a request is authorized, and
 // it runs before the handler: a refused request reads and writes nothing.
-func authorize(caller *Caller, perm Permission, target map[string]string) error {
+func authorize(caller *Caller, perm Permission, target map[ScopeTarget]string) error {
 	if perm == "" {
 		return nil
 	}
@@ -108,11 +108,11 @@ func authorize(caller *Caller, perm Permission, target map[string]string) error 
 		return newProblem(http.StatusForbidden, CodeForbidden,
 			fmt.Sprintf("caller %q lacks the %s permission", callerName(caller), perm))
 	}
-	if u, ok := target["user"]; ok && !caller.Scope.AllowsUser(u) {
+	if u, ok := target[ScopeUser]; ok && !caller.Scope.AllowsUser(u) {
 		return newProblem(http.StatusForbidden, CodeOutOfScope,
 			fmt.Sprintf("caller %q may touch only users whose id starts with %q", caller.Name, caller.Scope.UserPrefix)).withField("user")
 	}
-	if p, ok := target["provider"]; ok && !caller.Scope.AllowsProvider(p) {
+	if p, ok := target[ScopeProvider]; ok && !caller.Scope.AllowsProvider(p) {
 		names := make([]string, len(caller.Scope.Providers))
 		for i, p := range caller.Scope.Providers {
 			names[i] = string(p)

@@ -2,3 +2,6 @@ package httpapi
 
 // Authorize is authorize, for its table test in package httpapi_test.
 var Authorize = authorize
+
+// CheckParams is Route.checkParams, for the route table's test.
+func CheckParams(r Route) error { return r.checkParams() }

@@ -56,6 +56,65 @@ type ReadinessDetails interface {
 type Route struct {
 	Method string
 	Path   string // Go ServeMux pattern, e.g. /v1/users/{user}/offline-token
+	// Params declares, for each of Path's {name} parameters, what it names
+	// for a caller's scope. Every parameter is declared (NewHandler
+	// refuses a route that leaves one out, and a test over Routes() checks
+	// the table), so a new parameter cannot reach a handler without
+	// someone deciding whether a scope limits it.
+	Params map[string]ScopeTarget
+}
+
+// ScopeTarget is what a path parameter names, as far as a caller's Scope
+// is concerned.
+type ScopeTarget string
+
+// The scope targets a path parameter can be declared as.
+const (
+	// ScopeUser: a user id, checked against Scope.UserPrefix, and the
+	// user of the route's audit events.
+	ScopeUser ScopeTarget = "user"
+	// ScopeProvider: a provider, checked against Scope.Providers, and the
+	// provider of the route's audit events.
+	ScopeProvider ScopeTarget = "provider"
+	// ScopeNone: a value no scope limits (a caller may name any); the
+	// route table says why.
+	ScopeNone ScopeTarget = "none"
+)
+
+// checkParams refuses a route whose Params do not declare each of its path
+// parameters exactly (a missing one, one the path lacks, an unknown
+// target), or that names more than one user or one provider: an audit
+// event and a scope check know one of each.
+func (r Route) checkParams() error {
+	var names []string
+	for _, seg := range strings.Split(r.Path, "/") {
+		name, ok := strings.CutPrefix(seg, "{")
+		if !ok {
+			continue
+		}
+		name = strings.TrimSuffix(strings.TrimSuffix(name, "}"), "...")
+		if name == "$" {
+			continue
+		}
+		names = append(names, name)
+		if _, declared := r.Params[name]; !declared {
+			return fmt.Errorf("route %s %s: path parameter {%s} has no scope target: declare it in Params as ScopeUser, ScopeProvider or ScopeNone", r.Method, r.Path, name)
+		}
+	}
+	seen := map[ScopeTarget]string{}
+	for _, name := range slices.Sorted(maps.Keys(r.Params)) {
+		target := r.Params[name]
+		switch {
+		case !slices.Contains(names, name):
+			return fmt.Errorf("route %s %s: Params declares {%s}, which the path does not have", r.Method, r.Path, name)
+		case target != ScopeUser && target != ScopeProvider && target != ScopeNone:
+			return fmt.Errorf("route %s %s: {%s} has the unknown scope target %q", r.Method, r.Path, name, target)
+		case target != ScopeNone && seen[target] != "":
+			return fmt.Errorf("route %s %s: {%s} and {%s} both name a %s; a route names at most one", r.Method, r.Path, seen[target], name, target)
+		}
+		seen[target] = name
+	}
+	return nil
 }
 
 // handlerFunc is the shape of every handler: decode, call, encode; any
@@ -76,23 +135,28 @@ type api struct {
 }
 
 func (a *api) routes() []route {
+	const tokens, providers, offline = "/v1/users/{user}/providers/{provider}/tokens", "/v1/users/{user}/providers", "/v1/users/{user}/offline-token"
+	userProvider := map[string]ScopeTarget{"user": ScopeUser, "provider": ScopeProvider}
+	user := map[string]ScopeTarget{"user": ScopeUser}
 	return []route{
-		{Route{"GET", "/healthz"}, "", a.healthz},
-		{Route{"GET", "/readyz"}, "", a.readyz},
-		{Route{"PUT", "/v1/users/{user}/providers/{provider}/tokens"}, PermTokensWrite, a.putTokens},
-		{Route{"GET", "/v1/users/{user}/providers/{provider}/tokens"}, PermTokensRead, a.getTokens},
-		{Route{"DELETE", "/v1/users/{user}/providers/{provider}/tokens"}, PermTokensDelete, a.deleteTokens},
-		{Route{"GET", "/v1/users/{user}/providers"}, PermTokensRead, a.listProviders},
-		{Route{"PUT", "/v1/users/{user}/offline-token"}, PermOfflineWrite, a.putOffline},
-		{Route{"GET", "/v1/users/{user}/offline-token"}, PermOfflineRead, a.getOffline},
-		{Route{"DELETE", "/v1/users/{user}/offline-token"}, PermOfflineDelete, a.deleteOffline},
+		{Route{"GET", "/healthz", nil}, "", a.healthz},
+		{Route{"GET", "/readyz", nil}, "", a.readyz},
+		{Route{"PUT", tokens, userProvider}, PermTokensWrite, a.putTokens},
+		{Route{"GET", tokens, userProvider}, PermTokensRead, a.getTokens},
+		{Route{"DELETE", tokens, userProvider}, PermTokensDelete, a.deleteTokens},
+		{Route{"GET", providers, user}, PermTokensRead, a.listProviders},
+		{Route{"PUT", offline, user}, PermOfflineWrite, a.putOffline},
+		{Route{"GET", offline, user}, PermOfflineRead, a.getOffline},
+		{Route{"DELETE", offline, user}, PermOfflineDelete, a.deleteOffline},
 	}
 }
 
-// Routes lists the API's routes, for checking them against openapi.yaml.
+// Routes lists the API's routes, for checking them against openapi.yaml
+// and their parameters' scope targets.
 func Routes() []Route {
 	var out []Route
 	for _, r := range (&api{}).routes() {
+		r.Params = maps.Clone(r.Params)
 		out = append(out, r.Route)
 	}
 	return out
@@ -108,25 +172,29 @@ func NewHandler(log *slog.Logger, svc TokenService, auth *Authenticator, ready C
 	mux := http.NewServeMux()
 	allowed := map[string][]string{} // path -> methods
 	for _, rt := range a.routes() {
-		mux.Handle(rt.Method+" "+rt.Path, a.serve(rt.perm, rt.handle))
+		if err := rt.checkParams(); err != nil {
+			panic(err) // a programming error, as ServeMux panics on a bad pattern
+		}
+		mux.Handle(rt.Method+" "+rt.Path, a.serve(rt.Route, rt.perm, rt.handle))
 		allowed[rt.Path] = append(allowed[rt.Path], rt.Method)
 	}
 	// Known paths with another method: 405 with Allow.
 	for path, methods := range allowed {
-		mux.Handle(path, a.serve("", methodNotAllowed(methods)))
+		mux.Handle(path, a.serve(Route{}, "", methodNotAllowed(methods)))
 	}
-	mux.Handle("/", a.serve("", notFound))
+	mux.Handle("/", a.serve(Route{}, "", notFound))
 	return a.observe(a.authenticate(a.canonicalPath(mux)))
 }
 
 // serve adapts a handler to net/http: it admits only callers holding perm
-// (none needed when empty) whose scope covers the path's user and provider
-// (authorize), then answers the handler's error, if any.
-func (a *api) serve(perm Permission, h handlerFunc) http.Handler {
+// (none needed when empty) whose scope covers the user and provider rt's
+// path names (authorize), then answers the handler's error, if any.
+func (a *api) serve(rt Route, perm Permission, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		err := authorize(callerFrom(r.Context()), perm, pathTarget(r))
+		target := rt.target(r)
+		err := authorize(callerFrom(r.Context()), perm, target)
 		if err != nil {
-			a.recordRefusal(r, auditAction(r), err)
+			a.recordRefusal(r, auditAction(r), target, err)
 		}
 		if err == nil && perm != "" {
 			err = noQuery(r)
@@ -158,17 +226,16 @@ var auditActions = map[string]domain.AuditAction{
 func auditAction(r *http.Request) domain.AuditAction { return auditActions[r.Pattern] }
 
 // recordRefusal reports a refused request (err a *Problem: 401 or 403) to
-// the audit trail, with the caller, if known, and the path's user and
-// provider, as sent.
-func (a *api) recordRefusal(r *http.Request, action domain.AuditAction, err error) {
+// the audit trail, with the caller, if known, and the user and provider its
+// route names (target), as sent.
+func (a *api) recordRefusal(r *http.Request, action domain.AuditAction, target map[ScopeTarget]string, err error) {
 	rec, ok := a.svc.(RefusalRecorder)
 	var p *Problem
 	if !ok || !errors.As(err, &p) {
 		return
 	}
-	target := pathTarget(r)
 	ctx := app.WithActor(r.Context(), app.Actor{Caller: callerName(callerFrom(r.Context())), RequestID: requestIDFrom(r.Context())})
-	rec.RecordRefusal(ctx, action, domain.UserID(target["user"]), domain.Provider(target["provider"]), p.Status, p.Code)
+	rec.RecordRefusal(ctx, action, domain.UserID(target[ScopeUser]), domain.Provider(target[ScopeProvider]), p.Status, p.Code)
 }
 
 // noQuery refuses a query string on a /v1 route: none takes one, and a

@@ -148,7 +148,7 @@ func (a *api) authenticate(next http.Handler) http.Handler {
 		}
 		caller, err := a.caller(r)
 		if err != nil {
-			a.recordRefusal(r, domain.AuditAuthenticate, err)
+			a.recordRefusal(r, domain.AuditAuthenticate, nil, err) // not routed yet: no user, no provider
 			a.writeError(w, r, err)
 			return
 		}
@@ -181,13 +181,14 @@ func (a *api) caller(r *http.Request) (*Caller, error) {
 // redirects), so callers check the cleaned path too.
 func underV1(p string) bool { return p == "/v1" || strings.HasPrefix(p, "/v1/") }
 
-// pathTarget is what a request's route names in its path, for authorize:
-// its user and provider, each only when the route has it, as sent.
-func pathTarget(r *http.Request) map[string]string {
-	target := map[string]string{}
-	for _, name := range []string{"user", "provider"} {
-		if strings.Contains(r.Pattern, "{"+name+"}") {
-			target[name] = r.PathValue(name)
+// target is what the request (routed to rt) names in its path, for
+// authorize and the audit trail: the value of each parameter rt declares a
+// ScopeUser or a ScopeProvider, as sent.
+func (rt Route) target(r *http.Request) map[ScopeTarget]string {
+	target := map[ScopeTarget]string{}
+	for name, t := range rt.Params {
+		if t != ScopeNone {
+			target[t] = r.PathValue(name)
 		}
 	}
 	return target
@@ -254,11 +255,11 @@ func uncleanPathProblem(p string, routes []route) *Problem {
 			continue
 		}
 		var err error
-		switch field {
-		case "user":
-			_, err = domain.ParseUserID(segs[slices.Index(pat, "{user}")])
-		case "provider":
-			_, err = domain.ParseProvider(segs[slices.Index(pat, "{provider}")])
+		switch value := segs[slices.Index(pat, "{"+field+"}")]; rt.Params[field] {
+		case ScopeUser:
+			_, err = domain.ParseUserID(value)
+		case ScopeProvider:
+			_, err = domain.ParseProvider(value)
 		}
 		if err != nil {
 			return newProblem(http.StatusBadRequest, CodeInvalidRequest, err.Error()).withField(field)

@@ -54,7 +54,7 @@ func TestAuthorize(t *testing.T) {
 	two := httpapi.Scope{Providers: []domain.Provider{"gitlab", "github"}}
 	tenant := httpapi.Scope{UserPrefix: "tenant-a/"}
 	both := httpapi.Scope{Providers: []domain.Provider{"gitlab"}, UserPrefix: "tenant-a/"}
-	type target = map[string]string
+	type target = map[httpapi.ScopeTarget]string
 	tests := []struct {
 		name   string
 		caller *httpapi.Caller
@@ -357,6 +357,51 @@ func TestProblemCodesDocumented(t *testing.T) {
 		}
 		if !strings.Contains(string(readme), "| `"+code+"` |") {
 			t.Errorf("code %s is not in the README's table of errors", code)
+		}
+	}
+}
+
+// TestRoutesDeclareScopeTargets: every path parameter of every route says
+// whether, and as what, a caller's scope limits it, so a route with a new
+// parameter cannot be added without that decision; the check itself
+// refuses each way of getting the declaration wrong.
+func TestRoutesDeclareScopeTargets(t *testing.T) {
+	t.Parallel()
+	for _, r := range httpapi.Routes() {
+		if err := httpapi.CheckParams(r); err != nil {
+			t.Error(err)
+		}
+		// The scope matrix above relies on the names it substitutes.
+		for name, target := range r.Params {
+			if string(target) != name {
+				t.Errorf("%s %s: {%s} is a %s; TestAuthMatrixScopes only knows {user} and {provider}", r.Method, r.Path, name, target)
+			}
+		}
+	}
+	user := httpapi.ScopeUser
+	for _, tc := range []struct {
+		name  string
+		route httpapi.Route
+		err   string // "": accepted
+	}{
+		{"no parameter", httpapi.Route{Method: "GET", Path: "/healthz"}, ""},
+		{"declared", httpapi.Route{Method: "GET", Path: "/v1/users/{user}/keys/{key}", Params: map[string]httpapi.ScopeTarget{"user": user, "key": httpapi.ScopeNone}}, ""},
+		{"end anchor", httpapi.Route{Method: "GET", Path: "/v1/users/{user}/{$}", Params: map[string]httpapi.ScopeTarget{"user": user}}, ""},
+		{"undeclared", httpapi.Route{Method: "GET", Path: "/v1/tenants/{tenant}/users/{user}", Params: map[string]httpapi.ScopeTarget{"user": user}},
+			"route GET /v1/tenants/{tenant}/users/{user}: path parameter {tenant} has no scope target"},
+		{"undeclared wildcard", httpapi.Route{Method: "GET", Path: "/v1/files/{rest...}"}, "path parameter {rest} has no scope target"},
+		{"declared but absent", httpapi.Route{Method: "GET", Path: "/v1/users/{user}", Params: map[string]httpapi.ScopeTarget{"user": user, "provider": httpapi.ScopeProvider}},
+			"Params declares {provider}, which the path does not have"},
+		{"unknown target", httpapi.Route{Method: "GET", Path: "/v1/users/{user}", Params: map[string]httpapi.ScopeTarget{"user": "tenant"}}, `unknown scope target "tenant"`},
+		{"two users", httpapi.Route{Method: "POST", Path: "/v1/users/{from}/copy/{to}", Params: map[string]httpapi.ScopeTarget{"from": user, "to": user}},
+			"{from} and {to} both name a user"},
+	} {
+		err := httpapi.CheckParams(tc.route)
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%s: err = %v, want %q", tc.name, err, tc.err)
 		}
 	}
 }

@@ -24,15 +24,15 @@ type Config struct {
 	ShutdownTimeout time.Duration
 
 	// TLSCertFile and TLSKeyFile (a PEM chain, leaf first, and its key,
-	// the key file private) turn TLS on; both are reloaded when they change
-	// or on SIGHUP. ClientCAFile verifies client certificates, when
-	// presented, against its PEM certificates. Plaintext allows plain HTTP
+	// the key file private) turn TLS on. ClientCAFile verifies client
+	// certificates, when presented, against its PEM certificates. All
+	// three are reloaded when they change, or at Server.Reload. Plaintext allows plain HTTP
 	// beyond loopback, for a transport protected elsewhere (a service
 	// mesh, a sidecar).
 	TLSCertFile, TLSKeyFile, ClientCAFile string
 	Plaintext                             bool
-	// CertPollInterval is how often the certificate files are checked for
-	// a change (0: DefaultCertPollInterval).
+	// CertPollInterval is how often the TLS files are checked for a
+	// change (0: DefaultCertPollInterval).
 	CertPollInterval time.Duration
 }
 
@@ -59,6 +59,7 @@ type Server struct {
 	mu         sync.Mutex
 	addr       net.Addr
 	done       chan error
+	tls        *tlsFiles // nil without TLS, or before Start
 	stopReload context.CancelFunc
 }
 
@@ -80,18 +81,17 @@ func NewServer(cfg Config, log *slog.Logger, svc TokenService, auth *Authenticat
 }
 
 // Start listens on the configured address and serves in a goroutine. With
-// TLS, the certificate and key are loaded first (a pair that cannot be
-// loaded fails start-up) and watched for the server's life.
+// TLS, the certificate, its key and the client CA file are loaded first (a
+// file that cannot be loaded fails start-up) and watched for the server's
+// life.
 func (s *Server) Start(context.Context) error {
-	var reloader *certReloader
+	var files *tlsFiles
 	if s.cfg.TLS() {
 		var err error
-		if reloader, err = newCertReloader(s.cfg.TLSCertFile, s.cfg.TLSKeyFile, s.log); err != nil {
+		if files, err = newTLSFiles(s.cfg, s.log); err != nil {
 			return err
 		}
-		if s.srv.TLSConfig, err = newTLSConfig(s.cfg, reloader); err != nil {
-			return err
-		}
+		s.srv.TLSConfig = files.serverConfig()
 	}
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
@@ -102,15 +102,16 @@ func (s *Server) Start(context.Context) error {
 	s.mu.Lock()
 	s.addr = ln.Addr()
 	s.done = done
+	s.tls = files
 	s.stopReload = stopReload
 	s.mu.Unlock()
-	s.log.Info("listening", "addr", ln.Addr().String(), "tls", reloader != nil, "client_certificates", s.cfg.ClientCAFile != "")
-	if reloader != nil {
-		go reloader.run(reloadCtx, cmp.Or(s.cfg.CertPollInterval, DefaultCertPollInterval))
+	s.log.Info("listening", "addr", ln.Addr().String(), "tls", files != nil, "client_certificates", s.cfg.ClientCAFile != "")
+	if files != nil {
+		go files.watch(reloadCtx, cmp.Or(s.cfg.CertPollInterval, DefaultCertPollInterval))
 	}
 	go func() {
 		var err error
-		if reloader != nil {
+		if files != nil {
 			err = s.srv.ServeTLS(ln, "", "") // the certificate comes from TLSConfig
 		} else {
 			err = s.srv.Serve(ln)
@@ -121,6 +122,20 @@ func (s *Server) Start(context.Context) error {
 		done <- err
 	}()
 	return nil
+}
+
+// Reload reads the TLS certificate pair and the client CA file again now,
+// whether they changed or not, and logs what it did under trigger (such as
+// "SIGHUP"): each part that loads serves from the next handshake, one that
+// fails keeps the previous one and is logged at ERROR naming its file. It
+// does nothing without TLS or before Start (which loads them anyway).
+func (s *Server) Reload(trigger string) {
+	s.mu.Lock()
+	files := s.tls
+	s.mu.Unlock()
+	if files != nil {
+		files.reload(trigger)
+	}
 }
 
 // URL is the server's base URL once started: https://host:port with TLS,

@@ -1,17 +1,18 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
+	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/tokenstore/tokenstore/adapters/secretfile"
@@ -25,8 +26,9 @@ const (
 	settingPlaintext = "TOKENSTORE_HTTP_PLAINTEXT (http.plaintext)"
 )
 
-// DefaultCertPollInterval is how often the certificate and key files are
-// checked for a change: a stat of each, so cheap enough to do often.
+// DefaultCertPollInterval is how often the certificate, key and client CA
+// files are checked for a change: a stat of each, so cheap enough to do
+// often.
 const DefaultCertPollInterval = 2 * time.Second
 
 // TLS reports whether the server speaks TLS (a certificate is configured).
@@ -84,97 +86,146 @@ func (c Config) CheckFiles() error {
 	return nil
 }
 
-// newTLSConfig builds the server's TLS configuration: TLS 1.2 or newer, the
-// certificate from reloader (read at each handshake, so a reload applies to
-// new connections while open ones keep theirs), and, with a client CA,
-// client certificates verified against it when presented.
-func newTLSConfig(c Config, reloader *certReloader) (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: reloader.get}
-	if c.ClientCAFile != "" {
-		pemCerts, err := os.ReadFile(c.ClientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", settingClientCA, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pemCerts) {
-			return nil, fmt.Errorf("%s: %s holds no PEM certificate", settingClientCA, c.ClientCAFile)
-		}
-		cfg.ClientCAs, cfg.ClientAuth = pool, tls.VerifyClientCertIfGiven
-	}
-	return cfg, nil
+// alpn is what the server offers in ALPN, as net/http's ServeTLS would
+// set it: the configuration handed out for each handshake must say it
+// again, or HTTP/2 would be lost.
+var alpn = []string{"h2", "http/1.1"}
+
+// tlsFiles holds the certificate pair and the client CA pool and replaces
+// either when its files change (checked every poll interval) or when
+// Server.Reload is called (serve does on SIGHUP). What a handshake uses is
+// one *tls.Config, replaced whole at each reload and handed out by
+// GetConfigForClient: a reload applies from the next handshake, and open
+// connections keep what they negotiated. A part that cannot be loaded
+// leaves its current value in place; the error, logged once, names the
+// file and never quotes its content.
+type tlsFiles struct {
+	certFile, keyFile, caFile string
+	log                       *slog.Logger
+	cur                       atomic.Pointer[tls.Config] // what new handshakes use
+
+	mu       sync.Mutex // serializes reloads; guards the fields below
+	pair     *tls.Certificate
+	pool     *x509.CertPool // nil: no client certificates asked for
+	seenPair [2]os.FileInfo // the files as last loaded or tried
+	seenCA   os.FileInfo
 }
 
-// certReloader holds the current certificate and key pair and replaces it
-// when the files change (checked every poll interval) or on SIGHUP. A pair
-// that cannot be loaded leaves the current one in place; the error, logged,
-// names the file and never quotes its content.
-type certReloader struct {
-	certFile, keyFile string
-	log               *slog.Logger
-	cur               atomic.Pointer[tls.Certificate]
-	seen              [2]os.FileInfo // the files as last loaded or tried
-}
-
-// newCertReloader loads the pair once: a pair that cannot be loaded fails
+// newTLSFiles loads every file once: one that cannot be loaded fails
 // start-up.
-func newCertReloader(certFile, keyFile string, log *slog.Logger) (*certReloader, error) {
-	r := &certReloader{certFile: certFile, keyFile: keyFile, log: log}
-	r.seen = r.stat()
-	pair, err := loadPair(certFile, keyFile, time.Now())
-	if err != nil {
+func newTLSFiles(c Config, log *slog.Logger) (*tlsFiles, error) {
+	f := &tlsFiles{certFile: c.TLSCertFile, keyFile: c.TLSKeyFile, caFile: c.ClientCAFile, log: log}
+	f.seenPair, f.seenCA = f.stat()
+	var err error
+	if f.pair, err = loadPair(f.certFile, f.keyFile, time.Now()); err != nil {
 		return nil, err
 	}
-	r.cur.Store(pair)
-	return r, nil
+	if f.caFile != "" {
+		if f.pool, _, err = loadClientCAs(f.caFile); err != nil {
+			return nil, err
+		}
+	}
+	f.publish()
+	return f, nil
 }
 
-func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) { return r.cur.Load(), nil }
+// serverConfig is the server's TLS configuration: TLS 1.2 or newer, and
+// for each handshake the current pair and client CAs. With client CAs a
+// presented certificate is verified against them, and a client may also
+// connect without one.
+func (f *tlsFiles) serverConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		NextProtos:         alpn,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return f.cur.Load(), nil },
+	}
+}
 
-// run reloads on SIGHUP and when either file changes, until ctx ends.
-func (r *certReloader) run(ctx context.Context, every time.Duration) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+// publish makes the current pair and pool what new handshakes use. A
+// session resumed from before a reload is verified again (crypto/tls checks
+// the session's chain against the handshake's ClientCAs), so a client of a
+// CA taken out of the file cannot resume its way back in.
+func (f *tlsFiles) publish() {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: alpn, Certificates: []tls.Certificate{*f.pair}}
+	if f.pool != nil {
+		cfg.ClientCAs, cfg.ClientAuth = f.pool, tls.VerifyClientCertIfGiven
+	}
+	f.cur.Store(cfg)
+}
+
+// watch reloads a part when its files change, until ctx ends. Each
+// change is tried once: a broken file is reported once, not at every
+// tick, and tried again when it changes again.
+func (f *tlsFiles) watch(ctx context.Context, every time.Duration) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-hup:
-			r.seen = r.stat()
-			r.reload("SIGHUP")
 		case <-tick.C:
-			// Tried once per change: a broken file is reported once, not at
-			// every tick, and retried when it changes again.
-			if now := r.stat(); !sameFiles(now, r.seen) {
-				r.seen = now
-				r.reload("file change")
+			f.mu.Lock()
+			pair, ca := f.stat()
+			if !sameFiles(pair[:], f.seenPair[:]) {
+				f.seenPair = pair
+				f.reloadPair("file change")
 			}
+			if !sameFiles([]os.FileInfo{ca}, []os.FileInfo{f.seenCA}) {
+				f.seenCA = ca
+				f.reloadCA("file change")
+			}
+			f.mu.Unlock()
 		}
 	}
 }
 
-func (r *certReloader) reload(trigger string) {
-	pair, err := loadPair(r.certFile, r.keyFile, time.Now())
+// reload reads every file again now, changed or not.
+func (f *tlsFiles) reload(trigger string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seenPair, f.seenCA = f.stat()
+	f.reloadPair(trigger)
+	f.reloadCA(trigger)
+}
+
+func (f *tlsFiles) reloadPair(trigger string) {
+	pair, err := loadPair(f.certFile, f.keyFile, time.Now())
 	if err != nil {
-		r.log.Error("TLS certificate not reloaded; still serving the previous one", "trigger", trigger, "err", err)
+		f.log.Error("TLS certificate not reloaded; still serving the previous one", "trigger", trigger, "err", err)
 		return
 	}
-	r.cur.Store(pair)
-	r.log.Info("TLS certificate reloaded", "trigger", trigger, "cert_file", r.certFile,
+	f.pair = pair
+	f.publish()
+	f.log.Info("TLS certificate reloaded", "trigger", trigger, "cert_file", f.certFile,
 		"subject", pair.Leaf.Subject.String(), "not_after", pair.Leaf.NotAfter)
+}
+
+func (f *tlsFiles) reloadCA(trigger string) {
+	if f.caFile == "" {
+		return
+	}
+	pool, n, err := loadClientCAs(f.caFile)
+	if err != nil {
+		f.log.Error("TLS client CA not reloaded; still verifying client certificates against the previous CAs", "trigger", trigger, "err", err)
+		return
+	}
+	f.pool = pool
+	f.publish()
+	f.log.Info("TLS client CA reloaded", "trigger", trigger, "client_ca_file", f.caFile, "certificates", n)
 }
 
 // stat follows symbolic links, so a Kubernetes secret volume's swap of its
 // ..data link counts as a change. A missing file is nil.
-func (r *certReloader) stat() (fi [2]os.FileInfo) {
-	fi[0], _ = os.Stat(r.certFile)
-	fi[1], _ = os.Stat(r.keyFile)
-	return fi
+func (f *tlsFiles) stat() (pair [2]os.FileInfo, ca os.FileInfo) {
+	pair[0], _ = os.Stat(f.certFile)
+	pair[1], _ = os.Stat(f.keyFile)
+	if f.caFile != "" {
+		ca, _ = os.Stat(f.caFile)
+	}
+	return pair, ca
 }
 
-func sameFiles(a, b [2]os.FileInfo) bool {
+func sameFiles(a, b []os.FileInfo) bool {
 	for i := range a {
 		switch {
 		case a[i] == nil || b[i] == nil:
@@ -186,6 +237,42 @@ func sameFiles(a, b [2]os.FileInfo) bool {
 		}
 	}
 	return true
+}
+
+// loadClientCAs reads http.client_ca_file: PEM certificates, text between
+// them allowed (as in CA bundles), into a pool; n counts them. Anything else is refused rather than
+// skipped: a key, a block that is not a certificate, a certificate that
+// does not parse, or a truncated block (a file caught half written), which
+// would otherwise drop a CA and refuse its clients in silence.
+func loadClientCAs(file string) (pool *x509.CertPool, n int, err error) {
+	rest, err := os.ReadFile(file)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: %w", settingClientCA, err)
+	}
+	pool = x509.NewCertPool()
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		n++
+		if block.Type != "CERTIFICATE" {
+			return nil, 0, fmt.Errorf("%s: block %d of %s is a %q, not a CERTIFICATE", settingClientCA, n, file, block.Type)
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, 0, fmt.Errorf("%s: certificate %d of %s: %w", settingClientCA, n, file, err)
+		}
+		pool.AddCert(cert)
+	}
+	switch {
+	case bytes.Contains(rest, []byte("-----BEGIN")):
+		return nil, 0, fmt.Errorf("%s: %s ends in a PEM block that does not decode (truncated?) after %d certificate(s)", settingClientCA, file, n)
+	case n == 0:
+		return nil, 0, fmt.Errorf("%s: %s holds no PEM certificate", settingClientCA, file)
+	}
+	return pool, n, nil
 }
 
 // loadPair reads the certificate chain and its key (the key file under the

@@ -16,7 +16,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -129,6 +128,15 @@ func TestTLSServesValidChain(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || resp.TLS == nil || resp.TLS.Version < tls.VersionTLS12 {
 		t.Errorf("status %d, TLS %+v", resp.StatusCode, resp.TLS)
 	}
+	// HTTP/2 is offered, as net/http offers it over TLS.
+	conn, err := tls.Dial("tcp", s.srv.Addr(), &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost", NextProtos: []string{"h2", "http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := conn.ConnectionState().NegotiatedProtocol; p != "h2" {
+		t.Errorf("ALPN negotiated %q, want h2", p)
+	}
+	conn.Close()
 	// Plain HTTP on the TLS port is not served.
 	if resp, _, err := get(http.DefaultClient, "http://"+s.srv.Addr(), "/healthz", ""); err == nil && resp.StatusCode == http.StatusOK {
 		t.Error("plain HTTP answered 200 on the TLS port")
@@ -338,9 +346,11 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// load runs requests without pause, on kept-alive connections and on new
-// ones, until stop is called; stop returns how many ran and every failure.
-func load(t *testing.T, ca *testpki.CA, url string) (stop func() (int64, []error)) {
+// load runs requests for path as credential (none if empty) without pause,
+// on kept-alive connections and on new ones, each client configured by a
+// clone of cfg, until stop is called; stop returns how many ran and every
+// failure.
+func load(t *testing.T, url, path, credential string, cfg *tls.Config) (stop func() (int64, []error)) {
 	var (
 		wg   sync.WaitGroup
 		done atomic.Bool
@@ -355,12 +365,13 @@ func load(t *testing.T, ca *testpki.CA, url string) (stop func() (int64, []error
 	}
 	for i := range 4 {
 		wg.Go(func() {
-			c := client(t, ca)
+			// Half the workers open a new connection (a full handshake: no
+			// session cache) for each request.
+			tr := &http.Transport{TLSClientConfig: cfg.Clone(), DisableKeepAlives: i%2 == 1}
+			defer tr.CloseIdleConnections()
+			c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 			for !done.Load() {
-				if i%2 == 1 { // half the workers open a new connection each time
-					c = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}, DisableKeepAlives: true}, Timeout: 10 * time.Second}
-				}
-				resp, _, err := get(c, url, "/healthz", "")
+				resp, _, err := get(c, url, path, credential)
 				switch {
 				case err != nil:
 					fail(err)
@@ -399,7 +410,7 @@ func TestTLSReloadOnFileChange(t *testing.T) {
 	if got := subject(t, ca, s.srv.Addr()); got != "first" {
 		t.Fatalf("subject %q, want first", got)
 	}
-	stop := load(t, ca, s.srv.URL())
+	stop := load(t, s.srv.URL(), "/healthz", "", &tls.Config{RootCAs: ca.Pool()})
 	time.Sleep(100 * time.Millisecond)
 	ca.Issue(t, named("second")).Write(t, dir, "server")
 	waitFor(t, "the new certificate", func() bool { return subject(t, ca, s.srv.Addr()) == "second" })
@@ -413,17 +424,18 @@ func TestTLSReloadOnFileChange(t *testing.T) {
 	}
 }
 
-// SIGHUP reloads the pair at once, whatever the poll interval.
-func TestTLSReloadOnSIGHUP(t *testing.T) {
-	// Not parallel: the signal goes to the whole process.
+// Reload (serve's SIGHUP) reloads the pair at once, whatever the poll
+// interval, and logs its trigger.
+func TestTLSReloadNow(t *testing.T) {
+	t.Parallel()
 	s, ca, files := startReloading(t, time.Hour)
 	dir := filepath.Dir(files.Cert)
 	waitFor(t, "the server to listen", func() bool { return subject(t, ca, s.srv.Addr()) == "first" })
 	ca.Issue(t, named("second")).Write(t, dir, "server")
-	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
-		t.Fatal(err)
+	s.srv.Reload("SIGHUP")
+	if got := subject(t, ca, s.srv.Addr()); got != "second" {
+		t.Errorf("after Reload: subject %q, want second", got)
 	}
-	waitFor(t, "the new certificate", func() bool { return subject(t, ca, s.srv.Addr()) == "second" })
 	if !strings.Contains(s.logs.String(), `"trigger":"SIGHUP"`) {
 		t.Errorf("no SIGHUP reload logged:\n%s", s.logs)
 	}

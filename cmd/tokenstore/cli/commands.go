@@ -124,14 +124,19 @@ only when http.addr asks, and then with TLS or http.plaintext, as always.
 Outside --dev, a key, a caller and a database URL must be configured, and
 tokens are stored only for declared providers.
 
-TLS: http.tls_cert_file and http.tls_key_file; SIGHUP or a change of
-either file reloads them without dropping connections.
+TLS: http.tls_cert_file and http.tls_key_file, and http.client_ca_file for
+client certificates; SIGHUP or a change of any of them reloads them without
+dropping connections. Without TLS, SIGHUP reloads nothing and is logged.
 `+settingsHelp(), env)
 	dev := fs.Bool("dev", false, "development mode (see above)")
 	cfgPath := fs.String("config", "", "YAML config file (default $TOKENSTORE_CONFIG)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	// Caught from here on, so that a SIGHUP during start-up does not stop
+	// the process either; handled once the server is built.
+	hup, stopHangup := notifyHangup()
+	defer stopHangup()
 	cfg, err := Load(*cfgPath, *dev, env.Getenv)
 	if err != nil {
 		return err
@@ -151,10 +156,14 @@ either file reloads them without dropping connections.
 	log.Info("starting tokenstore", "version", buildVersion(), "database", cfg.Database,
 		"addr", cfg.HTTP.Addr, "keys", len(cfg.Keys.Keys), "key_source", cfg.KeySource, "callers", len(cfg.Callers))
 
-	app := NewApp(cfg, log, withLogStream(logs))
+	var reloads reloaders
+	app := NewApp(cfg, log, withLogStream(logs), withReloaders(&reloads))
 	if err := app.Err(); err != nil {
 		return dig.RootCause(err) // the constructor's own error, not fx's account of the graph
 	}
+	hupCtx, stopReloads := context.WithCancel(ctx)
+	defer stopReloads()
+	go reloadOnHangup(hupCtx, hup, reloads, log)
 	// Each start step bounds itself (connecting by database.timeout,
 	// migrations by migrateStartTimeout) and fails with one line naming the
 	// setting involved; fx adds nothing to a hook's error.

@@ -132,25 +132,10 @@ func TestServeSurvivesBrokenLogStreams(t *testing.T) {
 			callers, cred := callersJSON(t, "svc")
 			addr := freeAddr(t)
 			stdout, stderr, notice := tt.streams(t)
-			cmd := exec.Command(bin, "serve")
-			cmd.Env = []string{
-				"PATH=" + os.Getenv("PATH"),
-				"TOKENSTORE_DATABASE_URL=" + testdb.NewDSN(t),
-				"TOKENSTORE_KEYS=" + fernetKey(t),
-				"TOKENSTORE_CALLERS=" + callers,
-				"TOKENSTORE_HTTP_ADDR=" + addr,
-				"TOKENSTORE_LOG_FORMAT=json",
-			}
-			cmd.Stdout, cmd.Stderr = stdout, stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			exited := make(chan error, 1)
-			go func() { exited <- cmd.Wait() }()
-			t.Cleanup(func() { _ = cmd.Process.Kill() })
+			cmd, exited := startServe(t, bin, append(serveEnv(t, addr), "TOKENSTORE_CALLERS="+callers), stdout, stderr)
 
 			base := "http://" + addr
-			waitServing(t, base, exited)
+			waitServing(t, http.DefaultClient, base, exited)
 			for range 5 {
 				get(t, base+"/v1/users/nobody/providers/github/tokens", cred) // a request line each
 			}
@@ -174,17 +159,7 @@ func TestServeSurvivesBrokenLogStreams(t *testing.T) {
 				t.Fatalf("the server exited while serving: %v", err)
 			default:
 			}
-			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-				t.Fatal(err)
-			}
-			select {
-			case err := <-exited:
-				if err != nil {
-					t.Errorf("exit after SIGTERM: %v, want 0", err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Fatal("the server did not stop within 30 s of SIGTERM")
-			}
+			stopServe(t, cmd, exited)
 			if notice != nil {
 				out, _ := os.ReadFile(notice.Name())
 				lines := strings.Count(string(out), "writing the log failed")
@@ -196,9 +171,53 @@ func TestServeSurvivesBrokenLogStreams(t *testing.T) {
 	}
 }
 
-// waitServing polls /healthz until it answers 200, failing if the process
-// exits first.
-func waitServing(t *testing.T, base string, exited chan error) {
+// serveEnv is the environment of a `tokenstore serve` process on addr
+// with its own database and key, logging JSON; callers are the test's.
+func serveEnv(t *testing.T, addr string) []string {
+	t.Helper()
+	return []string{
+		"PATH=" + os.Getenv("PATH"),
+		"TOKENSTORE_DATABASE_URL=" + testdb.NewDSN(t),
+		"TOKENSTORE_KEYS=" + fernetKey(t),
+		"TOKENSTORE_HTTP_ADDR=" + addr,
+		"TOKENSTORE_LOG_FORMAT=json",
+	}
+}
+
+// startServe starts `bin serve` with env and the streams; exited receives
+// its result, and it is killed when t ends.
+func startServe(t *testing.T, bin string, env []string, stdout, stderr *os.File) (*exec.Cmd, chan error) {
+	t.Helper()
+	cmd := exec.Command(bin, "serve")
+	cmd.Env, cmd.Stdout, cmd.Stderr = env, stdout, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return cmd, exited
+}
+
+// stopServe sends SIGTERM and expects exit status 0 within 30 s.
+func stopServe(t *testing.T, cmd *exec.Cmd, exited chan error) {
+	t.Helper()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v, want 0", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the server did not stop within 30 s of SIGTERM")
+	}
+}
+
+// waitServing polls /healthz with client until it answers 200, failing if
+// the process exits first.
+func waitServing(t *testing.T, client *http.Client, base string, exited chan error) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
@@ -211,7 +230,7 @@ func waitServing(t *testing.T, base string, exited chan error) {
 			t.Fatalf("the server exited before serving: %v", err)
 		default:
 		}
-		resp, err := http.Get(base + "/healthz")
+		resp, err := client.Get(base + "/healthz")
 		if err == nil {
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

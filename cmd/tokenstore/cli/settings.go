@@ -79,7 +79,7 @@ func (c *Config) settings() []setting {
 		{key: "http.shutdown_timeout", to: &c.HTTP.ShutdownTimeout, help: "how long shutdown waits for in-flight requests", def: httpapi.DefaultConfig().ShutdownTimeout},
 		{key: "http.tls_cert_file", to: &c.HTTP.TLSCertFile, help: "PEM certificate chain, leaf first: turns on TLS 1.2 or newer; reloaded with the key when either file changes or on SIGHUP"},
 		{key: "http.tls_key_file", to: &c.HTTP.TLSKeyFile, help: "PEM private key of http.tls_cert_file; must be mode 0600"},
-		{key: "http.client_ca_file", to: &c.HTTP.ClientCAFile, help: "PEM CA certificates that client certificates are verified against when presented; a caller with client_cert_identity must present one"},
+		{key: "http.client_ca_file", to: &c.HTTP.ClientCAFile, help: "PEM CA certificates that client certificates are verified against when presented; reloaded when it changes or on SIGHUP; a caller with client_cert_identity must present one"},
 		{key: "http.plaintext", to: &c.HTTP.Plaintext, help: "allow plain HTTP on a non-loopback http.addr because a service mesh or sidecar protects the transport: true or false", def: false},
 		{key: "keys", to: &c.Keys.Keys, help: "Fernet keys, comma-separated, primary (newest) first"},
 		{key: "key_file", to: &c.KeyFile, help: "key file, used when keys is not set: one Fernet key per line (notes after #) or JSON [{key, created_at, note}], primary first; must be mode 0600"},

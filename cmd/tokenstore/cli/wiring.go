@@ -80,6 +80,8 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 			httpapi.NewServer,
 		),
 		fx.Invoke(serveHTTP),
+		// What SIGHUP reloads (serve catches the signal).
+		fx.Provide(hangupReloaders),
 		fx.Options(extra...),
 	)
 }
@@ -176,6 +178,9 @@ func newReadiness(in readinessIn) httpapi.Checker {
 
 // withLogStream gives the graph the server's log stream, for /readyz.
 func withLogStream(s *LogStream) fx.Option { return fx.Supply(s) }
+
+// withReloaders hands serve the list of what SIGHUP reloads.
+func withReloaders(list *reloaders) fx.Option { return fx.Populate(list) }
 
 // fxLogger logs fx's own events (each provide, invoke, hook) at debug level
 // only: at info they would drown the request log.
