@@ -101,15 +101,17 @@ func docker(t *testing.T, args ...string) string {
 }
 
 // secrets are the files an operator mounts read-only into the container:
-// a key file and a config file holding the database URL with its password,
-// both mode 0600 and owned by the image's user (the secret-file rule of
+// a key file and a config file (the caller's credential hash, the declared
+// provider and, when given, the database URL with its password), both mode
+// 0600 and owned by the image's user (the secret-file rule of
 // adapters/secretfile refuses anything others may read).
 type secrets struct {
 	dir        string
 	credential string // the caller's bearer credential
-	callers    string // TOKENSTORE_CALLERS: hashes only, not a secret
 }
 
+// writeSecrets writes them; dsn "" leaves the database URL to the
+// environment.
 func writeSecrets(t *testing.T, dsn string) secrets {
 	t.Helper()
 	dir := t.TempDir()
@@ -129,10 +131,11 @@ func writeSecrets(t *testing.T, dsn string) secrets {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files := map[string]string{
-		"keys":        servicetest.NewKey(t).Encode() + "\n",
-		"config.yaml": fmt.Sprintf("database:\n  url: %q\nproviders:\n  - name: github\n    refresh: false\n", dsn),
+	config := fmt.Sprintf("callers: %s\nproviders:\n  - name: github\n    refresh: false\n", callers)
+	if dsn != "" {
+		config += fmt.Sprintf("database:\n  url: %q\n", dsn)
 	}
+	files := map[string]string{"keys": servicetest.NewKey(t).Encode() + "\n", "config.yaml": config}
 	for name, content := range files {
 		path := filepath.Join(dir, name)
 		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
@@ -143,7 +146,7 @@ func writeSecrets(t *testing.T, dsn string) secrets {
 		}
 	}
 	chownToImageUser(t, dir, "keys", "config.yaml")
-	return secrets{dir: dir, credential: cred, callers: string(callers)}
+	return secrets{dir: dir, credential: cred}
 }
 
 // chownToImageUser gives files in dir to the image's user: directly when
@@ -197,7 +200,6 @@ func run(t *testing.T, img string, s secrets, cmd []string, waitFor wait.Strateg
 		testcontainers.WithEnv(map[string]string{
 			"TOKENSTORE_CONFIG":           "/run/secrets/tokenstore/config.yaml",
 			"TOKENSTORE_KEY_FILE":         "/run/secrets/tokenstore/keys",
-			"TOKENSTORE_CALLERS":          s.callers,
 			"TOKENSTORE_HTTP_PLAINTEXT":   "true", // the test network is the transport's protection
 			"TOKENSTORE_LOG_FORMAT":       "json",
 			"TOKENSTORE_REFRESH_WORKER":   "false",
