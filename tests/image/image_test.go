@@ -39,8 +39,10 @@ const nonRoot = "65532:65532"
 var (
 	buildOnce  sync.Once
 	builtImage string
-	buildErr   error
-	imageSize  int64
+	// builtVersion is stamped into the binary by deploy/build.sh ($VERSION).
+	builtVersion = fmt.Sprintf("v0.0.0-imagetest.%d", time.Now().UnixNano())
+	buildErr     error
+	imageSize    int64
 )
 
 func TestMain(m *testing.M) {
@@ -69,7 +71,9 @@ func image(t *testing.T) string {
 		tag := fmt.Sprintf("tokenstore:test-%d", time.Now().UnixNano())
 		bin := filepath.Join(dir, "tokenstore")
 		for _, args := range [][]string{{"../../deploy/build.sh", bin}, {"../../deploy/image.sh", bin, tag}} {
-			if out, err := exec.Command("bash", args...).CombinedOutput(); err != nil {
+			cmd := exec.Command("bash", args...)
+			cmd.Env = append(os.Environ(), "VERSION="+builtVersion)
+			if out, err := cmd.CombinedOutput(); err != nil {
 				buildErr = fmt.Errorf("%s: %v\n%s", strings.Join(args, " "), err, out)
 				return
 			}
@@ -340,6 +344,13 @@ func TestImageHoldsOnlyTheBinaryAndCABundle(t *testing.T) {
 		if !slices.Contains(files, want) {
 			t.Errorf("the image lacks %s; it holds %q", want, files)
 		}
+	}
+	// deploy/build.sh stamps the version where `tokenstore version` reads it.
+	if got := docker(t, "run", "--rm", "--label", "org.tokenstore.test=true", img, "version"); got != builtVersion {
+		t.Errorf("tokenstore version in the image: %q, want %q", got, builtVersion)
+	}
+	if got := docker(t, "image", "inspect", "-f", `{{index .Config.Labels "org.opencontainers.image.version"}}`, img); got != builtVersion {
+		t.Errorf("image version label %q, want %q", got, builtVersion)
 	}
 	if imageSize > 30e6 {
 		t.Errorf("the image is %d bytes: the README says about 15 MB", imageSize)
