@@ -30,6 +30,7 @@ Usage:
   tokenstore callers generate --name NAME      print a new caller credential and its hash
   tokenstore import openhands [flags]          copy tokens from an OpenHands database
   tokenstore audit list [filters]              print the audit trail (see audit --help)
+  tokenstore healthcheck [--url URL]           exit 0 when the server answers /readyz with 200
   tokenstore version                           print the version
 
 Configuration comes from a YAML file (--config or TOKENSTORE_CONFIG) and
@@ -70,6 +71,8 @@ func Run(ctx context.Context, args []string, env Env) error {
 		return runImport(ctx, args[1:], env)
 	case "audit":
 		return runAudit(ctx, args[1:], env)
+	case "healthcheck":
+		return runHealthcheck(ctx, args[1:], env)
 	case "version":
 		fmt.Fprintln(env.Stdout, buildVersion())
 		return nil

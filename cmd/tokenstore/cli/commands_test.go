@@ -49,7 +49,7 @@ func TestHelp(t *testing.T) {
 		want    []string // in the usage
 		errHelp bool     // returns flag.ErrHelp (else nil)
 	}{
-		{[]string{"--help"}, true, []string{"Usage:", "tokenstore serve", "tokenstore migrate", "tokenstore keys generate", "tokenstore callers generate", "tokenstore version"}, false},
+		{[]string{"--help"}, true, []string{"Usage:", "tokenstore serve", "tokenstore migrate", "tokenstore keys generate", "tokenstore callers generate", "tokenstore healthcheck", "tokenstore version"}, false},
 		{[]string{"-h"}, true, []string{"Usage:"}, false},
 		{[]string{"help"}, true, []string{"Usage:"}, false},
 		{[]string{"serve", "--help"}, false, []string{"Usage: tokenstore serve", "--dev", "-config", "TOKENSTORE_DATABASE_URL", "TOKENSTORE_KEYS",
@@ -58,6 +58,7 @@ func TestHelp(t *testing.T) {
 		{[]string{"migrate", "--help"}, false, []string{"Usage: tokenstore migrate", "up", "down", "status", "TOKENSTORE_DATABASE_URL"}, true},
 		{[]string{"keys", "--help"}, false, []string{"Usage: tokenstore keys generate"}, true},
 		{[]string{"callers", "--help"}, false, []string{"Usage: tokenstore callers generate", "-name", "-permissions"}, true},
+		{[]string{"healthcheck", "--help"}, false, []string{"Usage: tokenstore healthcheck", "/readyz", "-url", "-ca-file", "-timeout"}, true},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
