@@ -15,21 +15,43 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 )
 
-// Check refuses path when group or others may read or write it: a secret
-// another account can read is no longer secret. The error says how to fix
-// the mode.
+// Check refuses path unless only its owner may read it, with one
+// exception taken from PostgreSQL's rule for its server key file
+// (be-secure-common.c, check_ssl_key_file_permissions): a file owned by
+// root may also be readable by its group (at most mode 0640) when this
+// process is not root. That is how Kubernetes mounts a Secret for a
+// non-root pod with fsGroup (owner root, group the pod's, mode 0440): the
+// group is an account the operator chose, and root could read the file
+// anyway. Group write, and any access by others, is always refused. The
+// error says how to fix the mode.
 func Check(path, setting string) error {
 	info, err := os.Stat(path)
 	if err != nil {
 		return fmt.Errorf("%s: %w", setting, err)
 	}
-	if info.Mode().Perm()&0o077 != 0 {
-		return fmt.Errorf("%s: %s is readable by group or others (mode %04o); run `chmod 600 %s`",
+	owner, euid := -1, os.Geteuid()
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		owner = int(st.Uid)
+	}
+	if !private(info.Mode().Perm(), owner, euid) {
+		return fmt.Errorf("%s: %s is readable by group or others (mode %04o); run `chmod 600 %s`"+
+			" (or, for a file owned by root, `chmod 640` with the group of this process)",
 			setting, path, info.Mode().Perm(), path)
 	}
 	return nil
+}
+
+// private is Check's rule for a file of mode perm owned by the user id
+// owner (-1 when unknown), read by a process whose effective user id is
+// euid.
+func private(perm os.FileMode, owner, euid int) bool {
+	if owner == 0 && euid != 0 {
+		return perm&0o037 == 0 // owner anything, group read only, others nothing
+	}
+	return perm&0o077 == 0
 }
 
 // Read returns the content of path without its final line breaks, after

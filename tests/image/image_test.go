@@ -139,42 +139,44 @@ func writeSecrets(t *testing.T, dsn string) secrets {
 	if dsn != "" {
 		config += fmt.Sprintf("database:\n  url: %q\n", dsn)
 	}
-	files := map[string]string{"keys": servicetest.NewKey(t).Encode() + "\n", "config.yaml": config}
-	for name, content := range files {
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(path, 0o600); err != nil { // whatever the umask
-			t.Fatal(err)
-		}
+	// Both shapes a secret file may have: the config file the image's
+	// user's own (0600), the key file as Kubernetes mounts a Secret with
+	// fsGroup (owner root, group the image's, 0440).
+	files := []struct {
+		name, content string
+		mode          os.FileMode
+		uid, gid      int
+	}{
+		{"config.yaml", config, 0o600, 65532, 65532},
+		{"keys", servicetest.NewKey(t).Encode() + "\n", 0o440, 0, 65532},
 	}
-	chownToImageUser(t, dir, "keys", "config.yaml")
+	for _, f := range files {
+		path := filepath.Join(dir, f.name)
+		if err := os.WriteFile(path, []byte(f.content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, f.mode); err != nil { // whatever the umask
+			t.Fatal(err)
+		}
+		chown(t, dir, f.name, f.uid, f.gid) // last: the owner may no longer be us
+	}
 	return secrets{dir: dir, credential: cred}
 }
 
-// chownToImageUser gives files in dir to the image's user: directly when
-// the test runs as root (CI), otherwise through a throwaway container of
-// the PostgreSQL image, which has chown.
-func chownToImageUser(t *testing.T, dir string, names ...string) {
+// chown gives a file in dir to uid:gid: directly when the test runs as
+// root (CI), otherwise through a throwaway container of the PostgreSQL
+// image, which has chown.
+func chown(t *testing.T, dir, name string, uid, gid int) {
 	t.Helper()
-	var err error
-	for _, name := range names {
-		if err = os.Chown(filepath.Join(dir, name), 65532, 65532); err != nil {
-			break
-		}
-	}
+	err := os.Chown(filepath.Join(dir, name), uid, gid)
 	if err == nil {
 		return
 	}
 	if !errors.Is(err, os.ErrPermission) {
 		t.Fatal(err)
 	}
-	args := []string{"run", "--rm", "--user", "0", "--entrypoint", "chown", "-v", dir + ":/s", testdb.Image(), nonRoot}
-	for _, name := range names {
-		args = append(args, "/s/"+name)
-	}
-	docker(t, args...)
+	docker(t, "run", "--rm", "--user", "0", "--entrypoint", "chown", "-v", dir+":/s", testdb.Image(),
+		fmt.Sprintf("%d:%d", uid, gid), "/s/"+name)
 }
 
 // containerDSN is dsn (a database of the package's PostgreSQL, as the host
@@ -296,10 +298,19 @@ func TestImageServesAgainstPostgreSQL(t *testing.T) {
 	if user := docker(t, "inspect", "-f", "{{.Config.User}}", id); user != nonRoot {
 		t.Errorf("container user %q, want %s", user, nonRoot)
 	}
-	// ps on the Docker host: the process's real ids.
+	// ps on the Docker host: the processes' real ids. Besides serve, a
+	// health check (tokenstore healthcheck, or runc starting it) may be
+	// running: every process must be 65532:65532, and serve among them.
 	top := strings.Fields(docker(t, "top", id, "-o", "pid,uid,gid,comm"))
-	if len(top) != 8 || top[5] != "65532" || top[6] != "65532" || top[7] != "tokenstore" {
-		t.Errorf("processes (ps pid,uid,gid,comm): %q, want one: tokenstore as 65532:65532", top)
+	serving := false
+	for i := 4; i+3 < len(top); i += 4 {
+		if top[i+1] != "65532" || top[i+2] != "65532" {
+			t.Errorf("process %s (%s) runs as %s:%s, want 65532:65532", top[i], top[i+3], top[i+1], top[i+2])
+		}
+		serving = serving || top[i+3] == "tokenstore"
+	}
+	if len(top)%4 != 0 || !serving {
+		t.Errorf("processes (ps pid,uid,gid,comm): %q, want tokenstore as 65532:65532", top)
 	}
 	if logs := containerLogs(t, srv); strings.Contains(logs, "gho_image_test") || strings.Contains(logs, s.credential) {
 		t.Errorf("the container's log shows the token or the credential:\n%s", logs)
