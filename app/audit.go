@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tokenstore/tokenstore/domain"
 	"github.com/tokenstore/tokenstore/ports"
@@ -68,7 +70,9 @@ func WithActor(ctx context.Context, a Actor) context.Context {
 	return context.WithValue(ctx, actorKey{}, a)
 }
 
-func actorFrom(ctx context.Context) Actor {
+// ActorFrom is the Actor ctx carries (WithActor); the zero Actor (the
+// service's own work) when none.
+func ActorFrom(ctx context.Context) Actor {
 	a, _ := ctx.Value(actorKey{}).(Actor)
 	return a
 }
@@ -132,12 +136,24 @@ func (a *Auditor) Mode() AuditMode {
 }
 
 // event is an event of the work done under ctx, with a success outcome.
+// A nil auditor makes events with no instance (and stores none of them).
 func (a *Auditor) event(ctx context.Context, action domain.AuditAction, user domain.UserID, provider domain.Provider, status int) domain.AuditEvent {
-	actor := actorFrom(ctx)
+	actor := ActorFrom(ctx)
+	instance := ""
+	if a != nil {
+		instance = a.instance
+	}
 	return domain.AuditEvent{
-		Instance: a.instance, Caller: actor.Caller, RequestID: actor.RequestID,
+		Instance: instance, Caller: actor.Caller, RequestID: actor.RequestID,
 		Action: action, User: user, Provider: provider, Status: status,
 	}
+}
+
+// outcome is event with an outcome code.
+func (a *Auditor) outcome(ctx context.Context, action domain.AuditAction, user domain.UserID, provider domain.Provider, status int, code string) domain.AuditEvent {
+	e := a.event(ctx, action, user, provider, status)
+	e.Code = code
+	return e
 }
 
 // handout records that a token is about to be handed out. Fail-closed, it
@@ -179,12 +195,10 @@ func (a *Auditor) handout(ctx context.Context, action domain.AuditAction, user d
 // (fail-closed: the write's event; otherwise none) and, best-effort, queues
 // the event for the background instead.
 func (a *Auditor) forWrite(ctx context.Context, action domain.AuditAction, user domain.UserID, provider domain.Provider, status int) []domain.AuditEvent {
-	switch a.Mode() {
-	case AuditFailClosed:
-		return []domain.AuditEvent{a.event(ctx, action, user, provider, status)}
-	default:
+	if a.Mode() != AuditFailClosed {
 		return nil
 	}
+	return a.inTx(a.event(ctx, action, user, provider, status))
 }
 
 // afterWrite queues a best-effort write's event once the write succeeded.
@@ -192,7 +206,43 @@ func (a *Auditor) afterWrite(ctx context.Context, action domain.AuditAction, use
 	if a.Mode() != AuditBestEffort {
 		return
 	}
-	a.enqueue(a.event(ctx, action, user, provider, status))
+	a.afterTx(a.event(ctx, action, user, provider, status))
+}
+
+// inTx returns the events of a change that commit in the change's own
+// transaction: all of them fail-closed (the change fails if they cannot be
+// stored), none otherwise (afterTx queues them once the change committed).
+func (a *Auditor) inTx(events ...domain.AuditEvent) []domain.AuditEvent {
+	if a.Mode() != AuditFailClosed {
+		return nil
+	}
+	return events
+}
+
+// afterTx queues, best-effort, the events of a change that committed.
+func (a *Auditor) afterTx(events ...domain.AuditEvent) {
+	if a.Mode() != AuditBestEffort {
+		return
+	}
+	for _, e := range events {
+		a.enqueue(e)
+	}
+}
+
+// committed reports the outcome of a change whose n events (inTx) rode in
+// its transaction, for /readyz: the audit store refusing them
+// (domain.ErrAuditUnavailable) counts as a failure, as a read's event
+// does; a commit with events clears audit_failing.
+func (a *Auditor) committed(n int, err error) {
+	if a.Mode() != AuditFailClosed || n == 0 {
+		return
+	}
+	switch {
+	case err == nil:
+		a.noteSuccess()
+	case errors.Is(err, domain.ErrAuditUnavailable):
+		a.noteFailure(int64(n), err)
+	}
 }
 
 // enqueue queues e for the batcher without waiting for it; a full queue
@@ -206,18 +256,52 @@ func (a *Auditor) enqueue(e domain.AuditEvent) {
 	}
 }
 
-// RecordRefusal records a request refused at the edge (a 401 credential,
-// a 403 permission or scope), in every mode but off. It is queued, never
-// waited for: a refusal hands nothing out, and a flood of bad credentials
-// must not queue requests behind the audit store (a full queue loses
-// events, counted on /readyz).
-func (a *Auditor) RecordRefusal(ctx context.Context, action domain.AuditAction, user domain.UserID, provider domain.Provider, status int, code string) {
+// RecordUnserved records a request that handed nothing out and changed
+// nothing: refused at the edge (a 401 credential, a 403 permission or
+// scope) or failed (a read that ends 404 not_found, 409 reauth_required or
+// token_expired, 503 unavailable; a write refused as invalid or found
+// nothing to delete), with its status and problem code, in every mode but
+// off. It is queued, never waited for, even fail-closed: the trail exists
+// so that no token leaves unrecorded, and none left here; waiting would
+// only delay the answer, and let a flood of bad credentials or of reads of
+// missing tokens queue requests behind the audit store. A full queue loses
+// the event, counted on /readyz.
+func (a *Auditor) RecordUnserved(ctx context.Context, action domain.AuditAction, user domain.UserID, provider domain.Provider, status int, code string) {
+	a.queue(a.outcome(ctx, action, clip(user, maxAuditName), clip(provider, maxAuditProvider), status, code))
+}
+
+// queue queues events for the batcher in every mode but off, without
+// waiting: for what could not ride in a transaction (nothing was stored)
+// and handed nothing out.
+func (a *Auditor) queue(events ...domain.AuditEvent) {
 	if a.Mode() == AuditOff {
 		return
 	}
-	e := a.event(ctx, action, user, provider, status)
-	e.Code = code
-	a.enqueue(e)
+	for _, e := range events {
+		a.enqueue(e)
+	}
+}
+
+// The longest user and provider an audit event stores (the table's
+// checks, in characters). A request refused at the edge carries its path's
+// values as sent, which the service never validated.
+const (
+	maxAuditName     = 255
+	maxAuditProvider = 64
+)
+
+// clip makes s storable in an audit event's text column of max
+// characters: invalid UTF-8 and NUL (which PostgreSQL's text refuses, and
+// which would fail the whole batch the event shares with others) are
+// replaced by U+FFFD, and a longer value is cut, ending in "…".
+func clip[S ~string](s S, max int) S {
+	t := strings.ToValidUTF8(string(s), "\uFFFD")
+	t = strings.ReplaceAll(t, "\x00", "\uFFFD")
+	if utf8.RuneCountInString(t) <= max {
+		return S(t)
+	}
+	r := []rune(t)
+	return S(string(r[:max-1]) + "…")
 }
 
 // run is the batcher: it takes the first waiting event, gathers what else

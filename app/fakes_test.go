@@ -54,6 +54,10 @@ type memStore struct {
 	// busy rows refuse re-encrypted writes, as if changed or leased each
 	// time; by user (and provider).
 	busy map[string]bool
+	// events are the audit events the batch writes stored; auditDown, when
+	// set, refuses them (and so the batch).
+	events    []domain.AuditEvent
+	auditDown error
 }
 
 var (
@@ -122,8 +126,8 @@ func (m *memStore) OfflineTokensByKey(ctx context.Context, key domain.KeyID, aft
 	return out[:min(limit, len(out))], nil
 }
 
-func (m *memStore) StoreReencryptedAuthTokens(ctx context.Context, rows []domain.SealedAuthTokens) ([]bool, error) {
-	return eachRow(ctx, m, rows, func(t domain.SealedAuthTokens) bool {
+func (m *memStore) StoreReencryptedAuthTokens(ctx context.Context, rows []domain.SealedAuthTokens, audit ...domain.AuditEvent) ([]bool, error) {
+	return eachRow(ctx, m, rows, audit, func(t domain.SealedAuthTokens) bool {
 		j := slices.IndexFunc(m.auth, func(r domain.SealedAuthTokens) bool { return r.ID == t.ID })
 		if j < 0 || m.auth[j].Version != t.Version || m.auth[j].Refresh.Leased(time.Now()) || m.busy[rowKey(t.User, t.Provider)] {
 			return false
@@ -135,8 +139,8 @@ func (m *memStore) StoreReencryptedAuthTokens(ctx context.Context, rows []domain
 	})
 }
 
-func (m *memStore) StoreReencryptedOfflineTokens(ctx context.Context, rows []domain.SealedOfflineToken) ([]bool, error) {
-	return eachRow(ctx, m, rows, func(t domain.SealedOfflineToken) bool {
+func (m *memStore) StoreReencryptedOfflineTokens(ctx context.Context, rows []domain.SealedOfflineToken, audit ...domain.AuditEvent) ([]bool, error) {
+	return eachRow(ctx, m, rows, audit, func(t domain.SealedOfflineToken) bool {
 		cur, ok := m.offline[t.User]
 		if !ok || cur.Version != t.Version || !cur.CreatedAt.Equal(t.CreatedAt) || m.busy[rowKey(t.User, "")] {
 			return false
@@ -148,8 +152,8 @@ func (m *memStore) StoreReencryptedOfflineTokens(ctx context.Context, rows []dom
 	})
 }
 
-func (m *memStore) InsertAuthTokensBatch(ctx context.Context, rows []domain.SealedAuthTokens) ([]bool, error) {
-	return eachRow(ctx, m, rows, func(t domain.SealedAuthTokens) bool {
+func (m *memStore) InsertAuthTokensBatch(ctx context.Context, rows []domain.SealedAuthTokens, audit ...domain.AuditEvent) ([]bool, error) {
+	return eachRow(ctx, m, rows, audit, func(t domain.SealedAuthTokens) bool {
 		if m.findAuth(t.User, t.Provider) >= 0 {
 			return false
 		}
@@ -160,8 +164,8 @@ func (m *memStore) InsertAuthTokensBatch(ctx context.Context, rows []domain.Seal
 	})
 }
 
-func (m *memStore) InsertOfflineTokensBatch(ctx context.Context, rows []domain.SealedOfflineToken) ([]bool, error) {
-	return eachRow(ctx, m, rows, func(t domain.SealedOfflineToken) bool {
+func (m *memStore) InsertOfflineTokensBatch(ctx context.Context, rows []domain.SealedOfflineToken, audit ...domain.AuditEvent) ([]bool, error) {
+	return eachRow(ctx, m, rows, audit, func(t domain.SealedOfflineToken) bool {
 		if _, ok := m.offline[t.User]; ok {
 			return false
 		}
@@ -172,16 +176,29 @@ func (m *memStore) InsertOfflineTokensBatch(ctx context.Context, rows []domain.S
 }
 
 // eachRow applies write to every row under the store's lock, as one
-// transaction, unless ctx is done; it reports which rows write changed.
-func eachRow[T any](ctx context.Context, m *memStore, rows []T, write func(T) bool) ([]bool, error) {
+// transaction with the audit events (each with Count the rows written),
+// unless ctx is done or the audit store is down; it reports which rows
+// write changed.
+func eachRow[T any](ctx context.Context, m *memStore, rows []T, audit []domain.AuditEvent, write func(T) bool) ([]bool, error) {
 	unlock, err := m.lock(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
+	if len(audit) > 0 && m.auditDown != nil {
+		return nil, fmt.Errorf("%w: %w: %w", domain.ErrStorageUnavailable, domain.ErrAuditUnavailable, m.auditDown)
+	}
 	done := make([]bool, len(rows))
+	var n int64
 	for i, row := range rows {
 		done[i] = write(row)
+		if done[i] {
+			n++
+		}
+	}
+	for _, e := range audit {
+		e.Count = n
+		m.events = append(m.events, e)
 	}
 	return done, nil
 }

@@ -32,6 +32,7 @@ type fixture struct {
 	svc      *app.TokenService
 	repo     *memrepo.Repository
 	provider *fakeProvider
+	audit    *app.Auditor // nil: no audit trail
 }
 
 // newKeyring is a keyring of one fresh key.
@@ -50,6 +51,14 @@ func newKeyring(t *testing.T) *fernet.Keyring {
 
 func newFixture(t *testing.T, cfg app.Config) *fixture {
 	t.Helper()
+	return newAuditedFixture(t, cfg, app.AuditOff)
+}
+
+// newAuditedFixture is newFixture with an audit trail in mode (instance
+// "unit") that records into the repository's own log, as both the
+// batcher's store and the writes' transactions.
+func newAuditedFixture(t *testing.T, cfg app.Config, mode app.AuditMode) *fixture {
+	t.Helper()
 	ring := newKeyring(t)
 	if cfg.Refresh.Lease == 0 {
 		cfg.Refresh.Lease = 5 * time.Second
@@ -65,7 +74,11 @@ func newFixture(t *testing.T, cfg app.Config) *fixture {
 		cfg.Providers = declared
 	}
 	f := &fixture{t: t, repo: memrepo.New(), provider: newFakeProvider(gitlab)}
-	f.svc = app.NewTokenService(cfg, nil, ring, f.repo, f.provider, nil)
+	if mode != app.AuditOff {
+		f.audit = app.NewAuditor(app.AuditConfig{Mode: mode, Instance: "unit"}, nil, f.repo.Audit())
+		t.Cleanup(func() { _ = f.audit.Stop(context.Background()) })
+	}
+	f.svc = app.NewTokenService(cfg, nil, ring, f.repo, f.provider, f.audit)
 	return f
 }
 
@@ -77,9 +90,9 @@ func (f *fixture) put(user domain.UserID, p domain.Provider, access time.Duratio
 	f.t.Helper()
 	f.putFresh(user, p, access, refresh)
 	_, err := f.repo.UpdateAuthTokens(context.Background(), user, p,
-		func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, error) {
+		func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error) {
 			cur.AccessObtainedAt = time.Now().Add(-24 * time.Hour)
-			return &cur, nil
+			return &cur, nil, nil
 		})
 	if err != nil {
 		f.t.Fatal(err)
@@ -127,9 +140,9 @@ func (f *fixture) row(user domain.UserID, p domain.Provider) domain.SealedAuthTo
 func (f *fixture) setRefresh(user domain.UserID, p domain.Provider, st domain.RefreshState) {
 	f.t.Helper()
 	_, err := f.repo.UpdateAuthTokens(context.Background(), user, p,
-		func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, error) {
+		func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error) {
 			cur.Refresh = st
-			return &cur, nil
+			return &cur, nil, nil
 		})
 	if err != nil {
 		f.t.Fatal(err)
@@ -227,5 +240,19 @@ func wantErr(t *testing.T, err, target error) {
 	t.Helper()
 	if !errors.Is(err, target) {
 		t.Fatalf("error %v, want %v", err, target)
+	}
+}
+
+// misplaceRefreshToken gives user's row the refresh token sealed for
+// other's: a ciphertext in the wrong place, which must not open.
+func (f *fixture) misplaceRefreshToken(user, other domain.UserID) {
+	f.t.Helper()
+	moved := f.row(other, gitlab).RefreshToken
+	if _, err := f.repo.UpdateAuthTokens(context.Background(), user, gitlab,
+		func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error) {
+			cur.RefreshToken = moved
+			return &cur, nil, nil
+		}); err != nil {
+		f.t.Fatal(err)
 	}
 }

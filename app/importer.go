@@ -107,14 +107,17 @@ type Importer struct {
 	repo     ports.ImportRepository
 	declared []domain.Provider
 	log      *slog.Logger
+	audit    *Auditor
 }
 
 // NewImporter returns the import use case. Auth tokens are imported only
 // for the declared providers (Config.Providers), as PutAuthTokens stores
 // them; a row of another provider is reported as ReasonUndeclaredProvider.
-// log may be nil.
-func NewImporter(log *slog.Logger, declared []domain.Provider, crypter ports.TokenCrypter, repo ports.ImportRepository) *Importer {
-	return &Importer{crypter: crypter, repo: repo, declared: declared, log: orDiscard(log)}
+// log may be nil. audit records one import_batch event per batch written
+// (fail-closed in the batch's own transaction; a dry run writes nothing
+// and records nothing); nil records none.
+func NewImporter(log *slog.Logger, declared []domain.Provider, crypter ports.TokenCrypter, repo ports.ImportRepository, audit *Auditor) *Importer {
+	return &Importer{crypter: crypter, repo: repo, declared: declared, log: orDiscard(log), audit: audit}
 }
 
 // Import copies every row src yields: auth tokens, then offline tokens. It
@@ -158,8 +161,10 @@ type importTable[Rec, Row any] struct {
 	// check validates one record and seals it. A record that cannot be
 	// imported comes back as a failure; an error means sealing itself broke
 	// (the keyring), which ends the import.
-	check  func(Rec) (Row, *ImportFailure, error)
-	insert func(ctx context.Context, rows []Row) ([]bool, error)
+	check func(Rec) (Row, *ImportFailure, error)
+	// insert writes rows with the batch's audit events (their Count set to
+	// the rows inserted).
+	insert func(ctx context.Context, rows []Row, audit ...domain.AuditEvent) ([]bool, error)
 	// stored looks a row up for a dry run: domain.ErrNotFound when absent.
 	stored func(ctx context.Context, row Row) error
 }
@@ -236,7 +241,7 @@ func importBatch[Rec, Row any](ctx context.Context, run importRun, t importTable
 	if run.dryRun {
 		inserted, err = absent(ctx, t, rows)
 	} else {
-		inserted, err = t.insert(ctx, rows)
+		inserted, err = storeBatch(ctx, run.im.audit, domain.AuditImportBatch, rows, t.insert)
 	}
 	if err != nil {
 		return fmt.Errorf("import: %s batch of source ids %q to %q: %w", t.name, first, last, err)

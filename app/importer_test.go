@@ -82,7 +82,7 @@ func TestImportChecksSealsAndCountsEveryRow(t *testing.T) {
 	t.Parallel()
 	store, ring := newMemStore(), newFakeKeyring("k1")
 	var log bytes.Buffer
-	im := NewImporter(slog.New(slog.NewJSONHandler(&log, nil)), declared, ring, store)
+	im := NewImporter(slog.New(slog.NewJSONHandler(&log, nil)), declared, ring, store, nil)
 	sum, err := im.Import(context.Background(), mixedSource(), ImportOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +148,7 @@ func TestImportDryRunWritesNothing(t *testing.T) {
 	if err := store.putAuth(ring, domain.AuthTokens{User: "alice", Provider: "github", AccessToken: domain.NewSecret("newer")}); err != nil {
 		t.Fatal(err)
 	}
-	im := NewImporter(nil, declared, ring, store)
+	im := NewImporter(nil, declared, ring, store, nil)
 	sum, err := im.Import(context.Background(), mixedSource(), ImportOptions{DryRun: true, BatchSize: 2})
 	if err != nil {
 		t.Fatal(err)
@@ -164,7 +164,7 @@ func TestImportDryRunWritesNothing(t *testing.T) {
 
 func TestImportStopsOnSourceOrBatchSizeErrors(t *testing.T) {
 	t.Parallel()
-	im := NewImporter(nil, declared, newFakeKeyring("k1"), newMemStore())
+	im := NewImporter(nil, declared, newFakeKeyring("k1"), newMemStore(), nil)
 	src := mixedSource()
 	src.err = errors.New("connection reset")
 	sum, err := im.Import(context.Background(), src, ImportOptions{})
@@ -178,7 +178,7 @@ func TestImportStopsOnSourceOrBatchSizeErrors(t *testing.T) {
 		t.Error("a batch size above the limit was accepted")
 	}
 	store := newMemStore()
-	broken := NewImporter(nil, declared, brokenCrypter{newFakeKeyring("k1")}, store)
+	broken := NewImporter(nil, declared, brokenCrypter{newFakeKeyring("k1")}, store, nil)
 	if _, err := broken.Import(context.Background(), mixedSource(), ImportOptions{}); err == nil ||
 		!strings.Contains(err.Error(), `import: auth_tokens row "1": seal access token: keyring gone`) {
 		t.Errorf("sealing failure: %v, want it to end the import naming the row", err)

@@ -24,11 +24,14 @@ type Reencryption struct {
 	keyring ports.Keyring
 	repo    ports.ReencryptionRepository
 	log     *slog.Logger
+	audit   *Auditor
 }
 
-// NewReencryption returns the use case. log may be nil.
-func NewReencryption(log *slog.Logger, keyring ports.Keyring, repo ports.ReencryptionRepository) *Reencryption {
-	return &Reencryption{keyring: keyring, repo: repo, log: orDiscard(log)}
+// NewReencryption returns the use case. log may be nil. audit records one
+// reencrypt_batch event per batch (fail-closed in the batch's own
+// transaction); nil records none.
+func NewReencryption(log *slog.Logger, keyring ports.Keyring, repo ports.ReencryptionRepository, audit *Auditor) *Reencryption {
+	return &Reencryption{keyring: keyring, repo: repo, log: orDiscard(log), audit: audit}
 }
 
 // orDiscard lets a use case's caller pass a nil logger for silence.
@@ -266,8 +269,10 @@ type reencryptTable[Row, Cursor any] struct {
 	page   func(ctx context.Context, key domain.KeyID, after Cursor, limit int) ([]Row, error)
 	cursor func(Row) Cursor
 	reseal func(Row) (Row, error)
-	// store writes resealed rows, each only if unchanged since it was read.
-	store    func(ctx context.Context, rows []Row) ([]bool, error)
+	// store writes resealed rows, each only if unchanged since it was
+	// read, with the batch's audit events (their Count set to the rows
+	// written).
+	store    func(ctx context.Context, rows []Row, audit ...domain.AuditEvent) ([]bool, error)
 	identify func(Row) ReencryptionFailure // the row's identity, no Reason
 	values   func(Row) int64               // sealed values in the row
 }
@@ -299,7 +304,7 @@ func reencrypt[Row, Cursor any](ctx context.Context, run *reencryptRun, t reencr
 			}
 			resealed = append(resealed, next)
 		}
-		stored, err := t.store(ctx, resealed)
+		stored, err := storeBatch(ctx, run.k.audit, domain.AuditReencryptBatch, resealed, t.store)
 		if err != nil {
 			return skipped, err
 		}
@@ -360,4 +365,28 @@ func (k *Reencryption) CheckRetire(ctx context.Context, key domain.KeyID) error 
 		}
 	}
 	return nil
+}
+
+// storeBatch writes one batch of rows with store and its audit event
+// (action, Count the rows written, by whoever ctx names): fail-closed in
+// the batch's own transaction (an audit store that refuses it fails the
+// batch, which writes nothing), best-effort queued once written. It
+// returns which rows were written.
+func storeBatch[Row any](ctx context.Context, audit *Auditor, action domain.AuditAction, rows []Row,
+	store func(ctx context.Context, rows []Row, audit ...domain.AuditEvent) ([]bool, error),
+) ([]bool, error) {
+	event := audit.event(ctx, action, "", "", 200)
+	inTx := audit.inTx(event)
+	written, err := store(ctx, rows, inTx...)
+	audit.committed(len(inTx), err)
+	if err != nil {
+		return nil, err
+	}
+	for _, ok := range written {
+		if ok {
+			event.Count++
+		}
+	}
+	audit.afterTx(event)
+	return written, nil
 }

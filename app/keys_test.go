@@ -45,7 +45,7 @@ func TestReencryptionRunMovesEveryValueToThePrimary(t *testing.T) {
 	before := store.auth[3]
 	var calls int
 	var last [2]int64
-	report, err := NewReencryption(nil, ring, store).Run(context.Background(), ReencryptOptions{BatchSize: 4, Progress: func(done, total int64) {
+	report, err := NewReencryption(nil, ring, store, nil).Run(context.Background(), ReencryptOptions{BatchSize: 4, Progress: func(done, total int64) {
 		calls++
 		last = [2]int64{done, total}
 	}})
@@ -82,7 +82,7 @@ func TestReencryptionRunMovesEveryValueToThePrimary(t *testing.T) {
 		t.Errorf("row changed beyond its ciphertexts: before %+v, after %+v", before, after)
 	}
 
-	again, err := NewReencryption(nil, ring, store).Run(context.Background(), ReencryptOptions{})
+	again, err := NewReencryption(nil, ring, store, nil).Run(context.Background(), ReencryptOptions{})
 	if err != nil || again.Reencrypted != 0 || len(again.Failed) != 0 {
 		t.Errorf("second Run: re-encrypted %d, failed %v, %v; want nothing to do", again.Reencrypted, again.Failed, err)
 	}
@@ -102,7 +102,7 @@ func TestReencryptionRunNamesWhatItCannotReencrypt(t *testing.T) {
 	}
 	store.busy[rowKey("user-04", "gitlab")] = true
 
-	report, err := NewReencryption(nil, ring, store).Run(context.Background(), ReencryptOptions{BatchSize: 2, Passes: 1})
+	report, err := NewReencryption(nil, ring, store, nil).Run(context.Background(), ReencryptOptions{BatchSize: 2, Passes: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func TestReencryptionRunStopsWhenCanceled(t *testing.T) {
 	t.Parallel()
 	store, _, ring := reencryptFixture(t, 10)
 	ctx, cancel := context.WithCancel(context.Background())
-	report, err := NewReencryption(nil, ring, store).Run(ctx, ReencryptOptions{BatchSize: 3, Progress: func(done, _ int64) {
+	report, err := NewReencryption(nil, ring, store, nil).Run(ctx, ReencryptOptions{BatchSize: 3, Progress: func(done, _ int64) {
 		if done > 0 {
 			cancel()
 		}
@@ -149,7 +149,7 @@ func TestReencryptionRunStopsWhenCanceled(t *testing.T) {
 	if report.Reencrypted == 0 || report.Reencrypted >= values(10) || len(report.After) != 2 {
 		t.Errorf("report after cancel: re-encrypted %d of %d, After %v", report.Reencrypted, values(10), report.After)
 	}
-	resumed, err := NewReencryption(nil, ring, store).Run(context.Background(), ReencryptOptions{})
+	resumed, err := NewReencryption(nil, ring, store, nil).Run(context.Background(), ReencryptOptions{})
 	if err != nil || report.Reencrypted+resumed.Reencrypted != values(10) {
 		t.Errorf("resumed: %d + %d values, %v; want %d in all", report.Reencrypted, resumed.Reencrypted, err, values(10))
 	}
@@ -161,7 +161,7 @@ func TestReencryptionStatusAndCheckRetire(t *testing.T) {
 	if err := store.putOffline(newFakeKeyring("lost"), domain.OfflineToken{User: "zed", Token: domain.NewSecret("z")}); err != nil {
 		t.Fatal(err)
 	}
-	k := NewReencryption(nil, newFakeKeyring("new", "old", "spare"), store)
+	k := NewReencryption(nil, newFakeKeyring("new", "old", "spare"), store, nil)
 	status, err := k.Status(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -70,9 +70,9 @@ func TestLifetimeFractionSetting(t *testing.T) {
 		f := newFixture(t, app.Config{LifetimeFraction: tt.fraction})
 		f.putFresh("alice", gitlab, 4*time.Minute, "refresh-0")
 		if _, err := f.repo.UpdateAuthTokens(context.Background(), "alice", gitlab,
-			func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, error) {
+			func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error) {
 				cur.AccessObtainedAt = time.Now().Add(-10 * time.Minute)
-				return &cur, nil
+				return &cur, nil, nil
 			}); err != nil {
 			t.Fatal(err)
 		}

@@ -113,6 +113,7 @@ type RefreshCoordinator struct {
 	inflight  sync.WaitGroup   // refreshes started by reads, for Drain
 	now       func() time.Time // the service's clock (clock.Service)
 	clock     *Clock
+	audit     *Auditor // nil: no audit trail
 }
 
 // Providers lists the providers whose tokens can be refreshed.
@@ -252,8 +253,10 @@ func (c *RefreshCoordinator) refresh(ctx context.Context, user domain.UserID, pr
 	for {
 		attempt := c.NewAttempt()
 		var step domain.RefreshStep
+		// Marking the tokens for re-authorization is recorded with the mark.
+		interrupted := c.reauthEvent(ctx, user, provider, domain.CodeRefreshInterrupted)
 		row, err := c.repo.UpdateAuthTokens(ctx, user, provider,
-			func(cur domain.SealedAuthTokens, now time.Time) (*domain.SealedAuthTokens, error) {
+			func(cur domain.SealedAuthTokens, now time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error) {
 				step = c.step(cur, now)
 				next := cur
 				switch step {
@@ -264,11 +267,15 @@ func (c *RefreshCoordinator) refresh(ctx context.Context, user domain.UserID, pr
 					}
 				case domain.StepInterrupted:
 					next.Refresh = domain.RefreshState{ReauthRequired: true, LastError: domain.CodeRefreshInterrupted}
+					return &next, c.audit.inTx(interrupted), nil
 				default:
-					return nil, nil
+					return nil, nil, nil
 				}
-				return &next, nil
+				return &next, nil, nil
 			})
+		if step == domain.StepInterrupted {
+			c.audit.committed(len(c.audit.inTx(interrupted)), err)
+		}
 		if err != nil {
 			return AccessToken{}, err
 		}
@@ -280,6 +287,7 @@ func (c *RefreshCoordinator) refresh(ctx context.Context, user domain.UserID, pr
 			}
 			return c.runRefresh(ctx, row, attempt)
 		case domain.StepInterrupted:
+			c.audit.afterTx(interrupted)
 			c.log.Warn("refresh was interrupted after its lease lapsed; the provider may have rotated the refresh token, so the user must reconnect",
 				"user", user, "provider", provider)
 			return AccessToken{}, reauthError(provider, domain.CodeRefreshInterrupted)
@@ -347,9 +355,10 @@ func (c *RefreshCoordinator) runRefresh(ctx context.Context, lease domain.Sealed
 	if err != nil {
 		// Retrying cannot help until someone fixes the row or the keyring:
 		// back off as for a configuration error, so the worker moves on.
+		out := ClassifyRefresh(err)
 		c.release(ctx, lease, attempt, domain.RefreshState{
-			LastError: domain.CodeRefreshUndecryptable, NextAttemptAt: c.clock.Database().Add(c.cfg.RejectedRetryAfter),
-		})
+			LastError: out.Code, NextAttemptAt: c.clock.Database().Add(c.cfg.RejectedRetryAfter),
+		}, c.refreshEvents(ctx, lease.User, lease.Provider, out))
 		return AccessToken{}, err
 	}
 	res, err := c.refresher.Refresh(ctx, lease.Provider, refreshToken)
@@ -359,7 +368,9 @@ func (c *RefreshCoordinator) runRefresh(ctx context.Context, lease domain.Sealed
 	next, err := c.sealRefreshed(lease, res, refreshToken)
 	if err != nil {
 		// Nothing was stored; the provider may have rotated the refresh
-		// token, so the lease is left to lapse rather than released.
+		// token, so the lease is left to lapse rather than released. The
+		// attempt's event has no write to ride with: it is queued.
+		c.audit.queue(c.refreshEvents(ctx, lease.User, lease.Provider, ClassifyRefresh(errNotStored))...)
 		return AccessToken{}, fmt.Errorf("%w: sealing refreshed tokens: %v", domain.ErrUnavailable, err)
 	}
 	next.Refresh.AmbiguousRetries = lease.Refresh.AmbiguousRetries
@@ -370,14 +381,18 @@ func (c *RefreshCoordinator) runRefresh(ctx context.Context, lease domain.Sealed
 	// the fenced store is retried while the database is unavailable (see
 	// commitFenced), recognising a try that committed although its answer
 	// was lost by the ciphertext it wrote, which no one else can write.
+	// Fail-closed, the attempt's event commits with the new tokens (neither
+	// without the other).
 	stored, err := c.commitFenced(ctx, lease, attempt, func(cur domain.SealedAuthTokens) bool {
 		return bytes.Equal(cur.AccessToken, next.AccessToken) && cur.KeyID == next.KeyID
-	}, func(domain.SealedAuthTokens) domain.SealedAuthTokens { return next })
+	}, func(domain.SealedAuthTokens) domain.SealedAuthTokens { return next },
+		c.refreshEvents(ctx, lease.User, lease.Provider, ClassifyRefresh(nil)))
 	switch {
 	case errors.Is(err, errLeaseLost), errors.Is(err, domain.ErrNotFound):
 		// The user stored new tokens (or deleted them) while the provider
 		// answered: theirs win, ours are dropped. Answer from the row as it
 		// is now.
+		c.audit.queue(c.refreshEvents(ctx, lease.User, lease.Provider, ClassifyRefresh(errSuperseded))...)
 		c.log.Info("tokens changed during a refresh; the refreshed tokens are dropped",
 			"user", lease.User, "provider", lease.Provider)
 		cur, gerr := c.repo.GetAuthTokens(ctx, lease.User, lease.Provider)
@@ -392,6 +407,7 @@ func (c *RefreshCoordinator) runRefresh(ctx context.Context, lease domain.Sealed
 		// The provider issued new tokens that are not stored. The lease is
 		// left to lapse: whoever finds it lapsed marks the tokens for
 		// re-authorization instead of sending the old refresh token again.
+		c.audit.queue(c.refreshEvents(ctx, lease.User, lease.Provider, ClassifyRefresh(errNotStored))...)
 		c.log.Error("refreshed tokens could not be stored", "user", lease.User, "provider", lease.Provider, "err", err)
 		return AccessToken{}, fmt.Errorf("%w: the refreshed %s tokens could not be stored", domain.ErrUnavailable, lease.Provider)
 	}
@@ -417,24 +433,35 @@ const (
 // outcome is unknown (domain.ErrOutcomeUnknown) may have committed: mine
 // recognises the row that carries this attempt's write, which then counts
 // as done. A row changed by anyone else fails with errLeaseLost.
+//
+// events are the audit events of the outcome: fail-closed they commit in
+// the same transaction as the row (an audit store that refuses them is
+// retried like the database, and the row is not written without them);
+// best-effort they are queued once the row is written.
 func (c *RefreshCoordinator) commitFenced(ctx context.Context, lease domain.SealedAuthTokens, attempt string,
 	mine func(cur domain.SealedAuthTokens) bool, build func(cur domain.SealedAuthTokens) domain.SealedAuthTokens,
+	events []domain.AuditEvent,
 ) (domain.SealedAuthTokens, error) {
+	inTx := c.audit.inTx(events...)
 	wait := storeRetryFirst
 	for tries := 1; ; tries++ {
 		committed := false
 		stored, err := c.repo.UpdateAuthTokens(ctx, lease.User, lease.Provider,
-			func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, error) {
+			func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error) {
 				if cur.Version != lease.Version || cur.Refresh.LeaseOwner != attempt {
 					if tries > 1 && mine(cur) {
-						committed = true
-						return nil, nil
+						committed = true // with its events, if any
+						return nil, nil, nil
 					}
-					return nil, errLeaseLost
+					return nil, nil, errLeaseLost
 				}
 				next := build(cur)
-				return &next, nil
+				return &next, inTx, nil
 			})
+		c.audit.committed(len(inTx), err)
+		if err == nil {
+			c.audit.afterTx(events...)
+		}
 		if err == nil || !(errors.Is(err, domain.ErrStorageUnavailable) || errors.Is(err, domain.ErrBusy)) {
 			if committed {
 				c.log.Info("a refresh's write whose answer was lost had committed", "user", lease.User, "provider", lease.Provider, "tries", tries)
@@ -479,18 +506,22 @@ func (c *RefreshCoordinator) sealRefreshed(lease domain.SealedAuthTokens, res do
 	return c.rows.seal(t)
 }
 
-// refreshFailed records a provider failure. Permanent failures mark the
+// refreshFailed records a provider failure (classified by
+// ClassifyRefresh, whose code it stores). Permanent failures mark the
 // tokens for re-authorization (no provider call until new tokens are
 // stored); transient ones back off and keep the old token while it lasts.
 // A back-off ends on the database's clock, by which every instance and the
-// worker's claim judge it; Retry-After is counted on the service's.
+// worker's claim judge it; Retry-After is counted on the service's. The
+// attempt's audit events ride with the release.
 func (c *RefreshCoordinator) refreshFailed(ctx context.Context, lease domain.SealedAuthTokens, attempt string, cause error) (AccessToken, error) {
 	log := c.log.With("user", lease.User, "provider", lease.Provider, "err", cause)
+	out := ClassifyRefresh(cause)
+	events := c.refreshEvents(ctx, lease.User, lease.Provider, out)
 	switch {
-	case errors.Is(cause, domain.ErrGrantRevoked):
+	case out.Reauth:
 		log.Warn("refresh token rejected by the provider; the user must reconnect")
-		c.release(ctx, lease, attempt, domain.RefreshState{ReauthRequired: true, LastError: domain.CodeGrantRevoked})
-		return AccessToken{}, fmt.Errorf("%w: %w", reauthError(lease.Provider, domain.CodeGrantRevoked), cause)
+		c.release(ctx, lease, attempt, domain.RefreshState{ReauthRequired: true, LastError: out.Code}, events)
+		return AccessToken{}, fmt.Errorf("%w: %w", reauthError(lease.Provider, out.Code), cause)
 	case errors.Is(cause, domain.ErrProviderRejected):
 		// invalid_client, a wrong token URL...: tokenstore's configuration,
 		// not the user's grant. Marking every user of the provider for
@@ -499,11 +530,11 @@ func (c *RefreshCoordinator) refreshFailed(ctx context.Context, lease domain.Sea
 		log.Error("the provider rejected the refresh request: check the provider configuration",
 			"retry_after", c.cfg.RejectedRetryAfter)
 		dbAt, _ := c.clock.after(c.cfg.RejectedRetryAfter)
-		st := domain.RefreshState{LastError: domain.CodeProviderRejected, NextAttemptAt: dbAt}
-		return c.released(ctx, lease, attempt, st, cause)
+		st := domain.RefreshState{LastError: out.Code, NextAttemptAt: dbAt}
+		return c.released(ctx, lease, attempt, st, cause, events)
 	case errors.Is(cause, domain.ErrProviderNotConfigured):
-		st := domain.RefreshState{LastError: domain.CodeProviderRejected, NextAttemptAt: c.clock.Database().Add(c.cfg.RejectedRetryAfter)}
-		c.release(ctx, lease, attempt, st)
+		st := domain.RefreshState{LastError: out.Code, NextAttemptAt: c.clock.Database().Add(c.cfg.RejectedRetryAfter)}
+		c.release(ctx, lease, attempt, st, events)
 		if c.expired(lease.AccessExpiry) {
 			return AccessToken{}, fmt.Errorf("%s tokens: %w", lease.Provider, domain.ErrTokenExpired)
 		}
@@ -520,13 +551,13 @@ func (c *RefreshCoordinator) refreshFailed(ctx context.Context, lease domain.Sea
 		log.Warn("refresh failed after the request was sent: the provider may have refreshed; retrying with the same refresh token after the back-off",
 			"retry_after", c.cfg.RetryAfter, "revokes_previous_access_token", c.RevokesPreviousAccessToken(lease.Provider))
 		dbAt, _ := c.clock.after(c.cfg.RetryAfter)
-		st := domain.RefreshState{LastError: domain.CodeProviderOutcomeUnknown, NextAttemptAt: dbAt}
-		return c.released(ctx, lease, attempt, st, cause)
+		st := domain.RefreshState{LastError: out.Code, NextAttemptAt: dbAt}
+		return c.released(ctx, lease, attempt, st, cause, events)
 	default:
 		log.Warn("refresh failed transiently; backing off", "retry_after", c.cfg.RetryAfter)
 		dbAt, _ := c.clock.after(c.cfg.RetryAfter)
-		st := domain.RefreshState{LastError: domain.CodeProviderUnavailable, NextAttemptAt: dbAt}
-		return c.released(ctx, lease, attempt, st, cause)
+		st := domain.RefreshState{LastError: out.Code, NextAttemptAt: dbAt}
+		return c.released(ctx, lease, attempt, st, cause, events)
 	}
 }
 
@@ -535,8 +566,8 @@ func (c *RefreshCoordinator) refreshFailed(ctx context.Context, lease domain.Sea
 // access token when the rule serves it, else unavailable until the back-off
 // ends (Retry-After on the service's clock, st's back-off being on the
 // database's).
-func (c *RefreshCoordinator) released(ctx context.Context, lease domain.SealedAuthTokens, attempt string, st domain.RefreshState, cause error) (AccessToken, error) {
-	c.release(ctx, lease, attempt, st)
+func (c *RefreshCoordinator) released(ctx context.Context, lease domain.SealedAuthTokens, attempt string, st domain.RefreshState, cause error, events []domain.AuditEvent) (AccessToken, error) {
+	c.release(ctx, lease, attempt, st, events)
 	row := lease
 	row.Refresh = st
 	row.Refresh.AmbiguousRetries = lease.Refresh.AmbiguousRetries
@@ -550,8 +581,9 @@ func (c *RefreshCoordinator) released(ctx context.Context, lease domain.SealedAu
 // (keeping the row's count of ambiguous retries). Like the store of new
 // tokens it is retried while the database is unavailable (commitFenced): a
 // lease left to lapse makes the user reconnect. A row that is someone
-// else's now is left alone.
-func (c *RefreshCoordinator) release(ctx context.Context, lease domain.SealedAuthTokens, attempt string, st domain.RefreshState) {
+// else's now is left alone. events, the attempt's audit events, ride with
+// the release (commitFenced).
+func (c *RefreshCoordinator) release(ctx context.Context, lease domain.SealedAuthTokens, attempt string, st domain.RefreshState, events []domain.AuditEvent) {
 	// A try that committed although its answer was lost needs no
 	// recognising: the row is someone else's or already released, and
 	// either way nothing is left to do (errLeaseLost).
@@ -560,7 +592,7 @@ func (c *RefreshCoordinator) release(ctx context.Context, lease domain.SealedAut
 		next.Refresh = st
 		next.Refresh.AmbiguousRetries = cur.Refresh.AmbiguousRetries
 		return next
-	})
+	}, events)
 	if err != nil && !errors.Is(err, errLeaseLost) {
 		c.log.Error("could not release a refresh lease", "user", lease.User, "provider", lease.Provider, "err", err)
 	}

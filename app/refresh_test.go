@@ -46,9 +46,9 @@ func TestRefreshRotates(t *testing.T) {
 func expire(t *testing.T, f *fixture, user domain.UserID) {
 	t.Helper()
 	if _, err := f.repo.UpdateAuthTokens(context.Background(), user, gitlab,
-		func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, error) {
+		func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error) {
 			cur.AccessExpiry = domain.At(time.Now().Add(-time.Hour))
-			return &cur, nil
+			return &cur, nil, nil
 		}); err != nil {
 		t.Fatal(err)
 	}
@@ -180,14 +180,7 @@ func TestRefreshUndecryptableBacksOff(t *testing.T) {
 	f := newFixture(t, app.Config{})
 	f.put("alice", gitlab, -time.Minute, "r")
 	f.put("bob", gitlab, -time.Minute, "r")
-	bob := f.row("bob", gitlab)
-	if _, err := f.repo.UpdateAuthTokens(context.Background(), "alice", gitlab,
-		func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, error) {
-			cur.RefreshToken = bob.RefreshToken // sealed for bob's row
-			return &cur, nil
-		}); err != nil {
-		t.Fatal(err)
-	}
+	f.misplaceRefreshToken("alice", "bob")
 	_, err := f.get("alice", gitlab)
 	wantErr(t, err, domain.ErrDecrypt)
 	if row := f.row("alice", gitlab); row.Refresh.LastError != domain.CodeRefreshUndecryptable || row.Refresh.LeaseOwner != "" {

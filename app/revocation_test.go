@@ -154,11 +154,11 @@ type flakyRepo struct {
 }
 
 func (r *flakyRepo) UpdateAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider,
-	fn func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, error),
+	fn func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error),
 ) (domain.SealedAuthTokens, error) {
 	storing := false
-	row, err := r.TokenRepository.UpdateAuthTokens(ctx, user, provider, func(cur domain.SealedAuthTokens, now time.Time) (*domain.SealedAuthTokens, error) {
-		next, err := fn(cur, now)
+	row, err := r.TokenRepository.UpdateAuthTokens(ctx, user, provider, func(cur domain.SealedAuthTokens, now time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error) {
+		next, events, err := fn(cur, now)
 		storing = next != nil && cur.Refresh.LeaseOwner != "" && next.Refresh.LeaseOwner == "" && next.Refresh.LastError == ""
 		if storing {
 			r.mu.Lock()
@@ -166,10 +166,10 @@ func (r *flakyRepo) UpdateAuthTokens(ctx context.Context, user domain.UserID, pr
 			r.tries++
 			if r.fails > 0 && !r.applied {
 				r.fails--
-				return nil, fmt.Errorf("%w: FATAL: terminating connection due to administrator command (SQLSTATE 57P01)", domain.ErrStorageUnavailable)
+				return nil, nil, fmt.Errorf("%w: FATAL: terminating connection due to administrator command (SQLSTATE 57P01)", domain.ErrStorageUnavailable)
 			}
 		}
-		return next, err
+		return next, events, err
 	})
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -70,7 +70,7 @@ func NewTokenService(cfg Config, log *slog.Logger, crypter ports.TokenCrypter, r
 	s := &TokenService{rows: rows, declared: cfg.Providers, repo: repo, log: log, now: clock.Service, clock: clock, audit: audit}
 	s.refreshes = &RefreshCoordinator{
 		rows: rows, repo: repo, refresher: refresher, margin: margin, margins: cfg.ProviderMargins, fraction: fraction,
-		cfg: cfg.Refresh.withDefaults(), log: log, now: clock.Service, clock: clock,
+		cfg: cfg.Refresh.withDefaults(), log: log, now: clock.Service, clock: clock, audit: audit,
 	}
 	return s
 }
@@ -79,10 +79,11 @@ func NewTokenService(cfg Config, log *slog.Logger, crypter ports.TokenCrypter, r
 // their skew.
 func (s *TokenService) Clock() *Clock { return s.clock }
 
-// RecordRefusal records a request the API refused before it reached the
-// service (401, 403): see Auditor.RecordRefusal.
-func (s *TokenService) RecordRefusal(ctx context.Context, action domain.AuditAction, user domain.UserID, provider domain.Provider, status int, code string) {
-	s.audit.RecordRefusal(ctx, action, user, provider, status, code)
+// RecordUnserved records a request the API refused before it reached the
+// service (401, 403) or that failed (404, 409, 503...): see
+// Auditor.RecordUnserved.
+func (s *TokenService) RecordUnserved(ctx context.Context, action domain.AuditAction, user domain.UserID, provider domain.Provider, status int, code string) {
+	s.audit.RecordUnserved(ctx, action, user, provider, status, code)
 }
 
 // Refreshes is the service's refresh protocol, for the proactive worker and
@@ -125,7 +126,9 @@ func (s *TokenService) PutAuthTokens(ctx context.Context, t domain.AuthTokens) (
 		return ProviderStatus{}, err
 	}
 	sealed.AccessObtainedAt = s.now()
-	stored, err := s.repo.PutAuthTokens(ctx, sealed, s.audit.forWrite(ctx, domain.AuditPutTokens, t.User, t.Provider, 200)...)
+	events := s.audit.forWrite(ctx, domain.AuditPutTokens, t.User, t.Provider, 200)
+	stored, err := s.repo.PutAuthTokens(ctx, sealed, events...)
+	s.audit.committed(len(events), err)
 	if err != nil {
 		return ProviderStatus{}, err
 	}
@@ -191,7 +194,10 @@ func (c *RefreshCoordinator) answer(row domain.SealedAuthTokens, step domain.Ref
 
 // DeleteAuthTokens forgets a user's tokens for a provider.
 func (s *TokenService) DeleteAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) error {
-	if err := s.repo.DeleteAuthTokens(ctx, user, provider, s.audit.forWrite(ctx, domain.AuditDeleteTokens, user, provider, 204)...); err != nil {
+	events := s.audit.forWrite(ctx, domain.AuditDeleteTokens, user, provider, 204)
+	err := s.repo.DeleteAuthTokens(ctx, user, provider, events...)
+	s.audit.committed(len(events), err)
+	if err != nil {
 		return err
 	}
 	s.audit.afterWrite(ctx, domain.AuditDeleteTokens, user, provider, 204)
@@ -232,7 +238,9 @@ func (s *TokenService) PutOfflineToken(ctx context.Context, t domain.OfflineToke
 	if err != nil {
 		return domain.OfflineToken{}, err
 	}
-	stored, err := s.repo.PutOfflineToken(ctx, sealed, s.audit.forWrite(ctx, domain.AuditPutOfflineToken, t.User, "", 200)...)
+	events := s.audit.forWrite(ctx, domain.AuditPutOfflineToken, t.User, "", 200)
+	stored, err := s.repo.PutOfflineToken(ctx, sealed, events...)
+	s.audit.committed(len(events), err)
 	if err != nil {
 		return domain.OfflineToken{}, err
 	}
@@ -260,7 +268,10 @@ func (s *TokenService) GetOfflineToken(ctx context.Context, user domain.UserID) 
 
 // DeleteOfflineToken forgets the user's offline token.
 func (s *TokenService) DeleteOfflineToken(ctx context.Context, user domain.UserID) error {
-	if err := s.repo.DeleteOfflineToken(ctx, user, s.audit.forWrite(ctx, domain.AuditDeleteOfflineToken, user, "", 204)...); err != nil {
+	events := s.audit.forWrite(ctx, domain.AuditDeleteOfflineToken, user, "", 204)
+	err := s.repo.DeleteOfflineToken(ctx, user, events...)
+	s.audit.committed(len(events), err)
+	if err != nil {
 		return err
 	}
 	s.audit.afterWrite(ctx, domain.AuditDeleteOfflineToken, user, "", 204)

@@ -121,9 +121,9 @@ func TestMovedCiphertextIsRefused(t *testing.T) {
 	f.put("bob", github, 0, "")
 	alice := f.row("alice", github)
 	if _, err := f.repo.UpdateAuthTokens(context.Background(), "bob", github,
-		func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, error) {
+		func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error) {
 			cur.AccessToken, cur.KeyID = alice.AccessToken, alice.KeyID
-			return &cur, nil
+			return &cur, nil, nil
 		}); err != nil {
 		t.Fatal(err)
 	}

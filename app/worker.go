@@ -103,7 +103,8 @@ func (w *RefreshWorker) loop(ctx context.Context) {
 }
 
 // RunOnce marks rows whose refresh lease lapsed (see
-// ports.RefreshQueue.MarkLapsedLeases), then refreshes up to Batch tokens
+// ports.RefreshQueue.MarkLapsedLeases; each marked row records a
+// reauth_required event), then refreshes up to Batch tokens
 // due for refresh and returns how many were refreshed successfully. It
 // claims Concurrency rows at a time and refreshes them at once, so a lease
 // never waits for a free slot: a row claimed but started late would see its
@@ -114,7 +115,7 @@ func (w *RefreshWorker) RunOnce(ctx context.Context) (int, error) {
 	if len(providers) == 0 {
 		return 0, nil
 	}
-	if n, err := w.queue.MarkLapsedLeases(ctx); err != nil {
+	if n, err := w.refreshes.markLapsedLeases(ctx, w.queue); err != nil {
 		return 0, err
 	} else if n > 0 {
 		w.log.Warn("refreshes were interrupted after their lease lapsed; those users must reconnect", "rows", n)

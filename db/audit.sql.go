@@ -46,10 +46,10 @@ func (q *Queries) DeleteExpiredAuditEvents(ctx context.Context, db DBTX, arg Del
 }
 
 const insertAuditEvents = `-- name: InsertAuditEvents :execrows
-INSERT INTO audit_events (instance, caller, action, user_id, provider, status, code, request_id)
+INSERT INTO audit_events (instance, caller, action, user_id, provider, status, code, request_id, count)
 SELECT unnest($1::text[]), unnest($2::text[]), unnest($3::text[]),
        unnest($4::text[]), unnest($5::text[]), unnest($6::integer[]),
-       unnest($7::text[]), unnest($8::text[])
+       unnest($7::text[]), unnest($8::text[]), unnest($9::bigint[])
 `
 
 type InsertAuditEventsParams struct {
@@ -61,6 +61,7 @@ type InsertAuditEventsParams struct {
 	Statuses   []int32
 	Codes      []string
 	RequestIds []string
+	Counts     []int64
 }
 
 // Many events in one statement (the batcher's one insert for many reads).
@@ -76,6 +77,7 @@ func (q *Queries) InsertAuditEvents(ctx context.Context, db DBTX, arg InsertAudi
 		arg.Statuses,
 		arg.Codes,
 		arg.RequestIds,
+		arg.Counts,
 	)
 	if err != nil {
 		return 0, err
@@ -84,7 +86,7 @@ func (q *Queries) InsertAuditEvents(ctx context.Context, db DBTX, arg InsertAudi
 }
 
 const listAuditEvents = `-- name: ListAuditEvents :many
-SELECT id, occurred_at, instance, caller, action, user_id, provider, status, code, request_id FROM audit_events
+SELECT id, occurred_at, instance, caller, action, user_id, provider, status, code, request_id, count FROM audit_events
 WHERE ($1::text IS NULL OR user_id = $1)
   AND ($2::text IS NULL OR provider = $2)
   AND ($3::text IS NULL OR caller = $3)
@@ -140,6 +142,7 @@ func (q *Queries) ListAuditEvents(ctx context.Context, db DBTX, arg ListAuditEve
 			&i.Status,
 			&i.Code,
 			&i.RequestID,
+			&i.Count,
 		); err != nil {
 			return nil, err
 		}

@@ -266,14 +266,40 @@ func (q *Queries) ListAuthTokenProviders(ctx context.Context, db DBTX, userID st
 	return items, nil
 }
 
-const markLapsedLeases = `-- name: MarkLapsedLeases :execrows
-UPDATE auth_tokens SET
-    refresh_lease_owner = NULL,
-    refresh_lease_until = NULL,
-    reauth_required     = true,
-    refresh_error       = $1::text
-WHERE refresh_lease_owner IS NOT NULL AND refresh_lease_until <= now()
+const markLapsedLeases = `-- name: MarkLapsedLeases :many
+WITH marked AS (
+    UPDATE auth_tokens SET
+        refresh_lease_owner = NULL,
+        refresh_lease_until = NULL,
+        reauth_required     = true,
+        refresh_error       = $1::text
+    WHERE refresh_lease_owner IS NOT NULL AND refresh_lease_until <= now()
+    RETURNING user_id, provider
+), audited AS (
+    INSERT INTO audit_events (instance, caller, action, user_id, provider, status, code, request_id)
+    SELECT $2::text, $3::text, $4::text, user_id, provider,
+           $5::integer, $6::text, $7::text
+    FROM marked
+    WHERE $8::boolean
+)
+SELECT user_id, provider FROM marked
 `
+
+type MarkLapsedLeasesParams struct {
+	RefreshError   string
+	AuditInstance  string
+	AuditCaller    string
+	AuditAction    string
+	AuditStatus    int32
+	AuditCode      string
+	AuditRequestID string
+	RecordAudit    bool
+}
+
+type MarkLapsedLeasesRow struct {
+	UserID   string
+	Provider string
+}
 
 // A lease past its deadline (domain.RefreshState.LeaseLapsed: lease_until
 // <= now) means its refresh died after the provider may have rotated the
@@ -281,12 +307,38 @@ WHERE refresh_lease_owner IS NOT NULL AND refresh_lease_until <= now()
 // rows when it meets them; the worker sweeps the rest so listings tell the
 // truth and the rows leave the refresh index. refresh_error is
 // domain.CodeRefreshInterrupted, passed in so the code has one spelling.
-func (q *Queries) MarkLapsedLeases(ctx context.Context, db DBTX, refreshError string) (int64, error) {
-	result, err := db.Exec(ctx, markLapsedLeases, refreshError)
+// Returns the user and provider of every row it marked. With record_audit,
+// each marked row also leaves an audit event (the other audit_ values,
+// with the row's user and provider) in this same statement, from the
+// UPDATE's RETURNING: the rows are marked with their events or not at all
+// (a refused audit insert fails the statement).
+func (q *Queries) MarkLapsedLeases(ctx context.Context, db DBTX, arg MarkLapsedLeasesParams) ([]MarkLapsedLeasesRow, error) {
+	rows, err := db.Query(ctx, markLapsedLeases,
+		arg.RefreshError,
+		arg.AuditInstance,
+		arg.AuditCaller,
+		arg.AuditAction,
+		arg.AuditStatus,
+		arg.AuditCode,
+		arg.AuditRequestID,
+		arg.RecordAudit,
+	)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return result.RowsAffected(), nil
+	defer rows.Close()
+	items := []MarkLapsedLeasesRow{}
+	for rows.Next() {
+		var i MarkLapsedLeasesRow
+		if err := rows.Scan(&i.UserID, &i.Provider); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const updateAuthTokens = `-- name: UpdateAuthTokens :one

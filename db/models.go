@@ -19,6 +19,7 @@ type AuditEvent struct {
 	Status     int32
 	Code       string
 	RequestID  string
+	Count      int64
 }
 
 type AuthToken struct {

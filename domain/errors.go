@@ -38,6 +38,12 @@ var (
 	// COMMIT) had been sent when the connection was lost or the deadline
 	// passed, so it may have been applied. Read it back before retrying.
 	ErrOutcomeUnknown = errors.New("the write may have been applied")
+	// ErrAuditUnavailable qualifies ErrStorageUnavailable: the audit store
+	// refused the events of a change (a revoked privilege, a trigger, a
+	// full disk), so the change, which must not happen unrecorded, was not
+	// applied either. Storage wraps both, so callers that only know
+	// ErrStorageUnavailable still answer 503.
+	ErrAuditUnavailable = errors.New("the audit trail could not be written")
 )
 
 // Errors a ports.TokenRefresher returns, wrapped with the provider's detail.

@@ -87,6 +87,10 @@ const (
 	// CodeRefreshTokenExpired: no usable refresh token is stored (never
 	// stored, or expired). It is reported, not stored.
 	CodeRefreshTokenExpired = "refresh_token_expired"
+	// CodeRefreshSuperseded: new tokens were stored (or the tokens
+	// deleted) while the provider answered, so the refreshed ones were
+	// dropped. Recorded in the audit trail only, never stored.
+	CodeRefreshSuperseded = "refresh_superseded"
 )
 
 // Leased reports whether a lease is held at now.

@@ -25,11 +25,14 @@ type ImportRepository interface {
 	// InsertAuthTokensBatch stores each row whose user and provider have no
 	// tokens yet, all in one transaction, and reports per row whether it was
 	// stored (true) or already present (false). An error means nothing of
-	// the batch was stored.
-	InsertAuthTokensBatch(ctx context.Context, rows []domain.SealedAuthTokens) ([]bool, error)
+	// the batch was stored. The audit events given (the batch's) are stored
+	// in the same transaction, each with Count set to the number of rows
+	// stored; an audit store that refuses them fails the call with
+	// domain.ErrAuditUnavailable and nothing is stored.
+	InsertAuthTokensBatch(ctx context.Context, rows []domain.SealedAuthTokens, audit ...domain.AuditEvent) ([]bool, error)
 	// InsertOfflineTokensBatch is InsertAuthTokensBatch for offline tokens,
 	// keyed by user.
-	InsertOfflineTokensBatch(ctx context.Context, rows []domain.SealedOfflineToken) ([]bool, error)
+	InsertOfflineTokensBatch(ctx context.Context, rows []domain.SealedOfflineToken, audit ...domain.AuditEvent) ([]bool, error)
 	// GetAuthTokens returns domain.ErrNotFound when nothing is stored (as
 	// TokenRepository.GetAuthTokens).
 	GetAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) (domain.SealedAuthTokens, error)

@@ -33,11 +33,14 @@ type ReencryptionRepository interface {
 	// StoreReencryptedAuthTokens replaces the key id and ciphertexts of rows
 	// in one short transaction. Each row is written only if its Version is
 	// still the stored one and no refresh holds a lease on it; the result
-	// says, row by row, which were.
-	StoreReencryptedAuthTokens(ctx context.Context, rows []domain.SealedAuthTokens) ([]bool, error)
+	// says, row by row, which were. The audit events given (the batch's)
+	// are stored in the same transaction, each with Count set to the
+	// number of rows written; an audit store that refuses them fails the
+	// call with domain.ErrAuditUnavailable and nothing is written.
+	StoreReencryptedAuthTokens(ctx context.Context, rows []domain.SealedAuthTokens, audit ...domain.AuditEvent) ([]bool, error)
 	// StoreReencryptedOfflineTokens is StoreReencryptedAuthTokens for
 	// offline tokens: a row is written only if its Version and CreatedAt are
 	// still the stored ones (a token deleted and stored anew restarts at
 	// version 1).
-	StoreReencryptedOfflineTokens(ctx context.Context, rows []domain.SealedOfflineToken) ([]bool, error)
+	StoreReencryptedOfflineTokens(ctx context.Context, rows []domain.SealedOfflineToken, audit ...domain.AuditEvent) ([]bool, error)
 }

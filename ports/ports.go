@@ -29,8 +29,8 @@ type TokenCrypter interface {
 //
 // Its four writes take optional audit events: given any, the write and its
 // events commit in one transaction (neither without the other: a write the
-// audit trail cannot record fails and changes nothing); given none, the
-// write is one statement, as before.
+// audit trail cannot record fails with domain.ErrAuditUnavailable and
+// changes nothing); given none, the write is one statement, as before.
 type TokenRepository interface {
 	// PutAuthTokens inserts or replaces a user's tokens for a provider in one
 	// statement and returns the row as stored (version and timestamps set).
@@ -39,13 +39,17 @@ type TokenRepository interface {
 	GetAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) (domain.SealedAuthTokens, error)
 	// UpdateAuthTokens is a unit of work: it locks the row, passes it and the
 	// storage's clock to fn, and stores what fn returns (tokens and refresh
-	// state), all in one transaction. fn returning (nil, nil) leaves the row
-	// as it is; an error or panic in fn rolls back. A row locked by someone
+	// state, and the audit events of that change), all in one transaction:
+	// the row and its events commit together or not at all (an audit store
+	// that refuses the events fails the call with
+	// domain.ErrAuditUnavailable and leaves the row as it was). fn returning
+	// a nil row leaves the row as it is (its events, if any, are still
+	// stored); an error or panic in fn rolls back. A row locked by someone
 	// else for longer than the lock timeout fails with domain.ErrBusy; a
 	// missing row with domain.ErrNotFound. fn must be quick: the row stays
 	// locked while it runs.
 	UpdateAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider,
-		fn func(current domain.SealedAuthTokens, now time.Time) (*domain.SealedAuthTokens, error)) (domain.SealedAuthTokens, error)
+		fn func(current domain.SealedAuthTokens, now time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error)) (domain.SealedAuthTokens, error)
 	// DeleteAuthTokens returns domain.ErrNotFound when nothing was stored.
 	DeleteAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider, audit ...domain.AuditEvent) error
 	// ListProviders lists the providers a user has tokens for, by name.
@@ -76,8 +80,12 @@ type RefreshQueue interface {
 	// MarkLapsedLeases marks every row whose refresh lease ran out
 	// (domain.RefreshState.LeaseLapsed by the storage's clock) as needing
 	// re-authorization (domain.CodeRefreshInterrupted), releases the lease,
-	// and reports how many rows it marked.
-	MarkLapsedLeases(ctx context.Context) (int64, error)
+	// and returns one audit event per row it marked: event with the row's
+	// User and Provider. With record, those events are stored with the
+	// marks, in the same transaction (an audit store that refuses them
+	// fails the call with domain.ErrAuditUnavailable and marks nothing);
+	// without, they are only returned.
+	MarkLapsedLeases(ctx context.Context, event domain.AuditEvent, record bool) ([]domain.AuditEvent, error)
 }
 
 // RefreshClaim is one ClaimDueRefreshes request.

@@ -5,3 +5,6 @@ var Authorize = authorize
 
 // CheckParams is Route.checkParams, for the route table's test.
 func CheckParams(r Route) error { return r.checkParams() }
+
+// RouteAuditActions is auditActions, the audit action of each route.
+var RouteAuditActions = auditActions

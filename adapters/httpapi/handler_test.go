@@ -6,6 +6,7 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -36,6 +37,15 @@ type fakeTokens struct {
 	gotOffline  domain.OfflineToken
 	gotUser     domain.UserID
 	gotProvider domain.Provider
+
+	// unserved are the requests reported to RecordUnserved, as
+	// "action user provider status code caller request-id".
+	unserved []string
+}
+
+func (f *fakeTokens) RecordUnserved(ctx context.Context, action domain.AuditAction, user domain.UserID, provider domain.Provider, status int, code string) {
+	actor := app.ActorFrom(ctx)
+	f.unserved = append(f.unserved, fmt.Sprintf("%s %s %s %d %s %s %s", action, user, provider, status, code, actor.Caller, actor.RequestID))
 }
 
 func (f *fakeTokens) call(name string, user domain.UserID, provider domain.Provider) error {

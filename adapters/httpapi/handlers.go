@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -32,12 +31,14 @@ type TokenService interface {
 	DeleteOfflineToken(ctx context.Context, user domain.UserID) error
 }
 
-// RefusalRecorder is implemented by a TokenService that keeps an audit
-// trail (*app.TokenService): the API reports to it every request it
-// refuses before the service sees it (401 credential, 403 permission or
-// scope).
-type RefusalRecorder interface {
-	RecordRefusal(ctx context.Context, action domain.AuditAction, user domain.UserID, provider domain.Provider, status int, code string)
+// UnservedRecorder is implemented by a TokenService that keeps an audit
+// trail (*app.TokenService): the API reports to it every request under /v1
+// that ends in an error, with the problem's status and code: refused
+// before the service sees it (401 credential, 403 permission or scope) or
+// failed (400, 404, 409, 503...). A request that succeeds is recorded by
+// the service itself.
+type UnservedRecorder interface {
+	RecordUnserved(ctx context.Context, action domain.AuditAction, user domain.UserID, provider domain.Provider, status int, code string)
 }
 
 // Checker reports whether a dependency is ready to serve (readiness probe).
@@ -188,14 +189,13 @@ func NewHandler(log *slog.Logger, svc TokenService, auth *Authenticator, ready C
 
 // serve adapts a handler to net/http: it admits only callers holding perm
 // (none needed when empty) whose scope covers the user and provider rt's
-// path names (authorize), then answers the handler's error, if any.
+// path names (authorize), then answers the handler's error, if any. Every
+// error of a route with an audit action (a refusal, a request check, the
+// service's) is recorded with the status and code answered.
 func (a *api) serve(rt Route, perm Permission, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		target := rt.target(r)
 		err := authorize(callerFrom(r.Context()), perm, target)
-		if err != nil {
-			a.recordRefusal(r, auditAction(r), target, err)
-		}
 		if err == nil && perm != "" {
 			err = noQuery(r)
 		}
@@ -205,12 +205,17 @@ func (a *api) serve(rt Route, perm Permission, h handlerFunc) http.Handler {
 			err = h(w, r.WithContext(ctx))
 		}
 		if err != nil {
-			a.writeError(w, r, err)
+			p := a.problem(r.Context(), err)
+			if action := auditAction(r); action != "" {
+				a.recordUnserved(r, action, target, p)
+			}
+			a.writeError(w, r, p)
 		}
 	})
 }
 
-// auditActions name, by route, what a refused request would have done.
+// auditActions name, by route, what a request does (or, refused or
+// failed, would have done).
 var auditActions = map[string]domain.AuditAction{
 	"PUT /v1/users/{user}/providers/{provider}/tokens":    domain.AuditPutTokens,
 	"GET /v1/users/{user}/providers/{provider}/tokens":    domain.AuditReadAccessToken,
@@ -225,17 +230,16 @@ var auditActions = map[string]domain.AuditAction{
 // "METHOD path").
 func auditAction(r *http.Request) domain.AuditAction { return auditActions[r.Pattern] }
 
-// recordRefusal reports a refused request (err a *Problem: 401 or 403) to
-// the audit trail, with the caller, if known, and the user and provider its
-// route names (target), as sent.
-func (a *api) recordRefusal(r *http.Request, action domain.AuditAction, target map[ScopeTarget]string, err error) {
-	rec, ok := a.svc.(RefusalRecorder)
-	var p *Problem
-	if !ok || !errors.As(err, &p) {
+// recordUnserved reports a request answered with the problem p to the
+// audit trail, with the caller, if known, and the user and provider its
+// route names (target; nil before routing), as sent.
+func (a *api) recordUnserved(r *http.Request, action domain.AuditAction, target map[ScopeTarget]string, p *Problem) {
+	rec, ok := a.svc.(UnservedRecorder)
+	if !ok {
 		return
 	}
 	ctx := app.WithActor(r.Context(), app.Actor{Caller: callerName(callerFrom(r.Context())), RequestID: requestIDFrom(r.Context())})
-	rec.RecordRefusal(ctx, action, domain.UserID(target[ScopeUser]), domain.Provider(target[ScopeProvider]), p.Status, p.Code)
+	rec.RecordUnserved(ctx, action, domain.UserID(target[ScopeUser]), domain.Provider(target[ScopeProvider]), p.Status, p.Code)
 }
 
 // noQuery refuses a query string on a /v1 route: none takes one, and a

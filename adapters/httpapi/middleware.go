@@ -148,8 +148,9 @@ func (a *api) authenticate(next http.Handler) http.Handler {
 		}
 		caller, err := a.caller(r)
 		if err != nil {
-			a.recordRefusal(r, domain.AuditAuthenticate, nil, err) // not routed yet: no user, no provider
-			a.writeError(w, r, err)
+			p := a.problem(r.Context(), err)
+			a.recordUnserved(r, domain.AuditAuthenticate, nil, p) // not routed yet: no user, no provider
+			a.writeError(w, r, p)
 			return
 		}
 		setCaller(r.Context(), caller)

@@ -78,10 +78,7 @@ func (p *Problem) retryAfter(seconds int) *Problem {
 // written as it is, any other error through problemFor. Every error
 // response of the API, from authentication to a use case, goes through it.
 func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var p *Problem
-	if !errors.As(err, &p) {
-		p = a.problemFor(r.Context(), err)
-	}
+	p := a.problem(r.Context(), err)
 	p.RequestID = requestIDFrom(r.Context())
 	for name, value := range p.header {
 		w.Header().Set(name, value)
@@ -90,6 +87,16 @@ func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(p.Status)
 	_ = json.NewEncoder(w).Encode(p)
+}
+
+// problem is the problem err is answered with: err itself when it is a
+// *Problem, else problemFor's.
+func (a *api) problem(ctx context.Context, err error) *Problem {
+	var p *Problem
+	if !errors.As(err, &p) {
+		p = a.problemFor(ctx, err)
+	}
+	return p
 }
 
 // problemFor maps a use-case error to its problem. Details never repeat

@@ -6,10 +6,12 @@ package httpapi_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -17,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
 	"github.com/tokenstore/tokenstore/app"
@@ -155,9 +158,15 @@ func TestAuthMatrixScopes(t *testing.T) {
 						if rec.Code < 200 || rec.Code > 299 || len(a.svc.calls) != 1 {
 							t.Errorf("%s %s as %s: %d %s, service calls %v; want 2xx and one call", rt.Method, path, caller, rec.Code, rec.Body, a.svc.calls)
 						}
+						a.wantUnserved(rec) // a success is the service's to record
 						continue
 					}
 					p := wantProblem(t, rec, http.StatusForbidden, httpapi.CodeOutOfScope, want)
+					prov := ""
+					if hasProvider {
+						prov = tg.provider
+					}
+					a.wantUnserved(rec, fmt.Sprintf("%s %s %s 403 out_of_scope %s", routeActions[key], tg.user, prov, caller))
 					if !strings.HasPrefix(p.Detail, `caller "`+caller+`" may touch only `) {
 						t.Errorf("%s %s as %s: detail %q does not say what the caller may touch", rt.Method, path, caller, p.Detail)
 					}
@@ -172,7 +181,13 @@ func TestAuthMatrixScopes(t *testing.T) {
 				for _, provider := range []string{"gitlab", "github"} {
 					a := setup(t)
 					path := strings.NewReplacer("{user}", "u", "{provider}", provider).Replace(rt.Path)
-					wantProblem(t, a.do(rt.Method, path, callerGitLabReader, body), http.StatusForbidden, httpapi.CodeForbidden, "")
+					rec := a.do(rt.Method, path, callerGitLabReader, body)
+					wantProblem(t, rec, http.StatusForbidden, httpapi.CodeForbidden, "")
+					prov := ""
+					if hasProvider {
+						prov = provider
+					}
+					a.wantUnserved(rec, fmt.Sprintf("%s u %s 403 forbidden %s", routeActions[key], prov, callerGitLabReader))
 				}
 			}
 		})
@@ -404,4 +419,78 @@ func TestRoutesDeclareScopeTargets(t *testing.T) {
 			t.Errorf("%s: err = %v, want %q", tc.name, err, tc.err)
 		}
 	}
+}
+
+// routeActions is the audit action of each /v1 route.
+var routeActions = httpapi.RouteAuditActions
+
+// wantUnserved fails the test unless the requests reported to the audit
+// trail as unserved are want (each "action user provider status code
+// caller"), all with rec's request id.
+func (a *apiTest) wantUnserved(rec *httptest.ResponseRecorder, want ...string) {
+	a.t.Helper()
+	id := rec.Header().Get("X-Request-Id")
+	for i := range want {
+		want[i] += " " + id
+	}
+	if !slices.Equal(a.svc.unserved, want) {
+		a.t.Errorf("unserved requests recorded:\n got %q\nwant %q", a.svc.unserved, want)
+	}
+}
+
+// TestFailedRequestsAreRecorded: every /v1 route whose request fails in
+// the service (404, 409, 503...) or in its request checks (400) reports
+// itself to the audit trail with the status and code it answered, the
+// caller and the request id; a success reports nothing (the service
+// records it).
+func TestFailedRequestsAreRecorded(t *testing.T) {
+	t.Parallel()
+	failures := []struct {
+		err    error
+		status int
+		code   string
+	}{
+		{domain.ErrNotFound, 404, "not_found"},
+		{fmt.Errorf("gitlab tokens (invalid_grant): %w", domain.ErrReauthRequired), 409, "reauth_required"},
+		{domain.ErrTokenExpired, 409, "token_expired"},
+		{domain.ErrConflict, 409, "conflict"},
+		{fmt.Errorf("%w: down", domain.ErrStorageUnavailable), 503, "unavailable"},
+		{fmt.Errorf("%w: %w: refused", domain.ErrStorageUnavailable, domain.ErrAuditUnavailable), 503, "unavailable"},
+		{&domain.RetryAtError{At: time.Now().Add(time.Minute), Err: domain.ErrUnavailable}, 503, "unavailable"},
+		{domain.ErrBusy, 503, "unavailable"},
+		{fmt.Errorf("%w: bad key", domain.ErrDecrypt), 500, "integrity_error"},
+	}
+	for _, rt := range v1Routes(t) {
+		key := rt.Method + " " + rt.Path
+		path := concretePath(t, rt.Path)
+		body := validBody(t, rt)
+		prov := ""
+		if strings.Contains(rt.Path, "{provider}") {
+			prov = "gitlab"
+		}
+		for _, f := range failures {
+			a := setup(t)
+			a.svc.err = f.err
+			rec := a.do(rt.Method, path, callerAll, body)
+			wantProblem(t, rec, f.status, f.code, "")
+			a.wantUnserved(rec, fmt.Sprintf("%s matrix-user %s %d %s %s", routeActions[key], prov, f.status, f.code, callerAll))
+		}
+		// A request check's refusal, before the service.
+		a := setup(t)
+		rec := a.do(rt.Method, path+"?x=1", callerAll, body)
+		wantProblem(t, rec, 400, "invalid_request", "x")
+		a.wantUnserved(rec, fmt.Sprintf("%s matrix-user %s 400 invalid_request %s", routeActions[key], prov, callerAll))
+		// A success is not reported here.
+		a = setup(t)
+		rec = a.do(rt.Method, path, callerAll, body)
+		if rec.Code >= 300 {
+			t.Errorf("%s: %d %s", key, rec.Code, rec.Body)
+		}
+		a.wantUnserved(rec)
+	}
+	// A refused credential: action authenticate, no caller, no user.
+	a := setup(t)
+	rec := a.do("GET", tokensPath("matrix-user", "gitlab"), "", nil)
+	wantProblem(t, rec, 401, "unauthenticated", "")
+	a.wantUnserved(rec, "authenticate   401 unauthenticated ")
 }

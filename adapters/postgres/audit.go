@@ -48,23 +48,34 @@ func (r *Repository) writeWithEvents(ctx context.Context, events []domain.AuditE
 		if err := write(tx, noEffect); err != nil {
 			return err
 		}
-		if _, err := r.q.InsertAuditEvents(ctx, tx, auditParams(events)); err != nil {
-			return fmt.Errorf("record audit event: %w", auditStoreError(err, noEffect))
-		}
-		return nil
+		return r.recordInTx(ctx, tx, events)
 	})
+}
+
+// recordInTx inserts the audit events of a change in the change's
+// transaction tx (nothing when there are none).
+func (r *Repository) recordInTx(ctx context.Context, tx pgx.Tx, events []domain.AuditEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
+	if _, err := r.q.InsertAuditEvents(ctx, tx, auditParams(events)); err != nil {
+		return fmt.Errorf("record audit event: %w", auditStoreError(err, noEffect))
+	}
+	return nil
 }
 
 // auditStoreError interprets a failed audit insert: whatever the database
 // said (a lost connection, a revoked privilege, a trigger refusing), the
 // audit store is unavailable, so what needed the event fails as
-// domain.ErrStorageUnavailable (503), never as the caller's fault.
+// domain.ErrStorageUnavailable (503), never as the caller's fault. A
+// refusal (the database answered no) is also domain.ErrAuditUnavailable:
+// the audit store itself failed, not the connection.
 func auditStoreError(err error, e effect) error {
 	err = interpretError(err, e)
 	if errors.Is(err, domain.ErrStorageUnavailable) {
 		return err
 	}
-	return fmt.Errorf("%w: the audit store refused the event: %w", domain.ErrStorageUnavailable, err)
+	return fmt.Errorf("%w: %w: the audit store refused the event: %w", domain.ErrStorageUnavailable, domain.ErrAuditUnavailable, err)
 }
 
 func auditParams(events []domain.AuditEvent) db.InsertAuditEventsParams {
@@ -72,12 +83,12 @@ func auditParams(events []domain.AuditEvent) db.InsertAuditEventsParams {
 	p := db.InsertAuditEventsParams{
 		Instances: make([]string, n), Callers: make([]string, n), Actions: make([]string, n),
 		UserIds: make([]string, n), Providers: make([]string, n), Statuses: make([]int32, n),
-		Codes: make([]string, n), RequestIds: make([]string, n),
+		Codes: make([]string, n), RequestIds: make([]string, n), Counts: make([]int64, n),
 	}
 	for i, e := range events {
 		p.Instances[i], p.Callers[i], p.Actions[i] = e.Instance, e.Caller, string(e.Action)
 		p.UserIds[i], p.Providers[i], p.Statuses[i] = string(e.User), string(e.Provider), int32(e.Status)
-		p.Codes[i], p.RequestIds[i] = e.Code, e.RequestID
+		p.Codes[i], p.RequestIds[i], p.Counts[i] = e.Code, e.RequestID, e.Count
 	}
 	return p
 }
@@ -100,7 +111,7 @@ func (r *Repository) ListAuditEvents(ctx context.Context, f domain.AuditFilter, 
 			Time: row.OccurredAt, Instance: row.Instance, Caller: row.Caller,
 			Action: domain.AuditAction(row.Action), User: domain.UserID(row.UserID),
 			Provider: domain.Provider(row.Provider), Status: int(row.Status), Code: row.Code,
-			RequestID: row.RequestID,
+			RequestID: row.RequestID, Count: row.Count,
 		}
 		after = ports.AuditCursor{Time: row.OccurredAt, ID: row.ID}
 	}

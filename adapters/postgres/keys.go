@@ -63,8 +63,8 @@ func (r *Repository) OfflineTokensByKey(ctx context.Context, key domain.KeyID, a
 }
 
 // StoreReencryptedAuthTokens implements ports.ReencryptionRepository.
-func (r *Repository) StoreReencryptedAuthTokens(ctx context.Context, rows []domain.SealedAuthTokens) ([]bool, error) {
-	return storeEach(ctx, r, rows, func(ctx context.Context, tx pgx.Tx, t domain.SealedAuthTokens) (int64, error) {
+func (r *Repository) StoreReencryptedAuthTokens(ctx context.Context, rows []domain.SealedAuthTokens, audit ...domain.AuditEvent) ([]bool, error) {
+	return storeEach(ctx, r, rows, audit, func(ctx context.Context, tx pgx.Tx, t domain.SealedAuthTokens) (int64, error) {
 		n, err := r.q.StoreReencryptedAuthTokens(ctx, tx, db.StoreReencryptedAuthTokensParams{
 			ID: t.ID, ExpectedVersion: t.Version, KeyID: string(t.KeyID),
 			AccessToken: t.AccessToken, RefreshToken: t.RefreshToken,
@@ -77,8 +77,8 @@ func (r *Repository) StoreReencryptedAuthTokens(ctx context.Context, rows []doma
 }
 
 // StoreReencryptedOfflineTokens implements ports.ReencryptionRepository.
-func (r *Repository) StoreReencryptedOfflineTokens(ctx context.Context, rows []domain.SealedOfflineToken) ([]bool, error) {
-	return storeEach(ctx, r, rows, func(ctx context.Context, tx pgx.Tx, t domain.SealedOfflineToken) (int64, error) {
+func (r *Repository) StoreReencryptedOfflineTokens(ctx context.Context, rows []domain.SealedOfflineToken, audit ...domain.AuditEvent) ([]bool, error) {
+	return storeEach(ctx, r, rows, audit, func(ctx context.Context, tx pgx.Tx, t domain.SealedOfflineToken) (int64, error) {
 		n, err := r.q.StoreReencryptedOfflineToken(ctx, tx, db.StoreReencryptedOfflineTokenParams{
 			UserID: string(t.User), ExpectedVersion: t.Version, CreatedAt: t.CreatedAt,
 			KeyID: string(t.KeyID), Token: t.Token,
@@ -91,9 +91,10 @@ func (r *Repository) StoreReencryptedOfflineTokens(ctx context.Context, rows []d
 }
 
 // storeEach runs update once per row in one transaction under the lock
-// timeout, and reports per row whether it changed one row (false: the row
-// changed since it was read, or a refresh holds it).
-func storeEach[T any](ctx context.Context, r *Repository, rows []T, update func(context.Context, pgx.Tx, T) (int64, error)) ([]bool, error) {
+// timeout, with the batch's audit events (Count: the rows changed), and
+// reports per row whether it changed one row (false: the row changed
+// since it was read, or a refresh holds it).
+func storeEach[T any](ctx context.Context, r *Repository, rows []T, audit []domain.AuditEvent, update func(context.Context, pgx.Tx, T) (int64, error)) ([]bool, error) {
 	ctx, cancel := r.bound(ctx)
 	defer cancel()
 	done := make([]bool, len(rows))
@@ -108,10 +109,27 @@ func storeEach[T any](ctx context.Context, r *Repository, rows []T, update func(
 			}
 			done[i] = n == 1
 		}
-		return nil
+		return r.recordInTx(ctx, tx, counted(audit, done))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store re-encrypted values: %w", err)
 	}
 	return done, nil
+}
+
+// counted returns events with Count set to how many of done are true (the
+// rows a batch wrote).
+func counted(events []domain.AuditEvent, done []bool) []domain.AuditEvent {
+	var n int64
+	for _, ok := range done {
+		if ok {
+			n++
+		}
+	}
+	out := make([]domain.AuditEvent, len(events))
+	for i, e := range events {
+		out[i] = e
+		out[i].Count = n
+	}
+	return out
 }

@@ -106,9 +106,10 @@ func (r *Repository) GetAuthTokens(ctx context.Context, user domain.UserID, prov
 }
 
 // UpdateAuthTokens implements ports.TokenRepository. The row lock is held
-// only while fn runs; fn must not wait on anything slow.
+// only while fn runs; fn must not wait on anything slow. fn's audit events
+// are inserted after the row, in its transaction.
 func (r *Repository) UpdateAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider,
-	fn func(current domain.SealedAuthTokens, now time.Time) (*domain.SealedAuthTokens, error),
+	fn func(current domain.SealedAuthTokens, now time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error),
 ) (domain.SealedAuthTokens, error) {
 	ctx, cancel := r.bound(ctx)
 	defer cancel()
@@ -124,13 +125,13 @@ func (r *Repository) UpdateAuthTokens(ctx context.Context, user domain.UserID, p
 			return fmt.Errorf("lock auth tokens: %w", interpretError(err, noEffect))
 		}
 		current := authTokensFromDB(row.AuthToken)
-		next, err := fn(current, row.DbNow)
+		next, events, err := fn(current, row.DbNow)
 		if err != nil {
 			return err
 		}
 		if next == nil {
 			result = current
-			return nil
+			return r.recordInTx(ctx, tx, events)
 		}
 		updated, err := r.q.UpdateAuthTokens(ctx, tx, db.UpdateAuthTokensParams{
 			UserID:                string(user),
@@ -158,7 +159,7 @@ func (r *Repository) UpdateAuthTokens(ctx context.Context, user domain.UserID, p
 		result = *next
 		result.User, result.Provider = current.User, current.Provider
 		result.Version, result.CreatedAt, result.UpdatedAt = updated.Version, updated.CreatedAt, updated.UpdatedAt
-		return nil
+		return r.recordInTx(ctx, tx, events)
 	})
 	if err != nil {
 		return domain.SealedAuthTokens{}, err
@@ -199,19 +200,33 @@ func (r *Repository) ClaimDueRefreshes(ctx context.Context, c ports.RefreshClaim
 	return out, nil
 }
 
-// MarkLapsedLeases implements ports.RefreshQueue.
-func (r *Repository) MarkLapsedLeases(ctx context.Context) (int64, error) {
+// MarkLapsedLeases implements ports.RefreshQueue: one statement marks the
+// rows and, with record, inserts their events from the UPDATE's RETURNING
+// (a data-modifying CTE), so both commit or neither does.
+func (r *Repository) MarkLapsedLeases(ctx context.Context, event domain.AuditEvent, record bool) ([]domain.AuditEvent, error) {
 	ctx, cancel := r.bound(ctx)
 	defer cancel()
-	var n int64
+	var rows []db.MarkLapsedLeasesRow
 	err := withConn(ctx, r.pool, func(conn db.DBTX) (err error) {
-		n, err = r.q.MarkLapsedLeases(ctx, conn, domain.CodeRefreshInterrupted)
+		rows, err = r.q.MarkLapsedLeases(ctx, conn, db.MarkLapsedLeasesParams{
+			RefreshError: domain.CodeRefreshInterrupted, RecordAudit: record,
+			AuditInstance: event.Instance, AuditCaller: event.Caller, AuditAction: string(event.Action),
+			AuditStatus: int32(event.Status), AuditCode: event.Code, AuditRequestID: event.RequestID,
+		})
+		if err != nil && record {
+			return auditStoreError(err, mayHaveApplied)
+		}
 		return interpretError(err, mayHaveApplied)
 	})
 	if err != nil {
-		return 0, fmt.Errorf("mark lapsed leases: %w", err)
+		return nil, fmt.Errorf("mark lapsed leases: %w", err)
 	}
-	return n, nil
+	out := make([]domain.AuditEvent, len(rows))
+	for i, row := range rows {
+		out[i] = event
+		out[i].User, out[i].Provider = domain.UserID(row.UserID), domain.Provider(row.Provider)
+	}
+	return out, nil
 }
 
 // DatabaseNow implements ports.DatabaseClock.

@@ -37,9 +37,12 @@ func Check(path, setting string) error {
 		owner = int(st.Uid)
 	}
 	if !private(info.Mode().Perm(), owner, euid) {
-		return fmt.Errorf("%s: %s is readable by group or others (mode %04o); run `chmod 600 %s`"+
-			" (or, for a file owned by root, `chmod 640` with the group of this process)",
-			setting, path, info.Mode().Perm(), path)
+		fix := fmt.Sprintf("`chmod 600 %s`", path)
+		if owner == 0 && euid != 0 {
+			fix = fmt.Sprintf("`chmod 440 %s` (root owns it: its group may read, nobody else)", path)
+		}
+		return fmt.Errorf("%s: %s is readable by group or others (mode %04o); run %s",
+			setting, path, info.Mode().Perm(), fix)
 	}
 	return nil
 }

@@ -1,11 +1,11 @@
 -- name: InsertAuditEvents :execrows
 -- Many events in one statement (the batcher's one insert for many reads).
-INSERT INTO audit_events (instance, caller, action, user_id, provider, status, code, request_id)
+INSERT INTO audit_events (instance, caller, action, user_id, provider, status, code, request_id, count)
 -- Set-returning functions in one select list advance together (PostgreSQL
 -- 10+): row i takes element i of every array, which must be equally long.
 SELECT unnest(@instances::text[]), unnest(@callers::text[]), unnest(@actions::text[]),
        unnest(@user_ids::text[]), unnest(@providers::text[]), unnest(@statuses::integer[]),
-       unnest(@codes::text[]), unnest(@request_ids::text[]);
+       unnest(@codes::text[]), unnest(@request_ids::text[]), unnest(@counts::bigint[]);
 
 -- name: ListAuditEvents :many
 -- Oldest first; a NULL filter matches everything. Pages continue after

@@ -113,16 +113,31 @@ UPDATE auth_tokens SET
 WHERE id IN (SELECT id FROM due)
 RETURNING *;
 
--- name: MarkLapsedLeases :execrows
+-- name: MarkLapsedLeases :many
 -- A lease past its deadline (domain.RefreshState.LeaseLapsed: lease_until
 -- <= now) means its refresh died after the provider may have rotated the
 -- refresh token: the tokens need re-authorization. The read path marks such
 -- rows when it meets them; the worker sweeps the rest so listings tell the
 -- truth and the rows leave the refresh index. refresh_error is
 -- domain.CodeRefreshInterrupted, passed in so the code has one spelling.
-UPDATE auth_tokens SET
-    refresh_lease_owner = NULL,
-    refresh_lease_until = NULL,
-    reauth_required     = true,
-    refresh_error       = @refresh_error::text
-WHERE refresh_lease_owner IS NOT NULL AND refresh_lease_until <= now();
+-- Returns the user and provider of every row it marked. With record_audit,
+-- each marked row also leaves an audit event (the other audit_ values,
+-- with the row's user and provider) in this same statement, from the
+-- UPDATE's RETURNING: the rows are marked with their events or not at all
+-- (a refused audit insert fails the statement).
+WITH marked AS (
+    UPDATE auth_tokens SET
+        refresh_lease_owner = NULL,
+        refresh_lease_until = NULL,
+        reauth_required     = true,
+        refresh_error       = @refresh_error::text
+    WHERE refresh_lease_owner IS NOT NULL AND refresh_lease_until <= now()
+    RETURNING user_id, provider
+), audited AS (
+    INSERT INTO audit_events (instance, caller, action, user_id, provider, status, code, request_id)
+    SELECT @audit_instance::text, @audit_caller::text, @audit_action::text, user_id, provider,
+           @audit_status::integer, @audit_code::text, @audit_request_id::text
+    FROM marked
+    WHERE @record_audit::boolean
+)
+SELECT user_id, provider FROM marked;

@@ -186,3 +186,77 @@ var routeActions = map[string]string{
 	"GET /v1/users/{user}/offline-token":                  "read_offline_token",
 	"DELETE /v1/users/{user}/offline-token":               "delete_offline_token",
 }
+
+// TestAuditEventsForFailedReads: a read that fails in the service leaves
+// its event with the status and problem code answered (404 not_found, 409
+// reauth_required or token_expired), the caller and the request id; so
+// does a write that finds nothing to delete.
+func TestAuditEventsForFailedReads(t *testing.T) {
+	t.Parallel()
+	inst := setup(t)
+	user := uniq("failed-")
+	ctx := context.Background()
+
+	r := inst.do("GET", tokensPath(user, "github"), callerAll, nil)
+	wantProblem(t, r, http.StatusNotFound, "not_found", "")
+	inst.wantAuditEvent(t, r, callerAll, "read_access_token", user, "github")
+	r = inst.do("GET", offlinePath(user), callerAll, nil)
+	wantProblem(t, r, http.StatusNotFound, "not_found", "")
+	inst.wantAuditEvent(t, r, callerAll, "read_offline_token", user, "")
+	r = inst.do("DELETE", offlinePath(user), callerAll, nil)
+	wantProblem(t, r, http.StatusNotFound, "not_found", "")
+	inst.wantAuditEvent(t, r, callerAll, "delete_offline_token", user, "")
+
+	// Tokens marked for re-authorization: 409 reauth_required.
+	wantStatus(t, inst.do("PUT", tokensPath(user, "github"), callerAll, map[string]any{"access_token": uniq("at-")}), http.StatusOK)
+	if _, err := inst.pool.Exec(ctx, `UPDATE auth_tokens SET reauth_required = true, refresh_error = 'invalid_grant' WHERE user_id = $1`, user); err != nil {
+		t.Fatal(err)
+	}
+	r = inst.do("GET", tokensPath(user, "github"), callerAll, nil)
+	wantProblem(t, r, http.StatusConflict, "reauth_required", "")
+	inst.wantAuditEvent(t, r, callerAll, "read_access_token", user, "github")
+
+	// An expired token of a provider tokenstore does not refresh: 409
+	// token_expired.
+	wantStatus(t, inst.do("PUT", tokensPath(user, "gitlab"), callerAll,
+		map[string]any{"access_token": uniq("at-"), "access_token_expires_at": "2001-01-01T00:00:00Z"}), http.StatusOK)
+	r = inst.do("GET", tokensPath(user, "gitlab"), callerAll, nil)
+	wantProblem(t, r, http.StatusConflict, "token_expired", "")
+	inst.wantAuditEvent(t, r, callerAll, "read_access_token", user, "gitlab")
+}
+
+// TestAuditRefusalWithUnstorablePathValues: a refused request's path may
+// carry a user no column can hold (a NUL, invalid UTF-8, 300 characters):
+// its event is still stored, with those replaced and cut, and the reads
+// whose events share its batch are not failed by it.
+func TestAuditRefusalWithUnstorablePathValues(t *testing.T) {
+	t.Parallel()
+	inst := setup(t)
+	long := strings.Repeat("x", 300)
+	for _, c := range []struct{ path, user string }{
+		{"/v1/users/Bad%00User/providers/github/tokens", "Bad\uFFFDUser"},
+		{"/v1/users/Bad%FFUser/providers/github/tokens", "Bad\uFFFDUser"},
+		{"/v1/users/" + long + "/providers/github/tokens", strings.Repeat("x", 254) + "…"},
+		{"/v1/users/u/providers/" + strings.Repeat("p", 70) + "/tokens", "u"},
+	} {
+		r := inst.send(rawRequest{method: "GET", path: c.path, header: map[string]string{"Authorization": inst.bearer(callerWithout("tokens:read"))}})
+		wantProblem(t, r, http.StatusForbidden, "forbidden", "")
+		id := r.Header.Get("X-Request-Id")
+		var user, provider string
+		eventually(t, "the refusal's event", func() (bool, error) {
+			err := inst.pool.QueryRow(context.Background(), `SELECT user_id, provider FROM audit_events WHERE request_id = $1`, id).Scan(&user, &provider)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return false, nil
+			}
+			return err == nil, err
+		})
+		if user != c.user || len([]rune(provider)) > 64 {
+			t.Errorf("%s: stored user %q provider %q, want user %q", c.path, user, provider, c.user)
+		}
+	}
+	var ready map[string]any
+	inst.do("GET", "/readyz", "", nil).json(t, &ready)
+	if _, failed := ready["audit_failed_events"]; failed {
+		t.Errorf("/readyz after the refusals: %v; an event failed", ready)
+	}
+}

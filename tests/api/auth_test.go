@@ -152,7 +152,9 @@ func TestAuthMatrix(t *testing.T) {
 					} {
 						r := req(authorization)
 						if r.StatusCode == http.StatusNotFound {
+							// Nothing stored (yet): a failed request, recorded too.
 							wantProblem(t, r, http.StatusNotFound, "not_found", "")
+							inst.wantAuditEvent(t, r, caller, routeActions[key], "matrix-user", provider(rt.Path))
 							continue
 						}
 						if r.StatusCode < 200 || r.StatusCode > 299 {

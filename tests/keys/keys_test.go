@@ -53,7 +53,9 @@ func setup(t *testing.T) *fixture {
 	return f
 }
 
-func (f *fixture) rotation() *app.Reencryption { return app.NewReencryption(nil, f.newRng, f.repo) }
+func (f *fixture) rotation() *app.Reencryption {
+	return app.NewReencryption(nil, f.newRng, f.repo, nil)
+}
 
 func userID(i int) domain.UserID { return domain.UserID(fmt.Sprintf("user-%05d", i)) }
 
@@ -385,6 +387,21 @@ func TestKeysCommands(t *testing.T) {
 	}
 	if !strings.Contains(out, fmt.Sprintf("rotated %d values", expectedValues(40))) || !strings.Contains(out, "rotation progress") {
 		t.Errorf("keys rotate output:\n%s", out)
+	}
+	// One reencrypt_batch event per batch of at most 7 rows, by no caller,
+	// counting together every row rewritten.
+	var events, rows, biggest, rowsStored int64
+	var odd int
+	if err := f.pool.QueryRow(context.Background(), `
+		SELECT count(*), coalesce(sum(count), 0), coalesce(max(count), 0),
+		       count(*) FILTER (WHERE caller <> '' OR status <> 200 OR user_id <> '' OR provider <> '' OR code <> ''),
+		       (SELECT count(*) FROM auth_tokens) + (SELECT count(*) FROM offline_tokens)
+		FROM audit_events WHERE action = 'reencrypt_batch'`).Scan(&events, &rows, &biggest, &odd, &rowsStored); err != nil {
+		t.Fatal(err)
+	}
+	if rows != rowsStored || biggest > 7 || events < (rowsStored+6)/7 || odd != 0 {
+		t.Errorf("reencrypt_batch events: %d events counting %d rows (largest %d, %d odd); want batches of at most 7 counting all %d rows",
+			events, rows, biggest, odd, rowsStored)
 	}
 
 	out, err = runCLI(t, env, "keys", "retire", string(f.oldKey.ID()))

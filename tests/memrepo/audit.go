@@ -54,7 +54,8 @@ func (l *AuditLog) RecordAuditEvents(ctx context.Context, events []domain.AuditE
 }
 
 // record stores events, all or none (the log failing: none, and an error
-// wrapping domain.ErrStorageUnavailable, as the PostgreSQL adapter's).
+// wrapping domain.ErrStorageUnavailable and domain.ErrAuditUnavailable, as
+// the PostgreSQL adapter's).
 func (l *AuditLog) record(events []domain.AuditEvent) error {
 	if len(events) == 0 {
 		return nil
@@ -62,7 +63,7 @@ func (l *AuditLog) record(events []domain.AuditEvent) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.fail != nil {
-		return fmt.Errorf("%w: the audit store refused the event: %w", domain.ErrStorageUnavailable, l.fail)
+		return fmt.Errorf("%w: %w: the audit store refused the event: %w", domain.ErrStorageUnavailable, domain.ErrAuditUnavailable, l.fail)
 	}
 	for _, e := range events {
 		e.Time = time.Now()

@@ -64,6 +64,11 @@ func New() *Repository {
 // changes nothing).
 func (r *Repository) Audit() *AuditLog { return r.audit }
 
+// ListAuditEvents implements ports.AuditReader on the repository's log.
+func (r *Repository) ListAuditEvents(ctx context.Context, f domain.AuditFilter, after ports.AuditCursor, limit int) ([]domain.AuditEvent, ports.AuditCursor, error) {
+	return r.audit.ListAuditEvents(ctx, f, after, limit)
+}
+
 // now is the storage's clock (the caller holds mu). Successive values
 // strictly increase, as updated_at does in PostgreSQL.
 func (r *Repository) now() time.Time {
@@ -173,9 +178,11 @@ func (r *Repository) GetAuthTokens(ctx context.Context, user domain.UserID, prov
 }
 
 // UpdateAuthTokens implements ports.TokenRepository: fn runs holding the
-// row's lock, not the repository's, so readers are not blocked by it.
+// row's lock, not the repository's, so readers are not blocked by it. The
+// row and fn's audit events are stored in one step under the repository's
+// lock: a failing audit log stores neither.
 func (r *Repository) UpdateAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider,
-	fn func(current domain.SealedAuthTokens, now time.Time) (*domain.SealedAuthTokens, error),
+	fn func(current domain.SealedAuthTokens, now time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error),
 ) (domain.SealedAuthTokens, error) {
 	if err := ctx.Err(); err != nil {
 		return domain.SealedAuthTokens{}, err
@@ -194,15 +201,18 @@ func (r *Repository) UpdateAuthTokens(ctx context.Context, user domain.UserID, p
 		return domain.SealedAuthTokens{}, fmt.Errorf("lock auth tokens: %w", domain.ErrNotFound)
 	}
 	current = clone(current)
-	next, err := fn(clone(current), now)
+	next, events, err := fn(clone(current), now)
 	if err != nil {
 		return domain.SealedAuthTokens{}, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.audit.record(events); err != nil {
+		return domain.SealedAuthTokens{}, fmt.Errorf("update auth tokens: %w", err)
 	}
 	if next == nil {
 		return current, nil
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	row := clone(*next)
 	row.User, row.Provider, row.ID = current.User, current.Provider, current.ID
 	row.Version, row.CreatedAt, row.UpdatedAt = r.stamp(true, current.Version, current.CreatedAt)
@@ -267,10 +277,13 @@ func (r *Repository) ClaimDueRefreshes(ctx context.Context, c ports.RefreshClaim
 	return out, nil
 }
 
-// MarkLapsedLeases implements ports.RefreshQueue.
-func (r *Repository) MarkLapsedLeases(ctx context.Context) (int64, error) {
+// MarkLapsedLeases implements ports.RefreshQueue: it holds every lapsed
+// row's lock (taken in key order, so two sweeps cannot deadlock), then
+// records the events and marks the rows in one step, as the PostgreSQL
+// adapter's one statement does.
+func (r *Repository) MarkLapsedLeases(ctx context.Context, event domain.AuditEvent, record bool) ([]domain.AuditEvent, error) {
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return nil, err
 	}
 	r.mu.Lock()
 	now := r.clock()
@@ -281,24 +294,38 @@ func (r *Repository) MarkLapsedLeases(ctx context.Context) (int64, error) {
 		}
 	}
 	r.mu.Unlock()
-	var n int64
+	slices.SortFunc(lapsed, func(a, b key) int { return cmp.Or(cmp.Compare(a.user, b.user), cmp.Compare(a.provider, b.provider)) })
 	for _, k := range lapsed {
 		unlock, err := r.lock(ctx, k)
 		if err != nil {
-			return n, fmt.Errorf("mark lapsed leases: %w", err)
+			return nil, fmt.Errorf("mark lapsed leases: %w", err)
 		}
-		r.mu.Lock()
-		if row, ok := r.auth[k]; ok && row.Refresh.LeaseLapsed(now) {
-			row.Refresh.LeaseOwner, row.Refresh.LeaseUntil = "", time.Time{}
-			row.Refresh.ReauthRequired, row.Refresh.LastError = true, domain.CodeRefreshInterrupted
-			row.Version, row.CreatedAt, row.UpdatedAt = r.stamp(true, row.Version, row.CreatedAt)
-			r.auth[k] = row
-			n++
-		}
-		r.mu.Unlock()
-		unlock()
+		defer unlock()
 	}
-	return n, nil
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	events := []domain.AuditEvent{}
+	for _, k := range lapsed {
+		if row, ok := r.auth[k]; ok && row.Refresh.LeaseLapsed(now) {
+			e := event
+			e.User, e.Provider = k.user, k.provider
+			events = append(events, e)
+		}
+	}
+	if record {
+		if err := r.audit.record(events); err != nil {
+			return nil, fmt.Errorf("mark lapsed leases: %w", err)
+		}
+	}
+	for _, e := range events {
+		k := key{e.User, e.Provider}
+		row := r.auth[k]
+		row.Refresh.LeaseOwner, row.Refresh.LeaseUntil = "", time.Time{}
+		row.Refresh.ReauthRequired, row.Refresh.LastError = true, domain.CodeRefreshInterrupted
+		row.Version, row.CreatedAt, row.UpdatedAt = r.stamp(true, row.Version, row.CreatedAt)
+		r.auth[k] = row
+	}
+	return events, nil
 }
 
 // DeleteAuthTokens implements ports.TokenRepository.

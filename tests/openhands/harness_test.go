@@ -291,9 +291,9 @@ func (e *env) importer(secret string, opts app.ImportOptions, log *bytes.Buffer)
 func (e *env) newImporter(log *bytes.Buffer) *app.Importer {
 	var im *app.Importer
 	if log != nil {
-		im = app.NewImporter(jsonLogger(log), fixtureProviders, e.keyring, e.repo)
+		im = app.NewImporter(jsonLogger(log), fixtureProviders, e.keyring, e.repo, nil)
 	} else {
-		im = app.NewImporter(nil, fixtureProviders, e.keyring, e.repo)
+		im = app.NewImporter(nil, fixtureProviders, e.keyring, e.repo, nil)
 	}
 	return im
 }

@@ -83,6 +83,17 @@ func TestImportOpenHandsThroughCLI(t *testing.T) {
 		t.Fatalf("err = %v, want the count of failed rows\nstdout:\n%s\nstderr:\n%s", r.err, r.stdout, r.stderr)
 	}
 	e.checkImported()
+	// One import_batch event per batch written, counting the rows imported.
+	var rows int64
+	var odd int
+	if err := e.target.QueryRow(context.Background(), `
+		SELECT coalesce(sum(count), 0), count(*) FILTER (WHERE caller <> '' OR status <> 200 OR count > 3)
+		FROM audit_events WHERE action = 'import_batch'`).Scan(&rows, &odd); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 10 || odd != 0 {
+		t.Errorf("import_batch events count %d rows (%d odd events), want 10 in batches of at most 3", rows, odd)
+	}
 
 	for _, line := range []string{
 		"auth_tokens       7                0       7",

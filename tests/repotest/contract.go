@@ -19,10 +19,12 @@ import (
 	"github.com/tokenstore/tokenstore/ports"
 )
 
-// Repository is storage as both the service and the worker see it.
+// Repository is storage as both the service and the worker see it, with
+// the audit trail its writes record into.
 type Repository interface {
 	ports.TokenRepository
 	ports.RefreshQueue
+	ports.AuditReader
 }
 
 // Setup returns a repository backed by fresh, empty storage for t.
@@ -44,6 +46,7 @@ func Run(t *testing.T, setup Setup) {
 		{"UpdateErrorRollsBack", testUpdateError},
 		{"UpdatePanicRollsBack", testUpdatePanic},
 		{"UpdateMissing", testUpdateMissing},
+		{"UpdateStoresEventsWithRow", testUpdateEvents},
 		{"ConcurrentPutsLeaveOneCompleteRow", testConcurrentPuts},
 		{"OfflineToken", testOfflineToken},
 		{"CanceledContext", testCanceledContext},
@@ -230,9 +233,9 @@ func testUpdateStores(t *testing.T, repo Repository) {
 	next := Sample("ivan", domain.ProviderGitLab, "2")
 	var seen domain.SealedAuthTokens
 	updated, err := repo.UpdateAuthTokens(context.Background(), "ivan", domain.ProviderGitLab,
-		func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, error) {
+		func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error) {
 			seen = cur
-			return &next, nil
+			return &next, nil, nil
 		})
 	if err != nil {
 		t.Fatalf("UpdateAuthTokens: %v", err)
@@ -254,7 +257,9 @@ func testUpdateStores(t *testing.T, repo Repository) {
 func testUpdateNil(t *testing.T, repo Repository) {
 	stored := put(t, repo, Sample("judy", domain.ProviderGitLab, "1"))
 	got, err := repo.UpdateAuthTokens(context.Background(), "judy", domain.ProviderGitLab,
-		func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, error) { return nil, nil })
+		func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error) {
+			return nil, nil, nil
+		})
 	if err != nil {
 		t.Fatalf("UpdateAuthTokens: %v", err)
 	}
@@ -270,14 +275,18 @@ func testUpdateError(t *testing.T, repo Repository) {
 	put(t, repo, Sample("kim", domain.ProviderGitLab, "1"))
 	boom := errors.New("provider said no")
 	_, err := repo.UpdateAuthTokens(context.Background(), "kim", domain.ProviderGitLab,
-		func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, error) { return nil, boom })
+		func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error) {
+			return nil, nil, boom
+		})
 	if !errors.Is(err, boom) {
 		t.Fatalf("UpdateAuthTokens = %v, want the fn's error", err)
 	}
 	AssertSameTokens(t, get(t, repo, "kim", domain.ProviderGitLab), Sample("kim", domain.ProviderGitLab, "1"))
 	// The lock was released: another unit of work proceeds.
 	if _, err := repo.UpdateAuthTokens(context.Background(), "kim", domain.ProviderGitLab,
-		func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, error) { return nil, nil }); err != nil {
+		func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error) {
+			return nil, nil, nil
+		}); err != nil {
 		t.Fatalf("update after a failed one: %v", err)
 	}
 }
@@ -291,11 +300,15 @@ func testUpdatePanic(t *testing.T, repo Repository) {
 			}
 		}()
 		_, _ = repo.UpdateAuthTokens(context.Background(), "leo", domain.ProviderGitLab,
-			func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, error) { panic("boom") })
+			func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error) {
+				panic("boom")
+			})
 	}()
 	next := Sample("leo", domain.ProviderGitLab, "2")
 	if _, err := repo.UpdateAuthTokens(context.Background(), "leo", domain.ProviderGitLab,
-		func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, error) { return &next, nil }); err != nil {
+		func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error) {
+			return &next, nil, nil
+		}); err != nil {
 		t.Fatalf("update after a panicking one (lock still held?): %v", err)
 	}
 	AssertSameTokens(t, get(t, repo, "leo", domain.ProviderGitLab), next)
@@ -304,9 +317,9 @@ func testUpdatePanic(t *testing.T, repo Repository) {
 func testUpdateMissing(t *testing.T, repo Repository) {
 	called := false
 	_, err := repo.UpdateAuthTokens(context.Background(), "mia", domain.ProviderGitLab,
-		func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, error) {
+		func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error) {
 			called = true
-			return nil, nil
+			return nil, nil, nil
 		})
 	if !errors.Is(err, domain.ErrNotFound) || called {
 		t.Fatalf("UpdateAuthTokens(missing) = %v (fn called: %v), want ErrNotFound without calling fn", err, called)
@@ -402,9 +415,9 @@ func testCanceledContext(t *testing.T, repo Repository) {
 func setRefresh(t *testing.T, repo Repository, u domain.UserID, p domain.Provider, st domain.RefreshState) domain.SealedAuthTokens {
 	t.Helper()
 	row, err := repo.UpdateAuthTokens(context.Background(), u, p,
-		func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, error) {
+		func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error) {
 			cur.Refresh = st
-			return &cur, nil
+			return &cur, nil, nil
 		})
 	if err != nil {
 		t.Fatalf("UpdateAuthTokens(%q, %q): %v", u, p, err)
@@ -599,9 +612,36 @@ func testMarkLapsedLeases(t *testing.T, repo Repository) {
 	setRefresh(t, repo, "lapsed-fresh", gl, domain.RefreshState{LeaseOwner: "y", LeaseUntil: now.Add(-time.Second)})
 	setRefresh(t, repo, "live", gl, domain.RefreshState{LeaseOwner: "z", LeaseUntil: now.Add(time.Hour)})
 	live := get(t, repo, "live", gl)
-	n, err := repo.MarkLapsedLeases(context.Background())
-	if err != nil || n != 2 {
-		t.Fatalf("MarkLapsedLeases = %d, %v; want 2", n, err)
+	event := domain.AuditEvent{Instance: "i-9", Action: domain.AuditReauthRequired, Status: 409, Code: domain.CodeRefreshInterrupted}
+	marked, err := repo.MarkLapsedLeases(context.Background(), event, true)
+	if err != nil || len(marked) != 2 {
+		t.Fatalf("MarkLapsedLeases = %+v, %v; want 2 events", marked, err)
+	}
+	// One event per marked row, returned and stored: event with the row's
+	// user and provider.
+	var wantEvents []string
+	for _, u := range []string{"lapsed", "lapsed-fresh"} {
+		e := event
+		e.User, e.Provider = domain.UserID(u), gl
+		wantEvents = append(wantEvents, fmt.Sprintf("%+v", e))
+	}
+	var gotMarked, gotStored []string
+	for _, e := range marked {
+		gotMarked = append(gotMarked, fmt.Sprintf("%+v", e))
+	}
+	action := domain.AuditReauthRequired
+	stored, _, err := repo.ListAuditEvents(context.Background(), domain.AuditFilter{Action: &action}, ports.AuditCursor{}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range stored {
+		e.Time = time.Time{}
+		gotStored = append(gotStored, fmt.Sprintf("%+v", e))
+	}
+	slices.Sort(gotMarked)
+	slices.Sort(gotStored)
+	if !slices.Equal(gotMarked, wantEvents) || !slices.Equal(gotStored, wantEvents) {
+		t.Errorf("events of the sweep:\nreturned %v\nstored   %v\nwant     %v", gotMarked, gotStored, wantEvents)
 	}
 	got := get(t, repo, "lapsed", gl)
 	want := domain.RefreshState{ReauthRequired: true, LastError: domain.CodeRefreshInterrupted}
@@ -617,7 +657,64 @@ func testMarkLapsedLeases(t *testing.T, repo Repository) {
 	if g := get(t, repo, "free", gl); g.Refresh.LeaseOwner != "" || g.Refresh.ReauthRequired || g.Version != 1 {
 		t.Errorf("row without a lease touched: %+v version %d", g.Refresh, g.Version)
 	}
-	if n, err := repo.MarkLapsedLeases(context.Background()); err != nil || n != 0 {
-		t.Errorf("second sweep = %d, %v; want 0", n, err)
+	if marked, err := repo.MarkLapsedLeases(context.Background(), event, true); err != nil || len(marked) != 0 {
+		t.Errorf("second sweep = %+v, %v; want none", marked, err)
+	}
+	// Without record, the events of the rows marked are returned, not stored.
+	setRefresh(t, repo, "live", gl, domain.RefreshState{LeaseOwner: "z", LeaseUntil: now.Add(-time.Second)})
+	marked, err = repo.MarkLapsedLeases(context.Background(), event, false)
+	if err != nil || len(marked) != 1 || marked[0].User != "live" {
+		t.Errorf("sweep without record = %+v, %v; want live's event", marked, err)
+	}
+	if g := get(t, repo, "live", gl); !g.Refresh.ReauthRequired {
+		t.Errorf("sweep without record did not mark the row: %+v", g.Refresh)
+	}
+	if all, _, _ := repo.ListAuditEvents(context.Background(), domain.AuditFilter{Action: &action}, ports.AuditCursor{}, 100); len(all) != 2 {
+		t.Errorf("%d reauth_required events stored, want the first sweep's 2", len(all))
+	}
+}
+
+// testUpdateEvents: the audit events fn returns are stored with the row
+// it returns, and with none (a nil row) too.
+func testUpdateEvents(t *testing.T, repo Repository) {
+	put(t, repo, Sample("nina", domain.ProviderGitLab, "1"))
+	next := Sample("nina", domain.ProviderGitLab, "2")
+	event := domain.AuditEvent{Instance: "i-1", Caller: "svc", Action: domain.AuditRefresh,
+		User: "nina", Provider: domain.ProviderGitLab, Status: 200, RequestID: "req-u"}
+	if _, err := repo.UpdateAuthTokens(context.Background(), "nina", domain.ProviderGitLab,
+		func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error) {
+			return &next, []domain.AuditEvent{event}, nil
+		}); err != nil {
+		t.Fatal(err)
+	}
+	AssertSameTokens(t, get(t, repo, "nina", domain.ProviderGitLab), next)
+	second := event
+	second.Status, second.Code, second.RequestID = 503, domain.CodeProviderUnavailable, "req-v"
+	if _, err := repo.UpdateAuthTokens(context.Background(), "nina", domain.ProviderGitLab,
+		func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error) {
+			return nil, []domain.AuditEvent{second}, nil
+		}); err != nil {
+		t.Fatal(err)
+	}
+	// fn failing stores nothing.
+	if _, err := repo.UpdateAuthTokens(context.Background(), "nina", domain.ProviderGitLab,
+		func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error) {
+			return &next, []domain.AuditEvent{event}, errors.New("no")
+		}); err == nil {
+		t.Fatal("fn's error was not returned")
+	}
+	user := domain.UserID("nina")
+	got, _, err := repo.ListAuditEvents(context.Background(), domain.AuditFilter{User: &user}, ports.AuditCursor{}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("stored events %+v, want 2", got)
+	}
+	for i, want := range []domain.AuditEvent{event, second} {
+		got[i].Time = time.Time{}
+		if got[i] != want {
+			t.Errorf("event %d = %+v, want %+v", i, got[i], want)
+		}
 	}
 }

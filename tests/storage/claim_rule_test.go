@@ -103,9 +103,9 @@ func checkClaimAgreesWithRefreshRule(t *testing.T, revokes bool) {
 				t.Fatal(err)
 			}
 			row, err := repo.UpdateAuthTokens(ctx, user, p,
-				func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, error) {
+				func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error) {
 					cur.Refresh = st
-					return &cur, nil
+					return &cur, nil, nil
 				})
 			if err != nil {
 				t.Fatal(err)

@@ -90,7 +90,7 @@ func TestRotationRekeysARowWithALapsedLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	ring, _ := fernet.NewKeyring(newKey, oldKey)
-	rep, err := app.NewReencryption(nil, ring, repo).Run(ctx, app.ReencryptOptions{Passes: 1})
+	rep, err := app.NewReencryption(nil, ring, repo, nil).Run(ctx, app.ReencryptOptions{Passes: 1})
 	if err != nil || rep.Reencrypted != 2 || len(rep.Failed) != 0 {
 		t.Fatalf("rotated %d, failed %v, err %v; want both values rotated", rep.Reencrypted, rep.Failed, err)
 	}

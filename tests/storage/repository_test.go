@@ -63,10 +63,10 @@ func TestUpdateBlocksSecondLockerUntilFirstCommits(t *testing.T) {
 	go func() {
 		next := repotest.Sample("u1", domain.ProviderGitLab, "first")
 		_, err := repo.UpdateAuthTokens(ctx, "u1", domain.ProviderGitLab,
-			func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, error) {
+			func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error) {
 				close(holding)
 				<-release
-				return &next, nil
+				return &next, nil, nil
 			})
 		firstDone <- err
 	}()
@@ -80,9 +80,9 @@ func TestUpdateBlocksSecondLockerUntilFirstCommits(t *testing.T) {
 	go func() {
 		var seen domain.SealedAuthTokens
 		_, err := repo.UpdateAuthTokens(ctx, "u1", domain.ProviderGitLab,
-			func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, error) {
+			func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error) {
 				seen = cur
-				return nil, nil
+				return nil, nil, nil
 			})
 		secondDone <- result{seen, err}
 	}()
@@ -127,9 +127,9 @@ func TestLockTimeoutIsBusy(t *testing.T) {
 
 	called := false
 	_, err = repo.UpdateAuthTokens(ctx, "u2", domain.ProviderGitLab,
-		func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, error) {
+		func(domain.SealedAuthTokens, time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error) {
 			called = true
-			return nil, nil
+			return nil, nil, nil
 		})
 	if !errors.Is(err, domain.ErrBusy) {
 		t.Fatalf("UpdateAuthTokens on a locked row = %v, want ErrBusy", err)

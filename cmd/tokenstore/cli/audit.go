@@ -1,18 +1,21 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/tokenstore/tokenstore/adapters/postgres"
+	"github.com/tokenstore/tokenstore/app"
 	"github.com/tokenstore/tokenstore/domain"
 	"github.com/tokenstore/tokenstore/ports"
 )
@@ -21,11 +24,12 @@ const auditUsage = `Usage: tokenstore audit list [--user ID] [--provider NAME] [
                             [--since TIME] [--until TIME] [--limit N] [--config FILE]
 
   list  the audit trail, oldest first: who (caller, instance) was handed,
-        wrote or deleted whose token, when (the database's clock), the
-        outcome and the request id. A table on a terminal, JSON lines
-        otherwise. Filters combine; --caller "" selects the service's own
-        events. TIME is RFC 3339 (2026-01-02T15:04:05Z) or a duration ago
-        (24h, 30m).
+        wrote or deleted whose token, refreshed it or marked it for
+        re-authorization, re-encrypted or imported a batch (count: its
+        rows), when (the database's clock), the outcome and the request id.
+        A table on a terminal, JSON lines otherwise. Filters combine;
+        --caller "" selects the service's own events. TIME is RFC 3339
+        (2026-01-02T15:04:05Z) or a duration ago (24h, 30m).
 
 The database comes from the usual configuration (see tokenstore serve --help).
 `
@@ -41,6 +45,7 @@ type auditLine struct {
 	Status    int       `json:"status"`
 	Code      string    `json:"code"`
 	RequestID string    `json:"request_id"`
+	Count     int64     `json:"count"`
 }
 
 func runAudit(ctx context.Context, args []string, env Env) error {
@@ -156,7 +161,7 @@ func listAudit(ctx context.Context, log ports.AuditReader, f domain.AuditFilter,
 	enc := json.NewEncoder(out)
 	if terminal {
 		tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "TIME\tCALLER\tACTION\tUSER\tPROVIDER\tSTATUS\tCODE\tREQUEST ID\tINSTANCE")
+		fmt.Fprintln(tw, "TIME\tCALLER\tACTION\tUSER\tPROVIDER\tSTATUS\tCODE\tREQUEST ID\tCOUNT\tINSTANCE")
 	}
 	var cur ports.AuditCursor
 	for printed := 0; printed < limit; {
@@ -166,12 +171,12 @@ func listAudit(ctx context.Context, log ports.AuditReader, f domain.AuditFilter,
 		}
 		for _, e := range page {
 			if terminal {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.Time.UTC().Format(time.RFC3339Nano), orDash(e.Caller),
-					e.Action, orDash(string(e.User)), orDash(string(e.Provider)), e.Status, orDash(e.Code), orDash(e.RequestID), e.Instance)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n", e.Time.UTC().Format(time.RFC3339Nano), orDash(e.Caller),
+					e.Action, orDash(string(e.User)), orDash(string(e.Provider)), e.Status, orDash(e.Code), orDash(e.RequestID), e.Count, e.Instance)
 				continue
 			}
 			if err := enc.Encode(auditLine{Time: e.Time.UTC(), Instance: e.Instance, Caller: e.Caller, Action: string(e.Action),
-				User: string(e.User), Provider: string(e.Provider), Status: e.Status, Code: e.Code, RequestID: e.RequestID}); err != nil {
+				User: string(e.User), Provider: string(e.Provider), Status: e.Status, Code: e.Code, RequestID: e.RequestID, Count: e.Count}); err != nil {
 				return err
 			}
 		}
@@ -192,4 +197,21 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// commandAuditor is the audit trail of a command that changes stored
+// tokens outside serve (`keys rotate`, `import openhands`): the same
+// audit.mode, this process as the instance and no caller.
+func commandAuditor(cfg Config, log *slog.Logger, rec ports.AuditRecorder) *app.Auditor {
+	return app.NewAuditor(app.AuditConfig{Mode: app.AuditMode(cfg.Audit.Mode), Instance: cfg.App.Refresh.Instance}, log, rec)
+}
+
+// flushAuditor writes a command's queued (best-effort) events before it
+// exits, waiting at most one database call's deadline.
+func flushAuditor(a *app.Auditor, cfg Config, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), cmp.Or(cfg.Database.Timeout, postgres.DefaultTimeout)+postgres.ClientGrace)
+	defer cancel()
+	if err := a.Stop(ctx); err != nil {
+		log.Error("audit events still queued at exit were lost", "err", err)
+	}
 }

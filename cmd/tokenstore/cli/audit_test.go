@@ -35,6 +35,11 @@ func TestAuditList(t *testing.T) {
 		{[]string{"--caller", "svc-b"}, []string{"r2"}},
 		{[]string{"--caller", ""}, []string{""}},
 		{[]string{"--action", "read_access_token"}, []string{"r1"}},
+		// The service's own actions are accepted filters.
+		{[]string{"--action", "refresh"}, nil},
+		{[]string{"--action", "reauth_required"}, nil},
+		{[]string{"--action", "reencrypt_batch"}, nil},
+		{[]string{"--action", "import_batch"}, nil},
 		{[]string{"--since", "1h", "--user", "alice"}, []string{"r1", ""}},
 		{[]string{"--until", "2000-01-01T00:00:00Z"}, nil},
 		{[]string{"--limit", "2"}, []string{"r1", "r2"}},
@@ -51,7 +56,7 @@ func TestAuditList(t *testing.T) {
 			if err := json.Unmarshal([]byte(line), &e); err != nil {
 				t.Fatalf("%v: not a JSON line: %q", c.args, line)
 			}
-			for _, k := range []string{"time", "instance", "caller", "action", "user", "provider", "status", "code", "request_id"} {
+			for _, k := range []string{"time", "instance", "caller", "action", "user", "provider", "status", "code", "request_id", "count"} {
 				if _, ok := e[k]; !ok {
 					t.Errorf("%v: line %s lacks %s", c.args, line, k)
 				}

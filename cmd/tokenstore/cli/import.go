@@ -155,7 +155,9 @@ func runImportOpenHands(ctx context.Context, args []string, env Env) error {
 	log.Info("importing from OpenHands", "source", postgres.RedactURL(sourceDSN), "target", cfg.Database,
 		"primary_key", keyring.PrimaryKeyID(), "dry_run", *dryRun, "batch_size", *batch)
 	repo := postgres.New(target, cfg.Database.Options())
-	importer := app.NewImporter(log, cfg.App.Providers, keyring, repo)
+	audit := commandAuditor(cfg, log, repo)
+	defer flushAuditor(audit, cfg, log)
+	importer := app.NewImporter(log, cfg.App.Providers, keyring, repo, audit)
 	sum, importErr := importer.Import(ctx, source, app.ImportOptions{BatchSize: *batch, DryRun: *dryRun})
 	printImportSummary(env.Stdout, sum)
 	if importErr != nil {

@@ -81,7 +81,10 @@ func runKeys(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	defer pool.Close()
-	rot := app.NewReencryption(log, ring, postgres.New(pool, cfg.Database.Options()))
+	repo := postgres.New(pool, cfg.Database.Options())
+	audit := commandAuditor(cfg, log, repo)
+	defer flushAuditor(audit, cfg, log)
+	rot := app.NewReencryption(log, ring, repo, audit)
 
 	switch action {
 	case "list":
