@@ -79,6 +79,7 @@ func (a *api) routes() []route {
 	return []route{
 		{Route{"GET", "/healthz"}, "", a.healthz},
 		{Route{"GET", "/readyz"}, "", a.readyz},
+		{Route{"GET", "/openapi.yaml"}, "", a.openapi},
 		{Route{"PUT", "/v1/users/{user}/providers/{provider}/tokens"}, PermTokensWrite, a.putTokens},
 		{Route{"GET", "/v1/users/{user}/providers/{provider}/tokens"}, PermTokensRead, a.getTokens},
 		{Route{"DELETE", "/v1/users/{user}/providers/{provider}/tokens"}, PermTokensDelete, a.deleteTokens},
