@@ -8,7 +8,7 @@
 // (errors.Is(err, client.ErrReauthRequired), errors.As(err, &*client.Error))
 // and retries that honour the server's Retry-After.
 //
-//	c, err := client.New("https://tokenstore.internal:8443", os.Getenv("TOKENSTORE_CREDENTIAL"))
+//	c, err := client.New("https://tokenstore.internal:8443", credential) // tsc_..., from the caller's secret store
 //	tok, err := c.GetAccessToken(ctx, userID, "gitlab")
 //	switch {
 //	case errors.Is(err, client.ErrReauthRequired), errors.Is(err, client.ErrTokenExpired):
