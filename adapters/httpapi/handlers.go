@@ -142,6 +142,7 @@ func (a *api) routes() []route {
 	return []route{
 		{Route{"GET", "/healthz", nil}, "", a.healthz},
 		{Route{"GET", "/readyz", nil}, "", a.readyz},
+		{Route{"GET", "/openapi.yaml", nil}, "", a.openapi},
 		{Route{"PUT", tokens, userProvider}, PermTokensWrite, a.putTokens},
 		{Route{"GET", tokens, userProvider}, PermTokensRead, a.getTokens},
 		{Route{"DELETE", tokens, userProvider}, PermTokensDelete, a.deleteTokens},

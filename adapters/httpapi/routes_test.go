@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenstore/tokenstore/adapters/httpapi"
 	"github.com/tokenstore/tokenstore/app"
 	"github.com/tokenstore/tokenstore/domain"
 )
@@ -35,6 +36,37 @@ func TestHealthProbesNeedNoCredential(t *testing.T) {
 	}
 	// The liveness probe does not ask the dependency.
 	wantJSON(t, a.do("GET", "/healthz", "", nil), http.StatusOK, `{"status":"ok"}`)
+}
+
+// TestOpenAPIDocumentServed: GET /openapi.yaml answers the embedded
+// document byte for byte, as application/yaml, to anyone (a credential, even
+// a wrong one, changes nothing), and HEAD answers its headers.
+func TestOpenAPIDocumentServed(t *testing.T) {
+	t.Parallel()
+	a := setup(t)
+	for _, caller := range []string{"", callerAll, "tsc_wrongcredential"} {
+		h := map[string]string{}
+		if cred, ok := a.creds[caller]; ok {
+			h["Authorization"] = "Bearer " + cred
+		} else if caller != "" {
+			h["Authorization"] = "Bearer " + caller
+		}
+		rec := a.send("GET", "/openapi.yaml", h, "")
+		wantStatus(t, rec, http.StatusOK)
+		if ct := rec.Header().Get("Content-Type"); ct != "application/yaml" {
+			t.Errorf("caller %q: Content-Type %q, want application/yaml", caller, ct)
+		}
+		if rec.Body.String() != string(httpapi.OpenAPI) || len(httpapi.OpenAPI) == 0 {
+			t.Errorf("caller %q: body is not the embedded document (%d bytes, want %d)", caller, rec.Body.Len(), len(httpapi.OpenAPI))
+		}
+		if cc := rec.Header().Get("Cache-Control"); cc != "no-cache" {
+			t.Errorf("Cache-Control %q, want no-cache", cc)
+		}
+	}
+	rec := a.send("HEAD", "/openapi.yaml", nil, "")
+	if rec.Code != http.StatusOK || rec.Header().Get("Content-Length") != fmt.Sprint(len(httpapi.OpenAPI)) {
+		t.Errorf("HEAD /openapi.yaml = %d, Content-Length %q", rec.Code, rec.Header().Get("Content-Length"))
+	}
 }
 
 func TestPutTokens(t *testing.T) {

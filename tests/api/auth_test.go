@@ -10,9 +10,14 @@ import (
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
 )
 
-// routePermissions is the documented permission table. A /v1 route missing
-// here fails TestAuthMatrix: document its permission and add it.
+// routePermissions is the documented permission table; "" marks the routes
+// that need no credential (the health probes and the API document). A route
+// missing here fails TestAuthMatrix or TestRoutesWithoutPermission: document
+// its permission and add it.
 var routePermissions = map[string]httpapi.Permission{
+	"GET /healthz":      "",
+	"GET /readyz":       "",
+	"GET /openapi.yaml": "",
 	"PUT /v1/users/{user}/providers/{provider}/tokens":    httpapi.PermTokensWrite,
 	"GET /v1/users/{user}/providers/{provider}/tokens":    httpapi.PermTokensRead,
 	"DELETE /v1/users/{user}/providers/{provider}/tokens": httpapi.PermTokensDelete,
@@ -81,8 +86,8 @@ func TestAuthMatrix(t *testing.T) {
 	for _, rt := range v1Routes(t) {
 		key := rt.Method + " " + rt.Path
 		perm, ok := routePermissions[key]
-		if !ok {
-			t.Errorf("route %s is not in the documented permission table (routePermissions)", key)
+		if !ok || perm == "" {
+			t.Errorf("route %s is not in the documented permission table (routePermissions) with a permission", key)
 			continue
 		}
 		path := concretePath(t, rt.Path)
@@ -166,6 +171,44 @@ func TestAuthMatrix(t *testing.T) {
 				})
 			}
 		})
+	}
+}
+
+// TestRoutesWithoutPermission: every route outside /v1 is in the table as
+// needing no credential, answers 200 without one, and ignores a wrong one
+// (no 401 for a probe that sends a stale header); the table lists no route
+// the server does not have.
+func TestRoutesWithoutPermission(t *testing.T) {
+	t.Parallel()
+	inst := setup(t)
+	registered := map[string]bool{}
+	for _, rt := range httpapi.Routes() {
+		key := rt.Method + " " + rt.Path
+		registered[key] = true
+		if strings.HasPrefix(rt.Path, "/v1/") {
+			continue
+		}
+		perm, ok := routePermissions[key]
+		if !ok || perm != "" {
+			t.Errorf("route %s is outside /v1 and so needs no credential; list it in routePermissions with \"\"", key)
+			continue
+		}
+		for _, authorization := range []string{"", "Bearer tsc_" + strings.Repeat("A", 43)} {
+			h := map[string]string{}
+			if authorization != "" {
+				h["Authorization"] = authorization
+			}
+			r := inst.send(rawRequest{method: rt.Method, path: rt.Path, header: h})
+			if r.StatusCode != http.StatusOK || r.Header.Get("WWW-Authenticate") != "" {
+				t.Errorf("%s with Authorization %q = %d (WWW-Authenticate %q), want 200 without a challenge; body %s",
+					key, authorization, r.StatusCode, r.Header.Get("WWW-Authenticate"), r.body)
+			}
+		}
+	}
+	for key := range routePermissions {
+		if !registered[key] {
+			t.Errorf("routePermissions lists %s, which the server does not register", key)
+		}
 	}
 }
 

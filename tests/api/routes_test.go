@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenstore/tokenstore/client"
 	"github.com/tokenstore/tokenstore/cmd/tokenstore/cli"
 	"github.com/tokenstore/tokenstore/tests/servicetest"
 )
@@ -312,9 +313,12 @@ func TestGetTokensNeverReturnsTheRefreshToken(t *testing.T) {
 func TestDeleteTokens(t *testing.T) {
 	t.Parallel()
 	inst := setup(t)
+	c, ctx := inst.api(callerAll), context.Background()
 	user := "bob"
 	for _, p := range []string{"github", "gitlab"} {
-		wantStatus(t, inst.do("PUT", tokensPath(user, p), callerAll, map[string]any{"access_token": uniq(p)}), http.StatusOK)
+		if _, err := c.PutTokens(ctx, user, p, client.PutTokensRequest{AccessToken: uniq(p)}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	r := inst.do("DELETE", tokensPath(user, "github"), callerAll, nil)
 	wantStatus(t, r, http.StatusNoContent)
@@ -325,15 +329,12 @@ func TestDeleteTokens(t *testing.T) {
 	wantProblem(t, inst.do("DELETE", tokensPath(user, "github"), callerAll, nil), http.StatusNotFound, "not_found", "")
 
 	// The other provider is untouched.
-	wantStatus(t, inst.do("GET", tokensPath(user, "gitlab"), callerAll, nil), http.StatusOK)
-	r = inst.do("GET", providersPath(user), callerAll, nil)
-	wantStatus(t, r, http.StatusOK)
-	var list struct {
-		Providers []struct{ Provider string } `json:"providers"`
+	if _, err := c.GetAccessToken(ctx, user, "gitlab"); err != nil {
+		t.Errorf("GetAccessToken of the other provider: %v", err)
 	}
-	r.json(t, &list)
-	if len(list.Providers) != 1 || list.Providers[0].Provider != "gitlab" {
-		t.Errorf("providers after delete = %s, want only gitlab", r.body)
+	list, err := c.ListProviders(ctx, user)
+	if err != nil || len(list.Providers) != 1 || list.Providers[0].Provider != "gitlab" {
+		t.Errorf("providers after delete = %+v, %v; want only gitlab", list, err)
 	}
 }
 
@@ -474,7 +475,7 @@ func TestOfflineToken(t *testing.T) {
 }
 
 // TestUnusualValidUserIDs: any opaque id within the rules round-trips
-// through the path, escaped.
+// through the path, escaped by the client.
 func TestUnusualValidUserIDs(t *testing.T) {
 	t.Parallel()
 	inst := setup(t)
@@ -484,6 +485,7 @@ func TestUnusualValidUserIDs(t *testing.T) {
 		{"inner space", "alice smith"},
 		{"slash", "realm/alice"},
 		{"percent and question mark", "50%?x=1#y"},
+		{"percent-encoded dot-segment", "%2E%2E"},
 		{"non-ASCII", "名前-ü"},
 		{"email", "alice@example.com"},
 	}
@@ -491,30 +493,33 @@ func TestUnusualValidUserIDs(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			inst := inst.forT(t)
+			c, ctx := inst.api(callerAll), context.Background()
 			access, offline := uniq("at-"), uniq("off-")
-			wantStatus(t, inst.do("PUT", tokensPath(tc.user, "github"), callerAll, map[string]any{"access_token": access}), http.StatusOK)
-			r := inst.do("GET", tokensPath(tc.user, "github"), callerAll, nil)
-			wantStatus(t, r, http.StatusOK)
-			if m := objectKeys(t, r, "user", "provider", "access_token", "access_token_expires_at"); m["user"] != tc.user || m["access_token"] != access {
-				t.Errorf("GET = %s, want user %q", r.body, tc.user)
+			if _, err := c.PutTokens(ctx, tc.user, "github", client.PutTokensRequest{AccessToken: access}); err != nil {
+				t.Fatal(err)
 			}
-			r = inst.do("GET", providersPath(tc.user), callerAll, nil)
-			wantStatus(t, r, http.StatusOK)
-			if m := objectKeys(t, r, "user", "providers"); m["user"] != tc.user || len(m["providers"].([]any)) != 1 {
-				t.Errorf("providers = %s", r.body)
+			if got, err := c.GetAccessToken(ctx, tc.user, "github"); err != nil || got.User != tc.user || got.AccessToken != access {
+				t.Errorf("GetAccessToken = %+v, %v; want user %q", got, err, tc.user)
 			}
-			wantStatus(t, inst.do("PUT", offlinePath(tc.user), callerAll, map[string]any{"offline_token": offline}), http.StatusOK)
-			r = inst.do("GET", offlinePath(tc.user), callerAll, nil)
-			wantStatus(t, r, http.StatusOK)
-			if m := objectKeys(t, r, "user", "offline_token", "created_at", "updated_at"); m["user"] != tc.user || m["offline_token"] != offline {
-				t.Errorf("GET offline = %s", r.body)
+			if list, err := c.ListProviders(ctx, tc.user); err != nil || list.User != tc.user || len(list.Providers) != 1 {
+				t.Errorf("ListProviders = %+v, %v", list, err)
+			}
+			if _, err := c.PutOfflineToken(ctx, tc.user, offline); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := c.GetOfflineToken(ctx, tc.user); err != nil || got.User != tc.user || got.OfflineToken != offline {
+				t.Errorf("GetOfflineToken = %+v, %v", got, err)
 			}
 			var n int
 			if err := inst.pool.QueryRow(context.Background(), "SELECT count(*) FROM auth_tokens WHERE user_id = $1", tc.user).Scan(&n); err != nil || n != 1 {
 				t.Errorf("rows stored under user_id %q: %d (%v), want 1", tc.user, n, err)
 			}
-			wantStatus(t, inst.do("DELETE", tokensPath(tc.user, "github"), callerAll, nil), http.StatusNoContent)
-			wantStatus(t, inst.do("DELETE", offlinePath(tc.user), callerAll, nil), http.StatusNoContent)
+			if err := c.DeleteTokens(ctx, tc.user, "github"); err != nil {
+				t.Error(err)
+			}
+			if err := c.DeleteOfflineToken(ctx, tc.user); err != nil {
+				t.Error(err)
+			}
 		})
 	}
 }

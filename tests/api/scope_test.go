@@ -5,12 +5,14 @@ package api_test
 // provider list's filter.
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
+	"github.com/tokenstore/tokenstore/client"
 	"github.com/tokenstore/tokenstore/domain"
 	"github.com/tokenstore/tokenstore/tests/servicetest"
 )
@@ -37,26 +39,29 @@ type stored struct{ gitlab, github, offline string }
 func (inst *instance) seed(user string) stored {
 	inst.t.Helper()
 	s := stored{uniq("scope-gl-"), uniq("scope-gh-"), uniq("scope-off-")}
-	wantStatus(inst.t, inst.do("PUT", tokensPath(user, "gitlab"), callerAll, map[string]any{"access_token": s.gitlab}), http.StatusOK)
-	wantStatus(inst.t, inst.do("PUT", tokensPath(user, "github"), callerAll, map[string]any{"access_token": s.github}), http.StatusOK)
-	wantStatus(inst.t, inst.do("PUT", offlinePath(user), callerAll, map[string]any{"offline_token": s.offline}), http.StatusOK)
+	c, ctx := inst.api(callerAll), context.Background()
+	for provider, token := range map[string]string{"gitlab": s.gitlab, "github": s.github} {
+		if _, err := c.PutTokens(ctx, user, provider, client.PutTokensRequest{AccessToken: token}); err != nil {
+			inst.t.Fatal(err)
+		}
+	}
+	if _, err := c.PutOfflineToken(ctx, user, s.offline); err != nil {
+		inst.t.Fatal(err)
+	}
 	return s
 }
 
 // unchanged fails t unless user's tokens are still s.
 func (inst *instance) unchanged(user string, s stored) {
 	inst.t.Helper()
+	c, ctx := inst.api(callerAll), context.Background()
 	for provider, want := range map[string]string{"gitlab": s.gitlab, "github": s.github} {
-		r := inst.do("GET", tokensPath(user, provider), callerAll, nil)
-		wantStatus(inst.t, r, http.StatusOK)
-		if got := objectKeys(inst.t, r, "user", "provider", "access_token", "access_token_expires_at")["access_token"]; got != want {
-			inst.t.Errorf("%s token of %s changed by a refused request", provider, user)
+		if got, err := c.GetAccessToken(ctx, user, provider); err != nil || got.AccessToken != want {
+			inst.t.Errorf("%s token of %s changed by a refused request (%v)", provider, user, err)
 		}
 	}
-	r := inst.do("GET", offlinePath(user), callerAll, nil)
-	wantStatus(inst.t, r, http.StatusOK)
-	if got := objectKeys(inst.t, r, "user", "offline_token", "created_at", "updated_at")["offline_token"]; got != s.offline {
-		inst.t.Errorf("offline token of %s changed by a refused request", user)
+	if got, err := c.GetOfflineToken(ctx, user); err != nil || got.OfflineToken != s.offline {
+		inst.t.Errorf("offline token of %s changed by a refused request (%v)", user, err)
 	}
 }
 

@@ -1,25 +1,24 @@
 package api_test
 
 import (
-	"net/http"
+	"context"
 	"testing"
+
+	"github.com/tokenstore/tokenstore/client"
 )
 
 func TestSmokeStoreAndRead(t *testing.T) {
 	t.Parallel()
 	inst := setup(t)
-	r := inst.do("PUT", "/v1/users/alice/providers/gitlab/tokens", callerAll,
-		map[string]any{"access_token": "glpat-smoke", "refresh_token": "glrt-smoke", "expires_in": 7200})
-	if r.StatusCode != http.StatusOK {
-		t.Fatalf("PUT = %d %s", r.StatusCode, r.body)
+	c := inst.api(callerAll)
+	ctx := context.Background()
+	if _, err := c.PutTokens(ctx, "alice", "gitlab", client.PutTokensRequest{
+		AccessToken: "glpat-smoke", RefreshToken: ptr("glrt-smoke"), ExpiresIn: ptr(int64(7200))}); err != nil {
+		t.Fatalf("PutTokens: %v", err)
 	}
-	r = inst.do("GET", "/v1/users/alice/providers/gitlab/tokens", callerAll, nil)
-	var got struct {
-		AccessToken string `json:"access_token"`
-	}
-	r.json(t, &got)
-	if r.StatusCode != http.StatusOK || got.AccessToken != "glpat-smoke" {
-		t.Fatalf("GET = %d %s", r.StatusCode, r.body)
+	got, err := c.GetAccessToken(ctx, "alice", "gitlab")
+	if err != nil || got.AccessToken != "glpat-smoke" {
+		t.Fatalf("GetAccessToken = %+v, %v", got, err)
 	}
 	inst.noSecretsInLogs("glpat-smoke", "glrt-smoke")
 }

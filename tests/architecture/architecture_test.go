@@ -128,3 +128,39 @@ func TestCoreKnowsNoDriver(t *testing.T) {
 		}
 	}
 }
+
+// TestClientStandsAlone: the Go client is what other services import, so it
+// brings none of the server (no domain, driver or fx) and no module but the
+// generator's small runtime: its dependencies are the standard library,
+// client/... and oapi-codegen's runtime (with the two modules that needs).
+func TestClientStandsAlone(t *testing.T) {
+	t.Parallel()
+	allowed := []string{"github.com/oapi-codegen/runtime", "github.com/apapsch/go-jsonmerge/v2", "github.com/google/uuid"}
+	pkgs := list(t, "-deps")
+	standard := map[string]bool{}
+	for _, p := range pkgs {
+		standard[p.ImportPath] = p.Standard
+	}
+	found := false
+	for _, p := range pkgs {
+		if p.ImportPath != module+"/client" {
+			continue
+		}
+		found = true
+	deps:
+		for _, d := range p.Deps {
+			if standard[d] || strings.HasPrefix(d, module+"/client/") {
+				continue
+			}
+			for _, a := range allowed {
+				if d == a || strings.HasPrefix(d, a+"/") {
+					continue deps
+				}
+			}
+			t.Errorf("client depends on %s: callers would build it too; the client needs only net/http and the generator's runtime", d)
+		}
+	}
+	if !found {
+		t.Fatal("no package client in the module")
+	}
+}
