@@ -195,18 +195,12 @@ func prepareTemplate(ctx context.Context) error {
 	if _, err := adminPool.Exec(ctx, "CREATE DATABASE "+templateName); err != nil {
 		return fmt.Errorf("create template: %w", err)
 	}
-	pool, err := pgxpool.New(ctx, DSNFor(templateName))
+	m, err := postgres.NewMigrator(ctx, postgres.Config{URL: DSNFor(templateName)}, nil)
 	if err != nil {
-		return err
-	}
-	m, err := postgres.NewMigrator(pool, nil)
-	if err != nil {
-		pool.Close()
 		return err
 	}
 	_, err = m.Up(ctx)
 	_ = m.Close()
-	pool.Close()
 	if err != nil {
 		return fmt.Errorf("migrate template: %w", err)
 	}
