@@ -260,13 +260,12 @@ var serverTimeouts = []string{"statement_timeout", "idle_in_transaction_session_
 
 // CheckServerTimeouts compares the server's statement_timeout and
 // idle_in_transaction_session_timeout (pg_settings, in milliseconds) with
-// what pool asked for in its startup parameters, and returns an error
-// naming each that differs, or nil. A pooler that accepts and drops
-// startup parameters (PgBouncer's ignore_startup_parameters) leaves the
-// server's own values, often none: then the server no longer cancels a
-// runaway statement, and only the client's deadline bounds a call. The
-// error says where to set them instead. Other failures are returned as
-// they are.
+// what pool asked for in its startup parameters. It returns a
+// *TimeoutsNotAppliedError naming each that differs, nil when all match,
+// or the error that kept it from reading them. A pooler that accepts and
+// drops startup parameters (PgBouncer's ignore_startup_parameters) leaves
+// the server's own values, often none: then the server no longer cancels a
+// runaway statement, and only the client's deadline bounds a call.
 func CheckServerTimeouts(ctx context.Context, pool *pgxpool.Pool) error {
 	asked := pool.Config().ConnConfig.RuntimeParams
 	rows, err := pool.Query(ctx, "SELECT name, setting FROM pg_settings WHERE name = ANY($1::text[])", serverTimeouts)
@@ -279,19 +278,30 @@ func CheckServerTimeouts(ctx context.Context, pool *pgxpool.Pool) error {
 	if err != nil {
 		return fmt.Errorf("read the server's timeouts: %w", interpretError(err, noEffect))
 	}
-	var wrong, fix []string
+	var e TimeoutsNotAppliedError
 	for _, kv := range got {
 		if want, ok := asked[kv[0]]; ok && want != kv[1] {
-			wrong = append(wrong, fmt.Sprintf("%s is %s ms, not %s ms", kv[0], kv[1], want))
-			fix = append(fix, fmt.Sprintf("ALTER ROLE CURRENT_USER SET %s = %s;", kv[0], want))
+			e.Wrong = append(e.Wrong, fmt.Sprintf("%s is %s ms, not %s ms", kv[0], kv[1], want))
+			e.Fix = append(e.Fix, fmt.Sprintf("ALTER ROLE CURRENT_USER SET %s = %s;", kv[0], want))
 		}
 	}
-	if wrong == nil {
+	if e.Wrong == nil {
 		return nil
 	}
-	return fmt.Errorf("the server's %s: a connection pooler dropped the startup parameters tokenstore sends for database.timeout; "+
+	return &e
+}
+
+// TimeoutsNotAppliedError says which of the timeouts tokenstore asked for
+// the server does not apply, and the statements that set them.
+type TimeoutsNotAppliedError struct {
+	Wrong []string // such as "statement_timeout is 0 ms, not 6000 ms"
+	Fix   []string // ALTER ROLE statements, one per setting
+}
+
+func (e *TimeoutsNotAppliedError) Error() string {
+	return fmt.Sprintf("the server's %s: a connection pooler dropped the startup parameters tokenstore sends for database.timeout; "+
 		"set them where the server applies them (`%s` as tokenstore's role, then reconnect the pooler; README: Poolers); "+
-		"until then only tokenstore's own deadline bounds a call", strings.Join(wrong, " and "), strings.Join(fix, " "))
+		"until then only tokenstore's own deadline bounds a call", strings.Join(e.Wrong, " and "), strings.Join(e.Fix, " "))
 }
 
 // ConnectError is a failure to reach the configured database.

@@ -99,8 +99,12 @@ func openPool(lc fx.Lifecycle, pool *pgxpool.Pool, log *slog.Logger) {
 			if err := postgres.PingOrClose(ctx, pool); err != nil {
 				return err
 			}
-			if err := postgres.CheckServerTimeouts(ctx, pool); err != nil {
+			var notApplied *postgres.TimeoutsNotAppliedError
+			switch err := postgres.CheckServerTimeouts(ctx, pool); {
+			case errors.As(err, &notApplied):
 				log.Warn("database timeouts not applied by the server", "err", err)
+			case err != nil:
+				log.Warn("could not read the server's timeouts", "err", err)
 			}
 			return nil
 		},
