@@ -26,6 +26,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tokenstore/tokenstore/tests/testdb"
 )
 
 // Binary is where Debian's package installs PgBouncer.
@@ -74,12 +76,6 @@ func Start(t testing.TB, direct string) *Bouncer {
 	if err != nil {
 		t.Fatalf("pgbouncer: %v", err)
 	}
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &Bouncer{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
-
 	// PgBouncer refuses to run as root; started as root it changes to the
 	// user of its ini, so its files must be readable by that user.
 	dir, err := os.MkdirTemp("", "pgbouncer-")
@@ -98,8 +94,25 @@ func Start(t testing.TB, direct string) *Bouncer {
 		}
 	}
 	quote := func(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
-	userlist := quote(cc.User) + " " + quote(cc.Password) + "\n"
-	ini := fmt.Sprintf(`[databases]
+	write := func(name, text string) {
+		// 0644: PgBouncer reads it after changing user; the password is
+		// the throwaway test server's.
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("userlist.txt", quote(cc.User)+" "+quote(cc.Password)+"\n")
+
+	// A free port can be taken before PgBouncer binds it (PgBouncer then
+	// exits): try another.
+	b := &Bouncer{}
+	for attempt := 1; ; attempt++ {
+		port, err := testdb.FreeLoopbackPort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		write("pgbouncer.ini", fmt.Sprintf(`[databases]
 * = host=%s port=%d
 
 [pgbouncer]
@@ -118,19 +131,24 @@ log_connections = 0
 log_disconnections = 0
 admin_users = %s
 %s`, cc.Host, cc.Port, port, filepath.Join(dir, "userlist.txt"), strings.Join(IgnoredStartupParameters, ","),
-		cc.User, map[bool]string{true: "user = " + runAs + "\n", false: ""}[runAs != ""])
-	for name, text := range map[string]string{"userlist.txt": userlist, "pgbouncer.ini": ini} {
-		// 0644: PgBouncer reads both after changing user; the password is
-		// the throwaway test server's.
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
-			t.Fatal(err)
+			cc.User, map[bool]string{true: "user = " + runAs + "\n", false: ""}[runAs != ""]))
+		err = b.run(t, filepath.Join(dir, "pgbouncer.ini"), direct)
+		if err == nil {
+			return b
+		}
+		if attempt == 3 {
+			t.Fatalf("pgbouncer: %v\n%s", err, b.Log())
 		}
 	}
+}
 
-	cmd := exec.Command(Binary, filepath.Join(dir, "pgbouncer.ini"))
+// run starts PgBouncer on ini and waits until a client can run a statement
+// through it, or returns why not. PgBouncer is stopped when t ends.
+func (b *Bouncer) run(t testing.TB, ini, direct string) error {
+	cmd := exec.Command(Binary, ini)
 	cmd.Stdout, cmd.Stderr = b.writer(), b.writer()
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start pgbouncer: %v", err)
+		return fmt.Errorf("start: %w", err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -144,26 +162,26 @@ admin_users = %s
 		}
 	})
 
-	// Ready when a client can run a statement through it.
 	through := b.DSN(t, direct)
-	b.admin = b.DSN(t, direct)
-	if u, err := url.Parse(b.admin); err == nil {
-		u.Path = "/pgbouncer"
-		b.admin = u.String()
-	}
+	admin, _ := url.Parse(through)
+	admin.Path = "/pgbouncer"
+	b.admin = admin.String()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
+		err := ping(through, "SELECT 1")
+		// Ready only if it is this process that answered: one that exited
+		// (its port taken) must not pass for the one that took it.
 		select {
-		case err := <-exited:
-			t.Fatalf("pgbouncer exited: %v\n%s", err, b.Log())
+		case exitErr := <-exited:
+			exited <- exitErr // for the cleanup
+			return fmt.Errorf("exited: %v", exitErr)
 		default:
 		}
-		err := ping(through, "SELECT 1")
 		if err == nil {
-			return b
+			return nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("pgbouncer at %s not ready: %v\n%s", b.Addr, err, b.Log())
+			return fmt.Errorf("at %s not ready: %w", b.Addr, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -215,13 +233,4 @@ func ping(dsn, sql string) error {
 	defer conn.Close(ctx)
 	_, err = conn.Exec(ctx, sql)
 	return err
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

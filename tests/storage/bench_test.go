@@ -22,7 +22,11 @@ const readPathTarget = 1.5
 // benchStore is a repository on a fresh database and a keyring of one
 // fresh key.
 func benchStore(b *testing.B) (*postgres.Repository, *fernet.Keyring) {
-	repo := postgres.New(testdb.New(b), postgres.Options{})
+	return postgres.New(testdb.New(b), postgres.Options{}), benchKeyring(b)
+}
+
+// benchKeyring is a keyring of one fresh key.
+func benchKeyring(b *testing.B) *fernet.Keyring {
 	key, err := fernet.GenerateKey()
 	if err != nil {
 		b.Fatal(err)
@@ -31,7 +35,7 @@ func benchStore(b *testing.B) (*postgres.Repository, *fernet.Keyring) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return repo, ring
+	return ring
 }
 
 // BenchmarkReadPath compares TokenService.GetAccessToken with the bare
@@ -150,15 +154,7 @@ func BenchmarkAuditedReads(b *testing.B) {
 // figures are the README's (Poolers).
 func BenchmarkQueryExecModes(b *testing.B) {
 	ctx := context.Background()
-	dsn := testdb.NewDSN(b)
-	key, err := fernet.GenerateKey()
-	if err != nil {
-		b.Fatal(err)
-	}
-	ring, err := fernet.NewKeyring(key)
-	if err != nil {
-		b.Fatal(err)
-	}
+	dsn, ring := testdb.NewDSN(b), benchKeyring(b)
 	repos := make([]*postgres.Repository, len(postgres.QueryExecModes))
 	for i, mode := range postgres.QueryExecModes {
 		pool, err := postgres.NewPool(postgres.Config{URL: dsn, QueryExecMode: mode, MaxConns: 1})

@@ -103,7 +103,7 @@ func run(m *testing.M, o Options) (int, error) {
 	image := Image()
 	var fixed []testcontainers.ContainerCustomizer
 	if o.FixedPort {
-		port, err := freeLoopbackPort()
+		port, err := FreeLoopbackPort()
 		if err != nil {
 			return 1, err
 		}
@@ -176,8 +176,9 @@ func ContainerID() string {
 	return pgContainer.GetContainerID()
 }
 
-// freeLoopbackPort returns a loopback TCP port nothing listens on now.
-func freeLoopbackPort() (int, error) {
+// FreeLoopbackPort returns a loopback TCP port nothing listens on now (it
+// may be taken before the caller binds it: callers that can, retry).
+func FreeLoopbackPort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
