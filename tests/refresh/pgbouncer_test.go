@@ -52,7 +52,7 @@ func setServerTimeouts(t *testing.T, direct string) {
 // TestThroughPgBouncer runs the API's core through a real PgBouncer 1.18
 // in transaction mode with database.query_exec_mode=exec: three instances
 // migrate an empty database through the direct URL, then PUT, GET and
-// DELETE tokens and an offline token, serve concurrent reads and writes,
+// DELETE tokens and an offline token, answer ready, serve concurrent reads and writes,
 // refresh against the fake provider, and keep the exactly-once refresh
 // across instances.
 func TestThroughPgBouncer(t *testing.T) {
@@ -97,6 +97,8 @@ func TestThroughPgBouncer(t *testing.T) {
 			{http.MethodGet, c.instances[1].base, path, nil, http.StatusNotFound},
 			{http.MethodDelete, c.instances[2].base, tokensPath(user, c.provider), nil, http.StatusNoContent},
 			{http.MethodGet, c.instances[0].base, tokensPath(user, c.provider), nil, http.StatusNotFound},
+			// Readiness reads the schema version through the pooler too.
+			{http.MethodGet, c.instances[1].base, "/readyz", nil, http.StatusOK},
 		} {
 			r, err := c.do(step.method, step.base+step.path, step.body)
 			if err != nil || r.status != step.want {
