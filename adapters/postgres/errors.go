@@ -30,8 +30,10 @@ const (
 	codeCannotConnectNow      = "57P03"
 	codeIdleInTxTimeout       = "25P03"
 	codeIdleSessionTimeout    = "57P05"
-	classConnectionException  = "08" // connection_failure, ... (reported by the server or pgconn)
-	classInsufficientResource = "53" // too_many_connections (53300), out_of_memory, disk_full
+	codeInvalidStatementName  = "26000" // prepared statement does not exist
+	codeDuplicatePrepared     = "42P05" // prepared statement already exists
+	classConnectionException  = "08"    // connection_failure, ... (reported by the server or pgconn)
+	classInsufficientResource = "53"    // too_many_connections (53300), out_of_memory, disk_full
 )
 
 // effect says what a failed call may have changed, which decides whether a
@@ -96,6 +98,13 @@ func interpretServerError(err error, pgErr *pgconn.PgError) error {
 		return fmt.Errorf("%w (%s)", domain.ErrConflict, pgErr.ConstraintName)
 	case code == codeCheckViolation, code == codeStringTooLong:
 		return fmt.Errorf("%w: violates %s", domain.ErrInvalid, constraintOrCode(pgErr))
+	case code == codeInvalidStatementName, code == codeDuplicatePrepared:
+		// pgx's default query mode prepares named statements once per
+		// connection; a pooler in transaction mode sends the next
+		// statement to another server connection, which lacks them (or
+		// already has one of that name).
+		return fmt.Errorf("%w: the server's prepared statements do not match this connection's: it goes through a pooler in transaction mode "+
+			"(such as PgBouncer); set TOKENSTORE_DATABASE_QUERY_EXEC_MODE (database.query_exec_mode) to exec (README: Poolers)", err)
 	case code == codeQueryCanceled, code == codeAdminShutdown, code == codeCrashShutdown,
 		code == codeCannotConnectNow, code == codeIdleInTxTimeout, code == codeIdleSessionTimeout,
 		len(code) == 5 && (code[:2] == classConnectionException || code[:2] == classInsufficientResource):

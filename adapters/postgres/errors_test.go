@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -50,6 +51,7 @@ func TestInterpretError(t *testing.T) {
 		unavailableNotApplied // 503, nothing was applied, whatever the call
 		unavailableSentWrite  // 503; a write that commits by itself may have been applied
 		canceled
+		pooler // 500 (a configuration error) naming the setting that fixes it
 	)
 	tests := []struct {
 		name string
@@ -72,6 +74,8 @@ func TestInterpretError(t *testing.T) {
 		{"too many connections 53300", pgErr("53300"), unavailableNotApplied},
 		{"out of memory 53200", pgErr("53200"), unavailableNotApplied},
 		{"connection failure 08006", pgErr("08006"), unavailableNotApplied},
+		{"prepared statement missing 26000 (a pooler)", pgErr("26000"), pooler},
+		{"prepared statement exists 42P05 (a pooler)", pgErr("42P05"), pooler},
 		{"syntax error 42601 is a bug", pgErr("42601"), bug},
 		{"undefined column 42703 is a bug", pgErr("42703"), bug},
 		{"scan error is a bug", errors.New("can't scan into dest[0]"), bug},
@@ -119,6 +123,8 @@ func TestInterpretError(t *testing.T) {
 					ok = is(domain.ErrStorageUnavailable) && is(domain.ErrOutcomeUnknown)
 				case canceled:
 					ok = is(context.Canceled) && !is(domain.ErrStorageUnavailable)
+				case pooler:
+					ok = !is(domain.ErrStorageUnavailable) && strings.Contains(got.Error(), "database.query_exec_mode") && is(tt.err)
 				}
 				if !ok {
 					t.Errorf("effect %d: interpretError(%v) = %v, want class %d", e, tt.err, got, want)

@@ -29,14 +29,41 @@ type MigrationState struct {
 	Applied bool
 }
 
-// NewMigrator returns a Migrator for pool's database. It opens connections
-// of its own with pool's settings but no statement timeout, since a
-// migration may rewrite a large table. Close it when done; the pool stays
-// open.
-func NewMigrator(pool *pgxpool.Pool, logger *slog.Logger) (*Migrator, error) {
-	cc := pool.Config().ConnConfig.Copy()
+// NewMigrator returns a Migrator on a session connection to cfg's database:
+// cfg.DirectURL, or cfg.URL when that is empty. goose holds a session
+// (advisory) lock across the migrations' statements, which a pooler in
+// transaction mode would hand to another client between them, so the
+// migrator never goes through cfg.URL's pooler when a direct URL is given.
+// Its connections have cfg's settings but no statement timeout, since a
+// migration may rewrite a large table. Close it when done. Errors name the
+// setting, never the URL; a database that does not answer within cfg's
+// timeout is a *ConnectError.
+func NewMigrator(ctx context.Context, cfg Config, logger *slog.Logger) (*Migrator, error) {
+	cc, err := parseSessionConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
 	cc.RuntimeParams["statement_timeout"] = "0"
-	return newMigrator(stdlib.OpenDB(*cc), logger)
+	sqlDB := stdlib.OpenDB(*cc)
+	_, setting := cfg.sessionURL()
+	if err := ping(ctx, cc, settingNames[setting], sqlDB.PingContext); err != nil {
+		_ = sqlDB.Close()
+		return nil, err
+	}
+	return newMigrator(sqlDB, logger)
+}
+
+// SchemaVersions returns the database's schema version and the latest
+// version this build knows (equal: the schema is current). It reads
+// goose's version table through pool and takes no lock, so it is safe
+// through a pooler in transaction mode.
+func SchemaVersions(ctx context.Context, pool *pgxpool.Pool) (current, latest int64, err error) {
+	m, err := newMigrator(stdlib.OpenDBFromPool(pool), nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer m.Close()
+	return m.Versions(ctx)
 }
 
 func newMigrator(sqlDB *sql.DB, logger *slog.Logger) (*Migrator, error) {
@@ -57,10 +84,11 @@ func newMigrator(sqlDB *sql.DB, logger *slog.Logger) (*Migrator, error) {
 	return &Migrator{db: sqlDB, provider: p}, nil
 }
 
-// MigrateUp applies every pending migration on pool and returns how many it
-// applied. Instances starting at once serialise on the migrator's lock.
-func MigrateUp(ctx context.Context, pool *pgxpool.Pool) (int, error) {
-	m, err := NewMigrator(pool, nil)
+// MigrateUp applies every pending migration through NewMigrator(cfg) and
+// returns how many it applied. Instances starting at once serialise on the
+// migrator's lock.
+func MigrateUp(ctx context.Context, cfg Config) (int, error) {
+	m, err := NewMigrator(ctx, cfg, nil)
 	if err != nil {
 		return 0, err
 	}

@@ -10,12 +10,13 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/tokenstore/tokenstore/domain"
 )
@@ -35,6 +36,48 @@ type Config struct {
 	// each repository call (Options.Timeout), and connecting, which bounds
 	// start-up. Zero means DefaultTimeout.
 	Timeout time.Duration
+	// QueryExecMode is how the pool sends statements: one of QueryExecModes,
+	// pgx's names for its QueryExecMode values. Empty means the URL's
+	// default_query_exec_mode, else cache_statement (named prepared
+	// statements, cached per connection: the fastest, and wrong behind a
+	// pooler in transaction mode, where consecutive statements reach
+	// different server connections).
+	QueryExecMode string
+	// DirectURL is a session connection to the same database, for what
+	// needs one session from start to end: migrations, which hold goose's
+	// advisory lock (pg_advisory_lock) across statements. Set it when URL
+	// goes through a pooler in transaction mode (PgBouncer's
+	// pool_mode=transaction); empty means URL. It may hold a password:
+	// print it only through RedactURL.
+	DirectURL string
+}
+
+// QueryExecModes are the values of Config.QueryExecMode, pgx's names
+// (pgx.ParseConfig's default_query_exec_mode), fastest first.
+var QueryExecModes = []string{"cache_statement", "cache_describe", "describe_exec", "exec", "simple_protocol"}
+
+// queryExecModes maps QueryExecModes to pgx's values.
+var queryExecModes = map[string]pgx.QueryExecMode{
+	"cache_statement": pgx.QueryExecModeCacheStatement,
+	"cache_describe":  pgx.QueryExecModeCacheDescribe,
+	"describe_exec":   pgx.QueryExecModeDescribeExec,
+	"exec":            pgx.QueryExecModeExec,
+	"simple_protocol": pgx.QueryExecModeSimpleProtocol,
+}
+
+// sessionURL is the URL of a session connection: DirectURL, else URL.
+// The setting is named as its variable.
+func (c Config) sessionURL() (url, setting string) {
+	if c.DirectURL != "" {
+		return c.DirectURL, "TOKENSTORE_DATABASE_DIRECT_URL"
+	}
+	return c.URL, "TOKENSTORE_DATABASE_URL"
+}
+
+// settingNames names a setting by its variable and its file key.
+var settingNames = map[string]string{
+	"TOKENSTORE_DATABASE_URL":        "TOKENSTORE_DATABASE_URL / database.url",
+	"TOKENSTORE_DATABASE_DIRECT_URL": "TOKENSTORE_DATABASE_DIRECT_URL / database.direct_url",
 }
 
 // Options are the repository options this configuration implies.
@@ -58,7 +101,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("TOKENSTORE_DATABASE_LOCK_TIMEOUT (database.lock_timeout) is %s but TOKENSTORE_DATABASE_TIMEOUT (database.timeout) is %s: "+
 			"a write waiting for a row would be cut off before it could answer busy; keep the lock timeout shorter", lt, c.timeout())
 	}
-	_, err := ParsePoolConfig(c)
+	if _, err := ParsePoolConfig(c); err != nil {
+		return err
+	}
+	_, err := parseSessionConfig(c)
 	return err
 }
 
@@ -69,6 +115,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("max_conns", int(c.MaxConns)),
 		slog.Duration("lock_timeout", c.LockTimeout),
 		slog.Duration("timeout", c.timeout()),
+		slog.String("query_exec_mode", cmp.Or(c.QueryExecMode, "(default)")),
+		slog.String("direct_url", cmp.Or(RedactURL(c.DirectURL), "(database.url)")),
 	)
 }
 
@@ -83,6 +131,7 @@ func (c Config) GoString() string { return c.String() }
 func (c Config) MarshalJSON() ([]byte, error) {
 	return json.Marshal(map[string]any{
 		"url": RedactURL(c.URL), "max_conns": c.MaxConns, "lock_timeout": c.LockTimeout.String(),
+		"query_exec_mode": c.QueryExecMode, "direct_url": RedactURL(c.DirectURL),
 	})
 }
 
@@ -92,6 +141,9 @@ func (c Config) MarshalJSON() ([]byte, error) {
 // password or sslpassword parameter) can survive. Unparseable input is not
 // shown at all.
 func RedactURL(raw string) string {
+	if raw == "" {
+		return ""
+	}
 	cc, err := pgconn.ParseConfig(raw)
 	if err != nil {
 		return "(not shown: not a valid PostgreSQL connection string)"
@@ -120,6 +172,19 @@ func ParsePoolConfig(cfg Config) (*pgxpool.Config, error) {
 	if cfg.MaxConns > 0 {
 		pc.MaxConns = cfg.MaxConns
 	}
+	if cfg.QueryExecMode != "" {
+		mode, ok := queryExecModes[cfg.QueryExecMode]
+		if !ok {
+			return nil, fmt.Errorf("TOKENSTORE_DATABASE_QUERY_EXEC_MODE (database.query_exec_mode) is %q: give one of %s",
+				cfg.QueryExecMode, strings.Join(QueryExecModes, ", "))
+		}
+		// One place says it: a URL that also sets default_query_exec_mode
+		// would leave the reader of either unsure which applies.
+		if cc, err := pgconn.ParseConfig(cfg.URL); err == nil && cc.RuntimeParams["default_query_exec_mode"] != "" {
+			return nil, errors.New("TOKENSTORE_DATABASE_QUERY_EXEC_MODE (database.query_exec_mode) is set and TOKENSTORE_DATABASE_URL sets default_query_exec_mode too: give it in one place")
+		}
+		pc.ConnConfig.DefaultQueryExecMode = mode
+	}
 	// Every call is bounded on both sides: the server cancels a statement
 	// (and ends a transaction left idle) after the timeout, and the
 	// repository's context deadline covers a server that does not answer at
@@ -134,6 +199,20 @@ func ParsePoolConfig(cfg Config) (*pgxpool.Config, error) {
 		pc.ConnConfig.ConnectTimeout = cfg.timeout()
 	}
 	return pc, nil
+}
+
+// parseSessionConfig is the configuration of a session connection
+// (Config.DirectURL, else Config.URL) with cfg's timeouts. Its errors name
+// the setting, never the URL.
+func parseSessionConfig(cfg Config) (*pgx.ConnConfig, error) {
+	url, setting := cfg.sessionURL()
+	direct := cfg
+	direct.URL, direct.QueryExecMode = url, "" // a session connection needs no pooler's workaround
+	pc, err := ParsePoolConfig(direct)
+	if err != nil {
+		return nil, errors.New(strings.Replace(err.Error(), "TOKENSTORE_DATABASE_URL", setting, 1))
+	}
+	return pc.ConnConfig, nil
 }
 
 // NewPool creates the connection pool. It does not connect: Ping does, from
@@ -155,30 +234,86 @@ func NewPool(cfg Config) (*pgxpool.Pool, error) {
 // what PostgreSQL said; it matches domain.ErrStorageUnavailable when the
 // database was unreachable rather than refusing.
 func Ping(ctx context.Context, pool *pgxpool.Pool) error {
-	cc := pool.Config().ConnConfig
+	return ping(ctx, pool.Config().ConnConfig, "TOKENSTORE_DATABASE_URL / database.url", pool.Ping)
+}
+
+// ping runs fn within cc's connect timeout and explains its failure as a
+// *ConnectError naming setting.
+func ping(ctx context.Context, cc *pgx.ConnConfig, setting string, fn func(context.Context) error) error {
 	timeout := cmp.Or(cc.ConnectTimeout, DefaultTimeout)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := pool.Ping(ctx); err != nil {
+	if err := fn(ctx); err != nil {
 		return &ConnectError{
-			Server: fmt.Sprintf("%s database %q", net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))), cc.Database),
-			Said:   whatPostgresSaid(ctx, err, timeout),
-			err:    interpretError(err, noEffect),
+			Server:  fmt.Sprintf("%s database %q", net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))), cc.Database),
+			Said:    whatPostgresSaid(ctx, err, timeout),
+			Setting: setting,
+			err:     interpretError(err, noEffect),
 		}
 	}
 	return nil
 }
 
+// serverTimeouts are the server settings the pool asks for as startup
+// parameters (ParsePoolConfig).
+var serverTimeouts = []string{"statement_timeout", "idle_in_transaction_session_timeout"}
+
+// CheckServerTimeouts compares the server's statement_timeout and
+// idle_in_transaction_session_timeout (pg_settings, in milliseconds) with
+// what pool asked for in its startup parameters. It returns a
+// *TimeoutsNotAppliedError naming each that differs, nil when all match,
+// or the error that kept it from reading them. A pooler that accepts and
+// drops startup parameters (PgBouncer's ignore_startup_parameters) leaves
+// the server's own values, often none: then the server no longer cancels a
+// runaway statement, and only the client's deadline bounds a call.
+func CheckServerTimeouts(ctx context.Context, pool *pgxpool.Pool) error {
+	asked := pool.Config().ConnConfig.RuntimeParams
+	rows, err := pool.Query(ctx, "SELECT name, setting FROM pg_settings WHERE name = ANY($1::text[])", serverTimeouts)
+	if err != nil {
+		return fmt.Errorf("read the server's timeouts: %w", interpretError(err, noEffect))
+	}
+	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (kv [2]string, err error) {
+		return kv, r.Scan(&kv[0], &kv[1])
+	})
+	if err != nil {
+		return fmt.Errorf("read the server's timeouts: %w", interpretError(err, noEffect))
+	}
+	var e TimeoutsNotAppliedError
+	for _, kv := range got {
+		if want, ok := asked[kv[0]]; ok && want != kv[1] {
+			e.Wrong = append(e.Wrong, fmt.Sprintf("%s is %s ms, not %s ms", kv[0], kv[1], want))
+			e.Fix = append(e.Fix, fmt.Sprintf("ALTER ROLE CURRENT_USER SET %s = %s;", kv[0], want))
+		}
+	}
+	if e.Wrong == nil {
+		return nil
+	}
+	return &e
+}
+
+// TimeoutsNotAppliedError says which of the timeouts tokenstore asked for
+// the server does not apply, and the statements that set them.
+type TimeoutsNotAppliedError struct {
+	Wrong []string // such as "statement_timeout is 0 ms, not 6000 ms"
+	Fix   []string // ALTER ROLE statements, one per setting
+}
+
+func (e *TimeoutsNotAppliedError) Error() string {
+	return fmt.Sprintf("the server's %s: a connection pooler dropped the startup parameters tokenstore sends for database.timeout; "+
+		"set them where the server applies them (`%s` as tokenstore's role, then reconnect the pooler; README: Poolers); "+
+		"until then only tokenstore's own deadline bounds a call", strings.Join(e.Wrong, " and "), strings.Join(e.Fix, " "))
+}
+
 // ConnectError is a failure to reach the configured database.
 type ConnectError struct {
-	Server string // host:port and database name
-	Said   string // what PostgreSQL (or the network) answered
-	err    error
+	Server  string // host:port and database name
+	Said    string // what PostgreSQL (or the network) answered
+	Setting string // the setting that names the server, as "VARIABLE / file.key"
+	err     error
 }
 
 func (e *ConnectError) Error() string {
-	return "cannot use the PostgreSQL database at " + e.Server +
-		" (TOKENSTORE_DATABASE_URL / database.url): " + e.Said
+	return "cannot use the PostgreSQL database at " + e.Server + " (" + e.Setting + "): " + e.Said
 }
 
 // Unwrap returns the interpreted driver error.
@@ -236,12 +371,7 @@ func (h *Health) Check(ctx context.Context) error {
 		}
 		return fmt.Errorf("database unreachable: %w", domain.ErrStorageUnavailable)
 	}
-	m, err := newMigrator(stdlib.OpenDBFromPool(h.pool), nil)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	current, latest, err := m.Versions(ctx)
+	current, latest, err := SchemaVersions(ctx, h.pool)
 	if err != nil {
 		return fmt.Errorf("cannot read the schema version: %w", err)
 	}

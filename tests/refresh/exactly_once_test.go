@@ -27,6 +27,13 @@ func TestExactlyOnceAcrossInstances(t *testing.T) {
 		// must never make a healthy refresh look interrupted.
 		refresh: lease(20*time.Second, 20*time.Second),
 	})
+	exactlyOnce(t, c)
+}
+
+// exactlyOnce is TestExactlyOnceAcrossInstances on cluster c (also run
+// through PgBouncer).
+func exactlyOnce(t *testing.T, c *cluster) {
+	t.Helper()
 	const user, callers, rounds = "exactly-once-user", 50, 5
 	g := c.fake.NewGrant()
 	c.putGrant(t, user, g, 0) // expired

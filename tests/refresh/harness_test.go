@@ -64,6 +64,11 @@ type options struct {
 	kind      oauth.Kind
 	name      domain.Provider
 	authStyle oauth.AuthMethod
+	// dsn is the instances' database ("": a fresh migrated one), and
+	// configure changes each instance's configuration last (a pooler's
+	// URL and query mode).
+	dsn       string
+	configure func(*cli.Config)
 }
 
 // cluster is N instances on one database, one fake provider, one key.
@@ -149,6 +154,7 @@ func newCluster(t *testing.T, o options) *cluster {
 	t.Cleanup(func() { c.checkEncodedLogs(t, false) })
 	c.run = servicetest.Start(t, servicetest.Options{
 		Instances: o.instances,
+		DSN:       o.dsn,
 		Secrets:   c.fake.Secrets,
 		Configure: func(cfg *cli.Config) {
 			if o.maxConns > 0 {
@@ -160,6 +166,9 @@ func newCluster(t *testing.T, o options) *cluster {
 				cfg.App.Now = func() time.Time { return time.Now().Add(o.clockAhead) }
 			}
 			cfg.Worker = o.worker
+			if o.configure != nil {
+				o.configure(cfg)
+			}
 		},
 	})
 	c.db, c.keyring, c.cred = c.run.DB, c.run.Keyring, c.run.Credentials[servicetest.CallerAll]

@@ -24,7 +24,11 @@ const readPathTarget = 1.5
 // benchStore is a repository on a fresh database and a keyring of one
 // fresh key.
 func benchStore(b *testing.B) (*postgres.Repository, *fernet.Keyring) {
-	repo := postgres.New(testdb.New(b), postgres.Options{})
+	return postgres.New(testdb.New(b), postgres.Options{}), benchKeyring(b)
+}
+
+// benchKeyring is a keyring of one fresh key.
+func benchKeyring(b *testing.B) *fernet.Keyring {
 	key, err := fernet.GenerateKey()
 	if err != nil {
 		b.Fatal(err)
@@ -33,7 +37,7 @@ func benchStore(b *testing.B) (*postgres.Repository, *fernet.Keyring) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return repo, ring
+	return ring
 }
 
 // BenchmarkReadPath compares TokenService.GetAccessToken with the bare
@@ -160,5 +164,56 @@ func BenchmarkAuditedReads(b *testing.B) {
 	b.ReportMetric(float64(batches.events.Load())/float64(max(batches.calls.Load(), 1)), "events/insert")
 	if ratio < auditedReadsTarget {
 		b.Errorf("fail-closed audited reads run at %.2fx the throughput of reads without audit; target >= %.1fx", ratio, auditedReadsTarget)
+	}
+}
+
+// BenchmarkQueryExecModes measures what database.query_exec_mode costs: a
+// repository read of one row through a pool in each of pgx's modes, direct
+// to PostgreSQL, interleaved in one run and reported as a ratio to the
+// default, cache_statement (x-cache_statement). It has no target: the
+// figures are the README's (Poolers).
+func BenchmarkQueryExecModes(b *testing.B) {
+	ctx := context.Background()
+	dsn, ring := testdb.NewDSN(b), benchKeyring(b)
+	repos := make([]*postgres.Repository, len(postgres.QueryExecModes))
+	for i, mode := range postgres.QueryExecModes {
+		pool, err := postgres.NewPool(postgres.Config{URL: dsn, QueryExecMode: mode, MaxConns: 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(pool.Close)
+		repos[i] = postgres.New(pool, postgres.Options{})
+	}
+	svc := app.NewTokenService(app.Config{Providers: []domain.Provider{domain.ProviderGitLab}}, nil, ring, repos[0], app.NoRefresher{}, nil)
+	if _, err := svc.PutAuthTokens(ctx, domain.AuthTokens{
+		User: "bench", Provider: domain.ProviderGitLab,
+		AccessToken:  domain.NewSecret("glpat-benchmark-access-token-0123456789"),
+		AccessExpiry: domain.At(time.Now().Add(24 * time.Hour)),
+	}); err != nil {
+		b.Fatal(err)
+	}
+	took := make([]time.Duration, len(repos))
+	read := func(i int) {
+		start := time.Now()
+		if _, err := repos[i].GetAuthTokens(ctx, "bench", domain.ProviderGitLab); err != nil {
+			b.Fatalf("%s: %v", postgres.QueryExecModes[i], err)
+		}
+		took[i] += time.Since(start)
+	}
+	for range 50 { // connect and warm every pool
+		for i := range repos {
+			read(i)
+		}
+	}
+	clear(took)
+	b.ResetTimer()
+	for b.Loop() {
+		for i := range repos { // interleaved, so machine noise hits every mode alike
+			read(i)
+		}
+	}
+	for i, mode := range postgres.QueryExecModes {
+		b.ReportMetric(float64(took[i])/float64(took[0]), mode+"-x-cache_statement")
+		b.ReportMetric(float64(took[i].Microseconds())/float64(b.N), mode+"-µs/op")
 	}
 }

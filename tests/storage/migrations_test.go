@@ -33,8 +33,9 @@ func tables(t *testing.T, pool *pgxpool.Pool) map[string]bool {
 func TestMigrationsUpDownUp(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := testdb.Pool(t, testdb.NewEmptyDSN(t), nil)
-	m, err := postgres.NewMigrator(pool, nil)
+	dsn := testdb.NewEmptyDSN(t)
+	pool := testdb.Pool(t, dsn, nil)
+	m, err := postgres.NewMigrator(ctx, postgres.Config{URL: dsn}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,11 +92,10 @@ func TestMigrationsConcurrentInstances(t *testing.T) {
 	errs := make([]error, instances)
 	var wg sync.WaitGroup
 	for i := range instances {
-		pool := testdb.Pool(t, dsn, nil)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			m, err := postgres.NewMigrator(pool, nil)
+			m, err := postgres.NewMigrator(ctx, postgres.Config{URL: dsn}, nil)
 			if err != nil {
 				errs[i] = err
 				return
@@ -112,7 +112,7 @@ func TestMigrationsConcurrentInstances(t *testing.T) {
 		}
 		total += applied[i]
 	}
-	m, err := postgres.NewMigrator(testdb.Pool(t, dsn, nil), nil)
+	m, err := postgres.NewMigrator(ctx, postgres.Config{URL: dsn}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -105,7 +105,7 @@ func run(m *testing.M, o Options) (int, error) {
 	image := Image()
 	var fixed []testcontainers.ContainerCustomizer
 	if o.FixedPort {
-		port, err := freeLoopbackPort()
+		port, err := FreeLoopbackPort()
 		if err != nil {
 			return 1, err
 		}
@@ -187,8 +187,9 @@ func ContainerID() string {
 	return pgContainer.GetContainerID()
 }
 
-// freeLoopbackPort returns a loopback TCP port nothing listens on now.
-func freeLoopbackPort() (int, error) {
+// FreeLoopbackPort returns a loopback TCP port nothing listens on now (it
+// may be taken before the caller binds it: callers that can, retry).
+func FreeLoopbackPort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -206,18 +207,12 @@ func prepareTemplate(ctx context.Context) error {
 	if _, err := adminPool.Exec(ctx, "CREATE DATABASE "+templateName); err != nil {
 		return fmt.Errorf("create template: %w", err)
 	}
-	pool, err := pgxpool.New(ctx, DSNFor(templateName))
+	m, err := postgres.NewMigrator(ctx, postgres.Config{URL: DSNFor(templateName)}, nil)
 	if err != nil {
-		return err
-	}
-	m, err := postgres.NewMigrator(pool, nil)
-	if err != nil {
-		pool.Close()
 		return err
 	}
 	_, err = m.Up(ctx)
 	_ = m.Close()
-	pool.Close()
 	if err != nil {
 		return fmt.Errorf("migrate template: %w", err)
 	}

@@ -188,7 +188,9 @@ func runMigrate(ctx context.Context, args []string, env Env) error {
   down    roll back the latest migration
   status  list migrations and whether each is applied
 
-The database is TOKENSTORE_DATABASE_URL (or database.url in the config file).
+The database is TOKENSTORE_DATABASE_DIRECT_URL when set (a session connection,
+bypassing a pooler in transaction mode), else TOKENSTORE_DATABASE_URL (or
+database.direct_url, database.url in the config file).
 `, env)
 	cfgPath := fs.String("config", "", "YAML config file (default $TOKENSTORE_CONFIG)")
 	if err := fs.Parse(args); err != nil {
@@ -202,12 +204,7 @@ The database is TOKENSTORE_DATABASE_URL (or database.url in the config file).
 	if err != nil {
 		return err
 	}
-	pool, err := connect(ctx, cfg.Database)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	m, err := postgres.NewMigrator(pool, nil)
+	m, err := postgres.NewMigrator(ctx, cfg.Database, nil) // the direct URL, when set
 	if err != nil {
 		return err
 	}

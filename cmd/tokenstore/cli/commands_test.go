@@ -365,6 +365,25 @@ func TestMigrateCommand(t *testing.T) {
 	wantErr(t, err, `"sideways"`)
 }
 
+// TestMigrateCommandUsesDirectURL: migrations hold a session lock, so
+// they go through database.direct_url when it is set: here database.url
+// points at nothing and the migration still succeeds.
+func TestMigrateCommandUsesDirectURL(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"TOKENSTORE_DATABASE_URL":        "postgres://u@127.0.0.1:1/pooled?sslmode=disable",
+		"TOKENSTORE_DATABASE_DIRECT_URL": testdb.NewEmptyDSN(t),
+	}
+	out, _, err := run(t, env, "migrate", "up")
+	if err != nil || !strings.Contains(out, "applied") || strings.Contains(out, "applied 0") {
+		t.Fatalf("migrate up through the direct URL: %q, %v", out, err)
+	}
+	out, _, err = run(t, env, "migrate", "status")
+	if err != nil || strings.Contains(out, "pending") {
+		t.Errorf("migrate status through the direct URL: %q, %v", out, err)
+	}
+}
+
 func TestMigrateCommandDownToNothing(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"TOKENSTORE_DATABASE_URL": testdb.NewEmptyDSN(t)}
@@ -399,6 +418,14 @@ func TestMigrateCommandErrors(t *testing.T) {
 		{"unreachable", map[string]string{"TOKENSTORE_DATABASE_URL": "postgres://u:" + secretPW + "@127.0.0.1:1/tokens?sslmode=disable"},
 			[]string{"127.0.0.1:1", "tokens"}},
 		{"invalid setting", map[string]string{"TOKENSTORE_DATABASE_MAX_CONNS": "0"}, []string{"TOKENSTORE_DATABASE_MAX_CONNS"}},
+		{"unreachable direct URL", map[string]string{
+			"TOKENSTORE_DATABASE_URL":        "postgres://u@127.0.0.1:1/pooled?sslmode=disable",
+			"TOKENSTORE_DATABASE_DIRECT_URL": "postgres://u:" + secretPW + "@127.0.0.1:2/direct?sslmode=disable",
+		}, []string{"TOKENSTORE_DATABASE_DIRECT_URL / database.direct_url", "127.0.0.1:2", "direct"}},
+		{"malformed direct URL", map[string]string{
+			"TOKENSTORE_DATABASE_URL":        "postgres://u@127.0.0.1:1/pooled?sslmode=disable",
+			"TOKENSTORE_DATABASE_DIRECT_URL": "postgres://u:" + secretPW + "@h:port/db",
+		}, []string{"TOKENSTORE_DATABASE_DIRECT_URL"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

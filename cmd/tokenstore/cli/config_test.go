@@ -641,6 +641,15 @@ func TestValidate(t *testing.T) {
 		{"missing callers", func(c *cli.Config) { c.Callers = nil }, []string{"TOKENSTORE_CALLERS", "callers", "tokenstore callers generate"}},
 		{"empty HTTP address", func(c *cli.Config) { c.HTTP.Addr = "" }, []string{"TOKENSTORE_HTTP_ADDR"}},
 		{"pool too large", func(c *cli.Config) { c.Database.MaxConns = 1001 }, []string{"TOKENSTORE_DATABASE_MAX_CONNS", "1 to 1000"}},
+		{"query exec mode for PgBouncer", func(c *cli.Config) { c.Database.QueryExecMode = "exec" }, nil},
+		{"unknown query exec mode", func(c *cli.Config) { c.Database.QueryExecMode = "prepared" }, []string{"TOKENSTORE_DATABASE_QUERY_EXEC_MODE", "cache_statement, cache_describe, describe_exec, exec, simple_protocol"}},
+		{"query exec mode given twice", func(c *cli.Config) {
+			c.Database.URL += "&default_query_exec_mode=exec"
+			c.Database.QueryExecMode = "simple_protocol"
+		}, []string{"TOKENSTORE_DATABASE_QUERY_EXEC_MODE", "default_query_exec_mode", "one place"}},
+		{"query exec mode in the URL only", func(c *cli.Config) { c.Database.URL += "&default_query_exec_mode=exec" }, nil},
+		{"direct URL", func(c *cli.Config) { c.Database.DirectURL = "postgres://u:pw@127.0.0.1:5433/db" }, nil},
+		{"malformed direct URL", func(c *cli.Config) { c.Database.DirectURL = "postgres://h:notaport/db" }, []string{"TOKENSTORE_DATABASE_DIRECT_URL"}},
 		{"provider twice", func(c *cli.Config) {
 			gl := oauth.ProviderConfig{Name: "gitlab", ClientID: "x"}
 			c.OAuth.Providers = []oauth.ProviderConfig{gl, gl}
@@ -686,7 +695,7 @@ func TestDatabaseConfigLogHidesPassword(t *testing.T) {
 				t.Parallel()
 				var buf bytes.Buffer
 				log := slog.New(h(&buf))
-				cfg := postgres.Config{URL: u, MaxConns: 3, LockTimeout: time.Second}
+				cfg := postgres.Config{URL: u, DirectURL: u, MaxConns: 3, LockTimeout: time.Second}
 				log.Info("starting", "database", cfg)
 				log.Info("starting", slog.Any("database", cfg))
 				log.With("database", cfg).Info("with")
@@ -763,6 +772,9 @@ func TestErrorsHidePassword(t *testing.T) {
 			_, err := postgres.ParsePoolConfig(postgres.Config{URL: u})
 			wantErr(t, err, "TOKENSTORE_DATABASE_URL")
 			wantNoSecret(t, "ParsePoolConfig error", fmt.Sprint(err))
+			err = postgres.Config{URL: "postgres://u@h/db", DirectURL: u}.Validate()
+			wantErr(t, err, "TOKENSTORE_DATABASE_DIRECT_URL")
+			wantNoSecret(t, "Validate error (direct URL)", fmt.Sprint(err))
 
 			cfg, err := cli.Load("", false, envOf(map[string]string{
 				"TOKENSTORE_DATABASE_URL": u,
@@ -884,7 +896,7 @@ func TestEverySettingRejectsInvalidValues(t *testing.T) {
 		t.Fatalf("found %d settings in serve --help:\n%s", len(matches), help.String())
 	}
 	// Free-form strings: anything is accepted at load time.
-	free := map[string]bool{"database.url": true, "http.addr": true, "callers": true}
+	free := map[string]bool{"database.url": true, "database.direct_url": true, "http.addr": true, "callers": true}
 	const bad = "!!invalid!!"
 	for _, m := range matches {
 		key, env := m[1], m[2]

@@ -216,12 +216,7 @@ func importJWTSecret(file, envVar string, env Env) (domain.Secret, error) {
 
 // checkSchemaCurrent refuses a target whose schema is behind this build.
 func checkSchemaCurrent(ctx context.Context, pool *pgxpool.Pool) error {
-	m, err := postgres.NewMigrator(pool, nil)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	current, latest, err := m.Versions(ctx)
+	current, latest, err := postgres.SchemaVersions(ctx, pool)
 	if err != nil {
 		return err
 	}

@@ -106,6 +106,7 @@ func TestConfigFileWithInlineSecretsMustBePrivate(t *testing.T) {
 		{"client secret", "providers:\n  - {name: gitlab, client_id: x, client_secret: s3cret}\n", true},
 		{"client secret in JSON", `providers: [{"name": "gitlab", "client_id": "x", "client_secret": "s3cret"}]` + "\n", true},
 		{"dotted database password", "database.url: postgres://u:pw@db/x\n", true},
+		{"direct database password", "database:\n  url: postgres://u@pgbouncer/x\n  direct_url: postgres://u:pw@db/x\n", true},
 		{"only references", "key_file: /etc/tokenstore/keys\ndatabase:\n  url: postgres://u@db/x\n", false},
 	}
 	for _, tc := range cases {

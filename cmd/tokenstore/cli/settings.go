@@ -70,6 +70,9 @@ func (c *Config) settings() []setting {
 		{key: "database.max_conns", to: &c.Database.MaxConns, help: "connection pool size", def: "max(4, CPUs)", max: postgres.MaxPoolConns},
 		{key: "database.lock_timeout", to: &c.Database.LockTimeout, help: "how long a write waits for a locked row before answering busy", def: postgres.DefaultLockTimeout},
 		{key: "database.timeout", to: &c.Database.Timeout, help: "deadline of every database call and of connecting at start-up (statement timeout and client deadline); below http.write_timeout, above database.lock_timeout", def: postgres.DefaultTimeout},
+		{key: "database.query_exec_mode", to: &c.Database.QueryExecMode, help: "how statements are sent, pgx's modes: cache_statement (named prepared statements: fastest), cache_describe, describe_exec, exec, simple_protocol; " +
+			"behind PgBouncer in transaction mode without prepared statement support use exec (see README: Poolers)", def: "cache_statement", oneOf: postgres.QueryExecModes},
+		{key: "database.direct_url", to: &c.Database.DirectURL, help: "PostgreSQL URL of a session connection to the same database, bypassing a pooler in transaction mode, for migrations' advisory lock (never logged with its password)", def: "database.url"},
 		{key: "database.migrate", to: &c.Migrate, help: "apply pending migrations when serve starts: true or false", def: "false; true in --dev"},
 		{key: "http.addr", to: &c.HTTP.Addr, help: "address to listen on, host:port", def: httpapi.DefaultConfig().Addr},
 		{key: "http.read_header_timeout", to: &c.HTTP.ReadHeaderTimeout, help: "time to read request headers", def: httpapi.DefaultConfig().ReadHeaderTimeout},
@@ -254,7 +257,7 @@ func holdsSecret(key string, n *yaml.Node) bool {
 			return false
 		})
 	}
-	return key == "keys" || key == "jwt_secret" || key == "database.url" && strings.Contains(postgres.RedactURL(n.Value), ":xxxxx@")
+	return key == "keys" || key == "jwt_secret" || (key == "database.url" || key == "database.direct_url") && strings.Contains(postgres.RedactURL(n.Value), ":xxxxx@")
 }
 
 // set decodes n into s's field, as the field's type says. where names the

@@ -93,10 +93,24 @@ func NewApp(cfg Config, log *slog.Logger, extra ...fx.Option) *fx.App {
 
 // openPool pings the database on start, so a wrong URL or a database that is
 // down fails start-up, and closes the pool on stop.
-func openPool(lc fx.Lifecycle, pool *pgxpool.Pool) {
+// It warns when the server does not apply the timeouts the pool asked for
+// (a pooler dropped them): calls are still bounded by the client's deadline.
+func openPool(lc fx.Lifecycle, pool *pgxpool.Pool, log *slog.Logger) {
 	lc.Append(fx.Hook{
-		OnStart: func(ctx context.Context) error { return postgres.PingOrClose(ctx, pool) },
-		OnStop:  func(context.Context) error { pool.Close(); return nil },
+		OnStart: func(ctx context.Context) error {
+			if err := postgres.PingOrClose(ctx, pool); err != nil {
+				return err
+			}
+			var notApplied *postgres.TimeoutsNotAppliedError
+			switch err := postgres.CheckServerTimeouts(ctx, pool); {
+			case errors.As(err, &notApplied):
+				log.Warn("database timeouts not applied by the server", "err", err)
+			case err != nil:
+				log.Warn("could not read the server's timeouts", "err", err)
+			}
+			return nil
+		},
+		OnStop: func(context.Context) error { pool.Close(); return nil },
 	})
 }
 
@@ -106,11 +120,12 @@ const migrateStartTimeout = time.Minute
 
 // migrateOnStart applies pending migrations once the pool answers and
 // before the server listens: no request is served on an old schema.
-func migrateOnStart(lc fx.Lifecycle, pool *pgxpool.Pool, log *slog.Logger) {
+// They go through the direct URL when one is set (postgres.NewMigrator).
+func migrateOnStart(lc fx.Lifecycle, cfg postgres.Config, log *slog.Logger) {
 	lc.Append(fx.StartHook(func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, migrateStartTimeout)
 		defer cancel()
-		n, err := postgres.MigrateUp(ctx, pool)
+		n, err := postgres.MigrateUp(ctx, cfg)
 		if errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("applying migrations (TOKENSTORE_DATABASE_MIGRATE / database.migrate) did not finish within %s: "+
 				"the database stopped answering, or a migration needs longer: run `tokenstore migrate up`", migrateStartTimeout)
