@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tokenstore/tokenstore/domain"
@@ -113,6 +114,8 @@ type RefreshCoordinator struct {
 	inflight  sync.WaitGroup   // refreshes started by reads, for Drain
 	now       func() time.Time // the service's clock (clock.Service)
 	clock     *Clock
+	obs       Observer
+	tracer    trace.Tracer
 }
 
 // Providers lists the providers whose tokens can be refreshed.
@@ -226,7 +229,10 @@ func (c *RefreshCoordinator) Refresh(ctx context.Context, user domain.UserID, pr
 		defer c.inflight.Done()
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Lease)
 		defer cancel()
-		return c.refresh(actx, user, provider)
+		actx, span := startSpan(actx, c.tracer, "RefreshCoordinator.Refresh", provider)
+		tok, err := c.refresh(actx, user, provider)
+		endSpan(span, err)
+		return tok, err
 	})
 	timer := time.NewTimer(c.cfg.WaitTimeout)
 	defer timer.Stop()
@@ -282,6 +288,7 @@ func (c *RefreshCoordinator) refresh(ctx context.Context, user domain.UserID, pr
 		case domain.StepInterrupted:
 			c.log.Warn("refresh was interrupted after its lease lapsed; the provider may have rotated the refresh token, so the user must reconnect",
 				"user", user, "provider", provider)
+			c.obs.RefreshAttempt(provider, domain.CodeRefreshInterrupted)
 			return AccessToken{}, reauthError(provider, domain.CodeRefreshInterrupted)
 		case domain.StepWait:
 			if err := c.waitForLease(ctx, row, deadline); err != nil {
@@ -310,12 +317,21 @@ func reauthError(provider domain.Provider, code string) error {
 func (c *RefreshCoordinator) RefreshLeased(ctx context.Context, lease domain.SealedAuthTokens) (AccessToken, error) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Lease)
 	defer cancel()
-	return c.runRefresh(rctx, lease, lease.Refresh.LeaseOwner)
+	rctx, span := startSpan(rctx, c.tracer, "RefreshCoordinator.RefreshLeased", lease.Provider)
+	tok, err := c.runRefresh(rctx, lease, lease.Refresh.LeaseOwner)
+	endSpan(span, err)
+	return tok, err
 }
 
 // waitForLease polls the row, holding no lock or connection between polls,
 // until the lease held on it is released, lapses or deadline passes.
-func (c *RefreshCoordinator) waitForLease(ctx context.Context, row domain.SealedAuthTokens, deadline time.Time) error {
+func (c *RefreshCoordinator) waitForLease(ctx context.Context, row domain.SealedAuthTokens, deadline time.Time) (err error) {
+	ctx, span := startSpan(ctx, c.tracer, "RefreshCoordinator.waitForLease", row.Provider)
+	start := time.Now()
+	defer func() {
+		endSpan(span, err)
+		c.obs.LeaseWait(row.Provider, time.Since(start), waitOutcome(err))
+	}()
 	for {
 		wait := min(c.cfg.PollInterval, time.Until(deadline))
 		if wait <= 0 {
@@ -338,6 +354,17 @@ func (c *RefreshCoordinator) waitForLease(ctx context.Context, row domain.Sealed
 	}
 }
 
+// waitOutcome names how a wait for a lease ended, for the Observer.
+func waitOutcome(err error) string {
+	switch {
+	case err == nil:
+		return WaitReleased
+	case errors.Is(err, domain.ErrUnavailable):
+		return WaitTimedOut
+	}
+	return WaitCanceled
+}
+
 // runRefresh calls the provider under a lease taken at lease.Version and
 // stores the outcome. The new access token is returned only after it is
 // committed: a caller never holds a token the database does not.
@@ -350,9 +377,12 @@ func (c *RefreshCoordinator) runRefresh(ctx context.Context, lease domain.Sealed
 		c.release(ctx, lease, attempt, domain.RefreshState{
 			LastError: domain.CodeRefreshUndecryptable, NextAttemptAt: c.clock.Database().Add(c.cfg.RejectedRetryAfter),
 		})
+		c.obs.RefreshAttempt(lease.Provider, domain.CodeRefreshUndecryptable)
 		return AccessToken{}, err
 	}
+	called := time.Now()
 	res, err := c.refresher.Refresh(ctx, lease.Provider, refreshToken)
+	c.obs.ProviderCall(lease.Provider, time.Since(called))
 	if err != nil {
 		return c.refreshFailed(ctx, lease, attempt, err)
 	}
@@ -360,6 +390,7 @@ func (c *RefreshCoordinator) runRefresh(ctx context.Context, lease domain.Sealed
 	if err != nil {
 		// Nothing was stored; the provider may have rotated the refresh
 		// token, so the lease is left to lapse rather than released.
+		c.obs.RefreshAttempt(lease.Provider, RefreshStoreFailed)
 		return AccessToken{}, fmt.Errorf("%w: sealing refreshed tokens: %v", domain.ErrUnavailable, err)
 	}
 	next.Refresh.AmbiguousRetries = lease.Refresh.AmbiguousRetries
@@ -380,6 +411,7 @@ func (c *RefreshCoordinator) runRefresh(ctx context.Context, lease domain.Sealed
 		// is now.
 		c.log.Info("tokens changed during a refresh; the refreshed tokens are dropped",
 			"user", lease.User, "provider", lease.Provider)
+		c.obs.RefreshAttempt(lease.Provider, RefreshLeaseLost)
 		cur, gerr := c.repo.GetAuthTokens(ctx, lease.User, lease.Provider)
 		if gerr != nil {
 			return AccessToken{}, gerr
@@ -393,10 +425,12 @@ func (c *RefreshCoordinator) runRefresh(ctx context.Context, lease domain.Sealed
 		// left to lapse: whoever finds it lapsed marks the tokens for
 		// re-authorization instead of sending the old refresh token again.
 		c.log.Error("refreshed tokens could not be stored", "user", lease.User, "provider", lease.Provider, "err", err)
+		c.obs.RefreshAttempt(lease.Provider, RefreshStoreFailed)
 		return AccessToken{}, fmt.Errorf("%w: the refreshed %s tokens could not be stored", domain.ErrUnavailable, lease.Provider)
 	}
 	c.log.Info("tokens refreshed", "user", lease.User, "provider", lease.Provider,
 		"rotated", !res.RefreshToken.IsZero(), "expires", stored.AccessExpiry.String())
+	c.obs.RefreshAttempt(lease.Provider, RefreshRefreshed)
 	return AccessToken{User: lease.User, Provider: lease.Provider, Token: res.AccessToken, Expiry: c.reportedExpiry(stored)}, nil
 }
 
@@ -489,6 +523,7 @@ func (c *RefreshCoordinator) refreshFailed(ctx context.Context, lease domain.Sea
 	switch {
 	case errors.Is(cause, domain.ErrGrantRevoked):
 		log.Warn("refresh token rejected by the provider; the user must reconnect")
+		c.obs.RefreshAttempt(lease.Provider, domain.CodeGrantRevoked)
 		c.release(ctx, lease, attempt, domain.RefreshState{ReauthRequired: true, LastError: domain.CodeGrantRevoked})
 		return AccessToken{}, fmt.Errorf("%w: %w", reauthError(lease.Provider, domain.CodeGrantRevoked), cause)
 	case errors.Is(cause, domain.ErrProviderRejected):
@@ -500,10 +535,12 @@ func (c *RefreshCoordinator) refreshFailed(ctx context.Context, lease domain.Sea
 			"retry_after", c.cfg.RejectedRetryAfter)
 		dbAt, _ := c.clock.after(c.cfg.RejectedRetryAfter)
 		st := domain.RefreshState{LastError: domain.CodeProviderRejected, NextAttemptAt: dbAt}
+		c.obs.RefreshAttempt(lease.Provider, domain.CodeProviderRejected)
 		return c.released(ctx, lease, attempt, st, cause)
 	case errors.Is(cause, domain.ErrProviderNotConfigured):
 		st := domain.RefreshState{LastError: domain.CodeProviderRejected, NextAttemptAt: c.clock.Database().Add(c.cfg.RejectedRetryAfter)}
 		c.release(ctx, lease, attempt, st)
+		c.obs.RefreshAttempt(lease.Provider, domain.CodeProviderRejected)
 		if c.expired(lease.AccessExpiry) {
 			return AccessToken{}, fmt.Errorf("%s tokens: %w", lease.Provider, domain.ErrTokenExpired)
 		}
@@ -521,11 +558,13 @@ func (c *RefreshCoordinator) refreshFailed(ctx context.Context, lease domain.Sea
 			"retry_after", c.cfg.RetryAfter, "revokes_previous_access_token", c.RevokesPreviousAccessToken(lease.Provider))
 		dbAt, _ := c.clock.after(c.cfg.RetryAfter)
 		st := domain.RefreshState{LastError: domain.CodeProviderOutcomeUnknown, NextAttemptAt: dbAt}
+		c.obs.RefreshAttempt(lease.Provider, domain.CodeProviderOutcomeUnknown)
 		return c.released(ctx, lease, attempt, st, cause)
 	default:
 		log.Warn("refresh failed transiently; backing off", "retry_after", c.cfg.RetryAfter)
 		dbAt, _ := c.clock.after(c.cfg.RetryAfter)
 		st := domain.RefreshState{LastError: domain.CodeProviderUnavailable, NextAttemptAt: dbAt}
+		c.obs.RefreshAttempt(lease.Provider, domain.CodeProviderUnavailable)
 		return c.released(ctx, lease, attempt, st, cause)
 	}
 }
