@@ -641,6 +641,9 @@ func TestValidate(t *testing.T) {
 		{"missing callers", func(c *cli.Config) { c.Callers = nil }, []string{"TOKENSTORE_CALLERS", "callers", "tokenstore callers generate"}},
 		{"empty HTTP address", func(c *cli.Config) { c.HTTP.Addr = "" }, []string{"TOKENSTORE_HTTP_ADDR"}},
 		{"pool too large", func(c *cli.Config) { c.Database.MaxConns = 1001 }, []string{"TOKENSTORE_DATABASE_MAX_CONNS", "1 to 1000"}},
+		{"metrics anywhere", func(c *cli.Config) { c.Metrics.Addr = "0.0.0.0:9464" }, nil},
+		{"metrics on the API's address", func(c *cli.Config) { c.Metrics.Addr = c.HTTP.Addr }, []string{"TOKENSTORE_METRICS_ADDR", "TOKENSTORE_HTTP_ADDR"}},
+		{"pprof beyond loopback", func(c *cli.Config) { c.Metrics.Addr, c.Metrics.Pprof = "0.0.0.0:9464", true }, []string{"TOKENSTORE_METRICS_PPROF", "loopback"}},
 		{"provider twice", func(c *cli.Config) {
 			gl := oauth.ProviderConfig{Name: "gitlab", ClientID: "x"}
 			c.OAuth.Providers = []oauth.ProviderConfig{gl, gl}
@@ -884,7 +887,7 @@ func TestEverySettingRejectsInvalidValues(t *testing.T) {
 		t.Fatalf("found %d settings in serve --help:\n%s", len(matches), help.String())
 	}
 	// Free-form strings: anything is accepted at load time.
-	free := map[string]bool{"database.url": true, "http.addr": true, "callers": true}
+	free := map[string]bool{"database.url": true, "http.addr": true, "metrics.addr": true, "callers": true}
 	const bad = "!!invalid!!"
 	for _, m := range matches {
 		key, env := m[1], m[2]
