@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tokenstore/tokenstore/adapters/httpapi"
 )
 
 // DefaultAddr is where /metrics is served unless configured: loopback,
@@ -37,7 +39,7 @@ func (c Config) Validate() error {
 	if c.Pprof && c.Addr == "" {
 		return errors.New("TOKENSTORE_METRICS_PPROF (metrics.pprof) is on but TOKENSTORE_METRICS_ADDR (metrics.addr) is empty: pprof is served on the metrics listener; give it an address")
 	}
-	if c.Pprof && !loopback(c.Addr) {
+	if c.Pprof && !httpapi.Loopback(c.Addr) {
 		return fmt.Errorf("TOKENSTORE_METRICS_PPROF (metrics.pprof) is on and TOKENSTORE_METRICS_ADDR (metrics.addr) %s is not a loopback address: "+
 			"profiles expose the process's internals; serve them on 127.0.0.1 and reach them through a port forward", c.Addr)
 	}
@@ -47,20 +49,6 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
-}
-
-// loopback reports whether addr (host:port) can only be reached from this
-// machine.
-func loopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Server serves /metrics (and /debug/pprof/ when configured) on its own
