@@ -104,7 +104,7 @@ func (c *Config) settings() []setting {
 		{key: "audit.mode", to: &c.Audit.Mode, help: "fail_closed: a token is handed out only after its audit event is committed, and a write commits its event in its own transaction (an audit store that fails answers 503); best_effort: events are written after the answer and lost when the audit store fails; off: no audit trail",
 			def: string(app.AuditFailClosed), oneOf: []string{string(app.AuditFailClosed), string(app.AuditBestEffort), string(app.AuditOff)}},
 		{key: "audit.retention", to: &c.Audit.Retention, help: "how long audit events are kept (older ones are removed in batches every hour); 0 keeps them forever", def: "9600h (400 days)"},
-		{key: "metrics.addr", to: &c.Metrics.Addr, help: "host:port serving Prometheus metrics at /metrics, apart from the API; empty serves none. Metrics carry no secret and no user id, so any address may be given", def: "empty (off)"},
+		{key: "metrics.addr", to: &c.Metrics.Addr, help: "host:port serving Prometheus metrics at /metrics, apart from the API; empty serves none. Metrics carry no secret and no user id, so any address may be given", def: "off"},
 		{key: "metrics.pprof", to: &c.Metrics.Pprof, help: "also serve net/http/pprof at /debug/pprof/ on metrics.addr, which must then be a loopback address: true or false", def: false},
 		{key: "log.format", to: &c.Log.Format, help: "json, text or auto (text on a terminal)", def: "auto", oneOf: []string{"json", "text", "auto"}},
 		{key: "log.level", to: &c.Log.Level, help: "debug, info, warn or error", def: "info", oneOf: []string{"debug", "info", "warn", "error"}},
