@@ -643,6 +643,7 @@ func TestValidate(t *testing.T) {
 		{"pool too large", func(c *cli.Config) { c.Database.MaxConns = 1001 }, []string{"TOKENSTORE_DATABASE_MAX_CONNS", "1 to 1000"}},
 		{"metrics anywhere", func(c *cli.Config) { c.Metrics.Addr = "0.0.0.0:9464" }, nil},
 		{"metrics on the API's address", func(c *cli.Config) { c.Metrics.Addr = c.HTTP.Addr }, []string{"TOKENSTORE_METRICS_ADDR", "TOKENSTORE_HTTP_ADDR"}},
+		{"both on a free port", func(c *cli.Config) { c.HTTP.Addr, c.Metrics.Addr = "127.0.0.1:0", "127.0.0.1:0" }, nil},
 		{"pprof beyond loopback", func(c *cli.Config) { c.Metrics.Addr, c.Metrics.Pprof = "0.0.0.0:9464", true }, []string{"TOKENSTORE_METRICS_PPROF", "loopback"}},
 		{"provider twice", func(c *cli.Config) {
 			gl := oauth.ProviderConfig{Name: "gitlab", ClientID: "x"}

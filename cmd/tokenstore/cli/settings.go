@@ -526,7 +526,7 @@ func (c *Config) Validate() error {
 	case len(c.Callers) == 0:
 		return errors.New("no API callers: add a callers section to the config file or set TOKENSTORE_CALLERS; " +
 			"make a credential with `tokenstore callers generate --name NAME`")
-	case c.Metrics.Addr != "" && c.Metrics.Addr == c.HTTP.Addr:
+	case c.Metrics.Addr != "" && c.Metrics.Addr == c.HTTP.Addr && !strings.HasSuffix(c.Metrics.Addr, ":0"): // port 0: each picks a free one
 		return fmt.Errorf("TOKENSTORE_METRICS_ADDR (metrics.addr) and TOKENSTORE_HTTP_ADDR (http.addr) are both %s: metrics are served on a listener of their own; give another port", c.Metrics.Addr)
 	case c.HTTP.WriteTimeout > 0 && c.Database.Timeout+postgres.ClientGrace >= c.HTTP.WriteTimeout:
 		return fmt.Errorf("TOKENSTORE_DATABASE_TIMEOUT (database.timeout) is %s but TOKENSTORE_HTTP_WRITE_TIMEOUT is %s: "+
