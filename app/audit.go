@@ -53,6 +53,9 @@ type AuditConfig struct {
 	// while one insert commits form the next batch, so batches grow with
 	// the load and a lone read waits for no timer.
 	Linger time.Duration
+	// Observer is told of each batch written (size, latency, failure);
+	// nil: NopObserver.
+	Observer Observer
 }
 
 // Actor is who asks: the caller's name ("" for the service's own work) and
@@ -89,6 +92,7 @@ type Auditor struct {
 	maxBatch int
 	linger   time.Duration
 	log      *slog.Logger
+	obs      Observer
 
 	start sync.Once
 	reqs  chan auditRequest
@@ -120,9 +124,12 @@ func NewAuditor(cfg AuditConfig, log *slog.Logger, rec ports.AuditRecorder) *Aud
 	if cfg.Instance == "" {
 		cfg.Instance = RefreshConfig{}.withDefaults().Instance
 	}
+	if cfg.Observer == nil {
+		cfg.Observer = NopObserver{}
+	}
 	return &Auditor{
 		rec: rec, mode: cfg.Mode, instance: cfg.Instance, maxBatch: cfg.MaxBatch,
-		linger: max(cfg.Linger, 0), log: log,
+		linger: max(cfg.Linger, 0), log: log, obs: cfg.Observer,
 		reqs: make(chan auditRequest, cfg.MaxBatch), quit: make(chan struct{}), done: make(chan struct{}),
 	}
 }
@@ -326,7 +333,9 @@ func (a *Auditor) run() {
 		// Not one request's context: the batch serves many. The recorder
 		// bounds the write with the database timeout; each waiter stops
 		// waiting when its own request ends.
+		began := time.Now()
 		err := a.rec.RecordAuditEvents(context.Background(), events)
+		a.obs.AuditWrite(len(events), time.Since(began), err)
 		for _, r := range batch {
 			r.done <- err
 		}

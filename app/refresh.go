@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tokenstore/tokenstore/domain"
@@ -114,6 +115,8 @@ type RefreshCoordinator struct {
 	now       func() time.Time // the service's clock (clock.Service)
 	clock     *Clock
 	audit     *Auditor // nil: no audit trail
+	obs       Observer
+	tracer    trace.Tracer
 }
 
 // Providers lists the providers whose tokens can be refreshed.
@@ -227,7 +230,10 @@ func (c *RefreshCoordinator) Refresh(ctx context.Context, user domain.UserID, pr
 		defer c.inflight.Done()
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Lease)
 		defer cancel()
-		return c.refresh(actx, user, provider)
+		actx, span := startSpan(actx, c.tracer, "RefreshCoordinator.Refresh", provider)
+		tok, err := c.refresh(actx, user, provider)
+		endSpan(span, err)
+		return tok, err
 	})
 	timer := time.NewTimer(c.cfg.WaitTimeout)
 	defer timer.Stop()
@@ -290,6 +296,7 @@ func (c *RefreshCoordinator) refresh(ctx context.Context, user domain.UserID, pr
 			c.audit.afterTx(interrupted)
 			c.log.Warn("refresh was interrupted after its lease lapsed; the provider may have rotated the refresh token, so the user must reconnect",
 				"user", user, "provider", provider)
+			c.obs.RefreshAttempt(provider, domain.CodeRefreshInterrupted)
 			return AccessToken{}, reauthError(provider, domain.CodeRefreshInterrupted)
 		case domain.StepWait:
 			if err := c.waitForLease(ctx, row, deadline); err != nil {
@@ -318,12 +325,21 @@ func reauthError(provider domain.Provider, code string) error {
 func (c *RefreshCoordinator) RefreshLeased(ctx context.Context, lease domain.SealedAuthTokens) (AccessToken, error) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Lease)
 	defer cancel()
-	return c.runRefresh(rctx, lease, lease.Refresh.LeaseOwner)
+	rctx, span := startSpan(rctx, c.tracer, "RefreshCoordinator.RefreshLeased", lease.Provider)
+	tok, err := c.runRefresh(rctx, lease, lease.Refresh.LeaseOwner)
+	endSpan(span, err)
+	return tok, err
 }
 
 // waitForLease polls the row, holding no lock or connection between polls,
 // until the lease held on it is released, lapses or deadline passes.
-func (c *RefreshCoordinator) waitForLease(ctx context.Context, row domain.SealedAuthTokens, deadline time.Time) error {
+func (c *RefreshCoordinator) waitForLease(ctx context.Context, row domain.SealedAuthTokens, deadline time.Time) (err error) {
+	ctx, span := startSpan(ctx, c.tracer, "RefreshCoordinator.waitForLease", row.Provider)
+	start := time.Now()
+	defer func() {
+		endSpan(span, err)
+		c.obs.LeaseWait(row.Provider, time.Since(start), waitOutcome(err))
+	}()
 	for {
 		wait := min(c.cfg.PollInterval, time.Until(deadline))
 		if wait <= 0 {
@@ -346,6 +362,17 @@ func (c *RefreshCoordinator) waitForLease(ctx context.Context, row domain.Sealed
 	}
 }
 
+// waitOutcome names how a wait for a lease ended, for the Observer.
+func waitOutcome(err error) string {
+	switch {
+	case err == nil:
+		return WaitReleased
+	case errors.Is(err, domain.ErrUnavailable):
+		return WaitTimedOut
+	}
+	return WaitCanceled
+}
+
 // runRefresh calls the provider under a lease taken at lease.Version and
 // stores the outcome. The new access token is returned only after it is
 // committed: a caller never holds a token the database does not.
@@ -359,9 +386,12 @@ func (c *RefreshCoordinator) runRefresh(ctx context.Context, lease domain.Sealed
 		c.release(ctx, lease, attempt, domain.RefreshState{
 			LastError: out.Code, NextAttemptAt: c.clock.Database().Add(c.cfg.RejectedRetryAfter),
 		}, c.refreshEvents(ctx, lease.User, lease.Provider, out))
+		c.obs.RefreshAttempt(lease.Provider, out.Code)
 		return AccessToken{}, err
 	}
+	called := time.Now()
 	res, err := c.refresher.Refresh(ctx, lease.Provider, refreshToken)
+	c.obs.ProviderCall(lease.Provider, time.Since(called))
 	if err != nil {
 		return c.refreshFailed(ctx, lease, attempt, err)
 	}
@@ -371,6 +401,7 @@ func (c *RefreshCoordinator) runRefresh(ctx context.Context, lease domain.Sealed
 		// token, so the lease is left to lapse rather than released. The
 		// attempt's event has no write to ride with: it is queued.
 		c.audit.queue(c.refreshEvents(ctx, lease.User, lease.Provider, ClassifyRefresh(errNotStored))...)
+		c.obs.RefreshAttempt(lease.Provider, domain.CodeRefreshInterrupted)
 		return AccessToken{}, fmt.Errorf("%w: sealing refreshed tokens: %v", domain.ErrUnavailable, err)
 	}
 	next.Refresh.AmbiguousRetries = lease.Refresh.AmbiguousRetries
@@ -395,6 +426,7 @@ func (c *RefreshCoordinator) runRefresh(ctx context.Context, lease domain.Sealed
 		c.audit.queue(c.refreshEvents(ctx, lease.User, lease.Provider, ClassifyRefresh(errSuperseded))...)
 		c.log.Info("tokens changed during a refresh; the refreshed tokens are dropped",
 			"user", lease.User, "provider", lease.Provider)
+		c.obs.RefreshAttempt(lease.Provider, domain.CodeRefreshSuperseded)
 		cur, gerr := c.repo.GetAuthTokens(ctx, lease.User, lease.Provider)
 		if gerr != nil {
 			return AccessToken{}, gerr
@@ -409,10 +441,12 @@ func (c *RefreshCoordinator) runRefresh(ctx context.Context, lease domain.Sealed
 		// re-authorization instead of sending the old refresh token again.
 		c.audit.queue(c.refreshEvents(ctx, lease.User, lease.Provider, ClassifyRefresh(errNotStored))...)
 		c.log.Error("refreshed tokens could not be stored", "user", lease.User, "provider", lease.Provider, "err", err)
+		c.obs.RefreshAttempt(lease.Provider, domain.CodeRefreshInterrupted)
 		return AccessToken{}, fmt.Errorf("%w: the refreshed %s tokens could not be stored", domain.ErrUnavailable, lease.Provider)
 	}
 	c.log.Info("tokens refreshed", "user", lease.User, "provider", lease.Provider,
 		"rotated", !res.RefreshToken.IsZero(), "expires", stored.AccessExpiry.String())
+	c.obs.RefreshAttempt(lease.Provider, RefreshRefreshed)
 	return AccessToken{User: lease.User, Provider: lease.Provider, Token: res.AccessToken, Expiry: c.reportedExpiry(stored)}, nil
 }
 
@@ -520,6 +554,7 @@ func (c *RefreshCoordinator) refreshFailed(ctx context.Context, lease domain.Sea
 	switch {
 	case out.Reauth:
 		log.Warn("refresh token rejected by the provider; the user must reconnect")
+		c.obs.RefreshAttempt(lease.Provider, out.Code)
 		c.release(ctx, lease, attempt, domain.RefreshState{ReauthRequired: true, LastError: out.Code}, events)
 		return AccessToken{}, fmt.Errorf("%w: %w", reauthError(lease.Provider, out.Code), cause)
 	case errors.Is(cause, domain.ErrProviderRejected):
@@ -531,9 +566,11 @@ func (c *RefreshCoordinator) refreshFailed(ctx context.Context, lease domain.Sea
 			"retry_after", c.cfg.RejectedRetryAfter)
 		dbAt, _ := c.clock.after(c.cfg.RejectedRetryAfter)
 		st := domain.RefreshState{LastError: out.Code, NextAttemptAt: dbAt}
+		c.obs.RefreshAttempt(lease.Provider, out.Code)
 		return c.released(ctx, lease, attempt, st, cause, events)
 	case errors.Is(cause, domain.ErrProviderNotConfigured):
 		st := domain.RefreshState{LastError: out.Code, NextAttemptAt: c.clock.Database().Add(c.cfg.RejectedRetryAfter)}
+		c.obs.RefreshAttempt(lease.Provider, out.Code)
 		c.release(ctx, lease, attempt, st, events)
 		if c.expired(lease.AccessExpiry) {
 			return AccessToken{}, fmt.Errorf("%s tokens: %w", lease.Provider, domain.ErrTokenExpired)
@@ -552,11 +589,13 @@ func (c *RefreshCoordinator) refreshFailed(ctx context.Context, lease domain.Sea
 			"retry_after", c.cfg.RetryAfter, "revokes_previous_access_token", c.RevokesPreviousAccessToken(lease.Provider))
 		dbAt, _ := c.clock.after(c.cfg.RetryAfter)
 		st := domain.RefreshState{LastError: out.Code, NextAttemptAt: dbAt}
+		c.obs.RefreshAttempt(lease.Provider, out.Code)
 		return c.released(ctx, lease, attempt, st, cause, events)
 	default:
 		log.Warn("refresh failed transiently; backing off", "retry_after", c.cfg.RetryAfter)
 		dbAt, _ := c.clock.after(c.cfg.RetryAfter)
 		st := domain.RefreshState{LastError: out.Code, NextAttemptAt: dbAt}
+		c.obs.RefreshAttempt(lease.Provider, out.Code)
 		return c.released(ctx, lease, attempt, st, cause, events)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/tokenstore/tokenstore/domain"
 	"github.com/tokenstore/tokenstore/ports"
 )
@@ -34,6 +36,12 @@ type Config struct {
 	// reads it. Empty declares none: nothing can be stored. Tokens stored
 	// before a provider left the list stay readable, listable and deletable.
 	Providers []domain.Provider
+	// Observer is told of refresh attempts, provider calls and waits for
+	// another instance's refresh (metrics); nil: NopObserver.
+	Observer Observer
+	// TracerProvider makes the use cases' spans (one per TokenService
+	// call, refresh and wait for a lease); nil: none.
+	TracerProvider trace.TracerProvider
 }
 
 // TokenService is the token store's use cases.
@@ -46,6 +54,7 @@ type TokenService struct {
 	now       func() time.Time // the service's clock (clock.Service)
 	clock     *Clock
 	audit     *Auditor // nil: no audit trail
+	tracer    trace.Tracer
 }
 
 // NewTokenService returns the service. refresher must not be nil: pass
@@ -67,10 +76,15 @@ func NewTokenService(cfg Config, log *slog.Logger, crypter ports.TokenCrypter, r
 	}
 	rows := sealer{crypter: crypter, log: log}
 	clock := newClock(cfg.Now)
-	s := &TokenService{rows: rows, declared: cfg.Providers, repo: repo, log: log, now: clock.Service, clock: clock, audit: audit}
+	obs := cfg.Observer
+	if obs == nil {
+		obs = NopObserver{}
+	}
+	tracer := newTracer(cfg.TracerProvider)
+	s := &TokenService{rows: rows, declared: cfg.Providers, repo: repo, log: log, now: clock.Service, clock: clock, audit: audit, tracer: tracer}
 	s.refreshes = &RefreshCoordinator{
 		rows: rows, repo: repo, refresher: refresher, margin: margin, margins: cfg.ProviderMargins, fraction: fraction,
-		cfg: cfg.Refresh.withDefaults(), log: log, now: clock.Service, clock: clock, audit: audit,
+		cfg: cfg.Refresh.withDefaults(), log: log, now: clock.Service, clock: clock, audit: audit, obs: obs, tracer: tracer,
 	}
 	return s
 }
@@ -117,7 +131,9 @@ type AccessToken struct {
 // PutAuthTokens stores (or replaces) a user's tokens for a declared
 // provider (Config.Providers); an undeclared one is a *domain.ValidationError
 // for field provider that lists the declared names.
-func (s *TokenService) PutAuthTokens(ctx context.Context, t domain.AuthTokens) (ProviderStatus, error) {
+func (s *TokenService) PutAuthTokens(ctx context.Context, t domain.AuthTokens) (_ ProviderStatus, err error) {
+	ctx, span := startSpan(ctx, s.tracer, "TokenService.PutAuthTokens", t.Provider)
+	defer func() { endSpan(span, err) }()
 	if err := validateDeclared(t, s.declared); err != nil {
 		return ProviderStatus{}, err
 	}
@@ -144,7 +160,9 @@ func (s *TokenService) PutAuthTokens(ctx context.Context, t domain.AuthTokens) (
 // domain.ErrUnavailable when the provider or another instance's refresh does
 // not answer in time). The token is returned only once the audit trail
 // recorded it (fail-closed; see Auditor).
-func (s *TokenService) GetAccessToken(ctx context.Context, user domain.UserID, provider domain.Provider) (AccessToken, error) {
+func (s *TokenService) GetAccessToken(ctx context.Context, user domain.UserID, provider domain.Provider) (_ AccessToken, err error) {
+	ctx, span := startSpan(ctx, s.tracer, "TokenService.GetAccessToken", provider)
+	defer func() { endSpan(span, err) }()
 	token, err := s.accessToken(ctx, user, provider)
 	if err != nil {
 		return AccessToken{}, err
@@ -193,9 +211,11 @@ func (c *RefreshCoordinator) answer(row domain.SealedAuthTokens, step domain.Ref
 }
 
 // DeleteAuthTokens forgets a user's tokens for a provider.
-func (s *TokenService) DeleteAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) error {
+func (s *TokenService) DeleteAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) (err error) {
+	ctx, span := startSpan(ctx, s.tracer, "TokenService.DeleteAuthTokens", provider)
+	defer func() { endSpan(span, err) }()
 	events := s.audit.forWrite(ctx, domain.AuditDeleteTokens, user, provider, 204)
-	err := s.repo.DeleteAuthTokens(ctx, user, provider, events...)
+	err = s.repo.DeleteAuthTokens(ctx, user, provider, events...)
 	s.audit.committed(len(events), err)
 	if err != nil {
 		return err
@@ -206,7 +226,9 @@ func (s *TokenService) DeleteAuthTokens(ctx context.Context, user domain.UserID,
 
 // ListProviders lists the providers the user has tokens for, by name, with
 // the state of each at the current time.
-func (s *TokenService) ListProviders(ctx context.Context, user domain.UserID) ([]ProviderStatus, error) {
+func (s *TokenService) ListProviders(ctx context.Context, user domain.UserID) (_ []ProviderStatus, err error) {
+	ctx, span := startSpan(ctx, s.tracer, "TokenService.ListProviders", "")
+	defer func() { endSpan(span, err) }()
 	infos, err := s.repo.ListProviders(ctx, user)
 	if err != nil {
 		return nil, err
@@ -230,7 +252,9 @@ func (s *TokenService) ListProviders(ctx context.Context, user domain.UserID) ([
 }
 
 // PutOfflineToken stores (or replaces) the user's offline token.
-func (s *TokenService) PutOfflineToken(ctx context.Context, t domain.OfflineToken) (domain.OfflineToken, error) {
+func (s *TokenService) PutOfflineToken(ctx context.Context, t domain.OfflineToken) (_ domain.OfflineToken, err error) {
+	ctx, span := startSpan(ctx, s.tracer, "TokenService.PutOfflineToken", "")
+	defer func() { endSpan(span, err) }()
 	if err := t.Validate(); err != nil {
 		return domain.OfflineToken{}, err
 	}
@@ -250,7 +274,9 @@ func (s *TokenService) PutOfflineToken(ctx context.Context, t domain.OfflineToke
 }
 
 // GetOfflineToken returns the user's offline token.
-func (s *TokenService) GetOfflineToken(ctx context.Context, user domain.UserID) (domain.OfflineToken, error) {
+func (s *TokenService) GetOfflineToken(ctx context.Context, user domain.UserID) (_ domain.OfflineToken, err error) {
+	ctx, span := startSpan(ctx, s.tracer, "TokenService.GetOfflineToken", "")
+	defer func() { endSpan(span, err) }()
 	sealed, err := s.repo.GetOfflineToken(ctx, user)
 	if err != nil {
 		return domain.OfflineToken{}, err
@@ -267,9 +293,11 @@ func (s *TokenService) GetOfflineToken(ctx context.Context, user domain.UserID) 
 }
 
 // DeleteOfflineToken forgets the user's offline token.
-func (s *TokenService) DeleteOfflineToken(ctx context.Context, user domain.UserID) error {
+func (s *TokenService) DeleteOfflineToken(ctx context.Context, user domain.UserID) (err error) {
+	ctx, span := startSpan(ctx, s.tracer, "TokenService.DeleteOfflineToken", "")
+	defer func() { endSpan(span, err) }()
 	events := s.audit.forWrite(ctx, domain.AuditDeleteOfflineToken, user, "", 204)
-	err := s.repo.DeleteOfflineToken(ctx, user, events...)
+	err = s.repo.DeleteOfflineToken(ctx, user, events...)
 	s.audit.committed(len(events), err)
 	if err != nil {
 		return err

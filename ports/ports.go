@@ -134,3 +134,22 @@ type TokenRefresher interface {
 	// unknown outcome may have killed the stored one).
 	RevokesPreviousAccessToken(provider domain.Provider) bool
 }
+
+// StoreCensus counts what the store holds, for the metrics
+// (app.Census): aggregate queries that return no token material and no
+// user id.
+type StoreCensus interface {
+	// CountRefreshBacklog counts, per provider in margins, the tokens
+	// due for refresh and not yet refreshed: a refresh token that has not
+	// expired, not reauth_required, and an access token expiring within
+	// its effective margin (domain.EffectiveMargin of the provider's
+	// margin and lifetimeFraction). Providers with no such token are
+	// absent.
+	CountRefreshBacklog(ctx context.Context, margins map[domain.Provider]time.Duration, lifetimeFraction float64) (map[domain.Provider]int64, error)
+	// CountReauthRequired counts, per provider, the tokens whose user
+	// must reconnect. Providers with none are absent.
+	CountReauthRequired(ctx context.Context) (map[domain.Provider]int64, error)
+	// CountValuesByKey counts the stored values each key seals
+	// (ReencryptionRepository.CountValuesByKey).
+	CountValuesByKey(ctx context.Context) ([]domain.KeyUsage, error)
+}

@@ -13,6 +13,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/tokenstore/tokenstore/app"
 	"github.com/tokenstore/tokenstore/domain"
 )
@@ -129,10 +131,12 @@ type route struct {
 }
 
 type api struct {
-	log   *slog.Logger
-	svc   TokenService
-	auth  *Authenticator
-	ready Checker
+	log      *slog.Logger
+	svc      TokenService
+	auth     *Authenticator
+	ready    Checker
+	requests RequestObserver
+	tracer   trace.Tracer
 }
 
 func (a *api) routes() []route {
@@ -168,9 +172,14 @@ func Routes() []Route {
 // (request id, log line, panics), authenticated under /v1, refused if its
 // path is not canonical, routed, and checked against its route's
 // permission and its caller's scope before its handler runs. Every line
-// it logs for a request carries the request's id.
-func NewHandler(log *slog.Logger, svc TokenService, auth *Authenticator, ready Checker) http.Handler {
-	a := &api{log: slog.New(requestIDHandler{log.Handler()}), svc: svc, auth: auth, ready: ready}
+// it logs for a request carries the request's id. opts add a request
+// observer (metrics) and tracing.
+func NewHandler(log *slog.Logger, svc TokenService, auth *Authenticator, ready Checker, opts ...Option) http.Handler {
+	a := &api{log: slog.New(requestIDHandler{log.Handler()}), svc: svc, auth: auth, ready: ready,
+		requests: nopRequestObserver{}, tracer: defaultTracer()}
+	for _, o := range opts {
+		o(a)
+	}
 	mux := http.NewServeMux()
 	allowed := map[string][]string{} // path -> methods
 	for _, rt := range a.routes() {

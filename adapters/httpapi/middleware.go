@@ -89,9 +89,11 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// observe gives every request an id, recovers panics into a 500 problem,
-// and writes one log line per request: method, route pattern (never the
-// path: it holds user ids), status, duration, caller and request id.
+// observe gives every request an id and a server span (continuing the
+// caller's W3C trace context), recovers panics into a 500 problem, and
+// writes one log line per request: method, route pattern (never the path:
+// it holds user ids), status, duration, caller and request id; the same
+// (but the request id) goes to the request observer and the span.
 func (a *api) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -100,7 +102,8 @@ func (a *api) observe(next http.Handler) http.Handler {
 			info.id = newRequestID()
 		}
 		w.Header().Set("X-Request-Id", info.id)
-		r = r.WithContext(context.WithValue(r.Context(), infoKey, info))
+		ctx, span := a.startServerSpan(r)
+		r = r.WithContext(context.WithValue(ctx, infoKey, info))
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
 			if v := recover(); v != nil {
@@ -124,6 +127,8 @@ func (a *api) observe(next http.Handler) http.Handler {
 				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 				slog.String("caller", callerName(info.caller)),
 			) // request_id: added by requestIDHandler
+			a.requests.ObserveRequest(route, r.Method, sw.status, callerName(info.caller), time.Since(start))
+			endServerSpan(span, route, sw.status, callerName(info.caller))
 		}()
 		next.ServeHTTP(sw, r)
 	})

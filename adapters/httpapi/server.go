@@ -63,13 +63,14 @@ type Server struct {
 	stopReload context.CancelFunc
 }
 
-// NewServer builds the server around the API handler (NewHandler).
-func NewServer(cfg Config, log *slog.Logger, svc TokenService, auth *Authenticator, ready Checker) *Server {
+// NewServer builds the server around the API handler (NewHandler, with
+// opts).
+func NewServer(cfg Config, log *slog.Logger, svc TokenService, auth *Authenticator, ready Checker, opts ...Option) *Server {
 	return &Server{
 		cfg: cfg,
 		log: log,
 		srv: &http.Server{
-			Handler:           NewHandler(log, svc, auth, ready),
+			Handler:           NewHandler(log, svc, auth, ready, opts...),
 			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 			ReadTimeout:       cfg.ReadTimeout,
 			WriteTimeout:      cfg.WriteTimeout,

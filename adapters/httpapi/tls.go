@@ -45,16 +45,16 @@ func (c Config) validateTransport() error {
 		return fmt.Errorf("%s checks client certificates, which only TLS carries: set %s and %s too", settingClientCA, settingCertFile, settingKeyFile)
 	case c.Plaintext && c.TLS():
 		return fmt.Errorf("%s says the transport is protected elsewhere, but %s turns TLS on: keep one", settingPlaintext, settingCertFile)
-	case !c.TLS() && !c.Plaintext && !loopback(c.Addr):
+	case !c.TLS() && !c.Plaintext && !Loopback(c.Addr):
 		return fmt.Errorf("http.addr %s is not a loopback address and the API would answer in plain HTTP, bearer credentials and tokens included: "+
 			"set %s and %s, or, when a service mesh or sidecar already protects the transport, set %s to true", c.Addr, settingCertFile, settingKeyFile, settingPlaintext)
 	}
 	return nil
 }
 
-// loopback reports whether addr (host:port) can only be reached from this
+// Loopback reports whether addr (host:port) can only be reached from this
 // machine: a loopback IP or "localhost". An empty host is every interface.
-func loopback(addr string) bool {
+func Loopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return false

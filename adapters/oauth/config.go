@@ -94,11 +94,11 @@ type Config struct {
 	Providers []ProviderConfig
 }
 
-// NewFromConfig builds a Refresher from cfg with the default HTTP client.
-// No providers is valid: the Refresher then refreshes nothing and reports
-// every provider as not Configured.
-func NewFromConfig(cfg Config) (*Refresher, error) {
-	return New(cfg.Providers)
+// NewFromConfig builds a Refresher from cfg with the default HTTP client
+// and opts. No providers is valid: the Refresher then refreshes nothing and
+// reports every provider as not Configured.
+func NewFromConfig(cfg Config, opts ...Option) (*Refresher, error) {
+	return New(cfg.Providers, opts...)
 }
 
 // Validate reports the first invalid or repeated provider entry, as New

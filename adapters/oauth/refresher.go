@@ -13,6 +13,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/tokenstore/tokenstore/domain"
 	"github.com/tokenstore/tokenstore/ports"
 )
@@ -31,10 +36,14 @@ type Refresher struct {
 	now       func() time.Time
 }
 
+// tracerName names the provider calls' spans' instrumentation scope.
+const tracerName = "github.com/tokenstore/tokenstore/adapters/oauth"
+
 // endpoint is one provider's resolved configuration and its HTTP client.
 type endpoint struct {
 	resolved
 	client *http.Client
+	tracer trace.Tracer
 	// useParams is set once the client-authentication probe (resolved.probe) found
 	// that the server wants the client credentials in the body.
 	useParams atomic.Bool
@@ -46,6 +55,17 @@ type Option func(*options)
 type options struct {
 	client *http.Client
 	now    func() time.Time
+	tracer trace.Tracer
+}
+
+// WithTracerProvider makes a client span of every request to a token
+// endpoint with tp (default: none). nil is ignored.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) {
+		if tp != nil {
+			o.tracer = tp.Tracer(tracerName)
+		}
+	}
 }
 
 // WithHTTPClient makes every provider's client a copy of c: its Transport,
@@ -77,7 +97,7 @@ func WithClock(now func() time.Time) Option {
 // used depend on order. No providers is valid: every Refresh then fails
 // with domain.ErrProviderNotConfigured.
 func New(providers []ProviderConfig, opts ...Option) (*Refresher, error) {
-	o := options{client: &http.Client{}, now: time.Now}
+	o := options{client: &http.Client{}, now: time.Now, tracer: noop.NewTracerProvider().Tracer(tracerName)}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -96,7 +116,7 @@ func New(providers []ProviderConfig, opts ...Option) (*Refresher, error) {
 		client := *o.client
 		client.Timeout = res.timeout
 		client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-		r.providers[res.name] = &endpoint{resolved: res, client: &client}
+		r.providers[res.name] = &endpoint{resolved: res, client: &client, tracer: o.tracer}
 	}
 	return r, nil
 }
@@ -230,7 +250,9 @@ func (e *endpoint) post(ctx context.Context, method AuthMethod, refreshToken dom
 	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		WroteRequest: func(info httptrace.WroteRequestInfo) { wrote.Store(info.Err == nil) },
 	}))
+	span := e.startSpan(ctx, req)
 	resp, err := e.client.Do(req)
+	endSpan(span, resp, err)
 	if err != nil {
 		if wrote.Load() {
 			return answer{}, &sentError{err}
@@ -244,6 +266,33 @@ func (e *endpoint) post(ctx context.Context, method AuthMethod, refreshToken dom
 	}
 	// The body decides how it is read, never the Content-Type label (see parse).
 	return answer{status: resp.StatusCode, fields: parse(body)}, nil
+}
+
+// startSpan starts the client span of one request to the token endpoint.
+// It is made here rather than by otelhttp, which records the full URL (the
+// token URL's query included) and the transport error's text (which names
+// that URL): the span names the provider, the method and the server, never
+// the URL, a header, the body or an error's text.
+func (e *endpoint) startSpan(ctx context.Context, req *http.Request) trace.Span {
+	_, span := e.tracer.Start(ctx, "POST token endpoint", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+		attribute.String("tokenstore.provider", string(e.name)),
+		attribute.String("http.request.method", req.Method),
+		attribute.String("server.address", req.URL.Hostname()),
+	))
+	return span
+}
+
+// endSpan records the answer's status, or that the transport failed.
+func endSpan(span trace.Span, resp *http.Response, err error) {
+	if err != nil {
+		span.SetStatus(codes.Error, "transport error")
+	} else {
+		span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+		if resp.StatusCode >= 400 {
+			span.SetStatus(codes.Error, http.StatusText(resp.StatusCode))
+		}
+	}
+	span.End()
 }
 
 // interpret turns an answer into tokens or a classified error. sc holds the

@@ -14,9 +14,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tokenstore/tokenstore/domain"
 )
@@ -218,9 +220,20 @@ func parseSessionConfig(cfg Config) (*pgx.ConnConfig, error) {
 // NewPool creates the connection pool. It does not connect: Ping does, from
 // the application's start hook, so a wrong URL fails start-up clearly.
 func NewPool(cfg Config) (*pgxpool.Pool, error) {
+	return NewTracedPool(cfg, nil)
+}
+
+// NewTracedPool is NewPool with a span per query, batch and connection
+// acquire made by tp (otelpgx); nil tp makes none. A span carries the
+// statement's text (sqlc's SQL with $n placeholders), never its
+// arguments, which hold ciphertexts and user ids.
+func NewTracedPool(cfg Config, tp trace.TracerProvider) (*pgxpool.Pool, error) {
 	pc, err := ParsePoolConfig(cfg)
 	if err != nil {
 		return nil, err
+	}
+	if tp != nil {
+		pc.ConnConfig.Tracer = otelpgx.NewTracer(otelpgx.WithTracerProvider(tp))
 	}
 	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
 	if err != nil {

@@ -164,3 +164,25 @@ func TestClientStandsAlone(t *testing.T) {
 		t.Fatal("no package client in the module")
 	}
 }
+
+// TestCoreKnowsNoTelemetrySDK: the use cases report what they do through
+// app.Observer and the OpenTelemetry trace API only; the metrics library,
+// the OpenTelemetry SDK and its exporters, and every adapter stay out of
+// domain, ports and app (the composition root and the adapters own them).
+func TestCoreKnowsNoTelemetrySDK(t *testing.T) {
+	t.Parallel()
+	banned := []string{"github.com/prometheus/", "go.opentelemetry.io/otel/sdk", "go.opentelemetry.io/otel/exporters/",
+		"go.opentelemetry.io/contrib/", module + "/adapters/", module + "/cmd/"}
+	for _, p := range list(t) {
+		if !p.in("app", "domain", "ports") || p.ForTest != "" || strings.HasSuffix(p.ImportPath, ".test") {
+			continue
+		}
+		for _, d := range p.Deps {
+			for _, b := range banned {
+				if strings.HasPrefix(d, b) {
+					t.Errorf("%s depends on %s: the core reports through app.Observer and the trace API, never a metrics or tracing SDK or an adapter", p.ImportPath, d)
+				}
+			}
+		}
+	}
+}

@@ -24,10 +24,12 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/fx"
 
 	"github.com/tokenstore/tokenstore/adapters/fernet"
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
+	"github.com/tokenstore/tokenstore/adapters/metrics"
 	"github.com/tokenstore/tokenstore/app"
 	"github.com/tokenstore/tokenstore/cmd/tokenstore/cli"
 	"github.com/tokenstore/tokenstore/tests/testdb"
@@ -77,6 +79,10 @@ type Options struct {
 	// and http.tls_key_file before Configure runs. Cluster.Client trusts
 	// the CA.
 	TLS bool
+	// TracerProvider replaces the one the OTEL_* variables would give
+	// every instance (nil: none), so a test can collect the spans
+	// (sdk/trace/tracetest).
+	TracerProvider trace.TracerProvider
 	// Secrets returns more strings no log may hold; it is asked when the
 	// logs are checked, after every instance stopped, so it may list what a
 	// fake provider issued during the test.
@@ -105,6 +111,7 @@ type Cluster struct {
 	mu      sync.Mutex
 	secrets []string
 	more    func() []string
+	tracer  trace.TracerProvider
 }
 
 // Instance is one running tokenstore.
@@ -114,6 +121,10 @@ type Instance struct {
 	Name string
 	// URL is the API's base, http://127.0.0.1:port (https:// with TLS).
 	URL string
+	// MetricsURL is the metrics listener's base, http://127.0.0.1:port
+	// (every instance serves metrics on a free loopback port unless
+	// Configure turns them off; then "").
+	MetricsURL string
 	// Service, Worker and Pool are the instance's own, from its graph.
 	Service *app.TokenService
 	Worker  *app.RefreshWorker
@@ -138,7 +149,7 @@ func Start(t testing.TB, o Options) *Cluster {
 	if o.Keys == nil {
 		o.Keys = []fernet.Key{NewKey(t)}
 	}
-	c := &Cluster{DSN: o.DSN, Keys: o.Keys, Credentials: map[string]string{}, more: o.Secrets}
+	c := &Cluster{DSN: o.DSN, Keys: o.Keys, Credentials: map[string]string{}, more: o.Secrets, tracer: o.TracerProvider}
 	c.DB = testdb.Pool(t, o.DSN, nil)
 	var err error
 	if c.Keyring, err = fernet.NewKeyring(o.Keys[0], o.Keys[1:]...); err != nil {
@@ -159,6 +170,7 @@ func Start(t testing.TB, o Options) *Cluster {
 		cfg.Database.URL = o.DSN
 		cfg.Database.MaxConns = 8
 		cfg.HTTP.Addr = "127.0.0.1:0"
+		cfg.Metrics.Addr = "127.0.0.1:0"
 		cfg.Keys = fernet.Config{Keys: o.Keys}
 		cfg.Callers = callers
 		if o.TLS {
@@ -260,7 +272,12 @@ func (c *Cluster) start(t testing.TB, cfg cli.Config) *Instance {
 	log := slog.New(slog.NewJSONHandler(in.Logs, &slog.HandlerOptions{Level: slog.LevelDebug})).
 		With("instance", in.Name)
 	var server *httpapi.Server
-	in.graph = cli.NewApp(cfg, log, fx.Populate(&server, &in.Service, &in.Worker, &in.Pool))
+	var metricsServer *metrics.Server
+	opts := []fx.Option{fx.Populate(&server, &metricsServer, &in.Service, &in.Worker, &in.Pool)}
+	if c.tracer != nil {
+		opts = append(opts, fx.Decorate(func(trace.TracerProvider) trace.TracerProvider { return c.tracer }))
+	}
+	in.graph = cli.NewApp(cfg, log, opts...)
 	if err := in.graph.Err(); err != nil {
 		t.Fatalf("build %s: %v", in.Name, err)
 	}
@@ -270,6 +287,9 @@ func (c *Cluster) start(t testing.TB, cfg cli.Config) *Instance {
 		t.Fatalf("start %s: %v\nlogs:\n%s", in.Name, err, in.Logs.String())
 	}
 	in.URL = server.URL()
+	if addr := metricsServer.Addr(); addr != "" {
+		in.MetricsURL = "http://" + addr
+	}
 	t.Cleanup(func() {
 		if err := in.Stop(context.Background()); err != nil {
 			t.Errorf("stop %s: %v", in.Name, err)

@@ -650,6 +650,10 @@ func TestValidate(t *testing.T) {
 		{"query exec mode in the URL only", func(c *cli.Config) { c.Database.URL += "&default_query_exec_mode=exec" }, nil},
 		{"direct URL", func(c *cli.Config) { c.Database.DirectURL = "postgres://u:pw@127.0.0.1:5433/db" }, nil},
 		{"malformed direct URL", func(c *cli.Config) { c.Database.DirectURL = "postgres://h:notaport/db" }, []string{"TOKENSTORE_DATABASE_DIRECT_URL"}},
+		{"metrics anywhere", func(c *cli.Config) { c.Metrics.Addr = "0.0.0.0:9464" }, nil},
+		{"metrics on the API's address", func(c *cli.Config) { c.Metrics.Addr = c.HTTP.Addr }, []string{"TOKENSTORE_METRICS_ADDR", "TOKENSTORE_HTTP_ADDR"}},
+		{"both on a free port", func(c *cli.Config) { c.HTTP.Addr, c.Metrics.Addr = "127.0.0.1:0", "127.0.0.1:0" }, nil},
+		{"pprof beyond loopback", func(c *cli.Config) { c.Metrics.Addr, c.Metrics.Pprof = "0.0.0.0:9464", true }, []string{"TOKENSTORE_METRICS_PPROF", "loopback"}},
 		{"provider twice", func(c *cli.Config) {
 			gl := oauth.ProviderConfig{Name: "gitlab", ClientID: "x"}
 			c.OAuth.Providers = []oauth.ProviderConfig{gl, gl}
@@ -896,7 +900,7 @@ func TestEverySettingRejectsInvalidValues(t *testing.T) {
 		t.Fatalf("found %d settings in serve --help:\n%s", len(matches), help.String())
 	}
 	// Free-form strings: anything is accepted at load time.
-	free := map[string]bool{"database.url": true, "database.direct_url": true, "http.addr": true, "callers": true}
+	free := map[string]bool{"database.url": true, "database.direct_url": true, "http.addr": true, "metrics.addr": true, "callers": true}
 	const bad = "!!invalid!!"
 	for _, m := range matches {
 		key, env := m[1], m[2]

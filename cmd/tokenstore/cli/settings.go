@@ -19,6 +19,7 @@ import (
 
 	"github.com/tokenstore/tokenstore/adapters/fernet"
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
+	"github.com/tokenstore/tokenstore/adapters/metrics"
 	"github.com/tokenstore/tokenstore/adapters/oauth"
 	"github.com/tokenstore/tokenstore/adapters/postgres"
 	"github.com/tokenstore/tokenstore/adapters/secretfile"
@@ -44,6 +45,10 @@ type Config struct {
 	Worker        app.WorkerConfig
 	Audit         AuditSettings
 	Log           LogConfig
+	Metrics       metrics.Config
+	// Tracing: an OpenTelemetry trace exporter is configured by the
+	// standard OTEL_* variables (TracingConfigured); not a setting.
+	Tracing bool
 }
 
 // AuditSettings are the audit.* settings.
@@ -102,6 +107,8 @@ func (c *Config) settings() []setting {
 		{key: "audit.mode", to: &c.Audit.Mode, help: "fail_closed: a token is handed out only after its audit event is committed, and a write commits its event in its own transaction (an audit store that fails answers 503); best_effort: events are written after the answer and lost when the audit store fails; off: no audit trail",
 			def: string(app.AuditFailClosed), oneOf: []string{string(app.AuditFailClosed), string(app.AuditBestEffort), string(app.AuditOff)}},
 		{key: "audit.retention", to: &c.Audit.Retention, help: "how long audit events are kept (older ones are removed in batches every hour); 0 keeps them forever", def: "9600h (400 days)"},
+		{key: "metrics.addr", to: &c.Metrics.Addr, help: "host:port serving Prometheus metrics at /metrics, apart from the API; empty serves none. Metrics carry no secret and no user id, so any address may be given", def: "off"},
+		{key: "metrics.pprof", to: &c.Metrics.Pprof, help: "also serve net/http/pprof at /debug/pprof/ on metrics.addr, which must then be a loopback address: true or false", def: false},
 		{key: "log.format", to: &c.Log.Format, help: "json, text or auto (text on a terminal)", def: "auto", oneOf: []string{"json", "text", "auto"}},
 		{key: "log.level", to: &c.Log.Level, help: "debug, info, warn or error", def: "info", oneOf: []string{"debug", "info", "warn", "error"}},
 	}
@@ -183,6 +190,7 @@ func Load(path string, dev bool, getenv func(string) string) (Config, error) {
 		}
 	}
 	c.DevDir = cmp.Or(getenv("TOKENSTORE_DEV_DIR"), c.DevDir)
+	c.Tracing = TracingConfigured(getenv)
 	c.App.ProviderMargins = c.OAuth.Margins()
 	c.App.Providers = c.OAuth.Names()
 	if err := c.HTTP.CheckFiles(); err != nil {
@@ -521,12 +529,14 @@ func (c *Config) Validate() error {
 	case len(c.Callers) == 0:
 		return errors.New("no API callers: add a callers section to the config file or set TOKENSTORE_CALLERS; " +
 			"make a credential with `tokenstore callers generate --name NAME`")
+	case c.Metrics.Addr != "" && c.Metrics.Addr == c.HTTP.Addr && !strings.HasSuffix(c.Metrics.Addr, ":0"): // port 0: each picks a free one
+		return fmt.Errorf("TOKENSTORE_METRICS_ADDR (metrics.addr) and TOKENSTORE_HTTP_ADDR (http.addr) are both %s: metrics are served on a listener of their own; give another port", c.Metrics.Addr)
 	case c.HTTP.WriteTimeout > 0 && c.Database.Timeout+postgres.ClientGrace >= c.HTTP.WriteTimeout:
 		return fmt.Errorf("TOKENSTORE_DATABASE_TIMEOUT (database.timeout) is %s but TOKENSTORE_HTTP_WRITE_TIMEOUT is %s: "+
 			"a request waiting for the database would be cut off without an answer; keep the database timeout at least %s shorter",
 			c.Database.Timeout, c.HTTP.WriteTimeout, postgres.ClientGrace)
 	}
-	return errors.Join(c.HTTP.Validate(c.App.Refresh.WaitTimeout), c.validateClientCerts(), c.OAuth.Validate(), c.App.Validate(c.OAuth.Timeouts()),
+	return errors.Join(c.HTTP.Validate(c.App.Refresh.WaitTimeout), c.Metrics.Validate(), c.validateClientCerts(), c.OAuth.Validate(), c.App.Validate(c.OAuth.Timeouts()),
 		httpapi.ValidateScopes(c.Callers, c.App.Providers))
 }
 

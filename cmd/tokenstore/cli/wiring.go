@@ -9,11 +9,14 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxevent"
 
 	"github.com/tokenstore/tokenstore/adapters/fernet"
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
+	"github.com/tokenstore/tokenstore/adapters/metrics"
 	"github.com/tokenstore/tokenstore/adapters/oauth"
 	"github.com/tokenstore/tokenstore/adapters/postgres"
 	"github.com/tokenstore/tokenstore/app"
@@ -33,11 +36,16 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 	return fx.Options(
 		// Configuration and logger.
 		fx.WithLogger(fxLogger(log)),
-		fx.Supply(log, cfg.Database, cfg.Keys, cfg.OAuth, cfg.App, cfg.Worker, cfg.HTTP, cfg.Callers,
-			cfg.Database.Options(), app.AuditConfig{Mode: app.AuditMode(cfg.Audit.Mode), Instance: cfg.App.Refresh.Instance}),
+		fx.Supply(log, cfg, cfg.Database, cfg.Keys, cfg.OAuth, cfg.Worker, cfg.HTTP, cfg.Callers, cfg.Metrics,
+			cfg.Database.Options()),
+
+		// Observability: the metrics (served on their own listener, below)
+		// and the tracer provider (the OTEL_* variables' exporter, or
+		// none; flushed on stop, after everything that makes spans).
+		fx.Provide(metrics.New, newTracerProvider, observedAppConfig, observedAuditConfig),
 
 		// The database pool: pinged on start, closed last on stop.
-		fx.Provide(postgres.NewPool),
+		fx.Provide(newPool),
 		fx.Invoke(openPool),
 		// Migrations, when asked, before anything can serve a request.
 		migrate,
@@ -47,17 +55,18 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 		fx.Provide(
 			fx.Annotate(fernet.NewKeyringFromConfig, fx.As(new(ports.TokenCrypter))),
 			fx.Annotate(postgres.New, fx.As(new(ports.TokenRepository)), fx.As(new(ports.RefreshQueue)), fx.As(new(ports.DatabaseClock)),
-				fx.As(new(ports.AuditRecorder)), fx.As(new(ports.AuditRetention))),
+				fx.As(new(ports.AuditRecorder)), fx.As(new(ports.AuditRetention)), fx.As(new(ports.StoreCensus))),
 			app.NewAuditor,
 			func(log *slog.Logger, store ports.AuditRetention) *app.AuditRetention {
 				return app.NewAuditRetention(cfg.Audit.Retention, log, store)
 			},
-			fx.Annotate(oauth.NewFromConfig, fx.As(new(ports.TokenRefresher))),
+			fx.Annotate(newRefresher, fx.As(new(ports.TokenRefresher))),
 			fx.Annotate(app.NewTokenService, fx.As(fx.Self()), fx.As(new(httpapi.TokenService))),
 			(*app.TokenService).Refreshes,
 			(*app.TokenService).Clock,
 			app.NewSkewMonitor,
 			app.NewRefreshWorker,
+			app.NewCensus,
 		),
 		// The database's clock against this instance's: measured before
 		// anything is served, then every minute.
@@ -71,13 +80,19 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 		// any more) and before the pool closes.
 		fx.Invoke(stopAuditor),
 
+		// The metrics listener (when metrics.addr is set): the pool's and
+		// the store's gauges join the series the use cases feed; it stops
+		// after the API, so the last requests are counted.
+		fx.Provide(metrics.NewServer),
+		fx.Invoke(serveMetrics),
+
 		// The HTTP API: listens on start (a busy port fails start-up), stops
 		// first on shutdown.
 		fx.Provide(
 			postgres.NewHealth,
 			newReadiness,
 			httpapi.NewAuthenticator,
-			httpapi.NewServer,
+			newServer,
 		),
 		fx.Invoke(serveHTTP),
 		// What SIGHUP reloads (serve catches the signal).
@@ -89,6 +104,49 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 // NewApp builds the service's fx application.
 func NewApp(cfg Config, log *slog.Logger, extra ...fx.Option) *fx.App {
 	return fx.New(AppOptions(cfg, log, extra...))
+}
+
+// observedAppConfig is the configuration of the token service, with the
+// metrics as its observer and the tracer provider for its spans.
+func observedAppConfig(cfg Config, m *metrics.Metrics, tp trace.TracerProvider) app.Config {
+	c := cfg.App
+	c.Observer, c.TracerProvider = m, tp
+	return c
+}
+
+// observedAuditConfig is the auditor's configuration, observed by the
+// metrics.
+func observedAuditConfig(cfg Config, m *metrics.Metrics) app.AuditConfig {
+	return app.AuditConfig{Mode: app.AuditMode(cfg.Audit.Mode), Instance: cfg.App.Refresh.Instance, Observer: m}
+}
+
+// newPool is the database pool, its queries traced when tracing is on.
+func newPool(cfg postgres.Config, tp trace.TracerProvider) (*pgxpool.Pool, error) {
+	if _, off := tp.(noop.TracerProvider); off {
+		return postgres.NewPool(cfg)
+	}
+	return postgres.NewTracedPool(cfg, tp)
+}
+
+// newRefresher is the providers' refresher, its token endpoint calls traced.
+func newRefresher(cfg oauth.Config, tp trace.TracerProvider) (*oauth.Refresher, error) {
+	return oauth.NewFromConfig(cfg, oauth.WithTracerProvider(tp))
+}
+
+// newServer is the API server, observed by the metrics and traced.
+func newServer(cfg httpapi.Config, log *slog.Logger, svc httpapi.TokenService, auth *httpapi.Authenticator, ready httpapi.Checker,
+	m *metrics.Metrics, tp trace.TracerProvider,
+) *httpapi.Server {
+	return httpapi.NewServer(cfg, log, svc, auth, ready, httpapi.WithRequestObserver(m), httpapi.WithTracerProvider(tp))
+}
+
+// serveMetrics adds the pool's statistics and the store's census to the
+// metrics, and serves them on metrics.addr for the application's life (a
+// busy port fails start-up).
+func serveMetrics(lc fx.Lifecycle, m *metrics.Metrics, pool *pgxpool.Pool, census *app.Census, s *metrics.Server, log *slog.Logger) {
+	m.RegisterPool(pool)
+	m.RegisterCensus(census, log)
+	lc.Append(fx.StartStopHook(s.Start, s.Stop))
 }
 
 // openPool pings the database on start, so a wrong URL or a database that is

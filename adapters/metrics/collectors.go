@@ -1,0 +1,151 @@
+package metrics
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tokenstore/tokenstore/app"
+)
+
+// poolCollector reads the pgx pool's statistics at each scrape: a copy of
+// counters the pool keeps anyway, no database call.
+type poolCollector struct {
+	pool *pgxpool.Pool
+
+	acquires, acquireSeconds, emptyAcquires, emptyWaitSeconds, canceled, conns, maxConns *prometheus.Desc
+}
+
+// RegisterPool exports pool's statistics.
+func (m *Metrics) RegisterPool(pool *pgxpool.Pool) {
+	m.reg.MustRegister(&poolCollector{
+		pool:             pool,
+		acquires:         prometheus.NewDesc("tokenstore_db_pool_acquires_total", "Connections acquired from the pool.", nil, nil),
+		acquireSeconds:   prometheus.NewDesc("tokenstore_db_pool_acquire_duration_seconds_total", "Time spent acquiring connections from the pool, all acquires together.", nil, nil),
+		emptyAcquires:    prometheus.NewDesc("tokenstore_db_pool_empty_acquires_total", "Acquires that had to wait because no connection was idle (a new one was made or another released).", nil, nil),
+		emptyWaitSeconds: prometheus.NewDesc("tokenstore_db_pool_empty_acquire_wait_seconds_total", "Time acquires spent waiting because no connection was idle.", nil, nil),
+		canceled:         prometheus.NewDesc("tokenstore_db_pool_canceled_acquires_total", "Acquires given up because their context ended (the database timeout, a request gone).", nil, nil),
+		conns:            prometheus.NewDesc("tokenstore_db_pool_connections", "Connections in the pool by state: acquired (in use), idle, constructing.", []string{"state"}, nil),
+		maxConns:         prometheus.NewDesc("tokenstore_db_pool_max_connections", "The pool's size (database.max_conns).", nil, nil),
+	})
+}
+
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.acquires, c.acquireSeconds, c.emptyAcquires, c.emptyWaitSeconds, c.canceled, c.conns, c.maxConns} {
+		ch <- d
+	}
+}
+
+func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.pool.Stat()
+	ch <- prometheus.MustNewConstMetric(c.acquires, prometheus.CounterValue, float64(s.AcquireCount()))
+	ch <- prometheus.MustNewConstMetric(c.acquireSeconds, prometheus.CounterValue, s.AcquireDuration().Seconds())
+	ch <- prometheus.MustNewConstMetric(c.emptyAcquires, prometheus.CounterValue, float64(s.EmptyAcquireCount()))
+	ch <- prometheus.MustNewConstMetric(c.emptyWaitSeconds, prometheus.CounterValue, s.EmptyAcquireWaitTime().Seconds())
+	ch <- prometheus.MustNewConstMetric(c.canceled, prometheus.CounterValue, float64(s.CanceledAcquireCount()))
+	ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(s.AcquiredConns()), "acquired")
+	ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(s.IdleConns()), "idle")
+	ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(s.ConstructingConns()), "constructing")
+	ch <- prometheus.MustNewConstMetric(c.maxConns, prometheus.GaugeValue, float64(s.MaxConns()))
+}
+
+// CensusSource takes a census of the store (*app.Census).
+type CensusSource interface {
+	State(ctx context.Context) (app.StoreState, error)
+}
+
+// Census timing: a scrape runs the census queries only when the last
+// census is older than CensusMaxAge, so scrapers (several Prometheus
+// replicas, a person with curl) cost the database at most three aggregate
+// queries per CensusMaxAge per instance; each census is bounded by
+// CensusTimeout.
+const (
+	CensusMaxAge  = 30 * time.Second
+	CensusTimeout = 5 * time.Second
+)
+
+// censusCollector exports the store's census, taken at scrape time when
+// the cached one is older than CensusMaxAge. A census that fails exports
+// none of its gauges (stale numbers would say something untrue) and counts
+// the failure.
+type censusCollector struct {
+	src CensusSource
+	log *slog.Logger
+	now func() time.Time
+
+	backlog, reauth, keyValues *prometheus.Desc
+	failures                   prometheus.Counter
+
+	mu    sync.Mutex
+	state app.StoreState
+	taken time.Time
+	ok    bool
+}
+
+// RegisterCensus exports src's census. log may be nil (discard).
+func (m *Metrics) RegisterCensus(src CensusSource, log *slog.Logger) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &censusCollector{
+		src: src, log: log, now: time.Now,
+		backlog: prometheus.NewDesc("tokenstore_refresh_backlog_tokens",
+			"Tokens due for refresh by the refresh rule and not yet refreshed (in flight, backing off, or waiting for the worker or a read), by provider refreshed here; from a query at most every 30 s.", []string{"provider"}, nil),
+		reauth: prometheus.NewDesc("tokenstore_reauth_required_tokens",
+			"Tokens whose user must reconnect (reauth_required), by provider; from a query at most every 30 s.", []string{"provider"}, nil),
+		keyValues: prometheus.NewDesc("tokenstore_key_values",
+			"Stored values (access, refresh and offline tokens) each key seals, by key id; from a query at most every 30 s.", []string{"key_id"}, nil),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tokenstore_census_failures_total",
+			Help: "Censuses of the store (the queries behind the backlog, reauth_required and key gauges) that failed; those gauges are then absent from the scrape.",
+		}),
+	}
+	m.reg.MustRegister(c, c.failures)
+}
+
+func (c *censusCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.backlog
+	ch <- c.reauth
+	ch <- c.keyValues
+}
+
+func (c *censusCollector) Collect(ch chan<- prometheus.Metric) {
+	state, ok := c.current()
+	if !ok {
+		return
+	}
+	for p, n := range state.RefreshBacklog {
+		ch <- prometheus.MustNewConstMetric(c.backlog, prometheus.GaugeValue, float64(n), string(p))
+	}
+	for p, n := range state.ReauthRequired {
+		ch <- prometheus.MustNewConstMetric(c.reauth, prometheus.GaugeValue, float64(n), string(p))
+	}
+	for _, k := range state.ValuesByKey {
+		ch <- prometheus.MustNewConstMetric(c.keyValues, prometheus.GaugeValue, float64(k.Values), string(k.KeyID))
+	}
+}
+
+// current is the cached census, taken anew when older than CensusMaxAge
+// (or when the last one failed). Concurrent scrapes share one census.
+func (c *censusCollector) current() (app.StoreState, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ok && c.now().Sub(c.taken) < CensusMaxAge {
+		return c.state, true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), CensusTimeout)
+	defer cancel()
+	state, err := c.src.State(ctx)
+	if err != nil {
+		c.ok = false
+		c.failures.Inc()
+		c.log.Warn("metrics: the census of the store failed; its gauges are left out of this scrape", "err", err)
+		return app.StoreState{}, false
+	}
+	c.state, c.taken, c.ok = state, c.now(), true
+	return state, true
+}

@@ -1,0 +1,97 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/tokenstore/tokenstore/app"
+	"github.com/tokenstore/tokenstore/domain"
+)
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		cfg  Config
+		want string // "" valid
+	}{
+		{Config{}, ""},
+		{Config{Addr: "127.0.0.1:9464"}, ""},
+		{Config{Addr: "0.0.0.0:9464"}, ""}, // metrics carry no secret
+		{Config{Addr: "127.0.0.1:9464", Pprof: true}, ""},
+		{Config{Addr: "localhost:9464", Pprof: true}, ""},
+		{Config{Addr: "0.0.0.0:9464", Pprof: true}, "not a loopback address"},
+		{Config{Addr: ":9464", Pprof: true}, "not a loopback address"},
+		{Config{Pprof: true}, "TOKENSTORE_METRICS_ADDR (metrics.addr) is empty"},
+		{Config{Addr: "9464"}, "not host:port"},
+	} {
+		err := c.cfg.Validate()
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%+v: %v", c.cfg, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%+v: error %v, want one saying %q", c.cfg, err, c.want)
+		}
+	}
+}
+
+type fakeCensus struct {
+	calls int
+	err   error
+}
+
+func (f *fakeCensus) State(context.Context) (app.StoreState, error) {
+	f.calls++
+	if f.err != nil {
+		return app.StoreState{}, f.err
+	}
+	return app.StoreState{
+		RefreshBacklog: map[domain.Provider]int64{"gitlab": 3},
+		ReauthRequired: map[domain.Provider]int64{"gitlab": 1},
+		ValuesByKey:    []domain.KeyUsage{{KeyID: "k1", Values: 7}},
+	}, nil
+}
+
+// TestCensusCachedAndFailuresLeaveGaugesOut: scrapes within CensusMaxAge
+// share one census; a failed census exports none of its gauges (no stale
+// numbers) and is counted.
+func TestCensusCachedAndFailuresLeaveGaugesOut(t *testing.T) {
+	t.Parallel()
+	m := New()
+	src := &fakeCensus{}
+	m.RegisterCensus(src, nil)
+	want := `
+# HELP tokenstore_refresh_backlog_tokens Tokens due for refresh by the refresh rule and not yet refreshed (in flight, backing off, or waiting for the worker or a read), by provider refreshed here; from a query at most every 30 s.
+# TYPE tokenstore_refresh_backlog_tokens gauge
+tokenstore_refresh_backlog_tokens{provider="gitlab"} 3
+`
+	for range 3 {
+		if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want), "tokenstore_refresh_backlog_tokens"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if src.calls != 1 {
+		t.Errorf("3 scrapes made %d censuses, want 1 (cached)", src.calls)
+	}
+	if n := testutil.CollectAndCount(m.reg, "tokenstore_key_values"); n != 1 {
+		t.Errorf("key gauges %d, want 1", n)
+	}
+
+	failing := New()
+	bad := &fakeCensus{err: errors.New("database unavailable")}
+	failing.RegisterCensus(bad, nil)
+	if n := testutil.CollectAndCount(failing.reg, "tokenstore_refresh_backlog_tokens", "tokenstore_reauth_required_tokens", "tokenstore_key_values"); n != 0 {
+		t.Errorf("a failed census exported %d gauges, want none", n)
+	}
+	// A failed census is not cached: this second scrape tries again.
+	if err := testutil.GatherAndCompare(failing.reg, strings.NewReader(`
+# HELP tokenstore_census_failures_total Censuses of the store (the queries behind the backlog, reauth_required and key gauges) that failed; those gauges are then absent from the scrape.
+# TYPE tokenstore_census_failures_total counter
+tokenstore_census_failures_total 2
+`), "tokenstore_census_failures_total"); err != nil {
+		t.Error(err)
+	}
+}
