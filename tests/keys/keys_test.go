@@ -30,6 +30,7 @@ import (
 func TestMain(m *testing.M) { testdb.Main(m) }
 
 type fixture struct {
+	old    *servicetest.Instance // seals with the old key
 	dsn    string
 	pool   *pgxpool.Pool
 	repo   *postgres.Repository
@@ -40,13 +41,17 @@ type fixture struct {
 	newRng *fernet.Keyring
 }
 
-// setup starts two instances on one database: one writing with the old key
-// as primary, one with the new key primary and the old one older.
+// setup starts two instances on one database: "old" writing with the old
+// key as primary, "new" with the new key primary and the old one older.
 func setup(t *testing.T) *fixture {
 	t.Helper()
 	f := &fixture{oldKey: servicetest.NewKey(t), newKey: servicetest.NewKey(t)}
-	old := servicetest.Start(t, servicetest.Options{Keys: []fernet.Key{f.oldKey}})
-	cur := servicetest.Start(t, servicetest.Options{DSN: old.DSN, Keys: []fernet.Key{f.newKey, f.oldKey}})
+	named := func(name string) func(*cli.Config) {
+		return func(cfg *cli.Config) { cfg.App.Refresh.Instance = name }
+	}
+	old := servicetest.Start(t, servicetest.Options{Keys: []fernet.Key{f.oldKey}, Configure: named("old")})
+	cur := servicetest.Start(t, servicetest.Options{DSN: old.DSN, Keys: []fernet.Key{f.newKey, f.oldKey}, Configure: named("new")})
+	f.old = old.Instances[0]
 	f.dsn, f.pool, f.newRng = old.DSN, old.DB, cur.Keyring
 	f.repo = postgres.New(f.pool, postgres.Options{})
 	f.oldSvc, f.newSvc = old.Instances[0].Service, cur.Instances[0].Service
@@ -379,6 +384,8 @@ func TestKeysCommands(t *testing.T) {
 		t.Fatalf("retire the primary = %v\n%s", err, out)
 	}
 
+	// The old instance still seals with the old key: rotate warns, naming
+	// both instances' primaries, and rotates all the same.
 	out, err = runCLI(t, env, "keys", "rotate", "--batch-size", "7")
 	if err != nil {
 		t.Fatalf("keys rotate: %v\n%s", err, out)
@@ -386,10 +393,32 @@ func TestKeysCommands(t *testing.T) {
 	if !strings.Contains(out, fmt.Sprintf("rotated %d values", expectedValues(40))) || !strings.Contains(out, "rotation progress") {
 		t.Errorf("keys rotate output:\n%s", out)
 	}
+	for _, want := range []string{"warning: live instances do not all seal with this keyring's primary key " + string(f.newKey.ID()),
+		"old seals with " + string(f.oldKey.ID()), "new seals with " + string(f.newKey.ID())} {
+		if !strings.Contains(out, want) {
+			t.Errorf("keys rotate with an instance on the old primary does not warn %q:\n%s", want, out)
+		}
+	}
 
+	// Retiring the key the old instance seals with is refused while it
+	// runs, naming it, and allowed once it stopped (and deleted its record).
+	out, err = runCLI(t, env, "keys", "retire", string(f.oldKey.ID()))
+	if !errors.Is(err, app.ErrKeyInUse) || !strings.Contains(err.Error(), "primary key of 1 live instances: old (") {
+		t.Fatalf("retire while the old instance seals with the key = %v, want refused naming it\n%s", err, out)
+	}
+	if err := f.old.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	out, err = runCLI(t, env, "keys", "retire", string(f.oldKey.ID()))
 	if err != nil {
 		t.Fatalf("retire after rotation: %v\n%s", err, out)
+	}
+	if want := "live instances still holding key " + string(f.oldKey.ID()) + " as an older key (harmless: no stored value needs it): new"; !strings.Contains(out, want) {
+		t.Errorf("retire does not name the instance still holding the key as an older key (%q):\n%s", want, out)
+	}
+	out, _ = runCLI(t, env, "keys", "rotate")
+	if strings.Contains(out, "warning") {
+		t.Errorf("keys rotate warns although every live instance seals with the primary:\n%s", out)
 	}
 	raw, err := os.ReadFile(keyFile)
 	if err != nil {
