@@ -31,7 +31,7 @@ func (e *MissingKeysError) Error() string {
 	if len(e.Missing) == 1 {
 		noun = "key"
 	}
-	return fmt.Sprintf("the keyring lacks %d %s that seal stored values (%s): those values cannot be read; "+
+	return fmt.Sprintf("the keyring lacks %d %s sealing stored values (%s): those values cannot be read; "+
 		"add the missing keys to the keyring after the primary (TOKENSTORE_KEYS or the key file)",
 		len(e.Missing), noun, strings.Join(parts, "; "))
 }
