@@ -56,7 +56,7 @@ func showKeyID(id domain.KeyID) string {
 // An empty key id (a value from the replaced system that recorded none,
 // which Decrypt tries against every key) never counts as missing: no key
 // is known to be needed for it. The schema refuses such rows anyway
-// (key_id <> ''), and the importer re-seals every value under the primary.
+// (key_id <> ”), and the importer re-seals every value under the primary.
 func CheckKeyring(ctx context.Context, store ports.KeyInventory, keys []domain.KeyID) error {
 	inUse, err := store.KeyIDsInUse(ctx)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -444,4 +445,64 @@ func TestKeysCommands(t *testing.T) {
 	if err == nil || !strings.Contains(out, "1 values are sealed by key lostkey, which is not in the keyring") {
 		t.Fatalf("rotate with values under an unknown key = %v\n%s", err, out)
 	}
+}
+
+// TestKeyInventoryAgreesWithCountValuesByKey: the readiness queries (a
+// loose index scan for the key ids in use, a count of given ids) say what
+// the full count says, with values under two keys in both tables, one key
+// only in offline_tokens, and the tables emptied.
+func TestKeyInventoryAgreesWithCountValuesByKey(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	f.seed(t, 30) // old key
+	for i := 30; i < 37; i++ {
+		if _, err := f.newSvc.PutAuthTokens(ctx, tokens(i, "new")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.pool.Exec(ctx, `UPDATE offline_tokens SET key_id = 'offline-only' WHERE user_id = 'user-00004'`); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		want := f.counts(t)
+		ids, err := f.repo.KeyIDsInUse(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wantIDs []domain.KeyID
+		for id := range want {
+			wantIDs = append(wantIDs, id)
+		}
+		slices.Sort(wantIDs)
+		if !slices.Equal(ids, wantIDs) {
+			t.Errorf("%s: KeyIDsInUse = %v, want %v", when, ids, wantIDs)
+		}
+		some := append(slices.Clone(wantIDs), "never-used")[min(1, len(wantIDs)):]
+		usage, err := f.repo.CountValuesOfKeys(ctx, some)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[domain.KeyID]int64{}
+		for _, u := range usage {
+			got[u.KeyID] = u.Values
+		}
+		for _, id := range some {
+			if got[id] != want[id] {
+				t.Errorf("%s: CountValuesOfKeys(%v)[%s] = %d, want %d", when, some, id, got[id], want[id])
+			}
+		}
+		if _, ok := got["never-used"]; ok {
+			t.Errorf("%s: CountValuesOfKeys lists a key that seals nothing: %v", when, usage)
+		}
+	}
+	check("three keys")
+	if want := 3; len(f.counts(t)) != want {
+		t.Fatalf("fixture: %d keys in use, want %d", len(f.counts(t)), want)
+	}
+	if _, err := f.pool.Exec(ctx, `DELETE FROM auth_tokens; DELETE FROM offline_tokens`); err != nil {
+		t.Fatal(err)
+	}
+	check("empty tables")
 }

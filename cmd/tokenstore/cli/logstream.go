@@ -97,8 +97,8 @@ func ignoreBrokenPipes() { signal.Ignore(syscall.SIGPIPE) }
 type readiness struct {
 	db    httpapi.Checker
 	keys  httpapi.Checker // every key id of a stored value is in the keyring
-	logs  *LogStream // nil when the logs go to a test's buffer
-	clock *app.Clock // nil in tests that build a readiness without one
+	logs  *LogStream      // nil when the logs go to a test's buffer
+	clock *app.Clock      // nil in tests that build a readiness without one
 	audit *app.Auditor
 }
 
