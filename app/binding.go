@@ -102,10 +102,24 @@ func Unseal(c ports.TokenCrypter, place Place, ct domain.Ciphertext) (domain.Sec
 }
 
 // sealAuthTokens seals a row's tokens under the primary key, each bound to
-// its place, for storage. Both carry the row's one key id; should the
-// keyring's primary change between the two, it fails rather than store a
-// row that names the wrong key.
+// its place, for storage. Both carry the row's one key id: should the
+// keyring's primary change between the two (a SIGHUP reload), it seals
+// both again under the new primary, and fails rather than store a row
+// that names the wrong key if the primary keeps changing.
 func sealAuthTokens(c ports.TokenCrypter, t domain.AuthTokens) (domain.SealedAuthTokens, error) {
+	const attempts = 3
+	for i := 1; ; i++ {
+		sealed, err := sealAuthTokensOnce(c, t)
+		if !errors.Is(err, errPrimaryChanged) || i == attempts {
+			return sealed, err
+		}
+	}
+}
+
+// errPrimaryChanged: the keyring's primary changed while a row was sealed.
+var errPrimaryChanged = errors.New("the keyring's primary key changed while sealing")
+
+func sealAuthTokensOnce(c ports.TokenCrypter, t domain.AuthTokens) (domain.SealedAuthTokens, error) {
 	access, err := Seal(c, AccessTokenPlace(t.User, t.Provider), t.AccessToken)
 	if err != nil {
 		return domain.SealedAuthTokens{}, fmt.Errorf("seal access token: %w", err)
@@ -120,7 +134,7 @@ func sealAuthTokens(c ports.TokenCrypter, t domain.AuthTokens) (domain.SealedAut
 			return domain.SealedAuthTokens{}, fmt.Errorf("seal refresh token: %w", err)
 		}
 		if refresh.KeyID != access.KeyID {
-			return domain.SealedAuthTokens{}, fmt.Errorf("seal tokens: primary key changed from %s to %s; retry", access.KeyID, refresh.KeyID)
+			return domain.SealedAuthTokens{}, fmt.Errorf("seal tokens: %w (from %s to %s)", errPrimaryChanged, access.KeyID, refresh.KeyID)
 		}
 		sealed.RefreshToken = refresh.Data
 	}

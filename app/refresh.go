@@ -63,10 +63,16 @@ func (c RefreshConfig) withDefaults() RefreshConfig {
 		c.RejectedRetryAfter = DefaultRefreshRejectedRetryAfter
 	}
 	if c.Instance == "" {
-		host, _ := os.Hostname()
-		c.Instance = fmt.Sprintf("%s-%d", host, os.Getpid())
+		c.Instance = InstanceName()
 	}
 	return c
+}
+
+// InstanceName is this process's default instance name, host-pid: its
+// refresh lease owner and the name its keyring is recorded under.
+func InstanceName() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
 }
 
 // NoRefresher is the ports.TokenRefresher of an instance with no provider

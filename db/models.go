@@ -43,6 +43,14 @@ type AuthToken struct {
 	AccessTokenObtainedAt *time.Time
 }
 
+type InstanceKeyring struct {
+	Instance     string
+	PrimaryKeyID string
+	KeyIds       []string
+	HeartbeatAt  time.Time
+	ExpiresAt    time.Time
+}
+
 type OfflineToken struct {
 	UserID    string
 	KeyID     string

@@ -138,3 +138,27 @@ type KeyUsage struct {
 	KeyID  KeyID
 	Values int64
 }
+
+// InstanceKeyring is the keyring a running instance holds, as its last
+// heartbeat recorded it: key ids only, never key material.
+type InstanceKeyring struct {
+	// Instance names the instance (its refresh lease owner name).
+	Instance string
+	// Primary seals every value the instance writes; Keys are all of its
+	// key ids, Primary first.
+	Primary KeyID
+	Keys    []KeyID
+	// HeartbeatAt is the last heartbeat; the instance counts as live until
+	// ExpiresAt. Both are the database's clock.
+	HeartbeatAt, ExpiresAt time.Time
+}
+
+// Holds reports whether the instance's keyring includes key.
+func (k InstanceKeyring) Holds(key KeyID) bool {
+	for _, id := range k.Keys {
+		if id == key {
+			return true
+		}
+	}
+	return false
+}

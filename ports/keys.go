@@ -2,6 +2,7 @@ package ports
 
 import (
 	"context"
+	"time"
 
 	"github.com/tokenstore/tokenstore/domain"
 )
@@ -43,4 +44,29 @@ type ReencryptionRepository interface {
 	// still the stored ones (a token deleted and stored anew restarts at
 	// version 1).
 	StoreReencryptedOfflineTokens(ctx context.Context, rows []domain.SealedOfflineToken, audit ...domain.AuditEvent) ([]bool, error)
+}
+
+// KeyInventory is what the keyring check (start-up, /readyz, a SIGHUP
+// reload) needs from storage: every key id that seals a stored value, cheap
+// enough to ask on each readiness probe, and, for the ids a keyring lacks,
+// how many values each seals.
+type KeyInventory interface {
+	// KeyIDsInUse lists the distinct key ids of stored values, sorted.
+	KeyIDsInUse(ctx context.Context) ([]domain.KeyID, error)
+	// CountValuesOfKeys reports how many stored values each of ids seals
+	// (ids that seal nothing are left out).
+	CountValuesOfKeys(ctx context.Context, ids []domain.KeyID) ([]domain.KeyUsage, error)
+}
+
+// KeyringRegistry records which keyring each running instance holds, so
+// that `keys retire` and `keys rotate` can see the whole fleet.
+type KeyringRegistry interface {
+	// RecordKeyring is a heartbeat: it stores k (Instance, Primary, Keys)
+	// as live for ttl from now by the database's clock, and deletes the
+	// rows of instances whose ttl ran out.
+	RecordKeyring(ctx context.Context, k domain.InstanceKeyring, ttl time.Duration) error
+	// ForgetKeyring deletes instance's row (it is stopping).
+	ForgetKeyring(ctx context.Context, instance string) error
+	// LiveKeyrings lists the instances whose ttl has not run out, by name.
+	LiveKeyrings(ctx context.Context) ([]domain.InstanceKeyring, error)
 }

@@ -133,3 +133,40 @@ func counted(events []domain.AuditEvent, done []bool) []domain.AuditEvent {
 	}
 	return out
 }
+
+var _ ports.KeyInventory = (*Repository)(nil)
+
+// KeyIDsInUse implements ports.KeyInventory with a loose index scan: one
+// index probe per distinct key id and table, not a read of every row.
+func (r *Repository) KeyIDsInUse(ctx context.Context) ([]domain.KeyID, error) {
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	ids, err := r.q.KeyIDsInUse(ctx, r.pool)
+	if err != nil {
+		return nil, fmt.Errorf("key ids in use: %w", interpretError(err, noEffect))
+	}
+	out := make([]domain.KeyID, len(ids))
+	for i, id := range ids {
+		out[i] = domain.KeyID(id)
+	}
+	return out, nil
+}
+
+// CountValuesOfKeys implements ports.KeyInventory.
+func (r *Repository) CountValuesOfKeys(ctx context.Context, ids []domain.KeyID) ([]domain.KeyUsage, error) {
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = string(id)
+	}
+	rows, err := r.q.CountValuesOfKeys(ctx, r.pool, keys)
+	if err != nil {
+		return nil, fmt.Errorf("count values of keys: %w", interpretError(err, noEffect))
+	}
+	out := make([]domain.KeyUsage, len(rows))
+	for i, row := range rows {
+		out[i] = domain.KeyUsage{KeyID: domain.KeyID(row.KeyID), Values: row.ValueCount}
+	}
+	return out, nil
+}

@@ -40,3 +40,37 @@ UPDATE offline_tokens SET
     key_id = @key_id,
     token  = @token
 WHERE user_id = @user_id AND version = @expected_version AND created_at = @created_at;
+
+-- name: KeyIDsInUse :many
+-- The distinct key ids that seal stored values, found by skipping through
+-- the (key_id, ...) indexes of 00003 one key at a time (a loose index scan):
+-- one index probe per distinct key id and table, however many rows there
+-- are, so /readyz can ask on every probe. CountValuesByKey reads every row.
+WITH RECURSIVE auth AS (
+    (SELECT key_id FROM auth_tokens ORDER BY key_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT a.key_id FROM auth_tokens AS a WHERE a.key_id > auth.key_id ORDER BY a.key_id LIMIT 1)
+    FROM auth WHERE auth.key_id IS NOT NULL
+), offline AS (
+    (SELECT key_id FROM offline_tokens ORDER BY key_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT o.key_id FROM offline_tokens AS o WHERE o.key_id > offline.key_id ORDER BY o.key_id LIMIT 1)
+    FROM offline WHERE offline.key_id IS NOT NULL
+)
+SELECT auth.key_id::text AS key_id FROM auth WHERE auth.key_id IS NOT NULL
+UNION
+SELECT offline.key_id::text AS key_id FROM offline WHERE offline.key_id IS NOT NULL
+ORDER BY key_id;
+
+-- name: CountValuesOfKeys :many
+-- CountValuesByKey for the given key ids only, through the key_id indexes:
+-- the work is proportional to those keys' rows.
+SELECT key_id::text AS key_id, sum(n)::bigint AS value_count FROM (
+    SELECT key_id, count(*) + count(refresh_token) AS n FROM auth_tokens
+    WHERE key_id = ANY(@key_ids::text[]) GROUP BY key_id
+    UNION ALL
+    SELECT key_id, count(*) AS n FROM offline_tokens
+    WHERE key_id = ANY(@key_ids::text[]) GROUP BY key_id
+) AS per_table
+GROUP BY key_id
+ORDER BY key_id;

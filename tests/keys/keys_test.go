@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,7 @@ import (
 func TestMain(m *testing.M) { testdb.Main(m) }
 
 type fixture struct {
+	old    *servicetest.Instance // seals with the old key
 	dsn    string
 	pool   *pgxpool.Pool
 	repo   *postgres.Repository
@@ -40,13 +42,17 @@ type fixture struct {
 	newRng *fernet.Keyring
 }
 
-// setup starts two instances on one database: one writing with the old key
-// as primary, one with the new key primary and the old one older.
+// setup starts two instances on one database: "old" writing with the old
+// key as primary, "new" with the new key primary and the old one older.
 func setup(t *testing.T) *fixture {
 	t.Helper()
 	f := &fixture{oldKey: servicetest.NewKey(t), newKey: servicetest.NewKey(t)}
-	old := servicetest.Start(t, servicetest.Options{Keys: []fernet.Key{f.oldKey}})
-	cur := servicetest.Start(t, servicetest.Options{DSN: old.DSN, Keys: []fernet.Key{f.newKey, f.oldKey}})
+	named := func(name string) func(*cli.Config) {
+		return func(cfg *cli.Config) { cfg.App.Refresh.Instance = name }
+	}
+	old := servicetest.Start(t, servicetest.Options{Keys: []fernet.Key{f.oldKey}, Configure: named("old")})
+	cur := servicetest.Start(t, servicetest.Options{DSN: old.DSN, Keys: []fernet.Key{f.newKey, f.oldKey}, Configure: named("new")})
+	f.old = old.Instances[0]
 	f.dsn, f.pool, f.newRng = old.DSN, old.DB, cur.Keyring
 	f.repo = postgres.New(f.pool, postgres.Options{})
 	f.oldSvc, f.newSvc = old.Instances[0].Service, cur.Instances[0].Service
@@ -381,6 +387,8 @@ func TestKeysCommands(t *testing.T) {
 		t.Fatalf("retire the primary = %v\n%s", err, out)
 	}
 
+	// The old instance still seals with the old key: rotate warns, naming
+	// both instances' primaries, and rotates all the same.
 	out, err = runCLI(t, env, "keys", "rotate", "--batch-size", "7")
 	if err != nil {
 		t.Fatalf("keys rotate: %v\n%s", err, out)
@@ -403,10 +411,32 @@ func TestKeysCommands(t *testing.T) {
 		t.Errorf("reencrypt_batch events: %d events counting %d rows (largest %d, %d odd); want batches of at most 7 counting all %d rows",
 			events, rows, biggest, odd, rowsStored)
 	}
+	for _, want := range []string{"warning: live instances do not all seal with this keyring's primary key " + string(f.newKey.ID()),
+		"old seals with " + string(f.oldKey.ID()), "new seals with " + string(f.newKey.ID())} {
+		if !strings.Contains(out, want) {
+			t.Errorf("keys rotate with an instance on the old primary does not warn %q:\n%s", want, out)
+		}
+	}
 
+	// Retiring the key the old instance seals with is refused while it
+	// runs, naming it, and allowed once it stopped (and deleted its record).
+	out, err = runCLI(t, env, "keys", "retire", string(f.oldKey.ID()))
+	if !errors.Is(err, app.ErrKeyInUse) || !strings.Contains(err.Error(), "primary key of 1 live instances: old (") {
+		t.Fatalf("retire while the old instance seals with the key = %v, want refused naming it\n%s", err, out)
+	}
+	if err := f.old.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	out, err = runCLI(t, env, "keys", "retire", string(f.oldKey.ID()))
 	if err != nil {
 		t.Fatalf("retire after rotation: %v\n%s", err, out)
+	}
+	if want := "live instances still holding key " + string(f.oldKey.ID()) + " as an older key (harmless: no stored value needs it): new"; !strings.Contains(out, want) {
+		t.Errorf("retire does not name the instance still holding the key as an older key (%q):\n%s", want, out)
+	}
+	out, _ = runCLI(t, env, "keys", "rotate")
+	if strings.Contains(out, "warning") {
+		t.Errorf("keys rotate warns although every live instance seals with the primary:\n%s", out)
 	}
 	raw, err := os.ReadFile(keyFile)
 	if err != nil {
@@ -432,4 +462,64 @@ func TestKeysCommands(t *testing.T) {
 	if err == nil || !strings.Contains(out, "1 values are sealed by key lostkey, which is not in the keyring") {
 		t.Fatalf("rotate with values under an unknown key = %v\n%s", err, out)
 	}
+}
+
+// TestKeyInventoryAgreesWithCountValuesByKey: the readiness queries (a
+// loose index scan for the key ids in use, a count of given ids) say what
+// the full count says, with values under two keys in both tables, one key
+// only in offline_tokens, and the tables emptied.
+func TestKeyInventoryAgreesWithCountValuesByKey(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	f.seed(t, 30) // old key
+	for i := 30; i < 37; i++ {
+		if _, err := f.newSvc.PutAuthTokens(ctx, tokens(i, "new")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.pool.Exec(ctx, `UPDATE offline_tokens SET key_id = 'offline-only' WHERE user_id = 'user-00004'`); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		want := f.counts(t)
+		ids, err := f.repo.KeyIDsInUse(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wantIDs []domain.KeyID
+		for id := range want {
+			wantIDs = append(wantIDs, id)
+		}
+		slices.Sort(wantIDs)
+		if !slices.Equal(ids, wantIDs) {
+			t.Errorf("%s: KeyIDsInUse = %v, want %v", when, ids, wantIDs)
+		}
+		some := append(slices.Clone(wantIDs), "never-used")[min(1, len(wantIDs)):]
+		usage, err := f.repo.CountValuesOfKeys(ctx, some)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[domain.KeyID]int64{}
+		for _, u := range usage {
+			got[u.KeyID] = u.Values
+		}
+		for _, id := range some {
+			if got[id] != want[id] {
+				t.Errorf("%s: CountValuesOfKeys(%v)[%s] = %d, want %d", when, some, id, got[id], want[id])
+			}
+		}
+		if _, ok := got["never-used"]; ok {
+			t.Errorf("%s: CountValuesOfKeys lists a key that seals nothing: %v", when, usage)
+		}
+	}
+	check("three keys")
+	if want := 3; len(f.counts(t)) != want {
+		t.Fatalf("fixture: %d keys in use, want %d", len(f.counts(t)), want)
+	}
+	if _, err := f.pool.Exec(ctx, `DELETE FROM auth_tokens; DELETE FROM offline_tokens`); err != nil {
+		t.Fatal(err)
+	}
+	check("empty tables")
 }

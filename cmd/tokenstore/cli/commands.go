@@ -129,7 +129,15 @@ tokens are stored only for declared providers.
 
 TLS: http.tls_cert_file and http.tls_key_file, and http.client_ca_file for
 client certificates; SIGHUP or a change of any of them reloads them without
-dropping connections. Without TLS, SIGHUP reloads nothing and is logged.
+dropping connections.
+
+Keys: serve refuses to start while a stored value is sealed by a key the
+keyring lacks, naming the key ids and how many values each seals; /readyz
+answers 503 with the same facts if it happens later (another instance
+rotated to a key this one lacks). SIGHUP loads the keys again from the same
+sources (keys, key_file, jwt_secret) and swaps the keyring whole, unless the
+new one lacks a key that seals stored values: then the current keyring
+stays and an ERROR line names the missing key ids.
 `+settingsHelp(), env)
 	dev := fs.Bool("dev", false, "development mode (see above)")
 	cfgPath := fs.String("config", "", "YAML config file (default $TOKENSTORE_CONFIG)")
@@ -159,8 +167,16 @@ dropping connections. Without TLS, SIGHUP reloads nothing and is logged.
 	log.Info("starting tokenstore", "version", buildVersion(), "database", cfg.Database,
 		"addr", cfg.HTTP.Addr, "keys", len(cfg.Keys.Keys), "key_source", cfg.KeySource, "callers", len(cfg.Callers))
 
+	// SIGHUP reloads the keys from where they came from now.
+	loadKeys := func() (Config, error) {
+		c, err := Load(*cfgPath, *dev, env.Getenv)
+		if err != nil {
+			return c, err
+		}
+		return c, c.devKeys(log)
+	}
 	var reloads reloaders
-	app := NewApp(cfg, log, withLogStream(logs), withReloaders(&reloads))
+	app := NewApp(cfg, log, withLogStream(logs), withReloaders(&reloads), withKeyLoader(loadKeys))
 	if err := app.Err(); err != nil {
 		return dig.RootCause(err) // the constructor's own error, not fx's account of the graph
 	}

@@ -23,24 +23,8 @@ const DevDatabaseURL = "postgres://tokenstore:tokenstore@127.0.0.1:55432/tokenst
 // credential in the dev directory, created once (mode 0600) and reused, so
 // restarts keep data readable and curl commands working.
 func prepareDev(cfg *Config, log *slog.Logger) error {
-	if len(cfg.Keys.Keys) == 0 {
-		path := filepath.Join(cfg.DevDir, "keys")
-		if !exists(path) {
-			k, err := fernet.GenerateKey()
-			if err != nil {
-				return err
-			}
-			content := "# Development key made by `tokenstore serve --dev`. Never use it in production.\n" + k.Encode() + "\n"
-			if err := writeSecretFile(path, content); err != nil {
-				return fmt.Errorf("create development key file: %w", err)
-			}
-			log.Info("created development key file", "path", path)
-		}
-		if err := cfg.loadKeyFile(path); err != nil {
-			return err
-		}
-		cfg.KeySource = "development key file " + path
-		log.Info("dev mode: using development key file", "path", path)
+	if err := cfg.devKeys(log); err != nil {
+		return err
 	}
 	if len(cfg.Callers) == 0 {
 		path := filepath.Join(cfg.DevDir, "caller-credential")
@@ -76,6 +60,33 @@ func prepareDev(cfg *Config, log *slog.Logger) error {
 		log.Info("dev mode: providers declared store-only (tokens kept, never refreshed); configure providers to refresh them",
 			"providers", cfg.App.Providers)
 	}
+	return nil
+}
+
+// devKeys gives a --dev configuration without keys the development key
+// file, creating it (mode 0600) the first time. A SIGHUP reload calls it
+// too, so it reads the keys from where start-up did.
+func (cfg *Config) devKeys(log *slog.Logger) error {
+	if !cfg.Dev || len(cfg.Keys.Keys) > 0 {
+		return nil
+	}
+	path := filepath.Join(cfg.DevDir, "keys")
+	if !exists(path) {
+		k, err := fernet.GenerateKey()
+		if err != nil {
+			return err
+		}
+		content := "# Development key made by `tokenstore serve --dev`. Never use it in production.\n" + k.Encode() + "\n"
+		if err := writeSecretFile(path, content); err != nil {
+			return fmt.Errorf("create development key file: %w", err)
+		}
+		log.Info("created development key file", "path", path)
+	}
+	if err := cfg.loadKeyFile(path); err != nil {
+		return err
+	}
+	cfg.KeySource = "development key file " + path
+	log.Info("dev mode: using development key file", "path", path)
 	return nil
 }
 

@@ -17,8 +17,9 @@ import (
 )
 
 // TestServeSurvivesSIGHUP runs the real binary and sends it SIGHUP: it
-// keeps serving, with or without TLS. Without TLS it logs at INFO that
-// there is nothing to reload; with TLS it reloads the certificate pair and
+// keeps serving, with or without TLS. Without TLS it reloads only the
+// keyring and logs at INFO that it is unchanged; with TLS it also reloads
+// the certificate pair and
 // the client CA file: new connections get the new certificate, and
 // clients of the new CA are accepted, the old CA's refused.
 func TestServeSurvivesSIGHUP(t *testing.T) {
@@ -91,7 +92,7 @@ func TestServeSurvivesSIGHUP(t *testing.T) {
 				if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 					t.Fatal(err)
 				}
-				want := "nothing to reload"
+				want := `"msg":"keyring reloaded: unchanged","trigger":"SIGHUP"`
 				if withTLS {
 					want = `"msg":"TLS client CA reloaded","trigger":"SIGHUP"`
 				}
@@ -113,7 +114,7 @@ func TestServeSurvivesSIGHUP(t *testing.T) {
 					t.Errorf("after SIGHUP: %d, want 200", code)
 				}
 				for _, m := range logLines(t, out) {
-					if msg, _ := m["msg"].(string); strings.Contains(msg, "nothing to reload") && m["level"] != "INFO" {
+					if msg, _ := m["msg"].(string); strings.Contains(msg, "keyring reloaded") && m["level"] != "INFO" {
 						t.Errorf("logged at %v, want INFO: %v", m["level"], m)
 					}
 				}

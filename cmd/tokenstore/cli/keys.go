@@ -28,9 +28,14 @@ const keysUsage = `Usage: tokenstore keys generate | list | rotate | retire ID  
   rotate     re-encrypt every stored value not sealed by the primary key, in
              batches, online (the service keeps serving). Re-run to resume.
              Exits non-zero, naming the rows, if any value could not be
-             re-encrypted. Roll the new primary out to every instance first.
-  retire ID  refuse while any stored value is sealed by key ID; otherwise remove
-             it from the key file (or say to remove it from TOKENSTORE_KEYS).
+             re-encrypted. Roll the new primary out to every instance first:
+             it warns, naming each, when live instances seal with another
+             primary.
+  retire ID  refuse while any stored value is sealed by key ID or any live
+             instance (serve records its keyring every key_heartbeat_interval)
+             still seals with it (its primary), naming them; otherwise remove
+             it from the key file (or say to remove it from TOKENSTORE_KEYS)
+             and name the live instances still holding it as an older key.
 
 The database and keys come from the usual configuration (see tokenstore serve --help).
 `
@@ -84,18 +89,32 @@ func runKeys(ctx context.Context, args []string, env Env) error {
 	repo := postgres.New(pool, cfg.Database.Options())
 	audit := commandAuditor(cfg, log, repo)
 	defer flushAuditor(audit, cfg, log)
-	rot := app.NewReencryption(log, ring, repo, audit)
+	rot, fleet := app.NewReencryption(log, ring, repo, audit), app.NewKeyringFleet(repo)
 
 	switch action {
 	case "list":
 		return keysList(ctx, rot, env.Stdout)
 	case "rotate":
+		warnPrimaryDisagreement(ctx, fleet, ring.PrimaryKeyID(), env.Stderr)
 		return keysRotate(ctx, rot, *batch, env.Stderr, log, env.Stdout)
 	default:
 		if len(rest) != 1 {
 			return errors.New("keys retire: give the key id (see `tokenstore keys list`)")
 		}
-		return keysRetire(ctx, rot, cfg, domain.KeyID(rest[0]), env.Stdout)
+		return keysRetire(ctx, rot, fleet, cfg, domain.KeyID(rest[0]), env.Stdout)
+	}
+}
+
+// warnPrimaryDisagreement prints a warning when the live instances do not
+// all seal with primary: rotating then leaves their new writes under
+// another key. It never stops the rotation.
+func warnPrimaryDisagreement(ctx context.Context, fleet *app.KeyringFleet, primary domain.KeyID, out io.Writer) {
+	warning, err := fleet.PrimaryWarning(ctx, primary)
+	switch {
+	case err != nil:
+		fmt.Fprintf(out, "warning: cannot tell which primary key the running instances use: %v\n", err)
+	case warning != "":
+		fmt.Fprintf(out, "warning: %s\n", warning)
 	}
 }
 
@@ -155,22 +174,30 @@ func keysRotate(ctx context.Context, rot *app.Reencryption, batch int, progressO
 	return nil
 }
 
-func keysRetire(ctx context.Context, rot *app.Reencryption, cfg Config, id domain.KeyID, out io.Writer) error {
+func keysRetire(ctx context.Context, rot *app.Reencryption, fleet *app.KeyringFleet, cfg Config, id domain.KeyID, out io.Writer) error {
 	if err := rot.CheckRetire(ctx, id); err != nil {
 		return fmt.Errorf("keys retire: %w", err)
 	}
-	if cfg.KeySource != "key file "+cfg.KeyFile || cfg.KeyFile == "" {
-		fmt.Fprintf(out, "no stored value is sealed by key %s: remove it from %s, then restart the service\n", id, cfg.KeySource)
-		return nil
-	}
-	removed, err := removeFromKeyFile(cfg.KeyFile, id)
+	holders, err := fleet.CheckRetire(ctx, id)
 	if err != nil {
 		return fmt.Errorf("keys retire: %w", err)
 	}
-	if !removed {
-		return fmt.Errorf("keys retire: key %s is not in %s", id, cfg.KeyFile)
+	if cfg.KeySource != "key file "+cfg.KeyFile || cfg.KeyFile == "" {
+		fmt.Fprintf(out, "no stored value is sealed by key %s and no live instance seals with it: remove it from %s, then reload (SIGHUP) or restart the service\n", id, cfg.KeySource)
+	} else {
+		removed, err := removeFromKeyFile(cfg.KeyFile, id)
+		if err != nil {
+			return fmt.Errorf("keys retire: %w", err)
+		}
+		if !removed {
+			return fmt.Errorf("keys retire: key %s is not in %s", id, cfg.KeyFile)
+		}
+		fmt.Fprintf(out, "removed key %s from %s; send the service's instances SIGHUP (or restart them) to drop it\n", id, cfg.KeyFile)
 	}
-	fmt.Fprintf(out, "removed key %s from %s; restart the service (or its instances) to drop it\n", id, cfg.KeyFile)
+	if len(holders) > 0 {
+		fmt.Fprintf(out, "live instances still holding key %s as an older key (harmless: no stored value needs it): %s\n",
+			id, strings.Join(holders, ", "))
+	}
 	return nil
 }
 

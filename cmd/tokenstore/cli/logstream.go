@@ -89,21 +89,31 @@ func (s *LogStream) Failures() (int64, string) {
 // should still end quietly the Unix way.
 func ignoreBrokenPipes() { signal.Ignore(syscall.SIGPIPE) }
 
-// readiness is the /readyz check: the database decides whether the
-// instance is ready; a failing log stream does not make it unready (the
+// readiness is the /readyz check: the database and the keyring decide
+// whether the instance is ready; a failing log stream does not make it unready (the
 // tokens it serves are right, and taking every instance out of rotation
 // because a log collector is gone would turn a logging problem into an
 // outage), but the answer says so.
 type readiness struct {
 	db    httpapi.Checker
-	logs  *LogStream // nil when the logs go to a test's buffer
-	clock *app.Clock // nil in tests that build a readiness without one
+	keys  httpapi.Checker // every key id of a stored value is in the keyring
+	logs  *LogStream      // nil when the logs go to a test's buffer
+	clock *app.Clock      // nil in tests that build a readiness without one
 	audit *app.Auditor
 }
 
 var _ httpapi.ReadinessDetails = readiness{}
 
-func (r readiness) Check(ctx context.Context) error { return r.db.Check(ctx) }
+// Check: the database answers at the current schema, then (only then: the
+// tables must exist) the keyring opens every stored value (app.CheckKeyring:
+// one index probe per distinct key id and table per probe, and a count of
+// the missing keys' rows only when some are missing).
+func (r readiness) Check(ctx context.Context) error {
+	if err := r.db.Check(ctx); err != nil {
+		return err
+	}
+	return r.keys.Check(ctx)
+}
 
 // Details reports the log stream's failures, if any, the database
 // clock's skew once measured, and the audit trail's mode and failures

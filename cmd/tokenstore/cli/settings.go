@@ -39,13 +39,16 @@ type Config struct {
 	KeySource     string // where the keys came from, for the start-up log
 	JWTSecret     string
 	JWTSecretFile string
-	Callers       []httpapi.Caller
-	OAuth         oauth.Config
-	App           app.Config
-	Worker        app.WorkerConfig
-	Audit         AuditSettings
-	Log           LogConfig
-	Metrics       metrics.Config
+	// KeyringHeartbeat: Interval is key_heartbeat_interval; Instance is
+	// App.Refresh.Instance (AppOptions fills it in).
+	KeyringHeartbeat app.KeyringHeartbeatConfig
+	Callers          []httpapi.Caller
+	OAuth            oauth.Config
+	App              app.Config
+	Worker           app.WorkerConfig
+	Audit            AuditSettings
+	Log              LogConfig
+	Metrics          metrics.Config
 	// Tracing: an OpenTelemetry trace exporter is configured by the
 	// standard OTEL_* variables (TracingConfigured); not a setting.
 	Tracing bool
@@ -93,6 +96,8 @@ func (c *Config) settings() []setting {
 		{key: "key_file", to: &c.KeyFile, help: "key file, used when keys is not set: one Fernet key per line (notes after #) or JSON [{key, created_at, note}], primary first; must be mode 0600"},
 		{key: "jwt_secret", to: &c.JWTSecret, help: "the replaced system's JWT secret, used when neither keys nor key_file is set: the key is derived as base64(SHA-256(secret))"},
 		{key: "jwt_secret_file", to: &c.JWTSecretFile, help: "file holding the replaced system's JWT secret (instead of jwt_secret)"},
+		{key: "key_heartbeat_interval", to: &c.KeyringHeartbeat.Interval, help: fmt.Sprintf("how often serve records its keyring (key ids, never keys) in the database; "+
+			"an instance that stops beating counts as live for %d intervals, and `keys retire` refuses a key a live instance holds", app.KeyringLiveBeats), def: app.DefaultKeyringHeartbeat},
 		{key: "callers", to: &c.Callers, help: "list of {name, credential_hash, permissions, providers, user_prefix, client_cert_identity}; permissions: " + strings.Join(httpapi.PermissionNames(), ", ") +
 			"; providers (declared names) and user_prefix (such as tenant-a/) limit what the caller may touch, every provider and user when left out; client_cert_identity (a URI or DNS SAN) requires that client certificate too"},
 		{key: "providers", to: &c.OAuth, help: "list of providers to refresh: " + oauth.ProviderSettingsHelp()},

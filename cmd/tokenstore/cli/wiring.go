@@ -33,11 +33,17 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 	if cfg.Migrate {
 		migrate = fx.Invoke(migrateOnStart)
 	}
+	// One name for this instance: its refresh leases, its audit events and
+	// its keyring record.
+	if cfg.App.Refresh.Instance == "" {
+		cfg.App.Refresh.Instance = app.InstanceName()
+	}
+	cfg.KeyringHeartbeat.Instance = cfg.App.Refresh.Instance
 	return fx.Options(
 		// Configuration and logger.
 		fx.WithLogger(fxLogger(log)),
 		fx.Supply(log, cfg, cfg.Database, cfg.Keys, cfg.OAuth, cfg.Worker, cfg.HTTP, cfg.Callers, cfg.Metrics,
-			cfg.Database.Options()),
+			cfg.Database.Options(), cfg.KeyringHeartbeat),
 
 		// Observability: the metrics (served on their own listener, below)
 		// and the tracer provider (the OTEL_* variables' exporter, or
@@ -50,12 +56,16 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 		// Migrations, when asked, before anything can serve a request.
 		migrate,
 
-		// The core: keyring, repository, refresher (with no providers it
-		// refreshes nothing), the token service and the proactive worker.
+		// The core: keyring (swapped whole by a SIGHUP reload), repository,
+		// refresher (with no providers it refreshes nothing), the token
+		// service and the proactive worker.
 		fx.Provide(
-			fx.Annotate(fernet.NewKeyringFromConfig, fx.As(new(ports.TokenCrypter))),
+			fx.Annotate(fernet.NewSwappableKeyringFromConfig, fx.As(fx.Self()), fx.As(new(ports.TokenCrypter)), fx.As(new(ports.Keyring))),
 			fx.Annotate(postgres.New, fx.As(new(ports.TokenRepository)), fx.As(new(ports.RefreshQueue)), fx.As(new(ports.DatabaseClock)),
-				fx.As(new(ports.AuditRecorder)), fx.As(new(ports.AuditRetention)), fx.As(new(ports.StoreCensus))),
+				fx.As(new(ports.AuditRecorder)), fx.As(new(ports.AuditRetention)), fx.As(new(ports.StoreCensus)),
+				fx.As(new(ports.KeyInventory)), fx.As(new(ports.KeyringRegistry))),
+			app.NewKeyringCheck,
+			app.NewKeyringHeartbeat,
 			app.NewAuditor,
 			func(log *slog.Logger, store ports.AuditRetention) *app.AuditRetention {
 				return app.NewAuditRetention(cfg.Audit.Retention, log, store)
@@ -68,6 +78,11 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 			app.NewRefreshWorker,
 			app.NewCensus,
 		),
+		// Every key id that seals a stored value must be in the keyring, or
+		// serve refuses to start; then this instance records its keyring
+		// (and again every key_heartbeat_interval).
+		fx.Invoke(checkKeyringOnStart),
+		fx.Invoke(runKeyringHeartbeat),
 		// The database's clock against this instance's: measured before
 		// anything is served, then every minute.
 		fx.Invoke(runSkewMonitor),
@@ -196,6 +211,30 @@ func migrateOnStart(lc fx.Lifecycle, cfg postgres.Config, log *slog.Logger) {
 	}))
 }
 
+// checkKeyringOnStart refuses to start when stored values are sealed by
+// keys the keyring lacks (app.MissingKeysError names them and their
+// values): such a server would answer 500 for every one of those rows. An
+// unmigrated or unreachable database is left to /readyz, which says so and
+// checks the keyring too once the schema is current.
+func checkKeyringOnStart(lc fx.Lifecycle, health *postgres.Health, check *app.KeyringCheck, log *slog.Logger) {
+	lc.Append(fx.StartHook(func(ctx context.Context) error {
+		if err := health.Check(ctx); err != nil {
+			log.Warn("the keyring is not checked against the stored values at start-up; /readyz checks it once the database is ready", "err", err)
+			return nil
+		}
+		if err := check.Check(ctx); err != nil {
+			return fmt.Errorf("refusing to serve: %w", err)
+		}
+		return nil
+	}))
+}
+
+// runKeyringHeartbeat records this instance's keyring for its life and
+// deletes the record on stop, before the pool closes.
+func runKeyringHeartbeat(lc fx.Lifecycle, h *app.KeyringHeartbeat) {
+	lc.Append(fx.StartStopHook(h.Start, h.Stop))
+}
+
 // runSkewMonitor measures the clock skew for the application's life.
 func runSkewMonitor(lc fx.Lifecycle, m *app.SkewMonitor) {
 	lc.Append(fx.StartStopHook(m.Start, m.Stop))
@@ -240,17 +279,22 @@ func serveHTTP(lc fx.Lifecycle, s *httpapi.Server, cfg httpapi.Config) {
 type readinessIn struct {
 	fx.In
 	DB    *postgres.Health
+	Keys  *app.KeyringCheck
 	Clock *app.Clock
 	Audit *app.Auditor
 	Logs  *LogStream `optional:"true"`
 }
 
 func newReadiness(in readinessIn) httpapi.Checker {
-	return readiness{db: in.DB, logs: in.Logs, clock: in.Clock, audit: in.Audit}
+	return readiness{db: in.DB, keys: in.Keys, logs: in.Logs, clock: in.Clock, audit: in.Audit}
 }
 
 // withLogStream gives the graph the server's log stream, for /readyz.
 func withLogStream(s *LogStream) fx.Option { return fx.Supply(s) }
+
+// withKeyLoader gives the graph how serve loaded its keys, so that SIGHUP
+// reloads the keyring from the same sources.
+func withKeyLoader(load keyLoader) fx.Option { return fx.Supply(load) }
 
 // withReloaders hands serve the list of what SIGHUP reloads.
 func withReloaders(list *reloaders) fx.Option { return fx.Populate(list) }
