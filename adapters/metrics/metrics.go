@@ -57,7 +57,7 @@ func New() *Metrics {
 		}, []string{"route", "method", "status", "caller"}),
 		refreshAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokenstore_refresh_attempts_total",
-			Help: "Refresh attempts by provider and outcome: refreshed, lease_lost, store_failed, or the failure code stored with the tokens (invalid_grant, provider_rejected, provider_unavailable, provider_outcome_unknown, refresh_interrupted, refresh_token_undecryptable).",
+			Help: "Refresh attempts by provider and outcome: refreshed, or the code of the attempt's refresh audit event (invalid_grant, provider_rejected, provider_unavailable, provider_outcome_unknown, refresh_token_undecryptable, refresh_superseded, refresh_interrupted).",
 		}, []string{"provider", "outcome"}),
 		providerCalls: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tokenstore_provider_call_duration_seconds",
