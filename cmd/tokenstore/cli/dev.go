@@ -16,8 +16,15 @@ import (
 	"github.com/tokenstore/tokenstore/domain"
 )
 
-// DevDatabaseURL is the database `task run` starts for development.
-const DevDatabaseURL = "postgres://tokenstore:tokenstore@127.0.0.1:55432/tokenstore?sslmode=disable"
+// DefaultDevDatabasePort is dev.database_port's default; devdb.sh has the
+// same default, which a test checks.
+const DefaultDevDatabasePort = 55432
+
+// DevDatabaseURL is the database `task run` starts for development
+// (tests/pgimage/devdb.sh), on 127.0.0.1:port.
+func DevDatabaseURL(port int) string {
+	return fmt.Sprintf("postgres://tokenstore:tokenstore@127.0.0.1:%d/tokenstore?sslmode=disable", port)
+}
 
 // prepareDev makes development defaults real: a key file and a caller
 // credential in the dev directory, created once (mode 0600) and reused, so

@@ -44,6 +44,10 @@ type Config struct {
 	Worker        app.WorkerConfig
 	Audit         AuditSettings
 	Log           LogConfig
+
+	// DevDatabasePort is dev.database_port: the loopback port of the
+	// development PostgreSQL that `task run` starts and --dev connects to.
+	DevDatabasePort int
 }
 
 // AuditSettings are the audit.* settings.
@@ -101,6 +105,7 @@ func (c *Config) settings() []setting {
 		{key: "audit.retention", to: &c.Audit.Retention, help: "how long audit events are kept (older ones are removed in batches every hour); 0 keeps them forever", def: "9600h (400 days)"},
 		{key: "log.format", to: &c.Log.Format, help: "json, text or auto (text on a terminal)", def: "auto", oneOf: []string{"json", "text", "auto"}},
 		{key: "log.level", to: &c.Log.Level, help: "debug, info, warn or error", def: "info", oneOf: []string{"debug", "info", "warn", "error"}},
+		{key: "dev.database_port", to: &c.DevDatabasePort, help: "--dev only: the port on 127.0.0.1 of the development PostgreSQL that `task run` starts (tests/pgimage/devdb.sh reads the variable too) and every --dev command connects to, unless database.url is set", def: DefaultDevDatabasePort, max: 65535},
 	}
 }
 
@@ -152,7 +157,7 @@ func checkEnviron(environ []string) error {
 
 // Defaults returns the configuration before the file and environment apply.
 func Defaults() Config {
-	return Config{DevDir: ".dev", HTTP: httpapi.DefaultConfig(), Database: postgres.Config{LockTimeout: postgres.DefaultLockTimeout, Timeout: postgres.DefaultTimeout},
+	return Config{DevDir: ".dev", DevDatabasePort: DefaultDevDatabasePort, HTTP: httpapi.DefaultConfig(), Database: postgres.Config{LockTimeout: postgres.DefaultLockTimeout, Timeout: postgres.DefaultTimeout},
 		Log: LogConfig{Format: "auto", Level: "info"}, Worker: app.WorkerConfig{Enabled: true},
 		Audit: AuditSettings{Mode: string(app.AuditFailClosed), Retention: app.DefaultAuditRetention}}
 }
@@ -164,9 +169,6 @@ func Defaults() Config {
 func Load(path string, dev bool, getenv func(string) string) (Config, error) {
 	c := Defaults()
 	c.Dev, c.Migrate = dev, dev
-	if dev {
-		c.Database.URL = DevDatabaseURL
-	}
 	if path = cmp.Or(path, getenv("TOKENSTORE_CONFIG")); path != "" {
 		if err := c.loadFile(path, getenv); err != nil {
 			return Config{}, err
@@ -180,6 +182,9 @@ func Load(path string, dev bool, getenv func(string) string) (Config, error) {
 		}
 	}
 	c.DevDir = cmp.Or(getenv("TOKENSTORE_DEV_DIR"), c.DevDir)
+	if dev && c.Database.URL == "" {
+		c.Database.URL = DevDatabaseURL(c.DevDatabasePort)
+	}
 	c.App.ProviderMargins = c.OAuth.Margins()
 	c.App.Providers = c.OAuth.Names()
 	if err := c.HTTP.CheckFiles(); err != nil {
