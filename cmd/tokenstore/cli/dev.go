@@ -28,11 +28,16 @@ func DevDatabaseURL(port int) string {
 
 // prepareDev makes development defaults real: a key file and a caller
 // credential in the dev directory, created once (mode 0600) and reused, so
-// restarts keep data readable and curl commands working.
-func prepareDev(cfg *Config, log *slog.Logger) error {
+// restarts keep data readable and curl commands working. Without create (a
+// one-off command's --dev) nothing is made: the key file is used when
+// serve --dev made it, and callers are serve's business.
+func prepareDev(cfg *Config, log *slog.Logger, create bool) error {
 	if len(cfg.Keys.Keys) == 0 {
 		path := filepath.Join(cfg.DevDir, "keys")
-		if !exists(path) {
+		switch {
+		case !exists(path) && !create:
+			cfg.devKeyFile = path // Keyring says where it was looked for
+		case !exists(path):
 			k, err := fernet.GenerateKey()
 			if err != nil {
 				return err
@@ -42,14 +47,16 @@ func prepareDev(cfg *Config, log *slog.Logger) error {
 				return fmt.Errorf("create development key file: %w", err)
 			}
 			log.Info("created development key file", "path", path)
+			fallthrough
+		default:
+			if err := cfg.loadKeyFile(path); err != nil {
+				return err
+			}
+			cfg.KeySource = "development key file " + path
+			log.Info("dev mode: using development key file", "path", path)
 		}
-		if err := cfg.loadKeyFile(path); err != nil {
-			return err
-		}
-		cfg.KeySource = "development key file " + path
-		log.Info("dev mode: using development key file", "path", path)
 	}
-	if len(cfg.Callers) == 0 {
+	if create && len(cfg.Callers) == 0 {
 		path := filepath.Join(cfg.DevDir, "caller-credential")
 		if !exists(path) {
 			cred, _, err := httpapi.NewCredential()

@@ -48,6 +48,9 @@ type Config struct {
 	// DevDatabasePort is dev.database_port: the loopback port of the
 	// development PostgreSQL that `task run` starts and --dev connects to.
 	DevDatabasePort int
+	// devKeyFile is where a one-off command's --dev looked for the
+	// development key file and found none.
+	devKeyFile string
 }
 
 // AuditSettings are the audit.* settings.
