@@ -402,7 +402,7 @@ func TestRefusesWithoutKeys(t *testing.T) {
 	e := setup(t)
 	r := e.runWith(map[string]string{"TOKENSTORE_KEYS": ""},
 		"import", "openhands", "--source-dsn-env", dsnVar, "--jwt-secret-file", e.secretFile(e.fx.JWTSecret))
-	const want = "no encryption key: set TOKENSTORE_KEYS or TOKENSTORE_KEY_FILE"
+	const want = "no encryption key: set TOKENSTORE_KEYS, TOKENSTORE_KEY_FILE or TOKENSTORE_JWT_SECRET(_FILE)"
 	if r.err == nil || !strings.HasPrefix(r.err.Error(), want) {
 		t.Fatalf("err = %v, want %q", r.err, want)
 	}
