@@ -190,8 +190,7 @@ dropping connections. Without TLS, SIGHUP reloads nothing and is logged.
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	log.Info("starting tokenstore", "version", buildVersion(), "database", cfg.Database,
-		"addr", cfg.HTTP.Addr, "keys", len(cfg.Keys.Keys), "key_source", cfg.KeySource, "callers", len(cfg.Callers))
+	log.Info("starting tokenstore", startupSummary(cfg)...)
 
 	var reloads reloaders
 	app := NewApp(cfg, log, withLogStream(logs), withReloaders(&reloads))
