@@ -364,6 +364,9 @@ It reads no configuration (--config is taken and ignored).
 // connect opens a pool for a one-off command and checks the database
 // answers, so a wrong URL fails at once with a clear error.
 func connect(ctx context.Context, cfg postgres.Config) (*pgxpool.Pool, error) {
+	if err := checkDatabase(cfg); err != nil {
+		return nil, err
+	}
 	pool, err := postgres.NewPool(cfg)
 	if err != nil {
 		return nil, err
@@ -372,4 +375,16 @@ func connect(ctx context.Context, cfg postgres.Config) (*pgxpool.Pool, error) {
 		return nil, err
 	}
 	return pool, nil
+}
+
+// checkDatabase refuses a one-off command's database configuration before
+// anything is read; without a URL it points at --dev too, since a
+// newcomer's database is the one `task run` started.
+func checkDatabase(cfg postgres.Config) error {
+	if cfg.URL == "" {
+		return errors.New("no database URL: set TOKENSTORE_DATABASE_URL (postgres://user:password@host:5432/dbname), " +
+			"or give --dev for the development database of `task run`")
+	}
+	_, err := postgres.ParsePoolConfig(cfg)
+	return err
 }

@@ -179,7 +179,7 @@ func TestOneOffCommandsDevDatabasePort(t *testing.T) {
 			_, _, err := run(t, env, append(args, "--dev")...)
 			wantErr(t, err, "127.0.0.1:1", `database "tokenstore"`)
 			_, _, err = run(t, env, args...)
-			wantErr(t, err, "TOKENSTORE_DATABASE_URL")
+			wantErr(t, err, "TOKENSTORE_DATABASE_URL", "or give --dev")
 		})
 	}
 }

@@ -123,7 +123,7 @@ func runImportOpenHands(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 
-	if _, err := postgres.ParsePoolConfig(cfg.Database); err != nil {
+	if err := checkDatabase(cfg.Database); err != nil {
 		return err
 	}
 	keyring, err := cfg.Keyring()
