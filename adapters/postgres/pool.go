@@ -110,13 +110,20 @@ func (c Config) Validate() error {
 	return err
 }
 
-// LogValue keeps the URL's password out of logs.
+// LogValue keeps the URL's password out of logs. It states what the pool
+// will use: max_conns is the effective pool size (database.max_conns, else
+// the URL's pool_max_conns, else pgxpool's max(4, CPUs)), and durations are
+// Go duration strings ("5s"), not nanoseconds.
 func (c Config) LogValue() slog.Value {
+	maxConns := c.MaxConns
+	if pc, err := ParsePoolConfig(c); err == nil {
+		maxConns = pc.MaxConns
+	}
 	return slog.GroupValue(
 		slog.String("url", RedactURL(c.URL)),
-		slog.Int("max_conns", int(c.MaxConns)),
-		slog.Duration("lock_timeout", c.LockTimeout),
-		slog.Duration("timeout", c.timeout()),
+		slog.Int("max_conns", int(maxConns)),
+		slog.String("lock_timeout", cmp.Or(c.LockTimeout, DefaultLockTimeout).String()),
+		slog.String("timeout", c.timeout().String()),
 		slog.String("query_exec_mode", cmp.Or(c.QueryExecMode, "(default)")),
 		slog.String("direct_url", cmp.Or(RedactURL(c.DirectURL), "(database.url)")),
 	)

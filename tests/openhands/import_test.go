@@ -402,7 +402,7 @@ func TestRefusesWithoutKeys(t *testing.T) {
 	e := setup(t)
 	r := e.runWith(map[string]string{"TOKENSTORE_KEYS": ""},
 		"import", "openhands", "--source-dsn-env", dsnVar, "--jwt-secret-file", e.secretFile(e.fx.JWTSecret))
-	const want = "no encryption key: set TOKENSTORE_KEYS or TOKENSTORE_KEY_FILE"
+	const want = "no encryption key: set TOKENSTORE_KEYS, TOKENSTORE_KEY_FILE or TOKENSTORE_JWT_SECRET(_FILE)"
 	if r.err == nil || !strings.HasPrefix(r.err.Error(), want) {
 		t.Fatalf("err = %v, want %q", r.err, want)
 	}
@@ -451,8 +451,8 @@ func TestHelp(t *testing.T) {
 		t.Fatalf("err = %v, want flag.ErrHelp", r.err)
 	}
 	for _, want := range []string{"--source-dsn-env", "--jwt-secret-file", "--dry-run", "--batch-size", "already", "ever printed"} {
-		if !strings.Contains(r.stderr, want) {
-			t.Errorf("help lacks %q:\n%s", want, r.stderr)
+		if !strings.Contains(r.stdout, want) { // asked for, so on stdout
+			t.Errorf("help lacks %q:\n%s", want, r.stdout)
 		}
 	}
 	r = e.runWith(nil, "--help")

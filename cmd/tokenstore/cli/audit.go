@@ -21,7 +21,7 @@ import (
 )
 
 const auditUsage = `Usage: tokenstore audit list [--user ID] [--provider NAME] [--caller NAME] [--action ACTION]
-                            [--since TIME] [--until TIME] [--limit N] [--config FILE]
+                            [--since TIME] [--until TIME] [--limit N] [--dev] [--config FILE]
 
   list  the audit trail, oldest first: who (caller, instance) was handed,
         wrote or deleted whose token, refreshed it or marked it for
@@ -31,7 +31,8 @@ const auditUsage = `Usage: tokenstore audit list [--user ID] [--provider NAME] [
         --caller "" selects the service's own events. TIME is RFC 3339
         (2026-01-02T15:04:05Z) or a duration ago (24h, 30m).
 
-The database comes from the usual configuration (see tokenstore serve --help).
+The database comes from the usual configuration (see tokenstore serve --help);
+with --dev, the development database of ` + "`task run`" + `.
 `
 
 // auditLine is one event as `audit list` prints it in JSON.
@@ -50,7 +51,7 @@ type auditLine struct {
 
 func runAudit(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("audit", auditUsage, env)
-	cfgPath := fs.String("config", "", "YAML config file (default $TOKENSTORE_CONFIG)")
+	flags := addConfigFlags(fs, true)
 	user := fs.String("user", "", "only this user's events")
 	provider := fs.String("provider", "", "only this provider's events")
 	caller := fs.String("caller", "", `only this caller's events ("" for the service's own)`)
@@ -58,19 +59,17 @@ func runAudit(ctx context.Context, args []string, env Env) error {
 	since := fs.String("since", "", "only events at or after TIME")
 	until := fs.String("until", "", "only events before TIME")
 	limit := fs.Int("limit", 1000, "print at most this many events (1 to 1000000)")
-	if err := fs.Parse(args); err != nil {
+	words, err := parseArgs(fs, args, env) // flags may come before or after the action
+	if err != nil {
 		return err
 	}
-	if fs.NArg() == 0 || fs.Arg(0) != "list" {
+	if len(words) == 0 || words[0] != "list" {
 		fs.Usage()
 		return errors.New("audit: say list")
 	}
-	if err := fs.Parse(fs.Args()[1:]); err != nil { // flags may follow the action
-		return err
-	}
-	if fs.NArg() > 0 {
+	if len(words) > 1 {
 		fs.Usage()
-		return fmt.Errorf("audit list: unexpected argument %q", fs.Arg(0))
+		return fmt.Errorf("audit list: unexpected argument %q", words[1])
 	}
 	f, err := auditFilter(fs, *user, *provider, *caller, *action, *since, *until, time.Now())
 	if err != nil {
@@ -79,7 +78,7 @@ func runAudit(ctx context.Context, args []string, env Env) error {
 	if *limit < 1 || *limit > 1_000_000 {
 		return fmt.Errorf("audit list: --limit %d is not between 1 and 1000000", *limit)
 	}
-	cfg, err := Load(*cfgPath, false, env.Getenv)
+	cfg, _, err := flags.load(env, env.Stderr, false)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,18 +25,21 @@ var Version = "dev"
 const usage = `tokenstore keeps identity-provider tokens encrypted in PostgreSQL.
 
 Usage:
-  tokenstore serve [--dev] [--config FILE]     run the HTTP API
-  tokenstore migrate up|down|status            manage the database schema
+  tokenstore serve [--dev]                     run the HTTP API
+  tokenstore migrate up|down|status [--dev]    manage the database schema
   tokenstore keys generate|list|rotate|retire  manage encryption keys (see keys --help)
   tokenstore callers generate --name NAME      print a new caller credential and its hash
   tokenstore import openhands [flags]          copy tokens from an OpenHands database
-  tokenstore audit list [filters]              print the audit trail (see audit --help)
+  tokenstore audit list [filters] [--dev]      print the audit trail (see audit --help)
   tokenstore healthcheck [--url URL]           exit 0 when the server answers /readyz with 200
   tokenstore version                           print the version
 
-Configuration comes from a YAML file (--config or TOKENSTORE_CONFIG) and
-TOKENSTORE_* environment variables, which win. Run "tokenstore serve --help"
-for every setting.
+Every command takes --help (-h) and --config FILE, and its flags before or
+after its words. Configuration comes from a YAML file (--config or
+TOKENSTORE_CONFIG) and TOKENSTORE_* environment variables, which win. Run
+"tokenstore serve --help" for every setting. --dev, on every command that
+uses the database or the keys, finds the development database and key
+file that ` + "`task run`" + ` (serve --dev) uses.
 `
 
 // Env is what a command reads from its surroundings; tests supply their own.
@@ -58,24 +62,10 @@ func Run(ctx context.Context, args []string, env Env) error {
 			return err
 		}
 	}
+	if i := slices.IndexFunc(commands(), func(c command) bool { return c.name == args[0] }); i >= 0 {
+		return commands()[i].run(ctx, args[1:], env)
+	}
 	switch args[0] {
-	case "serve":
-		return runServe(ctx, args[1:], env)
-	case "migrate":
-		return runMigrate(ctx, args[1:], env)
-	case "keys":
-		return runKeys(ctx, args[1:], env)
-	case "callers":
-		return runCallers(args[1:], env)
-	case "import":
-		return runImport(ctx, args[1:], env)
-	case "audit":
-		return runAudit(ctx, args[1:], env)
-	case "healthcheck":
-		return runHealthcheck(ctx, args[1:], env)
-	case "version":
-		fmt.Fprintln(env.Stdout, buildVersion())
-		return nil
 	case "-h", "--help", "help":
 		fmt.Fprint(env.Stdout, usage)
 		return nil
@@ -83,6 +73,73 @@ func Run(ctx context.Context, args []string, env Env) error {
 		fmt.Fprint(env.Stderr, usage)
 		return fmt.Errorf("unknown command %q", args[0])
 	}
+}
+
+// command is one of tokenstore's commands: its name, the words it takes
+// first (each with whether that form reads the configuration: the others
+// take --config and ignore it), and what runs it. Every form is in the
+// flags test (TestEveryCommandTakesTheCommonFlags), so a new command cannot
+// drift from the others' --help, --config and flag errors.
+type command struct {
+	name  string
+	forms []commandForm
+	run   func(context.Context, []string, Env) error
+}
+
+type commandForm struct {
+	words       []string
+	readsConfig bool
+}
+
+func commands() []command {
+	form := func(readsConfig bool, words ...string) commandForm { return commandForm{words, readsConfig} }
+	return []command{
+		{"serve", []commandForm{form(true)}, runServe},
+		{"migrate", []commandForm{form(true, "up"), form(true, "down"), form(true, "status")}, runMigrate},
+		{"keys", []commandForm{form(false, "generate"), form(true, "list"), form(true, "rotate"), form(true, "retire", "0123456789abcdef")}, runKeys},
+		{"callers", []commandForm{form(false, "generate", "--name", "svc")}, runCallers},
+		{"import", []commandForm{form(true, "openhands", "--source-dsn-env", "NO_SUCH_VARIABLE", "--jwt-secret-env", "NO_SUCH_VARIABLE")}, runImport},
+		{"audit", []commandForm{form(true, "list")}, runAudit},
+		{"healthcheck", []commandForm{form(true)}, runHealthcheck},
+		{"version", []commandForm{form(false)}, runVersion},
+	}
+}
+
+// CommandForm is one way to call a command: its words after the program
+// name, and whether it reads the configuration (--config).
+type CommandForm struct {
+	Args        []string
+	ReadsConfig bool
+}
+
+// CommandForms lists every command's forms, for tests.
+func CommandForms() []CommandForm {
+	var out []CommandForm
+	for _, c := range commands() {
+		for _, f := range c.forms {
+			out = append(out, CommandForm{Args: append([]string{c.name}, f.words...), ReadsConfig: f.readsConfig})
+		}
+	}
+	return out
+}
+
+func runVersion(_ context.Context, args []string, env Env) error {
+	fs := newFlags("version", `Usage: tokenstore version
+
+Prints the version: the one stamped at build time (task build), else the
+module's (go install ...@version), else "dev". It reads no configuration.
+`, env)
+	addConfigFlags(fs, false)
+	words, err := parseArgs(fs, args, env)
+	if err != nil {
+		return err
+	}
+	if len(words) != 0 {
+		fs.Usage()
+		return fmt.Errorf("version: unexpected %q", words[0])
+	}
+	fmt.Fprintln(env.Stdout, buildVersion())
+	return nil
 }
 
 func buildVersion() string {
@@ -93,25 +150,6 @@ func buildVersion() string {
 		return info.Main.Version
 	}
 	return Version
-}
-
-func newFlags(name, synopsis string, env Env) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	fs.Usage = func() {
-		fmt.Fprint(env.Stderr, synopsis)
-		if hasFlags(fs) {
-			fmt.Fprintln(env.Stderr, "\nFlags:")
-			fs.PrintDefaults()
-		}
-	}
-	return fs
-}
-
-func hasFlags(fs *flag.FlagSet) bool {
-	n := 0
-	fs.VisitAll(func(*flag.Flag) { n++ })
-	return n > 0
 }
 
 func runServe(ctx context.Context, args []string, env Env) error {
@@ -139,41 +177,36 @@ sources (keys, key_file, jwt_secret) and swaps the keyring whole, unless the
 new one lacks a key that seals stored values: then the current keyring
 stays and an ERROR line names the missing key ids.
 `+settingsHelp(), env)
-	dev := fs.Bool("dev", false, "development mode (see above)")
-	cfgPath := fs.String("config", "", "YAML config file (default $TOKENSTORE_CONFIG)")
-	if err := fs.Parse(args); err != nil {
+	flags := addConfigFlags(fs, true)
+	if words, err := parseArgs(fs, args, env); err != nil {
 		return err
+	} else if len(words) != 0 {
+		fs.Usage()
+		return fmt.Errorf("serve: unexpected %q", words[0])
 	}
 	// Caught from here on, so that a SIGHUP during start-up does not stop
 	// the process either; handled once the server is built.
 	hup, stopHangup := notifyHangup()
 	defer stopHangup()
-	cfg, err := Load(*cfgPath, *dev, env.Getenv)
-	if err != nil {
-		return err
-	}
 	// A broken log stream must not stop the server: see LogStream.
 	ignoreBrokenPipes()
 	logs := NewLogStream(env.Stderr, env.Stdout)
-	log := NewLogger(cfg.Log, logs)
-	if cfg.Dev {
-		if err := prepareDev(&cfg, log); err != nil {
-			return err
-		}
+	cfg, log, err := flags.load(env, logs, true)
+	if err != nil {
+		return err
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	log.Info("starting tokenstore", "version", buildVersion(), "database", cfg.Database,
-		"addr", cfg.HTTP.Addr, "keys", len(cfg.Keys.Keys), "key_source", cfg.KeySource, "callers", len(cfg.Callers))
+	log.Info("starting tokenstore", startupSummary(cfg)...)
 
 	// SIGHUP reloads the keys from where they came from now.
 	loadKeys := func() (Config, error) {
-		c, err := Load(*cfgPath, *dev, env.Getenv)
+		c, err := Load(flags.path, flags.dev, env.Getenv)
 		if err != nil {
 			return c, err
 		}
-		return c, c.devKeys(log)
+		return c, c.devKeys(log, true)
 	}
 	var reloads reloaders
 	app := NewApp(cfg, log, withLogStream(logs), withReloaders(&reloads), withKeyLoader(loadKeys))
@@ -197,7 +230,7 @@ stays and an ERROR line names the missing key ids.
 }
 
 func runMigrate(ctx context.Context, args []string, env Env) error {
-	fs := newFlags("migrate", `Usage: tokenstore migrate [--config FILE] up|down|status
+	fs := newFlags("migrate", `Usage: tokenstore migrate up|down|status [--dev] [--config FILE]
 
   up      apply every pending migration (safe from several instances at once:
           they serialise on a PostgreSQL advisory lock)
@@ -206,17 +239,19 @@ func runMigrate(ctx context.Context, args []string, env Env) error {
 
 The database is TOKENSTORE_DATABASE_DIRECT_URL when set (a session connection,
 bypassing a pooler in transaction mode), else TOKENSTORE_DATABASE_URL (or
-database.direct_url, database.url in the config file).
+database.direct_url, database.url in the config file); with --dev, the
+development database of `+"`task run`"+`.
 `, env)
-	cfgPath := fs.String("config", "", "YAML config file (default $TOKENSTORE_CONFIG)")
-	if err := fs.Parse(args); err != nil {
+	flags := addConfigFlags(fs, true)
+	words, err := parseArgs(fs, args, env)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if len(words) != 1 {
 		fs.Usage()
 		return errors.New("migrate: say up, down or status")
 	}
-	cfg, err := Load(*cfgPath, false, env.Getenv)
+	cfg, _, err := flags.load(env, env.Stderr, false)
 	if err != nil {
 		return err
 	}
@@ -226,7 +261,7 @@ database.direct_url, database.url in the config file).
 	}
 	defer m.Close()
 
-	switch fs.Arg(0) {
+	switch words[0] {
 	case "up":
 		n, err := m.Up(ctx)
 		if err != nil {
@@ -257,13 +292,15 @@ database.direct_url, database.url in the config file).
 		}
 	default:
 		fs.Usage()
-		return fmt.Errorf("migrate: unknown action %q: say up, down or status", fs.Arg(0))
+		return fmt.Errorf("migrate: unknown action %q: say up, down or status", words[0])
 	}
 	return nil
 }
 
-func runCallers(args []string, env Env) error {
+func runCallers(_ context.Context, args []string, env Env) error {
 	fs := newFlags("callers", `Usage: tokenstore callers generate --name NAME [--permissions LIST] [--providers LIST] [--user-prefix PREFIX] [--client-cert-identity SAN]
+
+It reads no configuration (--config is taken and ignored).
 
   generate  print a new random caller credential (give it to the caller) and
             the config entry holding only its hash (give that to tokenstore).
@@ -277,23 +314,17 @@ func runCallers(args []string, env Env) error {
 	providers := fs.String("providers", "", "comma-separated declared providers the caller may touch (default every provider)")
 	userPrefix := fs.String("user-prefix", "", "the prefix of every user id the caller may touch, such as tenant-a/ (default every user)")
 	certIdentity := fs.String("client-cert-identity", "", "URI SAN or DNS SAN of the client certificate the caller must also present (default none)")
-	if len(args) > 0 && args[0] == "generate" {
-		args = args[1:] // flags follow the action: callers generate --name NAME
-	} else if err := fs.Parse(args); err != nil || fs.NArg() != 1 || fs.Arg(0) != "generate" {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		fs.Usage()
-		return errors.New("callers: say generate")
-	} else {
-		args = nil
-	}
-	if err := fs.Parse(args); err != nil {
+	addConfigFlags(fs, false) // taken and not read: the entry printed is checked on its own
+	words, err := parseArgs(fs, args, env)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 0 {
+	if len(words) == 0 || words[0] != "generate" {
 		fs.Usage()
-		return fmt.Errorf("callers generate: unexpected %q", fs.Arg(0))
+		return errors.New("callers: say generate")
+	} else if len(words) > 1 {
+		fs.Usage()
+		return fmt.Errorf("callers generate: unexpected %q", words[1])
 	}
 	if *name == "" {
 		return errors.New("callers generate: --name is required")
@@ -346,6 +377,9 @@ func runCallers(args []string, env Env) error {
 // connect opens a pool for a one-off command and checks the database
 // answers, so a wrong URL fails at once with a clear error.
 func connect(ctx context.Context, cfg postgres.Config) (*pgxpool.Pool, error) {
+	if err := checkDatabase(cfg); err != nil {
+		return nil, err
+	}
 	pool, err := postgres.NewPool(cfg)
 	if err != nil {
 		return nil, err
@@ -354,4 +388,16 @@ func connect(ctx context.Context, cfg postgres.Config) (*pgxpool.Pool, error) {
 		return nil, err
 	}
 	return pool, nil
+}
+
+// checkDatabase refuses a one-off command's database configuration before
+// anything is read; without a URL it points at --dev too, since a
+// newcomer's database is the one `task run` started.
+func checkDatabase(cfg postgres.Config) error {
+	if cfg.URL == "" {
+		return errors.New("no database URL: set TOKENSTORE_DATABASE_URL (postgres://user:password@host:5432/dbname), " +
+			"or give --dev for the development database of `task run`")
+	}
+	_, err := postgres.ParsePoolConfig(cfg)
+	return err
 }

@@ -44,41 +44,35 @@ func TestVersion(t *testing.T) {
 func TestHelp(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		args    []string
-		stdout  bool     // usage on stdout (else stderr)
-		want    []string // in the usage
-		errHelp bool     // returns flag.ErrHelp (else nil)
+		args []string
+		want []string // in the usage, on stdout (asked for, so not an error)
 	}{
-		{[]string{"--help"}, true, []string{"Usage:", "tokenstore serve", "tokenstore migrate", "tokenstore keys generate", "tokenstore callers generate", "tokenstore healthcheck", "tokenstore version"}, false},
-		{[]string{"-h"}, true, []string{"Usage:"}, false},
-		{[]string{"help"}, true, []string{"Usage:"}, false},
-		{[]string{"serve", "--help"}, false, []string{"Usage: tokenstore serve", "--dev", "-config", "TOKENSTORE_DATABASE_URL", "TOKENSTORE_KEYS",
-			"TOKENSTORE_KEY_FILE", "TOKENSTORE_CALLERS", "TOKENSTORE_HTTP_ADDR", "TOKENSTORE_LOG_FORMAT", "database.url", "tokens:read"}, true},
-		{[]string{"serve", "-h"}, false, []string{"TOKENSTORE_DATABASE_URL"}, true},
-		{[]string{"migrate", "--help"}, false, []string{"Usage: tokenstore migrate", "up", "down", "status", "TOKENSTORE_DATABASE_URL"}, true},
-		{[]string{"keys", "--help"}, false, []string{"Usage: tokenstore keys generate"}, true},
-		{[]string{"callers", "--help"}, false, []string{"Usage: tokenstore callers generate", "-name", "-permissions"}, true},
-		{[]string{"healthcheck", "--help"}, false, []string{"Usage: tokenstore healthcheck", "/readyz", "-url", "-ca-file", "-timeout"}, true},
+		{[]string{"--help"}, []string{"Usage:", "tokenstore serve", "tokenstore migrate", "tokenstore keys generate", "tokenstore callers generate", "tokenstore healthcheck", "tokenstore version"}},
+		{[]string{"-h"}, []string{"Usage:"}},
+		{[]string{"help"}, []string{"Usage:"}},
+		{[]string{"serve", "--help"}, []string{"Usage: tokenstore serve", "--dev", "-config", "TOKENSTORE_DATABASE_URL", "TOKENSTORE_KEYS",
+			"TOKENSTORE_KEY_FILE", "TOKENSTORE_CALLERS", "TOKENSTORE_HTTP_ADDR", "TOKENSTORE_LOG_FORMAT", "database.url", "tokens:read"}},
+		{[]string{"serve", "-h"}, []string{"TOKENSTORE_DATABASE_URL"}},
+		{[]string{"migrate", "--help"}, []string{"Usage: tokenstore migrate", "up", "down", "status", "TOKENSTORE_DATABASE_URL", "-dev"}},
+		{[]string{"keys", "--help"}, []string{"Usage: tokenstore keys generate", "-dev"}},
+		{[]string{"callers", "--help"}, []string{"Usage: tokenstore callers generate", "-name", "-permissions"}},
+		{[]string{"healthcheck", "--help"}, []string{"Usage: tokenstore healthcheck", "/readyz", "-url", "-ca-file", "-timeout"}},
+		{[]string{"version", "--help"}, []string{"Usage: tokenstore version"}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			t.Parallel()
 			out, errOut, err := run(t, nil, tt.args...)
-			if tt.errHelp {
-				if !errors.Is(err, flag.ErrHelp) && err != nil {
-					t.Errorf("err = %v, want flag.ErrHelp or nil", err)
-				}
-			} else if err != nil {
-				t.Errorf("err = %v, want nil", err)
-			}
-			usage := errOut
-			if tt.stdout {
-				usage = out
+			if err != nil && !errors.Is(err, flag.ErrHelp) {
+				t.Errorf("err = %v, want flag.ErrHelp or nil", err)
 			}
 			for _, w := range tt.want {
-				if !strings.Contains(usage, w) {
-					t.Errorf("usage lacks %q:\n%s", w, usage)
+				if !strings.Contains(out, w) {
+					t.Errorf("usage on stdout lacks %q:\n%s", w, out)
 				}
+			}
+			if errOut != "" {
+				t.Errorf("help wrote to stderr:\n%s", errOut)
 			}
 		})
 	}
@@ -88,11 +82,11 @@ func TestHelp(t *testing.T) {
 // `serve --help` and the env names follow TOKENSTORE_ + upper-cased key.
 func TestServeHelpListsEverySetting(t *testing.T) {
 	t.Parallel()
-	_, errOut, _ := run(t, nil, "serve", "--help")
+	help, _, _ := run(t, nil, "serve", "--help") // on stdout
 	re := regexp.MustCompile(`(?m)^  ([a-z_.]+)\s+(TOKENSTORE_[A-Z_]+)$`)
-	matches := re.FindAllStringSubmatch(errOut, -1)
+	matches := re.FindAllStringSubmatch(help, -1)
 	if len(matches) < 15 {
-		t.Fatalf("found %d settings in serve --help:\n%s", len(matches), errOut)
+		t.Fatalf("found %d settings in serve --help:\n%s", len(matches), help)
 	}
 	for _, m := range matches {
 		want := "TOKENSTORE_" + strings.ToUpper(strings.ReplaceAll(m[1], ".", "_"))

@@ -63,9 +63,30 @@ func TestLoadDevDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cfg.Dev || !cfg.Migrate || cfg.Database.URL != cli.DevDatabaseURL {
+	if want := cli.DevDatabaseURL(cli.DefaultDevDatabasePort); !cfg.Dev || !cfg.Migrate || cfg.Database.URL != want {
 		t.Errorf("dev defaults: Dev=%v Migrate=%v URL=%q, want true, true, %q",
-			cfg.Dev, cfg.Migrate, cfg.Database.URL, cli.DevDatabaseURL)
+			cfg.Dev, cfg.Migrate, cfg.Database.URL, want)
+	}
+	// dev.database_port moves --dev's database, from the environment or the file.
+	cfg, err = cli.Load("", true, envOf(map[string]string{"TOKENSTORE_DEV_DATABASE_PORT": "55999"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(cfg.Database.URL, "@127.0.0.1:55999/") {
+		t.Errorf("TOKENSTORE_DEV_DATABASE_PORT=55999: --dev URL %q", cfg.Database.URL)
+	}
+	cfg, err = cli.Load(writeFile(t, "dev.yaml", "dev:\n  database_port: 55998\n", 0o600), true, envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(cfg.Database.URL, "@127.0.0.1:55998/") {
+		t.Errorf("dev.database_port: 55998: --dev URL %q", cfg.Database.URL)
+	}
+	_, err = cli.Load("", true, envOf(map[string]string{"TOKENSTORE_DEV_DATABASE_PORT": "70000"}))
+	wantErr(t, err, "TOKENSTORE_DEV_DATABASE_PORT", "1 to 65535")
+	// Outside --dev the port names no database.
+	if cfg, err = cli.Load("", false, envOf(map[string]string{"TOKENSTORE_DEV_DATABASE_PORT": "55999"})); err != nil || cfg.Database.URL != "" {
+		t.Errorf("without --dev: URL %q, err %v; want none", cfg.Database.URL, err)
 	}
 	// The environment still wins in dev mode.
 	cfg, err = cli.Load("", true, envOf(map[string]string{

@@ -16,17 +16,26 @@ import (
 	"github.com/tokenstore/tokenstore/domain"
 )
 
-// DevDatabaseURL is the database `task run` starts for development.
-const DevDatabaseURL = "postgres://tokenstore:tokenstore@127.0.0.1:55432/tokenstore?sslmode=disable"
+// DefaultDevDatabasePort is dev.database_port's default; devdb.sh has the
+// same default, which a test checks.
+const DefaultDevDatabasePort = 55432
+
+// DevDatabaseURL is the database `task run` starts for development
+// (tests/pgimage/devdb.sh), on 127.0.0.1:port.
+func DevDatabaseURL(port int) string {
+	return fmt.Sprintf("postgres://tokenstore:tokenstore@127.0.0.1:%d/tokenstore?sslmode=disable", port)
+}
 
 // prepareDev makes development defaults real: a key file and a caller
 // credential in the dev directory, created once (mode 0600) and reused, so
-// restarts keep data readable and curl commands working.
-func prepareDev(cfg *Config, log *slog.Logger) error {
-	if err := cfg.devKeys(log); err != nil {
+// restarts keep data readable and curl commands working. Without create (a
+// one-off command's --dev) nothing is made: the key file is used when
+// serve --dev made it, and callers are serve's business.
+func prepareDev(cfg *Config, log *slog.Logger, create bool) error {
+	if err := cfg.devKeys(log, create); err != nil {
 		return err
 	}
-	if len(cfg.Callers) == 0 {
+	if create && len(cfg.Callers) == 0 {
 		path := filepath.Join(cfg.DevDir, "caller-credential")
 		if !exists(path) {
 			cred, _, err := httpapi.NewCredential()
@@ -64,14 +73,20 @@ func prepareDev(cfg *Config, log *slog.Logger) error {
 }
 
 // devKeys gives a --dev configuration without keys the development key
-// file, creating it (mode 0600) the first time. A SIGHUP reload calls it
-// too, so it reads the keys from where start-up did.
-func (cfg *Config) devKeys(log *slog.Logger) error {
+// file, creating it (mode 0600) the first time when create (serve); a
+// one-off command (create false) only uses it when serve made it, and
+// otherwise notes where it looked (Keyring says so). A SIGHUP reload calls
+// it too, so it reads the keys from where start-up did.
+func (cfg *Config) devKeys(log *slog.Logger, create bool) error {
 	if !cfg.Dev || len(cfg.Keys.Keys) > 0 {
 		return nil
 	}
 	path := filepath.Join(cfg.DevDir, "keys")
-	if !exists(path) {
+	switch {
+	case !exists(path) && !create:
+		cfg.devKeyFile = path
+		return nil
+	case !exists(path):
 		k, err := fernet.GenerateKey()
 		if err != nil {
 			return err

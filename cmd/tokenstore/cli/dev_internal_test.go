@@ -17,7 +17,7 @@ func TestDevDeclaresQuickStartProviders(t *testing.T) {
 	t.Parallel()
 	cfg := Defaults()
 	cfg.Dev, cfg.DevDir = true, t.TempDir()
-	if err := prepareDev(&cfg, slog.New(slog.DiscardHandler)); err != nil {
+	if err := prepareDev(&cfg, slog.New(slog.DiscardHandler), true); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Contains(cfg.App.Providers, domain.ProviderGitLab) || !slices.Equal(cfg.App.Providers, cfg.OAuth.Names()) {
@@ -36,7 +36,7 @@ func TestDevDeclaresQuickStartProviders(t *testing.T) {
 	configured.Dev, configured.DevDir = true, t.TempDir()
 	configured.OAuth = oauth.Config{Providers: []oauth.ProviderConfig{{Name: "corp", StoreOnly: true}}}
 	configured.App.Providers = configured.OAuth.Names()
-	if err := prepareDev(&configured, slog.New(slog.DiscardHandler)); err != nil {
+	if err := prepareDev(&configured, slog.New(slog.DiscardHandler), true); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(configured.App.Providers, []domain.Provider{"corp"}) {

@@ -24,7 +24,7 @@ import (
 const defaultHealthcheckTimeout = 4 * time.Second
 
 func runHealthcheck(ctx context.Context, args []string, env Env) error {
-	fs := newFlags("healthcheck", `Usage: tokenstore healthcheck [--config FILE] [--url URL] [--ca-file FILE] [--timeout D]
+	fs := newFlags("healthcheck", `Usage: tokenstore healthcheck [--dev] [--config FILE] [--url URL] [--ca-file FILE] [--timeout D]
 
 Asks the server this configuration describes whether it is ready (GET
 /readyz) and exits 0 when it answers 200, 1 otherwise, printing one line
@@ -40,21 +40,22 @@ CA instead and checks the URL's host name as any client would.
 behind the schema should not count as healthy to docker-compose's
 depends_on or a load balancer; use --url .../healthz for liveness only.
 `, env)
-	cfgPath := fs.String("config", "", "YAML config file (default $TOKENSTORE_CONFIG)")
+	flags := addConfigFlags(fs, true)
 	rawURL := fs.String("url", "", "the URL to GET (default: /readyz on http.addr, see above)")
 	caFile := fs.String("ca-file", "", "PEM CA certificates to trust for https (default: the certificate of http.tls_cert_file, or the system's roots without TLS settings)")
 	timeout := fs.Duration("timeout", defaultHealthcheckTimeout, "deadline of the whole check")
-	if err := fs.Parse(args); err != nil {
+	words, err := parseArgs(fs, args, env)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 0 {
+	if len(words) != 0 {
 		fs.Usage()
-		return fmt.Errorf("healthcheck: unexpected %q", fs.Arg(0))
+		return fmt.Errorf("healthcheck: unexpected %q", words[0])
 	}
 	if *timeout <= 0 {
 		return errors.New("healthcheck: --timeout must be positive, such as 3s")
 	}
-	cfg, err := Load(*cfgPath, false, env.Getenv)
+	cfg, _, err := flags.load(env, env.Stderr, false)
 	if err != nil {
 		return err
 	}

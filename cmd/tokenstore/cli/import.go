@@ -3,8 +3,10 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -13,7 +15,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/tokenstore/tokenstore/adapters/fernet"
 	"github.com/tokenstore/tokenstore/adapters/openhands"
 	"github.com/tokenstore/tokenstore/adapters/postgres"
 	"github.com/tokenstore/tokenstore/adapters/secretfile"
@@ -32,7 +33,7 @@ Copies another token store's tokens into tokenstore. Systems:
 const importOpenHandsUsage = `Usage: tokenstore import openhands
          (--source-dsn DSN | --source-dsn-env VAR)
          (--jwt-secret-file FILE | --jwt-secret-env VAR)
-         [--dry-run] [--batch-size N] [--config FILE]
+         [--dry-run] [--batch-size N] [--dev] [--config FILE]
 
 Copies every row of an OpenHands enterprise database's auth_tokens and
 offline_tokens tables into tokenstore. OpenHands encrypted them with Fernet
@@ -52,7 +53,8 @@ primary key and bound to its row.
 
 The target database and keys come from tokenstore's configuration
 (TOKENSTORE_DATABASE_URL, TOKENSTORE_KEYS or TOKENSTORE_KEY_FILE, or the
---config file); its schema must be migrated (tokenstore migrate up).
+--config file; with --dev, the development database and key file of
+` + "`task run`" + `); its schema must be migrated (tokenstore migrate up).
 
 Prefer --source-dsn-env and --jwt-secret-file: a command line is visible to
 every user of the machine. Neither the source password nor the JWT secret is
@@ -65,20 +67,25 @@ any row failed.
 `
 
 func runImport(ctx context.Context, args []string, env Env) error {
-	if len(args) == 0 {
-		fmt.Fprint(env.Stderr, importUsage)
-		return errors.New("import: say which system to import from: openhands")
+	// The system is the first word; the common flags (--config FILE, --dev)
+	// may stand before it, as before any command's words.
+	for i := 0; i < len(args); i++ {
+		switch a := strings.TrimLeft(args[i], "-"); {
+		case a == "config" && strings.HasPrefix(args[i], "-"):
+			i++ // its value
+		case strings.HasPrefix(args[i], "-") && (a == "dev" || strings.HasPrefix(a, "config=") || strings.HasPrefix(a, "dev=")):
+		case args[i] == "-h" || args[i] == "--help" || args[i] == "-help" || args[i] == "help":
+			fmt.Fprint(env.Stdout, importUsage)
+			return flag.ErrHelp
+		case args[i] == "openhands":
+			return runImportOpenHands(ctx, slices.Delete(slices.Clone(args), i, i+1), env)
+		default:
+			fmt.Fprint(env.Stderr, importUsage)
+			return fmt.Errorf("import: unknown system %q: say openhands", args[i])
+		}
 	}
-	switch args[0] {
-	case "openhands":
-		return runImportOpenHands(ctx, args[1:], env)
-	case "-h", "--help", "help":
-		fmt.Fprint(env.Stdout, importUsage)
-		return nil
-	default:
-		fmt.Fprint(env.Stderr, importUsage)
-		return fmt.Errorf("import: unknown system %q: say openhands", args[0])
-	}
+	fmt.Fprint(env.Stderr, importUsage)
+	return errors.New("import: say which system to import from: openhands")
 }
 
 func runImportOpenHands(ctx context.Context, args []string, env Env) error {
@@ -90,13 +97,19 @@ func runImportOpenHands(ctx context.Context, args []string, env Env) error {
 	dryRun := fs.Bool("dry-run", false, "read, decrypt and check everything, write nothing, report what would be imported")
 	batch := fs.Int("batch-size", app.DefaultImportBatchSize,
 		fmt.Sprintf("rows per batch and transaction (1 to %d)", app.MaxImportBatchSize))
-	cfgPath := fs.String("config", "", "YAML config file (default $TOKENSTORE_CONFIG)")
-	if err := fs.Parse(args); err != nil {
+	flags := addConfigFlags(fs, true)
+	words, err := parseArgs(fs, args, env)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 0 {
+	if len(words) != 0 {
 		fs.Usage()
-		return fmt.Errorf("import openhands: unexpected argument %q", fs.Arg(0))
+		return fmt.Errorf("import openhands: unexpected argument %q", words[0])
+	}
+	// The configuration first: its errors name the file or variable.
+	cfg, log, err := flags.load(env, env.Stderr, false)
+	if err != nil {
+		return err
 	}
 	if *batch < 1 || *batch > app.MaxImportBatchSize {
 		return fmt.Errorf("import openhands: --batch-size %d is not from 1 to %d", *batch, app.MaxImportBatchSize)
@@ -110,24 +123,13 @@ func runImportOpenHands(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 
-	cfg, err := Load(*cfgPath, false, env.Getenv)
+	if err := checkDatabase(cfg.Database); err != nil {
+		return err
+	}
+	keyring, err := cfg.Keyring()
 	if err != nil {
 		return err
 	}
-	if _, err := postgres.ParsePoolConfig(cfg.Database); err != nil {
-		return err
-	}
-	if len(cfg.Keys.Keys) == 0 {
-		// The message serve gives (Config.Validate).
-		return errors.New("no encryption key: set TOKENSTORE_KEYS or TOKENSTORE_KEY_FILE; " +
-			"make a key with `tokenstore keys generate` (tokenstore never generates one outside --dev: " +
-			"a key lost at restart makes every stored token unreadable)")
-	}
-	keyring, err := fernet.NewKeyringFromConfig(cfg.Keys)
-	if err != nil {
-		return err
-	}
-	log := NewLogger(cfg.Log, env.Stderr)
 
 	connectCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()

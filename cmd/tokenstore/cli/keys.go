@@ -17,7 +17,7 @@ import (
 	"github.com/tokenstore/tokenstore/domain"
 )
 
-const keysUsage = `Usage: tokenstore keys generate | list | rotate | retire ID  [--config FILE]
+const keysUsage = `Usage: tokenstore keys generate | list | rotate | retire ID  [--dev] [--config FILE]
 
   generate   print a new random Fernet key (32 bytes from crypto/rand, URL-safe
              base64) and, on stderr, its id. Put it first in TOKENSTORE_KEYS or
@@ -37,27 +37,23 @@ const keysUsage = `Usage: tokenstore keys generate | list | rotate | retire ID  
              it from the key file (or say to remove it from TOKENSTORE_KEYS)
              and name the live instances still holding it as an older key.
 
-The database and keys come from the usual configuration (see tokenstore serve --help).
+The database and keys come from the usual configuration (see tokenstore serve --help);
+with --dev, the development database and key file of ` + "`task run`" + `.
 `
 
 func runKeys(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("keys", keysUsage, env)
-	cfgPath := fs.String("config", "", "YAML config file (default $TOKENSTORE_CONFIG)")
+	flags := addConfigFlags(fs, true)
 	batch := fs.Int("batch-size", 500, "rotate: rows per transaction")
-	// Flags may come before or after the action.
-	if err := fs.Parse(args); err != nil {
+	words, err := parseArgs(fs, args, env) // flags may come before or after the action
+	if err != nil {
 		return err
 	}
-	rest := fs.Args()
-	if len(rest) == 0 {
+	if len(words) == 0 {
 		fs.Usage()
 		return errors.New("keys: say generate, list, rotate or retire")
 	}
-	action, rest := rest[0], rest[1:]
-	if err := fs.Parse(rest); err != nil {
-		return err
-	}
-	rest = fs.Args()
+	action, rest := words[0], words[1:]
 
 	if action == "generate" {
 		k, err := fernet.GenerateKey()
@@ -72,7 +68,7 @@ func runKeys(ctx context.Context, args []string, env Env) error {
 		fs.Usage()
 		return fmt.Errorf("keys: unknown action %q", action)
 	}
-	cfg, err := Load(*cfgPath, false, env.Getenv)
+	cfg, log, err := flags.load(env, env.Stderr, false)
 	if err != nil {
 		return err
 	}
@@ -80,7 +76,6 @@ func runKeys(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	log := NewLogger(cfg.Log, env.Stderr)
 	pool, err := connect(ctx, cfg.Database)
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 
 	"github.com/tokenstore/tokenstore/adapters/fernet"
 	"github.com/tokenstore/tokenstore/adapters/secretfile"
@@ -15,6 +16,11 @@ var errNoKeys = errors.New("no encryption key: set TOKENSTORE_KEYS, TOKENSTORE_K
 
 // Keyring builds the configured keyring, or says how to configure a key.
 func (c *Config) Keyring() (*fernet.Keyring, error) {
+	if len(c.Keys.Keys) == 0 && c.devKeyFile != "" {
+		abs, _ := filepath.Abs(c.devKeyFile)
+		return nil, fmt.Errorf("no encryption key: --dev found no development key file %s: `task run` (tokenstore serve --dev) makes it on its first start; "+
+			"run this command in the directory serve --dev ran in, or set TOKENSTORE_DEV_DIR to its .dev", abs)
+	}
 	if len(c.Keys.Keys) == 0 {
 		return nil, errNoKeys
 	}

@@ -52,6 +52,13 @@ type Config struct {
 	// Tracing: an OpenTelemetry trace exporter is configured by the
 	// standard OTEL_* variables (TracingConfigured); not a setting.
 	Tracing bool
+
+	// DevDatabasePort is dev.database_port: the loopback port of the
+	// development PostgreSQL that `task run` starts and --dev connects to.
+	DevDatabasePort int
+	// devKeyFile is where a one-off command's --dev looked for the
+	// development key file and found none.
+	devKeyFile string
 }
 
 // AuditSettings are the audit.* settings.
@@ -116,6 +123,7 @@ func (c *Config) settings() []setting {
 		{key: "metrics.pprof", to: &c.Metrics.Pprof, help: "also serve net/http/pprof at /debug/pprof/ on metrics.addr, which must then be a loopback address: true or false", def: false},
 		{key: "log.format", to: &c.Log.Format, help: "json, text or auto (text on a terminal)", def: "auto", oneOf: []string{"json", "text", "auto"}},
 		{key: "log.level", to: &c.Log.Level, help: "debug, info, warn or error", def: "info", oneOf: []string{"debug", "info", "warn", "error"}},
+		{key: "dev.database_port", to: &c.DevDatabasePort, help: "--dev only: the port on 127.0.0.1 of the development PostgreSQL that `task run` starts (tests/pgimage/devdb.sh reads the variable too) and every --dev command connects to, unless database.url is set", def: DefaultDevDatabasePort, max: 65535},
 	}
 }
 
@@ -167,7 +175,7 @@ func checkEnviron(environ []string) error {
 
 // Defaults returns the configuration before the file and environment apply.
 func Defaults() Config {
-	return Config{DevDir: ".dev", HTTP: httpapi.DefaultConfig(), Database: postgres.Config{LockTimeout: postgres.DefaultLockTimeout, Timeout: postgres.DefaultTimeout},
+	return Config{DevDir: ".dev", DevDatabasePort: DefaultDevDatabasePort, HTTP: httpapi.DefaultConfig(), Database: postgres.Config{LockTimeout: postgres.DefaultLockTimeout, Timeout: postgres.DefaultTimeout},
 		Log: LogConfig{Format: "auto", Level: "info"}, Worker: app.WorkerConfig{Enabled: true},
 		Audit: AuditSettings{Mode: string(app.AuditFailClosed), Retention: app.DefaultAuditRetention}}
 }
@@ -179,9 +187,6 @@ func Defaults() Config {
 func Load(path string, dev bool, getenv func(string) string) (Config, error) {
 	c := Defaults()
 	c.Dev, c.Migrate = dev, dev
-	if dev {
-		c.Database.URL = DevDatabaseURL
-	}
 	if path = cmp.Or(path, getenv("TOKENSTORE_CONFIG")); path != "" {
 		if err := c.loadFile(path, getenv); err != nil {
 			return Config{}, err
@@ -196,6 +201,9 @@ func Load(path string, dev bool, getenv func(string) string) (Config, error) {
 	}
 	c.DevDir = cmp.Or(getenv("TOKENSTORE_DEV_DIR"), c.DevDir)
 	c.Tracing = TracingConfigured(getenv)
+	if dev && c.Database.URL == "" {
+		c.Database.URL = DevDatabaseURL(c.DevDatabasePort)
+	}
 	c.App.ProviderMargins = c.OAuth.Margins()
 	c.App.Providers = c.OAuth.Names()
 	if err := c.HTTP.CheckFiles(); err != nil {
