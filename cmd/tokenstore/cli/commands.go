@@ -255,6 +255,9 @@ development database of `+"`task run`"+`.
 	if err != nil {
 		return err
 	}
+	if err := checkDatabase(cfg.Database); err != nil {
+		return err
+	}
 	m, err := postgres.NewMigrator(ctx, cfg.Database, nil) // the direct URL, when set
 	if err != nil {
 		return err
