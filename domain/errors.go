@@ -56,6 +56,8 @@ var (
 	// configuration is fixed.
 	ErrProviderRejected = errors.New("provider rejected the refresh request")
 	// ErrProviderUnavailable: 5xx, timeout or network failure: transient.
+	// A ports.TokenRevoker returns it too; wrapped in a *RetryAtError when
+	// the provider said when to come back (Retry-After on a 429 or 503).
 	ErrProviderUnavailable = errors.New("provider unavailable")
 	// ErrProviderOutcomeUnknown qualifies ErrProviderUnavailable: the request
 	// had been sent when it failed (timeout, 5xx, connection lost), so the
@@ -64,6 +66,22 @@ var (
 	ErrProviderOutcomeUnknown = errors.New("the provider may have refreshed")
 	// ErrProviderNotConfigured: no refresh configuration for this provider.
 	ErrProviderNotConfigured = errors.New("provider not configured for refresh")
+)
+
+// Errors a ports.TokenRevoker returns besides ErrProviderUnavailable
+// (transient: retry) and ErrInvalid (nothing to revoke). A token the
+// provider already considers invalid is no error: RFC 7009 §2.2 answers 200
+// for it, and the goal, a token nobody can use, is met.
+var (
+	// ErrRevocationRejected: the provider refused the revocation request
+	// (invalid_client, unauthorized_client, unsupported_token_type, a wrong
+	// URL, a redirect): permanent until the configuration is fixed.
+	ErrRevocationRejected = errors.New("provider rejected the revocation request")
+	// ErrRevocationNotSupported: nothing can be revoked at this provider: its
+	// kind has no revocation API (Bitbucket Cloud, Azure DevOps through
+	// Entra ID), it does not revoke this token type, or revoke_on_delete is
+	// off for it (or it is not declared). Permanent: retrying cannot help.
+	ErrRevocationNotSupported = errors.New("upstream revocation not available for this provider")
 )
 
 // ValidationError says which field was wrong and why. It matches ErrInvalid

@@ -135,6 +135,34 @@ type TokenRefresher interface {
 	RevokesPreviousAccessToken(provider domain.Provider) bool
 }
 
+// TokenRevoker revokes a user's tokens at their provider once tokenstore
+// has deleted them (upstream revocation on delete), so that a disconnected
+// provider's tokens stop working there too. Revoking is idempotent: a
+// caller may repeat it after any error.
+type TokenRevoker interface {
+	// Revoke revokes tokens at provider: the refresh token first (revoking
+	// it revokes the whole grant at most servers, RFC 7009 §2.1), then the
+	// access token. A token the provider already considers invalid counts
+	// as revoked (nil). Failures wrap domain.ErrProviderUnavailable
+	// (transient: retry; a *domain.RetryAtError says when, if the provider
+	// did), domain.ErrRevocationRejected (permanent until the configuration
+	// is fixed), domain.ErrRevocationNotSupported (permanent: nothing to do
+	// at this provider) or domain.ErrInvalid (no token given). Errors never
+	// carry token material.
+	Revoke(ctx context.Context, provider domain.Provider, tokens RevocationRequest) error
+	// RevokesOnDelete reports whether provider's tokens are to be revoked
+	// upstream when they are deleted (its revoke_on_delete setting); Revoke
+	// fails with domain.ErrRevocationNotSupported for the others.
+	RevokesOnDelete(provider domain.Provider) bool
+}
+
+// RevocationRequest is what a TokenRevoker revokes: the tokens tokenstore
+// stored for one user and provider. Either may be zero, not both.
+type RevocationRequest struct {
+	RefreshToken domain.Secret
+	AccessToken  domain.Secret
+}
+
 // StoreCensus counts what the store holds, for the metrics
 // (app.Census): aggregate queries that return no token material and no
 // user id.

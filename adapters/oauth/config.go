@@ -207,6 +207,23 @@ type ProviderConfig struct {
 	// whose outcome is unknown, and reports expiries no later than its own
 	// next refresh. nil takes the kind's default (RevokesByDefault).
 	RevokesPreviousAccessToken *bool `json:"revokes_previous_access_token"`
+
+	// RevokeOnDelete revokes the user's tokens at the provider after they
+	// are deleted from tokenstore (Revoker). Off by default. Refused for
+	// the kinds without a revocation API (bitbucket, azure_devops) and for
+	// a provider declared with refresh: false (it has no credentials); a
+	// never_expires provider (GitHub OAuth App) may set it with its
+	// client_id and client_secret. See the README's revocation table.
+	RevokeOnDelete bool `json:"revoke_on_delete"`
+	// RevocationURL is the RFC 7009 revocation endpoint: required for
+	// oauth2 with RevokeOnDelete; for gitlab and keycloak it overrides the
+	// endpoint derived from BaseURL (and Realm). Used only with
+	// RevokeOnDelete.
+	RevocationURL string `json:"revocation_url"`
+	// APIURL is GitHub's REST API root, where the grant is deleted: default
+	// https://api.github.com, or BaseURL + "/api/v3" for GitHub Enterprise
+	// Server. github only, and used only with RevokeOnDelete.
+	APIURL string `json:"api_url"`
 }
 
 // RevokesByDefault says whether providers of kind k revoke the previous
@@ -249,7 +266,9 @@ func ProviderSettingsHelp() string {
 		"      token_endpoint_auth_method (auto, client_secret_basic or client_secret_post; the older auth_style, header and\n" +
 		"      params are aliases), timeout (default " + DefaultTimeout.String() + "), never_expires,\n" +
 		"      refresh_margin (this provider's margin, below its access-token lifetime),\n" +
-		"      revokes_previous_access_token (default true, false for azure_devops and keycloak)};\n" +
+		"      revokes_previous_access_token (default true, false for azure_devops and keycloak),\n" +
+		"      revoke_on_delete (default false; not for bitbucket, azure_devops), revocation_url (oauth2: required with it),\n" +
+		"      api_url (github: the REST API root, default https://api.github.com)};\n" +
 		"      {name, refresh: false} declares a provider whose tokens are stored but never refreshed.\n" +
 		"      Tokens are stored only for the providers listed here"
 }
@@ -339,6 +358,10 @@ type resolved struct {
 	timeout      time.Duration
 	neverExpires bool
 	revokes      bool // the provider revokes the previous access token on refresh
+	// revokeOnDelete: revocationURL is the RFC 7009 endpoint, or for
+	// github the grant to DELETE.
+	revokeOnDelete bool
+	revocationURL  string
 }
 
 // resolve validates c and applies the defaults, so that Validate and New
@@ -370,12 +393,16 @@ func (c ProviderConfig) resolve() (resolved, error) {
 	}
 	r := resolved{name: c.Name, kind: kind, neverExpires: c.NeverExpires || c.StoreOnly}
 	if c.StoreOnly {
+		if c.RevokeOnDelete {
+			return fail("revoke_on_delete", "needs the provider's kind and client credentials, which refresh: false "+
+				"declares none of: declare it with never_expires: true, kind, client_id and client_secret instead")
+		}
 		if field := c.refreshSetting(); field != "" {
 			return fail(field, "is not used: refresh is false, so this provider is never refreshed")
 		}
 	}
-	if r.neverExpires {
-		return r, nil // never refreshed: nothing else is used
+	if r.neverExpires && !c.RevokeOnDelete {
+		return r, nil // never refreshed nor revoked: nothing else is used
 	}
 
 	// Fields a kind ignores are errors: a Realm on a gitlab entry is a
@@ -480,7 +507,79 @@ func (c ProviderConfig) resolve() (resolved, error) {
 	if c.RevokesPreviousAccessToken != nil {
 		r.revokes = *c.RevokesPreviousAccessToken
 	}
+	if err := c.resolveRevocation(&r, base); err != nil {
+		return fail(err.field, "%s", err.reason)
+	}
 	return r, nil
+}
+
+// settingError is a problem with one setting of a provider entry.
+type settingError struct{ field, reason string }
+
+// resolveRevocation sets r's revocation endpoint from c (base is BaseURL
+// without a trailing slash), or says which setting is wrong. Settings only
+// revocation uses are refused without revoke_on_delete, and on kinds that
+// do not use them.
+func (c ProviderConfig) resolveRevocation(r *resolved, base string) *settingError {
+	kind := r.kind
+	switch {
+	case c.APIURL != "" && kind != KindGitHub:
+		return &settingError{"api_url", "is used only by kind github"}
+	case c.RevocationURL != "" && kind != KindOAuth2 && kind != KindGitLab && kind != KindKeycloak:
+		return &settingError{"revocation_url", fmt.Sprintf("is not used by kind %s", kind)}
+	case !c.RevokeOnDelete && c.APIURL != "":
+		return &settingError{"api_url", "is not used: revoke_on_delete is false"}
+	case !c.RevokeOnDelete && c.RevocationURL != "":
+		return &settingError{"revocation_url", "is not used: revoke_on_delete is false"}
+	case !c.RevokeOnDelete:
+		return nil
+	case !RevocationSupported(kind):
+		return &settingError{"revoke_on_delete", fmt.Sprintf("%s has no API to revoke tokens (see the README's revocation table): remove the setting", kind)}
+	}
+	if c.APIURL != "" {
+		if err := checkURL(c.APIURL); err != nil {
+			return &settingError{"api_url", err.Error()}
+		}
+	}
+	if c.RevocationURL != "" {
+		if err := checkURL(c.RevocationURL); err != nil {
+			return &settingError{"revocation_url", err.Error()}
+		}
+	}
+	r.revokeOnDelete = true
+	r.revocationURL = c.RevocationURL
+	switch {
+	case r.revocationURL != "":
+	case kind == KindGitHub:
+		api := strings.TrimRight(c.APIURL, "/")
+		switch {
+		case api == "" && base != "":
+			api = base + "/api/v3" // GitHub Enterprise Server
+		case api == "":
+			api = "https://api.github.com"
+		}
+		r.revocationURL = api + "/applications/" + url.PathEscape(r.clientID) + "/grant"
+	case kind == KindGitLab:
+		r.revocationURL = orDefault(base, "https://gitlab.com") + "/oauth/revoke"
+	case kind == KindKeycloak && base != "" && strings.TrimSpace(c.Realm) != "":
+		r.revocationURL = base + "/realms/" + url.PathEscape(c.Realm) + "/protocol/openid-connect/revoke"
+	case kind == KindKeycloak:
+		return &settingError{"revocation_url", "must not be empty when token_url replaces base_url and realm"}
+	default:
+		return &settingError{"revocation_url", "must not be empty for kind oauth2 with revoke_on_delete: set the RFC 7009 revocation endpoint"}
+	}
+	return nil
+}
+
+// RevocationSupported reports whether providers of kind k can revoke tokens
+// (README, "Upstream revocation"): RFC 7009 endpoints for oauth2 (when the
+// server has one), gitlab and keycloak, and the grant deletion API for
+// github. Bitbucket Cloud documents no revocation endpoint; Entra ID
+// (azure_devops) has none for an application's tokens (only Microsoft
+// Graph's revokeSignInSessions, which signs the user out of every
+// application).
+func RevocationSupported(k Kind) bool {
+	return k != KindBitbucket && k != KindAzureDevOps
 }
 
 // refreshSetting names the first setting of c that only refreshing uses, or
@@ -509,6 +608,10 @@ func (c ProviderConfig) refreshSetting() string {
 		return "refresh_margin"
 	case c.RevokesPreviousAccessToken != nil:
 		return "revokes_previous_access_token"
+	case c.RevocationURL != "":
+		return "revocation_url"
+	case c.APIURL != "":
+		return "api_url"
 	}
 	return ""
 }

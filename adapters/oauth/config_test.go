@@ -84,6 +84,38 @@ func TestValidate(t *testing.T) {
 			"providers[bitbucket].token_endpoint_auth_method: bitbucket accepts client credentials only as HTTP basic auth: use client_secret_basic or auto"},
 		{"negative timeout", oauth.ProviderConfig{Name: "gitlab", ClientID: "id", Timeout: -time.Second},
 			"providers[gitlab].timeout: must not be negative"},
+
+		// Upstream revocation on delete.
+		{"revoke gitlab", oauth.ProviderConfig{Name: "gitlab", ClientID: "id", RevokeOnDelete: true}, ""},
+		{"revoke github oauth app", oauth.ProviderConfig{Name: "github", NeverExpires: true, ClientID: "id", ClientSecret: secret, RevokeOnDelete: true}, ""},
+		{"revoke github oauth app without credentials", oauth.ProviderConfig{Name: "github", NeverExpires: true, RevokeOnDelete: true},
+			"providers[github].client_id: must not be empty"},
+		{"revoke bitbucket", oauth.ProviderConfig{Name: "bitbucket", ClientID: "id", ClientSecret: secret, RevokeOnDelete: true},
+			"providers[bitbucket].revoke_on_delete: bitbucket has no API to revoke tokens (see the README's revocation table): remove the setting"},
+		{"revoke azure devops", oauth.ProviderConfig{Name: "ado", Kind: oauth.KindAzureDevOps, ClientID: "id", Tenant: "common", RevokeOnDelete: true},
+			"providers[ado].revoke_on_delete: azure_devops has no API to revoke tokens (see the README's revocation table): remove the setting"},
+		{"revoke oauth2 without revocation_url", oauth.ProviderConfig{Name: "corp", Kind: oauth.KindOAuth2, ClientID: "id", TokenURL: "https://idp.example.com/t", RevokeOnDelete: true},
+			"providers[corp].revocation_url: must not be empty for kind oauth2 with revoke_on_delete: set the RFC 7009 revocation endpoint"},
+		{"revoke keycloak by token_url", oauth.ProviderConfig{Name: "keycloak", ClientID: "id", TokenURL: "https://kc.example.com/t", RevokeOnDelete: true},
+			"providers[keycloak].revocation_url: must not be empty when token_url replaces base_url and realm"},
+		{"revoke refresh false", oauth.ProviderConfig{Name: "internal-ci", StoreOnly: true, RevokeOnDelete: true},
+			"providers[internal-ci].revoke_on_delete: needs the provider's kind and client credentials, which refresh: false declares none of: " +
+				"declare it with never_expires: true, kind, client_id and client_secret instead"},
+		{"revocation_url without revoke_on_delete", oauth.ProviderConfig{Name: "gitlab", ClientID: "id", RevocationURL: "https://gitlab.example.com/oauth/revoke"},
+			"providers[gitlab].revocation_url: is not used: revoke_on_delete is false"},
+		{"api_url without revoke_on_delete", oauth.ProviderConfig{Name: "github", ClientID: "id", ClientSecret: secret, APIURL: "https://api.example.com"},
+			"providers[github].api_url: is not used: revoke_on_delete is false"},
+		{"api_url on gitlab", oauth.ProviderConfig{Name: "gitlab", ClientID: "id", RevokeOnDelete: true, APIURL: "https://api.example.com"},
+			"providers[gitlab].api_url: is used only by kind github"},
+		{"revocation_url on github", oauth.ProviderConfig{Name: "github", ClientID: "id", ClientSecret: secret, RevokeOnDelete: true, RevocationURL: "https://x.example.com"},
+			"providers[github].revocation_url: is not used by kind github"},
+		{"revocation_url with credentials", oauth.ProviderConfig{Name: "corp", Kind: oauth.KindOAuth2, ClientID: "id", TokenURL: "https://idp.example.com/t",
+			RevokeOnDelete: true, RevocationURL: "https://id:" + clientSecret + "@idp.example.com/revoke"},
+			"providers[corp].revocation_url: must not contain credentials: use client_id and client_secret"},
+		{"api_url relative", oauth.ProviderConfig{Name: "github", ClientID: "id", ClientSecret: secret, RevokeOnDelete: true, APIURL: "/api"},
+			`providers[github].api_url: must be an absolute http or https URL, got scheme ""`},
+		{"revocation_url with refresh false", oauth.ProviderConfig{Name: "internal-ci", StoreOnly: true, RevocationURL: "https://x.example.com"},
+			"providers[internal-ci].revocation_url: is not used: refresh is false, so this provider is never refreshed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,5 +1,9 @@
 // Package oauth refreshes users' access tokens at each identity provider's
-// token endpoint (RFC 6749 §6): it is tokenstore's ports.TokenRefresher.
+// token endpoint (RFC 6749 §6): it is tokenstore's ports.TokenRefresher. Its
+// Revoker (ports.TokenRevoker) revokes them upstream once they are deleted:
+// at RFC 7009 revocation endpoints (oauth2, gitlab, keycloak) and through
+// GitHub's grant deletion API, with the same clients, timeouts, redirect
+// refusal and scrubbed errors as a refresh.
 //
 // The replaced system lost users' grants in ways this package is shaped
 // against:

@@ -228,13 +228,19 @@ func (e *endpoint) post(ctx context.Context, method AuthMethod, refreshToken dom
 	if e.scope != "" {
 		form.Set("scope", e.scope)
 	}
+	return e.postForm(ctx, e.tokenURL, method, form, "POST token endpoint")
+}
+
+// postForm posts form to target, authenticating the client with method as
+// RFC 6749 §2.3.1 says, and reads the answer (see send).
+func (e *endpoint) postForm(ctx context.Context, target string, method AuthMethod, form url.Values, spanName string) (answer, error) {
 	if method == AuthMethodClientSecretPost {
 		form.Set("client_id", e.clientID)
 		if !e.clientSecret.IsZero() {
 			form.Set("client_secret", e.clientSecret.Reveal())
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.tokenURL, strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(form.Encode()))
 	if err != nil {
 		return answer{}, fmt.Errorf("building the request: %w", err)
 	}
@@ -245,12 +251,19 @@ func (e *endpoint) post(ctx context.Context, method AuthMethod, refreshToken dom
 		// RFC 6749 §2.3.1: both parts are form-encoded before basic auth.
 		req.SetBasicAuth(url.QueryEscape(e.clientID), url.QueryEscape(e.clientSecret.Reveal()))
 	}
+	return e.send(ctx, req, spanName)
+}
 
+// send sends req in a client span named spanName and reads the answer. Its
+// error is a transport failure (no usable HTTP response), a *sentError
+// when the whole request had been written; any HTTP response, whatever its
+// status, is an answer.
+func (e *endpoint) send(ctx context.Context, req *http.Request, spanName string) (answer, error) {
 	var wrote atomic.Bool
 	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		WroteRequest: func(info httptrace.WroteRequestInfo) { wrote.Store(info.Err == nil) },
 	}))
-	span := e.startSpan(ctx, req)
+	span := e.startSpan(ctx, req, spanName)
 	resp, err := e.client.Do(req)
 	endSpan(span, resp, err)
 	if err != nil {
@@ -265,16 +278,16 @@ func (e *endpoint) post(ctx context.Context, method AuthMethod, refreshToken dom
 		return answer{}, &sentError{fmt.Errorf("HTTP %d: reading the response: %w", resp.StatusCode, err)}
 	}
 	// The body decides how it is read, never the Content-Type label (see parse).
-	return answer{status: resp.StatusCode, fields: parse(body)}, nil
+	return answer{status: resp.StatusCode, header: resp.Header, fields: parse(body)}, nil
 }
 
-// startSpan starts the client span of one request to the token endpoint.
+// startSpan starts the client span of one request to the provider.
 // It is made here rather than by otelhttp, which records the full URL (the
 // token URL's query included) and the transport error's text (which names
 // that URL): the span names the provider, the method and the server, never
 // the URL, a header, the body or an error's text.
-func (e *endpoint) startSpan(ctx context.Context, req *http.Request) trace.Span {
-	_, span := e.tracer.Start(ctx, "POST token endpoint", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+func (e *endpoint) startSpan(ctx context.Context, req *http.Request, name string) trace.Span {
+	_, span := e.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
 		attribute.String("tokenstore.provider", string(e.name)),
 		attribute.String("http.request.method", req.Method),
 		attribute.String("server.address", req.URL.Hostname()),

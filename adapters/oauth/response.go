@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 // material as plain strings only until interpret wraps it in Secrets.
 type answer struct {
 	status int
+	header http.Header // for Retry-After and rate limits; never printed
 	fields
 }
 
@@ -303,7 +305,7 @@ func (a answer) describe(provider domain.Provider, sc *scrubber) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: HTTP %d", provider, a.status)
 	if a.status >= 300 && a.status <= 399 {
-		b.WriteString(" (redirects are not followed: check the token URL)")
+		b.WriteString(" (redirects are not followed: check the configured URL)")
 	}
 	switch code := sanitize(a.code, maxCodeLen); {
 	case code != "" && (registeredCodes[code] || !sc.weak()):
