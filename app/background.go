@@ -1,9 +1,12 @@
 package app
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // background is one goroutine that runs until stopped: the plumbing the
-// periodic jobs (RefreshWorker, SkewMonitor, AuditRetention) share. The
+// periodic jobs (RefreshWorker, SkewMonitor, AuditRetention, KeyringHeartbeat) share. The
 // zero value is stopped; stop on a background never started does nothing.
 type background struct {
 	cancel context.CancelFunc
@@ -19,6 +22,24 @@ func (b *background) start(fn func(ctx context.Context)) {
 		defer close(b.done)
 		fn(ctx)
 	}()
+}
+
+// every runs fn every interval (the first time one interval after the
+// call) in the background until stop; a job that must run once before it
+// starts calls fn itself first.
+func (b *background) every(interval time.Duration, fn func(ctx context.Context)) {
+	b.start(func(ctx context.Context) {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				fn(ctx)
+			}
+		}
+	})
 }
 
 // stop ends the goroutine and waits for it, or for ctx to end.

@@ -102,18 +102,7 @@ func NewSkewMonitor(clock *Clock, db ports.DatabaseClock, log *slog.Logger) *Ske
 // stays in use.
 func (m *SkewMonitor) Start(ctx context.Context) error {
 	m.measureAndLog(ctx)
-	m.job.start(func(lctx context.Context) {
-		t := time.NewTicker(SkewInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-lctx.Done():
-				return
-			case <-t.C:
-				m.measureAndLog(lctx)
-			}
-		}
-	})
+	m.job.every(SkewInterval, m.measureAndLog)
 	return nil
 }
 

@@ -144,18 +144,7 @@ func NewKeyringHeartbeat(cfg KeyringHeartbeatConfig, log *slog.Logger, ring port
 // interval until Stop.
 func (h *KeyringHeartbeat) Start(ctx context.Context) error {
 	h.beatAndLog(ctx)
-	h.job.start(func(lctx context.Context) {
-		t := time.NewTicker(h.cfg.Interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-lctx.Done():
-				return
-			case <-t.C:
-				h.beatAndLog(lctx)
-			}
-		}
-	})
+	h.job.every(h.cfg.Interval, h.beatAndLog)
 	return nil
 }
 
