@@ -66,6 +66,10 @@ func endpoint(t *testing.T, url, timeout string, secrets ...string) webhook.Endp
 	return eps[0]
 }
 
+// Every test sends through its receiver's own client (srv.Client()): an
+// httptest server's Close also closes the idle connections of
+// http.DefaultTransport, which would break a parallel test's delivery.
+
 // received is what the test's receiver saw of one request.
 type received struct {
 	header http.Header
@@ -118,7 +122,7 @@ func TestDeliverSigns(t *testing.T) {
 	ep := endpoint(t, srv.URL+"/hooks?tenant=a", "", secret)
 	ts := time.Now().Truncate(time.Second)
 	body := []byte(`{"type":"tokens.reauth_required","data":{"user":"alice","provider":"gitlab"}}`)
-	if err := webhook.New().Deliver(t.Context(), ep, webhook.Message{ID: "evt_01J9", Timestamp: ts, Body: body}); err != nil {
+	if err := webhook.New(webhook.WithHTTPClient(srv.Client())).Deliver(t.Context(), ep, webhook.Message{ID: "evt_01J9", Timestamp: ts, Body: body}); err != nil {
 		t.Fatalf("Deliver: %v", err)
 	}
 	r := <-got
@@ -159,7 +163,7 @@ func TestDeliverSignsWithEverySecret(t *testing.T) {
 	newSecretText, newKey := newSecret(t)
 	srv, got := receiver(t, status(http.StatusOK))
 	ep := endpoint(t, srv.URL, "", newSecretText, oldSecret)
-	if err := webhook.New().Deliver(t.Context(), ep, webhook.Message{ID: "evt_2", Body: []byte(`{}`)}); err != nil {
+	if err := webhook.New(webhook.WithHTTPClient(srv.Client())).Deliver(t.Context(), ep, webhook.Message{ID: "evt_2", Body: []byte(`{}`)}); err != nil {
 		t.Fatalf("Deliver: %v", err)
 	}
 	r := <-got
@@ -202,7 +206,7 @@ func TestDeliverOutcomes(t *testing.T) {
 		t.Run(strconv.Itoa(tc.code), func(t *testing.T) {
 			t.Parallel()
 			srv, _ := receiver(t, status(tc.code))
-			err := webhook.New().Deliver(t.Context(), endpoint(t, srv.URL, "", secret), webhook.Message{ID: "evt_3", Body: []byte(`{}`)})
+			err := webhook.New(webhook.WithHTTPClient(srv.Client())).Deliver(t.Context(), endpoint(t, srv.URL, "", secret), webhook.Message{ID: "evt_3", Body: []byte(`{}`)})
 			if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
 				t.Fatalf("Deliver = %v, want %v", err, tc.want)
 			}
@@ -222,7 +226,7 @@ func TestDeliverConnectionRefused(t *testing.T) {
 	srv := httptest.NewServer(status(200))
 	url := srv.URL + "/hook?token=receiver-own-token"
 	srv.Close()
-	err := webhook.New().Deliver(t.Context(), endpoint(t, url, "", secret), webhook.Message{ID: "evt_4", Body: []byte(`{}`)})
+	err := webhook.New(webhook.WithHTTPClient(srv.Client())).Deliver(t.Context(), endpoint(t, url, "", secret), webhook.Message{ID: "evt_4", Body: []byte(`{}`)})
 	if !errors.Is(err, webhook.ErrUndelivered) {
 		t.Fatalf("Deliver = %v, want ErrUndelivered", err)
 	}
@@ -239,7 +243,7 @@ func TestDeliverRefusesRedirects(t *testing.T) {
 	target, hits := receiver(t, status(http.StatusOK))
 	for _, code := range []int{301, 302, 303, 307, 308} {
 		srv, _ := receiver(t, func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, target.URL, code) })
-		err := webhook.New().Deliver(t.Context(), endpoint(t, srv.URL, "", secret), webhook.Message{ID: "evt_5", Body: []byte(`{}`)})
+		err := webhook.New(webhook.WithHTTPClient(srv.Client())).Deliver(t.Context(), endpoint(t, srv.URL, "", secret), webhook.Message{ID: "evt_5", Body: []byte(`{}`)})
 		var de *webhook.DeliveryError
 		if !errors.Is(err, webhook.ErrUndelivered) || !errors.As(err, &de) || de.Status != code || !strings.Contains(err.Error(), "redirect") {
 			t.Errorf("%d: Deliver = %v, want ErrUndelivered naming a redirect", code, err)
@@ -266,7 +270,7 @@ func TestDeliverTimesOut(t *testing.T) {
 		}
 	})
 	defer close(release)
-	err := webhook.New().Deliver(t.Context(), endpoint(t, srv.URL, "50ms", secret), webhook.Message{ID: "evt_6", Body: []byte(`{}`)})
+	err := webhook.New(webhook.WithHTTPClient(srv.Client())).Deliver(t.Context(), endpoint(t, srv.URL, "50ms", secret), webhook.Message{ID: "evt_6", Body: []byte(`{}`)})
 	if !errors.Is(err, webhook.ErrUndelivered) || !strings.Contains(err.Error(), "timeout (50ms)") {
 		t.Fatalf("Deliver = %v, want ErrUndelivered naming the 50ms timeout", err)
 	}
@@ -298,7 +302,7 @@ func TestDeliverHonoursRetryAfter(t *testing.T) {
 				w.Header().Set("Retry-After", tc.value)
 				w.WriteHeader(tc.code)
 			})
-			s := webhook.New(webhook.WithClock(func() time.Time { return now }))
+			s := webhook.New(webhook.WithClock(func() time.Time { return now }), webhook.WithHTTPClient(srv.Client()))
 			err := s.Deliver(t.Context(), endpoint(t, srv.URL, "", secret), webhook.Message{ID: "evt_7", Timestamp: time.Now(), Body: []byte(`{}`)})
 			if !errors.Is(err, webhook.ErrUndelivered) {
 				t.Fatalf("Deliver = %v, want ErrUndelivered", err)
@@ -322,11 +326,11 @@ func TestDeliverRefusesInvalidIDs(t *testing.T) {
 	srv, got := receiver(t, status(200))
 	ep := endpoint(t, srv.URL, "", secret)
 	for _, id := range []string{"", "evt.1", "evt 1", "evt\n1", "évt", strings.Repeat("a", 257)} {
-		if err := webhook.New().Deliver(t.Context(), ep, webhook.Message{ID: id, Body: []byte(`{}`)}); !errors.Is(err, webhook.ErrInvalidMessage) {
+		if err := webhook.New(webhook.WithHTTPClient(srv.Client())).Deliver(t.Context(), ep, webhook.Message{ID: id, Body: []byte(`{}`)}); !errors.Is(err, webhook.ErrInvalidMessage) {
 			t.Errorf("id %q: Deliver = %v, want ErrInvalidMessage", id, err)
 		}
 	}
-	if err := webhook.New().Deliver(t.Context(), webhook.Endpoint{Name: "bare", URL: srv.URL, Timeout: time.Second}, webhook.Message{ID: "evt_8"}); !errors.Is(err, webhook.ErrInvalidMessage) {
+	if err := webhook.New(webhook.WithHTTPClient(srv.Client())).Deliver(t.Context(), webhook.Endpoint{Name: "bare", URL: srv.URL, Timeout: time.Second}, webhook.Message{ID: "evt_8"}); !errors.Is(err, webhook.ErrInvalidMessage) {
 		t.Errorf("an endpoint without secrets: Deliver = %v, want ErrInvalidMessage", err)
 	}
 	if len(got) != 0 {
@@ -354,7 +358,7 @@ func TestNoSecretInOutput(t *testing.T) {
 	for _, code := range []int{302, 400, 410, 429, 500} {
 		srv, _ := receiver(t, echo(code))
 		ep := endpoint(t, srv.URL, "", secret)
-		err := webhook.New().Deliver(t.Context(), ep, webhook.Message{ID: "evt_9", Body: []byte(`{}`)})
+		err := webhook.New(webhook.WithHTTPClient(srv.Client())).Deliver(t.Context(), ep, webhook.Message{ID: "evt_9", Body: []byte(`{}`)})
 		fmt.Fprintf(&out, "%v\n%+v\n%#v\n%v %+v %#v %s\n", err, err, err, ep, ep, ep, ep)
 	}
 	srv, _ := receiver(t, status(200))
@@ -378,7 +382,7 @@ func TestDeliverHonoursCancellation(t *testing.T) {
 	srv, _ := receiver(t, status(200))
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	err := webhook.New().Deliver(ctx, endpoint(t, srv.URL, "", secret), webhook.Message{ID: "evt_10", Body: []byte(`{}`)})
+	err := webhook.New(webhook.WithHTTPClient(srv.Client())).Deliver(ctx, endpoint(t, srv.URL, "", secret), webhook.Message{ID: "evt_10", Body: []byte(`{}`)})
 	if !errors.Is(err, webhook.ErrUndelivered) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("Deliver = %v, want ErrUndelivered wrapping context.Canceled", err)
 	}
