@@ -43,6 +43,10 @@ func TestEverySecretFileIsChecked(t *testing.T) {
 			_, err := cli.Load("", false, envOf(map[string]string{"TOKENSTORE_PROVIDERS": `[{"name":"gitlab","client_id":"id","client_secret_file":"` + path + `"}]`}))
 			return err
 		}},
+		{"webhook secret file", "TOKENSTORE_WEBHOOKS[0] (crm).secret_file", "whsec_BwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAhIiMkJSY=\n", func(t *testing.T, path string) error {
+			_, err := cli.Load("", false, envOf(map[string]string{"TOKENSTORE_WEBHOOKS": `[{"name":"crm","url":"https://crm.example/h","events":["tokens.deleted"],"secret_file":"` + path + `"}]`}))
+			return err
+		}},
 		{"config file with an inline secret", "config file", "jwt_secret: " + jwt + "\n", func(t *testing.T, path string) error {
 			_, err := cli.Load(path, false, envOf(nil))
 			return err

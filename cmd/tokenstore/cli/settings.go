@@ -23,6 +23,7 @@ import (
 	"github.com/tokenstore/tokenstore/adapters/oauth"
 	"github.com/tokenstore/tokenstore/adapters/postgres"
 	"github.com/tokenstore/tokenstore/adapters/secretfile"
+	"github.com/tokenstore/tokenstore/adapters/webhook"
 	"github.com/tokenstore/tokenstore/app"
 	"github.com/tokenstore/tokenstore/domain"
 )
@@ -49,6 +50,9 @@ type Config struct {
 	Audit            AuditSettings
 	Log              LogConfig
 	Metrics          metrics.Config
+	// Webhooks are the receivers events are delivered to (the delivery
+	// worker is not wired yet: issue 13).
+	Webhooks []webhook.Endpoint
 	// Tracing: an OpenTelemetry trace exporter is configured by the
 	// standard OTEL_* variables (TracingConfigured); not a setting.
 	Tracing bool
@@ -108,6 +112,8 @@ func (c *Config) settings() []setting {
 		{key: "callers", to: &c.Callers, help: "list of {name, credential_hash, permissions, providers, user_prefix, client_cert_identity}; permissions: " + strings.Join(httpapi.PermissionNames(), ", ") +
 			"; providers (declared names) and user_prefix (such as tenant-a/) limit what the caller may touch, every provider and user when left out; client_cert_identity (a URI or DNS SAN) requires that client certificate too"},
 		{key: "providers", to: &c.OAuth, help: "list of providers to refresh: " + oauth.ProviderSettingsHelp()},
+		{key: "webhooks", to: &c.Webhooks, help: "list of webhook receivers: " + webhook.SettingsHelp() + "; event kinds: " + strings.Join(eventKinds(), ", ") +
+			" (see README: Webhooks; the delivery worker is not wired yet)"},
 		{key: "refresh.margin", to: &c.App.RefreshMargin, help: "refresh access tokens expiring within this margin", def: domain.DefaultRefreshMargin},
 		{key: "refresh.lifetime_fraction", to: &c.App.LifetimeFraction, help: "cap every refresh margin at this fraction of each access token's lifetime, so tokens living less than the margin are not refreshed at every read: a number between 0 and 1, exclusive", def: domain.DefaultLifetimeFraction},
 		{key: "refresh.wait_timeout", to: &c.App.Refresh.WaitTimeout, help: "how long a read waits for a refresh before answering 503 unavailable", def: app.DefaultRefreshWaitTimeout},
@@ -182,8 +188,8 @@ func Defaults() Config {
 
 // Load builds the configuration: defaults, then the config file (path from
 // TOKENSTORE_CONFIG unless given), then TOKENSTORE_* environment variables;
-// an empty variable counts as unset. A list (keys, callers, providers) from a
-// later source replaces the earlier one. getenv is os.Getenv outside tests.
+// an empty variable counts as unset. A list (keys, callers, providers,
+// webhooks) from a later source replaces the earlier one. getenv is os.Getenv outside tests.
 func Load(path string, dev bool, getenv func(string) string) (Config, error) {
 	c := Defaults()
 	c.Dev, c.Migrate = dev, dev
@@ -301,6 +307,11 @@ func (s setting) set(n *yaml.Node, where string, getenv func(string) string) (er
 			return httpapi.NewCallers(configs, where)
 		})
 		return err
+	case *[]webhook.Endpoint:
+		*p, err = decodeList(n, where, "{name, url, events, secret_file, timeout, max_age}", func(entries []webhook.EndpointSettings, where string) ([]webhook.Endpoint, error) {
+			return webhook.NewEndpoints(entries, where, eventKinds())
+		})
+		return err
 	case *oauth.Config:
 		*p, err = decodeList(n, where, "provider settings", func(entries []oauth.ProviderSettings, where string) (oauth.Config, error) {
 			return oauth.NewConfig(entries, where, getenv)
@@ -335,6 +346,15 @@ func (s setting) set(n *yaml.Node, where string, getenv func(string) string) (er
 		return fmt.Errorf("%s: %w", where, err)
 	}
 	return nil
+}
+
+// eventKinds are the event kinds a webhook endpoint may ask for, as
+// receivers see them: the outbox's kinds (issue 13; domain.EventKind on
+// the outbox branch, which this list must equal once it lands) and the
+// outcomes of upstream revocation.
+func eventKinds() []string {
+	return []string{"tokens.stored", "tokens.refreshed", "tokens.reauth_required", "tokens.recovered", "tokens.deleted",
+		"offline_token.stored", "offline_token.deleted", "revocation.succeeded", "revocation.failed"}
 }
 
 // callerSettings is httpapi.CallerConfig under the member names an
