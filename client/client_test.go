@@ -102,10 +102,13 @@ func (s *server) requests() []received {
 	return slices.Clone(s.got)
 }
 
-// newClient returns a client of s whose waits are recorded in *waits.
+// newClient returns a client of s whose waits are recorded in *waits. It
+// talks through s's own transport: closing an httptest server also closes
+// the idle connections of http.DefaultTransport, which would break the
+// parallel tests using it ("CloseIdleConnections called").
 func newClient(t *testing.T, s *server, waits *[]time.Duration, opts ...Option) *Client {
 	t.Helper()
-	c, err := New(s.srv.URL, testCredential, opts...)
+	c, err := New(s.srv.URL, testCredential, append([]Option{WithHTTPClient(s.srv.Client())}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +286,7 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 func TestRetryWaitEndsWithTheContext(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, problemAnswer(503, "unavailable", "", map[string]string{"Retry-After": "20"}), ok200)
-	c, err := New(s.srv.URL, testCredential)
+	c, err := New(s.srv.URL, testCredential, WithHTTPClient(s.srv.Client()))
 	if err != nil {
 		t.Fatal(err)
 	}
