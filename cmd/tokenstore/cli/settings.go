@@ -47,6 +47,7 @@ type Config struct {
 	App              app.Config
 	Worker           app.WorkerConfig
 	Audit            AuditSettings
+	Events           EventSettings
 	Log              LogConfig
 	Metrics          metrics.Config
 	// Tracing: an OpenTelemetry trace exporter is configured by the
@@ -58,6 +59,17 @@ type Config struct {
 type AuditSettings struct {
 	Mode      string        // fail_closed, best_effort or off (app.AuditMode)
 	Retention time.Duration // 0: keep forever
+}
+
+// EventSettings are the events.* settings (the outbox, README: Events).
+type EventSettings struct {
+	Enabled   bool // false: the writes insert no events
+	Refreshed bool // also tokens.refreshed
+}
+
+// Policy is the outbox policy the settings choose.
+func (e EventSettings) Policy() domain.EventPolicy {
+	return domain.EventPolicy{Off: !e.Enabled, Refreshed: e.Refreshed}
 }
 
 // setting is one row of the table that drives the config file's keys, the
@@ -112,6 +124,8 @@ func (c *Config) settings() []setting {
 		{key: "audit.mode", to: &c.Audit.Mode, help: "fail_closed: a token is handed out only after its audit event is committed, and a write commits its event in its own transaction (an audit store that fails answers 503); best_effort: events are written after the answer and lost when the audit store fails; off: no audit trail",
 			def: string(app.AuditFailClosed), oneOf: []string{string(app.AuditFailClosed), string(app.AuditBestEffort), string(app.AuditOff)}},
 		{key: "audit.retention", to: &c.Audit.Retention, help: "how long audit events are kept (older ones are removed in batches every hour); 0 keeps them forever", def: "9600h (400 days)"},
+		{key: "events.enabled", to: &c.Events.Enabled, help: "write events (tokens stored, need re-authorization, recovered, deleted...; README: Events) in the same transaction as each change, for GET /v1/events: true or false", def: true},
+		{key: "events.refreshed", to: &c.Events.Refreshed, help: "also write a tokens.refreshed event for every refresh stored (one per refresh: high volume): true or false", def: false},
 		{key: "metrics.addr", to: &c.Metrics.Addr, help: "host:port serving Prometheus metrics at /metrics, apart from the API; empty serves none. Metrics carry no secret and no user id, so any address may be given", def: "off"},
 		{key: "metrics.pprof", to: &c.Metrics.Pprof, help: "also serve net/http/pprof at /debug/pprof/ on metrics.addr, which must then be a loopback address: true or false", def: false},
 		{key: "log.format", to: &c.Log.Format, help: "json, text or auto (text on a terminal)", def: "auto", oneOf: []string{"json", "text", "auto"}},
@@ -169,7 +183,8 @@ func checkEnviron(environ []string) error {
 func Defaults() Config {
 	return Config{DevDir: ".dev", HTTP: httpapi.DefaultConfig(), Database: postgres.Config{LockTimeout: postgres.DefaultLockTimeout, Timeout: postgres.DefaultTimeout},
 		Log: LogConfig{Format: "auto", Level: "info"}, Worker: app.WorkerConfig{Enabled: true},
-		Audit: AuditSettings{Mode: string(app.AuditFailClosed), Retention: app.DefaultAuditRetention}}
+		Audit:  AuditSettings{Mode: string(app.AuditFailClosed), Retention: app.DefaultAuditRetention},
+		Events: EventSettings{Enabled: true}}
 }
 
 // Load builds the configuration: defaults, then the config file (path from

@@ -39,6 +39,7 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 		cfg.App.Refresh.Instance = app.InstanceName()
 	}
 	cfg.KeyringHeartbeat.Instance = cfg.App.Refresh.Instance
+	cfg.Database.Events = cfg.Events.Policy()
 	return fx.Options(
 		// Configuration and logger.
 		fx.WithLogger(fxLogger(log)),
