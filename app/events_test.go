@@ -54,3 +54,45 @@ func TestEventsOfRefreshes(t *testing.T) {
 		t.Errorf("events:\n got %q\nwant %q", got, want)
 	}
 }
+
+// A waiting feed request returns as soon as an event exists (its wait is
+// far longer than the test's deadline), and Stop ends waits at once.
+func TestEventFeedWaits(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, app.Config{})
+	feed := app.NewEventFeed(f.repo, 5*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	type answer struct {
+		events []domain.Event
+		next   domain.EventCursor
+		err    error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		events, next, err := feed.Events(ctx, domain.EventFilter{}, domain.EventCursor{}, 10, time.Hour)
+		got <- answer{events, next, err}
+	}()
+	f.putFresh("alice", gitlab, time.Hour, "r")
+	a := <-got
+	if a.err != nil || len(a.events) != 1 || a.events[0].Kind != domain.EventTokensStored || a.next != a.events[0].Cursor {
+		t.Fatalf("Events = %+v, %v, %v; want the stored event (before the test's deadline)", a.events, a.next, a.err)
+	}
+	// Nothing after it: the wait ends with nothing when asked to stop.
+	go func() {
+		events, next, err := feed.Events(ctx, domain.EventFilter{}, a.next, 10, time.Hour)
+		got <- answer{events, next, err}
+	}()
+	if err := feed.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := <-got
+	if b.err != nil || len(b.events) != 0 || b.next != a.next {
+		t.Errorf("after Stop: %+v, %v, %v; want an empty page at %v", b.events, b.next, b.err, a.next)
+	}
+	// A filter that matches nothing, no wait: an empty page at once.
+	c, next, err := feed.Events(ctx, domain.EventFilter{UserPrefix: "nobody"}, domain.EventCursor{}, 10, 0)
+	if err != nil || len(c) != 0 || next != (domain.EventCursor{}) {
+		t.Errorf("no match: %+v, %v, %v", c, next, err)
+	}
+}

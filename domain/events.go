@@ -119,21 +119,15 @@ type EventCursor struct {
 const eventCursorPrefix = "ev1."
 
 // String is the cursor's text form, "ev1.<xact>.<seq>" in decimal; the zero
-// cursor is "".
+// cursor (the start) is "ev1.0.0".
 func (c EventCursor) String() string {
-	if c == (EventCursor{}) {
-		return ""
-	}
 	return eventCursorPrefix + strconv.FormatUint(c.Xact, 10) + "." + strconv.FormatInt(c.Seq, 10)
 }
 
-// ParseEventCursor parses String's form: "" is the zero cursor; anything but
-// exactly "ev1.<xact>.<seq>" (canonical decimal, no sign, no leading zero,
-// seq positive) is an error.
+// ParseEventCursor parses String's form: anything but exactly
+// "ev1.<xact>.<seq>" (canonical decimal, no sign, no leading zero, seq
+// positive but in the zero cursor "ev1.0.0") is an error.
 func ParseEventCursor(s string) (EventCursor, error) {
-	if s == "" {
-		return EventCursor{}, nil
-	}
 	bad := errors.New("not a cursor from this feed's next")
 	rest, ok := strings.CutPrefix(s, eventCursorPrefix)
 	if !ok {
@@ -146,7 +140,7 @@ func ParseEventCursor(s string) (EventCursor, error) {
 	x, err1 := strconv.ParseUint(xs, 10, 64)
 	q, err2 := strconv.ParseInt(ss, 10, 64)
 	c := EventCursor{Xact: x, Seq: q}
-	if err1 != nil || err2 != nil || q <= 0 || c.String() != s {
+	if err1 != nil || err2 != nil || q < 0 || (q == 0 && x != 0) || c.String() != s {
 		return EventCursor{}, bad
 	}
 	return c, nil

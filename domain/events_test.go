@@ -62,16 +62,16 @@ func TestEventPolicy(t *testing.T) {
 }
 
 func TestParseEventCursor(t *testing.T) {
-	for _, s := range []string{"ev1.1.1", "ev1.0.5", "ev1.18446744073709551615.9223372036854775807"} {
+	for _, s := range []string{"ev1.0.0", "ev1.1.1", "ev1.0.5", "ev1.18446744073709551615.9223372036854775807"} {
 		c, err := domain.ParseEventCursor(s)
 		if err != nil || c.String() != s {
 			t.Errorf("ParseEventCursor(%q) = %v, %v", s, c, err)
 		}
 	}
-	if c, err := domain.ParseEventCursor(""); err != nil || c != (domain.EventCursor{}) {
-		t.Errorf(`ParseEventCursor("") = %v, %v`, c, err)
+	if c, err := domain.ParseEventCursor("ev1.0.0"); err != nil || c != (domain.EventCursor{}) {
+		t.Errorf(`ParseEventCursor("ev1.0.0") = %v, %v; want the start`, c, err)
 	}
-	for _, s := range []string{"x", "ev1.", "ev1.1", "ev1.1.0", "ev1.01.1", "ev1.1.01", "ev1.+1.1", "ev1.1.-1", "ev1.1.1.", "ev1.1.1 ",
+	for _, s := range []string{"", "x", "ev1.00.0", "ev1.0.00", "ev1.5.0", "ev1.", "ev1.1", "ev1.1.0", "ev1.01.1", "ev1.1.01", "ev1.+1.1", "ev1.1.-1", "ev1.1.1.", "ev1.1.1 ",
 		"EV1.1.1", "ev2.1.1", "ev1.1.1.1", "ev1.18446744073709551616.1", "ev1.1.9223372036854775808", "ev1.١.1"} {
 		if c, err := domain.ParseEventCursor(s); err == nil {
 			t.Errorf("ParseEventCursor(%q) = %v, want an error", s, c)

@@ -64,6 +64,7 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 			fx.Annotate(fernet.NewSwappableKeyringFromConfig, fx.As(fx.Self()), fx.As(new(ports.TokenCrypter)), fx.As(new(ports.Keyring))),
 			fx.Annotate(postgres.New, fx.As(new(ports.TokenRepository)), fx.As(new(ports.RefreshQueue)), fx.As(new(ports.DatabaseClock)),
 				fx.As(new(ports.AuditRecorder)), fx.As(new(ports.AuditRetention)), fx.As(new(ports.StoreCensus)),
+				fx.As(new(ports.EventFeed)), fx.As(new(ports.EventRetention)),
 				fx.As(new(ports.KeyInventory)), fx.As(new(ports.KeyringRegistry))),
 			app.NewKeyringCheck,
 			app.NewKeyringHeartbeat,
@@ -78,6 +79,7 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 			app.NewSkewMonitor,
 			app.NewRefreshWorker,
 			app.NewCensus,
+			func(store ports.EventFeed) *app.EventFeed { return app.NewEventFeed(store, 0) },
 		),
 		// Every key id that seals a stored value must be in the keyring, or
 		// serve refuses to start; then this instance records its keyring
@@ -111,6 +113,7 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 			newServer,
 		),
 		fx.Invoke(serveHTTP),
+		fx.Invoke(stopEventWaits),
 		// What SIGHUP reloads (serve catches the signal).
 		fx.Provide(hangupReloaders),
 		fx.Options(extra...),
@@ -151,9 +154,17 @@ func newRefresher(cfg oauth.Config, tp trace.TracerProvider) (*oauth.Refresher, 
 
 // newServer is the API server, observed by the metrics and traced.
 func newServer(cfg httpapi.Config, log *slog.Logger, svc httpapi.TokenService, auth *httpapi.Authenticator, ready httpapi.Checker,
-	m *metrics.Metrics, tp trace.TracerProvider,
+	m *metrics.Metrics, tp trace.TracerProvider, events *app.EventFeed,
 ) *httpapi.Server {
-	return httpapi.NewServer(cfg, log, svc, auth, ready, httpapi.WithRequestObserver(m), httpapi.WithTracerProvider(tp))
+	return httpapi.NewServer(cfg, log, svc, auth, ready, httpapi.WithRequestObserver(m), httpapi.WithTracerProvider(tp),
+		httpapi.WithEventFeed(events, cfg.MaxEventWait()))
+}
+
+// stopEventWaits ends the event feed's long polls when shutdown begins:
+// invoked after serveHTTP, its stop hook runs before the server's, which
+// would otherwise wait for them.
+func stopEventWaits(lc fx.Lifecycle, f *app.EventFeed) {
+	lc.Append(fx.StopHook(f.Stop))
 }
 
 // serveMetrics adds the pool's statistics and the store's census to the
