@@ -122,6 +122,8 @@ func TestLoadEnvOverrides(t *testing.T) {
 		{"TOKENSTORE_AUDIT_RETENTION", "720h", func(c cli.Config) any { return c.Audit.Retention }, 720 * time.Hour},
 		{"TOKENSTORE_AUDIT_RETENTION", "0", func(c cli.Config) any { return c.Audit.Retention }, time.Duration(0)},
 		{"TOKENSTORE_EVENTS_ENABLED", "false", func(c cli.Config) any { return c.Events.Policy() }, domain.EventPolicy{Off: true}},
+		{"TOKENSTORE_EVENTS_RETENTION", "720h", func(c cli.Config) any { return c.Events.Retention }, 720 * time.Hour},
+		{"TOKENSTORE_EVENTS_RETENTION", "0", func(c cli.Config) any { return c.Events.Retention }, time.Duration(0)},
 		{"TOKENSTORE_EVENTS_REFRESHED", "true", func(c cli.Config) any { return c.Events.Policy() }, domain.EventPolicy{Refreshed: true}},
 		{"TOKENSTORE_LOG_FORMAT", "text", func(c cli.Config) any { return c.Log.Format }, "text"},
 		{"TOKENSTORE_LOG_FORMAT", "json", func(c cli.Config) any { return c.Log.Format }, "json"},

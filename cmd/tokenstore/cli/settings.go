@@ -63,8 +63,9 @@ type AuditSettings struct {
 
 // EventSettings are the events.* settings (the outbox, README: Events).
 type EventSettings struct {
-	Enabled   bool // false: the writes insert no events
-	Refreshed bool // also tokens.refreshed
+	Enabled   bool          // false: the writes insert no events
+	Refreshed bool          // also tokens.refreshed
+	Retention time.Duration // 0: keep forever
 }
 
 // Policy is the outbox policy the settings choose.
@@ -126,6 +127,7 @@ func (c *Config) settings() []setting {
 		{key: "audit.retention", to: &c.Audit.Retention, help: "how long audit events are kept (older ones are removed in batches every hour); 0 keeps them forever", def: "9600h (400 days)"},
 		{key: "events.enabled", to: &c.Events.Enabled, help: "write events (tokens stored, need re-authorization, recovered, deleted...; README: Events) in the same transaction as each change, for GET /v1/events: true or false", def: true},
 		{key: "events.refreshed", to: &c.Events.Refreshed, help: "also write a tokens.refreshed event for every refresh stored (one per refresh: high volume): true or false", def: false},
+		{key: "events.retention", to: &c.Events.Retention, help: "how long events are kept for the feed (older ones are removed in batches every hour); 0 keeps them forever", def: "168h (7 days)"},
 		{key: "metrics.addr", to: &c.Metrics.Addr, help: "host:port serving Prometheus metrics at /metrics, apart from the API; empty serves none. Metrics carry no secret and no user id, so any address may be given", def: "off"},
 		{key: "metrics.pprof", to: &c.Metrics.Pprof, help: "also serve net/http/pprof at /debug/pprof/ on metrics.addr, which must then be a loopback address: true or false", def: false},
 		{key: "log.format", to: &c.Log.Format, help: "json, text or auto (text on a terminal)", def: "auto", oneOf: []string{"json", "text", "auto"}},
@@ -184,7 +186,7 @@ func Defaults() Config {
 	return Config{DevDir: ".dev", HTTP: httpapi.DefaultConfig(), Database: postgres.Config{LockTimeout: postgres.DefaultLockTimeout, Timeout: postgres.DefaultTimeout},
 		Log: LogConfig{Format: "auto", Level: "info"}, Worker: app.WorkerConfig{Enabled: true},
 		Audit:  AuditSettings{Mode: string(app.AuditFailClosed), Retention: app.DefaultAuditRetention},
-		Events: EventSettings{Enabled: true}}
+		Events: EventSettings{Enabled: true, Retention: app.DefaultEventRetention}}
 }
 
 // Load builds the configuration: defaults, then the config file (path from

@@ -80,6 +80,9 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 			app.NewRefreshWorker,
 			app.NewCensus,
 			func(store ports.EventFeed) *app.EventFeed { return app.NewEventFeed(store, 0) },
+			func(log *slog.Logger, store ports.EventRetention) *app.EventRetention {
+				return app.NewEventRetention(cfg.Events.Retention, log, store)
+			},
 		),
 		// Every key id that seals a stored value must be in the keyring, or
 		// serve refuses to start; then this instance records its keyring
@@ -92,6 +95,8 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 		fx.Invoke(runWorker),
 		// Audit events older than audit.retention leave in small batches.
 		fx.Invoke(runAuditRetention),
+		// Events older than events.retention leave the same way.
+		fx.Invoke(runEventRetention),
 		// Stopping waits for refreshes in flight, before the pool closes.
 		fx.Invoke(drainOnStop),
 		// The audit batcher stops after the server (no read waits for it
@@ -259,6 +264,11 @@ func runWorker(lc fx.Lifecycle, w *app.RefreshWorker) {
 
 // runAuditRetention removes old audit events for the application's life.
 func runAuditRetention(lc fx.Lifecycle, r *app.AuditRetention) {
+	lc.Append(fx.StartStopHook(r.Start, r.Stop))
+}
+
+// runEventRetention removes old outbox events for the application's life.
+func runEventRetention(lc fx.Lifecycle, r *app.EventRetention) {
 	lc.Append(fx.StartStopHook(r.Start, r.Stop))
 }
 
