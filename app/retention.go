@@ -22,12 +22,14 @@ const (
 	auditRetentionRounds = 100
 )
 
-// AuditRetention removes audit events older than the retention, the only
-// way events leave the trail: in batches of AuditRetentionBatch, at start
-// and every AuditRetentionInterval. Every instance runs it; concurrent
-// deletes of the same old rows are harmless (each row goes once).
-type AuditRetention struct {
-	store     ports.AuditRetention
+// retentionLoop removes rows older than a retention, the only way they
+// leave their table: in batches of batch, at start and every interval.
+// Every instance runs it; concurrent deletes of the same old rows are
+// harmless (each row goes once). AuditRetention and EventRetention are
+// its two uses.
+type retentionLoop struct {
+	what      string // "audit" or "event", for the log
+	remove    func(ctx context.Context, retention time.Duration, limit int) (int64, error)
 	retention time.Duration // 0: keep forever
 	interval  time.Duration
 	batch     int
@@ -35,25 +37,23 @@ type AuditRetention struct {
 	job       background
 }
 
-// NewAuditRetention returns the loop; retention 0 keeps events forever.
-// log may be nil (discard).
-func NewAuditRetention(retention time.Duration, log *slog.Logger, store ports.AuditRetention) *AuditRetention {
+func newRetentionLoop(what string, retention time.Duration, log *slog.Logger, remove func(context.Context, time.Duration, int) (int64, error)) retentionLoop {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &AuditRetention{store: store, retention: retention, interval: AuditRetentionInterval, batch: AuditRetentionBatch, log: log}
+	return retentionLoop{what: what, remove: remove, retention: retention, interval: AuditRetentionInterval, batch: AuditRetentionBatch, log: log}
 }
 
-// RunOnce removes old events, batch by batch, until a batch comes back
+// RunOnce removes old rows, batch by batch, until a batch comes back
 // short (none older left) or after a bounded number of batches, and
 // reports how many it removed.
-func (r *AuditRetention) RunOnce(ctx context.Context) (int64, error) {
+func (r *retentionLoop) RunOnce(ctx context.Context) (int64, error) {
 	if r.retention <= 0 {
 		return 0, nil
 	}
 	var total int64
 	for range auditRetentionRounds {
-		n, err := r.store.DeleteExpiredAuditEvents(ctx, r.retention, r.batch)
+		n, err := r.remove(ctx, r.retention, r.batch)
 		total += n
 		if err != nil {
 			return total, err
@@ -66,7 +66,7 @@ func (r *AuditRetention) RunOnce(ctx context.Context) (int64, error) {
 }
 
 // Start runs the loop in the background until Stop.
-func (r *AuditRetention) Start(context.Context) error {
+func (r *retentionLoop) Start(context.Context) error {
 	if r.retention <= 0 {
 		return nil
 	}
@@ -77,9 +77,9 @@ func (r *AuditRetention) Start(context.Context) error {
 			n, err := r.RunOnce(ctx)
 			switch {
 			case err != nil && ctx.Err() == nil:
-				r.log.Warn("audit retention failed; old events stay until the next pass", "removed", n, "err", err)
+				r.log.Warn(r.what+" retention failed; old events stay until the next pass", "removed", n, "err", err)
 			case n > 0:
-				r.log.Info("audit retention removed old events", "removed", n, "older_than", r.retention.String())
+				r.log.Info(r.what+" retention removed old events", "removed", n, "older_than", r.retention.String())
 			}
 			select {
 			case <-ctx.Done():
@@ -92,6 +92,33 @@ func (r *AuditRetention) Start(context.Context) error {
 }
 
 // Stop ends the loop.
-func (r *AuditRetention) Stop(ctx context.Context) error {
+func (r *retentionLoop) Stop(ctx context.Context) error {
 	return r.job.stop(ctx)
+}
+
+// AuditRetention removes audit events older than the retention, the only
+// way events leave the trail: in batches of AuditRetentionBatch, at start
+// and every AuditRetentionInterval (RunOnce, Start, Stop).
+type AuditRetention struct{ retentionLoop }
+
+// NewAuditRetention returns the loop; retention 0 keeps events forever.
+// log may be nil (discard).
+func NewAuditRetention(retention time.Duration, log *slog.Logger, store ports.AuditRetention) *AuditRetention {
+	return &AuditRetention{newRetentionLoop("audit", retention, log, store.DeleteExpiredAuditEvents)}
+}
+
+// DefaultEventRetention is how long outbox events are kept: 7 days, long
+// enough for a feed reader down over a long weekend to catch up.
+const DefaultEventRetention = 7 * 24 * time.Hour
+
+// EventRetention removes outbox events older than the retention (by the
+// database's clock), as AuditRetention does audit events: in batches, at
+// start and every AuditRetentionInterval. A feed reader whose cursor
+// points before the oldest event kept continues with the oldest kept.
+type EventRetention struct{ retentionLoop }
+
+// NewEventRetention returns the loop; retention 0 keeps events forever.
+// log may be nil (discard).
+func NewEventRetention(retention time.Duration, log *slog.Logger, store ports.EventRetention) *EventRetention {
+	return &EventRetention{newRetentionLoop("event", retention, log, store.DeleteExpiredEvents)}
 }

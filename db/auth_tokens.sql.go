@@ -266,6 +266,30 @@ func (q *Queries) ListAuthTokenProviders(ctx context.Context, db DBTX, userID st
 	return items, nil
 }
 
+const lockReauthRequired = `-- name: LockReauthRequired :one
+SELECT reauth_required FROM auth_tokens
+WHERE user_id = $1 AND provider = $2
+FOR UPDATE
+`
+
+type LockReauthRequiredParams struct {
+	UserID   string
+	Provider string
+}
+
+// Before a PUT in the same transaction: locks the row it will replace and
+// says whether it needed re-authorization (the PUT's event is then
+// tokens.recovered). Locked first, so no refresh can mark it in between;
+// no row: pgx.ErrNoRows. (A CTE in the upsert cannot do this: a FOR UPDATE
+// evaluated after the upsert meets the row the statement itself updated
+// and skips it.)
+func (q *Queries) LockReauthRequired(ctx context.Context, db DBTX, arg LockReauthRequiredParams) (bool, error) {
+	row := db.QueryRow(ctx, lockReauthRequired, arg.UserID, arg.Provider)
+	var reauth_required bool
+	err := row.Scan(&reauth_required)
+	return reauth_required, err
+}
+
 const markLapsedLeases = `-- name: MarkLapsedLeases :many
 WITH marked AS (
     UPDATE auth_tokens SET
@@ -281,6 +305,11 @@ WITH marked AS (
            $5::integer, $6::text, $7::text
     FROM marked
     WHERE $8::boolean
+), evented AS (
+    INSERT INTO events (kind, user_id, provider, reason)
+    SELECT $9::text, user_id, provider, $1::text
+    FROM marked
+    WHERE $10::boolean
 )
 SELECT user_id, provider FROM marked
 `
@@ -294,6 +323,8 @@ type MarkLapsedLeasesParams struct {
 	AuditCode      string
 	AuditRequestID string
 	RecordAudit    bool
+	EventKind      string
+	RecordEvent    bool
 }
 
 type MarkLapsedLeasesRow struct {
@@ -311,7 +342,9 @@ type MarkLapsedLeasesRow struct {
 // each marked row also leaves an audit event (the other audit_ values,
 // with the row's user and provider) in this same statement, from the
 // UPDATE's RETURNING: the rows are marked with their events or not at all
-// (a refused audit insert fails the statement).
+// (a refused audit insert fails the statement). With record_event, each
+// also leaves its outbox event (event_kind, reason refresh_error) the same
+// way.
 func (q *Queries) MarkLapsedLeases(ctx context.Context, db DBTX, arg MarkLapsedLeasesParams) ([]MarkLapsedLeasesRow, error) {
 	rows, err := db.Query(ctx, markLapsedLeases,
 		arg.RefreshError,
@@ -322,6 +355,8 @@ func (q *Queries) MarkLapsedLeases(ctx context.Context, db DBTX, arg MarkLapsedL
 		arg.AuditCode,
 		arg.AuditRequestID,
 		arg.RecordAudit,
+		arg.EventKind,
+		arg.RecordEvent,
 	)
 	if err != nil {
 		return nil, err

@@ -43,6 +43,18 @@ type AuthToken struct {
 	AccessTokenObtainedAt *time.Time
 }
 
+type Event struct {
+	ID         int64
+	XactID     int64
+	OccurredAt time.Time
+	Kind       string
+	UserID     string
+	Provider   string
+	Reason     string
+	KeyID      *string
+	Sealed     []byte
+}
+
 type InstanceKeyring struct {
 	Instance     string
 	PrimaryKeyID string

@@ -29,6 +29,9 @@ const (
 	// user must reconnect), Status 409, Code why (CodeGrantRevoked,
 	// CodeRefreshInterrupted).
 	AuditReauthRequired AuditAction = "reauth_required"
+	// AuditReadEvents: reading the event feed (recorded when refused or
+	// failed; events hold no token material).
+	AuditReadEvents AuditAction = "read_events"
 	// AuditReencryptBatch: one batch of `tokenstore keys rotate`, Count the
 	// rows it re-encrypted.
 	AuditReencryptBatch AuditAction = "reencrypt_batch"
@@ -40,7 +43,7 @@ const (
 func AuditActions() []AuditAction {
 	return []AuditAction{AuditReadAccessToken, AuditReadOfflineToken, AuditPutTokens, AuditDeleteTokens,
 		AuditPutOfflineToken, AuditDeleteOfflineToken, AuditListProviders, AuditAuthenticate,
-		AuditRefresh, AuditReauthRequired, AuditReencryptBatch, AuditImportBatch}
+		AuditRefresh, AuditReauthRequired, AuditReadEvents, AuditReencryptBatch, AuditImportBatch}
 }
 
 // AuditEvent is one audit record: who (Caller, on Instance) did what

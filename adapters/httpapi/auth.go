@@ -26,6 +26,7 @@ const (
 	PermOfflineRead   Permission = "offline:read"   // read offline tokens
 	PermOfflineWrite  Permission = "offline:write"  // store offline tokens
 	PermOfflineDelete Permission = "offline:delete" // delete offline tokens
+	PermEventsRead    Permission = "events:read"    // read the event feed (within the caller's scope)
 )
 
 // AllPermissions lists every permission, for documentation and the
@@ -33,6 +34,7 @@ const (
 var AllPermissions = []Permission{
 	PermTokensRead, PermTokensWrite, PermTokensDelete,
 	PermOfflineRead, PermOfflineWrite, PermOfflineDelete,
+	PermEventsRead,
 }
 
 // ParsePermission validates a permission name from configuration.

@@ -22,6 +22,7 @@ var routePermissions = map[string]httpapi.Permission{
 	"PUT /v1/users/{user}/offline-token":                  httpapi.PermOfflineWrite,
 	"GET /v1/users/{user}/offline-token":                  httpapi.PermOfflineRead,
 	"DELETE /v1/users/{user}/offline-token":               httpapi.PermOfflineDelete,
+	"GET /v1/events":                                      httpapi.PermEventsRead,
 }
 
 // TestPermissionTableMatchesOpenAPI: the table and the document's

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
 	"github.com/tokenstore/tokenstore/app"
@@ -32,6 +33,12 @@ type fakeTokens struct {
 	access  app.AccessToken      // GetAccessToken's answer
 	list    []app.ProviderStatus // ListProviders' answer
 	offline domain.OfflineToken  // PutOfflineToken's and GetOfflineToken's answer
+	events  []domain.Event       // Events' answer
+
+	gotFilter domain.EventFilter
+	gotAfter  domain.EventCursor
+	gotLimit  int
+	gotWait   time.Duration
 
 	gotTokens   domain.AuthTokens
 	gotOffline  domain.OfflineToken
@@ -85,6 +92,17 @@ func (f *fakeTokens) GetOfflineToken(_ context.Context, user domain.UserID) (dom
 
 func (f *fakeTokens) DeleteOfflineToken(_ context.Context, user domain.UserID) error {
 	return f.call("DeleteOfflineToken", user, "")
+}
+
+// Events implements httpapi.EventFeed: it answers f.events, and the
+// cursor of the last one (after when none).
+func (f *fakeTokens) Events(_ context.Context, filter domain.EventFilter, after domain.EventCursor, limit int, wait time.Duration) ([]domain.Event, domain.EventCursor, error) {
+	f.gotFilter, f.gotAfter, f.gotLimit, f.gotWait = filter, after, limit, wait
+	next := after
+	if len(f.events) > 0 {
+		next = f.events[len(f.events)-1].Cursor
+	}
+	return f.events, next, f.call("Events", "", "")
 }
 
 // checker is a readiness probe answering err.
@@ -145,7 +163,7 @@ func setup(t *testing.T) *apiTest {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewJSONHandler(a.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a.h = httpapi.NewHandler(log, a.svc, auth, a.ready)
+	a.h = httpapi.NewHandler(log, a.svc, auth, a.ready, httpapi.WithEventFeed(a.svc, 20*time.Second))
 	return a
 }
 

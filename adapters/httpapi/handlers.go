@@ -65,6 +65,9 @@ type Route struct {
 	// the table), so a new parameter cannot reach a handler without
 	// someone deciding whether a scope limits it.
 	Params map[string]ScopeTarget
+	// Query lists the query parameters the route takes (each at most
+	// once); any other, on any /v1 route, is refused with 400 naming it.
+	Query []string
 }
 
 // ScopeTarget is what a path parameter names, as far as a caller's Scope
@@ -137,6 +140,7 @@ type api struct {
 	ready    Checker
 	requests RequestObserver
 	tracer   trace.Tracer
+	events   *eventFeed // nil: the feed answers 503
 }
 
 func (a *api) routes() []route {
@@ -144,16 +148,17 @@ func (a *api) routes() []route {
 	userProvider := map[string]ScopeTarget{"user": ScopeUser, "provider": ScopeProvider}
 	user := map[string]ScopeTarget{"user": ScopeUser}
 	return []route{
-		{Route{"GET", "/healthz", nil}, "", a.healthz},
-		{Route{"GET", "/readyz", nil}, "", a.readyz},
-		{Route{"GET", "/openapi.yaml", nil}, "", a.openapi},
-		{Route{"PUT", tokens, userProvider}, PermTokensWrite, a.putTokens},
-		{Route{"GET", tokens, userProvider}, PermTokensRead, a.getTokens},
-		{Route{"DELETE", tokens, userProvider}, PermTokensDelete, a.deleteTokens},
-		{Route{"GET", providers, user}, PermTokensRead, a.listProviders},
-		{Route{"PUT", offline, user}, PermOfflineWrite, a.putOffline},
-		{Route{"GET", offline, user}, PermOfflineRead, a.getOffline},
-		{Route{"DELETE", offline, user}, PermOfflineDelete, a.deleteOffline},
+		{Route{"GET", "/healthz", nil, nil}, "", a.healthz},
+		{Route{"GET", "/readyz", nil, nil}, "", a.readyz},
+		{Route{"GET", "/openapi.yaml", nil, nil}, "", a.openapi},
+		{Route{"PUT", tokens, userProvider, nil}, PermTokensWrite, a.putTokens},
+		{Route{"GET", tokens, userProvider, nil}, PermTokensRead, a.getTokens},
+		{Route{"DELETE", tokens, userProvider, nil}, PermTokensDelete, a.deleteTokens},
+		{Route{"GET", providers, user, nil}, PermTokensRead, a.listProviders},
+		{Route{"PUT", offline, user, nil}, PermOfflineWrite, a.putOffline},
+		{Route{"GET", offline, user, nil}, PermOfflineRead, a.getOffline},
+		{Route{"DELETE", offline, user, nil}, PermOfflineDelete, a.deleteOffline},
+		{Route{"GET", "/v1/events", nil, eventQuery}, PermEventsRead, a.listEvents},
 	}
 }
 
@@ -162,7 +167,7 @@ func (a *api) routes() []route {
 func Routes() []Route {
 	var out []Route
 	for _, r := range (&api{}).routes() {
-		r.Params = maps.Clone(r.Params)
+		r.Params, r.Query = maps.Clone(r.Params), slices.Clone(r.Query)
 		out = append(out, r.Route)
 	}
 	return out
@@ -207,7 +212,7 @@ func (a *api) serve(rt Route, perm Permission, h handlerFunc) http.Handler {
 		target := rt.target(r)
 		err := authorize(callerFrom(r.Context()), perm, target)
 		if err == nil && perm != "" {
-			err = noQuery(r)
+			err = checkQuery(r, rt.Query)
 		}
 		if err == nil {
 			// Who asks, for the audit events of the work done for them.
@@ -234,6 +239,7 @@ var auditActions = map[string]domain.AuditAction{
 	"PUT /v1/users/{user}/offline-token":                  domain.AuditPutOfflineToken,
 	"GET /v1/users/{user}/offline-token":                  domain.AuditReadOfflineToken,
 	"DELETE /v1/users/{user}/offline-token":               domain.AuditDeleteOfflineToken,
+	"GET /v1/events":                                      domain.AuditReadEvents,
 }
 
 // auditAction is the action of a request's route (its pattern is
@@ -252,23 +258,37 @@ func (a *api) recordUnserved(r *http.Request, action domain.AuditAction, target 
 	rec.RecordUnserved(ctx, action, domain.UserID(target[ScopeUser]), domain.Provider(target[ScopeProvider]), p.Status, p.Code)
 }
 
-// noQuery refuses a query string on a /v1 route: none takes one, and a
-// parameter silently ignored (a filter, a flag) would answer something the
-// caller did not ask for.
-func noQuery(r *http.Request) error {
+// checkQuery refuses a query string on a /v1 route that takes none, and
+// on the others any parameter but allowed, or one given twice: a parameter
+// silently ignored (a filter, a flag) would answer something the caller
+// did not ask for.
+func checkQuery(r *http.Request, allowed []string) error {
 	if r.URL.RawQuery == "" && !r.URL.ForceQuery {
 		return nil
 	}
 	field := "query"
 	if q, err := url.ParseQuery(r.URL.RawQuery); err == nil && len(q) > 0 {
-		field = slices.Sorted(maps.Keys(q))[0]
+		unknown := slices.DeleteFunc(slices.Sorted(maps.Keys(q)), func(name string) bool { return slices.Contains(allowed, name) })
+		if len(unknown) == 0 {
+			for _, name := range slices.Sorted(maps.Keys(q)) {
+				if len(q[name]) > 1 {
+					return newProblem(http.StatusBadRequest, CodeInvalidRequest, name+" is given more than once").withField(name)
+				}
+			}
+			return nil
+		}
+		field = unknown[0]
 	}
 	if len(field) > 64 || !utf8.ValidString(field) || strings.ContainsFunc(field, unicode.IsControl) {
 		field = "query"
 	}
-	detail := field + " is not a known query parameter; this API takes none"
+	takes := "this route takes none"
+	if len(allowed) > 0 {
+		takes = "this route takes " + strings.Join(allowed, ", ")
+	}
+	detail := field + " is not a known query parameter; " + takes
 	if field == "query" {
-		detail = "query string is not allowed; this API takes no query parameters"
+		detail = "query string is not allowed here; " + takes
 	}
 	return newProblem(http.StatusBadRequest, CodeInvalidRequest, detail).withField(field)
 }

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/tokenstore/tokenstore/app"
 )
 
 // Config is the HTTP server's configuration.
@@ -34,6 +36,16 @@ type Config struct {
 	// CertPollInterval is how often the TLS files are checked for a
 	// change (0: DefaultCertPollInterval).
 	CertPollInterval time.Duration
+}
+
+// MaxEventWait is the longest GET /v1/events may wait for events with
+// this configuration: app.MaxEventWait, kept 5 s below WriteTimeout (which
+// would cut a longer answer off); 0 when WriteTimeout leaves no room.
+func (c Config) MaxEventWait() time.Duration {
+	if c.WriteTimeout <= 0 {
+		return app.MaxEventWait
+	}
+	return min(app.MaxEventWait, max(c.WriteTimeout-5*time.Second, 0))
 }
 
 // DefaultConfig listens on loopback with timeouts that bound slow clients.

@@ -35,20 +35,26 @@ func (r *Repository) RecordAuditEvents(ctx context.Context, events []domain.Audi
 	})
 }
 
-// writeWithEvents runs one write: alone, as one statement that commits by
-// itself (write runs with mayHaveApplied), when there are no events; with
-// them, in one transaction that also inserts the events (write runs with
-// noEffect: only COMMIT may leave the outcome unknown), so the write and its
-// audit events commit together or not at all.
-func (r *Repository) writeWithEvents(ctx context.Context, events []domain.AuditEvent, write func(conn db.DBTX, e effect) error) error {
-	if len(events) == 0 {
-		return withConn(ctx, r.pool, func(conn db.DBTX) error { return write(conn, mayHaveApplied) })
+// writeWithEvents runs one write, which returns the outbox events of its
+// change: alone, as one statement that commits by itself (write runs with
+// mayHaveApplied), when there are no audit events and the outbox is off;
+// otherwise in one transaction that also inserts the outbox events the
+// policy allows and the audit events (write runs with noEffect: only COMMIT
+// may leave the outcome unknown), so the write and its events commit
+// together or not at all.
+func (r *Repository) writeWithEvents(ctx context.Context, audit []domain.AuditEvent, write func(conn db.DBTX, e effect) ([]domain.Event, error)) error {
+	if len(audit) == 0 && r.events.Off {
+		return withConn(ctx, r.pool, func(conn db.DBTX) error { _, err := write(conn, mayHaveApplied); return err })
 	}
 	return withTx(ctx, r.pool, func(tx pgx.Tx) error {
-		if err := write(tx, noEffect); err != nil {
+		events, err := write(tx, noEffect)
+		if err != nil {
 			return err
 		}
-		return r.recordInTx(ctx, tx, events)
+		if err := r.insertEvents(ctx, tx, events); err != nil {
+			return err
+		}
+		return r.recordInTx(ctx, tx, audit)
 	})
 }
 

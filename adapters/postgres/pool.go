@@ -52,6 +52,8 @@ type Config struct {
 	// pool_mode=transaction); empty means URL. It may hold a password:
 	// print it only through RedactURL.
 	DirectURL string
+	// Events: see Options (the events.* settings).
+	Events domain.EventPolicy
 }
 
 // QueryExecModes are the values of Config.QueryExecMode, pgx's names
@@ -84,7 +86,7 @@ var settingNames = map[string]string{
 
 // Options are the repository options this configuration implies.
 func (c Config) Options() Options {
-	return Options{LockTimeout: c.LockTimeout, Timeout: c.Timeout}
+	return Options{LockTimeout: c.LockTimeout, Timeout: c.Timeout, Events: c.Events}
 }
 
 func (c Config) timeout() time.Duration { return cmp.Or(max(c.Timeout, 0), DefaultTimeout) }

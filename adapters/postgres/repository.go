@@ -41,6 +41,10 @@ type Options struct {
 	// connection to COMMIT, has Timeout+ClientGrace. Zero means
 	// DefaultTimeout.
 	Timeout time.Duration
+	// Events chooses the outbox events the writes insert, each in its
+	// write's transaction (domain.EventPolicy; the zero value: every kind
+	// but tokens.refreshed).
+	Events domain.EventPolicy
 }
 
 // Repository stores sealed tokens in PostgreSQL: it is both the
@@ -50,6 +54,7 @@ type Repository struct {
 	q           *db.Queries
 	lockTimeout string // PostgreSQL interval text, e.g. "5000ms"
 	timeout     time.Duration
+	events      domain.EventPolicy
 }
 
 var (
@@ -69,6 +74,7 @@ func New(pool *pgxpool.Pool, opts Options) *Repository {
 		q:           db.New(),
 		lockTimeout: fmt.Sprintf("%dms", max(lt.Milliseconds(), 1)),
 		timeout:     cmp.Or(max(opts.Timeout, 0), DefaultTimeout),
+		events:      opts.Events,
 	}
 }
 
@@ -83,9 +89,21 @@ func (r *Repository) PutAuthTokens(ctx context.Context, t domain.SealedAuthToken
 	ctx, cancel := r.bound(ctx)
 	defer cancel()
 	var row db.UpsertAuthTokensRow
-	err := r.writeWithEvents(ctx, audit, func(conn db.DBTX, e effect) (err error) {
+	err := r.writeWithEvents(ctx, audit, func(conn db.DBTX, e effect) ([]domain.Event, error) {
+		prior := false
+		if !r.events.Off {
+			var err error
+			prior, err = r.q.LockReauthRequired(ctx, conn, db.LockReauthRequiredParams{UserID: string(t.User), Provider: string(t.Provider)})
+			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				return nil, interpretError(err, e)
+			}
+		}
+		var err error
 		row, err = r.q.UpsertAuthTokens(ctx, conn, upsertParams(t))
-		return interpretError(err, e)
+		if err != nil {
+			return nil, interpretError(err, e)
+		}
+		return []domain.Event{{Kind: domain.StoredEvent(prior), User: t.User, Provider: t.Provider}}, nil
 	})
 	if err != nil {
 		return domain.SealedAuthTokens{}, fmt.Errorf("store auth tokens: %w", err)
@@ -159,6 +177,13 @@ func (r *Repository) UpdateAuthTokens(ctx context.Context, user domain.UserID, p
 		result = *next
 		result.User, result.Provider = current.User, current.Provider
 		result.Version, result.CreatedAt, result.UpdatedAt = updated.Version, updated.CreatedAt, updated.UpdatedAt
+		changes := domain.UpdateEvents(current, result)
+		for i := range changes {
+			changes[i].User, changes[i].Provider = user, provider
+		}
+		if err := r.insertEvents(ctx, tx, changes); err != nil {
+			return err
+		}
 		return r.recordInTx(ctx, tx, events)
 	})
 	if err != nil {
@@ -212,6 +237,7 @@ func (r *Repository) MarkLapsedLeases(ctx context.Context, event domain.AuditEve
 			RefreshError: domain.CodeRefreshInterrupted, RecordAudit: record,
 			AuditInstance: event.Instance, AuditCaller: event.Caller, AuditAction: string(event.Action),
 			AuditStatus: int32(event.Status), AuditCode: event.Code, AuditRequestID: event.RequestID,
+			RecordEvent: r.events.Allows(domain.EventTokensReauthRequired), EventKind: string(domain.EventTokensReauthRequired),
 		})
 		if err != nil && record {
 			return auditStoreError(err, mayHaveApplied)
@@ -244,9 +270,9 @@ func (r *Repository) DatabaseNow(ctx context.Context) (time.Time, error) {
 func (r *Repository) DeleteAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider, audit ...domain.AuditEvent) error {
 	ctx, cancel := r.bound(ctx)
 	defer cancel()
-	err := r.writeWithEvents(ctx, audit, func(conn db.DBTX, e effect) error {
+	err := r.writeWithEvents(ctx, audit, func(conn db.DBTX, e effect) ([]domain.Event, error) {
 		n, err := r.q.DeleteAuthTokens(ctx, conn, db.DeleteAuthTokensParams{UserID: string(user), Provider: string(provider)})
-		return deleted(n, err, e)
+		return []domain.Event{{Kind: domain.EventTokensDeleted, User: user, Provider: provider}}, deleted(n, err, e)
 	})
 	if err != nil {
 		return fmt.Errorf("delete auth tokens: %w", err)
@@ -284,11 +310,12 @@ func (r *Repository) PutOfflineToken(ctx context.Context, t domain.SealedOffline
 	ctx, cancel := r.bound(ctx)
 	defer cancel()
 	var row db.UpsertOfflineTokenRow
-	err := r.writeWithEvents(ctx, audit, func(conn db.DBTX, e effect) (err error) {
+	err := r.writeWithEvents(ctx, audit, func(conn db.DBTX, e effect) ([]domain.Event, error) {
+		var err error
 		row, err = r.q.UpsertOfflineToken(ctx, conn, db.UpsertOfflineTokenParams{
 			UserID: string(t.User), KeyID: string(t.KeyID), Token: t.Token,
 		})
-		return interpretError(err, e)
+		return []domain.Event{{Kind: domain.EventOfflineTokenStored, User: t.User}}, interpretError(err, e)
 	})
 	if err != nil {
 		return domain.SealedOfflineToken{}, fmt.Errorf("store offline token: %w", err)
@@ -312,9 +339,9 @@ func (r *Repository) GetOfflineToken(ctx context.Context, user domain.UserID) (d
 func (r *Repository) DeleteOfflineToken(ctx context.Context, user domain.UserID, audit ...domain.AuditEvent) error {
 	ctx, cancel := r.bound(ctx)
 	defer cancel()
-	err := r.writeWithEvents(ctx, audit, func(conn db.DBTX, e effect) error {
+	err := r.writeWithEvents(ctx, audit, func(conn db.DBTX, e effect) ([]domain.Event, error) {
 		n, err := r.q.DeleteOfflineToken(ctx, conn, string(user))
-		return deleted(n, err, e)
+		return []domain.Event{{Kind: domain.EventOfflineTokenDeleted, User: user}}, deleted(n, err, e)
 	})
 	if err != nil {
 		return fmt.Errorf("delete offline token: %w", err)

@@ -25,6 +25,17 @@ ON CONFLICT (user_id, provider) DO UPDATE SET
     ambiguous_retries        = 0
 RETURNING version, created_at, updated_at;
 
+-- name: LockReauthRequired :one
+-- Before a PUT in the same transaction: locks the row it will replace and
+-- says whether it needed re-authorization (the PUT's event is then
+-- tokens.recovered). Locked first, so no refresh can mark it in between;
+-- no row: pgx.ErrNoRows. (A CTE in the upsert cannot do this: a FOR UPDATE
+-- evaluated after the upsert meets the row the statement itself updated
+-- and skips it.)
+SELECT reauth_required FROM auth_tokens
+WHERE user_id = @user_id AND provider = @provider
+FOR UPDATE;
+
 -- name: GetAuthTokens :one
 SELECT * FROM auth_tokens
 WHERE user_id = @user_id AND provider = @provider;
@@ -124,7 +135,9 @@ RETURNING *;
 -- each marked row also leaves an audit event (the other audit_ values,
 -- with the row's user and provider) in this same statement, from the
 -- UPDATE's RETURNING: the rows are marked with their events or not at all
--- (a refused audit insert fails the statement).
+-- (a refused audit insert fails the statement). With record_event, each
+-- also leaves its outbox event (event_kind, reason refresh_error) the same
+-- way.
 WITH marked AS (
     UPDATE auth_tokens SET
         refresh_lease_owner = NULL,
@@ -139,5 +152,10 @@ WITH marked AS (
            @audit_status::integer, @audit_code::text, @audit_request_id::text
     FROM marked
     WHERE @record_audit::boolean
+), evented AS (
+    INSERT INTO events (kind, user_id, provider, reason)
+    SELECT @event_kind::text, user_id, provider, @refresh_error::text
+    FROM marked
+    WHERE @record_event::boolean
 )
 SELECT user_id, provider FROM marked;

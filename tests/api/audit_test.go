@@ -185,6 +185,7 @@ var routeActions = map[string]string{
 	"PUT /v1/users/{user}/offline-token":                  "put_offline_token",
 	"GET /v1/users/{user}/offline-token":                  "read_offline_token",
 	"DELETE /v1/users/{user}/offline-token":               "delete_offline_token",
+	"GET /v1/events":                                      "read_events",
 }
 
 // TestAuditEventsForFailedReads: a read that fails in the service leaves

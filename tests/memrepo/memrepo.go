@@ -41,6 +41,7 @@ type Repository struct {
 	last    time.Time // the last timestamp handed out, to keep them increasing
 	clock   func() time.Time
 	audit   *AuditLog // where writes' audit events go
+	outbox  outbox    // the writes' outbox events
 }
 
 var (
@@ -152,6 +153,7 @@ func (r *Repository) PutAuthTokens(ctx context.Context, t domain.SealedAuthToken
 	row := clone(t)
 	row.Refresh = domain.RefreshState{} // new tokens start a clean refresh history
 	cur, ok := r.auth[k]
+	r.write(r.now(), domain.Event{Kind: domain.StoredEvent(cur.Refresh.ReauthRequired), User: t.User, Provider: t.Provider})
 	row.ID = cur.ID
 	if !ok {
 		r.nextID++
@@ -215,6 +217,11 @@ func (r *Repository) UpdateAuthTokens(ctx context.Context, user domain.UserID, p
 	}
 	row := clone(*next)
 	row.User, row.Provider, row.ID = current.User, current.Provider, current.ID
+	changes := domain.UpdateEvents(current, row)
+	for i := range changes {
+		changes[i].User, changes[i].Provider = user, provider
+	}
+	r.write(r.now(), changes...)
 	row.Version, row.CreatedAt, row.UpdatedAt = r.stamp(true, current.Version, current.CreatedAt)
 	r.auth[k] = row
 	result := *next
@@ -317,6 +324,11 @@ func (r *Repository) MarkLapsedLeases(ctx context.Context, event domain.AuditEve
 			return nil, fmt.Errorf("mark lapsed leases: %w", err)
 		}
 	}
+	var changes []domain.Event
+	for _, e := range events {
+		changes = append(changes, domain.Event{Kind: domain.EventTokensReauthRequired, User: e.User, Provider: e.Provider, Reason: domain.CodeRefreshInterrupted})
+	}
+	r.write(now, changes...)
 	for _, e := range events {
 		k := key{e.User, e.Provider}
 		row := r.auth[k]
@@ -347,6 +359,7 @@ func (r *Repository) DeleteAuthTokens(ctx context.Context, user domain.UserID, p
 	if err := r.audit.record(audit); err != nil {
 		return fmt.Errorf("delete auth tokens: %w", err)
 	}
+	r.write(r.now(), domain.Event{Kind: domain.EventTokensDeleted, User: user, Provider: provider})
 	delete(r.auth, k)
 	return nil
 }
@@ -389,6 +402,7 @@ func (r *Repository) PutOfflineToken(ctx context.Context, t domain.SealedOffline
 	if err := r.audit.record(audit); err != nil {
 		return domain.SealedOfflineToken{}, fmt.Errorf("store offline token: %w", err)
 	}
+	r.write(r.now(), domain.Event{Kind: domain.EventOfflineTokenStored, User: t.User})
 	row := t
 	row.Token = bytes.Clone(t.Token)
 	cur, ok := r.offline[t.User]
@@ -426,6 +440,7 @@ func (r *Repository) DeleteOfflineToken(ctx context.Context, user domain.UserID,
 	if err := r.audit.record(audit); err != nil {
 		return fmt.Errorf("delete offline token: %w", err)
 	}
+	r.write(r.now(), domain.Event{Kind: domain.EventOfflineTokenDeleted, User: user})
 	delete(r.offline, user)
 	return nil
 }

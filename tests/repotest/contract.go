@@ -25,6 +25,7 @@ type Repository interface {
 	ports.TokenRepository
 	ports.RefreshQueue
 	ports.AuditReader
+	ports.EventFeed
 }
 
 // Setup returns a repository backed by fresh, empty storage for t.
@@ -55,6 +56,9 @@ func Run(t *testing.T, setup Setup) {
 		{"ClaimSkipsCoordinatedRows", testClaimSkipsCoordinated},
 		{"ConcurrentClaimsAreDisjoint", testConcurrentClaims},
 		{"MarkLapsedLeases", testMarkLapsedLeases},
+		{"EventsOfWrites", testEventsOfWrites},
+		{"EventsOfLapsedLeases", testEventsOfLapsedLeases},
+		{"EventFilter", testEventFilter},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -215,5 +216,75 @@ func BenchmarkQueryExecModes(b *testing.B) {
 	for i, mode := range postgres.QueryExecModes {
 		b.ReportMetric(float64(took[i])/float64(took[0]), mode+"-x-cache_statement")
 		b.ReportMetric(float64(took[i].Microseconds())/float64(b.N), mode+"-µs/op")
+	}
+}
+
+// BenchmarkOutboxPuts measures what the event outbox costs a PUT: 16
+// concurrent writers storing tokens for distinct users through
+// TokenService, with events on (the default) against events.enabled
+// false, on one database and pool, interleaved in one run and reported as
+// throughput ratios: x-off with the audit trail off (the outbox alone: a
+// PUT becomes a transaction that locks the row, upserts and inserts its
+// event, instead of one statement) and x-off-audited with the audit trail
+// fail-closed, the default, where a PUT is already a transaction and the
+// outbox adds two statements to it. It has no target: the figures are the
+// README's (Events).
+func BenchmarkOutboxPuts(b *testing.B) {
+	ctx := context.Background()
+	pool, ring := testdb.New(b), benchKeyring(b)
+	withEvents, without := postgres.New(pool, postgres.Options{}), postgres.New(pool, postgres.Options{Events: domain.EventPolicy{Off: true}})
+	cfg := app.Config{Providers: []domain.Provider{domain.ProviderGitLab}}
+	auditor := app.NewAuditor(app.AuditConfig{Mode: app.AuditFailClosed, Instance: "bench"}, nil, withEvents)
+	b.Cleanup(func() { _ = auditor.Stop(context.Background()) })
+	svcs := map[string]*app.TokenService{
+		"off":            app.NewTokenService(cfg, nil, ring, without, app.NoRefresher{}, nil),
+		"events":         app.NewTokenService(cfg, nil, ring, withEvents, app.NoRefresher{}, nil),
+		"off-audited":    app.NewTokenService(cfg, nil, ring, without, app.NoRefresher{}, auditor),
+		"events-audited": app.NewTokenService(cfg, nil, ring, withEvents, app.NoRefresher{}, auditor),
+	}
+	const writers, each = 16, 10
+	measure := func(name string) time.Duration {
+		svc := svcs[name]
+		start := time.Now()
+		var wg sync.WaitGroup
+		errs := make(chan error, writers)
+		for w := range writers {
+			wg.Go(func() {
+				for i := range each {
+					if _, err := svc.PutAuthTokens(ctx, domain.AuthTokens{
+						User: domain.UserID(fmt.Sprintf("bench-%d-%d", w, i)), Provider: domain.ProviderGitLab,
+						AccessToken:  domain.NewSecret("glpat-benchmark-access-token-0123456789"),
+						RefreshToken: domain.NewSecret("glprt-benchmark-refresh-token-0123456789"),
+						AccessExpiry: domain.At(time.Now().Add(24 * time.Hour)),
+					}); err != nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(start)
+	}
+	order := []string{"off", "events", "off-audited", "events-audited"}
+	for _, name := range order { // warm the pool and create the rows
+		measure(name)
+	}
+	b.ResetTimer()
+	took := map[string]time.Duration{}
+	for b.Loop() {
+		for _, name := range order {
+			took[name] += measure(name)
+		}
+	}
+	// Throughput ratios: the same work, inverse times.
+	b.ReportMetric(float64(took["off"])/float64(took["events"]), "x-off")
+	b.ReportMetric(float64(took["off-audited"])/float64(took["events-audited"]), "x-off-audited")
+	for _, name := range order {
+		b.ReportMetric(float64(took[name].Microseconds())/float64(b.N*writers*each), "µs-"+name+"/put")
 	}
 }

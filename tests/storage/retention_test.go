@@ -46,3 +46,32 @@ func TestAuditRetentionRemovesOnlyOldEvents(t *testing.T) {
 		t.Errorf("retention 0 removed %d (%v)", n, err)
 	}
 }
+
+// Event retention removes outbox events older than events.retention by the
+// database's clock, in batches, and keeps the rest; the feed then starts
+// at the oldest kept.
+func TestEventRetentionRemovesOnlyOldEvents(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.New(t)
+	repo := postgres.New(pool, postgres.Options{})
+	if _, err := pool.Exec(ctx, `INSERT INTO events (occurred_at, kind, user_id, provider, reason)
+		SELECT now() - interval '8 days', 'tokens.stored', 'old' || g, 'gitlab', ''
+		FROM generate_series(1, 2500) AS g`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.PutAuthTokens(ctx, repotest.Sample("recent", domain.ProviderGitLab, "1")); err != nil {
+		t.Fatal(err)
+	}
+	n, err := app.NewEventRetention(app.DefaultEventRetention, nil, repo).RunOnce(ctx)
+	if err != nil || n != 2500 {
+		t.Fatalf("retention removed %d (%v), want the 2500 old events", n, err)
+	}
+	events, _ := repotest.WaitEvents(t, repo, domain.EventFilter{}, domain.EventCursor{}, 100, 1)
+	if len(events) != 1 || events[0].User != "recent" {
+		t.Errorf("left %+v, want the recent event", events)
+	}
+	if n, err := app.NewEventRetention(0, nil, repo).RunOnce(ctx); n != 0 || err != nil {
+		t.Errorf("retention 0 removed %d (%v)", n, err)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/tokenstore/tokenstore/adapters/oauth"
 	"github.com/tokenstore/tokenstore/adapters/postgres"
 	"github.com/tokenstore/tokenstore/cmd/tokenstore/cli"
+	"github.com/tokenstore/tokenstore/domain"
 	"github.com/tokenstore/tokenstore/tests/testpki"
 )
 
@@ -141,6 +142,10 @@ func TestLoadEnvOverrides(t *testing.T) {
 		{"TOKENSTORE_AUDIT_MODE", "off", func(c cli.Config) any { return c.Audit.Mode }, "off"},
 		{"TOKENSTORE_AUDIT_RETENTION", "720h", func(c cli.Config) any { return c.Audit.Retention }, 720 * time.Hour},
 		{"TOKENSTORE_AUDIT_RETENTION", "0", func(c cli.Config) any { return c.Audit.Retention }, time.Duration(0)},
+		{"TOKENSTORE_EVENTS_ENABLED", "false", func(c cli.Config) any { return c.Events.Policy() }, domain.EventPolicy{Off: true}},
+		{"TOKENSTORE_EVENTS_RETENTION", "720h", func(c cli.Config) any { return c.Events.Retention }, 720 * time.Hour},
+		{"TOKENSTORE_EVENTS_RETENTION", "0", func(c cli.Config) any { return c.Events.Retention }, time.Duration(0)},
+		{"TOKENSTORE_EVENTS_REFRESHED", "true", func(c cli.Config) any { return c.Events.Policy() }, domain.EventPolicy{Refreshed: true}},
 		{"TOKENSTORE_LOG_FORMAT", "text", func(c cli.Config) any { return c.Log.Format }, "text"},
 		{"TOKENSTORE_LOG_FORMAT", "json", func(c cli.Config) any { return c.Log.Format }, "json"},
 		{"TOKENSTORE_LOG_LEVEL", "debug", func(c cli.Config) any { return c.Log.Level }, "debug"},

@@ -48,6 +48,7 @@ type Config struct {
 	App              app.Config
 	Worker           app.WorkerConfig
 	Audit            AuditSettings
+	Events           EventSettings
 	Log              LogConfig
 	Metrics          metrics.Config
 	// Webhooks are the receivers events are delivered to (the delivery
@@ -69,6 +70,18 @@ type Config struct {
 type AuditSettings struct {
 	Mode      string        // fail_closed, best_effort or off (app.AuditMode)
 	Retention time.Duration // 0: keep forever
+}
+
+// EventSettings are the events.* settings (the outbox, README: Events).
+type EventSettings struct {
+	Enabled   bool          // false: the writes insert no events
+	Refreshed bool          // also tokens.refreshed
+	Retention time.Duration // 0: keep forever
+}
+
+// Policy is the outbox policy the settings choose.
+func (e EventSettings) Policy() domain.EventPolicy {
+	return domain.EventPolicy{Off: !e.Enabled, Refreshed: e.Refreshed}
 }
 
 // setting is one row of the table that drives the config file's keys, the
@@ -125,6 +138,9 @@ func (c *Config) settings() []setting {
 		{key: "audit.mode", to: &c.Audit.Mode, help: "fail_closed: a token is handed out only after its audit event is committed, and a write commits its event in its own transaction (an audit store that fails answers 503); best_effort: events are written after the answer and lost when the audit store fails; off: no audit trail",
 			def: string(app.AuditFailClosed), oneOf: []string{string(app.AuditFailClosed), string(app.AuditBestEffort), string(app.AuditOff)}},
 		{key: "audit.retention", to: &c.Audit.Retention, help: "how long audit events are kept (older ones are removed in batches every hour); 0 keeps them forever", def: "9600h (400 days)"},
+		{key: "events.enabled", to: &c.Events.Enabled, help: "write events (tokens stored, need re-authorization, recovered, deleted...; README: Events) in the same transaction as each change, for GET /v1/events: true or false", def: true},
+		{key: "events.refreshed", to: &c.Events.Refreshed, help: "also write a tokens.refreshed event for every refresh stored (one per refresh: high volume): true or false", def: false},
+		{key: "events.retention", to: &c.Events.Retention, help: "how long events are kept for the feed (older ones are removed in batches every hour); 0 keeps them forever", def: "168h (7 days)"},
 		{key: "metrics.addr", to: &c.Metrics.Addr, help: "host:port serving Prometheus metrics at /metrics, apart from the API; empty serves none. Metrics carry no secret and no user id, so any address may be given", def: "off"},
 		{key: "metrics.pprof", to: &c.Metrics.Pprof, help: "also serve net/http/pprof at /debug/pprof/ on metrics.addr, which must then be a loopback address: true or false", def: false},
 		{key: "log.format", to: &c.Log.Format, help: "json, text or auto (text on a terminal)", def: "auto", oneOf: []string{"json", "text", "auto"}},
@@ -183,7 +199,8 @@ func checkEnviron(environ []string) error {
 func Defaults() Config {
 	return Config{DevDir: ".dev", DevDatabasePort: DefaultDevDatabasePort, HTTP: httpapi.DefaultConfig(), Database: postgres.Config{LockTimeout: postgres.DefaultLockTimeout, Timeout: postgres.DefaultTimeout},
 		Log: LogConfig{Format: "auto", Level: "info"}, Worker: app.WorkerConfig{Enabled: true},
-		Audit: AuditSettings{Mode: string(app.AuditFailClosed), Retention: app.DefaultAuditRetention}}
+		Audit:  AuditSettings{Mode: string(app.AuditFailClosed), Retention: app.DefaultAuditRetention},
+		Events: EventSettings{Enabled: true, Retention: app.DefaultEventRetention}}
 }
 
 // Load builds the configuration: defaults, then the config file (path from
@@ -353,8 +370,12 @@ func (s setting) set(n *yaml.Node, where string, getenv func(string) string) (er
 // the outbox branch, which this list must equal once it lands) and the
 // outcomes of upstream revocation.
 func eventKinds() []string {
-	return []string{"tokens.stored", "tokens.refreshed", "tokens.reauth_required", "tokens.recovered", "tokens.deleted",
-		"offline_token.stored", "offline_token.deleted", "revocation.succeeded", "revocation.failed"}
+	kinds := domain.EventKinds()
+	out := make([]string, len(kinds))
+	for i, k := range kinds {
+		out[i] = string(k)
+	}
+	return out
 }
 
 // callerSettings is httpapi.CallerConfig under the member names an

@@ -39,6 +39,7 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 		cfg.App.Refresh.Instance = app.InstanceName()
 	}
 	cfg.KeyringHeartbeat.Instance = cfg.App.Refresh.Instance
+	cfg.Database.Events = cfg.Events.Policy()
 	return fx.Options(
 		// Configuration and logger.
 		fx.WithLogger(fxLogger(log)),
@@ -63,6 +64,7 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 			fx.Annotate(fernet.NewSwappableKeyringFromConfig, fx.As(fx.Self()), fx.As(new(ports.TokenCrypter)), fx.As(new(ports.Keyring))),
 			fx.Annotate(postgres.New, fx.As(new(ports.TokenRepository)), fx.As(new(ports.RefreshQueue)), fx.As(new(ports.DatabaseClock)),
 				fx.As(new(ports.AuditRecorder)), fx.As(new(ports.AuditRetention)), fx.As(new(ports.StoreCensus)),
+				fx.As(new(ports.EventFeed)), fx.As(new(ports.EventRetention)),
 				fx.As(new(ports.KeyInventory)), fx.As(new(ports.KeyringRegistry))),
 			app.NewKeyringCheck,
 			app.NewKeyringHeartbeat,
@@ -77,6 +79,10 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 			app.NewSkewMonitor,
 			app.NewRefreshWorker,
 			app.NewCensus,
+			func(store ports.EventFeed) *app.EventFeed { return app.NewEventFeed(store, 0) },
+			func(log *slog.Logger, store ports.EventRetention) *app.EventRetention {
+				return app.NewEventRetention(cfg.Events.Retention, log, store)
+			},
 		),
 		// Every key id that seals a stored value must be in the keyring, or
 		// serve refuses to start; then this instance records its keyring
@@ -89,6 +95,8 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 		fx.Invoke(runWorker),
 		// Audit events older than audit.retention leave in small batches.
 		fx.Invoke(runAuditRetention),
+		// Events older than events.retention leave the same way.
+		fx.Invoke(runEventRetention),
 		// Stopping waits for refreshes in flight, before the pool closes.
 		fx.Invoke(drainOnStop),
 		// The audit batcher stops after the server (no read waits for it
@@ -110,6 +118,7 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 			newServer,
 		),
 		fx.Invoke(serveHTTP),
+		fx.Invoke(stopEventWaits),
 		// What SIGHUP reloads (serve catches the signal).
 		fx.Provide(hangupReloaders),
 		fx.Options(extra...),
@@ -150,9 +159,17 @@ func newRefresher(cfg oauth.Config, tp trace.TracerProvider) (*oauth.Refresher, 
 
 // newServer is the API server, observed by the metrics and traced.
 func newServer(cfg httpapi.Config, log *slog.Logger, svc httpapi.TokenService, auth *httpapi.Authenticator, ready httpapi.Checker,
-	m *metrics.Metrics, tp trace.TracerProvider,
+	m *metrics.Metrics, tp trace.TracerProvider, events *app.EventFeed,
 ) *httpapi.Server {
-	return httpapi.NewServer(cfg, log, svc, auth, ready, httpapi.WithRequestObserver(m), httpapi.WithTracerProvider(tp))
+	return httpapi.NewServer(cfg, log, svc, auth, ready, httpapi.WithRequestObserver(m), httpapi.WithTracerProvider(tp),
+		httpapi.WithEventFeed(events, cfg.MaxEventWait()))
+}
+
+// stopEventWaits ends the event feed's long polls when shutdown begins:
+// invoked after serveHTTP, its stop hook runs before the server's, which
+// would otherwise wait for them.
+func stopEventWaits(lc fx.Lifecycle, f *app.EventFeed) {
+	lc.Append(fx.StopHook(f.Stop))
 }
 
 // serveMetrics adds the pool's statistics and the store's census to the
@@ -247,6 +264,11 @@ func runWorker(lc fx.Lifecycle, w *app.RefreshWorker) {
 
 // runAuditRetention removes old audit events for the application's life.
 func runAuditRetention(lc fx.Lifecycle, r *app.AuditRetention) {
+	lc.Append(fx.StartStopHook(r.Start, r.Stop))
+}
+
+// runEventRetention removes old outbox events for the application's life.
+func runEventRetention(lc fx.Lifecycle, r *app.EventRetention) {
 	lc.Append(fx.StartStopHook(r.Start, r.Stop))
 }
 
