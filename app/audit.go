@@ -198,22 +198,23 @@ func (a *Auditor) handout(ctx context.Context, action domain.AuditAction, user d
 	}
 }
 
-// forWrite returns the events a write commits in its own transaction
-// (fail-closed: the write's event; otherwise none) and, best-effort, queues
-// the event for the background instead.
-func (a *Auditor) forWrite(ctx context.Context, action domain.AuditAction, user domain.UserID, provider domain.Provider, status int) []domain.AuditEvent {
-	if a.Mode() != AuditFailClosed {
-		return nil
+// write runs fn, a change whose one event is action on user's provider,
+// answered status: fail-closed, fn gets the event to commit in the change's
+// own transaction (and its outcome counts for /readyz); best-effort, the
+// event is queued once fn succeeded; off, fn gets none.
+func (a *Auditor) write(ctx context.Context, action domain.AuditAction, user domain.UserID, provider domain.Provider, status int,
+	fn func(events []domain.AuditEvent) error) error {
+	if a.Mode() == AuditOff {
+		return fn(nil)
 	}
-	return a.inTx(a.event(ctx, action, user, provider, status))
-}
-
-// afterWrite queues a best-effort write's event once the write succeeded.
-func (a *Auditor) afterWrite(ctx context.Context, action domain.AuditAction, user domain.UserID, provider domain.Provider, status int) {
-	if a.Mode() != AuditBestEffort {
-		return
+	e := a.event(ctx, action, user, provider, status)
+	events := a.inTx(e)
+	err := fn(events)
+	a.committed(len(events), err)
+	if err == nil {
+		a.afterTx(e)
 	}
-	a.afterTx(a.event(ctx, action, user, provider, status))
+	return err
 }
 
 // inTx returns the events of a change that commit in the change's own

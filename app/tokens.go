@@ -142,13 +142,14 @@ func (s *TokenService) PutAuthTokens(ctx context.Context, t domain.AuthTokens) (
 		return ProviderStatus{}, err
 	}
 	sealed.AccessObtainedAt = s.now()
-	events := s.audit.forWrite(ctx, domain.AuditPutTokens, t.User, t.Provider, 200)
-	stored, err := s.repo.PutAuthTokens(ctx, sealed, events...)
-	s.audit.committed(len(events), err)
+	var stored domain.SealedAuthTokens
+	err = s.audit.write(ctx, domain.AuditPutTokens, t.User, t.Provider, 200, func(events []domain.AuditEvent) (err error) {
+		stored, err = s.repo.PutAuthTokens(ctx, sealed, events...)
+		return err
+	})
 	if err != nil {
 		return ProviderStatus{}, err
 	}
-	s.audit.afterWrite(ctx, domain.AuditPutTokens, t.User, t.Provider, 200)
 	return s.status(t, stored), nil
 }
 
@@ -214,14 +215,9 @@ func (c *RefreshCoordinator) answer(row domain.SealedAuthTokens, step domain.Ref
 func (s *TokenService) DeleteAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) (err error) {
 	ctx, span := startSpan(ctx, s.tracer, "TokenService.DeleteAuthTokens", provider)
 	defer func() { endSpan(span, err) }()
-	events := s.audit.forWrite(ctx, domain.AuditDeleteTokens, user, provider, 204)
-	err = s.repo.DeleteAuthTokens(ctx, user, provider, events...)
-	s.audit.committed(len(events), err)
-	if err != nil {
-		return err
-	}
-	s.audit.afterWrite(ctx, domain.AuditDeleteTokens, user, provider, 204)
-	return nil
+	return s.audit.write(ctx, domain.AuditDeleteTokens, user, provider, 204, func(events []domain.AuditEvent) error {
+		return s.repo.DeleteAuthTokens(ctx, user, provider, events...)
+	})
 }
 
 // ListProviders lists the providers the user has tokens for, by name, with
@@ -262,13 +258,14 @@ func (s *TokenService) PutOfflineToken(ctx context.Context, t domain.OfflineToke
 	if err != nil {
 		return domain.OfflineToken{}, err
 	}
-	events := s.audit.forWrite(ctx, domain.AuditPutOfflineToken, t.User, "", 200)
-	stored, err := s.repo.PutOfflineToken(ctx, sealed, events...)
-	s.audit.committed(len(events), err)
+	var stored domain.SealedOfflineToken
+	err = s.audit.write(ctx, domain.AuditPutOfflineToken, t.User, "", 200, func(events []domain.AuditEvent) (err error) {
+		stored, err = s.repo.PutOfflineToken(ctx, sealed, events...)
+		return err
+	})
 	if err != nil {
 		return domain.OfflineToken{}, err
 	}
-	s.audit.afterWrite(ctx, domain.AuditPutOfflineToken, t.User, "", 200)
 	t.CreatedAt, t.UpdatedAt = stored.CreatedAt, stored.UpdatedAt
 	return t, nil
 }
@@ -296,14 +293,9 @@ func (s *TokenService) GetOfflineToken(ctx context.Context, user domain.UserID) 
 func (s *TokenService) DeleteOfflineToken(ctx context.Context, user domain.UserID) (err error) {
 	ctx, span := startSpan(ctx, s.tracer, "TokenService.DeleteOfflineToken", "")
 	defer func() { endSpan(span, err) }()
-	events := s.audit.forWrite(ctx, domain.AuditDeleteOfflineToken, user, "", 204)
-	err = s.repo.DeleteOfflineToken(ctx, user, events...)
-	s.audit.committed(len(events), err)
-	if err != nil {
-		return err
-	}
-	s.audit.afterWrite(ctx, domain.AuditDeleteOfflineToken, user, "", 204)
-	return nil
+	return s.audit.write(ctx, domain.AuditDeleteOfflineToken, user, "", 204, func(events []domain.AuditEvent) error {
+		return s.repo.DeleteOfflineToken(ctx, user, events...)
+	})
 }
 
 func (s *TokenService) status(t domain.AuthTokens, stored domain.SealedAuthTokens) ProviderStatus {

@@ -127,25 +127,10 @@ func BenchmarkAuditedReads(b *testing.B) {
 	}
 	const readers, each = 32, 10
 	measure := func(svc *app.TokenService) time.Duration {
-		start := time.Now()
-		var wg sync.WaitGroup
-		errs := make(chan error, readers)
-		for range readers {
-			wg.Go(func() {
-				for range each {
-					if _, err := svc.GetAccessToken(ctx, "bench", domain.ProviderGitLab); err != nil {
-						errs <- err
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-		close(errs)
-		if err := <-errs; err != nil {
-			b.Fatal(err)
-		}
-		return time.Since(start)
+		return concurrently(b, readers, each, func(int, int) error {
+			_, err := svc.GetAccessToken(ctx, "bench", domain.ProviderGitLab)
+			return err
+		})
 	}
 	measure(off) // warm the pool
 	measure(audited)
@@ -245,30 +230,15 @@ func BenchmarkOutboxPuts(b *testing.B) {
 	const writers, each = 16, 10
 	measure := func(name string) time.Duration {
 		svc := svcs[name]
-		start := time.Now()
-		var wg sync.WaitGroup
-		errs := make(chan error, writers)
-		for w := range writers {
-			wg.Go(func() {
-				for i := range each {
-					if _, err := svc.PutAuthTokens(ctx, domain.AuthTokens{
-						User: domain.UserID(fmt.Sprintf("bench-%d-%d", w, i)), Provider: domain.ProviderGitLab,
-						AccessToken:  domain.NewSecret("glpat-benchmark-access-token-0123456789"),
-						RefreshToken: domain.NewSecret("glprt-benchmark-refresh-token-0123456789"),
-						AccessExpiry: domain.At(time.Now().Add(24 * time.Hour)),
-					}); err != nil {
-						errs <- err
-						return
-					}
-				}
+		return concurrently(b, writers, each, func(w, i int) error {
+			_, err := svc.PutAuthTokens(ctx, domain.AuthTokens{
+				User: domain.UserID(fmt.Sprintf("bench-%d-%d", w, i)), Provider: domain.ProviderGitLab,
+				AccessToken:  domain.NewSecret("glpat-benchmark-access-token-0123456789"),
+				RefreshToken: domain.NewSecret("glprt-benchmark-refresh-token-0123456789"),
+				AccessExpiry: domain.At(time.Now().Add(24 * time.Hour)),
 			})
-		}
-		wg.Wait()
-		close(errs)
-		if err := <-errs; err != nil {
-			b.Fatal(err)
-		}
-		return time.Since(start)
+			return err
+		})
 	}
 	order := []string{"off", "events", "off-audited", "events-audited"}
 	for _, name := range order { // warm the pool and create the rows
@@ -287,4 +257,30 @@ func BenchmarkOutboxPuts(b *testing.B) {
 	for _, name := range order {
 		b.ReportMetric(float64(took[name].Microseconds())/float64(b.N*writers*each), "µs-"+name+"/put")
 	}
+}
+
+// concurrently runs op(worker, i) each times in each of workers goroutines
+// at once and returns how long they took together; the first error fails
+// the benchmark.
+func concurrently(b *testing.B, workers, each int, op func(worker, i int) error) time.Duration {
+	b.Helper()
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				if err := op(w, i); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		b.Fatal(err)
+	}
+	return time.Since(start)
 }

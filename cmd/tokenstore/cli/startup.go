@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"strings"
 
-	"github.com/tokenstore/tokenstore/adapters/fernet"
 	"github.com/tokenstore/tokenstore/app"
 	"github.com/tokenstore/tokenstore/domain"
 )
@@ -31,8 +30,8 @@ func startupSummary(cfg Config) []any {
 		callers[i] = c.Name
 	}
 	primary := "none"
-	if ring, err := fernet.NewKeyringFromConfig(cfg.Keys); err == nil {
-		primary = string(ring.PrimaryKeyID())
+	if len(cfg.Keys.Keys) > 0 { // the primary comes first (fernet.NewKeyringFromConfig)
+		primary = string(cfg.Keys.Keys[0].ID())
 	}
 	tls := "off"
 	switch {
