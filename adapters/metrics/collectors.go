@@ -104,17 +104,22 @@ func (m *Metrics) RegisterCensus(src CensusSource, log *slog.Logger) {
 			Help: "Censuses of the store (the queries behind the backlog, reauth_required and key gauges) that failed; those gauges are then absent from the scrape.",
 		}),
 	}
-	m.reg.MustRegister(c, c.failures)
+	m.reg.MustRegister(c)
 }
 
 func (c *censusCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.backlog
 	ch <- c.reauth
 	ch <- c.keyValues
+	c.failures.Describe(ch)
 }
 
+// Collect exports the census's gauges and the failures counter after the
+// census it took, so a scrape that lacks the gauges also counts their
+// failure (a counter registered on its own could be read before it).
 func (c *censusCollector) Collect(ch chan<- prometheus.Metric) {
 	state, ok := c.current()
+	c.failures.Collect(ch)
 	if !ok {
 		return
 	}

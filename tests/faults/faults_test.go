@@ -231,10 +231,12 @@ func TestPausedDatabase(t *testing.T) {
 		t.Fatalf("seed: %d %v", a.status, a.err)
 	}
 	// Whether a write is caught after it was sent depends on where each
-	// in-flight request is when the freeze lands, so the freeze is
-	// repeated (at most maxRounds times) until one is; every answer of
-	// every round is checked.
-	const maxRounds = 4
+	// in-flight request is when the freeze lands: a PUT is a transaction
+	// (its change and its outbox event), and only a freeze that lands on
+	// its COMMIT leaves the outcome unknown. So the freeze is repeated (at
+	// most maxRounds times) until one is; every answer of every round is
+	// checked.
+	const maxRounds = 10
 	counts := map[string]int{}
 	for round := 0; round < maxRounds && counts["503 outcome unknown (applied: true)"]+counts["503 outcome unknown (applied: false)"] == 0; round++ {
 		pausedRound(t, c, round, counts)
