@@ -42,6 +42,11 @@ type Config struct {
 	// TracerProvider makes the use cases' spans (one per TokenService
 	// call, refresh and wait for a lease); nil: none.
 	TracerProvider trace.TracerProvider
+	// Revoker revokes deleted tokens at their provider when the provider
+	// asks for it (ports.TokenRevoker.RevokesOnDelete): DeleteAuthTokens
+	// then queues the revocation with the delete, and the DeliveryWorker
+	// sends it. nil: no upstream revocation.
+	Revoker ports.TokenRevoker
 }
 
 // TokenService is the token store's use cases.
@@ -55,6 +60,7 @@ type TokenService struct {
 	clock     *Clock
 	audit     *Auditor // nil: no audit trail
 	tracer    trace.Tracer
+	revoker   ports.TokenRevoker // nil: no upstream revocation
 }
 
 // NewTokenService returns the service. refresher must not be nil: pass
@@ -81,7 +87,7 @@ func NewTokenService(cfg Config, log *slog.Logger, crypter ports.TokenCrypter, r
 		obs = NopObserver{}
 	}
 	tracer := newTracer(cfg.TracerProvider)
-	s := &TokenService{rows: rows, declared: cfg.Providers, repo: repo, log: log, now: clock.Service, clock: clock, audit: audit, tracer: tracer}
+	s := &TokenService{rows: rows, declared: cfg.Providers, repo: repo, log: log, now: clock.Service, clock: clock, audit: audit, tracer: tracer, revoker: cfg.Revoker}
 	s.refreshes = &RefreshCoordinator{
 		rows: rows, repo: repo, refresher: refresher, margin: margin, margins: cfg.ProviderMargins, fraction: fraction,
 		cfg: cfg.Refresh.withDefaults(), log: log, now: clock.Service, clock: clock, audit: audit, obs: obs, tracer: tracer,
@@ -211,12 +217,19 @@ func (c *RefreshCoordinator) answer(row domain.SealedAuthTokens, step domain.Ref
 	}
 }
 
-// DeleteAuthTokens forgets a user's tokens for a provider.
+// DeleteAuthTokens forgets a user's tokens for a provider. When the
+// provider revokes on delete (Config.Revoker), the same transaction
+// queues their upstream revocation, which the DeliveryWorker sends: a
+// provider outage never delays or fails the delete.
 func (s *TokenService) DeleteAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) (err error) {
 	ctx, span := startSpan(ctx, s.tracer, "TokenService.DeleteAuthTokens", provider)
 	defer func() { endSpan(span, err) }()
+	del := s.repo.DeleteAuthTokens
+	if s.revoker != nil && s.revoker.RevokesOnDelete(provider) {
+		del = s.repo.DeleteAuthTokensRevoking
+	}
 	return s.audit.write(ctx, domain.AuditDeleteTokens, user, provider, 204, func(events []domain.AuditEvent) error {
-		return s.repo.DeleteAuthTokens(ctx, user, provider, events...)
+		return del(ctx, user, provider, events...)
 	})
 }
 

@@ -133,6 +133,31 @@ func (q *Queries) DeleteAuthTokens(ctx context.Context, db DBTX, arg DeleteAuthT
 	return result.RowsAffected(), nil
 }
 
+const deleteAuthTokensReturning = `-- name: DeleteAuthTokensReturning :one
+DELETE FROM auth_tokens WHERE user_id = $1 AND provider = $2
+RETURNING key_id, access_token, refresh_token
+`
+
+type DeleteAuthTokensReturningParams struct {
+	UserID   string
+	Provider string
+}
+
+type DeleteAuthTokensReturningRow struct {
+	KeyID        string
+	AccessToken  []byte
+	RefreshToken []byte
+}
+
+// DeleteAuthTokens, returning the deleted ciphertexts (upstream revocation
+// takes them into the outbox).
+func (q *Queries) DeleteAuthTokensReturning(ctx context.Context, db DBTX, arg DeleteAuthTokensReturningParams) (DeleteAuthTokensReturningRow, error) {
+	row := db.QueryRow(ctx, deleteAuthTokensReturning, arg.UserID, arg.Provider)
+	var i DeleteAuthTokensReturningRow
+	err := row.Scan(&i.KeyID, &i.AccessToken, &i.RefreshToken)
+	return i, err
+}
+
 const getAuthTokens = `-- name: GetAuthTokens :one
 SELECT id, user_id, provider, key_id, access_token, refresh_token, access_token_expires_at, refresh_token_expires_at, version, created_at, updated_at, refresh_lease_owner, refresh_lease_until, reauth_required, refresh_error, next_refresh_at, ambiguous_retries, access_token_obtained_at FROM auth_tokens
 WHERE user_id = $1 AND provider = $2

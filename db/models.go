@@ -43,16 +43,43 @@ type AuthToken struct {
 	AccessTokenObtainedAt *time.Time
 }
 
+type Delivery struct {
+	Target         string
+	EventID        int64
+	XactID         int64
+	UserID         string
+	Provider       string
+	State          string
+	Attempts       int32
+	FirstAttemptAt *time.Time
+	NextAttemptAt  time.Time
+	LeaseOwner     *string
+	LeaseUntil     *time.Time
+	LastStatus     int32
+	LastError      string
+	FinishedAt     *time.Time
+}
+
 type Event struct {
-	ID         int64
-	XactID     int64
-	OccurredAt time.Time
-	Kind       string
-	UserID     string
-	Provider   string
-	Reason     string
-	KeyID      *string
-	Sealed     []byte
+	ID           int64
+	XactID       int64
+	OccurredAt   time.Time
+	Kind         string
+	UserID       string
+	Provider     string
+	Reason       string
+	KeyID        *string
+	RefreshToken []byte
+	AccessToken  []byte
+}
+
+type EventTarget struct {
+	Name      string
+	Url       string
+	AfterXact int64
+	AfterID   int64
+	GoneAt    *time.Time
+	CreatedAt time.Time
 }
 
 type InstanceKeyring struct {

@@ -15,8 +15,7 @@ import (
 // and read back through the pull feed (GET /v1/events).
 type EventKind string
 
-// The event kinds. Upstream revocation outcomes come with the revocation
-// part of issue 13.
+// The event kinds.
 const (
 	// EventTokensStored: a caller stored tokens for a provider (PUT) over
 	// nothing or over tokens that did not need re-authorization.
@@ -37,12 +36,21 @@ const (
 	// stored or deleted the user's offline token (Provider is empty).
 	EventOfflineTokenStored  EventKind = "offline_token.stored"
 	EventOfflineTokenDeleted EventKind = "offline_token.deleted"
+	// EventRevocationSucceeded: deleted tokens were revoked at their
+	// provider (revoke_on_delete), or the provider already held them
+	// invalid.
+	EventRevocationSucceeded EventKind = "revocation.succeeded"
+	// EventRevocationFailed: deleted tokens could not be revoked at their
+	// provider; Reason says why (CodeRevocationRejected,
+	// CodeRevocationNotSupported, CodeProviderUnavailable once the retry
+	// window ended). They may still work there.
+	EventRevocationFailed EventKind = "revocation.failed"
 )
 
 // EventKinds lists every kind.
 func EventKinds() []EventKind {
 	return []EventKind{EventTokensStored, EventTokensRefreshed, EventTokensReauthRequired, EventTokensRecovered,
-		EventTokensDeleted, EventOfflineTokenStored, EventOfflineTokenDeleted}
+		EventTokensDeleted, EventOfflineTokenStored, EventOfflineTokenDeleted, EventRevocationSucceeded, EventRevocationFailed}
 }
 
 // Event is one outbox event: what happened (Kind) to whose tokens (User,

@@ -52,6 +52,13 @@ type TokenRepository interface {
 		fn func(current domain.SealedAuthTokens, now time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error)) (domain.SealedAuthTokens, error)
 	// DeleteAuthTokens returns domain.ErrNotFound when nothing was stored.
 	DeleteAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider, audit ...domain.AuditEvent) error
+	// DeleteAuthTokensRevoking is DeleteAuthTokens that also queues the
+	// upstream revocation of the deleted tokens, in the same transaction:
+	// the tokens.deleted event keeps their ciphertexts
+	// (domain.SealedRevocation) and a delivery to domain.RevocationTarget
+	// is queued (DeliveryQueue). Both are written whatever the event policy
+	// (revocation needs them); the feed lists the event as any other.
+	DeleteAuthTokensRevoking(ctx context.Context, user domain.UserID, provider domain.Provider, audit ...domain.AuditEvent) error
 	// ListProviders lists the providers a user has tokens for, by name.
 	ListProviders(ctx context.Context, user domain.UserID) ([]domain.ProviderTokenInfo, error)
 
@@ -154,6 +161,11 @@ type TokenRevoker interface {
 	// upstream when they are deleted (its revoke_on_delete setting); Revoke
 	// fails with domain.ErrRevocationNotSupported for the others.
 	RevokesOnDelete(provider domain.Provider) bool
+	// RevokesGrant reports whether Revoke at provider ends every token of
+	// the user's grant, also tokens the user obtained after the delete
+	// (GitHub's grant deletion), so it must not run once the user has
+	// stored tokens for provider again.
+	RevokesGrant(provider domain.Provider) bool
 }
 
 // RevocationRequest is what a TokenRevoker revokes: the tokens tokenstore

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tokenstore/tokenstore/adapters/eventjson"
 	"github.com/tokenstore/tokenstore/app"
 	"github.com/tokenstore/tokenstore/domain"
 )
@@ -32,18 +33,9 @@ func WithEventFeed(feed EventFeed, maxWait time.Duration) Option {
 // eventQuery are GET /v1/events' query parameters.
 var eventQuery = []string{"after", "limit", "wait"}
 
-type eventBody struct {
-	Cursor     string  `json:"cursor"`
-	Kind       string  `json:"kind"`
-	User       string  `json:"user"`
-	Provider   *string `json:"provider"`
-	Reason     *string `json:"reason"`
-	OccurredAt string  `json:"occurred_at"`
-}
-
 type eventsBody struct {
-	Events []eventBody `json:"events"`
-	Next   string      `json:"next"`
+	Events []eventjson.Event `json:"events"`
+	Next   string            `json:"next"`
 }
 
 // waitPattern is wait's form: whole seconds or milliseconds, canonical
@@ -102,13 +94,9 @@ func (a *api) listEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	body := eventsBody{Events: make([]eventBody, len(events)), Next: next.String()}
+	body := eventsBody{Events: make([]eventjson.Event, len(events)), Next: next.String()}
 	for i, e := range events {
-		body.Events[i] = eventBody{
-			Cursor: e.Cursor.String(), Kind: string(e.Kind), User: string(e.User),
-			Provider: optional(string(e.Provider)), Reason: optional(e.Reason),
-			OccurredAt: e.OccurredAt.UTC().Format(time.RFC3339Nano),
-		}
+		body.Events[i] = eventjson.From(e)
 	}
 	writeJSON(w, http.StatusOK, body)
 	return nil

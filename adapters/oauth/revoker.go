@@ -52,6 +52,15 @@ func (v *Revoker) RevokesOnDelete(provider domain.Provider) bool {
 	return ok && e.revokeOnDelete
 }
 
+// RevokesGrant reports whether revoking at provider ends the user's whole
+// grant, tokens obtained later included: GitHub's grant deletion does
+// (every token of the user for the app), RFC 7009 revocation of one
+// grant's tokens does not reach a grant the user authorized anew.
+func (v *Revoker) RevokesGrant(provider domain.Provider) bool {
+	e, ok := v.r.providers[provider]
+	return ok && e.kind == KindGitHub
+}
+
 // Revoke revokes tokens at provider, the refresh token first, then the
 // access token (ports.TokenRevoker). A token the provider already considers
 // invalid counts as revoked. Errors wrap domain.ErrProviderUnavailable

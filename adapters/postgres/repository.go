@@ -280,6 +280,34 @@ func (r *Repository) DeleteAuthTokens(ctx context.Context, user domain.UserID, p
 	return nil
 }
 
+// DeleteAuthTokensRevoking implements ports.TokenRepository: the DELETE
+// returns the ciphertexts, which go into the tokens.deleted event with the
+// revocation's delivery, all in one transaction.
+func (r *Repository) DeleteAuthTokensRevoking(ctx context.Context, user domain.UserID, provider domain.Provider, audit ...domain.AuditEvent) error {
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	err := withTx(ctx, r.pool, func(tx pgx.Tx) error {
+		row, err := r.q.DeleteAuthTokensReturning(ctx, tx, db.DeleteAuthTokensReturningParams{UserID: string(user), Provider: string(provider)})
+		if errors.Is(err, pgx.ErrNoRows) {
+			return domain.ErrNotFound
+		}
+		if err != nil {
+			return interpretError(err, noEffect)
+		}
+		if err := r.q.InsertRevocationDelivery(ctx, tx, db.InsertRevocationDeliveryParams{
+			Kind: string(domain.EventTokensDeleted), UserID: string(user), Provider: string(provider),
+			KeyID: row.KeyID, AccessToken: row.AccessToken, RefreshToken: row.RefreshToken,
+		}); err != nil {
+			return fmt.Errorf("queue the upstream revocation: %w", interpretError(err, noEffect))
+		}
+		return r.recordInTx(ctx, tx, audit)
+	})
+	if err != nil {
+		return fmt.Errorf("delete auth tokens: %w", err)
+	}
+	return nil
+}
+
 // ListProviders implements ports.TokenRepository.
 func (r *Repository) ListProviders(ctx context.Context, user domain.UserID) ([]domain.ProviderTokenInfo, error) {
 	ctx, cancel := r.bound(ctx)

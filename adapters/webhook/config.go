@@ -39,8 +39,10 @@ const (
 // EndpointSettings is one entry of the webhooks setting as an operator
 // writes it (YAML in a config file, JSON in TOKENSTORE_WEBHOOKS).
 type EndpointSettings struct {
-	// Name identifies the endpoint in logs, metrics and errors: 1 to 64
-	// characters a-z, 0-9, '-' and '_', unique.
+	// Name identifies the endpoint in logs, metrics, errors and the
+	// deliveries' records: 1 to 64 characters a-z, 0-9, '-' and '_',
+	// unique, not "revocation" (domain.RevocationTarget). Renaming an
+	// endpoint starts a new one at the feed's end.
 	Name string `json:"name"`
 	// URL receives the POSTs: https, or http to a loopback host (127.0.0.0/8,
 	// ::1, localhost); no user name or password, no fragment.
@@ -75,7 +77,12 @@ type Endpoint struct {
 	Events  []string
 	Timeout time.Duration
 	MaxAge  time.Duration
-	signers []*standardwebhooks.Webhook
+	// RetryFirst is the ceiling of the delay after the first failed
+	// attempt, doubling at each failure up to domain.DefaultRetryCap
+	// (domain.RetrySchedule); NewEndpoints sets domain.DefaultRetryFirst.
+	// Not a setting: tests shorten it.
+	RetryFirst time.Duration
+	signers    []*standardwebhooks.Webhook
 }
 
 // Wants reports whether events of kind are sent to e.
@@ -120,9 +127,12 @@ func NewEndpoints(entries []EndpointSettings, where string, kinds []string) ([]E
 }
 
 func (s EndpointSettings) endpoint(at string, kinds []string) (Endpoint, error) {
-	e := Endpoint{Name: s.Name, URL: s.URL}
+	e := Endpoint{Name: s.Name, URL: s.URL, RetryFirst: domain.DefaultRetryFirst}
 	if !validName(s.Name) {
 		return Endpoint{}, fmt.Errorf("%s.name: must be 1 to 64 characters a-z, 0-9, '-' or '_'", at)
+	}
+	if s.Name == domain.RevocationTarget {
+		return Endpoint{}, fmt.Errorf("%s.name: %q names upstream revocation's deliveries (tokenstore events list): choose another name", at, s.Name)
 	}
 	if err := checkURL(s.URL); err != nil {
 		return Endpoint{}, fmt.Errorf("%s.url: %w", at, err)

@@ -161,11 +161,17 @@ func New(opts ...Option) *Sender {
 //
 // The answer's body is read (at most 64 KiB) and discarded, never quoted.
 func (s *Sender) Deliver(ctx context.Context, ep Endpoint, m Message) error {
+	_, err := s.deliver(ctx, ep, m)
+	return err
+}
+
+// deliver is Deliver, also reporting the HTTP status answered (0: none).
+func (s *Sender) deliver(ctx context.Context, ep Endpoint, m Message) (int, error) {
 	if err := checkID(m.ID); err != nil {
-		return fmt.Errorf("webhook %s: %w: id %w", ep.Name, ErrInvalidMessage, err)
+		return 0, fmt.Errorf("webhook %s: %w: id %w", ep.Name, ErrInvalidMessage, err)
 	}
 	if len(ep.signers) == 0 {
-		return fmt.Errorf("webhook %s: %w: the endpoint has no signing secret (build it with NewEndpoints)", ep.Name, ErrInvalidMessage)
+		return 0, fmt.Errorf("webhook %s: %w: the endpoint has no signing secret (build it with NewEndpoints)", ep.Name, ErrInvalidMessage)
 	}
 	ts := m.Timestamp
 	if ts.IsZero() {
@@ -175,7 +181,7 @@ func (s *Sender) Deliver(ctx context.Context, ep Endpoint, m Message) error {
 	for _, w := range ep.signers {
 		sig, err := w.Sign(m.ID, ts, m.Body)
 		if err != nil { // the library never fails to sign; never quote it anyway
-			return fmt.Errorf("webhook %s: %w: signing failed", ep.Name, ErrInvalidMessage)
+			return 0, fmt.Errorf("webhook %s: %w: signing failed", ep.Name, ErrInvalidMessage)
 		}
 		sigs = append(sigs, sig)
 	}
@@ -184,7 +190,7 @@ func (s *Sender) Deliver(ctx context.Context, ep Endpoint, m Message) error {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(m.Body))
 	if err != nil {
-		return &DeliveryError{Endpoint: ep.Name, Reason: "building the request failed", err: ErrUndelivered}
+		return 0, &DeliveryError{Endpoint: ep.Name, Reason: "building the request failed", err: ErrUndelivered}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "tokenstore-webhook")
@@ -194,7 +200,7 @@ func (s *Sender) Deliver(ctx context.Context, ep Endpoint, m Message) error {
 
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return transportError(ep, ctx, err)
+		return 0, transportError(ep, ctx, err)
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrainBytes))
@@ -202,9 +208,9 @@ func (s *Sender) Deliver(ctx context.Context, ep Endpoint, m Message) error {
 	code := resp.StatusCode
 	switch {
 	case code >= 200 && code < 300:
-		return nil
+		return code, nil
 	case code == http.StatusGone:
-		return &DeliveryError{Endpoint: ep.Name, Status: code, Reason: ErrEndpointGone.Error(), err: ErrEndpointGone}
+		return code, &DeliveryError{Endpoint: ep.Name, Status: code, Reason: ErrEndpointGone.Error(), err: ErrEndpointGone}
 	}
 	de := &DeliveryError{Endpoint: ep.Name, Status: code, Reason: fmt.Sprintf("answered HTTP %d", code), err: ErrUndelivered}
 	if code >= 300 && code < 400 {
@@ -212,9 +218,9 @@ func (s *Sender) Deliver(ctx context.Context, ep Endpoint, m Message) error {
 	}
 	if at, ok := retryAfter(resp.Header.Get("Retry-After"), s.now()); ok {
 		de.Reason += ", asking to retry after " + at.UTC().Format(time.RFC3339)
-		return &domain.RetryAtError{At: at, Err: de}
+		return code, &domain.RetryAtError{At: at, Err: de}
 	}
-	return de
+	return code, de
 }
 
 // transportError names a failure without an answer. The *url.Error's text

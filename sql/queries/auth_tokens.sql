@@ -159,3 +159,9 @@ WITH marked AS (
     WHERE @record_event::boolean
 )
 SELECT user_id, provider FROM marked;
+
+-- name: DeleteAuthTokensReturning :one
+-- DeleteAuthTokens, returning the deleted ciphertexts (upstream revocation
+-- takes them into the outbox).
+DELETE FROM auth_tokens WHERE user_id = @user_id AND provider = @provider
+RETURNING key_id, access_token, refresh_token;

@@ -342,6 +342,15 @@ func (r *Repository) MarkLapsedLeases(ctx context.Context, event domain.AuditEve
 
 // DeleteAuthTokens implements ports.TokenRepository.
 func (r *Repository) DeleteAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider, audit ...domain.AuditEvent) error {
+	return r.deleteAuthTokens(ctx, user, provider, false, audit)
+}
+
+// DeleteAuthTokensRevoking implements ports.TokenRepository.
+func (r *Repository) DeleteAuthTokensRevoking(ctx context.Context, user domain.UserID, provider domain.Provider, audit ...domain.AuditEvent) error {
+	return r.deleteAuthTokens(ctx, user, provider, true, audit)
+}
+
+func (r *Repository) deleteAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider, revoke bool, audit []domain.AuditEvent) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -353,13 +362,21 @@ func (r *Repository) DeleteAuthTokens(ctx context.Context, user domain.UserID, p
 	defer unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.auth[k]; !ok {
+	row, ok := r.auth[k]
+	if !ok {
 		return fmt.Errorf("delete auth tokens: %w", domain.ErrNotFound)
 	}
 	if err := r.audit.record(audit); err != nil {
 		return fmt.Errorf("delete auth tokens: %w", err)
 	}
-	r.write(r.now(), domain.Event{Kind: domain.EventTokensDeleted, User: user, Provider: provider})
+	e := domain.Event{Kind: domain.EventTokensDeleted, User: user, Provider: provider}
+	if revoke {
+		r.writeRevocation(r.now(), e, domain.SealedRevocation{
+			KeyID: row.KeyID, AccessToken: bytes.Clone(row.AccessToken), RefreshToken: bytes.Clone(row.RefreshToken),
+		})
+	} else {
+		r.write(r.now(), e)
+	}
 	delete(r.auth, k)
 	return nil
 }

@@ -51,9 +51,11 @@ type Config struct {
 	Events           EventSettings
 	Log              LogConfig
 	Metrics          metrics.Config
-	// Webhooks are the receivers events are delivered to (the delivery
-	// worker is not wired yet: issue 13).
+	// Webhooks are the receivers events are delivered to (app.DeliveryWorker).
 	Webhooks []webhook.Endpoint
+	// Delivery tunes the delivery worker; Owner is App.Refresh.Instance
+	// (AppOptions fills it in). Not settings: the defaults, or a test's.
+	Delivery app.DeliveryConfig
 	// Tracing: an OpenTelemetry trace exporter is configured by the
 	// standard OTEL_* variables (TracingConfigured); not a setting.
 	Tracing bool
@@ -126,7 +128,7 @@ func (c *Config) settings() []setting {
 			"; providers (declared names) and user_prefix (such as tenant-a/) limit what the caller may touch, every provider and user when left out; client_cert_identity (a URI or DNS SAN) requires that client certificate too"},
 		{key: "providers", to: &c.OAuth, help: "list of providers to refresh: " + oauth.ProviderSettingsHelp()},
 		{key: "webhooks", to: &c.Webhooks, help: "list of webhook receivers: " + webhook.SettingsHelp() + "; event kinds: " + strings.Join(eventKinds(), ", ") +
-			" (see README: Webhooks; the delivery worker is not wired yet)"},
+			" (see README: Webhooks)"},
 		{key: "refresh.margin", to: &c.App.RefreshMargin, help: "refresh access tokens expiring within this margin", def: domain.DefaultRefreshMargin},
 		{key: "refresh.lifetime_fraction", to: &c.App.LifetimeFraction, help: "cap every refresh margin at this fraction of each access token's lifetime, so tokens living less than the margin are not refreshed at every read: a number between 0 and 1, exclusive", def: domain.DefaultLifetimeFraction},
 		{key: "refresh.wait_timeout", to: &c.App.Refresh.WaitTimeout, help: "how long a read waits for a refresh before answering 503 unavailable", def: app.DefaultRefreshWaitTimeout},
@@ -591,7 +593,34 @@ func (c *Config) Validate() error {
 			c.Database.Timeout, c.HTTP.WriteTimeout, postgres.ClientGrace)
 	}
 	return errors.Join(c.HTTP.Validate(c.App.Refresh.WaitTimeout), c.Metrics.Validate(), c.validateClientCerts(), c.OAuth.Validate(), c.App.Validate(c.OAuth.Timeouts()),
-		httpapi.ValidateScopes(c.Callers, c.App.Providers))
+		httpapi.ValidateScopes(c.Callers, c.App.Providers), c.validateDeliveries())
+}
+
+// validateDeliveries refuses webhooks that would never be sent an event,
+// and retry windows longer than the events they retry are kept.
+func (c *Config) validateDeliveries() error {
+	var errs []error
+	for i, ep := range c.Webhooks {
+		at := fmt.Sprintf("webhooks[%d] (%s)", i, ep.Name)
+		switch {
+		case !c.Events.Enabled:
+			errs = append(errs, fmt.Errorf("%s: TOKENSTORE_EVENTS_ENABLED (events.enabled) is false, so no event is written to send: enable events or remove the endpoint", at))
+		case ep.Wants(string(domain.EventTokensRefreshed)) && !c.Events.Refreshed:
+			errs = append(errs, fmt.Errorf("%s.events: lists %s, which is written only with TOKENSTORE_EVENTS_REFRESHED (events.refreshed) true: set it or remove the kind", at, domain.EventTokensRefreshed))
+		case c.Events.Retention > 0 && ep.MaxAge >= c.Events.Retention:
+			errs = append(errs, fmt.Errorf("%s.max_age: %s is not shorter than TOKENSTORE_EVENTS_RETENTION (events.retention) %s: events would be removed while still being retried; shorten max_age or lengthen the retention",
+				at, ep.MaxAge, c.Events.Retention))
+		}
+	}
+	if c.Events.Retention > 0 && c.Events.Retention <= domain.DefaultRetryMaxAge {
+		for _, p := range c.OAuth.Providers {
+			if p.RevokeOnDelete {
+				errs = append(errs, fmt.Errorf("providers (%s).revoke_on_delete: TOKENSTORE_EVENTS_RETENTION (events.retention) %s is not longer than the %s upstream revocation is retried for: "+
+					"the deleted tokens would be removed before their revocation ended; lengthen the retention", p.Name, c.Events.Retention, domain.DefaultRetryMaxAge))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // validateClientCerts refuses a caller that requires a client certificate

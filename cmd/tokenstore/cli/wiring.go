@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"syscall"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/tokenstore/tokenstore/adapters/metrics"
 	"github.com/tokenstore/tokenstore/adapters/oauth"
 	"github.com/tokenstore/tokenstore/adapters/postgres"
+	"github.com/tokenstore/tokenstore/adapters/webhook"
 	"github.com/tokenstore/tokenstore/app"
 	"github.com/tokenstore/tokenstore/ports"
 )
@@ -39,6 +41,7 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 		cfg.App.Refresh.Instance = app.InstanceName()
 	}
 	cfg.KeyringHeartbeat.Instance = cfg.App.Refresh.Instance
+	cfg.Delivery.Owner = cfg.App.Refresh.Instance
 	cfg.Database.Events = cfg.Events.Policy()
 	return fx.Options(
 		// Configuration and logger.
@@ -64,7 +67,7 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 			fx.Annotate(fernet.NewSwappableKeyringFromConfig, fx.As(fx.Self()), fx.As(new(ports.TokenCrypter)), fx.As(new(ports.Keyring))),
 			fx.Annotate(postgres.New, fx.As(new(ports.TokenRepository)), fx.As(new(ports.RefreshQueue)), fx.As(new(ports.DatabaseClock)),
 				fx.As(new(ports.AuditRecorder)), fx.As(new(ports.AuditRetention)), fx.As(new(ports.StoreCensus)),
-				fx.As(new(ports.EventFeed)), fx.As(new(ports.EventRetention)),
+				fx.As(new(ports.EventFeed)), fx.As(new(ports.EventRetention)), fx.As(new(ports.DeliveryQueue)),
 				fx.As(new(ports.KeyInventory)), fx.As(new(ports.KeyringRegistry))),
 			app.NewKeyringCheck,
 			app.NewKeyringHeartbeat,
@@ -73,6 +76,7 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 				return app.NewAuditRetention(cfg.Audit.Retention, log, store)
 			},
 			fx.Annotate(newRefresher, fx.As(new(ports.TokenRefresher))),
+			newRevoker,
 			fx.Annotate(app.NewTokenService, fx.As(fx.Self()), fx.As(new(httpapi.TokenService))),
 			(*app.TokenService).Refreshes,
 			(*app.TokenService).Clock,
@@ -83,6 +87,7 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 			func(log *slog.Logger, store ports.EventRetention) *app.EventRetention {
 				return app.NewEventRetention(cfg.Events.Retention, log, store)
 			},
+			newDeliveryWorker,
 		),
 		// Every key id that seals a stored value must be in the keyring, or
 		// serve refuses to start; then this instance records its keyring
@@ -93,6 +98,9 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 		// anything is served, then every minute.
 		fx.Invoke(runSkewMonitor),
 		fx.Invoke(runWorker),
+		// Events go out to the webhooks, deleted tokens are revoked
+		// upstream; stopping waits for the sends in flight.
+		fx.Invoke(runDeliveryWorker),
 		// Audit events older than audit.retention leave in small batches.
 		fx.Invoke(runAuditRetention),
 		// Events older than events.retention leave the same way.
@@ -131,11 +139,39 @@ func NewApp(cfg Config, log *slog.Logger, extra ...fx.Option) *fx.App {
 }
 
 // observedAppConfig is the configuration of the token service, with the
-// metrics as its observer and the tracer provider for its spans.
-func observedAppConfig(cfg Config, m *metrics.Metrics, tp trace.TracerProvider) app.Config {
+// metrics as its observer, the tracer provider for its spans and the
+// upstream revoker (nil when no provider revokes on delete).
+func observedAppConfig(cfg Config, m *metrics.Metrics, tp trace.TracerProvider, revoker *oauth.Revoker) app.Config {
 	c := cfg.App
 	c.Observer, c.TracerProvider = m, tp
+	if revoker != nil {
+		c.Revoker = revoker
+	}
 	return c
+}
+
+// newRevoker is the upstream revoker of the providers declared with
+// revoke_on_delete, or nil when there are none.
+func newRevoker(cfg oauth.Config, tp trace.TracerProvider) (*oauth.Revoker, error) {
+	if !slices.ContainsFunc(cfg.Providers, func(p oauth.ProviderConfig) bool { return p.RevokeOnDelete }) {
+		return nil, nil
+	}
+	return oauth.NewRevokerFromConfig(cfg, oauth.WithTracerProvider(tp))
+}
+
+// newDeliveryWorker delivers events to the webhooks and revocations to
+// the providers.
+func newDeliveryWorker(cfg Config, svc *app.TokenService, queue ports.DeliveryQueue, revoker *oauth.Revoker, log *slog.Logger) *app.DeliveryWorker {
+	var r ports.TokenRevoker
+	if revoker != nil {
+		r = revoker
+	}
+	return app.NewDeliveryWorker(cfg.Delivery, svc, queue, webhook.Targets(cfg.Webhooks, webhook.New()), r, log)
+}
+
+// runDeliveryWorker delivers for the application's life.
+func runDeliveryWorker(lc fx.Lifecycle, w *app.DeliveryWorker) {
+	lc.Append(fx.StartStopHook(w.Start, w.Stop))
 }
 
 // observedAuditConfig is the auditor's configuration, observed by the
