@@ -143,7 +143,9 @@ func (w *DeliveryWorker) targets() []target {
 	for _, ep := range w.endpoints {
 		out = append(out, target{
 			name: ep.Name(), url: ep.URL(), kinds: ep.Kinds(), lease: ep.Timeout() + w.cfg.LeaseSlack, register: true,
-			attempt: func(ctx context.Context, d domain.Delivery) (domain.DeliveryOutcome, bool) { return w.sendWebhook(ctx, ep, d) },
+			attempt: func(ctx context.Context, d domain.Delivery) (domain.DeliveryOutcome, bool) {
+				return w.sendWebhook(ctx, ep, d)
+			},
 		})
 	}
 	if w.revoker != nil {
