@@ -26,6 +26,8 @@ type Repository interface {
 	ports.RefreshQueue
 	ports.AuditReader
 	ports.EventFeed
+	ports.DeliveryQueue
+	ports.DeliveryAdmin
 }
 
 // Setup returns a repository backed by fresh, empty storage for t.
@@ -59,6 +61,13 @@ func Run(t *testing.T, setup Setup) {
 		{"EventsOfWrites", testEventsOfWrites},
 		{"EventsOfLapsedLeases", testEventsOfLapsedLeases},
 		{"EventFilter", testEventFilter},
+		{"FanOut", testFanOut},
+		{"ClaimOrder", testClaimOrder},
+		{"LapsedDeliveryLease", testLapsedLease},
+		{"ConcurrentDeliveryClaims", testConcurrentDeliveryClaims},
+		{"Redeliver", testRedeliver},
+		{"TargetGone", testTargetGone},
+		{"RevocationDelivery", testRevocationDelivery},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
