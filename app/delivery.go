@@ -258,7 +258,7 @@ func (w *DeliveryWorker) deliver(ctx context.Context, t target, d domain.Deliver
 	case err != nil:
 		return err // the lease lapses and the delivery is attempted again
 	case !recorded:
-		w.log.Warn("delivery outcome not recorded: its lease lapsed and another attempt started (it is delivered at least once)",
+		w.log.Warn("delivery outcome not recorded: its lease lapsed and another attempt started (it is delivered at least once), or its endpoint was marked gone meanwhile",
 			"target", t.name, "event", d.Event.WebhookID(), "attempt", d.Attempt)
 	case o.State == domain.DeliveryFailed:
 		w.log.Error("delivery failed: given up", "target", t.name, "event", d.Event.WebhookID(), "kind", d.Event.Kind,
