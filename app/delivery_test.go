@@ -146,7 +146,6 @@ func (f *fixture) deliveries(state domain.DeliveryState) []domain.Delivery {
 	return ds
 }
 
-
 // A receiver that fails for a while gets every event of its kinds, each
 // user's in commit order, retries included; a new endpoint starts at the
 // feed's end.
