@@ -291,30 +291,6 @@ func (q *Queries) ListAuthTokenProviders(ctx context.Context, db DBTX, userID st
 	return items, nil
 }
 
-const lockReauthRequired = `-- name: LockReauthRequired :one
-SELECT reauth_required FROM auth_tokens
-WHERE user_id = $1 AND provider = $2
-FOR UPDATE
-`
-
-type LockReauthRequiredParams struct {
-	UserID   string
-	Provider string
-}
-
-// Before a PUT in the same transaction: locks the row it will replace and
-// says whether it needed re-authorization (the PUT's event is then
-// tokens.recovered). Locked first, so no refresh can mark it in between;
-// no row: pgx.ErrNoRows. (A CTE in the upsert cannot do this: a FOR UPDATE
-// evaluated after the upsert meets the row the statement itself updated
-// and skips it.)
-func (q *Queries) LockReauthRequired(ctx context.Context, db DBTX, arg LockReauthRequiredParams) (bool, error) {
-	row := db.QueryRow(ctx, lockReauthRequired, arg.UserID, arg.Provider)
-	var reauth_required bool
-	err := row.Scan(&reauth_required)
-	return reauth_required, err
-}
-
 const markLapsedLeases = `-- name: MarkLapsedLeases :many
 WITH marked AS (
     UPDATE auth_tokens SET
@@ -525,6 +501,98 @@ func (q *Queries) UpsertAuthTokens(ctx context.Context, db DBTX, arg UpsertAuthT
 		arg.AccessTokenObtainedAt,
 	)
 	var i UpsertAuthTokensRow
+	err := row.Scan(&i.Version, &i.CreatedAt, &i.UpdatedAt)
+	return i, err
+}
+
+const upsertAuthTokensWithEvent = `-- name: UpsertAuthTokensWithEvent :one
+WITH prior AS (
+    SELECT a.reauth_required FROM auth_tokens AS a
+    WHERE a.user_id = $1::text AND a.provider = $2::text
+    FOR UPDATE
+), up AS (
+    INSERT INTO auth_tokens (
+        user_id, provider, key_id, access_token, refresh_token,
+        access_token_expires_at, refresh_token_expires_at, access_token_obtained_at
+    )
+    SELECT $1::text, $2::text, $3::text, $4::bytea, $5::bytea,
+        $6::timestamptz, $7::timestamptz,
+        $8::timestamptz
+    WHERE (SELECT count(*) FROM prior) < 2
+    ON CONFLICT (user_id, provider) DO UPDATE SET
+        key_id                   = EXCLUDED.key_id,
+        access_token             = EXCLUDED.access_token,
+        refresh_token            = EXCLUDED.refresh_token,
+        access_token_expires_at  = EXCLUDED.access_token_expires_at,
+        refresh_token_expires_at = EXCLUDED.refresh_token_expires_at,
+        access_token_obtained_at = EXCLUDED.access_token_obtained_at,
+        refresh_lease_owner      = NULL,
+        refresh_lease_until      = NULL,
+        reauth_required          = false,
+        refresh_error            = NULL,
+        next_refresh_at          = NULL,
+        ambiguous_retries        = 0
+    RETURNING version, created_at, updated_at
+), event AS (
+    INSERT INTO events (kind, user_id, provider, reason)
+    SELECT CASE WHEN coalesce((SELECT reauth_required FROM prior), false) THEN $9::text ELSE $10::text END,
+        $1::text, $2::text, ''
+    FROM up
+    WHERE CASE WHEN coalesce((SELECT reauth_required FROM prior), false) THEN $11::boolean ELSE $12::boolean END
+)
+SELECT version, created_at, updated_at FROM up
+`
+
+type UpsertAuthTokensWithEventParams struct {
+	UserID                string
+	Provider              string
+	KeyID                 string
+	AccessToken           []byte
+	RefreshToken          []byte
+	AccessTokenExpiresAt  *time.Time
+	RefreshTokenExpiresAt *time.Time
+	AccessTokenObtainedAt *time.Time
+	RecoveredKind         string
+	StoredKind            string
+	RecordRecovered       bool
+	RecordStored          bool
+}
+
+type UpsertAuthTokensWithEventRow struct {
+	Version   int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// UpsertAuthTokens and its outbox event in one statement (one round trip,
+// no transaction of its own): tokens.recovered when the row it replaces
+// needed re-authorization, else tokens.stored. The CTE prior locks and
+// reads the row before the upsert touches it: the upsert's source row is
+// filtered by a condition on prior (always true: prior has at most one
+// row), an InitPlan that runs before the source produces its row, so
+// before the conflict is met. (A prior evaluated after the upsert would
+// meet the row this statement updated and skip it: the condition must
+// stay, and must not be one the planner can fold away.) Under READ
+// COMMITTED, FOR UPDATE reads the latest committed version, so the value
+// is the one replaced and no refresh can mark the row in between. No prior
+// row: tokens.stored (a concurrent first PUT that wins the insert race
+// stored fresh tokens too).
+func (q *Queries) UpsertAuthTokensWithEvent(ctx context.Context, db DBTX, arg UpsertAuthTokensWithEventParams) (UpsertAuthTokensWithEventRow, error) {
+	row := db.QueryRow(ctx, upsertAuthTokensWithEvent,
+		arg.UserID,
+		arg.Provider,
+		arg.KeyID,
+		arg.AccessToken,
+		arg.RefreshToken,
+		arg.AccessTokenExpiresAt,
+		arg.RefreshTokenExpiresAt,
+		arg.AccessTokenObtainedAt,
+		arg.RecoveredKind,
+		arg.StoredKind,
+		arg.RecordRecovered,
+		arg.RecordStored,
+	)
+	var i UpsertAuthTokensWithEventRow
 	err := row.Scan(&i.Version, &i.CreatedAt, &i.UpdatedAt)
 	return i, err
 }

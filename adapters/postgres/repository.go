@@ -84,32 +84,51 @@ func (r *Repository) bound(ctx context.Context) (context.Context, context.Cancel
 	return context.WithTimeout(ctx, r.timeout+ClientGrace)
 }
 
-// PutAuthTokens implements ports.TokenRepository.
+// PutAuthTokens implements ports.TokenRepository: one statement that
+// upserts the row and inserts its event (UpsertAuthTokensWithEvent), in a
+// transaction only when audit events must commit with it.
 func (r *Repository) PutAuthTokens(ctx context.Context, t domain.SealedAuthTokens, audit ...domain.AuditEvent) (domain.SealedAuthTokens, error) {
 	ctx, cancel := r.bound(ctx)
 	defer cancel()
-	var row db.UpsertAuthTokensRow
-	err := r.writeWithEvents(ctx, audit, func(conn db.DBTX, e effect) ([]domain.Event, error) {
-		prior := false
-		if !r.events.Off {
-			var err error
-			prior, err = r.q.LockReauthRequired(ctx, conn, db.LockReauthRequiredParams{UserID: string(t.User), Provider: string(t.Provider)})
-			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-				return nil, interpretError(err, e)
+	var version int64
+	var created, updated time.Time
+	write := func(conn db.DBTX, e effect) error {
+		p := upsertParams(t)
+		if r.events.Off {
+			row, err := r.q.UpsertAuthTokens(ctx, conn, p)
+			version, created, updated = row.Version, row.CreatedAt, row.UpdatedAt
+			return interpretError(err, e)
+		}
+		row, err := r.q.UpsertAuthTokensWithEvent(ctx, conn, upsertWithEvent(p, r.events))
+		version, created, updated = row.Version, row.CreatedAt, row.UpdatedAt
+		return interpretError(err, e)
+	}
+	var err error
+	if len(audit) == 0 {
+		err = withConn(ctx, r.pool, func(conn db.DBTX) error { return write(conn, mayHaveApplied) })
+	} else {
+		err = withTx(ctx, r.pool, func(tx pgx.Tx) error {
+			if err := write(tx, noEffect); err != nil {
+				return err
 			}
-		}
-		var err error
-		row, err = r.q.UpsertAuthTokens(ctx, conn, upsertParams(t))
-		if err != nil {
-			return nil, interpretError(err, e)
-		}
-		return []domain.Event{{Kind: domain.StoredEvent(prior), User: t.User, Provider: t.Provider}}, nil
-	})
+			return r.recordInTx(ctx, tx, audit)
+		})
+	}
 	if err != nil {
 		return domain.SealedAuthTokens{}, fmt.Errorf("store auth tokens: %w", err)
 	}
-	t.Version, t.CreatedAt, t.UpdatedAt = row.Version, row.CreatedAt, row.UpdatedAt
+	t.Version, t.CreatedAt, t.UpdatedAt = version, created, updated
 	return t, nil
+}
+
+// upsertWithEvent is p with the event kinds the policy writes for a PUT.
+func upsertWithEvent(p db.UpsertAuthTokensParams, policy domain.EventPolicy) db.UpsertAuthTokensWithEventParams {
+	return db.UpsertAuthTokensWithEventParams{
+		UserID: p.UserID, Provider: p.Provider, KeyID: p.KeyID, AccessToken: p.AccessToken, RefreshToken: p.RefreshToken,
+		AccessTokenExpiresAt: p.AccessTokenExpiresAt, RefreshTokenExpiresAt: p.RefreshTokenExpiresAt, AccessTokenObtainedAt: p.AccessTokenObtainedAt,
+		RecoveredKind: string(domain.EventTokensRecovered), StoredKind: string(domain.EventTokensStored),
+		RecordRecovered: policy.Allows(domain.EventTokensRecovered), RecordStored: policy.Allows(domain.EventTokensStored),
+	}
 }
 
 // GetAuthTokens implements ports.TokenRepository.

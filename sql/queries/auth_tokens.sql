@@ -25,16 +25,55 @@ ON CONFLICT (user_id, provider) DO UPDATE SET
     ambiguous_retries        = 0
 RETURNING version, created_at, updated_at;
 
--- name: LockReauthRequired :one
--- Before a PUT in the same transaction: locks the row it will replace and
--- says whether it needed re-authorization (the PUT's event is then
--- tokens.recovered). Locked first, so no refresh can mark it in between;
--- no row: pgx.ErrNoRows. (A CTE in the upsert cannot do this: a FOR UPDATE
--- evaluated after the upsert meets the row the statement itself updated
--- and skips it.)
-SELECT reauth_required FROM auth_tokens
-WHERE user_id = @user_id AND provider = @provider
-FOR UPDATE;
+-- name: UpsertAuthTokensWithEvent :one
+-- UpsertAuthTokens and its outbox event in one statement (one round trip,
+-- no transaction of its own): tokens.recovered when the row it replaces
+-- needed re-authorization, else tokens.stored. The CTE prior locks and
+-- reads the row before the upsert touches it: the upsert's source row is
+-- filtered by a condition on prior (always true: prior has at most one
+-- row), an InitPlan that runs before the source produces its row, so
+-- before the conflict is met. (A prior evaluated after the upsert would
+-- meet the row this statement updated and skip it: the condition must
+-- stay, and must not be one the planner can fold away.) Under READ
+-- COMMITTED, FOR UPDATE reads the latest committed version, so the value
+-- is the one replaced and no refresh can mark the row in between. No prior
+-- row: tokens.stored (a concurrent first PUT that wins the insert race
+-- stored fresh tokens too).
+WITH prior AS (
+    SELECT a.reauth_required FROM auth_tokens AS a
+    WHERE a.user_id = @user_id::text AND a.provider = @provider::text
+    FOR UPDATE
+), up AS (
+    INSERT INTO auth_tokens (
+        user_id, provider, key_id, access_token, refresh_token,
+        access_token_expires_at, refresh_token_expires_at, access_token_obtained_at
+    )
+    SELECT @user_id::text, @provider::text, @key_id::text, @access_token::bytea, sqlc.narg(refresh_token)::bytea,
+        sqlc.narg(access_token_expires_at)::timestamptz, sqlc.narg(refresh_token_expires_at)::timestamptz,
+        sqlc.narg(access_token_obtained_at)::timestamptz
+    WHERE (SELECT count(*) FROM prior) < 2
+    ON CONFLICT (user_id, provider) DO UPDATE SET
+        key_id                   = EXCLUDED.key_id,
+        access_token             = EXCLUDED.access_token,
+        refresh_token            = EXCLUDED.refresh_token,
+        access_token_expires_at  = EXCLUDED.access_token_expires_at,
+        refresh_token_expires_at = EXCLUDED.refresh_token_expires_at,
+        access_token_obtained_at = EXCLUDED.access_token_obtained_at,
+        refresh_lease_owner      = NULL,
+        refresh_lease_until      = NULL,
+        reauth_required          = false,
+        refresh_error            = NULL,
+        next_refresh_at          = NULL,
+        ambiguous_retries        = 0
+    RETURNING version, created_at, updated_at
+), event AS (
+    INSERT INTO events (kind, user_id, provider, reason)
+    SELECT CASE WHEN coalesce((SELECT reauth_required FROM prior), false) THEN @recovered_kind::text ELSE @stored_kind::text END,
+        @user_id::text, @provider::text, ''
+    FROM up
+    WHERE CASE WHEN coalesce((SELECT reauth_required FROM prior), false) THEN @record_recovered::boolean ELSE @record_stored::boolean END
+)
+SELECT version, created_at, updated_at FROM up;
 
 -- name: GetAuthTokens :one
 SELECT * FROM auth_tokens
