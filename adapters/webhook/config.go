@@ -39,7 +39,7 @@ const (
 // EndpointSettings is one entry of the webhooks setting as an operator
 // writes it (YAML in a config file, JSON in TOKENSTORE_WEBHOOKS).
 type EndpointSettings struct {
-	// Name identifies the endpoint in logs, metrics, errors and the
+	// Name identifies the endpoint in logs, errors and the
 	// deliveries' records: 1 to 64 characters a-z, 0-9, '-' and '_',
 	// unique, not "revocation" (domain.RevocationTarget). Renaming an
 	// endpoint starts a new one at the feed's end.
