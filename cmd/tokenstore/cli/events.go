@@ -107,7 +107,7 @@ func runEvents(ctx context.Context, args []string, env Env) error {
 		}
 		do = func(admin ports.DeliveryAdmin, targets []string) error {
 			if f.Target != "" && !slices.Contains(targets, f.Target) {
-				fmt.Fprintf(env.Stderr, "note: this configuration does not deliver to %s (it delivers to %s): its deliveries, if any, are from before\n",
+				fmt.Fprintf(env.Stderr, "note: this configuration does not deliver to %s (it delivers to %s): deliveries listed for it are from an earlier configuration, or the name is misspelt\n",
 					f.Target, targetList(targets))
 			}
 			n, err := listDeliveries(ctx, admin, f, *limit, env.Stdout)
