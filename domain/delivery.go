@@ -1,7 +1,9 @@
 package domain
 
 import (
+	"errors"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -83,7 +85,21 @@ type Delivery struct {
 // WebhookID is the delivery's webhook-id header: the event's, the same for
 // every attempt and every endpoint, so receivers deduplicate with it
 // (Standard Webhooks: "the same when the message is retried").
-func (e Event) WebhookID() string { return "ev_" + strconv.FormatInt(e.Cursor.Seq, 10) }
+func (e Event) WebhookID() string { return webhookIDPrefix + strconv.FormatInt(e.Cursor.Seq, 10) }
+
+const webhookIDPrefix = "ev_"
+
+// ParseWebhookID reads WebhookID's form, "ev_<id>" with the event's id
+// (EventCursor.Seq) in canonical decimal: positive, no sign, no leading
+// zero. It returns the id; anything else is an error saying the form.
+func ParseWebhookID(s string) (int64, error) {
+	digits, ok := strings.CutPrefix(s, webhookIDPrefix)
+	id, err := strconv.ParseInt(digits, 10, 64)
+	if !ok || err != nil || id <= 0 || strconv.FormatInt(id, 10) != digits {
+		return 0, errors.New("not a webhook-id: ev_ followed by the event's number, such as ev_123")
+	}
+	return id, nil
+}
 
 // SealedRevocation is what upstream revocation needs of deleted tokens:
 // their ciphertexts as auth_tokens held them (still bound to the user and

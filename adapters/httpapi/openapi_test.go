@@ -2,15 +2,19 @@ package httpapi_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
+	"github.com/tokenstore/tokenstore/adapters/webhook"
+	"github.com/tokenstore/tokenstore/domain"
 )
 
 // loadOpenAPI parses and validates the embedded document.
@@ -150,6 +154,53 @@ func TestOpenAPIErrorsAreProblems(t *testing.T) {
 			}
 			if content["application/problem+json"].Schema == nil {
 				t.Errorf("%s: problem response without a schema", name)
+			}
+		}
+	}
+}
+
+// TestOpenAPIEventKinds: the Event schema, the webhook payload's type and
+// listEvents' description name exactly the outbox's kinds
+// (domain.EventKinds), and a webhook body as the sender makes it
+// (webhook.Body) is a valid WebhookPayload for each.
+func TestOpenAPIEventKinds(t *testing.T) {
+	t.Parallel()
+	doc := loadOpenAPI(t)
+	var kinds []string
+	for _, k := range domain.EventKinds() {
+		kinds = append(kinds, string(k))
+	}
+	enum := func(schema, prop string) []string {
+		s := doc.Components.Schemas[schema]
+		if s == nil || s.Value.Properties[prop] == nil {
+			t.Fatalf("no schema %s with %s", schema, prop)
+		}
+		var out []string
+		for _, v := range s.Value.Properties[prop].Value.Enum {
+			out = append(out, fmt.Sprint(v))
+		}
+		return out
+	}
+	for _, at := range []struct{ schema, prop string }{{"Event", "kind"}, {"WebhookPayload", "type"}} {
+		if got := enum(at.schema, at.prop); !slices.Equal(got, kinds) {
+			t.Errorf("%s.%s enum %q, want domain.EventKinds() %q", at.schema, at.prop, got, kinds)
+		}
+	}
+	list := operations(doc)["GET /v1/events"]
+	payload := doc.Components.Schemas["WebhookPayload"].Value
+	for _, k := range domain.EventKinds() {
+		if !strings.Contains(list.Description, "`"+string(k)+"`") {
+			t.Errorf("listEvents' description does not name %s", k)
+		}
+		for _, provider := range []domain.Provider{"gitlab", ""} {
+			e := domain.Event{Cursor: domain.EventCursor{Xact: 5, Seq: 12}, Kind: k, User: "alice", Provider: provider,
+				Reason: "revocation_rejected", OccurredAt: time.Now()}
+			var body any
+			if err := json.Unmarshal(webhook.Body(e), &body); err != nil {
+				t.Fatal(err)
+			}
+			if err := payload.VisitJSON(body); err != nil {
+				t.Errorf("webhook body of %s (provider %q) is not a WebhookPayload: %v", k, provider, err)
 			}
 		}
 	}

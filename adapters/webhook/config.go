@@ -39,7 +39,7 @@ const (
 // EndpointSettings is one entry of the webhooks setting as an operator
 // writes it (YAML in a config file, JSON in TOKENSTORE_WEBHOOKS).
 type EndpointSettings struct {
-	// Name identifies the endpoint in logs, metrics, errors and the
+	// Name identifies the endpoint in logs, errors and the
 	// deliveries' records: 1 to 64 characters a-z, 0-9, '-' and '_',
 	// unique, not "revocation" (domain.RevocationTarget). Renaming an
 	// endpoint starts a new one at the feed's end.
@@ -109,7 +109,7 @@ func NewEndpoints(entries []EndpointSettings, where string, kinds []string) ([]E
 	seen := map[string]int{}
 	for i, s := range entries {
 		label := s.Name
-		if !validName(label) {
+		if !ValidName(label) {
 			label = strconv.Quote(label)
 		}
 		at := fmt.Sprintf("%s[%d] (%s)", where, i, label)
@@ -128,7 +128,7 @@ func NewEndpoints(entries []EndpointSettings, where string, kinds []string) ([]E
 
 func (s EndpointSettings) endpoint(at string, kinds []string) (Endpoint, error) {
 	e := Endpoint{Name: s.Name, URL: s.URL, RetryFirst: domain.DefaultRetryFirst}
-	if !validName(s.Name) {
+	if !ValidName(s.Name) {
 		return Endpoint{}, fmt.Errorf("%s.name: must be 1 to 64 characters a-z, 0-9, '-' or '_'", at)
 	}
 	if s.Name == domain.RevocationTarget {
@@ -203,8 +203,10 @@ func checkSecret(s string) error {
 	return nil
 }
 
-// validName: 1 to 64 characters a-z, 0-9, '-' or '_'.
-func validName(s string) bool {
+// ValidName reports whether s can name an endpoint: 1 to 64 characters
+// a-z, 0-9, '-' or '_' (the deliveries' target names; domain.RevocationTarget
+// is one too, which NewEndpoints refuses for an endpoint).
+func ValidName(s string) bool {
 	return len(s) >= 1 && len(s) <= 64 && strings.Trim(s, "abcdefghijklmnopqrstuvwxyz0123456789-_") == ""
 }
 

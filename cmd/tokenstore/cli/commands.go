@@ -31,6 +31,7 @@ Usage:
   tokenstore callers generate --name NAME      print a new caller credential and its hash
   tokenstore import openhands [flags]          copy tokens from an OpenHands database
   tokenstore audit list [filters] [--dev]      print the audit trail (see audit --help)
+  tokenstore events list|redeliver [--dev]     webhook and revocation deliveries (see events --help)
   tokenstore healthcheck [--url URL]           exit 0 when the server answers /readyz with 200
   tokenstore version                           print the version
 
@@ -100,6 +101,7 @@ func commands() []command {
 		{"callers", []commandForm{form(false, "generate", "--name", "svc")}, runCallers},
 		{"import", []commandForm{form(true, "openhands", "--source-dsn-env", "NO_SUCH_VARIABLE", "--jwt-secret-env", "NO_SUCH_VARIABLE")}, runImport},
 		{"audit", []commandForm{form(true, "list")}, runAudit},
+		{"events", []commandForm{form(true, "list"), form(true, "redeliver", "ev_1"), form(true, "redeliver", "--failed")}, runEvents},
 		{"healthcheck", []commandForm{form(true)}, runHealthcheck},
 		{"version", []commandForm{form(false)}, runVersion},
 	}

@@ -47,7 +47,7 @@ func TestHelp(t *testing.T) {
 		args []string
 		want []string // in the usage, on stdout (asked for, so not an error)
 	}{
-		{[]string{"--help"}, []string{"Usage:", "tokenstore serve", "tokenstore migrate", "tokenstore keys generate", "tokenstore callers generate", "tokenstore healthcheck", "tokenstore version"}},
+		{[]string{"--help"}, []string{"Usage:", "tokenstore serve", "tokenstore migrate", "tokenstore keys generate", "tokenstore callers generate", "tokenstore audit list", "tokenstore events list|redeliver", "tokenstore healthcheck", "tokenstore version"}},
 		{[]string{"-h"}, []string{"Usage:"}},
 		{[]string{"help"}, []string{"Usage:"}},
 		{[]string{"serve", "--help"}, []string{"Usage: tokenstore serve", "--dev", "-config", "TOKENSTORE_DATABASE_URL", "TOKENSTORE_KEYS",
@@ -58,6 +58,7 @@ func TestHelp(t *testing.T) {
 		{[]string{"callers", "--help"}, []string{"Usage: tokenstore callers generate", "-name", "-permissions"}},
 		{[]string{"healthcheck", "--help"}, []string{"Usage: tokenstore healthcheck", "/readyz", "-url", "-ca-file", "-timeout"}},
 		{[]string{"version", "--help"}, []string{"Usage: tokenstore version"}},
+		{[]string{"events", "--help"}, []string{"Usage: tokenstore events list", "tokenstore events redeliver ID|--failed", "-endpoint", "-failed", "-state", "-limit", "-dev"}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
