@@ -316,14 +316,17 @@ func (w *DeliveryWorker) revoke(ctx context.Context, d domain.Delivery) (domain.
 	if d.Tokens == nil {
 		return failed(domain.CodeRevocationUndecryptable, errors.New("no tokens are kept for this revocation"), false), false
 	}
+	unavailable := []domain.Event{{Kind: domain.EventRevocationFailed, User: e.User, Provider: e.Provider, Reason: domain.CodeProviderUnavailable}}
 	if w.revoker.RevokesGrant(e.Provider) {
 		// Revoking the grant would also end tokens the user stored since.
+		// (Tokens stored between this check and the provider's answer are
+		// revoked too: a window of one provider call, left open.)
 		_, err := w.tokens.GetAuthTokens(ctx, e.User, e.Provider)
 		switch {
 		case err == nil:
 			return failed(domain.CodeRevocationSuperseded, fmt.Errorf("%s: the user stored tokens again since the delete; revoking the grant would revoke them too", e.Provider), true), false
 		case !errors.Is(err, domain.ErrNotFound):
-			return w.retryOrFail(d, w.cfg.RevocationSchedule, err, 0, nil), false
+			return w.retryOrFail(d, w.cfg.RevocationSchedule, err, 0, unavailable), false
 		}
 	}
 	var req ports.RevocationRequest
@@ -347,7 +350,6 @@ func (w *DeliveryWorker) revoke(ctx context.Context, d domain.Delivery) (domain.
 	case errors.Is(err, domain.ErrRevocationRejected), errors.Is(err, domain.ErrInvalid):
 		return failed(domain.CodeRevocationRejected, err, false), false // until the configuration changes
 	default: // domain.ErrProviderUnavailable, a timeout: transient
-		return w.retryOrFail(d, w.cfg.RevocationSchedule, err, 0, []domain.Event{
-			{Kind: domain.EventRevocationFailed, User: e.User, Provider: e.Provider, Reason: domain.CodeProviderUnavailable}}), false
+		return w.retryOrFail(d, w.cfg.RevocationSchedule, err, 0, unavailable), false
 	}
 }

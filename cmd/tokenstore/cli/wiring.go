@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"syscall"
 	"time"
 
@@ -150,12 +149,11 @@ func observedAppConfig(cfg Config, m *metrics.Metrics, tp trace.TracerProvider, 
 	return c
 }
 
-// newRevoker is the upstream revoker of the providers declared with
-// revoke_on_delete, or nil when there are none.
+// newRevoker is the upstream revoker of the declared providers. It is
+// built even when none revokes on delete: revocations queued while one
+// did still get their outcome (revocation.failed,
+// revocation_not_supported) instead of staying pending.
 func newRevoker(cfg oauth.Config, tp trace.TracerProvider) (*oauth.Revoker, error) {
-	if !slices.ContainsFunc(cfg.Providers, func(p oauth.ProviderConfig) bool { return p.RevokeOnDelete }) {
-		return nil, nil
-	}
 	return oauth.NewRevokerFromConfig(cfg, oauth.WithTracerProvider(tp))
 }
 
