@@ -67,6 +67,8 @@ SELECT key_id::text AS key_id, sum(n)::bigint AS value_count FROM (
     SELECT key_id, count(*) + count(refresh_token) AS n FROM auth_tokens GROUP BY key_id
     UNION ALL
     SELECT key_id, count(*) AS n FROM offline_tokens GROUP BY key_id
+    UNION ALL
+    SELECT key_id, count(*) + count(refresh_token) AS n FROM events WHERE key_id IS NOT NULL GROUP BY key_id
 ) AS per_table
 GROUP BY key_id
 ORDER BY key_id
@@ -78,7 +80,10 @@ type CountValuesByKeyRow struct {
 }
 
 // How many stored values each key seals: an auth_tokens row holds one or two
-// (access and, when present, refresh token), an offline_tokens row one.
+// (access and, when present, refresh token), an offline_tokens row one, and
+// an events row that keeps deleted tokens for upstream revocation (00012:
+// key_id set until they are revoked) one or two, like the auth_tokens row
+// they came from.
 func (q *Queries) CountValuesByKey(ctx context.Context, db DBTX) ([]CountValuesByKeyRow, error) {
 	rows, err := db.Query(ctx, countValuesByKey)
 	if err != nil {
@@ -106,6 +111,9 @@ SELECT key_id::text AS key_id, sum(n)::bigint AS value_count FROM (
     UNION ALL
     SELECT key_id, count(*) AS n FROM offline_tokens
     WHERE key_id = ANY($1::text[]) GROUP BY key_id
+    UNION ALL
+    SELECT key_id, count(*) + count(refresh_token) AS n FROM events
+    WHERE key_id = ANY($1::text[]) GROUP BY key_id
 ) AS per_table
 GROUP BY key_id
 ORDER BY key_id
@@ -116,8 +124,8 @@ type CountValuesOfKeysRow struct {
 	ValueCount int64
 }
 
-// CountValuesByKey for the given key ids only, through the key_id indexes:
-// the work is proportional to those keys' rows.
+// CountValuesByKey for the given key ids only, through the key_id indexes
+// (events_by_key for events): the work is proportional to those keys' rows.
 func (q *Queries) CountValuesOfKeys(ctx context.Context, db DBTX, keyIds []string) ([]CountValuesOfKeysRow, error) {
 	rows, err := db.Query(ctx, countValuesOfKeys, keyIds)
 	if err != nil {
@@ -149,17 +157,28 @@ WITH RECURSIVE auth AS (
     UNION ALL
     SELECT (SELECT o.key_id FROM offline_tokens AS o WHERE o.key_id > offline.key_id ORDER BY o.key_id LIMIT 1)
     FROM offline WHERE offline.key_id IS NOT NULL
+), kept AS (
+    (SELECT key_id FROM events WHERE key_id IS NOT NULL ORDER BY key_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT e.key_id FROM events AS e WHERE e.key_id > kept.key_id ORDER BY e.key_id LIMIT 1)
+    FROM kept WHERE kept.key_id IS NOT NULL
 )
 SELECT auth.key_id::text AS key_id FROM auth WHERE auth.key_id IS NOT NULL
 UNION
 SELECT offline.key_id::text AS key_id FROM offline WHERE offline.key_id IS NOT NULL
+UNION
+SELECT kept.key_id::text AS key_id FROM kept WHERE kept.key_id IS NOT NULL
 ORDER BY key_id
 `
 
 // The distinct key ids that seal stored values, found by skipping through
-// the (key_id, ...) indexes of 00003 one key at a time (a loose index scan):
-// one index probe per distinct key id and table, however many rows there
-// are, so /readyz can ask on every probe. CountValuesByKey reads every row.
+// the (key_id, ...) indexes of 00003 and the partial index events_by_key of
+// 00012 (events keeping deleted tokens for revocation) one key at a time (a
+// loose index scan): one index probe per distinct key id and table, however
+// many rows there are, so /readyz can ask on every probe. CountValuesByKey
+// reads every row. The first events probe states the partial index's
+// predicate (key_id IS NOT NULL) so that the planner can use the index; the
+// later ones imply it (key_id > ...).
 func (q *Queries) KeyIDsInUse(ctx context.Context, db DBTX) ([]string, error) {
 	rows, err := db.Query(ctx, keyIDsInUse)
 	if err != nil {
