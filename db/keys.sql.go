@@ -146,6 +146,60 @@ func (q *Queries) CountValuesOfKeys(ctx context.Context, db DBTX, keyIds []strin
 	return items, nil
 }
 
+const keptTokensByKey = `-- name: KeptTokensByKey :many
+SELECT id, user_id, provider, key_id::text AS key_id, access_token::bytea AS access_token, refresh_token
+FROM events
+WHERE key_id = $1::text AND id > $2
+ORDER BY id
+LIMIT $3
+`
+
+type KeptTokensByKeyParams struct {
+	KeyID   string
+	AfterID int64
+	MaxRows int32
+}
+
+type KeptTokensByKeyRow struct {
+	ID           int64
+	UserID       string
+	Provider     string
+	KeyID        string
+	AccessToken  []byte
+	RefreshToken []byte
+}
+
+// The deleted tokens events keep sealed by @key_id for upstream revocation
+// (00012), after event @after_id in id order, through events_by_key (a
+// pending revocation's rows are few: they are sorted, not walked in id
+// order).
+func (q *Queries) KeptTokensByKey(ctx context.Context, db DBTX, arg KeptTokensByKeyParams) ([]KeptTokensByKeyRow, error) {
+	rows, err := db.Query(ctx, keptTokensByKey, arg.KeyID, arg.AfterID, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []KeptTokensByKeyRow{}
+	for rows.Next() {
+		var i KeptTokensByKeyRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.UserID,
+			&i.Provider,
+			&i.KeyID,
+			&i.AccessToken,
+			&i.RefreshToken,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const keyIDsInUse = `-- name: KeyIDsInUse :many
 WITH RECURSIVE auth AS (
     (SELECT key_id FROM auth_tokens ORDER BY key_id LIMIT 1)
@@ -267,6 +321,48 @@ func (q *Queries) StoreReencryptedAuthTokens(ctx context.Context, db DBTX, arg S
 		arg.RefreshToken,
 		arg.ID,
 		arg.ExpectedVersion,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const storeReencryptedKeptTokens = `-- name: StoreReencryptedKeptTokens :execrows
+UPDATE events SET
+    key_id        = $1::text,
+    access_token  = $2::bytea,
+    refresh_token = $3::bytea
+WHERE id = $4
+  AND key_id = $5::text
+  AND access_token = $6::bytea
+  AND refresh_token IS NOT DISTINCT FROM $7::bytea
+`
+
+type StoreReencryptedKeptTokensParams struct {
+	KeyID            string
+	AccessToken      []byte
+	RefreshToken     []byte
+	ID               int64
+	ReadKeyID        string
+	ReadAccessToken  []byte
+	ReadRefreshToken []byte
+}
+
+// Replaces an event's kept tokens re-encrypted under another key, only if
+// the event still holds the ciphertexts they were read as: the delivery
+// worker clears them once revoked (ForgetRevokedTokens) and
+// events.retention removes the event, either at any moment; re-encryption
+// never brings back tokens the worker forgot.
+func (q *Queries) StoreReencryptedKeptTokens(ctx context.Context, db DBTX, arg StoreReencryptedKeptTokensParams) (int64, error) {
+	result, err := db.Exec(ctx, storeReencryptedKeptTokens,
+		arg.KeyID,
+		arg.AccessToken,
+		arg.RefreshToken,
+		arg.ID,
+		arg.ReadKeyID,
+		arg.ReadAccessToken,
+		arg.ReadRefreshToken,
 	)
 	if err != nil {
 		return 0, err

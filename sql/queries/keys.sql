@@ -93,3 +93,29 @@ SELECT key_id::text AS key_id, sum(n)::bigint AS value_count FROM (
 ) AS per_table
 GROUP BY key_id
 ORDER BY key_id;
+
+-- name: KeptTokensByKey :many
+-- The deleted tokens events keep sealed by @key_id for upstream revocation
+-- (00012), after event @after_id in id order, through events_by_key (a
+-- pending revocation's rows are few: they are sorted, not walked in id
+-- order).
+SELECT id, user_id, provider, key_id::text AS key_id, access_token::bytea AS access_token, refresh_token
+FROM events
+WHERE key_id = @key_id::text AND id > @after_id
+ORDER BY id
+LIMIT @max_rows;
+
+-- name: StoreReencryptedKeptTokens :execrows
+-- Replaces an event's kept tokens re-encrypted under another key, only if
+-- the event still holds the ciphertexts they were read as: the delivery
+-- worker clears them once revoked (ForgetRevokedTokens) and
+-- events.retention removes the event, either at any moment; re-encryption
+-- never brings back tokens the worker forgot.
+UPDATE events SET
+    key_id        = @key_id::text,
+    access_token  = @access_token::bytea,
+    refresh_token = sqlc.narg(refresh_token)::bytea
+WHERE id = @id
+  AND key_id = @read_key_id::text
+  AND access_token = @read_access_token::bytea
+  AND refresh_token IS NOT DISTINCT FROM sqlc.narg(read_refresh_token)::bytea;
