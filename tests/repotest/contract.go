@@ -1,5 +1,6 @@
 // Package repotest is the contract every ports.TokenRepository (and the
-// ports.RefreshQueue the same storage serves) must meet, written once and
+// ports.RefreshQueue, DeliveryQueue, ReencryptionRepository and
+// KeyInventory the same storage serves) must meet, written once and
 // run against each adapter: PostgreSQL (tests/storage) and the in-memory
 // one the app unit tests use (tests/memrepo). It checks
 // behaviour through the port only; adapter-specific checks (raw columns,
@@ -26,6 +27,9 @@ type Repository interface {
 	ports.RefreshQueue
 	ports.AuditReader
 	ports.EventFeed
+	ports.DeliveryQueue
+	ports.ReencryptionRepository
+	ports.KeyInventory
 }
 
 // Setup returns a repository backed by fresh, empty storage for t.
@@ -59,6 +63,9 @@ func Run(t *testing.T, setup Setup) {
 		{"EventsOfWrites", testEventsOfWrites},
 		{"EventsOfLapsedLeases", testEventsOfLapsedLeases},
 		{"EventFilter", testEventFilter},
+		{"KeptTokensCountedPerKey", testKeptTokensCounted},
+		{"ReencryptKeptTokens", testReencryptKeptTokens},
+		{"ReencryptRows", testReencryptRows},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
