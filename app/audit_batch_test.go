@@ -44,6 +44,20 @@ func TestReencryptionRecordsEachBatch(t *testing.T) {
 	}
 }
 
+// The tokens events keep for revocation are re-encrypted in batches of
+// their own, recorded like the others.
+func TestReencryptionRecordsKeptTokensBatches(t *testing.T) {
+	t.Parallel()
+	store, ring, _ := keptFixture(t, 0, 5)
+	if _, err := NewReencryption(nil, ring, store, failClosed("cli-1")).Run(context.Background(), ReencryptOptions{BatchSize: 3}); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprint([]string{`reencrypt_batch 3 200 "" cli-1 "" ""`, `reencrypt_batch 2 200 "" cli-1 "" ""`})
+	if got := fmt.Sprint(store.batches()); got != want {
+		t.Errorf("batch events\n got %s\nwant %s", got, want)
+	}
+}
+
 func TestReencryptionBatchFailsClosed(t *testing.T) {
 	t.Parallel()
 	store, _, ring := reencryptFixture(t, 3)

@@ -17,10 +17,13 @@ import (
 // one user's token to another.
 
 // The tables tokenstore stores sealed values in, as places, import
-// summaries and re-encryption failures name them.
+// summaries and re-encryption failures name them. Events keep deleted
+// auth tokens for upstream revocation still bound to their auth_tokens
+// places: eventsTable names them in re-encryption failures only.
 const (
 	authTokensTable    = "auth_tokens"
 	offlineTokensTable = "offline_tokens"
+	eventsTable        = "events"
 )
 
 // Place is where a sealed value belongs.

@@ -34,7 +34,9 @@ type StoreState struct {
 	// ReauthRequired: tokens whose user must reconnect, per provider that
 	// has any.
 	ReauthRequired map[domain.Provider]int64
-	// ValuesByKey: stored values each key seals.
+	// ValuesByKey: stored values each key seals, deleted tokens kept
+	// for a pending upstream revocation included
+	// (ports.ReencryptionRepository.CountValuesByKey).
 	ValuesByKey []domain.KeyUsage
 }
 

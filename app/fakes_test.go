@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -42,7 +43,8 @@ func (f *fakeKeyring) DecryptJSON(c domain.Ciphertext, v any) error {
 func (f *fakeKeyring) PrimaryKeyID() domain.KeyID { return f.keys[0] }
 func (f *fakeKeyring) Keys() []domain.KeyID       { return slices.Clone(f.keys) }
 
-// memStore is an in-memory ports.ReencryptionRepository and
+// memStore is an in-memory ports.ReencryptionRepository (with the tokens
+// events keep for revocation as a plain list) and
 // ports.ImportRepository with PostgreSQL's row rules: ids and versions set
 // by storage, a version bump on every update, conditional writes, and
 // batch methods that fail once ctx is done.
@@ -51,6 +53,10 @@ type memStore struct {
 	nextID  int64
 	auth    []domain.SealedAuthTokens // in ID order
 	offline map[domain.UserID]domain.SealedOfflineToken
+	kept    []domain.KeptTokens // in event order; Read unset
+	// onKeptStore, when set, runs (store lock held) before kept tokens
+	// re-encrypted are stored: what the delivery worker does meanwhile.
+	onKeptStore func()
 	// busy rows refuse re-encrypted writes, as if changed or leased each
 	// time; by user (and provider).
 	busy map[string]bool
@@ -86,6 +92,12 @@ func (m *memStore) CountValuesByKey(ctx context.Context) ([]domain.KeyUsage, err
 	}
 	for _, r := range m.offline {
 		counts[r.KeyID]++
+	}
+	for _, r := range m.kept {
+		counts[r.Tokens.KeyID]++
+		if r.Tokens.RefreshToken != nil {
+			counts[r.Tokens.KeyID]++
+		}
 	}
 	var out []domain.KeyUsage
 	for id, n := range counts {
@@ -150,6 +162,64 @@ func (m *memStore) StoreReencryptedOfflineTokens(ctx context.Context, rows []dom
 		m.offline[t.User] = cur
 		return true
 	})
+}
+
+func (m *memStore) KeptTokensByKey(ctx context.Context, key domain.KeyID, afterEvent int64, limit int) ([]domain.KeptTokens, error) {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	var out []domain.KeptTokens
+	for _, r := range m.kept {
+		if r.Tokens.KeyID == key && r.Event > afterEvent && len(out) < limit {
+			r.Read = r.Tokens
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (m *memStore) StoreReencryptedKeptTokens(ctx context.Context, rows []domain.KeptTokens, audit ...domain.AuditEvent) ([]bool, error) {
+	if m.onKeptStore != nil {
+		m.mu.Lock()
+		m.onKeptStore()
+		m.mu.Unlock()
+	}
+	return eachRow(ctx, m, rows, audit, func(t domain.KeptTokens) bool {
+		j := slices.IndexFunc(m.kept, func(r domain.KeptTokens) bool { return r.Event == t.Event })
+		if j < 0 || !sameSealed(m.kept[j].Tokens, t.Read) {
+			return false
+		}
+		m.kept[j].Tokens = t.Tokens
+		return true
+	})
+}
+
+func sameSealed(a, b domain.SealedRevocation) bool {
+	return a.KeyID == b.KeyID && bytes.Equal(a.AccessToken, b.AccessToken) && bytes.Equal(a.RefreshToken, b.RefreshToken) &&
+		(a.RefreshToken == nil) == (b.RefreshToken == nil)
+}
+
+// forgetKept clears event's kept tokens, as the delivery worker does once
+// they are revoked. The store's lock is held.
+func (m *memStore) forgetKept(event int64) {
+	m.kept = slices.DeleteFunc(m.kept, func(r domain.KeptTokens) bool { return r.Event == event })
+}
+
+// putKept keeps t sealed by c as a delete with revocation would: sealed
+// at its auth_tokens places, in a new event. It returns the event's id.
+func (m *memStore) putKept(c ports.TokenCrypter, t domain.AuthTokens) (int64, error) {
+	sealed, err := sealAuthTokens(c, t)
+	if err != nil {
+		return 0, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.nextID++
+	m.kept = append(m.kept, domain.KeptTokens{Event: m.nextID, User: t.User, Provider: t.Provider,
+		Tokens: domain.SealedRevocation{KeyID: sealed.KeyID, AccessToken: sealed.AccessToken, RefreshToken: sealed.RefreshToken}})
+	return m.nextID, nil
 }
 
 func (m *memStore) InsertAuthTokensBatch(ctx context.Context, rows []domain.SealedAuthTokens, audit ...domain.AuditEvent) ([]bool, error) {

@@ -13,13 +13,17 @@ import (
 )
 
 // Reencryption re-encrypts stored values under the primary key, online
-// (operators run it as `tokenstore keys rotate`): each batch is its own
-// short transaction, rows are walked by key in id order (keyset
-// pagination), and a row is rewritten only if it is unchanged since it was
-// read and no refresh holds it, so nothing the service writes meanwhile is
-// ever overwritten with older content. Re-running continues where a
-// previous run stopped: rows already under the primary key are not visited
-// again.
+// (operators run it as `tokenstore keys rotate`): auth tokens, offline
+// tokens, and the deleted tokens events keep for upstream revocation
+// (domain.KeptTokens), so that retiring a key never waits for pending
+// revocations. Each batch is its own short transaction, rows are walked by
+// key in id order (keyset pagination), and a row is rewritten only if it
+// is unchanged since it was read and no refresh holds it (an event: only
+// while it still keeps the tokens read), so nothing the service writes
+// meanwhile is ever overwritten with older content, and tokens the
+// delivery worker revoked and forgot never come back. Re-running continues
+// where a previous run stopped: rows already under the primary key are not
+// visited again.
 type Reencryption struct {
 	keyring ports.Keyring
 	repo    ports.ReencryptionRepository
@@ -94,6 +98,7 @@ type ReencryptOptions struct {
 // busy); Reason then says which.
 type ReencryptionFailure struct {
 	Table    string
+	Event    int64 // the event's id, for tokens an event keeps (table events); else 0
 	User     domain.UserID
 	Provider domain.Provider // empty for offline tokens
 	Reason   string
@@ -103,6 +108,9 @@ func (f ReencryptionFailure) String() string {
 	if f.Table == "*" {
 		return f.Reason
 	}
+	if f.Event != 0 {
+		return fmt.Sprintf("%s id %d user %q provider %s: %s", f.Table, f.Event, f.User, f.Provider, f.Reason)
+	}
 	if f.Provider == "" {
 		return fmt.Sprintf("%s user %q: %s", f.Table, f.User, f.Reason)
 	}
@@ -111,7 +119,7 @@ func (f ReencryptionFailure) String() string {
 
 // row identifies the failed row, so that it is not tried again.
 func (f ReencryptionFailure) row() string {
-	return f.Table + "\x00" + string(f.User) + "\x00" + string(f.Provider)
+	return fmt.Sprintf("%s\x00%d\x00%s\x00%s", f.Table, f.Event, f.User, f.Provider)
 }
 
 // ReencryptionReport is the outcome of a re-encryption.
@@ -154,7 +162,7 @@ func (k *Reencryption) Run(ctx context.Context, opts ReencryptOptions) (Reencryp
 	}
 	run.progress(0)
 
-	auth, offline := k.authTokens(), k.offlineTokens()
+	auth, offline, kept := k.authTokens(), k.offlineTokens(), k.keptTokens()
 	for pass := 0; pass <= opts.Passes; pass++ {
 		skipped := 0
 		for _, s := range status {
@@ -172,6 +180,11 @@ func (k *Reencryption) Run(ctx context.Context, opts ReencryptOptions) (Reencryp
 				return run.finish(ctx, err)
 			}
 			sk, err = reencrypt(ctx, run, offline, s.ID)
+			skipped += sk
+			if err != nil {
+				return run.finish(ctx, err)
+			}
+			sk, err = reencrypt(ctx, run, kept, s.ID)
 			skipped += sk
 			if err != nil {
 				return run.finish(ctx, err)
@@ -222,7 +235,7 @@ func (run *reencryptRun) finish(ctx context.Context, err error) (ReencryptionRep
 	}
 	slices.SortFunc(report.Failed, func(a, b ReencryptionFailure) int {
 		return cmp.Or(cmp.Compare(a.Table, b.Table), cmp.Compare(a.User, b.User), cmp.Compare(a.Provider, b.Provider),
-			cmp.Compare(a.Reason, b.Reason))
+			cmp.Compare(a.Event, b.Event), cmp.Compare(a.Reason, b.Reason))
 	})
 	report.Elapsed = time.Since(run.start)
 	if after, serr := run.k.Status(context.WithoutCancel(ctx)); serr == nil {
@@ -262,8 +275,30 @@ func (k *Reencryption) offlineTokens() reencryptTable[domain.SealedOfflineToken,
 	}
 }
 
-// reencryptTable is what differs between the two tables a run walks: Row
-// is the sealed row, Cursor the column its pages are ordered by.
+// keptTokens walks the tokens events keep for upstream revocation. They
+// are resealed at the places of the auth_tokens row they came from
+// (AccessTokenPlace, RefreshTokenPlace of the event's user and provider),
+// where the delivery worker opens them.
+func (k *Reencryption) keptTokens() reencryptTable[domain.KeptTokens, int64] {
+	return reencryptTable[domain.KeptTokens, int64]{
+		page:   k.repo.KeptTokensByKey,
+		cursor: func(r domain.KeptTokens) int64 { return r.Event },
+		reseal: k.resealKeptTokens,
+		store:  k.repo.StoreReencryptedKeptTokens,
+		identify: func(r domain.KeptTokens) ReencryptionFailure {
+			return ReencryptionFailure{Table: eventsTable, Event: r.Event, User: r.User, Provider: r.Provider}
+		},
+		values: func(r domain.KeptTokens) int64 {
+			if r.Tokens.RefreshToken != nil {
+				return 2
+			}
+			return 1
+		},
+	}
+}
+
+// reencryptTable is what differs between the tables a run walks: Row is
+// the sealed row, Cursor the column its pages are ordered by.
 type reencryptTable[Row, Cursor any] struct {
 	// page reads up to limit rows sealed by key, after the cursor.
 	page   func(ctx context.Context, key domain.KeyID, after Cursor, limit int) ([]Row, error)
@@ -332,6 +367,21 @@ func (k *Reencryption) resealAuthTokens(row domain.SealedAuthTokens) (domain.Sea
 		return row, err
 	}
 	row.KeyID, row.AccessToken, row.RefreshToken = sealed.KeyID, sealed.AccessToken, sealed.RefreshToken
+	return row, nil
+}
+
+// resealKeptTokens re-encrypts an event's kept tokens under the primary
+// key, bound to the places of the auth_tokens row they came from; Read
+// stays as read.
+func (k *Reencryption) resealKeptTokens(row domain.KeptTokens) (domain.KeptTokens, error) {
+	resealed, err := k.resealAuthTokens(domain.SealedAuthTokens{
+		User: row.User, Provider: row.Provider,
+		KeyID: row.Tokens.KeyID, AccessToken: row.Tokens.AccessToken, RefreshToken: row.Tokens.RefreshToken,
+	})
+	if err != nil {
+		return row, err
+	}
+	row.Tokens = domain.SealedRevocation{KeyID: resealed.KeyID, AccessToken: resealed.AccessToken, RefreshToken: resealed.RefreshToken}
 	return row, nil
 }
 

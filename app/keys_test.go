@@ -186,3 +186,128 @@ func TestReencryptionStatusAndCheckRetire(t *testing.T) {
 		}
 	}
 }
+
+// keptFixture is reencryptFixture plus n deleted users' tokens kept for
+// upstream revocation under "old" (every other one with a refresh token),
+// and the event ids keeping them.
+func keptFixture(t *testing.T, users, n int) (*memStore, *fakeKeyring, []int64) {
+	t.Helper()
+	store, oldRing, ring := reencryptFixture(t, users)
+	var events []int64
+	for i := range n {
+		u := domain.UserID(fmt.Sprintf("gone-%02d", i))
+		refresh := ""
+		if i%2 == 0 {
+			refresh = "refresh-" + string(u)
+		}
+		id, err := store.putKept(oldRing, domain.AuthTokens{User: u, Provider: "gitlab",
+			AccessToken: domain.NewSecret("access-" + string(u)), RefreshToken: domain.NewSecret(refresh)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		events = append(events, id)
+	}
+	return store, ring, events
+}
+
+// keptValues is what keptFixture keeps for n deleted users.
+func keptValues(n int) int64 { return int64(n + (n+1)/2) }
+
+// TestReencryptionRunMovesKeptTokens: tokens kept for upstream revocation
+// are counted under their key, re-encrypted with the rest (so the old key
+// can be retired while revocations are pending), and still open at the
+// places of the auth_tokens row they came from, where the delivery worker
+// opens them.
+func TestReencryptionRunMovesKeptTokens(t *testing.T) {
+	t.Parallel()
+	const users, gone = 4, 7
+	store, ring, _ := keptFixture(t, users, gone)
+	k := NewReencryption(nil, ring, store, nil)
+	if err := k.CheckRetire(context.Background(), "old"); err == nil ||
+		!strings.Contains(err.Error(), fmt.Sprintf("%d stored values are still sealed by key old", values(users)+keptValues(gone))) {
+		t.Fatalf("CheckRetire(old) before rotating = %v, want the kept tokens counted", err)
+	}
+	report, err := k.Run(context.Background(), ReencryptOptions{BatchSize: 3})
+	if err != nil || len(report.Failed) != 0 {
+		t.Fatalf("Run: %v, failed %v", err, report.Failed)
+	}
+	if want := values(users) + keptValues(gone); report.Reencrypted != want {
+		t.Errorf("re-encrypted %d values, want %d", report.Reencrypted, want)
+	}
+	want := []KeyStatus{{ID: "new", Primary: true, InKeyring: true, Values: values(users) + keptValues(gone)}, {ID: "old", InKeyring: true}}
+	if fmt.Sprint(report.After) != fmt.Sprint(want) {
+		t.Errorf("After = %v, want %v", report.After, want)
+	}
+	newOnly := newFakeKeyring("new")
+	for i, row := range store.kept {
+		access, err := Unseal(newOnly, AccessTokenPlace(row.User, row.Provider), domain.Ciphertext{KeyID: row.Tokens.KeyID, Data: row.Tokens.AccessToken})
+		if err != nil || access.Reveal() != "access-"+string(row.User) {
+			t.Fatalf("kept access token of %s after Run: %v", row.User, err)
+		}
+		if (row.Tokens.RefreshToken != nil) != (i%2 == 0) {
+			t.Fatalf("kept refresh token of %s: present %v after Run", row.User, row.Tokens.RefreshToken != nil)
+		}
+		if row.Tokens.RefreshToken != nil {
+			refresh, err := Unseal(newOnly, RefreshTokenPlace(row.User, row.Provider), domain.Ciphertext{KeyID: row.Tokens.KeyID, Data: row.Tokens.RefreshToken})
+			if err != nil || refresh.Reveal() != "refresh-"+string(row.User) {
+				t.Fatalf("kept refresh token of %s after Run: %v", row.User, err)
+			}
+		}
+	}
+	if err := k.CheckRetire(context.Background(), "old"); err != nil {
+		t.Errorf("CheckRetire(old) after rotating: %v", err)
+	}
+}
+
+// TestReencryptionNeverRestoresForgottenTokens: tokens the delivery worker
+// revokes and forgets while a batch is re-encrypted stay forgotten, and the
+// run ends without a failure.
+func TestReencryptionNeverRestoresForgottenTokens(t *testing.T) {
+	t.Parallel()
+	store, ring, events := keptFixture(t, 0, 3)
+	store.onKeptStore = func() {
+		store.forgetKept(events[1])
+		store.onKeptStore = nil
+	}
+	report, err := NewReencryption(nil, ring, store, nil).Run(context.Background(), ReencryptOptions{})
+	if err != nil || len(report.Failed) != 0 {
+		t.Fatalf("Run: %v, failed %v", err, report.Failed)
+	}
+	if report.Reencrypted != 4 { // events[0] and events[2], each with a refresh token
+		t.Errorf("re-encrypted %d values, want 4", report.Reencrypted)
+	}
+	var left []int64
+	for _, r := range store.kept {
+		left = append(left, r.Event)
+		if r.Tokens.KeyID != "new" {
+			t.Errorf("event %d's tokens under %s after Run", r.Event, r.Tokens.KeyID)
+		}
+	}
+	if want := []int64{events[0], events[2]}; fmt.Sprint(left) != fmt.Sprint(want) {
+		t.Errorf("events keeping tokens after Run: %v, want %v (the forgotten one not restored)", left, want)
+	}
+}
+
+// TestReencryptionNamesKeptTokensItCannotReencrypt: a kept token moved into
+// another event is named by the event's id, user and provider; the other
+// events' tokens move.
+func TestReencryptionNamesKeptTokensItCannotReencrypt(t *testing.T) {
+	t.Parallel()
+	store, ring, events := keptFixture(t, 0, 3)
+	store.kept[2].Tokens.AccessToken = store.kept[0].Tokens.AccessToken
+	report, err := NewReencryption(nil, ring, store, nil).Run(context.Background(), ReencryptOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantPrefix := fmt.Sprintf(`events id %d user "gone-02" provider gitlab: auth_tokens.access_token of user "gone-02", provider gitlab:`, events[2])
+	if len(report.Failed) != 1 || !strings.HasPrefix(report.Failed[0].String(), wantPrefix) ||
+		!strings.Contains(report.Failed[0].String(), ErrMisplaced.Error()) {
+		t.Fatalf("Failed = %v, want one entry starting %q", report.Failed, wantPrefix)
+	}
+	if report.Reencrypted != 3 { // events[0] (2 values) and events[1] (1)
+		t.Errorf("re-encrypted %d values, want 3", report.Reencrypted)
+	}
+	if store.kept[2].Tokens.KeyID != "old" {
+		t.Errorf("the misplaced event's tokens were rewritten")
+	}
+}

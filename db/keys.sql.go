@@ -67,6 +67,8 @@ SELECT key_id::text AS key_id, sum(n)::bigint AS value_count FROM (
     SELECT key_id, count(*) + count(refresh_token) AS n FROM auth_tokens GROUP BY key_id
     UNION ALL
     SELECT key_id, count(*) AS n FROM offline_tokens GROUP BY key_id
+    UNION ALL
+    SELECT key_id, count(*) + count(refresh_token) AS n FROM events WHERE key_id IS NOT NULL GROUP BY key_id
 ) AS per_table
 GROUP BY key_id
 ORDER BY key_id
@@ -78,7 +80,10 @@ type CountValuesByKeyRow struct {
 }
 
 // How many stored values each key seals: an auth_tokens row holds one or two
-// (access and, when present, refresh token), an offline_tokens row one.
+// (access and, when present, refresh token), an offline_tokens row one, and
+// an events row that keeps deleted tokens for upstream revocation (00012:
+// key_id set until they are revoked) one or two, like the auth_tokens row
+// they came from.
 func (q *Queries) CountValuesByKey(ctx context.Context, db DBTX) ([]CountValuesByKeyRow, error) {
 	rows, err := db.Query(ctx, countValuesByKey)
 	if err != nil {
@@ -106,6 +111,9 @@ SELECT key_id::text AS key_id, sum(n)::bigint AS value_count FROM (
     UNION ALL
     SELECT key_id, count(*) AS n FROM offline_tokens
     WHERE key_id = ANY($1::text[]) GROUP BY key_id
+    UNION ALL
+    SELECT key_id, count(*) + count(refresh_token) AS n FROM events
+    WHERE key_id = ANY($1::text[]) GROUP BY key_id
 ) AS per_table
 GROUP BY key_id
 ORDER BY key_id
@@ -116,8 +124,8 @@ type CountValuesOfKeysRow struct {
 	ValueCount int64
 }
 
-// CountValuesByKey for the given key ids only, through the key_id indexes:
-// the work is proportional to those keys' rows.
+// CountValuesByKey for the given key ids only, through the key_id indexes
+// (events_by_key for events): the work is proportional to those keys' rows.
 func (q *Queries) CountValuesOfKeys(ctx context.Context, db DBTX, keyIds []string) ([]CountValuesOfKeysRow, error) {
 	rows, err := db.Query(ctx, countValuesOfKeys, keyIds)
 	if err != nil {
@@ -128,6 +136,60 @@ func (q *Queries) CountValuesOfKeys(ctx context.Context, db DBTX, keyIds []strin
 	for rows.Next() {
 		var i CountValuesOfKeysRow
 		if err := rows.Scan(&i.KeyID, &i.ValueCount); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const keptTokensByKey = `-- name: KeptTokensByKey :many
+SELECT id, user_id, provider, key_id::text AS key_id, access_token::bytea AS access_token, refresh_token
+FROM events
+WHERE key_id = $1::text AND id > $2
+ORDER BY id
+LIMIT $3
+`
+
+type KeptTokensByKeyParams struct {
+	KeyID   string
+	AfterID int64
+	MaxRows int32
+}
+
+type KeptTokensByKeyRow struct {
+	ID           int64
+	UserID       string
+	Provider     string
+	KeyID        string
+	AccessToken  []byte
+	RefreshToken []byte
+}
+
+// The deleted tokens events keep sealed by @key_id for upstream revocation
+// (00012), after event @after_id in id order, through events_by_key (a
+// pending revocation's rows are few: they are sorted, not walked in id
+// order).
+func (q *Queries) KeptTokensByKey(ctx context.Context, db DBTX, arg KeptTokensByKeyParams) ([]KeptTokensByKeyRow, error) {
+	rows, err := db.Query(ctx, keptTokensByKey, arg.KeyID, arg.AfterID, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []KeptTokensByKeyRow{}
+	for rows.Next() {
+		var i KeptTokensByKeyRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.UserID,
+			&i.Provider,
+			&i.KeyID,
+			&i.AccessToken,
+			&i.RefreshToken,
+		); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -149,17 +211,28 @@ WITH RECURSIVE auth AS (
     UNION ALL
     SELECT (SELECT o.key_id FROM offline_tokens AS o WHERE o.key_id > offline.key_id ORDER BY o.key_id LIMIT 1)
     FROM offline WHERE offline.key_id IS NOT NULL
+), kept AS (
+    (SELECT key_id FROM events WHERE key_id IS NOT NULL ORDER BY key_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT e.key_id FROM events AS e WHERE e.key_id > kept.key_id ORDER BY e.key_id LIMIT 1)
+    FROM kept WHERE kept.key_id IS NOT NULL
 )
 SELECT auth.key_id::text AS key_id FROM auth WHERE auth.key_id IS NOT NULL
 UNION
 SELECT offline.key_id::text AS key_id FROM offline WHERE offline.key_id IS NOT NULL
+UNION
+SELECT kept.key_id::text AS key_id FROM kept WHERE kept.key_id IS NOT NULL
 ORDER BY key_id
 `
 
 // The distinct key ids that seal stored values, found by skipping through
-// the (key_id, ...) indexes of 00003 one key at a time (a loose index scan):
-// one index probe per distinct key id and table, however many rows there
-// are, so /readyz can ask on every probe. CountValuesByKey reads every row.
+// the (key_id, ...) indexes of 00003 and the partial index events_by_key of
+// 00012 (events keeping deleted tokens for revocation) one key at a time (a
+// loose index scan): one index probe per distinct key id and table, however
+// many rows there are, so /readyz can ask on every probe. CountValuesByKey
+// reads every row. The first events probe states the partial index's
+// predicate (key_id IS NOT NULL) so that the planner can use the index; the
+// later ones imply it (key_id > ...).
 func (q *Queries) KeyIDsInUse(ctx context.Context, db DBTX) ([]string, error) {
 	rows, err := db.Query(ctx, keyIDsInUse)
 	if err != nil {
@@ -248,6 +321,48 @@ func (q *Queries) StoreReencryptedAuthTokens(ctx context.Context, db DBTX, arg S
 		arg.RefreshToken,
 		arg.ID,
 		arg.ExpectedVersion,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const storeReencryptedKeptTokens = `-- name: StoreReencryptedKeptTokens :execrows
+UPDATE events SET
+    key_id        = $1::text,
+    access_token  = $2::bytea,
+    refresh_token = $3::bytea
+WHERE id = $4
+  AND key_id = $5::text
+  AND access_token = $6::bytea
+  AND refresh_token IS NOT DISTINCT FROM $7::bytea
+`
+
+type StoreReencryptedKeptTokensParams struct {
+	KeyID            string
+	AccessToken      []byte
+	RefreshToken     []byte
+	ID               int64
+	ReadKeyID        string
+	ReadAccessToken  []byte
+	ReadRefreshToken []byte
+}
+
+// Replaces an event's kept tokens re-encrypted under another key, only if
+// the event still holds the ciphertexts they were read as: the delivery
+// worker clears them once revoked (ForgetRevokedTokens) and
+// events.retention removes the event, either at any moment; re-encryption
+// never brings back tokens the worker forgot.
+func (q *Queries) StoreReencryptedKeptTokens(ctx context.Context, db DBTX, arg StoreReencryptedKeptTokensParams) (int64, error) {
+	result, err := db.Exec(ctx, storeReencryptedKeptTokens,
+		arg.KeyID,
+		arg.AccessToken,
+		arg.RefreshToken,
+		arg.ID,
+		arg.ReadKeyID,
+		arg.ReadAccessToken,
+		arg.ReadRefreshToken,
 	)
 	if err != nil {
 		return 0, err

@@ -139,6 +139,22 @@ type KeyUsage struct {
 	Values int64
 }
 
+// KeptTokens are the deleted tokens one event keeps sealed for upstream
+// revocation (a tokens.deleted event with a revocation delivery; storage
+// clears them once revoked), as re-encryption reads and rewrites them.
+// They are the auth_tokens row's ciphertexts, moved verbatim by the
+// delete: still bound to that row's places (User and Provider).
+type KeptTokens struct {
+	Event    int64 // the event's id (EventCursor.Seq)
+	User     UserID
+	Provider Provider
+	Tokens   SealedRevocation
+	// Read is Tokens as storage returned them; a rewrite of Tokens applies
+	// only while the event still holds Read (what Version is to
+	// SealedAuthTokens).
+	Read SealedRevocation
+}
+
 // InstanceKeyring is the keyring a running instance holds, as its last
 // heartbeat recorded it: key ids only, never key material.
 type InstanceKeyring struct {

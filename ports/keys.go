@@ -19,11 +19,14 @@ type Keyring interface {
 }
 
 // ReencryptionRepository is what re-encryption (`tokenstore keys rotate`)
-// needs from storage: find the values one key seals, a batch at a time, and
-// swap in their re-encrypted form without overwriting anything written
-// since they were read.
+// needs from storage: find the values one key seals (auth tokens, offline
+// tokens, and deleted tokens events keep for upstream revocation), a batch
+// at a time, and swap in their re-encrypted form without overwriting
+// anything written since they were read.
 type ReencryptionRepository interface {
-	// CountValuesByKey reports how many stored values each key id seals.
+	// CountValuesByKey reports how many stored values each key id seals:
+	// an auth tokens row's one or two, an offline token, and an event's
+	// one or two kept tokens.
 	CountValuesByKey(ctx context.Context) ([]domain.KeyUsage, error)
 	// AuthTokensByKey returns up to limit rows sealed by key with ID > afterID,
 	// in ID order (keyset pagination).
@@ -44,6 +47,16 @@ type ReencryptionRepository interface {
 	// still the stored ones (a token deleted and stored anew restarts at
 	// version 1).
 	StoreReencryptedOfflineTokens(ctx context.Context, rows []domain.SealedOfflineToken, audit ...domain.AuditEvent) ([]bool, error)
+	// KeptTokensByKey returns up to limit events' kept tokens (deleted
+	// tokens awaiting upstream revocation) sealed by key, of events with
+	// id > afterEvent, in id order; Read equals Tokens.
+	KeptTokensByKey(ctx context.Context, key domain.KeyID, afterEvent int64, limit int) ([]domain.KeptTokens, error)
+	// StoreReencryptedKeptTokens replaces events' kept tokens with their
+	// Tokens in one short transaction, each only if the event still holds
+	// Read: the delivery worker may have revoked and cleared them, or
+	// retention removed the event, since they were read. The result and
+	// the audit events are as for StoreReencryptedAuthTokens.
+	StoreReencryptedKeptTokens(ctx context.Context, rows []domain.KeptTokens, audit ...domain.AuditEvent) ([]bool, error)
 }
 
 // KeyInventory is what the keyring check (start-up, /readyz, a SIGHUP
@@ -51,7 +64,9 @@ type ReencryptionRepository interface {
 // enough to ask on each readiness probe, and, for the ids a keyring lacks,
 // how many values each seals.
 type KeyInventory interface {
-	// KeyIDsInUse lists the distinct key ids of stored values, sorted.
+	// KeyIDsInUse lists the distinct key ids of stored values (kept
+	// tokens included, see ReencryptionRepository.CountValuesByKey),
+	// sorted.
 	KeyIDsInUse(ctx context.Context) ([]domain.KeyID, error)
 	// CountValuesOfKeys reports how many stored values each of ids seals
 	// (ids that seal nothing are left out).

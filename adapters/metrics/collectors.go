@@ -98,7 +98,7 @@ func (m *Metrics) RegisterCensus(src CensusSource, log *slog.Logger) {
 		reauth: prometheus.NewDesc("tokenstore_reauth_required_tokens",
 			"Tokens whose user must reconnect (reauth_required), by provider; from a query at most every 30 s.", []string{"provider"}, nil),
 		keyValues: prometheus.NewDesc("tokenstore_key_values",
-			"Stored values (access, refresh and offline tokens) each key seals, by key id; from a query at most every 30 s.", []string{"key_id"}, nil),
+			"Stored values (access, refresh and offline tokens, and deleted tokens kept until their upstream revocation) each key seals, by key id; from a query at most every 30 s.", []string{"key_id"}, nil),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tokenstore_census_failures_total",
 			Help: "Censuses of the store (the queries behind the backlog, reauth_required and key gauges) that failed; those gauges are then absent from the scrape.",

@@ -90,10 +90,43 @@ func (r *Repository) StoreReencryptedOfflineTokens(ctx context.Context, rows []d
 	})
 }
 
+// KeptTokensByKey implements ports.ReencryptionRepository.
+func (r *Repository) KeptTokensByKey(ctx context.Context, key domain.KeyID, afterEvent int64, limit int) ([]domain.KeptTokens, error) {
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	rows, err := r.q.KeptTokensByKey(ctx, r.pool, db.KeptTokensByKeyParams{
+		KeyID: string(key), AfterID: afterEvent, MaxRows: int32(min(limit, 10_000)),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kept tokens by key: %w", interpretError(err, noEffect))
+	}
+	out := make([]domain.KeptTokens, len(rows))
+	for i, row := range rows {
+		tokens := domain.SealedRevocation{KeyID: domain.KeyID(row.KeyID), AccessToken: row.AccessToken, RefreshToken: row.RefreshToken}
+		out[i] = domain.KeptTokens{Event: row.ID, User: domain.UserID(row.UserID), Provider: domain.Provider(row.Provider), Tokens: tokens, Read: tokens}
+	}
+	return out, nil
+}
+
+// StoreReencryptedKeptTokens implements ports.ReencryptionRepository.
+func (r *Repository) StoreReencryptedKeptTokens(ctx context.Context, rows []domain.KeptTokens, audit ...domain.AuditEvent) ([]bool, error) {
+	return storeEach(ctx, r, rows, audit, func(ctx context.Context, tx pgx.Tx, t domain.KeptTokens) (int64, error) {
+		n, err := r.q.StoreReencryptedKeptTokens(ctx, tx, db.StoreReencryptedKeptTokensParams{
+			ID: t.Event, KeyID: string(t.Tokens.KeyID), AccessToken: t.Tokens.AccessToken, RefreshToken: t.Tokens.RefreshToken,
+			ReadKeyID: string(t.Read.KeyID), ReadAccessToken: t.Read.AccessToken, ReadRefreshToken: t.Read.RefreshToken,
+		})
+		if err != nil {
+			return 0, fmt.Errorf("store re-encrypted tokens kept by event %d (user %q, provider %s): %w", t.Event, t.User, t.Provider, interpretError(err, noEffect))
+		}
+		return n, nil
+	})
+}
+
 // storeEach runs update once per row in one transaction under the lock
 // timeout, with the batch's audit events (Count: the rows changed), and
 // reports per row whether it changed one row (false: the row changed
-// since it was read, or a refresh holds it).
+// since it was read, a refresh holds it, or the event no longer keeps
+// those tokens).
 func storeEach[T any](ctx context.Context, r *Repository, rows []T, audit []domain.AuditEvent, update func(context.Context, pgx.Tx, T) (int64, error)) ([]bool, error) {
 	ctx, cancel := r.bound(ctx)
 	defer cancel()
@@ -137,7 +170,9 @@ func counted(events []domain.AuditEvent, done []bool) []domain.AuditEvent {
 var _ ports.KeyInventory = (*Repository)(nil)
 
 // KeyIDsInUse implements ports.KeyInventory with a loose index scan: one
-// index probe per distinct key id and table, not a read of every row.
+// index probe per distinct key id and table (auth_tokens, offline_tokens,
+// and events through its partial index events_by_key), not a read of
+// every row.
 func (r *Repository) KeyIDsInUse(ctx context.Context) ([]domain.KeyID, error) {
 	ctx, cancel := r.bound(ctx)
 	defer cancel()

@@ -466,8 +466,9 @@ func TestKeysCommands(t *testing.T) {
 
 // TestKeyInventoryAgreesWithCountValuesByKey: the readiness queries (a
 // loose index scan for the key ids in use, a count of given ids) say what
-// the full count says, with values under two keys in both tables, one key
-// only in offline_tokens, and the tables emptied.
+// the full count says, with values under two keys in both tables and in
+// events (tokens kept for upstream revocation), one key only in
+// offline_tokens, one only in events, and the tables emptied.
 func TestKeyInventoryAgreesWithCountValuesByKey(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
@@ -479,6 +480,14 @@ func TestKeyInventoryAgreesWithCountValuesByKey(t *testing.T) {
 		}
 	}
 	if _, err := f.pool.Exec(ctx, `UPDATE offline_tokens SET key_id = 'offline-only' WHERE user_id = 'user-00004'`); err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{1, 3, 31, 32} { // 3: no refresh token
+		if err := f.repo.DeleteAuthTokensRevoking(ctx, userID(i), domain.ProviderGitLab); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.pool.Exec(ctx, `UPDATE events SET key_id = 'kept-only' WHERE user_id = 'user-00032' AND key_id IS NOT NULL`); err != nil {
 		t.Fatal(err)
 	}
 	check := func(when string) {
@@ -514,12 +523,20 @@ func TestKeyInventoryAgreesWithCountValuesByKey(t *testing.T) {
 			t.Errorf("%s: CountValuesOfKeys lists a key that seals nothing: %v", when, usage)
 		}
 	}
-	check("three keys")
-	if want := 3; len(f.counts(t)) != want {
+	check("four keys")
+	if want := 4; len(f.counts(t)) != want {
 		t.Fatalf("fixture: %d keys in use, want %d", len(f.counts(t)), want)
 	}
 	if _, err := f.pool.Exec(ctx, `DELETE FROM auth_tokens; DELETE FROM offline_tokens`); err != nil {
 		t.Fatal(err)
 	}
-	check("empty tables")
+	check("only kept tokens")
+	want := map[domain.KeyID]int64{f.oldKey.ID(): 3, f.newKey.ID(): 2, "kept-only": 2}
+	if got := f.counts(t); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("kept tokens counted %v, want %v", got, want)
+	}
+	if _, err := f.pool.Exec(ctx, `UPDATE events SET key_id = NULL, access_token = NULL, refresh_token = NULL`); err != nil {
+		t.Fatal(err)
+	}
+	check("empty tables, revocations done")
 }

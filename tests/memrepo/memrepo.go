@@ -1,5 +1,7 @@
 // Package memrepo is an in-memory ports.TokenRepository and
-// ports.RefreshQueue for fast tests of the use cases in app. It passes the
+// ports.RefreshQueue (with the outbox's ports.EventFeed and DeliveryQueue,
+// and the key job's ports.ReencryptionRepository and KeyInventory) for
+// fast tests of the use cases in app. It passes the
 // same contract suite as the PostgreSQL adapter (tests/repotest) and judges
 // rows due for refresh by domain.NextRefreshStep, the rule the adapter's SQL
 // is checked against, so a test on it exercises the real protocol without a

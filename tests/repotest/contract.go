@@ -1,5 +1,6 @@
 // Package repotest is the contract every ports.TokenRepository (and the
-// ports.RefreshQueue the same storage serves) must meet, written once and
+// ports.RefreshQueue, DeliveryQueue, ReencryptionRepository and
+// KeyInventory the same storage serves) must meet, written once and
 // run against each adapter: PostgreSQL (tests/storage) and the in-memory
 // one the app unit tests use (tests/memrepo). It checks
 // behaviour through the port only; adapter-specific checks (raw columns,
@@ -28,6 +29,8 @@ type Repository interface {
 	ports.EventFeed
 	ports.DeliveryQueue
 	ports.DeliveryAdmin
+	ports.ReencryptionRepository
+	ports.KeyInventory
 }
 
 // Setup returns a repository backed by fresh, empty storage for t.
@@ -68,6 +71,9 @@ func Run(t *testing.T, setup Setup) {
 		{"Redeliver", testRedeliver},
 		{"TargetGone", testTargetGone},
 		{"RevocationDelivery", testRevocationDelivery},
+		{"KeptTokensCountedPerKey", testKeptTokensCounted},
+		{"ReencryptKeptTokens", testReencryptKeptTokens},
+		{"ReencryptRows", testReencryptRows},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

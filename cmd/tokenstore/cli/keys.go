@@ -23,10 +23,12 @@ const keysUsage = `Usage: tokenstore keys generate | list | rotate | retire ID  
              base64) and, on stderr, its id. Put it first in TOKENSTORE_KEYS or
              the key file to make it the primary; keep the older keys after it.
   list       the keyring's key ids (never key material), which is primary, and
-             how many stored values each seals; also ids found in the database
+             how many stored values each seals (deleted tokens kept until their
+             upstream revocation included); also ids found in the database
              that the keyring lacks.
   rotate     re-encrypt every stored value not sealed by the primary key, in
-             batches, online (the service keeps serving). Re-run to resume.
+             batches, online (the service keeps serving), the tokens kept for
+             pending upstream revocations too. Re-run to resume.
              Exits non-zero, naming the rows, if any value could not be
              re-encrypted. Roll the new primary out to every instance first:
              it warns, naming each, when live instances seal with another
