@@ -38,9 +38,12 @@ type StoreState struct {
 	// for a pending upstream revocation included
 	// (ports.ReencryptionRepository.CountValuesByKey).
 	ValuesByKey []domain.KeyUsage
+	// Deliveries: deliveries pending or failed, per target and state
+	// (ports.StoreCensus.CountDeliveries).
+	Deliveries []domain.DeliveryCount
 }
 
-// State takes a census: three aggregate queries.
+// State takes a census: four aggregate queries.
 func (c *Census) State(ctx context.Context) (StoreState, error) {
 	providers := c.refreshes.Providers()
 	byProvider := make(map[domain.Provider]int64, len(providers))
@@ -65,5 +68,9 @@ func (c *Census) State(ctx context.Context) (StoreState, error) {
 	if err != nil {
 		return StoreState{}, fmt.Errorf("values by key: %w", err)
 	}
-	return StoreState{RefreshBacklog: byProvider, ReauthRequired: reauth, ValuesByKey: keys}, nil
+	deliveries, err := c.store.CountDeliveries(ctx)
+	if err != nil {
+		return StoreState{}, fmt.Errorf("deliveries: %w", err)
+	}
+	return StoreState{RefreshBacklog: byProvider, ReauthRequired: reauth, ValuesByKey: keys, Deliveries: deliveries}, nil
 }

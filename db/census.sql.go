@@ -9,6 +9,50 @@ import (
 	"context"
 )
 
+const countDeliveries = `-- name: CountDeliveries :many
+SELECT d.target, d.state, count(*)::bigint AS deliveries,
+    coalesce(extract(epoch FROM now() - min(e.occurred_at)), 0)::float8 AS oldest_seconds
+FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
+WHERE d.state IN ('pending', 'failed')
+GROUP BY d.target, d.state
+ORDER BY d.target, d.state
+`
+
+type CountDeliveriesRow struct {
+	Target        string
+	State         string
+	Deliveries    int64
+	OldestSeconds float64
+}
+
+// Deliveries not delivered, per target and state (pending, failed), with
+// the age in seconds of the oldest one's event by the database's clock:
+// the partial indexes on pending and failed deliveries keep it to those.
+func (q *Queries) CountDeliveries(ctx context.Context, db DBTX) ([]CountDeliveriesRow, error) {
+	rows, err := db.Query(ctx, countDeliveries)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []CountDeliveriesRow{}
+	for rows.Next() {
+		var i CountDeliveriesRow
+		if err := rows.Scan(
+			&i.Target,
+			&i.State,
+			&i.Deliveries,
+			&i.OldestSeconds,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const countReauthRequired = `-- name: CountReauthRequired :many
 SELECT provider::text AS provider, count(*)::bigint AS reauth_required
 FROM auth_tokens

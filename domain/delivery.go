@@ -137,3 +137,12 @@ type DeliveryFilter struct {
 func (f DeliveryFilter) Matches(d Delivery) bool {
 	return (f.Target == "" || d.Target == f.Target) && (f.State == "" || d.State == f.State)
 }
+
+// DeliveryCount is how many deliveries of one target are in one state
+// (pending or failed), and how old the oldest one's event is.
+type DeliveryCount struct {
+	Target string
+	State  DeliveryState
+	Count  int64
+	Oldest time.Duration // since the oldest one's event occurred
+}

@@ -192,4 +192,8 @@ type StoreCensus interface {
 	// CountValuesByKey counts the stored values each key seals
 	// (ReencryptionRepository.CountValuesByKey).
 	CountValuesByKey(ctx context.Context) ([]domain.KeyUsage, error)
+	// CountDeliveries counts the deliveries pending or failed, per target
+	// and state, with the age of each group's oldest event. Groups with
+	// none are absent.
+	CountDeliveries(ctx context.Context) ([]domain.DeliveryCount, error)
 }

@@ -78,6 +78,7 @@ type censusCollector struct {
 	now func() time.Time
 
 	backlog, reauth, keyValues *prometheus.Desc
+	deliveries, deliveryOldest *prometheus.Desc
 	failures                   prometheus.Counter
 
 	mu    sync.Mutex
@@ -99,9 +100,13 @@ func (m *Metrics) RegisterCensus(src CensusSource, log *slog.Logger) {
 			"Tokens whose user must reconnect (reauth_required), by provider; from a query at most every 30 s.", []string{"provider"}, nil),
 		keyValues: prometheus.NewDesc("tokenstore_key_values",
 			"Stored values (access, refresh and offline tokens, and deleted tokens kept until their upstream revocation) each key seals, by key id; from a query at most every 30 s.", []string{"key_id"}, nil),
+		deliveries: prometheus.NewDesc("tokenstore_event_deliveries",
+			"Event deliveries not delivered, by target (a webhook endpoint's name, or revocation) and state (pending, failed); from a query at most every 30 s.", []string{"target", "state"}, nil),
+		deliveryOldest: prometheus.NewDesc("tokenstore_event_delivery_oldest_seconds",
+			"Age of the oldest event among a target's deliveries in a state (pending: how far behind the target is), by target and state; from a query at most every 30 s.", []string{"target", "state"}, nil),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tokenstore_census_failures_total",
-			Help: "Censuses of the store (the queries behind the backlog, reauth_required and key gauges) that failed; those gauges are then absent from the scrape.",
+			Help: "Censuses of the store (the queries behind the backlog, reauth_required, key and delivery gauges) that failed; those gauges are then absent from the scrape.",
 		}),
 	}
 	m.reg.MustRegister(c)
@@ -111,6 +116,8 @@ func (c *censusCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.backlog
 	ch <- c.reauth
 	ch <- c.keyValues
+	ch <- c.deliveries
+	ch <- c.deliveryOldest
 	c.failures.Describe(ch)
 }
 
@@ -131,6 +138,10 @@ func (c *censusCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, k := range state.ValuesByKey {
 		ch <- prometheus.MustNewConstMetric(c.keyValues, prometheus.GaugeValue, float64(k.Values), string(k.KeyID))
+	}
+	for _, d := range state.Deliveries {
+		ch <- prometheus.MustNewConstMetric(c.deliveries, prometheus.GaugeValue, float64(d.Count), d.Target, string(d.State))
+		ch <- prometheus.MustNewConstMetric(c.deliveryOldest, prometheus.GaugeValue, d.Oldest.Seconds(), d.Target, string(d.State))
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -52,6 +53,10 @@ func (f *fakeCensus) State(context.Context) (app.StoreState, error) {
 		RefreshBacklog: map[domain.Provider]int64{"gitlab": 3},
 		ReauthRequired: map[domain.Provider]int64{"gitlab": 1},
 		ValuesByKey:    []domain.KeyUsage{{KeyID: "k1", Values: 7}},
+		Deliveries: []domain.DeliveryCount{
+			{Target: "crm", State: domain.DeliveryPending, Count: 4, Oldest: 90 * time.Second},
+			{Target: "revocation", State: domain.DeliveryFailed, Count: 1, Oldest: time.Hour},
+		},
 	}, nil
 }
 
@@ -79,16 +84,28 @@ tokenstore_refresh_backlog_tokens{provider="gitlab"} 3
 	if n := testutil.CollectAndCount(m.reg, "tokenstore_key_values"); n != 1 {
 		t.Errorf("key gauges %d, want 1", n)
 	}
+	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(`
+# HELP tokenstore_event_deliveries Event deliveries not delivered, by target (a webhook endpoint's name, or revocation) and state (pending, failed); from a query at most every 30 s.
+# TYPE tokenstore_event_deliveries gauge
+tokenstore_event_deliveries{state="failed",target="revocation"} 1
+tokenstore_event_deliveries{state="pending",target="crm"} 4
+# HELP tokenstore_event_delivery_oldest_seconds Age of the oldest event among a target's deliveries in a state (pending: how far behind the target is), by target and state; from a query at most every 30 s.
+# TYPE tokenstore_event_delivery_oldest_seconds gauge
+tokenstore_event_delivery_oldest_seconds{state="failed",target="revocation"} 3600
+tokenstore_event_delivery_oldest_seconds{state="pending",target="crm"} 90
+`), "tokenstore_event_deliveries", "tokenstore_event_delivery_oldest_seconds"); err != nil {
+		t.Error(err)
+	}
 
 	failing := New()
 	bad := &fakeCensus{err: errors.New("database unavailable")}
 	failing.RegisterCensus(bad, nil)
-	if n := testutil.CollectAndCount(failing.reg, "tokenstore_refresh_backlog_tokens", "tokenstore_reauth_required_tokens", "tokenstore_key_values"); n != 0 {
+	if n := testutil.CollectAndCount(failing.reg, "tokenstore_refresh_backlog_tokens", "tokenstore_reauth_required_tokens", "tokenstore_key_values", "tokenstore_event_deliveries"); n != 0 {
 		t.Errorf("a failed census exported %d gauges, want none", n)
 	}
 	// A failed census is not cached: this second scrape tries again.
 	if err := testutil.GatherAndCompare(failing.reg, strings.NewReader(`
-# HELP tokenstore_census_failures_total Censuses of the store (the queries behind the backlog, reauth_required and key gauges) that failed; those gauges are then absent from the scrape.
+# HELP tokenstore_census_failures_total Censuses of the store (the queries behind the backlog, reauth_required, key and delivery gauges) that failed; those gauges are then absent from the scrape.
 # TYPE tokenstore_census_failures_total counter
 tokenstore_census_failures_total 2
 `), "tokenstore_census_failures_total"); err != nil {

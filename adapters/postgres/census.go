@@ -52,3 +52,19 @@ func (r *Repository) CountReauthRequired(ctx context.Context) (map[domain.Provid
 	}
 	return out, nil
 }
+
+// CountDeliveries implements ports.StoreCensus.
+func (r *Repository) CountDeliveries(ctx context.Context) ([]domain.DeliveryCount, error) {
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	rows, err := r.q.CountDeliveries(ctx, r.pool)
+	if err != nil {
+		return nil, fmt.Errorf("count deliveries: %w", interpretError(err, noEffect))
+	}
+	out := make([]domain.DeliveryCount, len(rows))
+	for i, row := range rows {
+		out[i] = domain.DeliveryCount{Target: row.Target, State: domain.DeliveryState(row.State), Count: row.Deliveries,
+			Oldest: time.Duration(row.OldestSeconds * float64(time.Second))}
+	}
+	return out, nil
+}

@@ -77,6 +77,8 @@ CREATE TABLE deliveries (
 -- that none is pending before them for the same user and provider.
 CREATE INDEX deliveries_pending ON deliveries (target, xact_id, event_id) WHERE state = 'pending';
 CREATE INDEX deliveries_pending_per_user ON deliveries (target, user_id, provider, xact_id, event_id) WHERE state = 'pending';
+-- The census counts failed deliveries (pending ones by the indexes above).
+CREATE INDEX deliveries_failed ON deliveries (target) WHERE state = 'failed';
 -- Removing an event removes its deliveries (retention).
 CREATE INDEX deliveries_by_event ON deliveries (event_id);
 

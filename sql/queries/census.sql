@@ -34,3 +34,14 @@ FROM auth_tokens
 WHERE reauth_required
 GROUP BY provider
 ORDER BY provider;
+
+-- name: CountDeliveries :many
+-- Deliveries not delivered, per target and state (pending, failed), with
+-- the age in seconds of the oldest one's event by the database's clock:
+-- the partial indexes on pending and failed deliveries keep it to those.
+SELECT d.target, d.state, count(*)::bigint AS deliveries,
+    coalesce(extract(epoch FROM now() - min(e.occurred_at)), 0)::float8 AS oldest_seconds
+FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
+WHERE d.state IN ('pending', 'failed')
+GROUP BY d.target, d.state
+ORDER BY d.target, d.state;

@@ -47,8 +47,11 @@ type fixture struct {
 func setup(t *testing.T) *fixture {
 	t.Helper()
 	f := &fixture{oldKey: servicetest.NewKey(t), newKey: servicetest.NewKey(t)}
+	// The instances' delivery workers look once, at start: the suites
+	// send the revocations queued later themselves (a worker polling in
+	// the background would race them).
 	named := func(name string) func(*cli.Config) {
-		return func(cfg *cli.Config) { cfg.App.Refresh.Instance = name }
+		return func(cfg *cli.Config) { cfg.App.Refresh.Instance, cfg.Delivery.Poll = name, time.Hour }
 	}
 	old := servicetest.Start(t, servicetest.Options{Keys: []fernet.Key{f.oldKey}, Configure: named("old")})
 	cur := servicetest.Start(t, servicetest.Options{DSN: old.DSN, Keys: []fernet.Key{f.newKey, f.oldKey}, Configure: named("new")})
