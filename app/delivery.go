@@ -289,11 +289,7 @@ func (w *DeliveryWorker) retryOrFail(d domain.Delivery, s domain.RetrySchedule, 
 	if ra, ok := errors.AsType[*domain.RetryAtError](err); ok {
 		notBefore = ra.At.Add(now.Sub(w.clock.Service())) // onto the database's clock
 	}
-	first := d.FirstAttemptAt
-	if first.IsZero() {
-		first = now
-	}
-	at, giveUp := s.Next(d.Attempt, first, now, notBefore, rand.Float64())
+	at, giveUp := s.Next(d.Attempt, d.RetryFrom, now, notBefore, rand.Float64())
 	if giveUp {
 		return domain.DeliveryOutcome{State: domain.DeliveryFailed, Status: status, Error: err.Error(), Events: failed}
 	}

@@ -27,12 +27,11 @@ WITH due AS (
 )
 UPDATE deliveries AS d SET
     attempts         = d.attempts + 1,
-    first_attempt_at = coalesce(d.first_attempt_at, now()),
     lease_owner      = $1::text,
     lease_until      = now() + make_interval(secs => $2::float8)
 FROM due, events AS e
 WHERE d.target = due.target AND d.event_id = due.event_id AND e.id = d.event_id
-RETURNING d.target, d.event_id, d.xact_id, d.attempts, d.first_attempt_at::timestamptz AS first_attempt_at,
+RETURNING d.target, d.event_id, d.xact_id, d.attempts, d.retry_from,
     e.kind, e.user_id, e.provider, e.reason, e.occurred_at, e.key_id, e.access_token, e.refresh_token
 `
 
@@ -44,19 +43,19 @@ type ClaimDeliveriesParams struct {
 }
 
 type ClaimDeliveriesRow struct {
-	Target         string
-	EventID        int64
-	XactID         int64
-	Attempts       int32
-	FirstAttemptAt time.Time
-	Kind           string
-	UserID         string
-	Provider       string
-	Reason         string
-	OccurredAt     time.Time
-	KeyID          *string
-	AccessToken    []byte
-	RefreshToken   []byte
+	Target       string
+	EventID      int64
+	XactID       int64
+	Attempts     int32
+	RetryFrom    time.Time
+	Kind         string
+	UserID       string
+	Provider     string
+	Reason       string
+	OccurredAt   time.Time
+	KeyID        *string
+	AccessToken  []byte
+	RefreshToken []byte
 }
 
 // Leases up to @max_rows of @target's due deliveries to @owner for
@@ -84,7 +83,7 @@ func (q *Queries) ClaimDeliveries(ctx context.Context, db DBTX, arg ClaimDeliver
 			&i.EventID,
 			&i.XactID,
 			&i.Attempts,
-			&i.FirstAttemptAt,
+			&i.RetryFrom,
 			&i.Kind,
 			&i.UserID,
 			&i.Provider,
@@ -110,15 +109,15 @@ WITH target AS (
     WHERE name = $1::text AND gone_at IS NULL
     FOR UPDATE SKIP LOCKED
 ), batch AS (
-    SELECT e.id, e.xact_id, e.kind, e.user_id, e.provider
+    SELECT e.id, e.xact_id, e.kind, e.user_id, e.provider, e.occurred_at
     FROM events AS e, target AS t
     WHERE (e.xact_id, e.id) > (t.after_xact, t.after_id)
       AND e.xact_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
     ORDER BY e.xact_id, e.id
     LIMIT $2
 ), queued AS (
-    INSERT INTO deliveries (target, event_id, xact_id, user_id, provider)
-    SELECT $1::text, id, xact_id, user_id, provider FROM batch
+    INSERT INTO deliveries (target, event_id, xact_id, user_id, provider, retry_from)
+    SELECT $1::text, id, xact_id, user_id, provider, occurred_at FROM batch
     WHERE kind = ANY($3::text[])
     ON CONFLICT (target, event_id) DO NOTHING
     RETURNING 1
@@ -212,10 +211,10 @@ const insertRevocationDelivery = `-- name: InsertRevocationDelivery :exec
 WITH event AS (
     INSERT INTO events (kind, user_id, provider, reason, key_id, access_token, refresh_token)
     VALUES ($1::text, $2::text, $3::text, '', $4::text, $5::bytea, $6::bytea)
-    RETURNING id, xact_id, user_id, provider
+    RETURNING id, xact_id, user_id, provider, occurred_at
 )
-INSERT INTO deliveries (target, event_id, xact_id, user_id, provider)
-SELECT 'revocation', id, xact_id, user_id, provider FROM event
+INSERT INTO deliveries (target, event_id, xact_id, user_id, provider, retry_from)
+SELECT 'revocation', id, xact_id, user_id, provider, occurred_at FROM event
 `
 
 type InsertRevocationDeliveryParams struct {
@@ -243,7 +242,7 @@ func (q *Queries) InsertRevocationDelivery(ctx context.Context, db DBTX, arg Ins
 }
 
 const listDeliveries = `-- name: ListDeliveries :many
-SELECT d.target, d.event_id, d.xact_id, d.state, d.attempts, d.first_attempt_at, d.next_attempt_at,
+SELECT d.target, d.event_id, d.xact_id, d.state, d.attempts, d.retry_from, d.next_attempt_at,
     d.lease_owner, d.lease_until, d.last_status, d.last_error, d.finished_at,
     e.kind, e.user_id, e.provider, e.reason, e.occurred_at
 FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
@@ -264,23 +263,23 @@ type ListDeliveriesParams struct {
 }
 
 type ListDeliveriesRow struct {
-	Target         string
-	EventID        int64
-	XactID         int64
-	State          string
-	Attempts       int32
-	FirstAttemptAt *time.Time
-	NextAttemptAt  time.Time
-	LeaseOwner     *string
-	LeaseUntil     *time.Time
-	LastStatus     int32
-	LastError      string
-	FinishedAt     *time.Time
-	Kind           string
-	UserID         string
-	Provider       string
-	Reason         string
-	OccurredAt     time.Time
+	Target        string
+	EventID       int64
+	XactID        int64
+	State         string
+	Attempts      int32
+	RetryFrom     time.Time
+	NextAttemptAt time.Time
+	LeaseOwner    *string
+	LeaseUntil    *time.Time
+	LastStatus    int32
+	LastError     string
+	FinishedAt    *time.Time
+	Kind          string
+	UserID        string
+	Provider      string
+	Reason        string
+	OccurredAt    time.Time
 }
 
 // Deliveries in commit order of their events, then by target: of @target
@@ -308,7 +307,7 @@ func (q *Queries) ListDeliveries(ctx context.Context, db DBTX, arg ListDeliverie
 			&i.XactID,
 			&i.State,
 			&i.Attempts,
-			&i.FirstAttemptAt,
+			&i.RetryFrom,
 			&i.NextAttemptAt,
 			&i.LeaseOwner,
 			&i.LeaseUntil,
@@ -363,7 +362,7 @@ WITH revived AS (
                    WHERE state <> 'pending' AND ($1::bigint = 0 AND state = 'failed' OR event_id = $1::bigint))
 )
 UPDATE deliveries AS d SET
-    state = 'pending', attempts = 0, first_attempt_at = NULL, next_attempt_at = now(),
+    state = 'pending', attempts = 0, retry_from = now(), next_attempt_at = now(),
     lease_owner = NULL, lease_until = NULL, last_status = 0, last_error = '', finished_at = NULL
 FROM events AS e
 WHERE e.id = d.event_id AND d.state <> 'pending'

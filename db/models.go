@@ -44,20 +44,20 @@ type AuthToken struct {
 }
 
 type Delivery struct {
-	Target         string
-	EventID        int64
-	XactID         int64
-	UserID         string
-	Provider       string
-	State          string
-	Attempts       int32
-	FirstAttemptAt *time.Time
-	NextAttemptAt  time.Time
-	LeaseOwner     *string
-	LeaseUntil     *time.Time
-	LastStatus     int32
-	LastError      string
-	FinishedAt     *time.Time
+	Target        string
+	EventID       int64
+	XactID        int64
+	UserID        string
+	Provider      string
+	State         string
+	Attempts      int32
+	RetryFrom     time.Time
+	NextAttemptAt time.Time
+	LeaseOwner    *string
+	LeaseUntil    *time.Time
+	LastStatus    int32
+	LastError     string
+	FinishedAt    *time.Time
 }
 
 type Event struct {

@@ -69,14 +69,16 @@ type Delivery struct {
 	State  DeliveryState
 	// Attempt is the number of attempts started (a claim starts one); it
 	// fences the outcome of an attempt whose lease lapsed.
-	Attempt        int
-	FirstAttemptAt time.Time // zero before the first attempt
-	NextAttemptAt  time.Time
-	LeaseOwner     string // the instance sending it now, or empty
-	LeaseUntil     time.Time
-	LastStatus     int    // the last attempt's HTTP status, 0 without an answer
-	LastError      string // the last attempt's failure, in the operator's words; never token material
-	FinishedAt     time.Time
+	Attempt int
+	// RetryFrom starts the retry window (RetrySchedule.MaxAge runs from
+	// it): the event's time, or when an operator redelivered it.
+	RetryFrom     time.Time
+	NextAttemptAt time.Time
+	LeaseOwner    string // the instance sending it now, or empty
+	LeaseUntil    time.Time
+	LastStatus    int    // the last attempt's HTTP status, 0 without an answer
+	LastError     string // the last attempt's failure, in the operator's words; never token material
+	FinishedAt    time.Time
 	// Tokens are the deleted tokens a revocation delivery revokes, sealed
 	// as they were stored; nil for webhook deliveries and once revoked.
 	Tokens *SealedRevocation

@@ -20,13 +20,14 @@ const (
 // RetrySchedule says when a failed delivery is tried again: exponential
 // back-off with full jitter (a delay drawn uniformly from zero to a ceiling
 // that doubles at every failure, from First up to Cap; AWS Architecture
-// Blog, "Exponential Backoff And Jitter"), until MaxAge after the first
-// attempt, after which the delivery is given up. The zero value is not
+// Blog, "Exponential Backoff And Jitter"), until MaxAge after the retry
+// window's start (Delivery.RetryFrom), after which the delivery is given
+// up. The zero value is not
 // valid: use DefaultRetrySchedule or fill every field.
 type RetrySchedule struct {
 	First  time.Duration // ceiling of the delay after the first failure
 	Cap    time.Duration // longest delay between two attempts
-	MaxAge time.Duration // no attempt starts later than this after the first
+	MaxAge time.Duration // no attempt starts later than this after the window's start
 }
 
 // DefaultRetrySchedule is DefaultRetryFirst, DefaultRetryCap and
@@ -58,8 +59,9 @@ func (s RetrySchedule) Ceiling(failures int) time.Duration {
 	return min(d, s.Cap)
 }
 
-// Next says when to make the next attempt of a delivery whose first attempt
-// started at first and whose attempt number failures (1 for the first) has
+// Next says when to make the next attempt of a delivery whose retry window
+// started at first (its event's time, or its redelivery's; see
+// Delivery.RetryFrom) and whose attempt number failures (1 for the first) has
 // just failed at now. jitter, drawn by the caller uniformly from [0, 1)
 // (math/rand/v2's Float64), picks the delay within [0, Ceiling(failures));
 // values outside [0, 1) are clamped. notBefore, when later than that, is

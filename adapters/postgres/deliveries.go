@@ -74,7 +74,7 @@ func (r *Repository) ClaimDeliveries(ctx context.Context, target, owner string, 
 	for i, row := range rows {
 		d := domain.Delivery{
 			Target: row.Target, State: domain.DeliveryPending, Attempt: int(row.Attempts),
-			FirstAttemptAt: row.FirstAttemptAt, LeaseOwner: owner,
+			RetryFrom: row.RetryFrom, LeaseOwner: owner,
 			Event: domain.Event{
 				Cursor: domain.EventCursor{Xact: uint64(row.XactID), Seq: row.EventID},
 				Kind:   domain.EventKind(row.Kind), User: domain.UserID(row.UserID), Provider: domain.Provider(row.Provider),
@@ -134,7 +134,7 @@ func (r *Repository) ListDeliveries(ctx context.Context, f domain.DeliveryFilter
 	for i, row := range rows {
 		out[i] = domain.Delivery{
 			Target: row.Target, State: domain.DeliveryState(row.State), Attempt: int(row.Attempts),
-			FirstAttemptAt: deref(row.FirstAttemptAt), NextAttemptAt: row.NextAttemptAt,
+			RetryFrom: row.RetryFrom, NextAttemptAt: row.NextAttemptAt,
 			LeaseOwner: deref(row.LeaseOwner), LeaseUntil: deref(row.LeaseUntil),
 			LastStatus: int(row.LastStatus), LastError: row.LastError, FinishedAt: deref(row.FinishedAt),
 			Event: domain.Event{

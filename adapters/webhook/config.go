@@ -55,9 +55,9 @@ type EndpointSettings struct {
 	SecretFile string `json:"secret_file"`
 	// Timeout bounds one delivery, such as 15s (default DefaultTimeout).
 	Timeout string `json:"timeout"`
-	// MaxAge is how long an event is retried after its first attempt
-	// before it is marked failed, such as 72h (default
-	// domain.DefaultRetryMaxAge).
+	// MaxAge is how long after the event (or its redelivery by an
+	// operator) it is retried before it is marked failed, such as 72h
+	// (default domain.DefaultRetryMaxAge).
 	MaxAge string `json:"max_age"`
 }
 
@@ -65,7 +65,7 @@ type EndpointSettings struct {
 // text.
 func SettingsHelp() string {
 	return "{name, url (https, or http to a loopback host), events (event kinds), secret_file (whsec_ secrets, several during a rotation), " +
-		"timeout (default " + DefaultTimeout.String() + "), max_age (how long an event is retried, default " + domain.DefaultRetryMaxAge.String() + ")}"
+		"timeout (default " + DefaultTimeout.String() + "), max_age (how long after the event it is retried, default " + domain.DefaultRetryMaxAge.String() + ")}"
 }
 
 // Endpoint is one validated webhook receiver. Build it with NewEndpoints;

@@ -32,9 +32,17 @@
 -- refresh_token, key_id: the names of auth_tokens, the same ciphertexts);
 -- they are cleared once revoked. The key census counts them.
 --
+-- Retries: a delivery is retried until max_age after retry_from, the
+-- event's time (not its first attempt: one waiting behind an earlier
+-- delivery for the same user would otherwise start its window days late,
+-- and a receiver down for days would be sent each user's events one
+-- window after another), or the time an operator redelivered it.
+--
 -- Deliveries leave with their event (ON DELETE CASCADE): events.retention
--- removes delivered and failed ones alike; every endpoint's max_age is
--- shorter than the retention, so nothing pending is removed.
+-- removes delivered and failed ones alike; start-up requires every
+-- endpoint's max_age to be shorter than the retention, so an event is not
+-- removed while its delivery can still be retried (a redelivery older
+-- than the retention excepted).
 
 -- +goose Up
 ALTER TABLE events RENAME COLUMN sealed TO refresh_token;
@@ -61,7 +69,7 @@ CREATE TABLE deliveries (
     provider         text        NOT NULL,
     state            text        NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'failed')),
     attempts         integer     NOT NULL DEFAULT 0 CHECK (attempts >= 0),
-    first_attempt_at timestamptz,
+    retry_from       timestamptz NOT NULL, -- the retry window's start: the event's time, or its redelivery's
     next_attempt_at  timestamptz NOT NULL DEFAULT now(),
     lease_owner      text,
     lease_until      timestamptz,

@@ -37,15 +37,15 @@ WITH target AS (
     WHERE name = @target::text AND gone_at IS NULL
     FOR UPDATE SKIP LOCKED
 ), batch AS (
-    SELECT e.id, e.xact_id, e.kind, e.user_id, e.provider
+    SELECT e.id, e.xact_id, e.kind, e.user_id, e.provider, e.occurred_at
     FROM events AS e, target AS t
     WHERE (e.xact_id, e.id) > (t.after_xact, t.after_id)
       AND e.xact_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
     ORDER BY e.xact_id, e.id
     LIMIT @max_rows
 ), queued AS (
-    INSERT INTO deliveries (target, event_id, xact_id, user_id, provider)
-    SELECT @target::text, id, xact_id, user_id, provider FROM batch
+    INSERT INTO deliveries (target, event_id, xact_id, user_id, provider, retry_from)
+    SELECT @target::text, id, xact_id, user_id, provider, occurred_at FROM batch
     WHERE kind = ANY(@kinds::text[])
     ON CONFLICT (target, event_id) DO NOTHING
     RETURNING 1
@@ -64,10 +64,10 @@ RETURNING (SELECT count(*) FROM batch)::bigint AS scanned, (SELECT count(*) FROM
 WITH event AS (
     INSERT INTO events (kind, user_id, provider, reason, key_id, access_token, refresh_token)
     VALUES (@kind::text, @user_id::text, @provider::text, '', @key_id::text, @access_token::bytea, sqlc.narg(refresh_token)::bytea)
-    RETURNING id, xact_id, user_id, provider
+    RETURNING id, xact_id, user_id, provider, occurred_at
 )
-INSERT INTO deliveries (target, event_id, xact_id, user_id, provider)
-SELECT 'revocation', id, xact_id, user_id, provider FROM event;
+INSERT INTO deliveries (target, event_id, xact_id, user_id, provider, retry_from)
+SELECT 'revocation', id, xact_id, user_id, provider, occurred_at FROM event;
 
 -- name: ClaimDeliveries :many
 -- Leases up to @max_rows of @target's due deliveries to @owner for
@@ -92,12 +92,11 @@ WITH due AS (
 )
 UPDATE deliveries AS d SET
     attempts         = d.attempts + 1,
-    first_attempt_at = coalesce(d.first_attempt_at, now()),
     lease_owner      = @owner::text,
     lease_until      = now() + make_interval(secs => @lease_seconds::float8)
 FROM due, events AS e
 WHERE d.target = due.target AND d.event_id = due.event_id AND e.id = d.event_id
-RETURNING d.target, d.event_id, d.xact_id, d.attempts, d.first_attempt_at::timestamptz AS first_attempt_at,
+RETURNING d.target, d.event_id, d.xact_id, d.attempts, d.retry_from,
     e.kind, e.user_id, e.provider, e.reason, e.occurred_at, e.key_id, e.access_token, e.refresh_token;
 
 -- name: FinishDelivery :execrows
@@ -123,7 +122,7 @@ WHERE id = @event_id;
 -- Deliveries in commit order of their events, then by target: of @target
 -- (empty: any), in @state (empty: any), after the position (@after_xact,
 -- @after_id, @after_target).
-SELECT d.target, d.event_id, d.xact_id, d.state, d.attempts, d.first_attempt_at, d.next_attempt_at,
+SELECT d.target, d.event_id, d.xact_id, d.state, d.attempts, d.retry_from, d.next_attempt_at,
     d.lease_owner, d.lease_until, d.last_status, d.last_error, d.finished_at,
     e.kind, e.user_id, e.provider, e.reason, e.occurred_at
 FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
@@ -145,7 +144,7 @@ WITH revived AS (
                    WHERE state <> 'pending' AND (@event_id::bigint = 0 AND state = 'failed' OR event_id = @event_id::bigint))
 )
 UPDATE deliveries AS d SET
-    state = 'pending', attempts = 0, first_attempt_at = NULL, next_attempt_at = now(),
+    state = 'pending', attempts = 0, retry_from = now(), next_attempt_at = now(),
     lease_owner = NULL, lease_until = NULL, last_status = 0, last_error = '', finished_at = NULL
 FROM events AS e
 WHERE e.id = d.event_id AND d.state <> 'pending'

@@ -92,7 +92,7 @@ func (r *Repository) FanOutEvents(ctx context.Context, target string, kinds []do
 		scanned++
 		after = e.Cursor
 		if slices.Contains(kinds, e.Kind) && o.delivery(target, e.Cursor.Seq) == nil {
-			o.deliveries = append(o.deliveries, &domain.Delivery{Target: target, Event: e, State: domain.DeliveryPending, NextAttemptAt: r.now()})
+			o.deliveries = append(o.deliveries, &domain.Delivery{Target: target, Event: e, State: domain.DeliveryPending, RetryFrom: e.OccurredAt, NextAttemptAt: r.now()})
 		}
 	}
 	t.after = after
@@ -125,9 +125,6 @@ func (r *Repository) ClaimDeliveries(ctx context.Context, target, owner string, 
 			continue
 		}
 		d.Attempt++
-		if d.FirstAttemptAt.IsZero() {
-			d.FirstAttemptAt = now
-		}
 		d.LeaseOwner, d.LeaseUntil = owner, now.Add(lease)
 		c := *d
 		if t, ok := o.sealed[d.Event.Cursor.Seq]; ok {
@@ -204,7 +201,7 @@ func (r *Repository) RedeliverDeliveries(ctx context.Context, eventID int64, tar
 			d.Target == domain.RevocationTarget && !sealed:
 			continue
 		}
-		*d = domain.Delivery{Target: d.Target, Event: d.Event, State: domain.DeliveryPending, NextAttemptAt: now}
+		*d = domain.Delivery{Target: d.Target, Event: d.Event, State: domain.DeliveryPending, RetryFrom: now, NextAttemptAt: now}
 		if t, ok := r.outbox.targets[d.Target]; ok {
 			t.gone = false
 		}

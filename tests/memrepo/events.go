@@ -72,7 +72,7 @@ func (r *Repository) writeRevocation(now time.Time, e domain.Event, tokens domai
 		o.sealed = map[int64]domain.SealedRevocation{}
 	}
 	o.sealed[e.Cursor.Seq] = tokens
-	o.deliveries = append(o.deliveries, &domain.Delivery{Target: domain.RevocationTarget, Event: e, State: domain.DeliveryPending, NextAttemptAt: now})
+	o.deliveries = append(o.deliveries, &domain.Delivery{Target: domain.RevocationTarget, Event: e, State: domain.DeliveryPending, RetryFrom: e.OccurredAt, NextAttemptAt: now})
 }
 
 // ListEvents implements ports.EventFeed.

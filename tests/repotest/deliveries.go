@@ -158,8 +158,8 @@ func testClaimOrder(t *testing.T, repo Repository) {
 	if got, want := deliveryLines(second), []string{"crm tokens.stored ann/gitlab pending 2"}; !slices.Equal(got, want) {
 		t.Fatalf("after the retry came due:\n got %q\nwant %q", got, want)
 	}
-	if second[0].Event.Cursor != first[0].Event.Cursor || second[0].FirstAttemptAt.IsZero() {
-		t.Fatalf("the retry is another event, or lost its first attempt's time: %+v", second[0])
+	if second[0].Event.Cursor != first[0].Event.Cursor || !second[0].RetryFrom.Equal(first[0].Event.OccurredAt) {
+		t.Fatalf("the retry is another event, or its retry window does not start at the event's time: %+v", second[0])
 	}
 	finish(t, repo, second[0], delivered)
 	third := claimDeliveries(t, repo, "crm", "i2", time.Minute, 10)
@@ -275,6 +275,9 @@ func testRedeliver(t *testing.T, repo Repository) {
 	again := claimDeliveries(t, repo, "crm", "i", time.Minute, 10)
 	if len(again) != 1 || again[0].Attempt != 1 || again[0].Event.Cursor != ds[0].Event.Cursor {
 		t.Fatalf("redelivered claim = %+v; want ann's event as a first attempt", again)
+	}
+	if !again[0].RetryFrom.After(again[0].Event.OccurredAt) {
+		t.Errorf("a redelivery's retry window starts at %v, not after its event (%v): it would be given up at once", again[0].RetryFrom, again[0].Event.OccurredAt)
 	}
 	if n, err := repo.RedeliverDeliveries(ctx, ds[1].Event.Cursor.Seq, "crm"); err != nil || n != 1 {
 		t.Errorf("redeliver a delivered event = %d, %v; want 1", n, err)
