@@ -468,3 +468,56 @@ func cursors(events []feedEvent) []string {
 	}
 	return out
 }
+
+// TestGivenUpAfterMaxAge: an event the receiver keeps refusing is marked
+// failed once its retry window (the endpoint's max_age) ends, and the same
+// user's next event, held back behind it until then, is delivered.
+func TestGivenUpAfterMaxAge(t *testing.T) {
+	t.Parallel()
+	s := newSuite(t)
+	secret := s.newSigningSecret()
+	rcv := s.newReceiver(secret)
+	var mu sync.Mutex
+	refused := "" // the first event's webhook-id
+	rcv.setAnswer(func(h *hit, _ *http.Request) int {
+		mu.Lock()
+		defer mu.Unlock()
+		if refused == "" {
+			refused = h.id
+		}
+		if h.id == refused {
+			return http.StatusInternalServerError
+		}
+		return http.StatusOK
+	})
+	ep := s.endpoint("crm", rcv.URL(), allKinds(), 5*time.Second, secret)
+	ep.MaxAge = 2 * time.Second
+	c := s.start(setup{endpoints: []webhook.Endpoint{ep}})
+	c.waitRegistered(t, "crm")
+	c.putTokens(t, 0, "stuck", "gitlab", false)
+	c.putTokens(t, 0, "stuck", "gitlab", false)
+	feed, _ := c.feedUntil(t, 0, "", 2, 10)
+	want := idsOf(t, feed)
+	rcv.waitAccepted(t, want[1:])
+	var state string
+	var attempts int
+	if err := c.run.DB.QueryRow(context.Background(), `SELECT state, attempts FROM deliveries WHERE target = 'crm' AND 'ev_' || event_id = $1`,
+		want[0]).Scan(&state, &attempts); err != nil {
+		t.Fatal(err)
+	}
+	if state != "failed" || attempts < 2 {
+		t.Errorf("the refused event's delivery is %s after %d attempts, want failed after retries", state, attempts)
+	}
+	hits, _ := rcv.snapshot()
+	for i, h := range hits {
+		if h.id == want[1] && slices.ContainsFunc(hits[i:], func(h hit) bool { return h.id == want[0] }) {
+			t.Errorf("the user's second event was sent while the first was still being retried")
+			break
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if refused != want[0] {
+		t.Errorf("the first request was for %s, want the first event %s", refused, want[0])
+	}
+}
