@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"slices"
 	"sort"
@@ -519,5 +520,53 @@ func TestGivenUpAfterMaxAge(t *testing.T) {
 	defer mu.Unlock()
 	if refused != want[0] {
 		t.Errorf("the first request was for %s, want the first event %s", refused, want[0])
+	}
+}
+
+// TestStopWaitsForTheSendInFlight: stopping an instance (a deploy, not a
+// crash) while it sends lets the send finish and records its outcome, so
+// the event is not sent again.
+func TestStopWaitsForTheSendInFlight(t *testing.T) {
+	t.Parallel()
+	s := newSuite(t)
+	secret := s.newSigningSecret()
+	rcv := s.newReceiver(secret)
+	held := make(chan struct{}, 1)
+	apiAddr := make(chan string, 1)
+	rcv.setAnswer(func(*hit, *http.Request) int {
+		held <- struct{}{}
+		// Answer once the stop is under way: it closes the API first.
+		addr := <-apiAddr
+		for {
+			conn, err := net.DialTimeout("tcp", addr, time.Second)
+			if err != nil {
+				return http.StatusOK
+			}
+			_ = conn.Close()
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	c := s.start(setup{endpoints: []webhook.Endpoint{s.endpoint("crm", rcv.URL(), allKinds(), 30*time.Second, secret)}})
+	c.waitRegistered(t, "crm")
+	c.putTokens(t, 0, "deployed", "gitlab", false)
+	select {
+	case <-held:
+	case <-time.After(within):
+		t.Fatal("the delivery never arrived")
+	}
+	apiAddr <- strings.TrimPrefix(c.run.Instances[0].URL, "http://")
+	if err := c.run.Instances[0].Stop(context.Background()); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	var state string
+	var attempts int
+	if err := c.run.DB.QueryRow(context.Background(), `SELECT state, attempts FROM deliveries WHERE target = 'crm'`).Scan(&state, &attempts); err != nil {
+		t.Fatal(err)
+	}
+	if state != "delivered" || attempts != 1 {
+		t.Errorf("after the stop the delivery is %s after %d attempts, want delivered after 1", state, attempts)
+	}
+	if hits, _ := rcv.snapshot(); len(hits) != 1 || hits[0].status != http.StatusOK {
+		t.Errorf("the receiver got %d requests, want 1 answered 200", len(hits))
 	}
 }
