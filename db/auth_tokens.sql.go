@@ -117,7 +117,13 @@ func (q *Queries) ClaimDueRefreshes(ctx context.Context, db DBTX, arg ClaimDueRe
 }
 
 const deleteAuthTokens = `-- name: DeleteAuthTokens :execrows
-DELETE FROM auth_tokens WHERE user_id = $1 AND provider = $2
+WITH target AS (
+    SELECT t.user_id, t.provider FROM auth_tokens AS t
+    WHERE t.user_id = $1 AND t.provider = $2
+    FOR UPDATE
+)
+DELETE FROM auth_tokens AS a USING target
+WHERE a.user_id = target.user_id AND a.provider = target.provider
 `
 
 type DeleteAuthTokensParams struct {
@@ -125,6 +131,12 @@ type DeleteAuthTokensParams struct {
 	Provider string
 }
 
+// The row is locked first (the CTE runs before the DELETE reaches the row),
+// so that the transaction id, which orders the events feed, is taken once
+// the row is ours: a plain DELETE takes it before it waits on the row lock
+// of a concurrent write, which may take a later id yet commit first, and the
+// feed would then list this delete before that write although the delete
+// took effect last. (A FOR UPDATE takes the id after the wait.)
 func (q *Queries) DeleteAuthTokens(ctx context.Context, db DBTX, arg DeleteAuthTokensParams) (int64, error) {
 	result, err := db.Exec(ctx, deleteAuthTokens, arg.UserID, arg.Provider)
 	if err != nil {
@@ -134,8 +146,14 @@ func (q *Queries) DeleteAuthTokens(ctx context.Context, db DBTX, arg DeleteAuthT
 }
 
 const deleteAuthTokensReturning = `-- name: DeleteAuthTokensReturning :one
-DELETE FROM auth_tokens WHERE user_id = $1 AND provider = $2
-RETURNING key_id, access_token, refresh_token
+WITH target AS (
+    SELECT t.user_id, t.provider FROM auth_tokens AS t
+    WHERE t.user_id = $1 AND t.provider = $2
+    FOR UPDATE
+)
+DELETE FROM auth_tokens AS a USING target
+WHERE a.user_id = target.user_id AND a.provider = target.provider
+RETURNING a.key_id, a.access_token, a.refresh_token
 `
 
 type DeleteAuthTokensReturningParams struct {
@@ -149,8 +167,8 @@ type DeleteAuthTokensReturningRow struct {
 	RefreshToken []byte
 }
 
-// DeleteAuthTokens, returning the deleted ciphertexts (upstream revocation
-// takes them into the outbox).
+// DeleteAuthTokens (the row locked first, for the same reason), returning
+// the deleted ciphertexts (upstream revocation takes them into the outbox).
 func (q *Queries) DeleteAuthTokensReturning(ctx context.Context, db DBTX, arg DeleteAuthTokensReturningParams) (DeleteAuthTokensReturningRow, error) {
 	row := db.QueryRow(ctx, deleteAuthTokensReturning, arg.UserID, arg.Provider)
 	var i DeleteAuthTokensReturningRow

@@ -11,9 +11,15 @@ import (
 )
 
 const deleteOfflineToken = `-- name: DeleteOfflineToken :execrows
-DELETE FROM offline_tokens WHERE user_id = $1
+WITH target AS (
+    SELECT t.user_id FROM offline_tokens AS t WHERE t.user_id = $1 FOR UPDATE
+)
+DELETE FROM offline_tokens AS o USING target
+WHERE o.user_id = target.user_id
 `
 
+// The row is locked first, as in DeleteAuthTokens (auth_tokens.sql): the
+// transaction id that orders the events feed is taken once the row is ours.
 func (q *Queries) DeleteOfflineToken(ctx context.Context, db DBTX, userID string) (int64, error) {
 	result, err := db.Exec(ctx, deleteOfflineToken, userID)
 	if err != nil {

@@ -107,7 +107,19 @@ WHERE user_id = @user_id AND provider = @provider AND version = @expected_versio
 RETURNING version, created_at, updated_at;
 
 -- name: DeleteAuthTokens :execrows
-DELETE FROM auth_tokens WHERE user_id = @user_id AND provider = @provider;
+-- The row is locked first (the CTE runs before the DELETE reaches the row),
+-- so that the transaction id, which orders the events feed, is taken once
+-- the row is ours: a plain DELETE takes it before it waits on the row lock
+-- of a concurrent write, which may take a later id yet commit first, and the
+-- feed would then list this delete before that write although the delete
+-- took effect last. (A FOR UPDATE takes the id after the wait.)
+WITH target AS (
+    SELECT t.user_id, t.provider FROM auth_tokens AS t
+    WHERE t.user_id = @user_id AND t.provider = @provider
+    FOR UPDATE
+)
+DELETE FROM auth_tokens AS a USING target
+WHERE a.user_id = target.user_id AND a.provider = target.provider;
 
 -- name: ListAuthTokenProviders :many
 SELECT provider, access_token_expires_at, refresh_token_expires_at, access_token_obtained_at,
@@ -200,7 +212,13 @@ WITH marked AS (
 SELECT user_id, provider FROM marked;
 
 -- name: DeleteAuthTokensReturning :one
--- DeleteAuthTokens, returning the deleted ciphertexts (upstream revocation
--- takes them into the outbox).
-DELETE FROM auth_tokens WHERE user_id = @user_id AND provider = @provider
-RETURNING key_id, access_token, refresh_token;
+-- DeleteAuthTokens (the row locked first, for the same reason), returning
+-- the deleted ciphertexts (upstream revocation takes them into the outbox).
+WITH target AS (
+    SELECT t.user_id, t.provider FROM auth_tokens AS t
+    WHERE t.user_id = @user_id AND t.provider = @provider
+    FOR UPDATE
+)
+DELETE FROM auth_tokens AS a USING target
+WHERE a.user_id = target.user_id AND a.provider = target.provider
+RETURNING a.key_id, a.access_token, a.refresh_token;

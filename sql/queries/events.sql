@@ -1,6 +1,11 @@
 -- name: InsertEvents :execrows
 -- Events of one change, in its transaction. Row i takes element i of every
--- array (equally long).
+-- array (equally long). The feed orders events by their transaction's id,
+-- which is the order in which writers of one row took effect only when each
+-- locked the row before its transaction had an id: a SELECT ... FOR UPDATE
+-- takes the id after it waits for the row, a bare UPDATE or DELETE before
+-- (so the write paths lock first: LockReauthRequired, GetAuthTokensForUpdate,
+-- DeleteAuthTokens).
 INSERT INTO events (kind, user_id, provider, reason)
 SELECT unnest(@kinds::text[]), unnest(@user_ids::text[]), unnest(@providers::text[]), unnest(@reasons::text[]);
 

@@ -11,4 +11,10 @@ SELECT * FROM offline_tokens
 WHERE user_id = @user_id;
 
 -- name: DeleteOfflineToken :execrows
-DELETE FROM offline_tokens WHERE user_id = @user_id;
+-- The row is locked first, as in DeleteAuthTokens (auth_tokens.sql): the
+-- transaction id that orders the events feed is taken once the row is ours.
+WITH target AS (
+    SELECT t.user_id FROM offline_tokens AS t WHERE t.user_id = @user_id FOR UPDATE
+)
+DELETE FROM offline_tokens AS o USING target
+WHERE o.user_id = target.user_id;
