@@ -463,67 +463,6 @@ func (q *Queries) UpdateAuthTokens(ctx context.Context, db DBTX, arg UpdateAuthT
 }
 
 const upsertAuthTokens = `-- name: UpsertAuthTokens :one
-INSERT INTO auth_tokens (
-    user_id, provider, key_id, access_token, refresh_token,
-    access_token_expires_at, refresh_token_expires_at, access_token_obtained_at
-) VALUES (
-    $1, $2, $3, $4, $5,
-    $6, $7, $8
-)
-ON CONFLICT (user_id, provider) DO UPDATE SET
-    key_id                   = EXCLUDED.key_id,
-    access_token             = EXCLUDED.access_token,
-    refresh_token            = EXCLUDED.refresh_token,
-    access_token_expires_at  = EXCLUDED.access_token_expires_at,
-    refresh_token_expires_at = EXCLUDED.refresh_token_expires_at,
-    access_token_obtained_at = EXCLUDED.access_token_obtained_at,
-    refresh_lease_owner      = NULL,
-    refresh_lease_until      = NULL,
-    reauth_required          = false,
-    refresh_error            = NULL,
-    next_refresh_at          = NULL,
-    ambiguous_retries        = 0
-RETURNING version, created_at, updated_at
-`
-
-type UpsertAuthTokensParams struct {
-	UserID                string
-	Provider              string
-	KeyID                 string
-	AccessToken           []byte
-	RefreshToken          []byte
-	AccessTokenExpiresAt  *time.Time
-	RefreshTokenExpiresAt *time.Time
-	AccessTokenObtainedAt *time.Time
-}
-
-type UpsertAuthTokensRow struct {
-	Version   int64
-	CreatedAt time.Time
-	UpdatedAt time.Time
-}
-
-// One statement, so concurrent writers of the same (user, provider) end with
-// exactly one row holding one writer's complete values. New tokens from the
-// user start a clean refresh history, and a refresh in flight loses its lease
-// and cannot overwrite them (its fence fails).
-func (q *Queries) UpsertAuthTokens(ctx context.Context, db DBTX, arg UpsertAuthTokensParams) (UpsertAuthTokensRow, error) {
-	row := db.QueryRow(ctx, upsertAuthTokens,
-		arg.UserID,
-		arg.Provider,
-		arg.KeyID,
-		arg.AccessToken,
-		arg.RefreshToken,
-		arg.AccessTokenExpiresAt,
-		arg.RefreshTokenExpiresAt,
-		arg.AccessTokenObtainedAt,
-	)
-	var i UpsertAuthTokensRow
-	err := row.Scan(&i.Version, &i.CreatedAt, &i.UpdatedAt)
-	return i, err
-}
-
-const upsertAuthTokensWithEvent = `-- name: UpsertAuthTokensWithEvent :one
 WITH prior AS (
     SELECT a.reauth_required FROM auth_tokens AS a
     WHERE a.user_id = $1::text AND a.provider = $2::text
@@ -561,7 +500,7 @@ WITH prior AS (
 SELECT version, created_at, updated_at FROM up
 `
 
-type UpsertAuthTokensWithEventParams struct {
+type UpsertAuthTokensParams struct {
 	UserID                string
 	Provider              string
 	KeyID                 string
@@ -576,15 +515,20 @@ type UpsertAuthTokensWithEventParams struct {
 	RecordStored          bool
 }
 
-type UpsertAuthTokensWithEventRow struct {
+type UpsertAuthTokensRow struct {
 	Version   int64
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
 
-// UpsertAuthTokens and its outbox event in one statement (one round trip,
-// no transaction of its own): tokens.recovered when the row it replaces
-// needed re-authorization, else tokens.stored. The CTE prior locks and
+// A PUT: the tokens and their outbox event in one statement (one round
+// trip, no transaction of its own), so concurrent writers of the same
+// (user, provider) end with exactly one row holding one writer's complete
+// values. New tokens from the user start a clean refresh history, and a
+// refresh in flight loses its lease and cannot overwrite them (its fence
+// fails). The event is tokens.recovered when the row it replaces needed
+// re-authorization, else tokens.stored, each written only when
+// record_recovered / record_stored say (the event policy). The CTE prior locks and
 // reads the row before the upsert touches it: the upsert's source row is
 // filtered by a condition on prior (always true: prior has at most one
 // row), an InitPlan that runs before the source produces its row, so
@@ -595,8 +539,8 @@ type UpsertAuthTokensWithEventRow struct {
 // is the one replaced and no refresh can mark the row in between. No prior
 // row: tokens.stored (a concurrent first PUT that wins the insert race
 // stored fresh tokens too).
-func (q *Queries) UpsertAuthTokensWithEvent(ctx context.Context, db DBTX, arg UpsertAuthTokensWithEventParams) (UpsertAuthTokensWithEventRow, error) {
-	row := db.QueryRow(ctx, upsertAuthTokensWithEvent,
+func (q *Queries) UpsertAuthTokens(ctx context.Context, db DBTX, arg UpsertAuthTokensParams) (UpsertAuthTokensRow, error) {
+	row := db.QueryRow(ctx, upsertAuthTokens,
 		arg.UserID,
 		arg.Provider,
 		arg.KeyID,
@@ -610,7 +554,7 @@ func (q *Queries) UpsertAuthTokensWithEvent(ctx context.Context, db DBTX, arg Up
 		arg.RecordRecovered,
 		arg.RecordStored,
 	)
-	var i UpsertAuthTokensWithEventRow
+	var i UpsertAuthTokensRow
 	err := row.Scan(&i.Version, &i.CreatedAt, &i.UpdatedAt)
 	return i, err
 }

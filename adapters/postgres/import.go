@@ -19,7 +19,7 @@ var _ ports.ImportRepository = (*Repository)(nil)
 func (r *Repository) InsertAuthTokensBatch(ctx context.Context, rows []domain.SealedAuthTokens, audit ...domain.AuditEvent) ([]bool, error) {
 	params := make([]db.ImportAuthTokensParams, len(rows))
 	for i, t := range rows {
-		params[i] = db.ImportAuthTokensParams(upsertParams(t))
+		params[i] = upsertParams(t)
 	}
 	return r.insertBatch(ctx, "auth tokens", len(rows), audit, func(ctx context.Context, tx pgx.Tx, each func(int, error)) {
 		r.q.ImportAuthTokens(ctx, tx, params).QueryRow(func(i int, _ int64, err error) { each(i, err) })

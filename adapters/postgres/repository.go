@@ -85,7 +85,7 @@ func (r *Repository) bound(ctx context.Context) (context.Context, context.Cancel
 }
 
 // PutAuthTokens implements ports.TokenRepository: one statement that
-// upserts the row and inserts its event (UpsertAuthTokensWithEvent), in a
+// upserts the row and inserts its event (UpsertAuthTokens), in a
 // transaction only when audit events must commit with it.
 func (r *Repository) PutAuthTokens(ctx context.Context, t domain.SealedAuthTokens, audit ...domain.AuditEvent) (domain.SealedAuthTokens, error) {
 	ctx, cancel := r.bound(ctx)
@@ -93,13 +93,7 @@ func (r *Repository) PutAuthTokens(ctx context.Context, t domain.SealedAuthToken
 	var version int64
 	var created, updated time.Time
 	write := func(conn db.DBTX, e effect) error {
-		p := upsertParams(t)
-		if r.events.Off {
-			row, err := r.q.UpsertAuthTokens(ctx, conn, p)
-			version, created, updated = row.Version, row.CreatedAt, row.UpdatedAt
-			return interpretError(err, e)
-		}
-		row, err := r.q.UpsertAuthTokensWithEvent(ctx, conn, upsertWithEvent(p, r.events))
+		row, err := r.q.UpsertAuthTokens(ctx, conn, upsertWithEvent(upsertParams(t), r.events))
 		version, created, updated = row.Version, row.CreatedAt, row.UpdatedAt
 		return interpretError(err, e)
 	}
@@ -122,8 +116,8 @@ func (r *Repository) PutAuthTokens(ctx context.Context, t domain.SealedAuthToken
 }
 
 // upsertWithEvent is p with the event kinds the policy writes for a PUT.
-func upsertWithEvent(p db.UpsertAuthTokensParams, policy domain.EventPolicy) db.UpsertAuthTokensWithEventParams {
-	return db.UpsertAuthTokensWithEventParams{
+func upsertWithEvent(p db.ImportAuthTokensParams, policy domain.EventPolicy) db.UpsertAuthTokensParams {
+	return db.UpsertAuthTokensParams{
 		UserID: p.UserID, Provider: p.Provider, KeyID: p.KeyID, AccessToken: p.AccessToken, RefreshToken: p.RefreshToken,
 		AccessTokenExpiresAt: p.AccessTokenExpiresAt, RefreshTokenExpiresAt: p.RefreshTokenExpiresAt, AccessTokenObtainedAt: p.AccessTokenObtainedAt,
 		RecoveredKind: string(domain.EventTokensRecovered), StoredKind: string(domain.EventTokensStored),
@@ -409,8 +403,8 @@ func deleted(n int64, err error, e effect) error {
 }
 
 // upsertParams are the columns a PUT (or an import) writes.
-func upsertParams(t domain.SealedAuthTokens) db.UpsertAuthTokensParams {
-	return db.UpsertAuthTokensParams{
+func upsertParams(t domain.SealedAuthTokens) db.ImportAuthTokensParams {
+	return db.ImportAuthTokensParams{
 		UserID:                string(t.User),
 		Provider:              string(t.Provider),
 		KeyID:                 string(t.KeyID),

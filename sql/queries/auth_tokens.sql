@@ -1,34 +1,12 @@
 -- name: UpsertAuthTokens :one
--- One statement, so concurrent writers of the same (user, provider) end with
--- exactly one row holding one writer's complete values. New tokens from the
--- user start a clean refresh history, and a refresh in flight loses its lease
--- and cannot overwrite them (its fence fails).
-INSERT INTO auth_tokens (
-    user_id, provider, key_id, access_token, refresh_token,
-    access_token_expires_at, refresh_token_expires_at, access_token_obtained_at
-) VALUES (
-    @user_id, @provider, @key_id, @access_token, @refresh_token,
-    @access_token_expires_at, @refresh_token_expires_at, @access_token_obtained_at
-)
-ON CONFLICT (user_id, provider) DO UPDATE SET
-    key_id                   = EXCLUDED.key_id,
-    access_token             = EXCLUDED.access_token,
-    refresh_token            = EXCLUDED.refresh_token,
-    access_token_expires_at  = EXCLUDED.access_token_expires_at,
-    refresh_token_expires_at = EXCLUDED.refresh_token_expires_at,
-    access_token_obtained_at = EXCLUDED.access_token_obtained_at,
-    refresh_lease_owner      = NULL,
-    refresh_lease_until      = NULL,
-    reauth_required          = false,
-    refresh_error            = NULL,
-    next_refresh_at          = NULL,
-    ambiguous_retries        = 0
-RETURNING version, created_at, updated_at;
-
--- name: UpsertAuthTokensWithEvent :one
--- UpsertAuthTokens and its outbox event in one statement (one round trip,
--- no transaction of its own): tokens.recovered when the row it replaces
--- needed re-authorization, else tokens.stored. The CTE prior locks and
+-- A PUT: the tokens and their outbox event in one statement (one round
+-- trip, no transaction of its own), so concurrent writers of the same
+-- (user, provider) end with exactly one row holding one writer's complete
+-- values. New tokens from the user start a clean refresh history, and a
+-- refresh in flight loses its lease and cannot overwrite them (its fence
+-- fails). The event is tokens.recovered when the row it replaces needed
+-- re-authorization, else tokens.stored, each written only when
+-- record_recovered / record_stored say (the event policy). The CTE prior locks and
 -- reads the row before the upsert touches it: the upsert's source row is
 -- filtered by a condition on prior (always true: prior has at most one
 -- row), an InitPlan that runs before the source produces its row, so
