@@ -21,14 +21,15 @@ import (
 
 // The database is a throwaway PostgreSQL 15 cluster made with initdb in the
 // run's directory and reached over 127.0.0.1, not the Docker image the
-// tests use: pgbench and tokenstore then reach it the same way (TCP on
-// loopback, no docker-proxy or bridge in between for one side and not the
-// other), and its processes are this machine's, so their CPU time can be
-// read from /proc. Settings are PostgreSQL's defaults (fsync and
-// synchronous_commit on, shared_buffers 128MB), except: pg_stat_statements
-// is loaded, so the run can show which statements each side sent per
-// request (both sides pay its small cost), and max_connections is 200 for
-// the refresh storm's instances.
+// tests use: a container's published port goes through docker-proxy,
+// whose CPU time belongs to neither side and would blur the split, while
+// a local cluster's processes are this machine's, so /proc gives their CPU
+// time; nothing is pulled or built either. Settings are PostgreSQL's
+// defaults (fsync and synchronous_commit on, shared_buffers 128MB),
+// except: pg_stat_statements is loaded, so the run can show which
+// statements each side sent per request (both sides pay its small cost),
+// max_connections is 200 for the refresh storm's instances, and
+// connections are trusted (see startCluster).
 
 const (
 	superuser = "bench"      // initdb's superuser: makes roles and databases, reads statistics

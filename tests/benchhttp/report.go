@@ -323,8 +323,10 @@ func (r *report) printStorm() []target {
 		calls = append(calls, fmt.Sprint(rd.providerCalls))
 		exact = exact && rd.providerCalls == 1
 		wrong += rd.wrongCount
-		r.printf("  round %d: %d provider call(s); %d right answers, %d wrong; p50 %s, p99 %s, max %s", i+1, rd.providerCalls,
-			len(rd.latencies), rd.wrongCount, ms(percentile(lat, 50)), ms(percentile(lat, 99)), ms(percentile(lat, 100)))
+		srv := slices.Clone(rd.server)
+		r.printf("  round %d: %d provider call(s); %d right answers, %d wrong; callers' p50 %s, p99 %s, max %s; the instances' own p99 %s (%d requests logged)",
+			i+1, rd.providerCalls, len(rd.latencies), rd.wrongCount, ms(percentile(lat, 50)), ms(percentile(lat, 99)),
+			ms(percentile(lat, 100)), ms(percentile(srv, 99)), len(srv))
 		for _, w := range rd.wrong {
 			r.printf("    wrong answer: %s", w)
 		}

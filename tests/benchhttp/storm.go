@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,10 +24,11 @@ import (
 // callers' p99 must stay within 300 ms: the refresh itself plus 100 ms for
 // the callers to learn of it. The callers are goroutines of this program
 // (wrk cannot fire one simultaneous burst); their connections are opened
-// by a first burst (not counted) on the still valid token, so the
-// measured latencies do not include TCP set-up. The
-// instances' background refresh worker is off, so only the readers
-// refresh.
+// by a first burst (not counted) on the still valid token, so the measured
+// latencies do not include TCP set-up. The report also gives the
+// instances' own durations from their request logs, which leave out the
+// time the callers waited for a CPU on this machine. The instances'
+// background refresh worker is off, so only the readers refresh.
 
 const (
 	stormInstances = 3
@@ -40,9 +43,14 @@ const (
 // stormRound is one burst's outcome.
 type stormRound struct {
 	providerCalls int64
-	latencies     []time.Duration // of the answers that were right
-	wrong         []string        // answers that were not the refreshed token (at most a few kept)
-	wrongCount    int
+	latencies     []time.Duration // of the answers that were right, as the callers saw them
+	// server is the instances' own durations of the burst's requests (their
+	// request log's duration_ms): the callers' latencies less the time this
+	// program's 600 goroutines waited for a CPU.
+	server     []time.Duration
+	start, end time.Time
+	wrong      []string // answers that were not the refreshed token (at most a few kept)
+	wrongCount int
 }
 
 type stormResult struct {
@@ -166,7 +174,9 @@ func (b *bench) stormPart(ctx context.Context) (*stormResult, error) {
 			return nil, err
 		}
 		calls0, _, _ := fake.state()
+		t0 := time.Now()
 		round := burst(ctx, api, b.caller.credential, instances)
+		round.start, round.end = t0, time.Now()
 		calls1, _, access := fake.state()
 		round.providerCalls = calls1 - calls0
 		// Every answer must be the token of the refresh just made.
@@ -187,7 +197,45 @@ func (b *bench) stormPart(ctx context.Context) (*stormResult, error) {
 		res.rounds = append(res.rounds, round.stormRound)
 	}
 	_, res.reuses, _ = fake.state()
+	for _, in := range instances {
+		in.stop() // its log is complete
+	}
+	for i := range res.rounds {
+		rd := &res.rounds[i]
+		for _, in := range instances {
+			d, err := requestDurations(in.logPath, "GET /v1/users/{user}/providers/{provider}/tokens", rd.start, rd.end)
+			if err != nil {
+				return nil, err
+			}
+			rd.server = append(rd.server, d...)
+		}
+	}
 	return res, nil
+}
+
+// requestDurations reads an instance's request log: the duration_ms of
+// every request to route logged (on completion) between from and to.
+func requestDurations(logPath, route string, from, to time.Time) ([]time.Duration, error) {
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		return nil, err
+	}
+	var out []time.Duration
+	for line := range strings.Lines(string(b)) {
+		var e struct {
+			Time     time.Time `json:"time"`
+			Msg      string    `json:"msg"`
+			Route    string    `json:"route"`
+			Duration float64   `json:"duration_ms"`
+		}
+		if json.Unmarshal([]byte(line), &e) != nil || e.Msg != "request" || e.Route != route {
+			continue
+		}
+		if !e.Time.Before(from) && !e.Time.After(to) {
+			out = append(out, time.Duration(e.Duration*float64(time.Millisecond)))
+		}
+	}
+	return out, nil
 }
 
 type stormAnswer struct {
