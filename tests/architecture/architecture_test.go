@@ -86,11 +86,13 @@ func TestFxOnlyAtTheCompositionRoot(t *testing.T) {
 }
 
 // TestOnlyThePostgresAdapterImportsDB: sqlc's generated package stays behind
-// its adapter, which maps its rows to domain types.
+// its adapter, which maps its rows to domain types. tests/benchhttp (task
+// bench:http) imports it too, to record the statements its methods send and
+// give pgbench the very same ones; it never runs a query through it.
 func TestOnlyThePostgresAdapterImportsDB(t *testing.T) {
 	t.Parallel()
 	for _, p := range list(t) {
-		if p.in("adapters/postgres", "db") {
+		if p.in("adapters/postgres", "db", "tests/benchhttp") {
 			continue
 		}
 		for _, imp := range append(append(p.Imports, p.TestImports...), p.XTestImports...) {
