@@ -181,7 +181,7 @@ func (b *bench) httpScripts(ctx context.Context) (get, put *pgbenchScript, err e
 	if n != users {
 		return nil, nil, fmt.Errorf("%w: %d rows after seeding %d users", errInvalid, n, users)
 	}
-	var row db.UpsertAuthTokensWithEventParams
+	var row db.UpsertAuthTokensParams
 	var exp, rexp, obtained time.Time
 	if err := conn.QueryRow(ctx, `SELECT key_id, access_token, refresh_token, access_token_expires_at,
 			refresh_token_expires_at, access_token_obtained_at FROM auth_tokens WHERE user_id = $1 AND provider = $2`,
@@ -203,7 +203,7 @@ func (b *bench) httpScripts(ctx context.Context) (get, put *pgbenchScript, err e
 	}
 
 	// What adapters/postgres PutAuthTokens sends with the default settings
-	// (events on, audit fail_closed): BEGIN, UpsertAuthTokensWithEvent with
+	// (events on, audit fail_closed): BEGIN, UpsertAuthTokens with
 	// the default event policy, InsertAuditEvents of the one event, COMMIT.
 	// The statement counts of every round check that tokenstore still sends
 	// exactly these.
@@ -215,7 +215,7 @@ func (b *bench) httpScripts(ctx context.Context) (get, put *pgbenchScript, err e
 	put = newScript("put")
 	put.set("uid", random)
 	put.plain("BEGIN")
-	if err := put.add(mustRecord(func(q *db.Queries, c db.DBTX) { _, _ = q.UpsertAuthTokensWithEvent(ctx, c, row) }),
+	if err := put.add(mustRecord(func(q *db.Queries, c db.DBTX) { _, _ = q.UpsertAuthTokens(ctx, c, row) }),
 		map[any]string{userSentinel: "uid"}); err != nil {
 		return nil, nil, err
 	}

@@ -16,7 +16,7 @@
 //     wrk at 32 connections against each instance and pgbench at 32
 //     connections running the same statements: GET a valid token against
 //     GetAuthTokens, PUT against the transaction a PUT sends
-//     (UpsertAuthTokensWithEvent and the audit insert).
+//     (UpsertAuthTokens and the audit insert).
 //   - storm: 3 instances × 200 callers reading one expired token whose
 //     provider (a fake, in this process) answers in 200 ms (storm.go).
 //   - reencrypt: `tokenstore keys rotate` over 100,000 values against

@@ -30,14 +30,14 @@ func TestRecordTakesTheTextFromSqlc(t *testing.T) {
 
 func TestScriptReplacesEveryPlaceholder(t *testing.T) {
 	exp := time.Date(2030, 1, 2, 3, 4, 5, 600000, time.UTC)
-	p := db.UpsertAuthTokensWithEventParams{UserID: userSentinel, Provider: "gitlab", KeyID: "k1",
+	p := db.UpsertAuthTokensParams{UserID: userSentinel, Provider: "gitlab", KeyID: "k1",
 		AccessToken: []byte{0xde, 0xad}, RefreshToken: []byte{0xbe, 0xef},
 		AccessTokenExpiresAt: &exp, RefreshTokenExpiresAt: &exp, AccessTokenObtainedAt: &exp,
 		RecoveredKind: "tokens.recovered", StoredKind: "tokens.stored", RecordRecovered: true, RecordStored: true}
 	sc := newScript("put")
 	sc.set("uid", "random(1, 10)")
 	sc.plain("BEGIN")
-	if err := sc.add(mustRecord(func(q *db.Queries, c db.DBTX) { _, _ = q.UpsertAuthTokensWithEvent(context.Background(), c, p) }),
+	if err := sc.add(mustRecord(func(q *db.Queries, c db.DBTX) { _, _ = q.UpsertAuthTokens(context.Background(), c, p) }),
 		map[any]string{userSentinel: "uid"}); err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func TestScriptReplacesEveryPlaceholder(t *testing.T) {
 	if strings.Count(text, ":uid::text") != 3 {
 		t.Errorf("the user should vary in all three places of the upsert:\n%s", text)
 	}
-	if !strings.Contains(text, "/* sqlc UpsertAuthTokensWithEvent */ WITH prior AS (") || !strings.HasSuffix(text, "COMMIT;\n") {
+	if !strings.Contains(text, "/* sqlc UpsertAuthTokens */ WITH prior AS (") || !strings.HasSuffix(text, "COMMIT;\n") {
 		t.Errorf("script:\n%s", text)
 	}
 	defs := strings.Join(sc.defineArgs(), " ")
@@ -61,7 +61,7 @@ func TestScriptReplacesEveryPlaceholder(t *testing.T) {
 	if strings.Count(defs, "=true") != 1 {
 		t.Errorf("equal constants should share one variable: %s", defs)
 	}
-	if got := strings.Join(sc.names, ","); got != "BEGIN,UpsertAuthTokensWithEvent,COMMIT" {
+	if got := strings.Join(sc.names, ","); got != "BEGIN,UpsertAuthTokens,COMMIT" {
 		t.Errorf("names %s", got)
 	}
 }
@@ -78,8 +78,8 @@ func TestScriptRefusesWhatPgbenchCannotRun(t *testing.T) {
 	if err := sc.add(get, map[any]string{"no such argument": "uid"}); err == nil || !strings.Contains(err.Error(), "sentinel") {
 		t.Errorf("a sentinel no argument matches: err %v", err)
 	}
-	null := db.UpsertAuthTokensWithEventParams{UserID: "u", Provider: "p", KeyID: "k", AccessToken: []byte{1}}
-	up := mustRecord(func(q *db.Queries, c db.DBTX) { _, _ = q.UpsertAuthTokensWithEvent(context.Background(), c, null) })
+	null := db.UpsertAuthTokensParams{UserID: "u", Provider: "p", KeyID: "k", AccessToken: []byte{1}}
+	up := mustRecord(func(q *db.Queries, c db.DBTX) { _, _ = q.UpsertAuthTokens(context.Background(), c, null) })
 	if err := newScript("x").add(up, nil); err == nil || !strings.Contains(err.Error(), "NULL") {
 		t.Errorf("a NULL argument: err %v", err)
 	}
