@@ -394,7 +394,12 @@ func (h *Health) Check(ctx context.Context) error {
 		return fmt.Errorf("database unreachable: %w", domain.ErrStorageUnavailable)
 	}
 	current, latest, err := SchemaVersions(ctx, h.pool)
-	if err != nil {
+	switch {
+	case err != nil && ctx.Err() != nil:
+		// database/sql reports a deadline as "bad connection": say what
+		// happened.
+		return fmt.Errorf("cannot read the schema version: the database did not answer within 2s: %w", domain.ErrStorageUnavailable)
+	case err != nil:
 		return fmt.Errorf("cannot read the schema version: %w", err)
 	}
 	// A newer schema is fine: during a rolling deploy the first new instance
