@@ -55,8 +55,12 @@ func (b *bench) httpPart(ctx context.Context) (*httpResult, error) {
 		return nil, err
 	}
 	base := func() serverConfig {
+		database := map[string]any{"url": url}
+		if b.maxConns > 0 {
+			database["max_conns"] = b.maxConns
+		}
 		return serverConfig{
-			"database":  map[string]any{"url": url},
+			"database":  database,
 			"keys":      []string{key.Encode()},
 			"callers":   []any{b.caller.entry},
 			"providers": []any{map[string]any{"name": provider, "refresh": false}},
@@ -76,6 +80,9 @@ func (b *bench) httpPart(ctx context.Context) (*httpResult, error) {
 
 	progress("seeding %d users through PUT .../tokens", users)
 	res := &httpResult{poolSize: poolSize(defaults.logPath)}
+	if b.maxConns > 0 {
+		res.poolSize += ", set by BENCH_MAX_CONNS"
+	}
 	t0 := time.Now()
 	if err := b.seedUsers(ctx, defaults, provider); err != nil {
 		return nil, fmt.Errorf("seeding: %w", err)

@@ -28,7 +28,9 @@
 // side once before the rounds, not counted), BENCH_ONLY (http, storm,
 // reencrypt: a comma-separated subset), BENCH_PG_BIN (PostgreSQL 15's bin
 // directory, default /usr/lib/postgresql/15/bin), BENCH_KEEP=1 (keep the
-// run's directory: configs, logs, pgbench scripts). Flag -bin names the
+// run's directory: configs, logs, pgbench scripts), BENCH_MAX_CONNS (the
+// http part's database.max_conns, 1 to 1000; default tokenstore's own, to
+// compare pool sizes). Flag -bin names the
 // tokenstore binary (task bench:http builds bin/tokenstore first).
 package main
 
@@ -73,6 +75,7 @@ type settings struct {
 	bin, pgBin       string
 	duration, warmup time.Duration
 	rounds           int
+	maxConns         int // 0: tokenstore's default
 	parts            []string
 	keep             bool
 }
@@ -100,6 +103,13 @@ func settingsFromEnv(bin string, getenv func(string) string) (settings, error) {
 			return s, fmt.Errorf("BENCH_ROUNDS=%q: give a number of rounds from 1 to 20", v)
 		}
 		s.rounds = n
+	}
+	if v := getenv("BENCH_MAX_CONNS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return s, fmt.Errorf("BENCH_MAX_CONNS=%q: give a pool size from 1 to 1000 (database.max_conns), or nothing for tokenstore's default", v)
+		}
+		s.maxConns = n
 	}
 	if v := getenv("BENCH_ONLY"); v != "" {
 		s.parts = nil

@@ -193,6 +193,9 @@ stays and an ERROR line names the missing key ids.
 	// A broken log stream must not stop the server: see LogStream.
 	ignoreBrokenPipes()
 	logs := NewLogStream(env.Stderr, env.Stdout)
+	// Buffered (see LogStream): whatever way serve returns, its lines are
+	// out before main prints the error, if any, and exits.
+	defer logs.Close()
 	cfg, log, err := flags.load(env, logs, true)
 	if err != nil {
 		return err

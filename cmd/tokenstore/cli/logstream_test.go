@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,8 +18,11 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/fx"
+
 	"github.com/tokenstore/tokenstore/cmd/tokenstore/cli"
 	"github.com/tokenstore/tokenstore/tests/testdb"
+	"github.com/tokenstore/tokenstore/tests/testlog"
 )
 
 var (
@@ -248,22 +252,208 @@ func TestLogStreamCountsAndReports(t *testing.T) {
 	var notice bytes.Buffer
 	s := cli.NewLogStream(failingWriter{}, &notice)
 	for range 3 {
-		if _, err := s.Write([]byte("line\n")); err == nil {
-			t.Fatal("Write hid the failure from the handler")
+		if n, err := s.Write([]byte("line\n")); n != 5 || err != nil {
+			t.Fatalf("Write = %d, %v: a failure is counted, never returned", n, err)
 		}
 	}
 	if n, last := s.Failures(); n != 3 || !strings.Contains(last, "no space") {
-		t.Errorf("Failures() = %d, %q", n, last)
+		t.Errorf("Failures() = %d, %q, want the 3 lines buffered before it counted", n, last)
 	}
 	if c := strings.Count(notice.String(), "writing the log failed"); c != 1 {
 		t.Errorf("%d notices, want 1:\n%s", c, notice.String())
 	}
-	var ok bytes.Buffer
-	if _, err := cli.NewLogStream(&ok, io.Discard).Write([]byte("fine\n")); err != nil || ok.String() != "fine\n" {
-		t.Errorf("a working stream: %v %q", err, ok.String())
+	var ok testlog.Buffer
+	w := cli.NewLogStream(&ok, io.Discard)
+	defer w.Close()
+	if _, err := w.Write([]byte("fine\n")); err != nil {
+		t.Fatal(err)
 	}
+	if err := w.Flush(); err != nil || ok.String() != "fine\n" {
+		t.Errorf("a working stream after Flush: %v %q", err, ok.String())
+	}
+}
+
+// TestServeWritesEveryRequestLine: serve's log is buffered, yet once serve
+// returns (its context cancelled, as SIGTERM does) every request it
+// answered has its line, and the shutdown lines follow.
+// The lines wait an hour unless flushed, so only the flush at the end can
+// have written the last of them. Not parallel: it sets SetLogFlushEvery.
+func TestServeWritesEveryRequestLine(t *testing.T) {
+	defer cli.SetLogFlushEvery(time.Hour)()
+	callers, cred := callersJSON(t, "svc")
+	addr := freeAddr(t)
+	r := start(t, []string{"serve"}, envOf(map[string]string{
+		"TOKENSTORE_DATABASE_URL": testdb.NewDSN(t),
+		"TOKENSTORE_KEYS":         fernetKey(t),
+		"TOKENSTORE_HTTP_ADDR":    addr,
+		"TOKENSTORE_LOG_FORMAT":   "json",
+		"TOKENSTORE_CALLERS":      callers,
+	}))
+	base := "http://" + addr
+	eventually(t, 60*time.Second, "serve to answer /healthz", func() bool {
+		resp, err := http.Get(base + "/healthz")
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	const requests = 200
+	ids := make([]string, requests)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("logtest-%03d", i)
+		req, err := http.NewRequest(http.MethodGet, base+"/v1/users/u1/providers", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+cred)
+		req.Header.Set("X-Request-Id", ids[i])
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET providers: %d", resp.StatusCode)
+		}
+	}
+	r.cancel()
+	if err := r.wait(t); err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	seen := map[string]bool{}
+	var last string
+	for _, m := range logLines(t, r.stderr.String()) {
+		if m["msg"] == "request" {
+			id, _ := m["request_id"].(string)
+			seen[id] = true
+		}
+		last, _ = m["msg"].(string)
+	}
+	for _, id := range ids {
+		if !seen[id] {
+			t.Errorf("no request line for %s", id)
+		}
+	}
+	if last == "request" || last == "" {
+		t.Errorf("the log ends with %q: want the shutdown lines after the requests", last)
+	}
+}
+
+// TestLogStreamBuffers: lines wait for the timer, a full buffer, a line
+// at WARN or above, Flush or Close; after Close they are written at once.
+// Not parallel: it sets SetLogFlushEvery.
+func TestLogStreamBuffers(t *testing.T) {
+	defer cli.SetLogFlushEvery(time.Hour)()
+	var out testlog.Buffer
+	s := cli.NewLogStream(&out, io.Discard)
+	log := cli.NewLogger(cli.LogConfig{Format: "json", Level: "info"}, s)
+	log.Info("first")
+	log.With("k", "v").WithGroup("g").Info("second")
+	if out.String() != "" {
+		t.Fatalf("written before any flush:\n%s", out.String())
+	}
+	log.With("k", "v").WithGroup("g").Warn("third")
+	lines := logLines(t, out.String())
+	if len(lines) != 3 || lines[0]["msg"] != "first" || lines[2]["msg"] != "third" {
+		t.Fatalf("after a WARN line, want the 3 lines in order:\n%s", out.String())
+	}
+	log.Info("fourth")
+	log.Error("fifth")
+	if n := len(logLines(t, out.String())); n != 5 {
+		t.Fatalf("after an ERROR line, %d lines, want 5", n)
+	}
+
+	// A full buffer is written without waiting: 64 KiB of 1 KiB lines.
+	line := strings.Repeat("x", 1023) + "\n"
+	for range 65 {
+		_, _ = s.Write([]byte(line))
+	}
+	if n := strings.Count(out.String(), line); n < 64 {
+		t.Errorf("%d of 65 1 KiB lines written, want the buffer's 64 written when full", n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out.String(), line); n != 65 {
+		t.Errorf("%d of 65 lines written after Close", n)
+	}
+	_, _ = s.Write([]byte("after close\n"))
+	if !strings.HasSuffix(out.String(), "after close\n") {
+		t.Errorf("a line after Close was not written at once")
+	}
+}
+
+// TestLogStreamFlushesOnItsOwn: a buffered line is written within the
+// flush interval with nothing else happening.
+func TestLogStreamFlushesOnItsOwn(t *testing.T) {
+	t.Parallel()
+	var out testlog.Buffer
+	s := cli.NewLogStream(&out, io.Discard)
+	defer s.Close()
+	for i := range 2 { // twice: the timer is armed again after it fired
+		msg := fmt.Sprintf("line %d\n", i)
+		_, _ = s.Write([]byte(msg))
+		eventually(t, 10*time.Second, "the timer to flush "+msg, func() bool { return strings.HasSuffix(out.String(), msg) })
+	}
+}
+
+// TestLogStreamCountsLinesLost: a write that fails partway counts the lines
+// whose newline was not written.
+func TestLogStreamCountsLinesLost(t *testing.T) {
+	t.Parallel()
+	s := cli.NewLogStream(&shortWriter{n: len("one\ntw")}, io.Discard)
+	for _, l := range []string{"one\n", "two\n", "three\n"} {
+		_, _ = s.Write([]byte(l))
+	}
+	if n, last := s.Failures(); n != 2 || last == "" {
+		t.Errorf("Failures() = %d, %q, want 2 lines lost (two, three)", n, last)
+	}
+}
+
+// shortWriter writes n bytes, then fails.
+type shortWriter struct{ n int }
+
+func (w *shortWriter) Write(p []byte) (int, error) {
+	if len(p) <= w.n {
+		w.n -= len(p)
+		return len(p), nil
+	}
+	n := w.n
+	w.n = 0
+	return n, syscall.EIO
 }
 
 type failingWriter struct{}
 
 func (failingWriter) Write([]byte) (int, error) { return 0, syscall.ENOSPC }
+
+// TestGraphFlushesLogsOnStop: the fx graph's last stop hook writes out the
+// log stream, so the lines its other stop hooks log are out once Stop
+// returns, with no Close. Not parallel: it sets SetLogFlushEvery.
+func TestGraphFlushesLogsOnStop(t *testing.T) {
+	defer cli.SetLogFlushEvery(time.Hour)()
+	var out testlog.Buffer
+	s := cli.NewLogStream(&out, io.Discard)
+	defer s.Close()
+	log := cli.NewLogger(cli.LogConfig{Format: "json", Level: "info"}, s)
+	cfg := validConfig(t)
+	cfg.Database.URL, cfg.Migrate, cfg.HTTP.Addr = testdb.NewDSN(t), true, "127.0.0.1:0"
+	app := cli.NewApp(cfg, log, cli.WithLogStream(s), fx.Invoke(func(lc fx.Lifecycle) {
+		// Registered after every hook of the graph: stopped first.
+		lc.Append(fx.StopHook(func() { log.Info("a stop hook's line") }))
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := app.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	text := out.String()
+	if !strings.Contains(text, `"msg":"listening"`) || !strings.Contains(text, `"msg":"a stop hook's line"`) {
+		t.Errorf("after Stop, the log lacks the start or stop lines:\n%s", text)
+	}
+}

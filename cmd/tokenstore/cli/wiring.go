@@ -47,6 +47,10 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 		fx.WithLogger(fxLogger(log)),
 		fx.Supply(log, cfg, cfg.Database, cfg.Keys, cfg.OAuth, cfg.Worker, cfg.HTTP, cfg.Callers, cfg.Metrics,
 			cfg.Database.Options(), cfg.KeyringHeartbeat),
+		// The log stream buffers lines (see LogStream): its stop hook,
+		// registered first, runs last and writes out what every other stop
+		// hook logged.
+		fx.Invoke(flushLogsOnStop),
 
 		// Observability: the metrics (served on their own listener, below)
 		// and the tracer provider (the OTEL_* variables' exporter, or
@@ -343,6 +347,21 @@ type readinessIn struct {
 
 func newReadiness(in readinessIn) httpapi.Checker {
 	return readiness{db: in.DB, keys: in.Keys, logs: in.Logs, clock: in.Clock, audit: in.Audit}
+}
+
+// logStreamIn is serve's *LogStream; tests that log to a buffer have none.
+type logStreamIn struct {
+	fx.In
+	Logs *LogStream `optional:"true"`
+}
+
+// flushLogsOnStop flushes the log stream, when there is one, as the graph's
+// last stop step.
+func flushLogsOnStop(lc fx.Lifecycle, in logStreamIn) {
+	if in.Logs == nil {
+		return
+	}
+	lc.Append(fx.StopHook(in.Logs.Flush))
 }
 
 // withLogStream gives the graph the server's log stream, for /readyz.
