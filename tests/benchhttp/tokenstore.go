@@ -23,7 +23,7 @@ import (
 // Each tokenstore instance is the built binary (bin/tokenstore serve), as
 // deployed, configured by a config file of its own: only what the
 // benchmark needs is set, everything else is tokenstore's default (pool
-// size max(4, CPUs), audit fail_closed, events on, JSON request log, which
+// size postgres.DefaultMaxConns, audit fail_closed, events on, JSON request log, which
 // goes to a file here as it would to a log collector's pipe). The
 // environment's TOKENSTORE_* and OTEL_* variables are not passed on, so
 // nothing from the caller's shell changes what is measured.

@@ -101,7 +101,7 @@ type setting struct {
 func (c *Config) settings() []setting {
 	return []setting{
 		{key: "database.url", to: &c.Database.URL, help: "PostgreSQL URL, postgres://user:password@host:5432/dbname (required; never logged with its password)"},
-		{key: "database.max_conns", to: &c.Database.MaxConns, help: "connection pool size; instances × this must stay under PostgreSQL's max_connections (100 by default)", def: "max(4, CPUs)", max: postgres.MaxPoolConns},
+		{key: "database.max_conns", to: &c.Database.MaxConns, help: "connection pool size; instances × this must stay under PostgreSQL's max_connections (100 by default)", def: strconv.Itoa(postgres.DefaultMaxConns) + " (or the URL's pool_max_conns)", max: postgres.MaxPoolConns},
 		{key: "database.lock_timeout", to: &c.Database.LockTimeout, help: "how long a write waits for a locked row before answering busy", def: postgres.DefaultLockTimeout},
 		{key: "database.timeout", to: &c.Database.Timeout, help: "deadline of every database call and of connecting at start-up (statement timeout and client deadline); below http.write_timeout, above database.lock_timeout", def: postgres.DefaultTimeout},
 		{key: "database.query_exec_mode", to: &c.Database.QueryExecMode, help: "how statements are sent, pgx's modes: cache_statement (named prepared statements: fastest), cache_describe, describe_exec, exec, simple_protocol; " +

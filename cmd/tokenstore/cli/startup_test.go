@@ -4,10 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
+	"github.com/tokenstore/tokenstore/adapters/postgres"
 	"github.com/tokenstore/tokenstore/tests/testlog"
 )
 
@@ -46,7 +46,7 @@ func TestStartupSummary(t *testing.T) {
 
 	db, _ := line["database"].(map[string]any)
 	want := map[string]any{
-		"max_conns": float64(max(4, runtime.NumCPU())), "lock_timeout": "5s", "timeout": "6s",
+		"max_conns": float64(postgres.DefaultMaxConns), "lock_timeout": "5s", "timeout": "6s",
 		"url": "postgres://u:xxxxx@127.0.0.1:1/tokens",
 	}
 	for k, v := range want {
