@@ -226,23 +226,38 @@ func (w *DeliveryWorker) round(ctx context.Context, t target) (int, error) {
 			}
 		}
 	}
+	// The lease runs from the claim; an attempt must be over before it
+	// lapses, or another instance may send the same event at the same
+	// time (and, for a user's next event, out of order). Taken before the
+	// claim, this instance's deadline falls before the database's.
+	leasedAt := time.Now()
 	claimed, err := w.queue.ClaimDeliveries(ctx, t.name, w.cfg.Owner, t.lease, w.cfg.Concurrency)
 	if err != nil || len(claimed) == 0 {
 		return 0, err
 	}
-	sendCtx := context.WithoutCancel(ctx)
+	// Sends are not cut short by Stop (it waits for them), only by the
+	// lease: the slack after the deadline is for recording the outcome.
+	sendCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), leasedAt.Add(t.lease-w.cfg.LeaseSlack))
+	defer cancel()
+	recordCtx := context.WithoutCancel(ctx)
 	var wg sync.WaitGroup
 	errs := make([]error, len(claimed))
 	for i, d := range claimed {
-		wg.Go(func() { errs[i] = w.deliver(sendCtx, t, d) })
+		wg.Go(func() { errs[i] = w.deliver(sendCtx, recordCtx, t, d) })
 	}
 	wg.Wait()
 	return len(claimed), errors.Join(errs...)
 }
 
-// deliver makes one attempt of d and records its outcome.
-func (w *DeliveryWorker) deliver(ctx context.Context, t target, d domain.Delivery) error {
-	o, gone := t.attempt(ctx, d)
+// deliver makes one attempt of d within sendCtx (its lease) and records
+// its outcome with recordCtx. An attempt whose lease is already over (the
+// claim took that long) is not made: the lease lapses and the delivery is
+// claimed again.
+func (w *DeliveryWorker) deliver(sendCtx, ctx context.Context, t target, d domain.Delivery) error {
+	if sendCtx.Err() != nil {
+		return fmt.Errorf("delivery of %s to %s not attempted: its lease was over before it could start", d.Event.WebhookID(), t.name)
+	}
+	o, gone := t.attempt(sendCtx, d)
 	if gone {
 		n, err := w.queue.MarkEventTargetGone(ctx, t.name, o.Error)
 		if err != nil {

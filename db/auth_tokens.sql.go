@@ -475,7 +475,8 @@ WITH prior AS (
     SELECT $1::text, $2::text, $3::text, $4::bytea, $5::bytea,
         $6::timestamptz, $7::timestamptz,
         $8::timestamptz
-    WHERE (SELECT count(*) FROM prior) < 2
+    FROM (SELECT count(*) AS n FROM prior) AS p
+    WHERE p.n < 2
     ON CONFLICT (user_id, provider) DO UPDATE SET
         key_id                   = EXCLUDED.key_id,
         access_token             = EXCLUDED.access_token,
@@ -528,13 +529,13 @@ type UpsertAuthTokensRow struct {
 // refresh in flight loses its lease and cannot overwrite them (its fence
 // fails). The event is tokens.recovered when the row it replaces needed
 // re-authorization, else tokens.stored, each written only when
-// record_recovered / record_stored say (the event policy). The CTE prior locks and
-// reads the row before the upsert touches it: the upsert's source row is
-// filtered by a condition on prior (always true: prior has at most one
-// row), an InitPlan that runs before the source produces its row, so
-// before the conflict is met. (A prior evaluated after the upsert would
-// meet the row this statement updated and skip it: the condition must
-// stay, and must not be one the planner can fold away.) Under READ
+// record_recovered / record_stored say (the event policy). The CTE prior
+// locks and reads the row before the upsert touches it: the upsert's
+// source row is made from prior's count (a data dependency, and always
+// true: prior has at most one row), so it cannot exist, let alone meet the
+// conflict, before prior has run. (A prior evaluated after the upsert would
+// meet the row this statement updated and skip it: the dependency must
+// stay, and must not be one the planner can drop.) Under READ
 // COMMITTED, FOR UPDATE reads the latest committed version, so the value
 // is the one replaced and no refresh can mark the row in between. No prior
 // row: tokens.stored (a concurrent first PUT that wins the insert race

@@ -103,6 +103,27 @@ func (q *Queries) ClaimDeliveries(ctx context.Context, db DBTX, arg ClaimDeliver
 	return items, nil
 }
 
+const failGoneDeliveries = `-- name: FailGoneDeliveries :execrows
+UPDATE deliveries SET state = 'failed', last_status = 410, last_error = $1,
+    lease_owner = NULL, lease_until = NULL, finished_at = now()
+WHERE target = $2::text AND state = 'pending'
+`
+
+type FailGoneDeliveriesParams struct {
+	LastError string
+	Target    string
+}
+
+// Fails the pending deliveries of an endpoint marked gone with
+// @last_error.
+func (q *Queries) FailGoneDeliveries(ctx context.Context, db DBTX, arg FailGoneDeliveriesParams) (int64, error) {
+	result, err := db.Exec(ctx, failGoneDeliveries, arg.LastError, arg.Target)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const fanOutEvents = `-- name: FanOutEvents :one
 WITH target AS (
     SELECT after_xact, after_id FROM event_targets
@@ -165,6 +186,7 @@ UPDATE deliveries SET
     lease_until     = NULL,
     finished_at     = CASE WHEN $1::text = 'pending' THEN NULL ELSE now() END
 WHERE target = $5::text AND event_id = $6 AND state = 'pending' AND attempts = $7::integer
+  AND retry_from = $8::timestamptz
 `
 
 type FinishDeliveryParams struct {
@@ -175,11 +197,15 @@ type FinishDeliveryParams struct {
 	Target        string
 	EventID       int64
 	Attempt       int32
+	RetryFrom     time.Time
 }
 
 // Records the outcome of attempt @attempt while it is still the latest
 // (another instance has not claimed the delivery again since: a lapsed
-// lease): delivered, failed, or pending again at @next_attempt_at.
+// lease): delivered, failed, or pending again at @next_attempt_at. The
+// fence is the attempt number and the retry window's start: a redelivery
+// restarts attempts at 0 but moves retry_from, so a stalled attempt of
+// before it cannot record over a live one after it.
 func (q *Queries) FinishDelivery(ctx context.Context, db DBTX, arg FinishDeliveryParams) (int64, error) {
 	result, err := db.Exec(ctx, finishDelivery,
 		arg.State,
@@ -189,6 +215,7 @@ func (q *Queries) FinishDelivery(ctx context.Context, db DBTX, arg FinishDeliver
 		arg.Target,
 		arg.EventID,
 		arg.Attempt,
+		arg.RetryFrom,
 	)
 	if err != nil {
 		return 0, err
@@ -330,28 +357,19 @@ func (q *Queries) ListDeliveries(ctx context.Context, db DBTX, arg ListDeliverie
 	return items, nil
 }
 
-const markEventTargetGone = `-- name: MarkEventTargetGone :execrows
-WITH target AS (
-    UPDATE event_targets SET gone_at = now() WHERE name = $2::text
-)
-UPDATE deliveries SET state = 'failed', last_status = 410, last_error = $1,
-    lease_owner = NULL, lease_until = NULL, finished_at = now()
-WHERE target = $2::text AND state = 'pending'
+const markEventTargetGone = `-- name: MarkEventTargetGone :exec
+UPDATE event_targets SET gone_at = now() WHERE name = $1::text
 `
 
-type MarkEventTargetGoneParams struct {
-	LastError string
-	Target    string
-}
-
-// The endpoint answered 410 Gone: mark it, and fail its pending
-// deliveries with @last_error.
-func (q *Queries) MarkEventTargetGone(ctx context.Context, db DBTX, arg MarkEventTargetGoneParams) (int64, error) {
-	result, err := db.Exec(ctx, markEventTargetGone, arg.LastError, arg.Target)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
+// The endpoint answered 410 Gone: mark it (FailGoneDeliveries follows, in
+// the same transaction). A separate statement, run first: it waits for a
+// fan-out holding the endpoint's row, so that the next statement's
+// snapshot sees the deliveries that fan-out queued (one statement's
+// data-modifying CTE would run after its main UPDATE, on an older
+// snapshot, and leave them pending on a gone endpoint).
+func (q *Queries) MarkEventTargetGone(ctx context.Context, db DBTX, target string) error {
+	_, err := db.Exec(ctx, markEventTargetGone, target)
+	return err
 }
 
 const redeliverDeliveries = `-- name: RedeliverDeliveries :execrows
@@ -389,7 +407,7 @@ func (q *Queries) RedeliverDeliveries(ctx context.Context, db DBTX, arg Redelive
 }
 
 const registerEventTarget = `-- name: RegisterEventTarget :exec
-INSERT INTO event_targets (name, url, after_xact, after_id)
+INSERT INTO event_targets (name, url_sha256, after_xact, after_id)
 SELECT $1::text, $2::text, coalesce(max(xact_id), 0), coalesce(max(id), 0)
 FROM (
     SELECT xact_id, id FROM events
@@ -397,13 +415,13 @@ FROM (
     ORDER BY xact_id DESC, id DESC
     LIMIT 1
 ) AS feed_end
-ON CONFLICT (name) DO UPDATE SET url = excluded.url, gone_at = NULL
-WHERE event_targets.url <> excluded.url
+ON CONFLICT (name) DO UPDATE SET url_sha256 = excluded.url_sha256, gone_at = NULL
+WHERE event_targets.url_sha256 <> excluded.url_sha256
 `
 
 type RegisterEventTargetParams struct {
-	Name string
-	Url  string
+	Name      string
+	UrlSha256 string
 }
 
 // A webhook endpoint's fan-out position, created at the feed's current end
@@ -411,6 +429,6 @@ type RegisterEventTargetParams struct {
 // serves the endpoint; later calls change nothing but a new URL, which
 // also clears gone_at (the configuration changed).
 func (q *Queries) RegisterEventTarget(ctx context.Context, db DBTX, arg RegisterEventTargetParams) error {
-	_, err := db.Exec(ctx, registerEventTarget, arg.Name, arg.Url)
+	_, err := db.Exec(ctx, registerEventTarget, arg.Name, arg.UrlSha256)
 	return err
 }

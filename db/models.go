@@ -75,7 +75,7 @@ type Event struct {
 
 type EventTarget struct {
 	Name      string
-	Url       string
+	UrlSha256 string
 	AfterXact int64
 	AfterID   int64
 	GoneAt    *time.Time

@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -19,10 +21,13 @@ var (
 )
 
 // RegisterEventTarget implements ports.DeliveryQueue.
+// The URL is stored as its SHA-256 (event_targets.url_sha256): enough to
+// see it change, and a URL's query may hold the receiver's own token.
 func (r *Repository) RegisterEventTarget(ctx context.Context, target, url string) error {
 	ctx, cancel := r.bound(ctx)
 	defer cancel()
-	if err := r.q.RegisterEventTarget(ctx, r.pool, db.RegisterEventTargetParams{Name: target, Url: url}); err != nil {
+	sum := sha256.Sum256([]byte(url))
+	if err := r.q.RegisterEventTarget(ctx, r.pool, db.RegisterEventTargetParams{Name: target, UrlSha256: hex.EncodeToString(sum[:])}); err != nil {
 		return fmt.Errorf("register event target %s: %w", target, interpretError(err, mayHaveApplied))
 	}
 	return nil
@@ -32,9 +37,17 @@ func (r *Repository) RegisterEventTarget(ctx context.Context, target, url string
 func (r *Repository) MarkEventTargetGone(ctx context.Context, target, lastError string) (int64, error) {
 	ctx, cancel := r.bound(ctx)
 	defer cancel()
-	n, err := r.q.MarkEventTargetGone(ctx, r.pool, db.MarkEventTargetGoneParams{Target: target, LastError: lastError})
+	var n int64
+	err := withTx(ctx, r.pool, func(tx pgx.Tx) error {
+		if err := r.q.MarkEventTargetGone(ctx, tx, target); err != nil {
+			return interpretError(err, noEffect)
+		}
+		var err error
+		n, err = r.q.FailGoneDeliveries(ctx, tx, db.FailGoneDeliveriesParams{Target: target, LastError: lastError})
+		return interpretError(err, noEffect)
+	})
 	if err != nil {
-		return 0, fmt.Errorf("mark event target %s gone: %w", target, interpretError(err, mayHaveApplied))
+		return 0, fmt.Errorf("mark event target %s gone: %w", target, err)
 	}
 	return n, nil
 }
@@ -81,7 +94,7 @@ func (r *Repository) ClaimDeliveries(ctx context.Context, target, owner string, 
 				Reason: row.Reason, OccurredAt: row.OccurredAt,
 			},
 		}
-		if row.KeyID != nil {
+		if row.KeyID != nil && row.Target == domain.RevocationTarget { // never down a webhook's path
 			d.Tokens = &domain.SealedRevocation{KeyID: domain.KeyID(*row.KeyID), AccessToken: row.AccessToken, RefreshToken: row.RefreshToken}
 		}
 		out[i] = d
@@ -96,7 +109,7 @@ func (r *Repository) FinishDelivery(ctx context.Context, d domain.Delivery, o do
 	recorded := false
 	err := withTx(ctx, r.pool, func(tx pgx.Tx) error {
 		n, err := r.q.FinishDelivery(ctx, tx, db.FinishDeliveryParams{
-			Target: d.Target, EventID: d.Event.Cursor.Seq, Attempt: int32(d.Attempt),
+			Target: d.Target, EventID: d.Event.Cursor.Seq, Attempt: int32(d.Attempt), RetryFrom: d.RetryFrom,
 			State: string(o.State), NextAttemptAt: o.NextAttemptAt,
 			LastStatus: int32(o.Status), LastError: o.Error,
 		})

@@ -54,7 +54,7 @@ CREATE INDEX events_by_key ON events (key_id) WHERE key_id IS NOT NULL;
 
 CREATE TABLE event_targets (
     name       text        PRIMARY KEY CHECK (name <> '' AND length(name) <= 64),
-    url        text        NOT NULL,
+    url_sha256 text        NOT NULL, -- hex SHA-256 of the endpoint's URL, to see it change (a URL's query may hold the receiver's token: not stored)
     after_xact bigint      NOT NULL,
     after_id   bigint      NOT NULL,
     gone_at    timestamptz, -- the endpoint answered 410 Gone: nothing is sent until its URL changes or an operator redelivers
@@ -91,6 +91,9 @@ CREATE INDEX deliveries_failed ON deliveries (target) WHERE state = 'failed';
 CREATE INDEX deliveries_by_event ON deliveries (event_id);
 
 -- +goose Down
+-- 00011's check cannot hold an access token without a refresh token: the
+-- kept tokens are dropped (their revocations are abandoned).
+UPDATE events SET key_id = NULL, access_token = NULL, refresh_token = NULL WHERE key_id IS NOT NULL;
 DROP TABLE deliveries;
 DROP TABLE event_targets;
 DROP INDEX events_by_key;

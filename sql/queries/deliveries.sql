@@ -3,23 +3,29 @@
 -- (the last event of a finished transaction) the first time an instance
 -- serves the endpoint; later calls change nothing but a new URL, which
 -- also clears gone_at (the configuration changed).
-INSERT INTO event_targets (name, url, after_xact, after_id)
-SELECT @name::text, @url::text, coalesce(max(xact_id), 0), coalesce(max(id), 0)
+INSERT INTO event_targets (name, url_sha256, after_xact, after_id)
+SELECT @name::text, @url_sha256::text, coalesce(max(xact_id), 0), coalesce(max(id), 0)
 FROM (
     SELECT xact_id, id FROM events
     WHERE xact_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
     ORDER BY xact_id DESC, id DESC
     LIMIT 1
 ) AS feed_end
-ON CONFLICT (name) DO UPDATE SET url = excluded.url, gone_at = NULL
-WHERE event_targets.url <> excluded.url;
+ON CONFLICT (name) DO UPDATE SET url_sha256 = excluded.url_sha256, gone_at = NULL
+WHERE event_targets.url_sha256 <> excluded.url_sha256;
 
--- name: MarkEventTargetGone :execrows
--- The endpoint answered 410 Gone: mark it, and fail its pending
--- deliveries with @last_error.
-WITH target AS (
-    UPDATE event_targets SET gone_at = now() WHERE name = @target::text
-)
+-- name: MarkEventTargetGone :exec
+-- The endpoint answered 410 Gone: mark it (FailGoneDeliveries follows, in
+-- the same transaction). A separate statement, run first: it waits for a
+-- fan-out holding the endpoint's row, so that the next statement's
+-- snapshot sees the deliveries that fan-out queued (one statement's
+-- data-modifying CTE would run after its main UPDATE, on an older
+-- snapshot, and leave them pending on a gone endpoint).
+UPDATE event_targets SET gone_at = now() WHERE name = @target::text;
+
+-- name: FailGoneDeliveries :execrows
+-- Fails the pending deliveries of an endpoint marked gone with
+-- @last_error.
 UPDATE deliveries SET state = 'failed', last_status = 410, last_error = @last_error,
     lease_owner = NULL, lease_until = NULL, finished_at = now()
 WHERE target = @target::text AND state = 'pending';
@@ -102,7 +108,10 @@ RETURNING d.target, d.event_id, d.xact_id, d.attempts, d.retry_from,
 -- name: FinishDelivery :execrows
 -- Records the outcome of attempt @attempt while it is still the latest
 -- (another instance has not claimed the delivery again since: a lapsed
--- lease): delivered, failed, or pending again at @next_attempt_at.
+-- lease): delivered, failed, or pending again at @next_attempt_at. The
+-- fence is the attempt number and the retry window's start: a redelivery
+-- restarts attempts at 0 but moves retry_from, so a stalled attempt of
+-- before it cannot record over a live one after it.
 UPDATE deliveries SET
     state           = @state::text,
     next_attempt_at = CASE WHEN @state::text = 'pending' THEN @next_attempt_at::timestamptz ELSE next_attempt_at END,
@@ -111,7 +120,8 @@ UPDATE deliveries SET
     lease_owner     = NULL,
     lease_until     = NULL,
     finished_at     = CASE WHEN @state::text = 'pending' THEN NULL ELSE now() END
-WHERE target = @target::text AND event_id = @event_id AND state = 'pending' AND attempts = @attempt::integer;
+WHERE target = @target::text AND event_id = @event_id AND state = 'pending' AND attempts = @attempt::integer
+  AND retry_from = @retry_from::timestamptz;
 
 -- name: ForgetRevokedTokens :exec
 -- Clears an event's sealed tokens once revoked.

@@ -3,6 +3,7 @@ package memrepo
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -126,11 +127,11 @@ func (r *Repository) ClaimDeliveries(ctx context.Context, target, owner string, 
 		}
 		d.Attempt++
 		d.LeaseOwner, d.LeaseUntil = owner, now.Add(lease)
-		c := *d
-		if t, ok := o.sealed[d.Event.Cursor.Seq]; ok {
+		// What the PostgreSQL adapter returns of a claim, and no more.
+		c := domain.Delivery{Target: d.Target, Event: d.Event, State: d.State, Attempt: d.Attempt, RetryFrom: d.RetryFrom, LeaseOwner: owner}
+		if t, ok := o.sealed[d.Event.Cursor.Seq]; ok && d.Target == domain.RevocationTarget {
 			c.Tokens = &domain.SealedRevocation{KeyID: t.KeyID, AccessToken: bytes.Clone(t.AccessToken), RefreshToken: bytes.Clone(t.RefreshToken)}
 		}
-		c.LeaseUntil = time.Time{} // as the PostgreSQL adapter returns it
 		out = append(out, c)
 	}
 	return out, nil
@@ -143,9 +144,12 @@ func (r *Repository) FinishDelivery(ctx context.Context, d domain.Delivery, outc
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if _, ok := domain.ParseDeliveryState(string(outcome.State)); !ok {
+		return false, fmt.Errorf("finish delivery: %w: state %q", domain.ErrInvalid, outcome.State) // PostgreSQL's CHECK refuses it
+	}
 	o := &r.outbox
 	cur := o.delivery(d.Target, d.Event.Cursor.Seq)
-	if cur == nil || cur.State != domain.DeliveryPending || cur.Attempt != d.Attempt {
+	if cur == nil || cur.State != domain.DeliveryPending || cur.Attempt != d.Attempt || !cur.RetryFrom.Equal(d.RetryFrom) {
 		return false, nil
 	}
 	now := r.now()

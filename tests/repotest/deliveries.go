@@ -279,6 +279,15 @@ func testRedeliver(t *testing.T, repo Repository) {
 	if !again[0].RetryFrom.After(again[0].Event.OccurredAt) {
 		t.Errorf("a redelivery's retry window starts at %v, not after its event (%v): it would be given up at once", again[0].RetryFrom, again[0].Event.OccurredAt)
 	}
+	// The redelivery restarted the attempts at 1: an attempt from before
+	// it, stalled until now, carries the same number but must not record
+	// over the live one.
+	if finish(t, repo, ds[0], delivered) {
+		t.Error("a stalled attempt from before the redelivery recorded its outcome over the live attempt")
+	}
+	if !finish(t, repo, again[0], delivered) {
+		t.Error("the live attempt's outcome was not recorded")
+	}
 	if n, err := repo.RedeliverDeliveries(ctx, ds[1].Event.Cursor.Seq, "crm"); err != nil || n != 1 {
 		t.Errorf("redeliver a delivered event = %d, %v; want 1", n, err)
 	}
