@@ -108,13 +108,16 @@ func NewDeliveryWorker(cfg DeliveryConfig, svc *TokenService, queue ports.Delive
 // (none: deliveries are queued by the writes themselves), how long a claim
 // is leased, and how one attempt goes.
 type target struct {
-	name     string
-	url      string
-	kinds    []domain.EventKind
-	lease    time.Duration
-	attempt  func(ctx context.Context, d domain.Delivery) (o domain.DeliveryOutcome, gone bool)
-	register bool
+	name    string
+	url     string
+	kinds   []domain.EventKind
+	lease   time.Duration
+	attempt func(ctx context.Context, d domain.Delivery) (o domain.DeliveryOutcome, gone bool)
 }
+
+// endpoint reports whether t is a webhook endpoint, registered and fanned
+// out; the revocation target is neither.
+func (t target) endpoint() bool { return t.kinds != nil }
 
 // Start runs one loop per webhook endpoint, and one for upstream
 // revocation when there is a revoker, until Stop.
@@ -142,7 +145,7 @@ func (w *DeliveryWorker) targets() []target {
 	var out []target
 	for _, ep := range w.endpoints {
 		out = append(out, target{
-			name: ep.Name(), url: ep.URL(), kinds: ep.Kinds(), lease: ep.Timeout() + w.cfg.LeaseSlack, register: true,
+			name: ep.Name(), url: ep.URL(), kinds: ep.Kinds(), lease: ep.Timeout() + w.cfg.LeaseSlack,
 			attempt: func(ctx context.Context, d domain.Delivery) (domain.DeliveryOutcome, bool) {
 				return w.sendWebhook(ctx, ep, d)
 			},
@@ -157,7 +160,7 @@ func (w *DeliveryWorker) targets() []target {
 // loop runs t until ctx ends: a round at once, again at once while rounds
 // find work, else after the poll interval (±20%, so instances drift apart).
 func (w *DeliveryWorker) loop(ctx context.Context, t target) {
-	registered := !t.register
+	registered := !t.endpoint()
 	for {
 		busy := false
 		if !registered {
@@ -197,7 +200,7 @@ func (w *DeliveryWorker) RunOnce(ctx context.Context) (int, error) {
 	total := 0
 	var errs []error
 	for _, t := range w.targets() {
-		if t.register {
+		if t.endpoint() {
 			if err := w.queue.RegisterEventTarget(ctx, t.name, t.url); err != nil {
 				errs = append(errs, err)
 				continue
@@ -215,7 +218,7 @@ func (w *DeliveryWorker) RunOnce(ctx context.Context) (int, error) {
 // outcome; it reports how many it claimed. Sends and records are not cut
 // short by ctx (Stop waits for them).
 func (w *DeliveryWorker) round(ctx context.Context, t target) (int, error) {
-	if t.kinds != nil {
+	if t.endpoint() {
 		for {
 			n, err := w.queue.FanOutEvents(ctx, t.name, t.kinds, fanOutBatch)
 			if err != nil {

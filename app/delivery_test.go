@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -53,18 +54,11 @@ func (e *fakeEndpoint) Send(ctx context.Context, ev domain.Event) (int, error) {
 		err := e.answers[0]
 		e.answers = e.answers[1:]
 		if err != nil {
-			return cmpOr(e.status, 503), err
+			return cmp.Or(e.status, 503), err
 		}
 	}
 	e.received = append(e.received, ev)
 	return 204, nil
-}
-
-func cmpOr(a, b int) int {
-	if a != 0 {
-		return a
-	}
-	return b
 }
 
 func (e *fakeEndpoint) got() []string {

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/tokenstore/tokenstore/adapters/internal/printable"
 	"github.com/tokenstore/tokenstore/domain"
 	"github.com/tokenstore/tokenstore/ports"
 )
@@ -417,7 +418,7 @@ func newTransportError(err error, sc *scrubber) error {
 	if errors.As(err, &ue) {
 		prefix, inner = ue.Op+" "+safeURL(ue.URL)+": ", ue.Err
 	}
-	te.msg = prefix + truncate(sc.cleanOrWithhold(sanitize(inner.Error(), maxScanLen)), maxTransportErrorLen)
+	te.msg = prefix + truncate(sc.cleanOrWithhold(printable.Clip(inner.Error(), maxScanLen)), maxTransportErrorLen)
 	return te
 }
 

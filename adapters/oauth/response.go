@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-json-experiment/json/jsontext"
 
+	"github.com/tokenstore/tokenstore/adapters/internal/printable"
 	"github.com/tokenstore/tokenstore/domain"
 )
 
@@ -307,7 +308,7 @@ func (a answer) describe(provider domain.Provider, sc *scrubber) string {
 	if a.status >= 300 && a.status <= 399 {
 		b.WriteString(" (redirects are not followed: check the configured URL)")
 	}
-	switch code := sanitize(a.code, maxCodeLen); {
+	switch code := printable.Clip(a.code, maxCodeLen); {
 	case code != "" && (registeredCodes[code] || !sc.weak()):
 		code = sc.cleanOrWithhold(code)
 		if isCodeText(code) {
@@ -322,9 +323,9 @@ func (a answer) describe(provider domain.Provider, sc *scrubber) string {
 	}
 	if a.description != "" && !sc.weak() {
 		// Scrub before cutting: cutting first could leave half a secret.
-		// sanitize's own limit only bounds the scrubber's work; what is
+		// printable.Clip's own limit only bounds the scrubber's work; what is
 		// cut there is far beyond what is kept.
-		desc := truncate(sc.cleanOrWithhold(sanitize(a.description, maxScanLen)), maxDescriptionLen)
+		desc := truncate(sc.cleanOrWithhold(printable.Clip(a.description, maxScanLen)), maxDescriptionLen)
 		fmt.Fprintf(&b, ": %q", desc)
 	}
 	// Quoting and the text around the provider's words could complete a

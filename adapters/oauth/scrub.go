@@ -450,23 +450,5 @@ func unhex(c byte) byte {
 	}
 }
 
-// sanitize makes provider text safe to print: invalid UTF-8, control
-// characters (which could forge log lines or hide text on a terminal),
-// format characters (bidirectional overrides, zero-width characters) and
-// line or paragraph separators are removed, and the result is cut to at
-// most n bytes.
-func sanitize(s string, n int) string {
-	s = strings.Map(func(r rune) rune {
-		if isControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) {
-			return -1
-		}
-		return r
-	}, strings.ToValidUTF8(s, ""))
-	if len(s) > n {
-		s = strings.ToValidUTF8(s[:n], "")
-	}
-	return s
-}
-
 // isControl reports whether r is a C0 or C1 control character or DEL.
 func isControl(r rune) bool { return unicode.IsControl(r) }

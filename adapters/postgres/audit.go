@@ -35,16 +35,31 @@ func (r *Repository) RecordAuditEvents(ctx context.Context, events []domain.Audi
 	})
 }
 
+// writeAudited runs one write: alone, as one statement that commits by
+// itself (write runs with mayHaveApplied), when there are no audit events;
+// otherwise in one transaction that also inserts the audit events (write
+// runs with noEffect: only COMMIT may leave the outcome unknown), so the
+// write and its events commit together or not at all.
+func (r *Repository) writeAudited(ctx context.Context, audit []domain.AuditEvent, write func(conn db.DBTX, e effect) error) error {
+	if len(audit) == 0 {
+		return withConn(ctx, r.pool, func(conn db.DBTX) error { return write(conn, mayHaveApplied) })
+	}
+	return withTx(ctx, r.pool, func(tx pgx.Tx) error {
+		if err := write(tx, noEffect); err != nil {
+			return err
+		}
+		return r.recordInTx(ctx, tx, audit)
+	})
+}
+
 // writeWithEvents runs one write, which returns the outbox events of its
-// change: alone, as one statement that commits by itself (write runs with
-// mayHaveApplied), when there are no audit events and the outbox is off;
-// otherwise in one transaction that also inserts the outbox events the
-// policy allows and the audit events (write runs with noEffect: only COMMIT
-// may leave the outcome unknown), so the write and its events commit
-// together or not at all.
+// change: as writeAudited when the outbox is off; otherwise in one
+// transaction that also inserts the outbox events the policy allows and
+// the audit events, so the write and its events commit together or not at
+// all.
 func (r *Repository) writeWithEvents(ctx context.Context, audit []domain.AuditEvent, write func(conn db.DBTX, e effect) ([]domain.Event, error)) error {
-	if len(audit) == 0 && r.events.Off {
-		return withConn(ctx, r.pool, func(conn db.DBTX) error { _, err := write(conn, mayHaveApplied); return err })
+	if r.events.Off {
+		return r.writeAudited(ctx, audit, func(conn db.DBTX, e effect) error { _, err := write(conn, e); return err })
 	}
 	return withTx(ctx, r.pool, func(tx pgx.Tx) error {
 		events, err := write(tx, noEffect)

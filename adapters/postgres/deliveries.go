@@ -88,11 +88,7 @@ func (r *Repository) ClaimDeliveries(ctx context.Context, target, owner string, 
 		d := domain.Delivery{
 			Target: row.Target, State: domain.DeliveryPending, Attempt: int(row.Attempts),
 			RetryFrom: row.RetryFrom, LeaseOwner: owner,
-			Event: domain.Event{
-				Cursor: domain.EventCursor{Xact: uint64(row.XactID), Seq: row.EventID},
-				Kind:   domain.EventKind(row.Kind), User: domain.UserID(row.UserID), Provider: domain.Provider(row.Provider),
-				Reason: row.Reason, OccurredAt: row.OccurredAt,
-			},
+			Event: outboxEvent(row.XactID, row.EventID, row.Kind, row.UserID, row.Provider, row.Reason, row.OccurredAt),
 		}
 		if row.KeyID != nil && row.Target == domain.RevocationTarget { // never down a webhook's path
 			d.Tokens = &domain.SealedRevocation{KeyID: domain.KeyID(*row.KeyID), AccessToken: row.AccessToken, RefreshToken: row.RefreshToken}
@@ -150,11 +146,7 @@ func (r *Repository) ListDeliveries(ctx context.Context, f domain.DeliveryFilter
 			RetryFrom: row.RetryFrom, NextAttemptAt: row.NextAttemptAt,
 			LeaseOwner: deref(row.LeaseOwner), LeaseUntil: deref(row.LeaseUntil),
 			LastStatus: int(row.LastStatus), LastError: row.LastError, FinishedAt: deref(row.FinishedAt),
-			Event: domain.Event{
-				Cursor: domain.EventCursor{Xact: uint64(row.XactID), Seq: row.EventID},
-				Kind:   domain.EventKind(row.Kind), User: domain.UserID(row.UserID), Provider: domain.Provider(row.Provider),
-				Reason: row.Reason, OccurredAt: row.OccurredAt,
-			},
+			Event: outboxEvent(row.XactID, row.EventID, row.Kind, row.UserID, row.Provider, row.Reason, row.OccurredAt),
 		}
 	}
 	return out, nil

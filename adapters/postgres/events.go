@@ -58,14 +58,19 @@ func (r *Repository) ListEvents(ctx context.Context, f domain.EventFilter, after
 	}
 	out := make([]domain.Event, len(rows))
 	for i, row := range rows {
-		out[i] = domain.Event{
-			Cursor: domain.EventCursor{Xact: uint64(row.XactID), Seq: row.ID},
-			Kind:   domain.EventKind(row.Kind), User: domain.UserID(row.UserID), Provider: domain.Provider(row.Provider),
-			Reason: row.Reason, OccurredAt: row.OccurredAt,
-		}
+		out[i] = outboxEvent(row.XactID, row.ID, row.Kind, row.UserID, row.Provider, row.Reason, row.OccurredAt)
 		after = out[i].Cursor
 	}
 	return out, after, nil
+}
+
+// outboxEvent is an events row's columns as a domain.Event.
+func outboxEvent(xact, id int64, kind, user, provider, reason string, at time.Time) domain.Event {
+	return domain.Event{
+		Cursor: domain.EventCursor{Xact: uint64(xact), Seq: id},
+		Kind:   domain.EventKind(kind), User: domain.UserID(user), Provider: domain.Provider(provider),
+		Reason: reason, OccurredAt: at,
+	}
 }
 
 // DeleteExpiredEvents implements ports.EventRetention.

@@ -92,22 +92,11 @@ func (r *Repository) PutAuthTokens(ctx context.Context, t domain.SealedAuthToken
 	defer cancel()
 	var version int64
 	var created, updated time.Time
-	write := func(conn db.DBTX, e effect) error {
+	err := r.writeAudited(ctx, audit, func(conn db.DBTX, e effect) error {
 		row, err := r.q.UpsertAuthTokens(ctx, conn, upsertWithEvent(upsertParams(t), r.events))
 		version, created, updated = row.Version, row.CreatedAt, row.UpdatedAt
 		return interpretError(err, e)
-	}
-	var err error
-	if len(audit) == 0 {
-		err = withConn(ctx, r.pool, func(conn db.DBTX) error { return write(conn, mayHaveApplied) })
-	} else {
-		err = withTx(ctx, r.pool, func(tx pgx.Tx) error {
-			if err := write(tx, noEffect); err != nil {
-				return err
-			}
-			return r.recordInTx(ctx, tx, audit)
-		})
-	}
+	})
 	if err != nil {
 		return domain.SealedAuthTokens{}, fmt.Errorf("store auth tokens: %w", err)
 	}

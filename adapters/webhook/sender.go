@@ -29,8 +29,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
+	"github.com/tokenstore/tokenstore/adapters/internal/printable"
 	"github.com/tokenstore/tokenstore/domain"
 )
 
@@ -238,7 +238,7 @@ func transportError(ep Endpoint, ctx context.Context, err error) error {
 	case ctx.Err() != nil:
 		de.Reason = "cancelled: " + ctx.Err().Error()
 	default:
-		de.Reason = "connection failed: " + sanitize(err.Error(), 200)
+		de.Reason = "connection failed: " + printable.Clip(err.Error(), 200)
 	}
 	return de
 }
@@ -272,19 +272,4 @@ func checkID(id string) error {
 		return errors.New("holds a character other than printable ASCII")
 	}
 	return nil
-}
-
-// sanitize keeps n bytes of printable text of a transport error: it may
-// quote the receiver's bytes.
-func sanitize(s string, n int) string {
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) {
-			return -1
-		}
-		return r
-	}, strings.ToValidUTF8(s, ""))
-	if len(s) > n {
-		s = strings.ToValidUTF8(s[:n], "")
-	}
-	return s
 }

@@ -143,13 +143,10 @@ func NewApp(cfg Config, log *slog.Logger, extra ...fx.Option) *fx.App {
 
 // observedAppConfig is the configuration of the token service, with the
 // metrics as its observer, the tracer provider for its spans and the
-// upstream revoker (nil when no provider revokes on delete).
+// upstream revoker.
 func observedAppConfig(cfg Config, m *metrics.Metrics, tp trace.TracerProvider, revoker *oauth.Revoker) app.Config {
 	c := cfg.App
-	c.Observer, c.TracerProvider = m, tp
-	if revoker != nil {
-		c.Revoker = revoker
-	}
+	c.Observer, c.TracerProvider, c.Revoker = m, tp, revoker
 	return c
 }
 
@@ -164,11 +161,7 @@ func newRevoker(cfg oauth.Config, tp trace.TracerProvider) (*oauth.Revoker, erro
 // newDeliveryWorker delivers events to the webhooks and revocations to
 // the providers.
 func newDeliveryWorker(cfg Config, svc *app.TokenService, queue ports.DeliveryQueue, revoker *oauth.Revoker, log *slog.Logger) *app.DeliveryWorker {
-	var r ports.TokenRevoker
-	if revoker != nil {
-		r = revoker
-	}
-	return app.NewDeliveryWorker(cfg.Delivery, svc, queue, webhook.Targets(cfg.Webhooks, webhook.New()), r, log)
+	return app.NewDeliveryWorker(cfg.Delivery, svc, queue, webhook.Targets(cfg.Webhooks, webhook.New()), revoker, log)
 }
 
 // runDeliveryWorker delivers for the application's life.
