@@ -33,6 +33,8 @@ type fixture struct {
 	repo     *memrepo.Repository
 	provider *fakeProvider
 	audit    *app.Auditor // nil: no audit trail
+	ring     *fernet.Keyring
+	cfg      app.Config // as NewTokenService was given it
 }
 
 // newKeyring is a keyring of one fresh key.
@@ -78,6 +80,7 @@ func newAuditedFixture(t *testing.T, cfg app.Config, mode app.AuditMode) *fixtur
 		f.audit = app.NewAuditor(app.AuditConfig{Mode: mode, Instance: "unit"}, nil, f.repo.Audit())
 		t.Cleanup(func() { _ = f.audit.Stop(context.Background()) })
 	}
+	f.ring, f.cfg = ring, cfg
 	f.svc = app.NewTokenService(cfg, nil, ring, f.repo, f.provider, f.audit)
 	return f
 }

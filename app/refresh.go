@@ -110,6 +110,7 @@ var errLeaseLost = errors.New("refresh lease lost")
 type RefreshCoordinator struct {
 	rows      sealer
 	repo      ports.TokenRepository
+	cache     ports.ReadCache // nil: no read cache
 	refresher ports.TokenRefresher
 	margin    time.Duration
 	margins   map[domain.Provider]time.Duration
@@ -338,7 +339,9 @@ func (c *RefreshCoordinator) RefreshLeased(ctx context.Context, lease domain.Sea
 }
 
 // waitForLease polls the row, holding no lock or connection between polls,
-// until the lease held on it is released, lapses or deadline passes.
+// until the lease held on it is released, lapses or deadline passes. With a
+// read cache it also wakes as soon as a change to the row is heard (the
+// refresh it waits for committed), instead of at the next poll.
 func (c *RefreshCoordinator) waitForLease(ctx context.Context, row domain.SealedAuthTokens, deadline time.Time) (err error) {
 	ctx, span := startSpan(ctx, c.tracer, "RefreshCoordinator.waitForLease", row.Provider)
 	start := time.Now()
@@ -346,6 +349,7 @@ func (c *RefreshCoordinator) waitForLease(ctx context.Context, row domain.Sealed
 		endSpan(span, err)
 		c.obs.LeaseWait(row.Provider, time.Since(start), waitOutcome(err))
 	}()
+	changed := c.changes(row)
 	for {
 		wait := min(c.cfg.PollInterval, time.Until(deadline))
 		if wait <= 0 {
@@ -356,8 +360,11 @@ func (c *RefreshCoordinator) waitForLease(ctx context.Context, row domain.Sealed
 		case <-ctx.Done():
 			t.Stop()
 			return ctx.Err()
+		case <-changed:
+			t.Stop()
 		case <-t.C:
 		}
+		changed = c.changes(row) // before the read: a change after it wakes the next wait
 		cur, err := c.repo.GetAuthTokens(ctx, row.User, row.Provider)
 		if err != nil {
 			return err
@@ -366,6 +373,15 @@ func (c *RefreshCoordinator) waitForLease(ctx context.Context, row domain.Sealed
 			return nil
 		}
 	}
+}
+
+// changes is a channel closed at the next change heard to row's tokens;
+// nil (never ready) without a read cache.
+func (c *RefreshCoordinator) changes(row domain.SealedAuthTokens) <-chan struct{} {
+	if c.cache == nil {
+		return nil
+	}
+	return c.cache.AuthTokensChanged(row.User, row.Provider)
 }
 
 // waitOutcome names how a wait for a lease ended, for the Observer.
@@ -433,7 +449,7 @@ func (c *RefreshCoordinator) runRefresh(ctx context.Context, lease domain.Sealed
 		c.log.Info("tokens changed during a refresh; the refreshed tokens are dropped",
 			"user", lease.User, "provider", lease.Provider)
 		c.obs.RefreshAttempt(lease.Provider, domain.CodeRefreshSuperseded)
-		cur, gerr := c.repo.GetAuthTokens(ctx, lease.User, lease.Provider)
+		cur, gerr := storedAuthTokens(ctx, c.repo, c.cache, lease.User, lease.Provider)
 		if gerr != nil {
 			return AccessToken{}, gerr
 		}

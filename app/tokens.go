@@ -47,6 +47,11 @@ type Config struct {
 	// then queues the revocation with the delete, and the DeliveryWorker
 	// sends it. nil: no upstream revocation.
 	Revoker ports.TokenRevoker
+	// ReadCache is set when the repository may answer reads from memory
+	// (the same object as the repository): a kept row is acted on only
+	// when the refresh rule serves it; for any other decision it is
+	// forgotten and read again from the database. nil: no cache.
+	ReadCache ports.ReadCache
 }
 
 // TokenService is the token store's use cases.
@@ -61,6 +66,7 @@ type TokenService struct {
 	audit     *Auditor // nil: no audit trail
 	tracer    trace.Tracer
 	revoker   ports.TokenRevoker // nil: no upstream revocation
+	cache     ports.ReadCache    // nil: reads always reach the database
 }
 
 // NewTokenService returns the service. refresher must not be nil: pass
@@ -87,9 +93,9 @@ func NewTokenService(cfg Config, log *slog.Logger, crypter ports.TokenCrypter, r
 		obs = NopObserver{}
 	}
 	tracer := newTracer(cfg.TracerProvider)
-	s := &TokenService{rows: rows, declared: cfg.Providers, repo: repo, log: log, now: clock.Service, clock: clock, audit: audit, tracer: tracer, revoker: cfg.Revoker}
+	s := &TokenService{rows: rows, declared: cfg.Providers, repo: repo, log: log, now: clock.Service, clock: clock, audit: audit, tracer: tracer, revoker: cfg.Revoker, cache: cfg.ReadCache}
 	s.refreshes = &RefreshCoordinator{
-		rows: rows, repo: repo, refresher: refresher, margin: margin, margins: cfg.ProviderMargins, fraction: fraction,
+		rows: rows, repo: repo, cache: cfg.ReadCache, refresher: refresher, margin: margin, margins: cfg.ProviderMargins, fraction: fraction,
 		cfg: cfg.Refresh.withDefaults(), log: log, now: clock.Service, clock: clock, audit: audit, obs: obs, tracer: tracer,
 	}
 	return s
@@ -188,12 +194,30 @@ func (s *TokenService) accessToken(ctx context.Context, user domain.UserID, prov
 	}
 	// Without the row lock: the database's clock as estimated from the
 	// measured skew (the re-check under the lock reads it).
-	switch step := s.refreshes.step(sealed, s.clock.Database()); step {
+	step := s.refreshes.step(sealed, s.clock.Database())
+	if step != domain.StepServe && s.cache != nil {
+		// Possibly a kept row: decide on the database's.
+		if sealed, err = storedAuthTokens(ctx, s.repo, s.cache, user, provider); err != nil {
+			return AccessToken{}, err
+		}
+		step = s.refreshes.step(sealed, s.clock.Database())
+	}
+	switch step {
 	case domain.StepRefresh, domain.StepWait, domain.StepInterrupted:
 		return s.refreshes.Refresh(ctx, user, provider)
 	default:
 		return s.refreshes.answer(sealed, step)
 	}
+}
+
+// storedAuthTokens reads the row as the database has it now, never a row
+// the read cache kept (cache may be nil: no cache).
+func storedAuthTokens(ctx context.Context, repo ports.TokenRepository, cache ports.ReadCache,
+	user domain.UserID, provider domain.Provider) (domain.SealedAuthTokens, error) {
+	if cache != nil {
+		cache.ForgetAuthTokens(user, provider)
+	}
+	return repo.GetAuthTokens(ctx, user, provider)
 }
 
 // answer is the outcome of the refresh rule's steps that need no lease:

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tokenstore/tokenstore/adapters/readcache"
 	"github.com/tokenstore/tokenstore/app"
 )
 
@@ -164,4 +165,48 @@ func (c *censusCollector) current() (app.StoreState, bool) {
 	}
 	c.state, c.taken, c.ok = state, c.now(), true
 	return state, true
+}
+
+// ReadCacheSource is the read cache's counters (*readcache.Repository).
+type ReadCacheSource interface {
+	Stats() readcache.Stats
+}
+
+// readCacheCollector reads the read cache's counters at each scrape.
+type readCacheCollector struct {
+	src ReadCacheSource
+
+	reads, late, changes, drops, rows, waiting *prometheus.Desc
+}
+
+// RegisterReadCache exports the read cache's counters.
+func (m *Metrics) RegisterReadCache(src ReadCacheSource) {
+	m.reg.MustRegister(&readCacheCollector{
+		src: src,
+		reads: prometheus.NewDesc("tokenstore_read_cache_reads_total",
+			"Token reads by how the read cache answered: hit (from memory), miss (from the database, then kept), bypass (from the database: no listener proved the cache up to date in time).", []string{"result"}, nil),
+		late:    prometheus.NewDesc("tokenstore_read_cache_late_proofs_total", "Reads that went to the database because the proof that every change had been heard came later than read_cache.sync_timeout (each drops every kept row).", nil, nil),
+		changes: prometheus.NewDesc("tokenstore_read_cache_changes_total", "Changes to stored rows heard (notifications and this instance's own writes), each dropping its row.", nil, nil),
+		drops:   prometheus.NewDesc("tokenstore_read_cache_drops_total", "Times every kept row was dropped: a statement changing many rows, or the listening connection lost or lagging.", nil, nil),
+		rows:    prometheus.NewDesc("tokenstore_read_cache_rows", "Sealed rows kept in memory now (estimate).", nil, nil),
+		waiting: prometheus.NewDesc("tokenstore_read_cache_waiting_rows", "Rows whose next change a caller waits to hear (waits for another instance's refresh).", nil, nil),
+	})
+}
+
+func (c *readCacheCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.reads, c.late, c.changes, c.drops, c.rows, c.waiting} {
+		ch <- d
+	}
+}
+
+func (c *readCacheCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.src.Stats()
+	ch <- prometheus.MustNewConstMetric(c.reads, prometheus.CounterValue, float64(s.Hits), "hit")
+	ch <- prometheus.MustNewConstMetric(c.reads, prometheus.CounterValue, float64(s.Misses), "miss")
+	ch <- prometheus.MustNewConstMetric(c.reads, prometheus.CounterValue, float64(s.Bypasses), "bypass")
+	ch <- prometheus.MustNewConstMetric(c.changes, prometheus.CounterValue, float64(s.Changes))
+	ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(s.Drops))
+	ch <- prometheus.MustNewConstMetric(c.rows, prometheus.GaugeValue, float64(s.Rows))
+	ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, float64(s.Waiting))
+	ch <- prometheus.MustNewConstMetric(c.late, prometheus.CounterValue, float64(s.Late))
 }

@@ -205,11 +205,19 @@ func (r *report) printHTTP() []target {
 	r.printf("  GET: %s", strings.Join(h.getPgbench.script.names, ", "))
 	r.printf("  PUT: %s", strings.Join(h.putPgbench.script.names, ", "))
 	r.printf("  (pg_stat_statements counts pgbench's prepared BEGIN and COMMIT once per connection: its script has them once per transaction)")
+	// A GET answered from the read cache sends no SELECT (its shared
+	// probe, pg_notify, shows in the table above): the comparison is with
+	// the SELECT a read would otherwise send, so only pgbench's side of
+	// the GET scripts is checked.
 	for _, c := range []struct {
 		ts, pg *side
 		whole  bool
 	}{{h.getDefaults, h.getPgbench, false}, {h.getAuditOff, h.getPgbench, false}, {h.putDefaults, h.putPgbench, true}} {
-		r.checkStatements(c.ts.label, c.ts.statementsPerOp(), c.pg.statementsPerOp(), c.pg.script, c.whole, "request")
+		tsPer := c.ts.statementsPerOp()
+		if c.pg == h.getPgbench {
+			tsPer = nil
+		}
+		r.checkStatements(c.ts.label, tsPer, c.pg.statementsPerOp(), c.pg.script, c.whole, "request")
 	}
 
 	return []target{
@@ -271,7 +279,7 @@ func (r *report) checkStatements(label string, tsPer, pgPer map[string]float64, 
 			r.checks++
 			r.printf("  CHECK FAILED: pgbench's script has %s %.0f times per transaction; pg_stat_statements counted %.3f", name, n, pgPer[name])
 		}
-		if got := tsPer[name]; !near(got, n) {
+		if got := tsPer[name]; tsPer != nil && !near(got, n) {
 			r.checks++
 			r.printf("  CHECK FAILED: pgbench's script sends %s %.0f times per transaction; %s sent it %.3f times per %s",
 				name, n, label, got, unit)

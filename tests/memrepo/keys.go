@@ -166,7 +166,7 @@ func (r *Repository) StoreReencryptedAuthTokens(ctx context.Context, rows []doma
 		return func() {
 			cur.KeyID, cur.AccessToken, cur.RefreshToken = t.KeyID, bytes.Clone(t.AccessToken), bytes.Clone(t.RefreshToken)
 			cur.Version, cur.CreatedAt, cur.UpdatedAt = r.stamp(true, cur.Version, cur.CreatedAt)
-			r.auth[k] = cur
+			r.setAuth(k, cur)
 		}
 	})
 }
@@ -187,7 +187,7 @@ func (r *Repository) StoreReencryptedOfflineTokens(ctx context.Context, rows []d
 		return func() {
 			cur.KeyID, cur.Token = t.KeyID, bytes.Clone(t.Token)
 			cur.Version, cur.CreatedAt, cur.UpdatedAt = r.stamp(true, cur.Version, cur.CreatedAt)
-			r.offline[t.User] = cur
+			r.setOffline(t.User, cur)
 		}
 	})
 }

@@ -42,8 +42,51 @@ type Repository struct {
 	nextID  int64
 	last    time.Time // the last timestamp handed out, to keep them increasing
 	clock   func() time.Time
-	audit   *AuditLog // where writes' audit events go
-	outbox  outbox    // the writes' outbox events
+	audit   *AuditLog             // where writes' audit events go
+	outbox  outbox                // the writes' outbox events
+	sink    ports.TokenChangeSink // told of every change, as PostgreSQL's triggers notify; nil: nobody
+}
+
+// NotifyChanges makes the repository tell sink of every change to a stored
+// row as it happens (in order, with the row's version), as the PostgreSQL
+// adapter's triggers notify a listener, so a read cache in front of it can
+// be tested: sink hears each change before the write returns.
+func (r *Repository) NotifyChanges(sink ports.TokenChangeSink) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sink = sink
+}
+
+// setAuth, deleteAuth, setOffline and deleteOffline change a row and tell
+// the sink; the caller holds r.mu.
+func (r *Repository) setAuth(k key, row domain.SealedAuthTokens) {
+	r.auth[k] = row
+	if r.sink != nil {
+		r.sink.TokensChanged(k.user, k.provider, row.Version)
+	}
+}
+
+func (r *Repository) deleteAuth(k key) {
+	row := r.auth[k]
+	delete(r.auth, k)
+	if r.sink != nil {
+		r.sink.TokensChanged(k.user, k.provider, row.Version)
+	}
+}
+
+func (r *Repository) setOffline(user domain.UserID, row domain.SealedOfflineToken) {
+	r.offline[user] = row
+	if r.sink != nil {
+		r.sink.TokensChanged(user, "", row.Version)
+	}
+}
+
+func (r *Repository) deleteOffline(user domain.UserID) {
+	row := r.offline[user]
+	delete(r.offline, user)
+	if r.sink != nil {
+		r.sink.TokensChanged(user, "", row.Version)
+	}
 }
 
 var (
@@ -162,7 +205,7 @@ func (r *Repository) PutAuthTokens(ctx context.Context, t domain.SealedAuthToken
 		row.ID = r.nextID
 	}
 	row.Version, row.CreatedAt, row.UpdatedAt = r.stamp(ok, cur.Version, cur.CreatedAt)
-	r.auth[k] = row
+	r.setAuth(k, row)
 	t.Version, t.CreatedAt, t.UpdatedAt = row.Version, row.CreatedAt, row.UpdatedAt
 	return t, nil
 }
@@ -225,7 +268,7 @@ func (r *Repository) UpdateAuthTokens(ctx context.Context, user domain.UserID, p
 	}
 	r.write(r.now(), changes...)
 	row.Version, row.CreatedAt, row.UpdatedAt = r.stamp(true, current.Version, current.CreatedAt)
-	r.auth[k] = row
+	r.setAuth(k, row)
 	result := *next
 	result.User, result.Provider = current.User, current.Provider
 	result.Version, result.CreatedAt, result.UpdatedAt = row.Version, row.CreatedAt, row.UpdatedAt
@@ -277,7 +320,7 @@ func (r *Repository) ClaimDueRefreshes(ctx context.Context, c ports.RefreshClaim
 			if row.Refresh.LastError == domain.CodeProviderOutcomeUnknown {
 				row.Refresh.AmbiguousRetries++ // the same refresh token, sent again
 			}
-			r.auth[k] = row
+			r.setAuth(k, row)
 			out = append(out, clone(row))
 		}
 		r.mu.Unlock()
@@ -337,7 +380,7 @@ func (r *Repository) MarkLapsedLeases(ctx context.Context, event domain.AuditEve
 		row.Refresh.LeaseOwner, row.Refresh.LeaseUntil = "", time.Time{}
 		row.Refresh.ReauthRequired, row.Refresh.LastError = true, domain.CodeRefreshInterrupted
 		row.Version, row.CreatedAt, row.UpdatedAt = r.stamp(true, row.Version, row.CreatedAt)
-		r.auth[k] = row
+		r.setAuth(k, row)
 	}
 	return events, nil
 }
@@ -379,7 +422,7 @@ func (r *Repository) deleteAuthTokens(ctx context.Context, user domain.UserID, p
 	} else {
 		r.write(r.now(), e)
 	}
-	delete(r.auth, k)
+	r.deleteAuth(k)
 	return nil
 }
 
@@ -426,7 +469,7 @@ func (r *Repository) PutOfflineToken(ctx context.Context, t domain.SealedOffline
 	row.Token = bytes.Clone(t.Token)
 	cur, ok := r.offline[t.User]
 	row.Version, row.CreatedAt, row.UpdatedAt = r.stamp(ok, cur.Version, cur.CreatedAt)
-	r.offline[t.User] = row
+	r.setOffline(t.User, row)
 	t.Version, t.CreatedAt, t.UpdatedAt = row.Version, row.CreatedAt, row.UpdatedAt
 	return t, nil
 }
@@ -460,6 +503,6 @@ func (r *Repository) DeleteOfflineToken(ctx context.Context, user domain.UserID,
 		return fmt.Errorf("delete offline token: %w", err)
 	}
 	r.write(r.now(), domain.Event{Kind: domain.EventOfflineTokenDeleted, User: user})
-	delete(r.offline, user)
+	r.deleteOffline(user)
 	return nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/tokenstore/tokenstore/adapters/metrics"
 	"github.com/tokenstore/tokenstore/adapters/oauth"
 	"github.com/tokenstore/tokenstore/adapters/postgres"
+	"github.com/tokenstore/tokenstore/adapters/readcache"
 	"github.com/tokenstore/tokenstore/adapters/secretfile"
 	"github.com/tokenstore/tokenstore/adapters/webhook"
 	"github.com/tokenstore/tokenstore/app"
@@ -49,6 +50,7 @@ type Config struct {
 	Worker           app.WorkerConfig
 	Audit            AuditSettings
 	Events           EventSettings
+	ReadCache        ReadCacheSettings
 	Log              LogConfig
 	Metrics          metrics.Config
 	// Webhooks are the receivers events are delivered to (app.DeliveryWorker).
@@ -80,6 +82,18 @@ type EventSettings struct {
 	Refreshed bool          // also tokens.refreshed
 	Retention time.Duration // 0: keep forever
 }
+
+// ReadCacheSettings are the read_cache.* settings (README: Read cache).
+type ReadCacheSettings struct {
+	Enabled bool // false: every read goes to the database
+	MaxRows int  // rows kept at most
+	// SyncTimeout: how long a read waits for the proof that every change
+	// was heard before it goes to the database.
+	SyncTimeout time.Duration
+}
+
+// MaxReadCacheRows bounds read_cache.max_rows (about 1 KiB a row).
+const MaxReadCacheRows = 10_000_000
 
 // Policy is the outbox policy the settings choose.
 func (e EventSettings) Policy() domain.EventPolicy {
@@ -143,6 +157,9 @@ func (c *Config) settings() []setting {
 		{key: "events.enabled", to: &c.Events.Enabled, help: "write events (tokens stored, need re-authorization, recovered, deleted...; README: Events) in the same transaction as each change, for GET /v1/events: true or false", def: true},
 		{key: "events.refreshed", to: &c.Events.Refreshed, help: "also write a tokens.refreshed event for every refresh stored (one per refresh: high volume): true or false", def: false},
 		{key: "events.retention", to: &c.Events.Retention, help: "how long events are kept for the feed (older ones are removed in batches every hour); 0 keeps them forever", def: "168h (7 days)"},
+		{key: "read_cache.enabled", to: &c.ReadCache.Enabled, help: "answer token reads from sealed rows kept in memory, kept exact by the database's change notifications (README: Read cache): true or false", def: true},
+		{key: "read_cache.max_rows", to: &c.ReadCache.MaxRows, help: "rows the read cache keeps at most (sealed, about 1 KiB each)", def: strconv.Itoa(readcache.DefaultMaxRows), max: MaxReadCacheRows},
+		{key: "read_cache.sync_timeout", to: &c.ReadCache.SyncTimeout, help: "how long a read waits for the proof (a probe through the database) that this instance has heard every change committed before the read began; past it the read goes to the database and the cache is emptied; from 1ms to 10s", def: readcache.DefaultSyncTimeout},
 		{key: "metrics.addr", to: &c.Metrics.Addr, help: "host:port serving Prometheus metrics at /metrics, apart from the API; empty serves none. Metrics carry no secret and no user id, so any address may be given", def: "off"},
 		{key: "metrics.pprof", to: &c.Metrics.Pprof, help: "also serve net/http/pprof at /debug/pprof/ on metrics.addr, which must then be a loopback address: true or false", def: false},
 		{key: "log.format", to: &c.Log.Format, help: "json, text or auto (text on a terminal)", def: "auto", oneOf: []string{"json", "text", "auto"}},
@@ -201,8 +218,9 @@ func checkEnviron(environ []string) error {
 func Defaults() Config {
 	return Config{DevDir: ".dev", DevDatabasePort: DefaultDevDatabasePort, HTTP: httpapi.DefaultConfig(), Database: postgres.Config{LockTimeout: postgres.DefaultLockTimeout, Timeout: postgres.DefaultTimeout},
 		Log: LogConfig{Format: "auto", Level: "info"}, Worker: app.WorkerConfig{Enabled: true},
-		Audit:  AuditSettings{Mode: string(app.AuditFailClosed), Retention: app.DefaultAuditRetention},
-		Events: EventSettings{Enabled: true, Retention: app.DefaultEventRetention}}
+		Audit:     AuditSettings{Mode: string(app.AuditFailClosed), Retention: app.DefaultAuditRetention},
+		Events:    EventSettings{Enabled: true, Retention: app.DefaultEventRetention},
+		ReadCache: ReadCacheSettings{Enabled: true, MaxRows: readcache.DefaultMaxRows, SyncTimeout: readcache.DefaultSyncTimeout}}
 }
 
 // Load builds the configuration: defaults, then the config file (path from
@@ -591,6 +609,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("TOKENSTORE_DATABASE_TIMEOUT (database.timeout) is %s but TOKENSTORE_HTTP_WRITE_TIMEOUT is %s: "+
 			"a request waiting for the database would be cut off without an answer; keep the database timeout at least %s shorter",
 			c.Database.Timeout, c.HTTP.WriteTimeout, postgres.ClientGrace)
+	case c.ReadCache.SyncTimeout < time.Millisecond || c.ReadCache.SyncTimeout > 10*time.Second:
+		return fmt.Errorf("TOKENSTORE_READ_CACHE_SYNC_TIMEOUT (read_cache.sync_timeout) is %s: give a duration from 1ms to 10s", c.ReadCache.SyncTimeout)
 	}
 	return errors.Join(c.HTTP.Validate(c.App.Refresh.WaitTimeout), c.Metrics.Validate(), c.validateClientCerts(), c.OAuth.Validate(), c.App.Validate(c.OAuth.Timeouts()),
 		httpapi.ValidateScopes(c.Callers, c.App.Providers), c.validateDeliveries())

@@ -19,6 +19,7 @@ import (
 	"github.com/tokenstore/tokenstore/adapters/metrics"
 	"github.com/tokenstore/tokenstore/adapters/oauth"
 	"github.com/tokenstore/tokenstore/adapters/postgres"
+	"github.com/tokenstore/tokenstore/adapters/readcache"
 	"github.com/tokenstore/tokenstore/adapters/webhook"
 	"github.com/tokenstore/tokenstore/app"
 	"github.com/tokenstore/tokenstore/ports"
@@ -68,10 +69,11 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 		// service and the proactive worker.
 		fx.Provide(
 			fx.Annotate(fernet.NewSwappableKeyringFromConfig, fx.As(fx.Self()), fx.As(new(ports.TokenCrypter)), fx.As(new(ports.Keyring))),
-			fx.Annotate(postgres.New, fx.As(new(ports.TokenRepository)), fx.As(new(ports.RefreshQueue)), fx.As(new(ports.DatabaseClock)),
+			fx.Annotate(postgres.New, fx.As(fx.Self()), fx.As(new(ports.RefreshQueue)), fx.As(new(ports.DatabaseClock)),
 				fx.As(new(ports.AuditRecorder)), fx.As(new(ports.AuditRetention)), fx.As(new(ports.StoreCensus)),
 				fx.As(new(ports.EventFeed)), fx.As(new(ports.EventRetention)), fx.As(new(ports.DeliveryQueue)),
 				fx.As(new(ports.KeyInventory)), fx.As(new(ports.KeyringRegistry))),
+			newTokenRepository,
 			app.NewKeyringCheck,
 			app.NewKeyringHeartbeat,
 			app.NewAuditor,
@@ -92,6 +94,9 @@ func AppOptions(cfg Config, log *slog.Logger, extra ...fx.Option) fx.Option {
 			},
 			newDeliveryWorker,
 		),
+		// The read cache hears the database's changes for the
+		// application's life (when read_cache.enabled).
+		fx.Invoke(runReadCache),
 		// Every key id that seals a stored value must be in the keyring, or
 		// serve refuses to start; then this instance records its keyring
 		// (and again every key_heartbeat_interval).
@@ -144,9 +149,12 @@ func NewApp(cfg Config, log *slog.Logger, extra ...fx.Option) *fx.App {
 // observedAppConfig is the configuration of the token service, with the
 // metrics as its observer, the tracer provider for its spans and the
 // upstream revoker.
-func observedAppConfig(cfg Config, m *metrics.Metrics, tp trace.TracerProvider, revoker *oauth.Revoker) app.Config {
+func observedAppConfig(cfg Config, m *metrics.Metrics, tp trace.TracerProvider, revoker *oauth.Revoker, cache *readcache.Repository) app.Config {
 	c := cfg.App
 	c.Observer, c.TracerProvider, c.Revoker = m, tp, revoker
+	if cache != nil {
+		c.ReadCache = cache
+	}
 	return c
 }
 
@@ -194,6 +202,50 @@ func newServer(cfg httpapi.Config, log *slog.Logger, svc httpapi.TokenService, a
 ) *httpapi.Server {
 	return httpapi.NewServer(cfg, log, svc, auth, ready, httpapi.WithRequestObserver(m), httpapi.WithTracerProvider(tp),
 		httpapi.WithEventFeed(events, cfg.MaxEventWait()))
+}
+
+// newTokenRepository is the repository the use cases read and write
+// through: the read cache in front of PostgreSQL when read_cache.enabled
+// (then also returned, with the listener that keeps it exact, for
+// runReadCache and the metrics), else PostgreSQL.
+func newTokenRepository(cfg Config, repo *postgres.Repository, pool *pgxpool.Pool, log *slog.Logger) (ports.TokenRepository, *readcache.Repository, *postgres.ChangeListener, error) {
+	if !cfg.ReadCache.Enabled {
+		return repo, nil, nil, nil
+	}
+	l, err := postgres.NewChangeListener(cfg.Database, pool, postgres.ListenerOptions{Log: log})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cache := readcache.New(repo, l, readcache.Options{MaxRows: cfg.ReadCache.MaxRows, SyncTimeout: cfg.ReadCache.SyncTimeout, Log: log})
+	return cache, cache, l, nil
+}
+
+// runReadCache runs the read cache's listener (a session connection of
+// its own, on database.direct_url when set) for the application's life,
+// stopping it before the pool closes. Until it listens, reads go to the
+// database.
+func runReadCache(lc fx.Lifecycle, cache *readcache.Repository, l *postgres.ChangeListener, m *metrics.Metrics) {
+	if cache == nil {
+		return
+	}
+	m.RegisterReadCache(cache)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	lc.Append(fx.Hook{
+		OnStart: func(context.Context) error {
+			go func() { defer close(done); _ = l.Run(ctx, cache) }()
+			return nil
+		},
+		OnStop: func(stop context.Context) error {
+			cancel()
+			select {
+			case <-done:
+				return nil
+			case <-stop.Done():
+				return stop.Err()
+			}
+		},
+	})
 }
 
 // stopEventWaits ends the event feed's long polls when shutdown begins:

@@ -1,0 +1,50 @@
+package ports
+
+import (
+	"context"
+
+	"github.com/tokenstore/tokenstore/domain"
+)
+
+// TokenChangeSink hears of changes to stored tokens as the database
+// commits them, in commit order (PostgreSQL's LISTEN/NOTIFY; see
+// sql/migrations/00013_token_changes.sql and postgres.ChangeListener):
+// the read cache (adapters/readcache) drops what it hears changed. Its
+// methods are called from one goroutine, one at a time, and must not block.
+type TokenChangeSink interface {
+	// TokensChanged: the stored row of user's tokens for provider (provider
+	// "": the user's offline token) was written or deleted, reaching
+	// version (the version after the change; before it, for a delete).
+	TokensChanged(user domain.UserID, provider domain.Provider, version int64)
+	// AllTokensChanged: any stored row may have changed (a statement that
+	// changed many rows, a TRUNCATE, a notification that could not be
+	// read, a listener that has just started listening and may have missed
+	// changes before).
+	AllTokensChanged()
+	// Disconnected: changes go unheard from now until the listener is back
+	// (it says so with AllTokensChanged).
+	Disconnected()
+}
+
+// ChangeBarrier proves a TokenChangeSink is up to date.
+type ChangeBarrier interface {
+	// Sync returns nil once every change committed before the call has
+	// been reported to the sink. It fails at once when nobody listens, and
+	// when ctx ends first.
+	Sync(ctx context.Context) error
+}
+
+// ReadCache is a TokenRepository that may answer GetAuthTokens from memory
+// (adapters/readcache). The token service answers from a kept row only
+// when the refresh rule serves it as it is; before acting on any other
+// decision it forgets the row and reads it again from the database.
+type ReadCache interface {
+	// ForgetAuthTokens drops the kept row of user's tokens for provider, so
+	// the next GetAuthTokens reads the database.
+	ForgetAuthTokens(user domain.UserID, provider domain.Provider)
+	// AuthTokensChanged returns a channel closed when the next change to
+	// the row of user's tokens for provider is heard (or changes may go
+	// unheard: a lost listener): a caller waiting for another instance's
+	// refresh wakes when it commits instead of at its next poll.
+	AuthTokensChanged(user domain.UserID, provider domain.Provider) <-chan struct{}
+}
