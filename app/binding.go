@@ -37,17 +37,17 @@ type Place struct {
 // AccessTokenPlace, RefreshTokenPlace and OfflineTokenPlace are the places
 // of the values tokenstore stores.
 func AccessTokenPlace(u domain.UserID, p domain.Provider) Place {
-	return Place{Table: authTokensTable, Field: "access_token", User: u, Provider: p}
+	return Place{Table: authTokensTable, Field: accessTokenField, User: u, Provider: p}
 }
 
 // RefreshTokenPlace: see AccessTokenPlace.
 func RefreshTokenPlace(u domain.UserID, p domain.Provider) Place {
-	return Place{Table: authTokensTable, Field: "refresh_token", User: u, Provider: p}
+	return Place{Table: authTokensTable, Field: refreshTokenField, User: u, Provider: p}
 }
 
 // OfflineTokenPlace: see AccessTokenPlace.
 func OfflineTokenPlace(u domain.UserID) Place {
-	return Place{Table: offlineTokensTable, Field: "token", User: u}
+	return Place{Table: offlineTokensTable, Field: offlineTokenField, User: u}
 }
 
 func (p Place) String() string {
@@ -57,51 +57,45 @@ func (p Place) String() string {
 	return fmt.Sprintf("%s.%s of user %q, provider %s", p.Table, p.Field, p.User, p.Provider)
 }
 
-// envelopeVersion is the envelope format; a change of format gets a new one.
-const envelopeVersion = 1
-
-// envelope is the sealed plaintext. The secret is bytes (base64 in JSON) so
-// any token, even one that is not valid UTF-8, round-trips exactly.
-type envelope struct {
-	V        int    `json:"v"`
-	Table    string `json:"t"`
-	Field    string `json:"f"`
-	User     string `json:"u"`
-	Provider string `json:"p,omitempty"`
-	Secret   []byte `json:"s"`
-}
-
 // ErrMisplaced is wrapped (with domain.ErrDecrypt) when a ciphertext is
 // valid but belongs to another place.
 var ErrMisplaced = errors.New("ciphertext belongs to another row or field")
 
-// Seal encrypts secret with c's primary key, bound to place.
+// Seal encrypts secret with c's primary key, bound to place, in the binary
+// envelope (envelope.go). It fails for a place the envelope cannot name
+// (a user id, provider name or secret outside its bounds); errors never
+// quote the secret.
 func Seal(c ports.TokenCrypter, place Place, secret domain.Secret) (domain.Ciphertext, error) {
-	return c.EncryptJSON(envelope{
-		V: envelopeVersion, Table: place.Table, Field: place.Field,
-		User: string(place.User), Provider: string(place.Provider),
-		Secret: []byte(secret.Reveal()),
-	})
+	msg, err := binaryEnvelope(place, secret.Reveal())
+	if err != nil {
+		return domain.Ciphertext{}, fmt.Errorf("%s: %w", place, err)
+	}
+	defer clear(msg)
+	return c.Seal(msg)
 }
 
-// Unseal decrypts ct and checks it was sealed for place: a ciphertext moved
-// from another place fails with domain.ErrDecrypt and ErrMisplaced. Errors
-// name the place, never the material.
+// Unseal decrypts ct and checks it was sealed for place, whichever envelope
+// holds it (binary, or JSON from before). A ciphertext moved from another
+// place fails with domain.ErrDecrypt and ErrMisplaced; one that opens to no
+// valid envelope with domain.ErrDecrypt. Errors name the place, never the
+// material.
 func Unseal(c ports.TokenCrypter, place Place, ct domain.Ciphertext) (domain.Secret, error) {
-	var env envelope
-	if err := c.DecryptJSON(ct, &env); err != nil {
-		return domain.Secret{}, fmt.Errorf("%s: %w", place, err)
+	secret, _, err := unseal(c, place, ct)
+	return secret, err
+}
+
+// unseal is Unseal, also saying which envelope format ct was in.
+func unseal(c ports.TokenCrypter, place Place, ct domain.Ciphertext) (domain.Secret, envelopeFormat, error) {
+	msg, err := c.Open(ct)
+	if err != nil {
+		return domain.Secret{}, 0, fmt.Errorf("%s: %w", place, err)
 	}
-	if env.V != envelopeVersion {
-		return domain.Secret{}, fmt.Errorf("%s: %w: unknown envelope version %d", place, domain.ErrDecrypt, env.V)
+	defer clear(msg)
+	secret, format, err := openEnvelope(msg, place)
+	if err != nil {
+		return domain.Secret{}, format, fmt.Errorf("%s: %w: %w", place, domain.ErrDecrypt, err)
 	}
-	got := Place{Table: env.Table, Field: env.Field, User: domain.UserID(env.User), Provider: domain.Provider(env.Provider)}
-	if got != place {
-		return domain.Secret{}, fmt.Errorf("%s: %w: %w", place, domain.ErrDecrypt, ErrMisplaced)
-	}
-	secret := domain.NewSecret(string(env.Secret))
-	clear(env.Secret)
-	return secret, nil
+	return secret, format, nil
 }
 
 // sealAuthTokens seals a row's tokens under the primary key, each bound to

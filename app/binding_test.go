@@ -81,8 +81,8 @@ func TestUnsealAuthTokensRefusesMovedCiphertexts(t *testing.T) {
 // keyring reloaded between two calls would.
 type switchingKeyring struct{ *fakeKeyring }
 
-func (s switchingKeyring) EncryptJSON(v any) (domain.Ciphertext, error) {
-	c, err := s.fakeKeyring.EncryptJSON(v)
+func (s switchingKeyring) Seal(msg []byte) (domain.Ciphertext, error) {
+	c, err := s.fakeKeyring.Seal(msg)
 	s.keys[0], s.keys[1] = s.keys[1], s.keys[0]
 	return c, err
 }

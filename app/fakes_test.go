@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"sync"
@@ -14,9 +13,10 @@ import (
 	"github.com/tokenstore/tokenstore/ports"
 )
 
-// fakeKeyring is a ports.Keyring that "encrypts" by JSON-encoding: enough
-// to test what app does with keys and places, with no crypto adapter. It
-// opens only values whose key id it holds, as a real keyring does.
+// fakeKeyring is a ports.Keyring that "encrypts" by copying: enough to test
+// what app does with keys, places and envelopes, with no crypto adapter.
+// It opens only values whose key id it holds, as a real keyring does, and
+// hands out copies, as a real one does (callers clear what Open returns).
 type fakeKeyring struct {
 	keys []domain.KeyID // primary first
 }
@@ -25,19 +25,15 @@ var _ ports.Keyring = (*fakeKeyring)(nil)
 
 func newFakeKeyring(keys ...domain.KeyID) *fakeKeyring { return &fakeKeyring{keys: keys} }
 
-func (f *fakeKeyring) EncryptJSON(v any) (domain.Ciphertext, error) {
-	b, err := json.Marshal(v)
-	return domain.Ciphertext{KeyID: f.keys[0], Data: b}, err
+func (f *fakeKeyring) Seal(msg []byte) (domain.Ciphertext, error) {
+	return domain.Ciphertext{KeyID: f.keys[0], Data: bytes.Clone(msg)}, nil
 }
 
-func (f *fakeKeyring) DecryptJSON(c domain.Ciphertext, v any) error {
+func (f *fakeKeyring) Open(c domain.Ciphertext) ([]byte, error) {
 	if !slices.Contains(f.keys, c.KeyID) {
-		return fmt.Errorf("%w: unknown key id %s", domain.ErrDecrypt, c.KeyID)
+		return nil, fmt.Errorf("%w: unknown key id %s", domain.ErrDecrypt, c.KeyID)
 	}
-	if err := json.Unmarshal(c.Data, v); err != nil {
-		return fmt.Errorf("%w: not JSON", domain.ErrDecrypt)
-	}
-	return nil
+	return bytes.Clone(c.Data), nil
 }
 
 func (f *fakeKeyring) PrimaryKeyID() domain.KeyID { return f.keys[0] }

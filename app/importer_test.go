@@ -191,6 +191,6 @@ func TestImportStopsOnSourceOrBatchSizeErrors(t *testing.T) {
 // brokenCrypter cannot seal anything.
 type brokenCrypter struct{ *fakeKeyring }
 
-func (brokenCrypter) EncryptJSON(any) (domain.Ciphertext, error) {
+func (brokenCrypter) Seal([]byte) (domain.Ciphertext, error) {
 	return domain.Ciphertext{}, errors.New("keyring gone")
 }

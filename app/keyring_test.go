@@ -224,8 +224,8 @@ type switchingOnce struct {
 	switched bool
 }
 
-func (s *switchingOnce) EncryptJSON(v any) (domain.Ciphertext, error) {
-	c, err := s.fakeKeyring.EncryptJSON(v)
+func (s *switchingOnce) Seal(msg []byte) (domain.Ciphertext, error) {
+	c, err := s.fakeKeyring.Seal(msg)
 	if !s.switched {
 		s.switched = true
 		s.keys[0], s.keys[1] = s.keys[1], s.keys[0]
