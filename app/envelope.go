@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -64,7 +65,9 @@ import (
 //	{"v":1,"t":"<table>","f":"<field>","u":"<user>","p":"<provider>","s":"<secret, base64>"}
 //
 // ("p" left out for offline tokens). It is read as before (encoding/json,
-// "v" must be 1); `tokenstore keys rotate` rewrites it as binary.
+// "v" must be 1), and written only where the envelope setting says json
+// (EnvelopeJSON). `tokenstore keys rotate --envelopes` rewrites every value
+// in the format the setting names.
 
 // binaryEnvelopeVersion is the binary envelope's first byte.
 const binaryEnvelopeVersion = 0x02
@@ -116,13 +119,37 @@ func (c placeCode) known() bool { return c != 0 && int(c) < len(codedPlaces) }
 // to a user alone.
 func (c placeCode) hasProvider() bool { return c != placeOfflineToken }
 
-// envelopeFormat names the format a stored value was found in.
-type envelopeFormat int
+// EnvelopeFormat names an envelope format: the one new values are sealed
+// in (the envelope setting), or the one a stored value was found in.
+type EnvelopeFormat string
 
 const (
-	formatBinary envelopeFormat = iota
-	formatJSON
+	// EnvelopeBinary is the binary envelope (format version 2): the
+	// default, which "" stands for.
+	EnvelopeBinary EnvelopeFormat = "binary"
+	// EnvelopeJSON is the JSON envelope (format version 1), the one
+	// releases before the binary envelope read: sealing in it keeps what
+	// this release writes readable by them (a rolling deploy from one of
+	// them, or a return to one).
+	EnvelopeJSON EnvelopeFormat = "json"
 )
+
+// EnvelopeFormats lists the formats' names, the default first.
+func EnvelopeFormats() []string { return []string{string(EnvelopeBinary), string(EnvelopeJSON)} }
+
+func (f EnvelopeFormat) orDefault() EnvelopeFormat { return cmp.Or(f, EnvelopeBinary) }
+
+// envelope returns the envelope of secret at place in format f, in a new
+// buffer the caller clears once sealed.
+func (f EnvelopeFormat) envelope(place Place, secret string) ([]byte, error) {
+	switch f.orDefault() {
+	case EnvelopeBinary:
+		return binaryEnvelope(place, secret)
+	case EnvelopeJSON:
+		return jsonEnvelopeOf(place, secret)
+	}
+	return nil, fmt.Errorf("unknown envelope format %q: want one of %s", string(f), strings.Join(EnvelopeFormats(), ", "))
+}
 
 // binaryEnvelope returns the binary envelope of secret at place in a new
 // buffer of exactly its size, which the caller clears once sealed. It fails,
@@ -286,32 +313,32 @@ func jsonProblem(err error) string {
 // was sealed for place. It returns the secret, a copy the caller owns, and
 // the format it was in. A valid envelope of another place fails with
 // ErrMisplaced; an invalid one with errEnvelope. It does not clear msg.
-func openEnvelope(msg []byte, place Place) (domain.Secret, envelopeFormat, error) {
+func openEnvelope(msg []byte, place Place) (domain.Secret, EnvelopeFormat, error) {
 	switch {
 	case len(msg) > 0 && msg[0] == binaryEnvelopeVersion:
 		env, err := decodeBinaryEnvelope(msg)
 		if err != nil {
-			return domain.Secret{}, formatBinary, err
+			return domain.Secret{}, EnvelopeBinary, err
 		}
 		if !env.at(place) {
-			return domain.Secret{}, formatBinary, ErrMisplaced
+			return domain.Secret{}, EnvelopeBinary, ErrMisplaced
 		}
-		return domain.NewSecret(string(env.secret)), formatBinary, nil
+		return domain.NewSecret(string(env.secret)), EnvelopeBinary, nil
 	case len(msg) > 0 && msg[0] == '{':
 		env, err := decodeJSONEnvelope(msg)
 		if err != nil {
-			return domain.Secret{}, formatJSON, err
+			return domain.Secret{}, EnvelopeJSON, err
 		}
 		defer clear(env.Secret)
 		got := Place{Table: env.Table, Field: env.Field, User: domain.UserID(env.User), Provider: domain.Provider(env.Provider)}
 		if got != place {
-			return domain.Secret{}, formatJSON, ErrMisplaced
+			return domain.Secret{}, EnvelopeJSON, ErrMisplaced
 		}
-		return domain.NewSecret(string(env.Secret)), formatJSON, nil
+		return domain.NewSecret(string(env.Secret)), EnvelopeJSON, nil
 	case len(msg) == 0:
-		return domain.Secret{}, formatBinary, fmt.Errorf("%w: the plaintext is empty", errEnvelope)
+		return domain.Secret{}, EnvelopeBinary, fmt.Errorf("%w: the plaintext is empty", errEnvelope)
 	default:
-		return domain.Secret{}, formatBinary, fmt.Errorf("%w: the plaintext is neither a binary envelope (first byte %d) "+
+		return domain.Secret{}, EnvelopeBinary, fmt.Errorf("%w: the plaintext is neither a binary envelope (first byte %d) "+
 			"nor a JSON one (first byte '{'): written by a later release, or not by tokenstore", errEnvelope, binaryEnvelopeVersion)
 	}
 }

@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -43,8 +44,8 @@ func TestBinaryEnvelopeLayout(t *testing.T) {
 				t.Errorf("buffer capacity %d for %d bytes: the envelope is built in a buffer of its exact size", cap(got), len(got))
 			}
 			secret, format, err := openEnvelope(got, tt.place)
-			if err != nil || secret.Reveal() != tt.secret || format != formatBinary {
-				t.Errorf("openEnvelope = %d, %v; want the secret, binary", format, err)
+			if err != nil || secret.Reveal() != tt.secret || format != EnvelopeBinary {
+				t.Errorf("openEnvelope = %s, %v; want the secret, binary", format, err)
 			}
 		})
 	}
@@ -95,8 +96,8 @@ func TestSealUnsealBinaryRoundTrip(t *testing.T) {
 				t.Fatalf("the sealed plaintext is not a binary envelope (%v)", err)
 			}
 			got, format, err := unseal(r, tt.place, c)
-			if err != nil || got.Reveal() != tt.secret || format != formatBinary {
-				t.Fatalf("unseal = %d, %v; want the secret back from a binary envelope", format, err)
+			if err != nil || got.Reveal() != tt.secret || format != EnvelopeBinary {
+				t.Fatalf("unseal = %s, %v; want the secret back from a binary envelope", format, err)
 			}
 		})
 	}
@@ -351,8 +352,8 @@ func TestJSONEnvelopesOfThePreviousReleaseOpen(t *testing.T) {
 			place := Place{Table: v.Table, Field: v.Field, User: domain.UserID(v.User), Provider: domain.Provider(v.Provider)}
 			c := domain.Ciphertext{KeyID: domain.KeyID(v.KeyID), Data: []byte(v.Ciphertext)}
 			got, format, err := unseal(r, place, c)
-			if err != nil || got.Reveal() != v.Secret || format != formatJSON {
-				t.Fatalf("unseal = %d, %v; want the secret from a JSON envelope", format, err)
+			if err != nil || got.Reveal() != v.Secret || format != EnvelopeJSON {
+				t.Fatalf("unseal = %s, %v; want the secret from a JSON envelope", format, err)
 			}
 			elsewhere := place
 			elsewhere.User += "x"
@@ -379,8 +380,8 @@ func TestJSONEnvelopeRoundTrip(t *testing.T) {
 		t.Errorf("jsonEnvelopeOf = %s, want %s", msg, want)
 	}
 	got, format, err := openEnvelope(msg, place)
-	if err != nil || got.Reveal() != "gho_\xff" || format != formatJSON {
-		t.Errorf("openEnvelope = %d, %v", format, err)
+	if err != nil || got.Reveal() != "gho_\xff" || format != EnvelopeJSON {
+		t.Errorf("openEnvelope = %s, %v", format, err)
 	}
 }
 
@@ -477,4 +478,33 @@ func FuzzDecodeBinaryEnvelope(f *testing.F) {
 			t.Fatalf("openEnvelope at its own place: %v", err)
 		}
 	})
+}
+
+// TestImportSealsInTheEnvelopeAskedFor: an import seals in
+// ImportOptions.Envelope, binary by default.
+func TestImportSealsInTheEnvelopeAskedFor(t *testing.T) {
+	t.Parallel()
+	for _, f := range []EnvelopeFormat{"", EnvelopeBinary, EnvelopeJSON} {
+		store, ring := newMemStore(), newFakeKeyring("k1")
+		im := NewImporter(nil, declared, ring, store, nil)
+		if _, err := im.Import(context.Background(), mixedSource(), ImportOptions{Envelope: f}); err != nil {
+			t.Fatal(err)
+		}
+		got := storedFormats(t, store, ring)
+		if got[f.orDefault()] == 0 || len(got) != 1 {
+			t.Errorf("Envelope %q: stored formats %v, want %s only", f, got, f.orDefault())
+		}
+	}
+}
+
+func TestConfigValidateRefusesAnUnknownEnvelope(t *testing.T) {
+	t.Parallel()
+	for _, f := range []EnvelopeFormat{"", EnvelopeBinary, EnvelopeJSON} {
+		if err := (Config{Envelope: f}).Validate(nil); err != nil {
+			t.Errorf("Envelope %q: %v", f, err)
+		}
+	}
+	if err := (Config{Envelope: "cbor"}).Validate(nil); err == nil || !strings.Contains(err.Error(), "TOKENSTORE_ENVELOPE") {
+		t.Errorf(`Envelope "cbor": %v, want refused naming the setting`, err)
+	}
 }

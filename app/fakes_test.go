@@ -60,6 +60,8 @@ type memStore struct {
 	// set, refuses them (and so the batch).
 	events    []domain.AuditEvent
 	auditDown error
+	// envelope is the format putAuth, putOffline and putKept seal in.
+	envelope EnvelopeFormat
 }
 
 var (
@@ -206,7 +208,7 @@ func (m *memStore) forgetKept(event int64) {
 // putKept keeps t sealed by c as a delete with revocation would: sealed
 // at its auth_tokens places, in a new event. It returns the event's id.
 func (m *memStore) putKept(c ports.TokenCrypter, t domain.AuthTokens) (int64, error) {
-	sealed, err := sealAuthTokens(c, t)
+	sealed, err := sealAuthTokens(c, m.envelope, t)
 	if err != nil {
 		return 0, err
 	}
@@ -302,7 +304,7 @@ func (m *memStore) findAuth(user domain.UserID, provider domain.Provider) int {
 
 // putAuth stores t sealed by c, as the service would.
 func (m *memStore) putAuth(c ports.TokenCrypter, t domain.AuthTokens) error {
-	sealed, err := sealAuthTokens(c, t)
+	sealed, err := sealAuthTokens(c, m.envelope, t)
 	if err != nil {
 		return err
 	}
@@ -312,7 +314,7 @@ func (m *memStore) putAuth(c ports.TokenCrypter, t domain.AuthTokens) error {
 
 // putOffline stores t sealed by c.
 func (m *memStore) putOffline(c ports.TokenCrypter, t domain.OfflineToken) error {
-	sealed, err := sealOfflineToken(c, t)
+	sealed, err := sealOfflineToken(c, m.envelope, t)
 	if err != nil {
 		return err
 	}
