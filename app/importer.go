@@ -177,8 +177,10 @@ func (im *Importer) authTokens(counts *ImportCounts, f EnvelopeFormat) importTab
 		name:     ImportTableAuthTokens,
 		counts:   counts,
 		sourceID: func(rec ports.ImportedAuthTokens) string { return rec.SourceID },
-		check:    func(rec ports.ImportedAuthTokens) (domain.SealedAuthTokens, *ImportFailure, error) { return im.checkAuthTokens(rec, f) },
-		insert:   im.repo.InsertAuthTokensBatch,
+		check: func(rec ports.ImportedAuthTokens) (domain.SealedAuthTokens, *ImportFailure, error) {
+			return im.checkAuthTokens(rec, f)
+		},
+		insert: im.repo.InsertAuthTokensBatch,
 		stored: func(ctx context.Context, r domain.SealedAuthTokens) error {
 			_, err := im.repo.GetAuthTokens(ctx, r.User, r.Provider)
 			return err
@@ -191,8 +193,10 @@ func (im *Importer) offlineTokens(counts *ImportCounts, f EnvelopeFormat) import
 		name:     ImportTableOfflineTokens,
 		counts:   counts,
 		sourceID: func(rec ports.ImportedOfflineToken) string { return rec.SourceID },
-		check:    func(rec ports.ImportedOfflineToken) (domain.SealedOfflineToken, *ImportFailure, error) { return im.checkOfflineToken(rec, f) },
-		insert:   im.repo.InsertOfflineTokensBatch,
+		check: func(rec ports.ImportedOfflineToken) (domain.SealedOfflineToken, *ImportFailure, error) {
+			return im.checkOfflineToken(rec, f)
+		},
+		insert: im.repo.InsertOfflineTokensBatch,
 		stored: func(ctx context.Context, r domain.SealedOfflineToken) error {
 			_, err := im.repo.GetOfflineToken(ctx, r.User)
 			return err

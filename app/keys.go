@@ -278,7 +278,7 @@ func (k *Reencryption) authTokens(f EnvelopeFormat) reencryptTable[domain.Sealed
 		reseal: func(r domain.SealedAuthTokens, onlyFormat bool) (domain.SealedAuthTokens, resealed, error) {
 			return k.resealAuthTokens(f, r, onlyFormat)
 		},
-		store:  k.repo.StoreReencryptedAuthTokens,
+		store: k.repo.StoreReencryptedAuthTokens,
 		identify: func(r domain.SealedAuthTokens) ReencryptionFailure {
 			return ReencryptionFailure{Table: authTokensTable, User: r.User, Provider: r.Provider}
 		},
@@ -298,7 +298,7 @@ func (k *Reencryption) offlineTokens(f EnvelopeFormat) reencryptTable[domain.Sea
 		reseal: func(r domain.SealedOfflineToken, onlyFormat bool) (domain.SealedOfflineToken, resealed, error) {
 			return k.resealOfflineToken(f, r, onlyFormat)
 		},
-		store:  k.repo.StoreReencryptedOfflineTokens,
+		store: k.repo.StoreReencryptedOfflineTokens,
 		identify: func(r domain.SealedOfflineToken) ReencryptionFailure {
 			return ReencryptionFailure{Table: offlineTokensTable, User: r.User}
 		},
@@ -317,7 +317,7 @@ func (k *Reencryption) keptTokens(f EnvelopeFormat) reencryptTable[domain.KeptTo
 		reseal: func(r domain.KeptTokens, onlyFormat bool) (domain.KeptTokens, resealed, error) {
 			return k.resealKeptTokens(f, r, onlyFormat)
 		},
-		store:  k.repo.StoreReencryptedKeptTokens,
+		store: k.repo.StoreReencryptedKeptTokens,
 		identify: func(r domain.KeptTokens) ReencryptionFailure {
 			return ReencryptionFailure{Table: eventsTable, Event: r.Event, User: r.User, Provider: r.Provider}
 		},
