@@ -23,7 +23,8 @@ import (
 // meanwhile is ever overwritten with older content, and tokens the
 // delivery worker revoked and forgot never come back. Re-running continues
 // where a previous run stopped: rows already under the primary key are not
-// visited again.
+// visited again, unless ReencryptOptions.Envelopes asks to read them for
+// the envelope they are in.
 type Reencryption struct {
 	keyring ports.Keyring
 	repo    ports.ReencryptionRepository
@@ -165,7 +166,7 @@ func (k *Reencryption) Run(ctx context.Context, opts ReencryptOptions) (Reencryp
 	}
 	run := &reencryptRun{
 		k: k, batch: opts.BatchSize, onProgress: opts.Progress, start: time.Now(),
-		failed: map[string]ReencryptionFailure{},
+		failed: map[string]ReencryptionFailure{}, busy: map[string]bool{},
 	}
 	primary := k.keyring.PrimaryKeyID()
 	run.report.Primary = primary
@@ -212,6 +213,9 @@ func (k *Reencryption) Run(ctx context.Context, opts ReencryptOptions) (Reencryp
 				return run.finish(ctx, err)
 			}
 		}
+		// A later pass looks again at the primary key's rows that were
+		// busy in this one only: the others were all seen.
+		run.retry, run.busy = run.busy, map[string]bool{}
 		if skipped == 0 {
 			break
 		}
@@ -238,7 +242,11 @@ type reencryptRun struct {
 	total      int64                          // values to re-encrypt (or, with Envelopes, to look at)
 	done       int64                          // values re-encrypted or left unchanged so far
 	failed     map[string]ReencryptionFailure // never retried; by row, or "key:ID", "busy"
-	report     ReencryptionReport
+	// busy names the rows (ReencryptionFailure.row) a store skipped this
+	// pass; retry, those of the pass before, which are all a later pass
+	// reads again under the primary key (nil in the first pass).
+	busy, retry map[string]bool
+	report      ReencryptionReport
 }
 
 // progress counts more values re-encrypted (written, reformatted of them)
@@ -375,6 +383,9 @@ func reencrypt[Row, Cursor any](ctx context.Context, run *reencryptRun, t reencr
 			if _, bad := run.failed[f.row()]; bad {
 				continue
 			}
+			if onlyFormat && run.retry != nil && !run.retry[f.row()] {
+				continue // seen in an earlier pass
+			}
 			again, outcome, err := t.reseal(row, onlyFormat)
 			if err != nil {
 				f.Reason = err.Error()
@@ -397,6 +408,7 @@ func reencrypt[Row, Cursor any](ctx context.Context, run *reencryptRun, t reencr
 			for i, ok := range stored {
 				if !ok {
 					skipped++
+					run.busy[t.identify(next[i]).row()] = true
 					continue
 				}
 				written += t.values(next[i])

@@ -443,3 +443,33 @@ func TestReencryptionEnvelopes(t *testing.T) {
 		t.Errorf("after Envelope json: formats %v, want all %d JSON", got, all)
 	}
 }
+
+// TestReencryptionEnvelopesRetriesOnlyBusyRows: a later pass reads again
+// only the primary key's rows that were busy, so values left unchanged are
+// counted once, and a busy row in the JSON envelope is named and rewritten
+// by the next run.
+func TestReencryptionEnvelopesRetriesOnlyBusyRows(t *testing.T) {
+	t.Parallel()
+	const jsonUsers, binaryUsers = 3, 4
+	store, ring := envelopeFixture(t, jsonUsers, binaryUsers, 0)
+	store.busy[rowKey("json-00", "gitlab")] = true // access and refresh token
+	k := NewReencryption(nil, ring, store, nil)
+	report, err := k.Run(context.Background(), ReencryptOptions{BatchSize: 2, Passes: 2, Envelopes: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if report.Reencrypted != perUser(jsonUsers)-2 || report.Unchanged != perUser(binaryUsers) {
+		t.Errorf("re-encrypted %d, unchanged %d; want %d, %d", report.Reencrypted, report.Unchanged, perUser(jsonUsers)-2, perUser(binaryUsers))
+	}
+	if len(report.Failed) != 1 || !strings.Contains(report.Failed[0].String(), "1 rows kept changing") {
+		t.Errorf("Failed = %v, want the busy row named", report.Failed)
+	}
+	delete(store.busy, rowKey("json-00", "gitlab"))
+	again, err := k.Run(context.Background(), ReencryptOptions{Envelopes: true})
+	if err != nil || again.Reencrypted != 2 || again.Reformatted != 2 || len(again.Failed) != 0 {
+		t.Errorf("next run: re-encrypted %d, reformatted %d, failed %v, %v; want the busy row's 2 values", again.Reencrypted, again.Reformatted, again.Failed, err)
+	}
+	if got := storedFormats(t, store, ring); got[EnvelopeJSON] != 0 {
+		t.Errorf("formats %v, want no JSON envelope left", got)
+	}
+}
