@@ -37,17 +37,17 @@ type Place struct {
 // AccessTokenPlace, RefreshTokenPlace and OfflineTokenPlace are the places
 // of the values tokenstore stores.
 func AccessTokenPlace(u domain.UserID, p domain.Provider) Place {
-	return Place{Table: authTokensTable, Field: "access_token", User: u, Provider: p}
+	return Place{Table: authTokensTable, Field: accessTokenField, User: u, Provider: p}
 }
 
 // RefreshTokenPlace: see AccessTokenPlace.
 func RefreshTokenPlace(u domain.UserID, p domain.Provider) Place {
-	return Place{Table: authTokensTable, Field: "refresh_token", User: u, Provider: p}
+	return Place{Table: authTokensTable, Field: refreshTokenField, User: u, Provider: p}
 }
 
 // OfflineTokenPlace: see AccessTokenPlace.
 func OfflineTokenPlace(u domain.UserID) Place {
-	return Place{Table: offlineTokensTable, Field: "token", User: u}
+	return Place{Table: offlineTokensTable, Field: offlineTokenField, User: u}
 }
 
 func (p Place) String() string {
@@ -57,62 +57,62 @@ func (p Place) String() string {
 	return fmt.Sprintf("%s.%s of user %q, provider %s", p.Table, p.Field, p.User, p.Provider)
 }
 
-// envelopeVersion is the envelope format; a change of format gets a new one.
-const envelopeVersion = 1
-
-// envelope is the sealed plaintext. The secret is bytes (base64 in JSON) so
-// any token, even one that is not valid UTF-8, round-trips exactly.
-type envelope struct {
-	V        int    `json:"v"`
-	Table    string `json:"t"`
-	Field    string `json:"f"`
-	User     string `json:"u"`
-	Provider string `json:"p,omitempty"`
-	Secret   []byte `json:"s"`
-}
-
 // ErrMisplaced is wrapped (with domain.ErrDecrypt) when a ciphertext is
 // valid but belongs to another place.
 var ErrMisplaced = errors.New("ciphertext belongs to another row or field")
 
-// Seal encrypts secret with c's primary key, bound to place.
+// Seal encrypts secret with c's primary key, bound to place, in the binary
+// envelope (envelope.go). It fails for a place the envelope cannot name
+// (a user id, provider name or secret outside its bounds); errors never
+// quote the secret.
 func Seal(c ports.TokenCrypter, place Place, secret domain.Secret) (domain.Ciphertext, error) {
-	return c.EncryptJSON(envelope{
-		V: envelopeVersion, Table: place.Table, Field: place.Field,
-		User: string(place.User), Provider: string(place.Provider),
-		Secret: []byte(secret.Reveal()),
-	})
+	return seal(c, EnvelopeBinary, place, secret)
 }
 
-// Unseal decrypts ct and checks it was sealed for place: a ciphertext moved
-// from another place fails with domain.ErrDecrypt and ErrMisplaced. Errors
-// name the place, never the material.
+// seal is Seal in the envelope format f.
+func seal(c ports.TokenCrypter, f EnvelopeFormat, place Place, secret domain.Secret) (domain.Ciphertext, error) {
+	msg, err := f.envelope(place, secret.Reveal())
+	if err != nil {
+		return domain.Ciphertext{}, fmt.Errorf("%s: %w", place, err)
+	}
+	defer clear(msg)
+	return c.Seal(msg)
+}
+
+// Unseal decrypts ct and checks it was sealed for place, whichever envelope
+// holds it (binary, or JSON from before). A ciphertext moved from another
+// place fails with domain.ErrDecrypt and ErrMisplaced; one that opens to no
+// valid envelope with domain.ErrDecrypt. Errors name the place, never the
+// material.
 func Unseal(c ports.TokenCrypter, place Place, ct domain.Ciphertext) (domain.Secret, error) {
-	var env envelope
-	if err := c.DecryptJSON(ct, &env); err != nil {
-		return domain.Secret{}, fmt.Errorf("%s: %w", place, err)
+	secret, _, err := unseal(c, place, ct)
+	return secret, err
+}
+
+// unseal is Unseal, also saying which envelope format ct was in.
+func unseal(c ports.TokenCrypter, place Place, ct domain.Ciphertext) (domain.Secret, EnvelopeFormat, error) {
+	msg, err := c.Open(ct)
+	if err != nil {
+		return domain.Secret{}, "", fmt.Errorf("%s: %w", place, err)
 	}
-	if env.V != envelopeVersion {
-		return domain.Secret{}, fmt.Errorf("%s: %w: unknown envelope version %d", place, domain.ErrDecrypt, env.V)
+	defer clear(msg)
+	secret, format, err := openEnvelope(msg, place)
+	if err != nil {
+		return domain.Secret{}, format, fmt.Errorf("%s: %w: %w", place, domain.ErrDecrypt, err)
 	}
-	got := Place{Table: env.Table, Field: env.Field, User: domain.UserID(env.User), Provider: domain.Provider(env.Provider)}
-	if got != place {
-		return domain.Secret{}, fmt.Errorf("%s: %w: %w", place, domain.ErrDecrypt, ErrMisplaced)
-	}
-	secret := domain.NewSecret(string(env.Secret))
-	clear(env.Secret)
-	return secret, nil
+	return secret, format, nil
 }
 
 // sealAuthTokens seals a row's tokens under the primary key, each bound to
-// its place, for storage. Both carry the row's one key id: should the
+// its place in an envelope of format f, for storage. Both carry the row's
+// one key id: should the
 // keyring's primary change between the two (a SIGHUP reload), it seals
 // both again under the new primary, and fails rather than store a row
 // that names the wrong key if the primary keeps changing.
-func sealAuthTokens(c ports.TokenCrypter, t domain.AuthTokens) (domain.SealedAuthTokens, error) {
+func sealAuthTokens(c ports.TokenCrypter, f EnvelopeFormat, t domain.AuthTokens) (domain.SealedAuthTokens, error) {
 	const attempts = 3
 	for i := 1; ; i++ {
-		sealed, err := sealAuthTokensOnce(c, t)
+		sealed, err := sealAuthTokensOnce(c, f, t)
 		if !errors.Is(err, errPrimaryChanged) || i == attempts {
 			return sealed, err
 		}
@@ -122,8 +122,8 @@ func sealAuthTokens(c ports.TokenCrypter, t domain.AuthTokens) (domain.SealedAut
 // errPrimaryChanged: the keyring's primary changed while a row was sealed.
 var errPrimaryChanged = errors.New("the keyring's primary key changed while sealing")
 
-func sealAuthTokensOnce(c ports.TokenCrypter, t domain.AuthTokens) (domain.SealedAuthTokens, error) {
-	access, err := Seal(c, AccessTokenPlace(t.User, t.Provider), t.AccessToken)
+func sealAuthTokensOnce(c ports.TokenCrypter, f EnvelopeFormat, t domain.AuthTokens) (domain.SealedAuthTokens, error) {
+	access, err := seal(c, f, AccessTokenPlace(t.User, t.Provider), t.AccessToken)
 	if err != nil {
 		return domain.SealedAuthTokens{}, fmt.Errorf("seal access token: %w", err)
 	}
@@ -132,7 +132,7 @@ func sealAuthTokensOnce(c ports.TokenCrypter, t domain.AuthTokens) (domain.Seale
 		AccessToken: access.Data, AccessExpiry: t.AccessExpiry, RefreshExpiry: t.RefreshExpiry,
 	}
 	if t.HasRefreshToken() {
-		refresh, err := Seal(c, RefreshTokenPlace(t.User, t.Provider), t.RefreshToken)
+		refresh, err := seal(c, f, RefreshTokenPlace(t.User, t.Provider), t.RefreshToken)
 		if err != nil {
 			return domain.SealedAuthTokens{}, fmt.Errorf("seal refresh token: %w", err)
 		}
@@ -145,29 +145,40 @@ func sealAuthTokensOnce(c ports.TokenCrypter, t domain.AuthTokens) (domain.Seale
 }
 
 // unsealAuthTokens opens a stored row's tokens, checking each was sealed
-// for its place.
-func unsealAuthTokens(c ports.TokenCrypter, row domain.SealedAuthTokens) (domain.AuthTokens, error) {
-	access, err := Unseal(c, AccessTokenPlace(row.User, row.Provider), domain.Ciphertext{KeyID: row.KeyID, Data: row.AccessToken})
+// for its place. It also counts the row's values sealed in an envelope
+// format other than f (re-encryption rewrites them).
+func unsealAuthTokens(c ports.TokenCrypter, f EnvelopeFormat, row domain.SealedAuthTokens) (_ domain.AuthTokens, otherFormat int64, _ error) {
+	access, format, err := unseal(c, AccessTokenPlace(row.User, row.Provider), domain.Ciphertext{KeyID: row.KeyID, Data: row.AccessToken})
 	if err != nil {
-		return domain.AuthTokens{}, err
+		return domain.AuthTokens{}, 0, err
 	}
+	otherFormat += notIn(f, format)
 	var refresh domain.Secret
 	if row.RefreshToken != nil {
-		refresh, err = Unseal(c, RefreshTokenPlace(row.User, row.Provider), domain.Ciphertext{KeyID: row.KeyID, Data: row.RefreshToken})
+		refresh, format, err = unseal(c, RefreshTokenPlace(row.User, row.Provider), domain.Ciphertext{KeyID: row.KeyID, Data: row.RefreshToken})
 		if err != nil {
-			return domain.AuthTokens{}, err
+			return domain.AuthTokens{}, 0, err
 		}
+		otherFormat += notIn(f, format)
 	}
 	return domain.AuthTokens{
 		User: row.User, Provider: row.Provider, AccessToken: access, RefreshToken: refresh,
 		AccessExpiry: row.AccessExpiry, RefreshExpiry: row.RefreshExpiry,
-	}, nil
+	}, otherFormat, nil
+}
+
+// notIn is 1 when a value found in format found is not in format f, else 0.
+func notIn(f, found EnvelopeFormat) int64 {
+	if found != f.orDefault() {
+		return 1
+	}
+	return 0
 }
 
 // sealOfflineToken seals a user's offline token under the primary key,
-// bound to its place, for storage.
-func sealOfflineToken(c ports.TokenCrypter, t domain.OfflineToken) (domain.SealedOfflineToken, error) {
-	sealed, err := Seal(c, OfflineTokenPlace(t.User), t.Token)
+// bound to its place in an envelope of format f, for storage.
+func sealOfflineToken(c ports.TokenCrypter, f EnvelopeFormat, t domain.OfflineToken) (domain.SealedOfflineToken, error) {
+	sealed, err := seal(c, f, OfflineTokenPlace(t.User), t.Token)
 	if err != nil {
 		return domain.SealedOfflineToken{}, fmt.Errorf("seal offline token: %w", err)
 	}
@@ -176,16 +187,22 @@ func sealOfflineToken(c ports.TokenCrypter, t domain.OfflineToken) (domain.Seale
 
 // sealer seals rows for storage and opens them for callers. The service
 // and the refresh coordinator share one, so every row a use case writes is
-// sealed by the one routine (sealAuthTokens) and every read logs a moved
-// ciphertext the same way.
+// sealed by the one routine (sealAuthTokens) in the one envelope format,
+// and every read logs a moved ciphertext the same way.
 type sealer struct {
 	crypter ports.TokenCrypter
+	format  EnvelopeFormat // of new values ("" is EnvelopeBinary)
 	log     *slog.Logger
 }
 
 // seal seals a row's tokens for storage (see sealAuthTokens).
 func (s sealer) seal(t domain.AuthTokens) (domain.SealedAuthTokens, error) {
-	return sealAuthTokens(s.crypter, t)
+	return sealAuthTokens(s.crypter, s.format, t)
+}
+
+// sealOffline seals an offline token for storage (see sealOfflineToken).
+func (s sealer) sealOffline(t domain.OfflineToken) (domain.SealedOfflineToken, error) {
+	return sealOfflineToken(s.crypter, s.format, t)
 }
 
 // openAt is Unseal, logging a misplaced ciphertext with the row's identity

@@ -28,7 +28,7 @@ func TestSealAuthTokensRoundTrip(t *testing.T) {
 				AccessToken: domain.NewSecret("access-secret"), RefreshToken: domain.NewSecret(tt.refresh),
 				AccessExpiry: expiry, RefreshExpiry: domain.Never(),
 			}
-			sealed, err := sealAuthTokens(ring, in)
+			sealed, err := sealAuthTokens(ring, EnvelopeBinary, in)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -38,7 +38,7 @@ func TestSealAuthTokensRoundTrip(t *testing.T) {
 			if (sealed.RefreshToken != nil) != (tt.refresh != "") {
 				t.Errorf("RefreshToken stored = %v, want %v", sealed.RefreshToken != nil, tt.refresh != "")
 			}
-			out, err := unsealAuthTokens(ring, sealed)
+			out, _, err := unsealAuthTokens(ring, EnvelopeBinary, sealed)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -54,7 +54,7 @@ func TestUnsealAuthTokensRefusesMovedCiphertexts(t *testing.T) {
 	t.Parallel()
 	ring := newFakeKeyring("k1")
 	seal := func(user domain.UserID) domain.SealedAuthTokens {
-		s, err := sealAuthTokens(ring, domain.AuthTokens{User: user, Provider: "github",
+		s, err := sealAuthTokens(ring, EnvelopeBinary, domain.AuthTokens{User: user, Provider: "github",
 			AccessToken: domain.NewSecret("a-" + string(user)), RefreshToken: domain.NewSecret("r-" + string(user))})
 		if err != nil {
 			t.Fatal(err)
@@ -67,7 +67,7 @@ func TestUnsealAuthTokensRefusesMovedCiphertexts(t *testing.T) {
 	stolen := alice
 	stolen.AccessToken = bob.AccessToken
 	for name, row := range map[string]domain.SealedAuthTokens{"fields swapped": swapped, "another user's token": stolen} {
-		_, err := unsealAuthTokens(ring, row)
+		_, _, err := unsealAuthTokens(ring, EnvelopeBinary, row)
 		if !errors.Is(err, domain.ErrDecrypt) || !errors.Is(err, ErrMisplaced) {
 			t.Errorf("%s: err = %v, want ErrDecrypt and ErrMisplaced", name, err)
 		}
@@ -81,8 +81,8 @@ func TestUnsealAuthTokensRefusesMovedCiphertexts(t *testing.T) {
 // keyring reloaded between two calls would.
 type switchingKeyring struct{ *fakeKeyring }
 
-func (s switchingKeyring) EncryptJSON(v any) (domain.Ciphertext, error) {
-	c, err := s.fakeKeyring.EncryptJSON(v)
+func (s switchingKeyring) Seal(msg []byte) (domain.Ciphertext, error) {
+	c, err := s.fakeKeyring.Seal(msg)
 	s.keys[0], s.keys[1] = s.keys[1], s.keys[0]
 	return c, err
 }
@@ -90,7 +90,7 @@ func (s switchingKeyring) EncryptJSON(v any) (domain.Ciphertext, error) {
 func TestSealAuthTokensRefusesTwoKeysInOneRow(t *testing.T) {
 	t.Parallel()
 	ring := switchingKeyring{newFakeKeyring("k1", "k2")}
-	_, err := sealAuthTokens(ring, domain.AuthTokens{User: "u", Provider: "github",
+	_, err := sealAuthTokens(ring, EnvelopeBinary, domain.AuthTokens{User: "u", Provider: "github",
 		AccessToken: domain.NewSecret("a"), RefreshToken: domain.NewSecret("r")})
 	if err == nil || !strings.Contains(err.Error(), "primary key changed") {
 		t.Fatalf("err = %v, want the primary key change reported", err)
@@ -100,7 +100,7 @@ func TestSealAuthTokensRefusesTwoKeysInOneRow(t *testing.T) {
 func TestSealOfflineToken(t *testing.T) {
 	t.Parallel()
 	ring := newFakeKeyring("k1")
-	sealed, err := sealOfflineToken(ring, domain.OfflineToken{User: "u", Token: domain.NewSecret("offline")})
+	sealed, err := sealOfflineToken(ring, EnvelopeBinary, domain.OfflineToken{User: "u", Token: domain.NewSecret("offline")})
 	if err != nil || sealed.User != "u" || sealed.KeyID != "k1" {
 		t.Fatalf("sealOfflineToken = %+v, %v", sealed, err)
 	}

@@ -32,11 +32,14 @@ const (
 // lease must be: the store after the call needs time too.
 const leaseSlack = 5 * time.Second
 
-// Validate checks the lifetime fraction, and the refresh lease against the longest each provider call
+// Validate checks the envelope format, the lifetime fraction, and the refresh lease against the longest each provider call
 // may take (providerTimeouts, by provider): a lease that ends first would
 // make a slow but successful refresh look interrupted, and its user would
 // have to reconnect.
 func (c Config) Validate(providerTimeouts map[domain.Provider]time.Duration) error {
+	if !slices.Contains(EnvelopeFormats(), string(c.Envelope.orDefault())) {
+		return fmt.Errorf("TOKENSTORE_ENVELOPE (envelope) is %q: want one of %s", string(c.Envelope), strings.Join(EnvelopeFormats(), ", "))
+	}
 	if f := c.LifetimeFraction; f != 0 && !(f > 0 && f < 1) {
 		return fmt.Errorf("TOKENSTORE_REFRESH_LIFETIME_FRACTION (refresh.lifetime_fraction) is %v: "+
 			"it must be a fraction between 0 and 1, exclusive, such as %v", f, domain.DefaultLifetimeFraction)

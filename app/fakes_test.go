@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"sync"
@@ -14,9 +13,10 @@ import (
 	"github.com/tokenstore/tokenstore/ports"
 )
 
-// fakeKeyring is a ports.Keyring that "encrypts" by JSON-encoding: enough
-// to test what app does with keys and places, with no crypto adapter. It
-// opens only values whose key id it holds, as a real keyring does.
+// fakeKeyring is a ports.Keyring that "encrypts" by copying: enough to test
+// what app does with keys, places and envelopes, with no crypto adapter.
+// It opens only values whose key id it holds, as a real keyring does, and
+// hands out copies, as a real one does (callers clear what Open returns).
 type fakeKeyring struct {
 	keys []domain.KeyID // primary first
 }
@@ -25,19 +25,15 @@ var _ ports.Keyring = (*fakeKeyring)(nil)
 
 func newFakeKeyring(keys ...domain.KeyID) *fakeKeyring { return &fakeKeyring{keys: keys} }
 
-func (f *fakeKeyring) EncryptJSON(v any) (domain.Ciphertext, error) {
-	b, err := json.Marshal(v)
-	return domain.Ciphertext{KeyID: f.keys[0], Data: b}, err
+func (f *fakeKeyring) Seal(msg []byte) (domain.Ciphertext, error) {
+	return domain.Ciphertext{KeyID: f.keys[0], Data: bytes.Clone(msg)}, nil
 }
 
-func (f *fakeKeyring) DecryptJSON(c domain.Ciphertext, v any) error {
+func (f *fakeKeyring) Open(c domain.Ciphertext) ([]byte, error) {
 	if !slices.Contains(f.keys, c.KeyID) {
-		return fmt.Errorf("%w: unknown key id %s", domain.ErrDecrypt, c.KeyID)
+		return nil, fmt.Errorf("%w: unknown key id %s", domain.ErrDecrypt, c.KeyID)
 	}
-	if err := json.Unmarshal(c.Data, v); err != nil {
-		return fmt.Errorf("%w: not JSON", domain.ErrDecrypt)
-	}
-	return nil
+	return bytes.Clone(c.Data), nil
 }
 
 func (f *fakeKeyring) PrimaryKeyID() domain.KeyID { return f.keys[0] }
@@ -64,6 +60,8 @@ type memStore struct {
 	// set, refuses them (and so the batch).
 	events    []domain.AuditEvent
 	auditDown error
+	// envelope is the format putAuth, putOffline and putKept seal in.
+	envelope EnvelopeFormat
 }
 
 var (
@@ -210,7 +208,7 @@ func (m *memStore) forgetKept(event int64) {
 // putKept keeps t sealed by c as a delete with revocation would: sealed
 // at its auth_tokens places, in a new event. It returns the event's id.
 func (m *memStore) putKept(c ports.TokenCrypter, t domain.AuthTokens) (int64, error) {
-	sealed, err := sealAuthTokens(c, t)
+	sealed, err := sealAuthTokens(c, m.envelope, t)
 	if err != nil {
 		return 0, err
 	}
@@ -306,7 +304,7 @@ func (m *memStore) findAuth(user domain.UserID, provider domain.Provider) int {
 
 // putAuth stores t sealed by c, as the service would.
 func (m *memStore) putAuth(c ports.TokenCrypter, t domain.AuthTokens) error {
-	sealed, err := sealAuthTokens(c, t)
+	sealed, err := sealAuthTokens(c, m.envelope, t)
 	if err != nil {
 		return err
 	}
@@ -316,7 +314,7 @@ func (m *memStore) putAuth(c ports.TokenCrypter, t domain.AuthTokens) error {
 
 // putOffline stores t sealed by c.
 func (m *memStore) putOffline(c ports.TokenCrypter, t domain.OfflineToken) error {
-	sealed, err := sealOfflineToken(c, t)
+	sealed, err := sealOfflineToken(c, m.envelope, t)
 	if err != nil {
 		return err
 	}

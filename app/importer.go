@@ -27,6 +27,9 @@ type ImportOptions struct {
 	// DryRun reads, decrypts, validates and seals every row but writes
 	// nothing: the summary says what a real run would import.
 	DryRun bool
+	// Envelope is the envelope format the values are sealed in (the
+	// envelope setting, Config.Envelope); "" is EnvelopeBinary.
+	Envelope EnvelopeFormat
 }
 
 // ImportReason says why a source row was not imported.
@@ -134,10 +137,10 @@ func (im *Importer) Import(ctx context.Context, src ports.ImportSource, opts Imp
 	}
 	sum := ImportSummary{DryRun: opts.DryRun}
 	run := importRun{im: im, dryRun: opts.DryRun, sum: &sum}
-	if err := importAll(ctx, run, im.authTokens(&sum.AuthTokens), src.AuthTokenBatches(ctx, size)); err != nil {
+	if err := importAll(ctx, run, im.authTokens(&sum.AuthTokens, opts.Envelope), src.AuthTokenBatches(ctx, size)); err != nil {
 		return sum, err
 	}
-	if err := importAll(ctx, run, im.offlineTokens(&sum.OfflineTokens), src.OfflineTokenBatches(ctx, size)); err != nil {
+	if err := importAll(ctx, run, im.offlineTokens(&sum.OfflineTokens, opts.Envelope), src.OfflineTokenBatches(ctx, size)); err != nil {
 		return sum, err
 	}
 	im.log.Info("import finished", "dry_run", opts.DryRun,
@@ -169,13 +172,15 @@ type importTable[Rec, Row any] struct {
 	stored func(ctx context.Context, row Row) error
 }
 
-func (im *Importer) authTokens(counts *ImportCounts) importTable[ports.ImportedAuthTokens, domain.SealedAuthTokens] {
+func (im *Importer) authTokens(counts *ImportCounts, f EnvelopeFormat) importTable[ports.ImportedAuthTokens, domain.SealedAuthTokens] {
 	return importTable[ports.ImportedAuthTokens, domain.SealedAuthTokens]{
 		name:     ImportTableAuthTokens,
 		counts:   counts,
 		sourceID: func(rec ports.ImportedAuthTokens) string { return rec.SourceID },
-		check:    im.checkAuthTokens,
-		insert:   im.repo.InsertAuthTokensBatch,
+		check: func(rec ports.ImportedAuthTokens) (domain.SealedAuthTokens, *ImportFailure, error) {
+			return im.checkAuthTokens(rec, f)
+		},
+		insert: im.repo.InsertAuthTokensBatch,
 		stored: func(ctx context.Context, r domain.SealedAuthTokens) error {
 			_, err := im.repo.GetAuthTokens(ctx, r.User, r.Provider)
 			return err
@@ -183,13 +188,15 @@ func (im *Importer) authTokens(counts *ImportCounts) importTable[ports.ImportedA
 	}
 }
 
-func (im *Importer) offlineTokens(counts *ImportCounts) importTable[ports.ImportedOfflineToken, domain.SealedOfflineToken] {
+func (im *Importer) offlineTokens(counts *ImportCounts, f EnvelopeFormat) importTable[ports.ImportedOfflineToken, domain.SealedOfflineToken] {
 	return importTable[ports.ImportedOfflineToken, domain.SealedOfflineToken]{
 		name:     ImportTableOfflineTokens,
 		counts:   counts,
 		sourceID: func(rec ports.ImportedOfflineToken) string { return rec.SourceID },
-		check:    im.checkOfflineToken,
-		insert:   im.repo.InsertOfflineTokensBatch,
+		check: func(rec ports.ImportedOfflineToken) (domain.SealedOfflineToken, *ImportFailure, error) {
+			return im.checkOfflineToken(rec, f)
+		},
+		insert: im.repo.InsertOfflineTokensBatch,
 		stored: func(ctx context.Context, r domain.SealedOfflineToken) error {
 			_, err := im.repo.GetOfflineToken(ctx, r.User)
 			return err
@@ -271,8 +278,8 @@ func absent[Rec, Row any](ctx context.Context, t importTable[Rec, Row], rows []R
 	return out, nil
 }
 
-// checkAuthTokens checks one auth_tokens record and seals it.
-func (im *Importer) checkAuthTokens(rec ports.ImportedAuthTokens) (domain.SealedAuthTokens, *ImportFailure, error) {
+// checkAuthTokens checks one auth_tokens record and seals it in format f.
+func (im *Importer) checkAuthTokens(rec ports.ImportedAuthTokens, f EnvelopeFormat) (domain.SealedAuthTokens, *ImportFailure, error) {
 	fail := failure(ImportFailure{Table: ImportTableAuthTokens, SourceID: rec.SourceID, User: rec.User, Provider: rec.Provider})
 	user, reason, err := checkUser(rec.Err, rec.User)
 	if err != nil {
@@ -293,12 +300,12 @@ func (im *Importer) checkAuthTokens(rec ports.ImportedAuthTokens) (domain.Sealed
 	if err := t.Validate(); err != nil {
 		return domain.SealedAuthTokens{}, fail(ReasonInvalidTokens, err), nil
 	}
-	sealed, err := sealAuthTokens(im.crypter, t)
+	sealed, err := sealAuthTokens(im.crypter, f, t)
 	return sealed, nil, err
 }
 
-// checkOfflineToken checks one offline_tokens record and seals it.
-func (im *Importer) checkOfflineToken(rec ports.ImportedOfflineToken) (domain.SealedOfflineToken, *ImportFailure, error) {
+// checkOfflineToken checks one offline_tokens record and seals it in format f.
+func (im *Importer) checkOfflineToken(rec ports.ImportedOfflineToken, f EnvelopeFormat) (domain.SealedOfflineToken, *ImportFailure, error) {
 	fail := failure(ImportFailure{Table: ImportTableOfflineTokens, SourceID: rec.SourceID, User: rec.User})
 	user, reason, err := checkUser(rec.Err, rec.User)
 	if err != nil {
@@ -308,7 +315,7 @@ func (im *Importer) checkOfflineToken(rec ports.ImportedOfflineToken) (domain.Se
 	if err := t.Validate(); err != nil {
 		return domain.SealedOfflineToken{}, fail(ReasonInvalidTokens, err), nil
 	}
-	sealed, err := sealOfflineToken(im.crypter, t)
+	sealed, err := sealOfflineToken(im.crypter, f, t)
 	return sealed, nil, err
 }
 

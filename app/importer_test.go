@@ -111,7 +111,7 @@ func TestImportChecksSealsAndCountsEveryRow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens, err := unsealAuthTokens(ring, alice)
+	tokens, _, err := unsealAuthTokens(ring, EnvelopeBinary, alice)
 	if err != nil || tokens.AccessToken.Reveal() != "a-alice" || tokens.RefreshToken.Reveal() != "r-alice" {
 		t.Errorf("alice's imported tokens do not open in their places: %v", err)
 	}
@@ -191,6 +191,6 @@ func TestImportStopsOnSourceOrBatchSizeErrors(t *testing.T) {
 // brokenCrypter cannot seal anything.
 type brokenCrypter struct{ *fakeKeyring }
 
-func (brokenCrypter) EncryptJSON(any) (domain.Ciphertext, error) {
+func (brokenCrypter) Seal([]byte) (domain.Ciphertext, error) {
 	return domain.Ciphertext{}, errors.New("keyring gone")
 }

@@ -224,8 +224,8 @@ type switchingOnce struct {
 	switched bool
 }
 
-func (s *switchingOnce) EncryptJSON(v any) (domain.Ciphertext, error) {
-	c, err := s.fakeKeyring.EncryptJSON(v)
+func (s *switchingOnce) Seal(msg []byte) (domain.Ciphertext, error) {
+	c, err := s.fakeKeyring.Seal(msg)
 	if !s.switched {
 		s.switched = true
 		s.keys[0], s.keys[1] = s.keys[1], s.keys[0]
@@ -238,12 +238,12 @@ func (s *switchingOnce) EncryptJSON(v any) (domain.Ciphertext, error) {
 func TestSealAuthTokensAcrossAReload(t *testing.T) {
 	t.Parallel()
 	ring := &switchingOnce{fakeKeyring: newFakeKeyring("k1", "k2")}
-	sealed, err := sealAuthTokens(ring, domain.AuthTokens{User: "u", Provider: "github",
+	sealed, err := sealAuthTokens(ring, EnvelopeBinary, domain.AuthTokens{User: "u", Provider: "github",
 		AccessToken: domain.NewSecret("a"), RefreshToken: domain.NewSecret("r")})
 	if err != nil || sealed.KeyID != "k2" {
 		t.Fatalf("sealAuthTokens across one reload = key %s, %v; want both under k2", sealed.KeyID, err)
 	}
-	if _, err := unsealAuthTokens(newFakeKeyring("k2"), sealed); err != nil {
+	if _, _, err := unsealAuthTokens(newFakeKeyring("k2"), EnvelopeBinary, sealed); err != nil {
 		t.Errorf("the row does not open with k2 alone: %v", err)
 	}
 }

@@ -23,7 +23,8 @@ import (
 // meanwhile is ever overwritten with older content, and tokens the
 // delivery worker revoked and forgot never come back. Re-running continues
 // where a previous run stopped: rows already under the primary key are not
-// visited again.
+// visited again, unless ReencryptOptions.Envelopes asks to read them for
+// the envelope they are in.
 type Reencryption struct {
 	keyring ports.Keyring
 	repo    ports.ReencryptionRepository
@@ -91,6 +92,16 @@ type ReencryptOptions struct {
 	// Progress, if set, is called after each batch with values done so far
 	// and the total to do.
 	Progress func(done, total int64)
+	// Envelope is the envelope format values are rewritten in (the
+	// envelope setting, Config.Envelope); "" is EnvelopeBinary.
+	Envelope EnvelopeFormat
+	// Envelopes also walks the values already under the primary key and
+	// rewrites those sealed in another envelope format than Envelope (such
+	// as the JSON envelope of releases before the binary one), leaving
+	// the others as they are. It reads and decrypts every stored value, so
+	// it is asked for, not the default; values under older keys are
+	// always rewritten in Envelope's format.
+	Envelopes bool
 }
 
 // ReencryptionFailure names a row that could not be re-encrypted, and why.
@@ -125,8 +136,15 @@ func (f ReencryptionFailure) row() string {
 // ReencryptionReport is the outcome of a re-encryption.
 type ReencryptionReport struct {
 	Primary domain.KeyID
-	// Reencrypted is how many values were re-encrypted under the primary key.
+	// Reencrypted is how many values were re-encrypted under the primary
+	// key (rewritten).
 	Reencrypted int64
+	// Reformatted counts the values among Reencrypted that were sealed in
+	// another envelope format than ReencryptOptions.Envelope.
+	Reformatted int64
+	// Unchanged counts the values ReencryptOptions.Envelopes found under
+	// the primary key in the envelope format asked for, and left alone.
+	Unchanged int64
 	// Failed lists rows that could not be re-encrypted (undecryptable,
 	// misplaced, or sealed by a key missing from the keyring), and rows
 	// still busy after every pass.
@@ -137,7 +155,8 @@ type ReencryptionReport struct {
 	Elapsed time.Duration
 }
 
-// Run re-encrypts every value not sealed by the primary key.
+// Run re-encrypts every value not sealed by the primary key, and with
+// opts.Envelopes every value under it in another envelope format.
 func (k *Reencryption) Run(ctx context.Context, opts ReencryptOptions) (ReencryptionReport, error) {
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 500
@@ -147,7 +166,7 @@ func (k *Reencryption) Run(ctx context.Context, opts ReencryptOptions) (Reencryp
 	}
 	run := &reencryptRun{
 		k: k, batch: opts.BatchSize, onProgress: opts.Progress, start: time.Now(),
-		failed: map[string]ReencryptionFailure{},
+		failed: map[string]ReencryptionFailure{}, busy: map[string]bool{},
 	}
 	primary := k.keyring.PrimaryKeyID()
 	run.report.Primary = primary
@@ -156,17 +175,21 @@ func (k *Reencryption) Run(ctx context.Context, opts ReencryptOptions) (Reencryp
 		return run.report, err
 	}
 	for _, s := range status {
-		if s.ID != primary {
+		if s.ID != primary || opts.Envelopes {
 			run.total += s.Values
 		}
 	}
-	run.progress(0)
+	run.progress(0, 0, 0)
 
-	auth, offline, kept := k.authTokens(), k.offlineTokens(), k.keptTokens()
+	// The primary key's values first (Status lists it first), so that
+	// values this run moves under it are not read a second time.
+	f := opts.Envelope
+	auth, offline, kept := k.authTokens(f), k.offlineTokens(f), k.keptTokens(f)
 	for pass := 0; pass <= opts.Passes; pass++ {
 		skipped := 0
 		for _, s := range status {
-			if s.ID == primary {
+			underPrimary := s.ID == primary
+			if underPrimary && !opts.Envelopes {
 				continue
 			}
 			if !s.InKeyring {
@@ -174,22 +197,25 @@ func (k *Reencryption) Run(ctx context.Context, opts ReencryptOptions) (Reencryp
 					Reason: fmt.Sprintf("%d values are sealed by key %s, which is not in the keyring: add it as an older key", s.Values, s.ID)}
 				continue
 			}
-			sk, err := reencrypt(ctx, run, auth, s.ID)
+			sk, err := reencrypt(ctx, run, auth, s.ID, underPrimary)
 			skipped += sk
 			if err != nil {
 				return run.finish(ctx, err)
 			}
-			sk, err = reencrypt(ctx, run, offline, s.ID)
+			sk, err = reencrypt(ctx, run, offline, s.ID, underPrimary)
 			skipped += sk
 			if err != nil {
 				return run.finish(ctx, err)
 			}
-			sk, err = reencrypt(ctx, run, kept, s.ID)
+			sk, err = reencrypt(ctx, run, kept, s.ID, underPrimary)
 			skipped += sk
 			if err != nil {
 				return run.finish(ctx, err)
 			}
 		}
+		// A later pass looks again at the primary key's rows that were
+		// busy in this one only: the others were all seen.
+		run.retry, run.busy = run.busy, map[string]bool{}
 		if skipped == 0 {
 			break
 		}
@@ -213,16 +239,25 @@ type reencryptRun struct {
 	batch      int
 	onProgress func(done, total int64) // ReencryptOptions.Progress
 	start      time.Time
-	total      int64                          // values to re-encrypt
+	total      int64                          // values to re-encrypt (or, with Envelopes, to look at)
+	done       int64                          // values re-encrypted or left unchanged so far
 	failed     map[string]ReencryptionFailure // never retried; by row, or "key:ID", "busy"
-	report     ReencryptionReport
+	// busy names the rows (ReencryptionFailure.row) a store skipped this
+	// pass; retry, those of the pass before, which are all a later pass
+	// reads again under the primary key (nil in the first pass).
+	busy, retry map[string]bool
+	report      ReencryptionReport
 }
 
-// progress counts n more values re-encrypted.
-func (run *reencryptRun) progress(n int64) {
-	run.report.Reencrypted += n
+// progress counts more values re-encrypted (written, reformatted of them)
+// and left unchanged.
+func (run *reencryptRun) progress(written, reformatted, unchanged int64) {
+	run.report.Reencrypted += written
+	run.report.Reformatted += reformatted
+	run.report.Unchanged += unchanged
+	run.done += written + unchanged
 	if run.onProgress != nil {
-		run.onProgress(min(run.report.Reencrypted, run.total), run.total)
+		run.onProgress(min(run.done, run.total), run.total)
 	}
 }
 
@@ -244,12 +279,14 @@ func (run *reencryptRun) finish(ctx context.Context, err error) (ReencryptionRep
 	return report, err
 }
 
-func (k *Reencryption) authTokens() reencryptTable[domain.SealedAuthTokens, int64] {
+func (k *Reencryption) authTokens(f EnvelopeFormat) reencryptTable[domain.SealedAuthTokens, int64] {
 	return reencryptTable[domain.SealedAuthTokens, int64]{
 		page:   k.repo.AuthTokensByKey,
 		cursor: func(r domain.SealedAuthTokens) int64 { return r.ID },
-		reseal: k.resealAuthTokens,
-		store:  k.repo.StoreReencryptedAuthTokens,
+		reseal: func(r domain.SealedAuthTokens, onlyFormat bool) (domain.SealedAuthTokens, resealed, error) {
+			return k.resealAuthTokens(f, r, onlyFormat)
+		},
+		store: k.repo.StoreReencryptedAuthTokens,
 		identify: func(r domain.SealedAuthTokens) ReencryptionFailure {
 			return ReencryptionFailure{Table: authTokensTable, User: r.User, Provider: r.Provider}
 		},
@@ -262,12 +299,14 @@ func (k *Reencryption) authTokens() reencryptTable[domain.SealedAuthTokens, int6
 	}
 }
 
-func (k *Reencryption) offlineTokens() reencryptTable[domain.SealedOfflineToken, domain.UserID] {
+func (k *Reencryption) offlineTokens(f EnvelopeFormat) reencryptTable[domain.SealedOfflineToken, domain.UserID] {
 	return reencryptTable[domain.SealedOfflineToken, domain.UserID]{
 		page:   k.repo.OfflineTokensByKey,
 		cursor: func(r domain.SealedOfflineToken) domain.UserID { return r.User },
-		reseal: k.resealOfflineToken,
-		store:  k.repo.StoreReencryptedOfflineTokens,
+		reseal: func(r domain.SealedOfflineToken, onlyFormat bool) (domain.SealedOfflineToken, resealed, error) {
+			return k.resealOfflineToken(f, r, onlyFormat)
+		},
+		store: k.repo.StoreReencryptedOfflineTokens,
 		identify: func(r domain.SealedOfflineToken) ReencryptionFailure {
 			return ReencryptionFailure{Table: offlineTokensTable, User: r.User}
 		},
@@ -279,12 +318,14 @@ func (k *Reencryption) offlineTokens() reencryptTable[domain.SealedOfflineToken,
 // are resealed at the places of the auth_tokens row they came from
 // (AccessTokenPlace, RefreshTokenPlace of the event's user and provider),
 // where the delivery worker opens them.
-func (k *Reencryption) keptTokens() reencryptTable[domain.KeptTokens, int64] {
+func (k *Reencryption) keptTokens(f EnvelopeFormat) reencryptTable[domain.KeptTokens, int64] {
 	return reencryptTable[domain.KeptTokens, int64]{
 		page:   k.repo.KeptTokensByKey,
 		cursor: func(r domain.KeptTokens) int64 { return r.Event },
-		reseal: k.resealKeptTokens,
-		store:  k.repo.StoreReencryptedKeptTokens,
+		reseal: func(r domain.KeptTokens, onlyFormat bool) (domain.KeptTokens, resealed, error) {
+			return k.resealKeptTokens(f, r, onlyFormat)
+		},
+		store: k.repo.StoreReencryptedKeptTokens,
 		identify: func(r domain.KeptTokens) ReencryptionFailure {
 			return ReencryptionFailure{Table: eventsTable, Event: r.Event, User: r.User, Provider: r.Provider}
 		},
@@ -303,7 +344,10 @@ type reencryptTable[Row, Cursor any] struct {
 	// page reads up to limit rows sealed by key, after the cursor.
 	page   func(ctx context.Context, key domain.KeyID, after Cursor, limit int) ([]Row, error)
 	cursor func(Row) Cursor
-	reseal func(Row) (Row, error)
+	// reseal re-encrypts a row under the primary key in the run's envelope
+	// format; onlyFormat (a row already under the primary key) leaves a
+	// row whose values are all in that format as it is (write false).
+	reseal func(row Row, onlyFormat bool) (Row, resealed, error)
 	// store writes resealed rows, each only if unchanged since it was
 	// read, with the batch's audit events (their Count set to the rows
 	// written).
@@ -312,11 +356,18 @@ type reencryptTable[Row, Cursor any] struct {
 	values   func(Row) int64               // sealed values in the row
 }
 
+// resealed is what resealing one row did.
+type resealed struct {
+	write       bool  // false: the row stays as it is
+	reformatted int64 // values of the row in another envelope format than the run's
+}
+
 // reencrypt walks t's rows sealed by key in cursor order and rewrites them
-// under the primary key. It returns how many rows it skipped because they
-// changed or were leased since read; a row that cannot be resealed is
-// recorded in run.failed and not tried again.
-func reencrypt[Row, Cursor any](ctx context.Context, run *reencryptRun, t reencryptTable[Row, Cursor], key domain.KeyID) (skipped int, err error) {
+// under the primary key; onlyFormat (key is the primary) rewrites only
+// those with values in another envelope format. It returns how many rows
+// it skipped because they changed or were leased since read; a row that
+// cannot be resealed is recorded in run.failed and not tried again.
+func reencrypt[Row, Cursor any](ctx context.Context, run *reencryptRun, t reencryptTable[Row, Cursor], key domain.KeyID, onlyFormat bool) (skipped int, err error) {
 	var after Cursor
 	for {
 		rows, err := t.page(ctx, key, after, run.batch)
@@ -324,79 +375,100 @@ func reencrypt[Row, Cursor any](ctx context.Context, run *reencryptRun, t reencr
 			return skipped, err
 		}
 		after = t.cursor(rows[len(rows)-1])
-		resealed := make([]Row, 0, len(rows))
+		next := make([]Row, 0, len(rows))
+		outcomes := make([]resealed, 0, len(rows))
+		var unchanged int64
 		for _, row := range rows {
 			f := t.identify(row)
 			if _, bad := run.failed[f.row()]; bad {
 				continue
 			}
-			next, err := t.reseal(row)
+			if onlyFormat && run.retry != nil && !run.retry[f.row()] {
+				continue // seen in an earlier pass
+			}
+			again, outcome, err := t.reseal(row, onlyFormat)
 			if err != nil {
 				f.Reason = err.Error()
 				run.failed[f.row()] = f
 				run.k.log.Error("cannot re-encrypt a row", "table", f.Table, "user", f.User, "provider", f.Provider, "err", err)
 				continue
 			}
-			resealed = append(resealed, next)
-		}
-		stored, err := storeBatch(ctx, run.k.audit, domain.AuditReencryptBatch, resealed, t.store)
-		if err != nil {
-			return skipped, err
-		}
-		var n int64
-		for i, ok := range stored {
-			if !ok {
-				skipped++
+			if !outcome.write {
+				unchanged += t.values(row)
 				continue
 			}
-			n += t.values(resealed[i])
+			next, outcomes = append(next, again), append(outcomes, outcome)
 		}
-		run.progress(n)
+		var written, reformatted int64
+		if len(next) > 0 { // a page with nothing to write records no batch
+			stored, err := storeBatch(ctx, run.k.audit, domain.AuditReencryptBatch, next, t.store)
+			if err != nil {
+				return skipped, err
+			}
+			for i, ok := range stored {
+				if !ok {
+					skipped++
+					run.busy[t.identify(next[i]).row()] = true
+					continue
+				}
+				written += t.values(next[i])
+				reformatted += outcomes[i].reformatted
+			}
+		}
+		run.progress(written, reformatted, unchanged)
 	}
 }
 
 // resealAuthTokens re-encrypts a row's tokens under the primary key, each
-// bound to its place as before; every other column stays as read.
-func (k *Reencryption) resealAuthTokens(row domain.SealedAuthTokens) (domain.SealedAuthTokens, error) {
-	t, err := unsealAuthTokens(k.keyring, row)
+// bound to its place as before, in envelope format f; every other column
+// stays as read. onlyFormat leaves a row all in format f as it is.
+func (k *Reencryption) resealAuthTokens(f EnvelopeFormat, row domain.SealedAuthTokens, onlyFormat bool) (domain.SealedAuthTokens, resealed, error) {
+	t, other, err := unsealAuthTokens(k.keyring, f, row)
 	if err != nil {
-		return row, err
+		return row, resealed{}, err
 	}
-	sealed, err := sealAuthTokens(k.keyring, t)
+	if onlyFormat && other == 0 {
+		return row, resealed{}, nil
+	}
+	sealed, err := sealAuthTokens(k.keyring, f, t)
 	if err != nil {
-		return row, err
+		return row, resealed{}, err
 	}
 	row.KeyID, row.AccessToken, row.RefreshToken = sealed.KeyID, sealed.AccessToken, sealed.RefreshToken
-	return row, nil
+	return row, resealed{write: true, reformatted: other}, nil
 }
 
 // resealKeptTokens re-encrypts an event's kept tokens under the primary
 // key, bound to the places of the auth_tokens row they came from; Read
 // stays as read.
-func (k *Reencryption) resealKeptTokens(row domain.KeptTokens) (domain.KeptTokens, error) {
-	resealed, err := k.resealAuthTokens(domain.SealedAuthTokens{
+func (k *Reencryption) resealKeptTokens(f EnvelopeFormat, row domain.KeptTokens, onlyFormat bool) (domain.KeptTokens, resealed, error) {
+	again, outcome, err := k.resealAuthTokens(f, domain.SealedAuthTokens{
 		User: row.User, Provider: row.Provider,
 		KeyID: row.Tokens.KeyID, AccessToken: row.Tokens.AccessToken, RefreshToken: row.Tokens.RefreshToken,
-	})
-	if err != nil {
-		return row, err
+	}, onlyFormat)
+	if err != nil || !outcome.write {
+		return row, outcome, err
 	}
-	row.Tokens = domain.SealedRevocation{KeyID: resealed.KeyID, AccessToken: resealed.AccessToken, RefreshToken: resealed.RefreshToken}
-	return row, nil
+	row.Tokens = domain.SealedRevocation{KeyID: again.KeyID, AccessToken: again.AccessToken, RefreshToken: again.RefreshToken}
+	return row, outcome, nil
 }
 
 // resealOfflineToken: see resealAuthTokens.
-func (k *Reencryption) resealOfflineToken(row domain.SealedOfflineToken) (domain.SealedOfflineToken, error) {
-	token, err := Unseal(k.keyring, OfflineTokenPlace(row.User), domain.Ciphertext{KeyID: row.KeyID, Data: row.Token})
+func (k *Reencryption) resealOfflineToken(f EnvelopeFormat, row domain.SealedOfflineToken, onlyFormat bool) (domain.SealedOfflineToken, resealed, error) {
+	token, format, err := unseal(k.keyring, OfflineTokenPlace(row.User), domain.Ciphertext{KeyID: row.KeyID, Data: row.Token})
 	if err != nil {
-		return row, err
+		return row, resealed{}, err
 	}
-	sealed, err := sealOfflineToken(k.keyring, domain.OfflineToken{User: row.User, Token: token})
+	other := notIn(f, format)
+	if onlyFormat && other == 0 {
+		return row, resealed{}, nil
+	}
+	sealed, err := sealOfflineToken(k.keyring, f, domain.OfflineToken{User: row.User, Token: token})
 	if err != nil {
-		return row, err
+		return row, resealed{}, err
 	}
 	row.KeyID, row.Token = sealed.KeyID, sealed.Token
-	return row, nil
+	return row, resealed{write: true, reformatted: other}, nil
 }
 
 // CheckRetire reports why key cannot be retired (removed from the keyring)

@@ -66,7 +66,7 @@ func TestReencryptionRunMovesEveryValueToThePrimary(t *testing.T) {
 	// Every value opens under the new ring, in its place; the other
 	// columns are as they were.
 	for _, row := range store.auth {
-		tokens, err := unsealAuthTokens(newFakeKeyring("new"), row)
+		tokens, _, err := unsealAuthTokens(newFakeKeyring("new"), EnvelopeBinary, row)
 		if err != nil || tokens.AccessToken.Reveal() != "access-"+string(row.User) {
 			t.Fatalf("auth row of %s after Run: %v", row.User, err)
 		}
@@ -309,5 +309,167 @@ func TestReencryptionNamesKeptTokensItCannotReencrypt(t *testing.T) {
 	}
 	if store.kept[2].Tokens.KeyID != "old" {
 		t.Errorf("the misplaced event's tokens were rewritten")
+	}
+}
+
+// envelopeFixture stores, all under the primary key "new": jsonUsers
+// users' values and kept tokens in the JSON envelope, binaryUsers users'
+// in the binary one; and oldUsers users' values in the JSON envelope
+// under the older key "old".
+func envelopeFixture(t *testing.T, jsonUsers, binaryUsers, oldUsers int) (*memStore, *fakeKeyring) {
+	t.Helper()
+	store, ring := newMemStore(), newFakeKeyring("new", "old")
+	put := func(c *fakeKeyring, f EnvelopeFormat, prefix string, n int) {
+		store.envelope = f
+		for i := range n {
+			u := domain.UserID(fmt.Sprintf("%s-%02d", prefix, i))
+			tokens := domain.AuthTokens{User: u, Provider: "gitlab", AccessToken: domain.NewSecret("access-" + string(u))}
+			if i%2 == 0 {
+				tokens.RefreshToken = domain.NewSecret("refresh-" + string(u))
+			}
+			if err := store.putAuth(c, tokens); err != nil {
+				t.Fatal(err)
+			}
+			if err := store.putOffline(c, domain.OfflineToken{User: u, Token: domain.NewSecret("offline-" + string(u))}); err != nil {
+				t.Fatal(err)
+			}
+			tokens.User = "gone-" + u
+			if _, err := store.putKept(c, tokens); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	put(ring, EnvelopeJSON, "json", jsonUsers)
+	put(ring, EnvelopeBinary, "binary", binaryUsers)
+	put(newFakeKeyring("old"), EnvelopeJSON, "old", oldUsers)
+	return store, ring
+}
+
+// storedFormats counts the stored values (kept tokens included) by the
+// envelope format they are in, checking each still opens at its place.
+func storedFormats(t *testing.T, store *memStore, ring *fakeKeyring) map[EnvelopeFormat]int64 {
+	t.Helper()
+	out := map[EnvelopeFormat]int64{}
+	count := func(place Place, keyID domain.KeyID, data []byte) {
+		if data == nil {
+			return
+		}
+		_, f, err := unseal(ring, place, domain.Ciphertext{KeyID: keyID, Data: data})
+		if err != nil {
+			t.Fatalf("%s: %v", place, err)
+		}
+		out[f]++
+	}
+	for _, r := range store.auth {
+		count(AccessTokenPlace(r.User, r.Provider), r.KeyID, r.AccessToken)
+		count(RefreshTokenPlace(r.User, r.Provider), r.KeyID, r.RefreshToken)
+	}
+	for u, r := range store.offline {
+		count(OfflineTokenPlace(u), r.KeyID, r.Token)
+	}
+	for _, r := range store.kept {
+		count(AccessTokenPlace(r.User, r.Provider), r.Tokens.KeyID, r.Tokens.AccessToken)
+		count(RefreshTokenPlace(r.User, r.Provider), r.Tokens.KeyID, r.Tokens.RefreshToken)
+	}
+	return out
+}
+
+// perUser is the values envelopeFixture stores for n users: access tokens,
+// every other one with a refresh token, offline tokens, and as many kept.
+func perUser(n int) int64 { return 2*int64(n+(n+1)/2) + int64(n) }
+
+// TestReencryptionEnvelopes: a plain run rewrites the older key's values
+// (in the binary envelope, whatever they were in) and leaves the primary's
+// alone; with Envelopes it also rewrites the primary's values that are in
+// the JSON envelope, touching no row already binary; a second run has
+// nothing to do; and Envelope json turns everything back into JSON (for a
+// return to a release before the binary envelope).
+func TestReencryptionEnvelopes(t *testing.T) {
+	t.Parallel()
+	const jsonUsers, binaryUsers, oldUsers = 5, 4, 3
+	store, ring := envelopeFixture(t, jsonUsers, binaryUsers, oldUsers)
+	k := NewReencryption(nil, ring, store, nil)
+	ctx := context.Background()
+
+	plain, err := k.Run(ctx, ReencryptOptions{BatchSize: 3})
+	if err != nil || len(plain.Failed) != 0 {
+		t.Fatalf("Run: %v, failed %v", err, plain.Failed)
+	}
+	if plain.Reencrypted != perUser(oldUsers) || plain.Reformatted != perUser(oldUsers) || plain.Unchanged != 0 {
+		t.Errorf("plain run: re-encrypted %d, reformatted %d, unchanged %d; want %d, %d, 0",
+			plain.Reencrypted, plain.Reformatted, plain.Unchanged, perUser(oldUsers), perUser(oldUsers))
+	}
+	if got := storedFormats(t, store, ring); got[EnvelopeJSON] != perUser(jsonUsers) {
+		t.Errorf("after a plain run: formats %v, want the primary's %d JSON values left", got, perUser(jsonUsers))
+	}
+
+	versions := map[domain.UserID]int64{}
+	for _, r := range store.auth {
+		versions[r.User] = r.Version
+	}
+	var last [2]int64
+	all := perUser(jsonUsers) + perUser(binaryUsers) + perUser(oldUsers)
+	report, err := k.Run(ctx, ReencryptOptions{BatchSize: 3, Envelopes: true, Progress: func(done, total int64) { last = [2]int64{done, total} }})
+	if err != nil || len(report.Failed) != 0 {
+		t.Fatalf("Run with Envelopes: %v, failed %v", err, report.Failed)
+	}
+	if report.Reencrypted != perUser(jsonUsers) || report.Reformatted != perUser(jsonUsers) || report.Unchanged != all-perUser(jsonUsers) {
+		t.Errorf("with Envelopes: re-encrypted %d, reformatted %d, unchanged %d; want %d, %d, %d",
+			report.Reencrypted, report.Reformatted, report.Unchanged, perUser(jsonUsers), perUser(jsonUsers), all-perUser(jsonUsers))
+	}
+	if last != [2]int64{all, all} {
+		t.Errorf("progress ended at %v, want %d of %d", last, all, all)
+	}
+	if got := storedFormats(t, store, ring); got[EnvelopeJSON] != 0 || got[EnvelopeBinary] != all {
+		t.Errorf("after Envelopes: formats %v, want all %d binary", got, all)
+	}
+	for _, r := range store.auth {
+		rewritten := strings.HasPrefix(string(r.User), "json-")
+		if (r.Version != versions[r.User]) != rewritten {
+			t.Errorf("row of %s: version %d, was %d; want a new version only for rows in the JSON envelope", r.User, r.Version, versions[r.User])
+		}
+	}
+
+	again, err := k.Run(ctx, ReencryptOptions{Envelopes: true})
+	if err != nil || again.Reencrypted != 0 || again.Unchanged != all {
+		t.Errorf("second run with Envelopes: re-encrypted %d, unchanged %d, %v; want 0, %d", again.Reencrypted, again.Unchanged, err, all)
+	}
+
+	back, err := k.Run(ctx, ReencryptOptions{Envelopes: true, Envelope: EnvelopeJSON})
+	if err != nil || back.Reencrypted != all || back.Reformatted != all {
+		t.Errorf("with Envelope json: re-encrypted %d, reformatted %d, %v; want %d", back.Reencrypted, back.Reformatted, err, all)
+	}
+	if got := storedFormats(t, store, ring); got[EnvelopeJSON] != all {
+		t.Errorf("after Envelope json: formats %v, want all %d JSON", got, all)
+	}
+}
+
+// TestReencryptionEnvelopesRetriesOnlyBusyRows: a later pass reads again
+// only the primary key's rows that were busy, so values left unchanged are
+// counted once, and a busy row in the JSON envelope is named and rewritten
+// by the next run.
+func TestReencryptionEnvelopesRetriesOnlyBusyRows(t *testing.T) {
+	t.Parallel()
+	const jsonUsers, binaryUsers = 3, 4
+	store, ring := envelopeFixture(t, jsonUsers, binaryUsers, 0)
+	store.busy[rowKey("json-00", "gitlab")] = true // access and refresh token
+	k := NewReencryption(nil, ring, store, nil)
+	report, err := k.Run(context.Background(), ReencryptOptions{BatchSize: 2, Passes: 2, Envelopes: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if report.Reencrypted != perUser(jsonUsers)-2 || report.Unchanged != perUser(binaryUsers) {
+		t.Errorf("re-encrypted %d, unchanged %d; want %d, %d", report.Reencrypted, report.Unchanged, perUser(jsonUsers)-2, perUser(binaryUsers))
+	}
+	if len(report.Failed) != 1 || !strings.Contains(report.Failed[0].String(), "1 rows kept changing") {
+		t.Errorf("Failed = %v, want the busy row named", report.Failed)
+	}
+	delete(store.busy, rowKey("json-00", "gitlab"))
+	again, err := k.Run(context.Background(), ReencryptOptions{Envelopes: true})
+	if err != nil || again.Reencrypted != 2 || again.Reformatted != 2 || len(again.Failed) != 0 {
+		t.Errorf("next run: re-encrypted %d, reformatted %d, failed %v, %v; want the busy row's 2 values", again.Reencrypted, again.Reformatted, again.Failed, err)
+	}
+	if got := storedFormats(t, store, ring); got[EnvelopeJSON] != 0 {
+		t.Errorf("formats %v, want no JSON envelope left", got)
 	}
 }

@@ -42,6 +42,11 @@ type Config struct {
 	// TracerProvider makes the use cases' spans (one per TokenService
 	// call, refresh and wait for a lease); nil: none.
 	TracerProvider trace.TracerProvider
+	// Envelope is the envelope format new values are sealed in (the
+	// envelope setting): "" or EnvelopeBinary, or EnvelopeJSON for
+	// releases before the binary envelope to read them. Values in either
+	// format are read.
+	Envelope EnvelopeFormat
 	// Revoker revokes deleted tokens at their provider when the provider
 	// asks for it (ports.TokenRevoker.RevokesOnDelete): DeleteAuthTokens
 	// then queues the revocation with the delete, and the DeliveryWorker
@@ -86,7 +91,7 @@ func NewTokenService(cfg Config, log *slog.Logger, crypter ports.TokenCrypter, r
 	if cfg.LifetimeFraction > 0 && cfg.LifetimeFraction < 1 {
 		fraction = cfg.LifetimeFraction
 	}
-	rows := sealer{crypter: crypter, log: log}
+	rows := sealer{crypter: crypter, format: cfg.Envelope, log: log}
 	clock := newClock(cfg.Now)
 	obs := cfg.Observer
 	if obs == nil {
@@ -291,7 +296,7 @@ func (s *TokenService) PutOfflineToken(ctx context.Context, t domain.OfflineToke
 	if err := t.Validate(); err != nil {
 		return domain.OfflineToken{}, err
 	}
-	sealed, err := sealOfflineToken(s.rows.crypter, t)
+	sealed, err := s.rows.sealOffline(t)
 	if err != nil {
 		return domain.OfflineToken{}, err
 	}

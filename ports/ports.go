@@ -13,16 +13,18 @@ import (
 
 // TokenCrypter seals token material before it reaches storage. Implementations
 // hold a keyring: one primary key that encrypts and older keys that still
-// decrypt, each known by a deterministic KeyID. The use cases seal a JSON
-// envelope that binds each value to its row and field, so JSON is all they
-// ask for.
+// decrypt, each known by a deterministic KeyID. It seals and opens bytes:
+// what the bytes say (app's envelope, which binds each value to its row and
+// field) is the use cases' business, not the crypter's.
 type TokenCrypter interface {
-	// EncryptJSON seals the JSON encoding of v under the primary key.
-	EncryptJSON(v any) (domain.Ciphertext, error)
-	// DecryptJSON opens c with the key c.KeyID names (an empty KeyID, from
-	// a system that did not record one, tries every key) and decodes its
-	// JSON into v. Failures to open wrap domain.ErrDecrypt.
-	DecryptJSON(c domain.Ciphertext, v any) error
+	// Seal encrypts plaintext under the primary key. It neither keeps nor
+	// clears plaintext: the caller owns it (and clears it once sealed).
+	Seal(plaintext []byte) (domain.Ciphertext, error)
+	// Open decrypts c with the key c.KeyID names (an empty KeyID, from a
+	// system that did not record one, tries every key). The plaintext is a
+	// new buffer the caller owns: it clears it once done. Failures wrap
+	// domain.ErrDecrypt and never quote c's content.
+	Open(c domain.Ciphertext) ([]byte, error)
 }
 
 // TokenRepository stores sealed tokens. It never sees plaintext.

@@ -12,7 +12,7 @@ import (
 // Decrypt, which production only needs for reading the replaced system's
 // values, so it exists for the tests alone.
 func (r *Keyring) Encrypt(plaintext domain.Secret) (domain.Ciphertext, error) {
-	return r.seal([]byte(plaintext.Reveal()))
+	return r.Seal([]byte(plaintext.Reveal()))
 }
 
 // KeyOf reports which key of the ring sealed data, verifying the whole

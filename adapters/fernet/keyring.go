@@ -1,15 +1,11 @@
 package fernet
 
 import (
-	"bytes"
 	"crypto/aes"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 
 	fernetgo "github.com/fernet/fernet-go"
 
@@ -93,7 +89,9 @@ func (r *Keyring) Keys() []domain.KeyID {
 	return ids
 }
 
-func (r *Keyring) seal(msg []byte) (domain.Ciphertext, error) {
+// Seal encrypts msg under the primary key (ports.TokenCrypter). It neither
+// keeps nor clears msg.
+func (r *Keyring) Seal(msg []byte) (domain.Ciphertext, error) {
 	primary := r.keys[0]
 	tok, err := fernetgo.EncryptAndSign(msg, primary.k)
 	if err != nil {
@@ -107,7 +105,7 @@ func (r *Keyring) seal(msg []byte) (domain.Ciphertext, error) {
 // such instead of as a corrupt value. An empty KeyID (legacy imports) tries
 // every key. Every failure wraps domain.ErrDecrypt.
 func (r *Keyring) Decrypt(c domain.Ciphertext) (domain.Secret, error) {
-	msg, err := r.open(c)
+	msg, err := r.Open(c)
 	if err != nil {
 		return domain.Secret{}, err
 	}
@@ -116,7 +114,10 @@ func (r *Keyring) Decrypt(c domain.Ciphertext) (domain.Secret, error) {
 	return s, nil
 }
 
-func (r *Keyring) open(c domain.Ciphertext) ([]byte, error) {
+// Open is Decrypt's bytes (ports.TokenCrypter): the plaintext in a new
+// buffer the caller owns and clears. Every failure wraps domain.ErrDecrypt
+// and names the key, never the content.
+func (r *Keyring) Open(c domain.Ciphertext) ([]byte, error) {
 	if err := checkFormat(c.Data); err != nil {
 		return nil, err
 	}
@@ -138,69 +139,6 @@ func (r *Keyring) open(c domain.Ciphertext) ([]byte, error) {
 			"(tampered, truncated or encrypted with another key)", domain.ErrDecrypt, c.KeyID)
 	}
 	return msg, nil
-}
-
-// EncryptJSON seals the JSON encoding of v under the primary key. It refuses
-// values that contain a domain.Secret: a Secret marshals as "[REDACTED]",
-// so sealing it would silently store the marker instead of the token.
-func (r *Keyring) EncryptJSON(v any) (domain.Ciphertext, error) {
-	msg, err := json.Marshal(v)
-	if err != nil {
-		return domain.Ciphertext{}, fmt.Errorf("encode %T as JSON: %w", v, err)
-	}
-	if bytes.Contains(msg, []byte(`"`+domain.Redacted+`"`)) {
-		clear(msg)
-		return domain.Ciphertext{}, fmt.Errorf("encode %T as JSON: it contains %q, the marker a domain.Secret marshals to; "+
-			"copy secrets into plain string fields with Reveal before sealing", v, domain.Redacted)
-	}
-	c, err := r.seal(msg)
-	clear(msg)
-	return c, err
-}
-
-// DecryptJSON opens c and decodes its JSON into v. JSON errors name the
-// field and type that failed, never the decrypted text.
-func (r *Keyring) DecryptJSON(c domain.Ciphertext, v any) error {
-	msg, err := r.open(c)
-	if err != nil {
-		return err
-	}
-	defer clear(msg)
-	if err := json.Unmarshal(msg, v); err != nil {
-		return jsonError(v, err)
-	}
-	return nil
-}
-
-// jsonError describes a decoding failure without its text: a SyntaxError
-// quotes the offending character and an UnmarshalTypeError may quote the
-// value, both of which are token material here.
-func jsonError(v any, err error) error {
-	var (
-		syntax   *json.SyntaxError
-		mismatch *json.UnmarshalTypeError
-		invalid  *json.InvalidUnmarshalError
-	)
-	switch {
-	case errors.As(err, &syntax):
-		return fmt.Errorf("decode decrypted JSON into %T: not valid JSON (syntax error at byte %d)", v, syntax.Offset)
-	case errors.As(err, &mismatch):
-		return fmt.Errorf("decode decrypted JSON into %T: field %q cannot hold a JSON %s (Go type %s)",
-			v, mismatch.Field, jsonKind(mismatch.Value), mismatch.Type)
-	case errors.As(err, &invalid):
-		return fmt.Errorf("decode decrypted JSON: %w", err)
-	default:
-		return fmt.Errorf("decode decrypted JSON into %T: %T", v, err)
-	}
-}
-
-// jsonKind keeps the kind of an UnmarshalTypeError's Value ("number",
-// "string", ...) and drops any literal that follows it.
-func jsonKind(value string) string {
-	if i := strings.IndexByte(value, ' '); i >= 0 {
-		return value[:i]
-	}
-	return value
 }
 
 // checkFormat rejects data that cannot be a Fernet token before fernet-go

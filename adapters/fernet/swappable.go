@@ -43,14 +43,14 @@ func (s *SwappableKeyring) Current() *Keyring { return s.current.Load() }
 // replaced.
 func (s *SwappableKeyring) Swap(k *Keyring) *Keyring { return s.current.Swap(k) }
 
-// EncryptJSON implements ports.TokenCrypter with the current keyring.
-func (s *SwappableKeyring) EncryptJSON(v any) (domain.Ciphertext, error) {
-	return s.Current().EncryptJSON(v)
+// Seal implements ports.TokenCrypter with the current keyring.
+func (s *SwappableKeyring) Seal(msg []byte) (domain.Ciphertext, error) {
+	return s.Current().Seal(msg)
 }
 
-// DecryptJSON implements ports.TokenCrypter with the current keyring.
-func (s *SwappableKeyring) DecryptJSON(c domain.Ciphertext, v any) error {
-	return s.Current().DecryptJSON(c, v)
+// Open implements ports.TokenCrypter with the current keyring.
+func (s *SwappableKeyring) Open(c domain.Ciphertext) ([]byte, error) {
+	return s.Current().Open(c)
 }
 
 // PrimaryKeyID is the current keyring's primary key id.

@@ -25,7 +25,7 @@ func TestSwappableKeyring(t *testing.T) {
 	if s.PrimaryKeyID() != a.ID() || !slices.Equal(s.Keys(), []domain.KeyID{a.ID()}) {
 		t.Fatalf("before Swap: primary %s keys %v", s.PrimaryKeyID(), s.Keys())
 	}
-	underA, err := s.EncryptJSON("x")
+	underA, err := s.Seal([]byte("x"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,8 +35,7 @@ func TestSwappableKeyring(t *testing.T) {
 	if s.PrimaryKeyID() != b.ID() || !slices.Equal(s.Keys(), []domain.KeyID{b.ID(), a.ID()}) || s.Current() != second {
 		t.Fatalf("after Swap: primary %s keys %v", s.PrimaryKeyID(), s.Keys())
 	}
-	var got string
-	if err := s.DecryptJSON(underA, &got); err != nil || got != "x" {
+	if got, err := s.Open(underA); err != nil || string(got) != "x" {
 		t.Errorf("a value sealed before the swap: %q, %v", got, err)
 	}
 
@@ -49,15 +48,14 @@ func TestSwappableKeyring(t *testing.T) {
 	for range 4 {
 		wg.Go(func() {
 			for range 100 {
-				c, err := s.EncryptJSON("y")
+				c, err := s.Seal([]byte("y"))
 				if err != nil {
 					t.Error(err)
 					return
 				}
 				// Open with the ring holding only the key the id names.
 				only := map[domain.KeyID]*fernet.Keyring{a.ID(): first, b.ID(): mustKeyring(t, b)}[c.KeyID]
-				var v string
-				if err := only.DecryptJSON(c, &v); err != nil || v != "y" {
+				if v, err := only.Open(c); err != nil || string(v) != "y" {
 					t.Errorf("sealed under %s while swapping: %q, %v", c.KeyID, v, err)
 					return
 				}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tokenstore/tokenstore/adapters/fernet"
 	"github.com/tokenstore/tokenstore/adapters/postgres"
+	"github.com/tokenstore/tokenstore/app"
 	"github.com/tokenstore/tokenstore/domain"
 	"github.com/tokenstore/tokenstore/tests/testdb"
 )
@@ -33,14 +34,16 @@ func TestNoPlaintextInTables(t *testing.T) {
 	access := "glpat-ACCESS-plaintext-4f1c9a"
 	refresh := "glrt-REFRESH-plaintext-77d2e0"
 	offline := "eyJhbGciOi.OFFLINE-plaintext.c2lnbmF0dXJl"
-	seal := func(s string) domain.Ciphertext {
-		c, err := ring.EncryptJSON(s)
+	seal := func(place app.Place, s string) domain.Ciphertext {
+		c, err := app.Seal(ring, place, domain.NewSecret(s))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return c
 	}
-	a, r, o := seal(access), seal(refresh), seal(offline)
+	a := seal(app.AccessTokenPlace("raw-user", domain.ProviderGitLab), access)
+	r := seal(app.RefreshTokenPlace("raw-user", domain.ProviderGitLab), refresh)
+	o := seal(app.OfflineTokenPlace("raw-user"), offline)
 	if _, err := repo.PutAuthTokens(ctx, domain.SealedAuthTokens{
 		User: "raw-user", Provider: domain.ProviderGitLab, KeyID: a.KeyID,
 		AccessToken: a.Data, RefreshToken: r.Data,
@@ -95,9 +98,8 @@ func TestNoPlaintextInTables(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var plain string
-	err = ring.DecryptJSON(domain.Ciphertext{KeyID: got.KeyID, Data: got.AccessToken}, &plain)
-	if err != nil || plain != access {
+	plain, err := app.Unseal(ring, app.AccessTokenPlace("raw-user", domain.ProviderGitLab), domain.Ciphertext{KeyID: got.KeyID, Data: got.AccessToken})
+	if err != nil || plain.Reveal() != access {
 		t.Fatalf("stored access token does not decrypt to the original (%v)", err)
 	}
 }

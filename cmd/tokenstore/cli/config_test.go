@@ -17,6 +17,7 @@ import (
 	"github.com/tokenstore/tokenstore/adapters/httpapi"
 	"github.com/tokenstore/tokenstore/adapters/oauth"
 	"github.com/tokenstore/tokenstore/adapters/postgres"
+	"github.com/tokenstore/tokenstore/app"
 	"github.com/tokenstore/tokenstore/cmd/tokenstore/cli"
 	"github.com/tokenstore/tokenstore/domain"
 	"github.com/tokenstore/tokenstore/tests/testpki"
@@ -140,6 +141,8 @@ func TestLoadEnvOverrides(t *testing.T) {
 		{"TOKENSTORE_REFRESH_WORKER_BATCH", "10", func(c cli.Config) any { return c.Worker.Batch }, 10},
 		{"TOKENSTORE_AUDIT_MODE", "best_effort", func(c cli.Config) any { return c.Audit.Mode }, "best_effort"},
 		{"TOKENSTORE_AUDIT_MODE", "off", func(c cli.Config) any { return c.Audit.Mode }, "off"},
+		{"TOKENSTORE_ENVELOPE", "json", func(c cli.Config) any { return c.App.Envelope }, app.EnvelopeJSON},
+		{"TOKENSTORE_ENVELOPE", "binary", func(c cli.Config) any { return c.App.Envelope }, app.EnvelopeBinary},
 		{"TOKENSTORE_AUDIT_RETENTION", "720h", func(c cli.Config) any { return c.Audit.Retention }, 720 * time.Hour},
 		{"TOKENSTORE_AUDIT_RETENTION", "0", func(c cli.Config) any { return c.Audit.Retention }, time.Duration(0)},
 		{"TOKENSTORE_EVENTS_ENABLED", "false", func(c cli.Config) any { return c.Events.Policy() }, domain.EventPolicy{Off: true}},
@@ -213,6 +216,7 @@ func TestLoadEnvInvalid(t *testing.T) {
 		{"enum format", map[string]string{"TOKENSTORE_LOG_FORMAT": "xml"}, []string{"TOKENSTORE_LOG_FORMAT", `"xml"`, "json", "text", "auto"}, nil},
 		{"enum level", map[string]string{"TOKENSTORE_LOG_LEVEL": "verbose"}, []string{"TOKENSTORE_LOG_LEVEL", "debug"}, nil},
 		{"enum audit mode", map[string]string{"TOKENSTORE_AUDIT_MODE": "fail-closed"}, []string{"TOKENSTORE_AUDIT_MODE", `"fail-closed"`, "fail_closed", "best_effort", "off"}, nil},
+		{"enum envelope", map[string]string{"TOKENSTORE_ENVELOPE": "JSON"}, []string{"TOKENSTORE_ENVELOPE", `"JSON"`, "binary, json"}, nil},
 		{"audit retention in days", map[string]string{"TOKENSTORE_AUDIT_RETENTION": "400d"}, []string{"TOKENSTORE_AUDIT_RETENTION", `"400d"`}, nil},
 		{"bad key", map[string]string{"TOKENSTORE_KEYS": badKey}, []string{"TOKENSTORE_KEYS", "key #1"}, []string{badKey, "SecretLooking"}},
 		{"short key", map[string]string{"TOKENSTORE_KEYS": "c2hvcnRTZWNyZXRLZXlCeXRlcw=="}, []string{"TOKENSTORE_KEYS", "bytes"}, []string{"c2hvcnRTZWNyZXRLZXlCeXRlcw"}},

@@ -160,7 +160,7 @@ func runImportOpenHands(ctx context.Context, args []string, env Env) error {
 	audit := commandAuditor(cfg, log, repo)
 	defer flushAuditor(audit, cfg, log)
 	importer := app.NewImporter(log, cfg.App.Providers, keyring, repo, audit)
-	sum, importErr := importer.Import(ctx, source, app.ImportOptions{BatchSize: *batch, DryRun: *dryRun})
+	sum, importErr := importer.Import(ctx, source, app.ImportOptions{BatchSize: *batch, DryRun: *dryRun, Envelope: cfg.App.Envelope})
 	printImportSummary(env.Stdout, sum)
 	if importErr != nil {
 		return fmt.Errorf("%w (batches reported above are committed; running the import again skips them)", importErr)

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -28,7 +29,12 @@ const keysUsage = `Usage: tokenstore keys generate | list | rotate | retire ID  
              that the keyring lacks.
   rotate     re-encrypt every stored value not sealed by the primary key, in
              batches, online (the service keeps serving), the tokens kept for
-             pending upstream revocations too. Re-run to resume.
+             pending upstream revocations too, in the envelope the envelope
+             setting names. Re-run to resume. With --envelopes, also read
+             every value already under the primary key and rewrite those in
+             the other envelope (the JSON one of earlier releases, unless
+             the setting says json): run it once every instance writes
+             the envelope the setting names.
              Exits non-zero, naming the rows, if any value could not be
              re-encrypted. Roll the new primary out to every instance first:
              it warns, naming each, when live instances seal with another
@@ -47,6 +53,7 @@ func runKeys(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("keys", keysUsage, env)
 	flags := addConfigFlags(fs, true)
 	batch := fs.Int("batch-size", 500, "rotate: rows per transaction")
+	envelopes := fs.Bool("envelopes", false, "rotate: also rewrite values under the primary key that are in another envelope than the envelope setting's")
 	words, err := parseArgs(fs, args, env) // flags may come before or after the action
 	if err != nil {
 		return err
@@ -93,7 +100,8 @@ func runKeys(ctx context.Context, args []string, env Env) error {
 		return keysList(ctx, rot, env.Stdout)
 	case "rotate":
 		warnPrimaryDisagreement(ctx, fleet, ring.PrimaryKeyID(), env.Stderr)
-		return keysRotate(ctx, rot, *batch, env.Stderr, log, env.Stdout)
+		opts := app.ReencryptOptions{BatchSize: *batch, Envelope: cfg.App.Envelope, Envelopes: *envelopes}
+		return keysRotate(ctx, rot, opts, env.Stderr, log, env.Stdout)
 	default:
 		if len(rest) != 1 {
 			return errors.New("keys retire: give the key id (see `tokenstore keys list`)")
@@ -139,13 +147,20 @@ func keysList(ctx context.Context, rot *app.Reencryption, out io.Writer) error {
 	return nil
 }
 
-func keysRotate(ctx context.Context, rot *app.Reencryption, batch int, progressOut io.Writer, log *slog.Logger, out io.Writer) error {
+func keysRotate(ctx context.Context, rot *app.Reencryption, opts app.ReencryptOptions, progressOut io.Writer, log *slog.Logger, out io.Writer) error {
 	bar := newProgress(progressOut, log)
-	report, err := rot.Run(ctx, app.ReencryptOptions{BatchSize: batch, Progress: bar.update})
+	opts.Progress = bar.update
+	report, err := rot.Run(ctx, opts)
 	bar.finish()
 	fmt.Fprintf(out, "rotated %d values to primary key %s in %s", report.Reencrypted, report.Primary, report.Elapsed.Round(time.Millisecond))
 	if secs := report.Elapsed.Seconds(); secs > 0 && report.Reencrypted > 0 {
 		fmt.Fprintf(out, " (%.0f values/s)", float64(report.Reencrypted)/secs)
+	}
+	fmt.Fprintln(out)
+	envelope := cmp.Or(opts.Envelope, app.EnvelopeBinary)
+	fmt.Fprintf(out, "envelopes: %d values rewritten from another envelope into the %s one", report.Reformatted, envelope)
+	if opts.Envelopes {
+		fmt.Fprintf(out, "; %d values under the primary key already in it, left as they were", report.Unchanged)
 	}
 	fmt.Fprintln(out)
 	fmt.Fprintln(out, "values per key now:")

@@ -136,6 +136,9 @@ func (c *Config) settings() []setting {
 		{key: "key_file", to: &c.KeyFile, help: "key file, used when keys is not set: one Fernet key per line (notes after #) or JSON [{key, created_at, note}], primary first; must be mode 0600"},
 		{key: "jwt_secret", to: &c.JWTSecret, help: "the replaced system's JWT secret, used when neither keys nor key_file is set: the key is derived as base64(SHA-256(secret))"},
 		{key: "jwt_secret_file", to: &c.JWTSecretFile, help: "file holding the replaced system's JWT secret (instead of jwt_secret)"},
+		{key: "envelope", to: &c.App.Envelope, help: "the envelope new values are sealed in: binary (compact, cheap to open); json, the one releases before the binary envelope read, " +
+			"while any of them runs beside this one (a rolling deploy) or before returning to one; both are always read, and `keys rotate --envelopes` rewrites stored values into this one (see README: Keys)",
+			def: string(app.EnvelopeBinary), oneOf: app.EnvelopeFormats()},
 		{key: "key_heartbeat_interval", to: &c.KeyringHeartbeat.Interval, help: fmt.Sprintf("how often serve records its keyring (key ids, never keys) in the database; "+
 			"an instance that stops beating counts as live for %d intervals, and `keys retire` refuses a key a live instance holds", app.KeyringLiveBeats), def: app.DefaultKeyringHeartbeat},
 		{key: "callers", to: &c.Callers, help: "list of {name, credential_hash, permissions, providers, user_prefix, client_cert_identity}; permissions: " + strings.Join(httpapi.PermissionNames(), ", ") +
@@ -356,6 +359,10 @@ func (s setting) set(n *yaml.Node, where string, getenv func(string) string) (er
 		return err
 	case *string:
 		if *p = n.Value; s.oneOf != nil && !slices.Contains(s.oneOf, n.Value) {
+			err = fmt.Errorf("%q is not one of %s", n.Value, strings.Join(s.oneOf, ", "))
+		}
+	case *app.EnvelopeFormat:
+		if *p = app.EnvelopeFormat(n.Value); !slices.Contains(s.oneOf, n.Value) {
 			err = fmt.Errorf("%q is not one of %s", n.Value, strings.Join(s.oneOf, ", "))
 		}
 	case *bool:

@@ -55,7 +55,7 @@ func TestStartupSummary(t *testing.T) {
 		}
 	}
 	for k, v := range map[string]any{"tls": "off", "audit_mode": "fail_closed", "audit_retention": "9600h0m0s", "refresh_margin": "15m0s",
-		"refresh_worker": "every 1m0s", "callers": "backend", "keys": float64(1), "key_source": "TOKENSTORE_KEYS",
+		"refresh_worker": "every 1m0s", "callers": "backend", "keys": float64(1), "key_source": "TOKENSTORE_KEYS", "envelope": "binary",
 		"metrics": "off", "tracing": "off"} {
 		if line[k] != v {
 			t.Errorf("%s = %#v, want %#v", k, line[k], v)
