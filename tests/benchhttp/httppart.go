@@ -2,10 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -59,12 +65,16 @@ func (b *bench) httpPart(ctx context.Context) (*httpResult, error) {
 		if b.maxConns > 0 {
 			database["max_conns"] = b.maxConns
 		}
-		return serverConfig{
+		cfg := serverConfig{
 			"database":  database,
 			"keys":      []string{key.Encode()},
 			"callers":   []any{b.caller.entry},
 			"providers": []any{map[string]any{"name": provider, "refresh": false}},
 		}
+		if b.profile {
+			cfg["metrics"] = map[string]any{"addr": "127.0.0.1:0", "pprof": true}
+		}
+		return cfg
 	}
 	progress("starting tokenstore (defaults) and tokenstore (audit.mode off)")
 	defaults, err := b.startServer(ctx, "tokenstore-defaults", base())
@@ -158,10 +168,84 @@ func (b *bench) httpPart(ctx context.Context) (*httpResult, error) {
 			s.rounds = append(s.rounds, o)
 		}
 	}
+	if b.profile {
+		for _, in := range []struct {
+			s   *server
+			lua string
+		}{{auditOff, getLua}, {defaults, getLua}} {
+			if err := b.profileGET(ctx, in.s, in.lua); err != nil {
+				return nil, err
+			}
+		}
+	}
 	for _, s := range []*server{defaults, auditOff} {
 		s.stop()
 	}
 	return res, nil
+}
+
+// profileGET runs wrk's GET against s for the measurement's duration while
+// taking a CPU profile of s (net/http/pprof on its metrics listener),
+// writes it to the run's directory and prints its top functions.
+func (b *bench) profileGET(ctx context.Context, s *server, lua string) error {
+	addr, err := metricsAddr(s.logPath)
+	if err != nil {
+		return err
+	}
+	progress("profiling %s under GET for %s", s.name, b.duration)
+	path := filepath.Join(b.dir, s.name+".get.pprof")
+	got := make(chan error, 1)
+	go func() {
+		secs := strconv.Itoa(max(int(b.duration.Seconds())-1, 1))
+		resp, err := http.Get("http://" + addr + "/debug/pprof/profile?seconds=" + secs)
+		if err != nil {
+			got <- err
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(path)
+		if err != nil {
+			got <- err
+			return
+		}
+		_, err = io.Copy(f, resp.Body)
+		got <- errors.Join(err, f.Close())
+	}()
+	if _, err := b.wrk(ctx, s, lua, b.duration); err != nil {
+		return err
+	}
+	if err := <-got; err != nil {
+		return fmt.Errorf("profile of %s: %w", s.name, err)
+	}
+	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=35", b.bin, path).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("go tool pprof: %w\n%s", err, out)
+	}
+	fmt.Printf("CPU profile of %s under GET (%s):\n%s\n", s.name, path, out)
+	return nil
+}
+
+// metricsAddr is the address the instance's metrics listener bound
+// (metrics.addr 127.0.0.1:0), from its start-up log.
+func metricsAddr(logPath string) (string, error) {
+	body, err := os.ReadFile(logPath)
+	if err != nil {
+		return "", err
+	}
+	var addr string
+	for line := range strings.SplitSeq(string(body), "\n") {
+		var rec struct {
+			Msg  string `json:"msg"`
+			Addr string `json:"addr"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Addr != "" && strings.Contains(rec.Msg, "metrics") {
+			addr = rec.Addr
+		}
+	}
+	if addr == "" {
+		return "", fmt.Errorf("no metrics listener address in %s", logPath)
+	}
+	return addr, nil
 }
 
 func reversed[T any](xs []T) []T {

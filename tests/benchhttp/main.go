@@ -28,7 +28,11 @@
 // side once before the rounds, not counted), BENCH_ONLY (http, storm,
 // reencrypt: a comma-separated subset), BENCH_PG_BIN (PostgreSQL 15's bin
 // directory, default /usr/lib/postgresql/15/bin), BENCH_KEEP=1 (keep the
-// run's directory: configs, logs, pgbench scripts), BENCH_MAX_CONNS (the
+// run's directory: configs, logs, pgbench scripts), BENCH_PROFILE=1 (after
+// the rounds, one more GET run per instance under a CPU profile, from
+// net/http/pprof on a loopback metrics listener: the top functions are
+// printed and the profiles kept in the run's directory, so use it with
+// BENCH_KEEP=1), BENCH_MAX_CONNS (the
 // http part's database.max_conns, 1 to 1000; default tokenstore's own, to
 // compare pool sizes). Flag -bin names the
 // tokenstore binary (task bench:http builds bin/tokenstore first).
@@ -78,6 +82,7 @@ type settings struct {
 	maxConns         int // 0: tokenstore's default
 	parts            []string
 	keep             bool
+	profile          bool // BENCH_PROFILE=1
 }
 
 var allParts = []string{"http", "storm", "reencrypt"}
@@ -129,6 +134,13 @@ func settingsFromEnv(bin string, getenv func(string) string) (settings, error) {
 		s.keep = true
 	default:
 		return s, fmt.Errorf("BENCH_KEEP=%q: give 1 to keep the run's directory, 0 or nothing to remove it", v)
+	}
+	switch v := getenv("BENCH_PROFILE"); v {
+	case "", "0":
+	case "1":
+		s.profile = true
+	default:
+		return s, fmt.Errorf("BENCH_PROFILE=%q: give 1 to profile a GET run of each instance after the rounds, 0 or nothing not to", v)
 	}
 	return s, nil
 }
