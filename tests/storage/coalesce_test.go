@@ -355,9 +355,9 @@ func TestCoalescedPutLeavesARowChangedAfterItsSnapshot(t *testing.T) {
 	gl := domain.ProviderGitLab
 	for _, tc := range []struct {
 		name     string
-		existing bool   // c exists before
+		existing bool               // c exists before
 		before   []domain.EventKind // c's events before
-		change   string // what the newer transaction does to c
+		change   string             // what the newer transaction does to c
 		kind     domain.EventKind
 		version  int64 // c's version once the PUT is done
 		ourKind  domain.EventKind
