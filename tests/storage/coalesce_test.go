@@ -228,27 +228,48 @@ func TestCoalescedPutWritesEachRow(t *testing.T) {
 }
 
 // Two PUTs of one row never share a batch: the second waits for the first
-// and takes effect after it, as if the two ran one after the other.
+// and takes effect after it, as if the two ran one after the other; also
+// when the first's batch fails and it is written alone.
 func TestCoalescedPutsOfOneRowInArrivalOrder(t *testing.T) {
 	t.Parallel()
-	repo, pool := coalesceSetup(t)
 	gl := domain.ProviderGitLab
-	release := holdPutSlots(t, repo, pool)
-	first, second, other := repotest.Sample("x", gl, "1"), repotest.Sample("x", gl, "2"), repotest.Sample("y", gl, "1")
-	answers := queue(t, repo, first, second, other)
-	release()
-	var versions []int64
-	for _, done := range answers {
-		r := <-done
-		if r.err != nil {
-			t.Fatal(r.err)
-		}
-		versions = append(versions, r.row.Version)
+	bad := repotest.Sample("bad", gl, "1")
+	bad.KeyID = "" // auth_tokens_key_id_check
+	for _, tc := range []struct {
+		name  string
+		fails bool // a bad row fails the first batch
+	}{{"batch written", false}, {"batch failed", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			repo, pool := coalesceSetup(t)
+			release := holdPutSlots(t, repo, pool)
+			first, second, other := repotest.Sample("x", gl, "1"), repotest.Sample("x", gl, "2"), repotest.Sample("y", gl, "1")
+			puts := []domain.SealedAuthTokens{first, second, other}
+			if tc.fails {
+				puts = append(puts, bad)
+			}
+			answers := queue(t, repo, puts...)
+			release()
+			var versions []int64
+			for i, done := range answers {
+				r := <-done
+				if i == 3 {
+					if !errors.Is(r.err, domain.ErrInvalid) {
+						t.Errorf("bad row: %v, want ErrInvalid", r.err)
+					}
+					continue
+				}
+				if r.err != nil {
+					t.Fatal(r.err)
+				}
+				versions = append(versions, r.row.Version)
+			}
+			if !slices.Equal(versions, []int64{1, 2, 1}) {
+				t.Errorf("versions answered %v, want [1 2 1]: the first PUT of x, then the second", versions)
+			}
+			repotest.AssertSameTokens(t, get(t, repo, "x", gl), second)
+		})
 	}
-	if !slices.Equal(versions, []int64{1, 2, 1}) {
-		t.Errorf("versions answered %v, want [1 2 1]: the first PUT of x, then the second", versions)
-	}
-	repotest.AssertSameTokens(t, get(t, repo, "x", gl), second)
 }
 
 // A caller whose context ends while it waits for a batch leaves the queue
