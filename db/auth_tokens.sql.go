@@ -676,7 +676,7 @@ type UpsertAuthTokensBatchRow struct {
 
 // Many PUTs (adapters/postgres coalesce.go) in one statement: each row as
 // UpsertAuthTokens does it (the same columns, refresh history reset, event
-// kind and policy), plus the audit events of the rows it wrote, so the rows,
+// kind and policy: keep the two in step), plus the audit events of the rows it wrote, so the rows,
 // their outbox events and their audit events commit together, by themselves
 // (one statement), or not at all. Element i of every row array is row i
 // (all equally long; refresh_tokens[i] NULL for none); a timestamp array's

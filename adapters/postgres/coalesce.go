@@ -55,8 +55,8 @@ const PutBatchesInFlight = 2
 type PutStats struct {
 	// Waiting: PUTs queued for the next batch now.
 	Waiting int
-	// Batches: statements that wrote several PUTs at once; BatchedPuts:
-	// the PUTs they were sent (written or not).
+	// Batches: statements sent for several PUTs at once; BatchedPuts: the
+	// PUTs they were sent (written or not).
 	Batches, BatchedPuts int64
 	// Alone: PUTs written by a statement of their own: alone in their
 	// batch, after a batch failed, or left out of one (a concurrent
@@ -138,10 +138,9 @@ func (r *Repository) put(ctx context.Context, t domain.SealedAuthTokens, audit [
 			}
 			// The row stays busy until this write is done, so that a later
 			// PUT of it cannot overtake this one.
+			defer g.release(rowKey{t.User, t.Provider})
 			r.puts.alone.Add(1)
-			out := r.putAlone(ctx, t, audit)
-			g.release(rowKey{t.User, t.Provider})
-			return out
+			return r.putAlone(ctx, t, audit)
 		case batch := <-c.run:
 			r.runBatch(batch)
 		case <-cancelled:
@@ -216,7 +215,8 @@ func (g *putGroup) withdraw(c *putCall) bool {
 // on its caller's context, as PutAuthTokens always did. Several go in one
 // UpsertAuthTokensBatch on a context of the batch's own, which no caller
 // can cancel for the others, with the latest deadline among theirs (each at
-// most Timeout+ClientGrace after its call began). If the statement fails
+// most Timeout+ClientGrace after its call began) and the first caller's
+// values (its trace span holds the statement's). If the statement fails
 // for want of a database (domain.ErrStorageUnavailable, its outcome unknown
 // when it may have committed), every caller gets that error, as each would
 // have alone; if it fails for any other reason (a row the database refuses,

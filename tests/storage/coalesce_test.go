@@ -175,8 +175,18 @@ func TestCoalescedPutWritesEachRow(t *testing.T) {
 	repo, pool := coalesceSetup(t)
 	ctx := context.Background()
 	gl := domain.ProviderGitLab
-	old := put(t, repo, repotest.Sample("old", gl, "1"))
+	put(t, repo, repotest.Sample("old", gl, "1"))
 	reauth := put(t, repo, repotest.Sample("reauth", gl, "1"))
+	// old in the middle of a refresh, after failures: the PUT resets it all.
+	soon := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	old, err := repo.UpdateAuthTokens(ctx, "old", gl, func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error) {
+		cur.Refresh = domain.RefreshState{LeaseOwner: "worker", LeaseUntil: soon, LastError: domain.CodeProviderOutcomeUnknown,
+			NextAttemptAt: soon, AmbiguousRetries: 2}
+		return &cur, nil, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := repo.UpdateAuthTokens(ctx, "reauth", gl, func(cur domain.SealedAuthTokens, _ time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error) {
 		cur.Refresh = domain.RefreshState{ReauthRequired: true, LastError: domain.CodeGrantRevoked}
 		return &cur, nil, nil
