@@ -283,24 +283,43 @@ func TestCoalescedPutsOfOneRowInArrivalOrder(t *testing.T) {
 }
 
 // A caller whose context ends while it waits for a batch leaves the queue
-// with its context's error, and nothing of it is written.
-func TestCoalescedPutCanceledWhileQueued(t *testing.T) {
+// with its context's error (canceled: context.Canceled; past its deadline:
+// domain.ErrStorageUnavailable, 503, as a PUT that waited for a connection
+// as long), and nothing of it is written.
+func TestCoalescedPutGivenUpWhileQueued(t *testing.T) {
 	t.Parallel()
-	repo, pool := coalesceSetup(t)
-	release := holdPutSlots(t, repo, pool)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := putAsync(ctx, repo, repotest.Sample("gone", domain.ProviderGitLab, "1"))
-	waitFor(t, "the PUT to queue", func() bool { return repo.PutStats().Waiting == 1 })
-	cancel()
-	if r := <-done; !errors.Is(r.err, context.Canceled) {
-		t.Errorf("canceled while queued: %v, want context.Canceled", r.err)
-	}
-	if w := repo.PutStats().Waiting; w != 0 {
-		t.Errorf("%d PUTs still queued", w)
-	}
-	release()
-	if _, err := repo.GetAuthTokens(context.Background(), "gone", domain.ProviderGitLab); !errors.Is(err, domain.ErrNotFound) {
-		t.Errorf("a PUT canceled in the queue was stored: %v", err)
+	for _, tc := range []struct {
+		name string
+		ctx  func() (context.Context, context.CancelFunc)
+		want error
+	}{
+		{"canceled", func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }, context.Canceled},
+		{"deadline", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 100*time.Millisecond)
+		}, domain.ErrStorageUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			repo, pool := coalesceSetup(t)
+			release := holdPutSlots(t, repo, pool)
+			ctx, cancel := tc.ctx()
+			defer cancel()
+			done := putAsync(ctx, repo, repotest.Sample("gone", domain.ProviderGitLab, "1"))
+			if tc.want == context.Canceled {
+				waitFor(t, "the PUT to queue", func() bool { return repo.PutStats().Waiting == 1 })
+				cancel()
+			}
+			if r := <-done; !errors.Is(r.err, tc.want) {
+				t.Errorf("given up while queued: %v, want %v", r.err, tc.want)
+			}
+			if w := repo.PutStats().Waiting; w != 0 {
+				t.Errorf("%d PUTs still queued", w)
+			}
+			release()
+			if _, err := repo.GetAuthTokens(context.Background(), "gone", domain.ProviderGitLab); !errors.Is(err, domain.ErrNotFound) {
+				t.Errorf("a PUT given up in the queue was stored: %v", err)
+			}
+		})
 	}
 }
 
