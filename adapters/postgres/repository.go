@@ -45,6 +45,10 @@ type Options struct {
 	// write's transaction (domain.EventPolicy; the zero value: every kind
 	// but tokens.refreshed).
 	Events domain.EventPolicy
+	// PutsAlone turns the group commit of PutAuthTokens off: each PUT is a
+	// statement of its own, as before group commit. For comparisons
+	// (tests/storage BenchmarkCoalescedPuts); no setting sets it.
+	PutsAlone bool
 }
 
 // Repository stores sealed tokens in PostgreSQL: it is both the
@@ -55,6 +59,8 @@ type Repository struct {
 	lockTimeout string // PostgreSQL interval text, e.g. "5000ms"
 	timeout     time.Duration
 	events      domain.EventPolicy
+	putsAlone   bool
+	puts        putGroup // PutAuthTokens' group commit
 }
 
 var (
@@ -75,6 +81,7 @@ func New(pool *pgxpool.Pool, opts Options) *Repository {
 		lockTimeout: fmt.Sprintf("%dms", max(lt.Milliseconds(), 1)),
 		timeout:     cmp.Or(max(opts.Timeout, 0), DefaultTimeout),
 		events:      opts.Events,
+		putsAlone:   opts.PutsAlone,
 	}
 }
 
@@ -84,23 +91,27 @@ func (r *Repository) bound(ctx context.Context) (context.Context, context.Cancel
 	return context.WithTimeout(ctx, r.timeout+ClientGrace)
 }
 
-// PutAuthTokens implements ports.TokenRepository: one statement that
-// upserts the row and inserts its event (UpsertAuthTokens), in a
-// transaction only when audit events must commit with it.
+// PutAuthTokens implements ports.TokenRepository. Concurrent calls are
+// committed together (group commit, coalesce.go): alone, a PUT is one
+// statement that upserts the row and inserts its event (UpsertAuthTokens),
+// in a transaction only when audit events must commit with it; with
+// company, it is a row of one UpsertAuthTokensBatch that writes the rows,
+// their events and their audit events and commits by itself. Either way the
+// call returns once its row committed (or failed), with its own version
+// and timestamps, and a row the database refuses fails only its own call.
 func (r *Repository) PutAuthTokens(ctx context.Context, t domain.SealedAuthTokens, audit ...domain.AuditEvent) (domain.SealedAuthTokens, error) {
 	ctx, cancel := r.bound(ctx)
 	defer cancel()
-	var version int64
-	var created, updated time.Time
-	err := r.writeAudited(ctx, audit, func(conn db.DBTX, e effect) error {
-		row, err := r.q.UpsertAuthTokens(ctx, conn, upsertWithEvent(upsertParams(t), r.events))
-		version, created, updated = row.Version, row.CreatedAt, row.UpdatedAt
-		return interpretError(err, e)
-	})
-	if err != nil {
-		return domain.SealedAuthTokens{}, fmt.Errorf("store auth tokens: %w", err)
+	var out putOutcome
+	if r.putsAlone {
+		out = r.putAlone(ctx, t, audit)
+	} else {
+		out = r.put(ctx, t, audit)
 	}
-	t.Version, t.CreatedAt, t.UpdatedAt = version, created, updated
+	if out.err != nil {
+		return domain.SealedAuthTokens{}, fmt.Errorf("store auth tokens: %w", out.err)
+	}
+	t.Version, t.CreatedAt, t.UpdatedAt = out.version, out.created, out.updated
 	return t, nil
 }
 

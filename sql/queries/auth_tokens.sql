@@ -201,3 +201,110 @@ WITH target AS (
 DELETE FROM auth_tokens AS a USING target
 WHERE a.user_id = target.user_id AND a.provider = target.provider
 RETURNING a.key_id, a.access_token, a.refresh_token;
+
+-- name: UpsertAuthTokensBatch :many
+-- Many PUTs (adapters/postgres coalesce.go) in one statement: each row as
+-- UpsertAuthTokens does it (the same columns, refresh history reset, event
+-- kind and policy: keep the two in step), plus the audit events of the rows it wrote, so the rows,
+-- their outbox events and their audit events commit together, by themselves
+-- (one statement), or not at all. Element i of every row array is row i
+-- (all equally long; refresh_tokens[i] NULL for none); a timestamp array's
+-- element counts only where its boolean array (access_expires,
+-- refresh_expires, obtained) is true, and the column is NULL otherwise
+-- (sqlc makes the timestamp arrays []time.Time, which holds no NULL). No
+-- two rows may share (user_id, provider) (ON CONFLICT would refuse the
+-- statement). audit_rows[j] is the row (1-based) audit event j belongs to.
+--
+-- The events feed is ordered by transaction id, which is a row's order of
+-- changes only if each writer took its id once it held the row (see
+-- InsertEvents): a single-row write takes it with its one lock; this
+-- statement takes it with its first lock, before it reaches the other rows,
+-- which a newer transaction may change and commit in between. So it writes
+-- only the rows no one changed after its snapshot (all their earlier
+-- writers committed before the snapshot, hence took lower ids than its
+-- own): prior locks the existing rows in (user_id, provider) order (batches
+-- lock in one order, so they seldom deadlock each other; a deadlock fails
+-- the statement, and the caller writes its rows alone) and compares the
+-- version it locked (the touch trigger bumps it at every UPDATE) with the
+-- snapshot's (seen). A row deleted since (seen but not locked), updated
+-- since (another version) or inserted since (not seen, then a conflict: the
+-- DO UPDATE's WHERE finds it outside prior, and leaves it) is not written
+-- and not returned; the caller writes it alone (UpsertAuthTokens) once this
+-- committed, with a later transaction id. Returns the rows written. The
+-- upsert's source is made from prior's count (a data dependency, always
+-- true) so that prior runs first, as in UpsertAuthTokens.
+WITH input AS (
+    SELECT r.user_id, r.provider, r.key_id, r.access_token, r.refresh_token,
+           CASE WHEN r.access_expires THEN r.access_token_expires_at END AS access_token_expires_at,
+           CASE WHEN r.refresh_expires THEN r.refresh_token_expires_at END AS refresh_token_expires_at,
+           CASE WHEN r.obtained THEN r.access_token_obtained_at END AS access_token_obtained_at,
+           r.ord
+    FROM (
+        SELECT unnest(@user_ids::text[]) AS user_id, unnest(@providers::text[]) AS provider,
+               unnest(@key_ids::text[]) AS key_id, unnest(@access_tokens::bytea[]) AS access_token,
+               unnest(@refresh_tokens::bytea[]) AS refresh_token,
+               unnest(@access_expires::boolean[]) AS access_expires,
+               unnest(@access_token_expires_at::timestamptz[]) AS access_token_expires_at,
+               unnest(@refresh_expires::boolean[]) AS refresh_expires,
+               unnest(@refresh_token_expires_at::timestamptz[]) AS refresh_token_expires_at,
+               unnest(@obtained::boolean[]) AS obtained,
+               unnest(@access_token_obtained_at::timestamptz[]) AS access_token_obtained_at,
+               generate_series(1, cardinality(@user_ids::text[])) AS ord
+    ) AS r
+), seen AS (
+    SELECT a.user_id, a.provider, a.version FROM auth_tokens AS a
+    JOIN input AS i ON a.user_id = i.user_id AND a.provider = i.provider
+), prior AS (
+    SELECT a.user_id, a.provider, a.reauth_required, a.version FROM auth_tokens AS a
+    JOIN input AS i ON a.user_id = i.user_id AND a.provider = i.provider
+    ORDER BY a.user_id, a.provider
+    FOR UPDATE OF a
+), up AS (
+    INSERT INTO auth_tokens (
+        user_id, provider, key_id, access_token, refresh_token,
+        access_token_expires_at, refresh_token_expires_at, access_token_obtained_at
+    )
+    SELECT i.user_id, i.provider, i.key_id, i.access_token, i.refresh_token,
+        i.access_token_expires_at, i.refresh_token_expires_at, i.access_token_obtained_at
+    FROM input AS i
+    CROSS JOIN (SELECT count(*) AS n FROM prior) AS p
+    LEFT JOIN seen AS s ON s.user_id = i.user_id AND s.provider = i.provider
+    LEFT JOIN prior AS l ON l.user_id = i.user_id AND l.provider = i.provider
+    WHERE p.n >= 0 AND s.version IS NOT DISTINCT FROM l.version
+    ORDER BY i.user_id, i.provider
+    ON CONFLICT (user_id, provider) DO UPDATE SET
+        key_id                   = EXCLUDED.key_id,
+        access_token             = EXCLUDED.access_token,
+        refresh_token            = EXCLUDED.refresh_token,
+        access_token_expires_at  = EXCLUDED.access_token_expires_at,
+        refresh_token_expires_at = EXCLUDED.refresh_token_expires_at,
+        access_token_obtained_at = EXCLUDED.access_token_obtained_at,
+        refresh_lease_owner      = NULL,
+        refresh_lease_until      = NULL,
+        reauth_required          = false,
+        refresh_error            = NULL,
+        next_refresh_at          = NULL,
+        ambiguous_retries        = 0
+    WHERE EXISTS (SELECT 1 FROM prior AS l WHERE l.user_id = auth_tokens.user_id AND l.provider = auth_tokens.provider)
+    RETURNING user_id, provider, version, created_at, updated_at
+), event AS (
+    INSERT INTO events (kind, user_id, provider, reason)
+    SELECT CASE WHEN coalesce(l.reauth_required, false) THEN @recovered_kind::text ELSE @stored_kind::text END,
+        u.user_id, u.provider, ''
+    FROM up AS u LEFT JOIN prior AS l ON l.user_id = u.user_id AND l.provider = u.provider
+    WHERE CASE WHEN coalesce(l.reauth_required, false) THEN @record_recovered::boolean ELSE @record_stored::boolean END
+), audited AS (
+    INSERT INTO audit_events (instance, caller, action, user_id, provider, status, code, request_id, count)
+    SELECT e.instance, e.caller, e.action, e.user_id, e.provider, e.status, e.code, e.request_id, e.count
+    FROM (
+        SELECT unnest(@audit_rows::integer[]) AS row_ord,
+               unnest(@audit_instances::text[]) AS instance, unnest(@audit_callers::text[]) AS caller,
+               unnest(@audit_actions::text[]) AS action, unnest(@audit_user_ids::text[]) AS user_id,
+               unnest(@audit_providers::text[]) AS provider, unnest(@audit_statuses::integer[]) AS status,
+               unnest(@audit_codes::text[]) AS code, unnest(@audit_request_ids::text[]) AS request_id,
+               unnest(@audit_counts::bigint[]) AS count
+    ) AS e
+    JOIN input AS i ON i.ord = e.row_ord
+    JOIN up AS u ON u.user_id = i.user_id AND u.provider = i.provider
+)
+SELECT user_id, provider, version, created_at, updated_at FROM up;

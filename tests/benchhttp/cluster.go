@@ -233,10 +233,11 @@ func tail(path string, n int) string {
 // statementCounts are the calls of each statement appRole made since the
 // last resetStatements, by name: the sqlc name ("-- name: X" as
 // tokenstore sends it, "/* sqlc X */" in the pgbench scripts), else the
-// statement's first word in upper case (BEGIN, COMMIT).
+// statement's first word in upper case (BEGIN, COMMIT); and, as batchRows,
+// the rows batchStatement wrote.
 func (c *cluster) statementCounts(ctx context.Context, database string) (map[string]int64, error) {
 	rows, err := c.admin.Query(ctx, `
-		SELECT s.query, s.calls FROM pg_stat_statements AS s
+		SELECT s.query, s.calls, s.rows FROM pg_stat_statements AS s
 		JOIN pg_database AS d ON d.oid = s.dbid
 		JOIN pg_roles AS r ON r.oid = s.userid
 		WHERE d.datname = $1 AND r.rolname = $2`, database, appRole)
@@ -247,11 +248,15 @@ func (c *cluster) statementCounts(ctx context.Context, database string) (map[str
 	out := map[string]int64{}
 	for rows.Next() {
 		var q string
-		var calls int64
-		if err := rows.Scan(&q, &calls); err != nil {
+		var calls, n int64
+		if err := rows.Scan(&q, &calls, &n); err != nil {
 			return nil, err
 		}
-		out[statementName(q)] += calls
+		name := statementName(q)
+		out[name] += calls
+		if name == batchStatement {
+			out[batchRows] += n
+		}
 	}
 	return out, rows.Err()
 }

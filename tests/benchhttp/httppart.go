@@ -294,10 +294,13 @@ func (b *bench) httpScripts(ctx context.Context) (get, put *pgbenchScript, err e
 	}
 
 	// What adapters/postgres PutAuthTokens sends with the default settings
-	// (events on, audit fail_closed): BEGIN, UpsertAuthTokens with
-	// the default event policy, InsertAuditEvents of the one event, COMMIT.
-	// The statement counts of every round check that tokenstore still sends
-	// exactly these.
+	// (events on, audit fail_closed) for a PUT alone: BEGIN, UpsertAuthTokens
+	// with the default event policy, InsertAuditEvents of the one event,
+	// COMMIT. Under load it writes most PUTs with its group commit
+	// (UpsertAuthTokensBatch, many rows with their events and audit events
+	// in one statement); pgbench runs the single PUT, and the statement
+	// counts of every round check that tokenstore still writes each PUT's
+	// row and events once, alone or in a batch (report.go coalesced).
 	policy := domain.EventPolicy{}
 	row.UserID, row.Provider = userSentinel, provider
 	row.AccessTokenExpiresAt, row.RefreshTokenExpiresAt, row.AccessTokenObtainedAt = &exp, &rexp, &obtained

@@ -41,6 +41,45 @@ func TestCheckStatements(t *testing.T) {
 	}
 }
 
+// A PUT written by the group commit's batch counts as one run of the PUT
+// script; the check still fails a row written twice or not at all.
+func TestCheckStatementsCoalesced(t *testing.T) {
+	sc := newScript("put")
+	sc.plain("BEGIN")
+	for _, name := range []string{"UpsertAuthTokens", "InsertAuditEvents"} {
+		if err := sc.add(statement{name: name, sql: "SELECT 1"}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sc.plain("COMMIT")
+	pg := map[string]float64{"UpsertAuthTokens": 1, "InsertAuditEvents": 1}
+	alone := 0.05 // PUTs written alone: the script's statements themselves
+	for _, c := range []struct {
+		name   string
+		rows   float64 // batchRows per request
+		failed int
+	}{
+		{"every other PUT in a batch", 1 - alone, 0},
+		{"rows written twice", 2 * (1 - alone), 4},
+		{"rows not written", 0.5, 4},
+	} {
+		ts := map[string]float64{"BEGIN": alone, "UpsertAuthTokens": alone, "InsertAuditEvents": alone, "COMMIT": alone,
+			batchStatement: c.rows / 12, batchRows: c.rows}
+		r := &report{}
+		r.checkStatements("tokenstore", coalesced(ts, sc), pg, sc, true, "request")
+		if r.checks != c.failed {
+			t.Errorf("%s: %d checks failed, want %d: %s", c.name, r.checks, c.failed, strings.Join(r.lines, "; "))
+		}
+	}
+	get := newScript("get")
+	if err := get.add(statement{name: "GetAuthTokens", sql: "SELECT 1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if per := map[string]float64{"GetAuthTokens": 1, batchRows: 0.5}; len(coalesced(per, get)) != 2 {
+		t.Errorf("a GET's statements changed: %v", coalesced(per, get))
+	}
+}
+
 func TestTargets(t *testing.T) {
 	mk := func(opsPerSec ...float64) *side {
 		s := &side{}
