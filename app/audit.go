@@ -35,12 +35,6 @@ const (
 const (
 	DefaultAuditMaxBatch = 500
 	DefaultAuditLinger   = 0
-	// DefaultAuditWriters: batches in flight at once. One insert at a time
-	// makes a read wait for the commit before its own (one WAL flush each,
-	// in turn); with several, PostgreSQL flushes concurrent commits
-	// together (its group commit). Measured by task bench:http (GET with
-	// the fail-closed trail; README: Audit trail).
-	DefaultAuditWriters = 4
 )
 
 // AuditConfig tunes the Auditor. The zero value is fail-closed with the
@@ -59,9 +53,6 @@ type AuditConfig struct {
 	// while one insert commits form the next batch, so batches grow with
 	// the load and a lone read waits for no timer.
 	Linger time.Duration
-	// Writers is how many batches may be written at once; default
-	// DefaultAuditWriters. Each gathers what waits when it is free.
-	Writers int
 	// Observer is told of each batch written (size, latency, failure);
 	// nil: NopObserver.
 	Observer Observer
@@ -89,10 +80,9 @@ func ActorFrom(ctx context.Context) Actor {
 	return a
 }
 
-// Auditor writes the audit trail: handed-out tokens through a batcher
-// (each of AuditConfig.Writers goroutines gathers the concurrent reads'
-// events waiting into one multi-row insert and one commit and tells each
-// waiter its own outcome), writes' events through
+// Auditor writes the audit trail: handed-out tokens through a batcher (one
+// goroutine gathers concurrent reads' events into one multi-row insert and
+// one commit and tells each waiter its own outcome), writes' events through
 // the repository, in the write's own transaction. A nil *Auditor records
 // nothing.
 type Auditor struct {
@@ -100,7 +90,6 @@ type Auditor struct {
 	mode     AuditMode
 	instance string
 	maxBatch int
-	writers  int
 	linger   time.Duration
 	log      *slog.Logger
 	obs      Observer
@@ -138,11 +127,8 @@ func NewAuditor(cfg AuditConfig, log *slog.Logger, rec ports.AuditRecorder) *Aud
 	if cfg.Observer == nil {
 		cfg.Observer = NopObserver{}
 	}
-	if cfg.Writers <= 0 {
-		cfg.Writers = DefaultAuditWriters
-	}
 	return &Auditor{
-		rec: rec, mode: cfg.Mode, instance: cfg.Instance, maxBatch: cfg.MaxBatch, writers: cfg.Writers,
+		rec: rec, mode: cfg.Mode, instance: cfg.Instance, maxBatch: cfg.MaxBatch,
 		linger: max(cfg.Linger, 0), log: log, obs: cfg.Observer,
 		reqs: make(chan auditRequest, cfg.MaxBatch), quit: make(chan struct{}), done: make(chan struct{}),
 	}
@@ -190,7 +176,7 @@ func (a *Auditor) handout(ctx context.Context, action domain.AuditAction, user d
 		a.enqueue(req.event)
 		return nil
 	}
-	a.start.Do(a.startWriters)
+	a.start.Do(func() { go a.run() })
 	select {
 	case a.reqs <- req:
 	case <-a.quit:
@@ -270,7 +256,7 @@ func (a *Auditor) committed(n int, err error) {
 // enqueue queues e for the batcher without waiting for it; a full queue
 // loses it (counted and logged).
 func (a *Auditor) enqueue(e domain.AuditEvent) {
-	a.start.Do(a.startWriters)
+	a.start.Do(func() { go a.run() })
 	select {
 	case a.reqs <- auditRequest{event: e, done: make(chan error, 1)}:
 	default:
@@ -326,21 +312,11 @@ func clip[S ~string](s S, max int) S {
 	return S(string(r[:max-1]) + "…")
 }
 
-// startWriters starts the batcher's writers; done closes when all have
-// stopped.
-func (a *Auditor) startWriters() {
-	var wg sync.WaitGroup
-	for range a.writers {
-		wg.Go(a.run)
-	}
-	go func() { wg.Wait(); close(a.done) }()
-}
-
-// run is one writer of the batcher: it takes the first waiting event,
-// gathers what else is waiting (up to maxBatch, lingering if configured),
-// writes them with one insert and one commit, and tells each waiter the
-// outcome.
+// run is the batcher: it takes the first waiting event, gathers what else
+// is waiting (up to maxBatch, lingering if configured), writes them with one
+// insert and one commit, and tells each waiter the outcome.
 func (a *Auditor) run() {
+	defer close(a.done)
 	batch := make([]auditRequest, 0, a.maxBatch)
 	events := make([]domain.AuditEvent, 0, a.maxBatch)
 	for {
