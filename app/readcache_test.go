@@ -41,10 +41,10 @@ func (c *staleCache) ForgetAuthTokens(domain.UserID, domain.Provider) {
 }
 
 // TestKeptRowIsServedOnlyAsItIs: a row the read cache kept is acted on
-// only when the refresh rule serves it; for any other decision (refresh,
-// re-authorization) the service forgets it and decides on the database's
-// row, so a stale "re-authorize" or "expired" never reaches the caller
-// and never calls the provider when another instance already refreshed.
+// only when the refresh rule serves it; any other decision (refresh,
+// re-authorization) is taken again on the database's row, under its lock,
+// so a stale "re-authorize" or "expired" never reaches the caller and
+// never calls the provider when another instance already refreshed.
 func TestKeptRowIsServedOnlyAsItIs(t *testing.T) {
 	t.Parallel()
 	for name, makeStale := range map[string]func(f *fixture) domain.SealedAuthTokens{
@@ -70,9 +70,6 @@ func TestKeptRowIsServedOnlyAsItIs(t *testing.T) {
 			f.svc = app.NewTokenService(cfg, nil, f.ring, cache, f.provider, nil)
 			if _, err := f.get("u1", gitlab); err != nil {
 				t.Fatalf("the database's row is valid for an hour: %v", err)
-			}
-			if cache.forgets != 1 {
-				t.Fatalf("the kept row was forgotten %d times, want 1", cache.forgets)
 			}
 			f.wantCalls(0)
 		})

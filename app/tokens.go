@@ -199,16 +199,15 @@ func (s *TokenService) accessToken(ctx context.Context, user domain.UserID, prov
 	}
 	// Without the row lock: the database's clock as estimated from the
 	// measured skew (the re-check under the lock reads it).
-	step := s.refreshes.step(sealed, s.clock.Database())
-	if step != domain.StepServe && s.cache != nil {
-		// Possibly a kept row: decide on the database's.
-		if sealed, err = storedAuthTokens(ctx, s.repo, s.cache, user, provider); err != nil {
-			return AccessToken{}, err
-		}
-		step = s.refreshes.step(sealed, s.clock.Database())
-	}
-	switch step {
-	case domain.StepRefresh, domain.StepWait, domain.StepInterrupted:
+	switch step := s.refreshes.step(sealed, s.clock.Database()); {
+	case step == domain.StepServe:
+		return s.refreshes.answer(sealed, step)
+	case step == domain.StepRefresh, step == domain.StepWait, step == domain.StepInterrupted, s.cache != nil:
+		// The protocol decides again on the row as the database has it,
+		// under its lock, one attempt for every concurrent caller of this
+		// instance. With a read cache the other answers (re-authorize,
+		// back off, expired) are decided there too: a kept row is acted on
+		// only when it is served as it is.
 		return s.refreshes.Refresh(ctx, user, provider)
 	default:
 		return s.refreshes.answer(sealed, step)
