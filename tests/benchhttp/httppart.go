@@ -43,6 +43,7 @@ type side struct {
 // httpResult is the http part's measurements.
 type httpResult struct {
 	getDefaults, getAuditOff, getPgbench *side
+	getCeiling                           *side // the no-op HTTP server
 	putDefaults, putPgbench              *side
 	seedTime                             time.Duration
 	poolSize                             string
@@ -142,9 +143,14 @@ func (b *bench) httpPart(ctx context.Context) (*httpResult, error) {
 	res.getDefaults = wrkSide("tokenstore GET, defaults (audit fail_closed)", "GET (defaults: audit fail_closed)", defaults, getLua)
 	res.getAuditOff = wrkSide("tokenstore GET, audit.mode off", "GET (audit off)", auditOff, getLua)
 	res.getPgbench = pgbSide("pgbench GetAuthTokens (-M prepared)", "pgbench GetAuthTokens", get)
+	noop, err := b.startNoop(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res.getCeiling = wrkSide("HTTP ceiling: no-op Go net/http server", "HTTP ceiling", noop, getLua)
 	res.putDefaults = wrkSide("tokenstore PUT, defaults (audit fail_closed)", "PUT (defaults: audit fail_closed)", defaults, putLua)
 	res.putPgbench = pgbSide("pgbench PUT's transaction (-M prepared)", "pgbench PUT's transaction", put)
-	sides := []*side{res.getDefaults, res.getPgbench, res.getAuditOff, res.putDefaults, res.putPgbench}
+	sides := []*side{res.getDefaults, res.getPgbench, res.getAuditOff, res.getCeiling, res.putDefaults, res.putPgbench}
 
 	if b.warmup > 0 {
 		progress("warming up: each side once for %s, not counted", b.warmup)
@@ -178,7 +184,7 @@ func (b *bench) httpPart(ctx context.Context) (*httpResult, error) {
 			}
 		}
 	}
-	for _, s := range []*server{defaults, auditOff} {
+	for _, s := range []*server{defaults, auditOff, noop} {
 		s.stop()
 	}
 	return res, nil

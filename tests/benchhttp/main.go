@@ -172,7 +172,12 @@ type bench struct {
 
 func main() {
 	bin := flag.String("bin", "bin/tokenstore", "the tokenstore binary to measure (task bench:http builds it)")
+	noop := flag.String("serve-noop", "", "serve the no-op HTTP ceiling on this address and do nothing else (the benchmark starts itself so)")
 	flag.Parse()
+	if *noop != "" {
+		fmt.Fprintln(os.Stderr, serveNoop(*noop))
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, *bin)
 	stop()

@@ -168,7 +168,7 @@ func (r *report) printHTTP() []target {
 		title string
 		sides []*side
 	}{
-		{"GET a valid token (random user of the seeded set)", []*side{h.getDefaults, h.getAuditOff, h.getPgbench}},
+		{"GET a valid token (random user of the seeded set)", []*side{h.getDefaults, h.getAuditOff, h.getPgbench, h.getCeiling}},
 		{"PUT (store) tokens (random user of the seeded set)", []*side{h.putDefaults, h.putPgbench}},
 	}
 	for _, g := range groups {
@@ -220,6 +220,11 @@ func (r *report) printHTTP() []target {
 		}
 		r.checkStatements(c.ts.label, tsPer, c.pg.statementsPerOp(), c.pg.script, c.whole, "request")
 	}
+
+	ceiling := ratioTarget("", h.getCeiling, h.getPgbench, 0)
+	r.printf("")
+	r.printf("HTTP ceiling ÷ pgbench GetAuthTokens: %s: the most any GET ratio can reach with this machine and load generator", ceiling.got)
+	r.printf("tokenstore GET (audit off) ÷ HTTP ceiling: %s", ratioTarget("", h.getAuditOff, h.getCeiling, 0).got)
 
 	return []target{
 		ratioTarget("GET (audit off) ops/s ÷ pgbench GetAuthTokens ops/s", h.getAuditOff, h.getPgbench, 1.5),

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// The HTTP ceiling: this program, started again with -serve-noop, is a Go
+// net/http server that answers every request with a fixed body of the
+// size of tokenstore's GET answer and does nothing else (no
+// authentication, no cache, no decryption, no log). wrk runs the same GET
+// script against it as against tokenstore, in the same rounds: its ops/s
+// is the most any Go HTTP server can answer on this machine with this load
+// generator, and its ratio to pgbench's the most a GET ratio can be.
+
+// noopBody is about as long as tokenstore's answer to a GET of an access
+// token (the token, its expiry, the provider and user echoed).
+var noopBody = []byte(`{"user":"bench-user-00001","provider":"gitlab","access_token":"glpat-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH-0123456789","expires_at":"2026-11-30T15:00:00Z"}` + "\n")
+
+// serveNoop serves the ceiling on addr until the process is killed.
+func serveNoop(addr string) error {
+	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(noopBody)
+	})
+	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	return srv.ListenAndServe()
+}
+
+// startNoop starts the ceiling server as a process of its own (so its CPU
+// is read apart from wrk's and this program's), and waits until it answers.
+func (b *bench) startNoop(ctx context.Context) (*server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	s := &server{name: "noop-http", url: "http://127.0.0.1:" + strconv.Itoa(port),
+		logPath: filepath.Join(b.dir, "noop-http.log"), exited: make(chan struct{})}
+	logf, err := os.Create(s.logPath)
+	if err != nil {
+		return nil, err
+	}
+	s.cmd = exec.Command(self, "-serve-noop", "127.0.0.1:"+strconv.Itoa(port))
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	if err := s.cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start the no-op HTTP server: %w", err)
+	}
+	go func() { _ = s.cmd.Wait(); logf.Close(); close(s.exited) }()
+	b.servers = append(b.servers, s)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if resp, err := http.Get(s.url + "/"); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return s, nil
+		}
+		select {
+		case <-s.exited:
+			return nil, fmt.Errorf("the no-op HTTP server exited; its log:%s", tail(s.logPath, 20))
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the no-op HTTP server did not answer within 30s")
+		}
+	}
+}
