@@ -129,18 +129,6 @@ func newInstanceWith(t *testing.T, dsn string, syncTimeout time.Duration) *insta
 	return &instance{repo: repo, cache: cache, sink: sink, pool: pool, listener: l}
 }
 
-// waitFor polls cond (a state the system reaches by itself, not a time).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited 30s for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func waitHeard(t *testing.T, in *instance, user domain.UserID, provider domain.Provider) time.Time {
 	t.Helper()
 	select {
