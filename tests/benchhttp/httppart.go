@@ -43,7 +43,8 @@ type side struct {
 // httpResult is the http part's measurements.
 type httpResult struct {
 	getDefaults, getAuditOff, getPgbench *side
-	getCeiling                           *side // the no-op HTTP server
+	getCeiling                           *side    // the no-op HTTP server
+	memory                               []string // each instance's RSS after the rounds
 	putDefaults, putPgbench              *side
 	seedTime                             time.Duration
 	poolSize                             string
@@ -184,6 +185,9 @@ func (b *bench) httpPart(ctx context.Context) (*httpResult, error) {
 			}
 		}
 	}
+	for _, s := range []*server{defaults, auditOff} {
+		res.memory = append(res.memory, fmt.Sprintf("%s: %s", s.name, memoryOf(s.pid())))
+	}
 	for _, s := range []*server{defaults, auditOff, noop} {
 		s.stop()
 	}
@@ -229,6 +233,25 @@ func (b *bench) profileGET(ctx context.Context, s *server, lua string) error {
 	}
 	fmt.Printf("CPU profile of %s under GET (%s):\n%s\n", s.name, path, out)
 	return nil
+}
+
+// memoryOf is a process's resident memory now and at its peak
+// (/proc/PID/status: VmRSS, VmHWM).
+func memoryOf(pid int) string {
+	body, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return "unknown (" + err.Error() + ")"
+	}
+	var rss, hwm string
+	for line := range strings.SplitSeq(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			rss = strings.TrimSpace(v)
+		}
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			hwm = strings.TrimSpace(v)
+		}
+	}
+	return "RSS " + rss + ", peak " + hwm
 }
 
 // metricsAddr is the address the instance's metrics listener bound

@@ -221,6 +221,11 @@ func (r *report) printHTTP() []target {
 		r.checkStatements(c.ts.label, tsPer, c.pg.statementsPerOp(), c.pg.script, c.whole, "request")
 	}
 
+	r.printf("")
+	r.printf("Memory after the rounds (the read cache holds at most the %d seeded rows; see BenchmarkMemoryOf100kRows for 100,000):", users)
+	for _, m := range h.memory {
+		r.printf("  %s", m)
+	}
 	ceiling := ratioTarget("", h.getCeiling, h.getPgbench, 0)
 	r.printf("")
 	r.printf("HTTP ceiling ÷ pgbench GetAuthTokens: %s: the most any GET ratio can reach with this machine and load generator", ceiling.got)
