@@ -214,8 +214,8 @@ func (s *TokenService) accessToken(ctx context.Context, user domain.UserID, prov
 	}
 }
 
-// storedAuthTokens reads the row as the database has it now, never a row
-// the read cache kept (cache may be nil: no cache).
+// storedAuthTokens reads the row as fresh as the database has it now,
+// never a row the read cache kept before the call (cache may be nil: no cache).
 func storedAuthTokens(ctx context.Context, repo ports.TokenRepository, cache ports.ReadCache,
 	user domain.UserID, provider domain.Provider) (domain.SealedAuthTokens, error) {
 	if cache != nil {

@@ -184,7 +184,7 @@ func (m *Metrics) RegisterReadCache(src ReadCacheSource) {
 	m.reg.MustRegister(&readCacheCollector{
 		src: src,
 		reads: prometheus.NewDesc("tokenstore_read_cache_reads_total",
-			"Token reads by how the read cache answered: hit (from memory), miss (from the database, then kept), bypass (from the database: no listener proved the cache up to date in time).", []string{"result"}, nil),
+			"Token reads by how the read cache answered: hit (from memory), miss (from the database, kept when found and unchanged meanwhile), bypass (from the database: no listener proved the cache up to date in time).", []string{"result"}, nil),
 		late:    prometheus.NewDesc("tokenstore_read_cache_late_proofs_total", "Reads that went to the database because the proof that every change had been heard came later than read_cache.sync_timeout (each drops every kept row).", nil, nil),
 		changes: prometheus.NewDesc("tokenstore_read_cache_changes_total", "Changes to stored rows heard (notifications and this instance's own writes), each dropping its row.", nil, nil),
 		drops:   prometheus.NewDesc("tokenstore_read_cache_drops_total", "Times every kept row was dropped: a statement changing many rows, or the listening connection lost or lagging.", nil, nil),

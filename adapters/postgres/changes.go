@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tokenstore/tokenstore/domain"
 	"github.com/tokenstore/tokenstore/ports"
@@ -40,44 +40,72 @@ type ListenerOptions struct {
 // tells a ports.TokenChangeSink, in commit order. It is the
 // ports.ChangeBarrier that proves the sink up to date.
 //
-// The proof is a probe: pg_notify on the same channel, sent through the
-// pool. PostgreSQL delivers notifications in commit order, and a probe
-// sent after a call began commits after every change committed before
-// it, so when the probe comes back every one of those changes has been
-// heard. Callers share probes: one is in flight at a time, and the callers
-// that arrive meanwhile wait for the next one, sent as soon as it returns,
-// so a burst of reads costs one or two round trips, not one each. (Written
-// by hand: pgxlisten and river's notifier reconnect and dispatch, but
-// neither proves that a notification has been heard, which is what makes
-// the cache exact.)
+// The proof is a probe: pg_notify on the same channel, sent on a second
+// session connection (so a saturated pool cannot delay it). PostgreSQL
+// delivers notifications in commit order, and a probe sent after a call
+// began commits after every change committed before it, so when the probe
+// comes back every one of those changes has been heard. Callers share
+// probes: one is in flight at a time, and the callers that arrive
+// meanwhile wait for the next one, sent as soon as it returns, so a burst
+// of reads costs one or two round trips, not one each. A probe is sent
+// only while the eight notify triggers of migration 00013 are all enabled
+// (ENABLE ALWAYS: they fire under session_replication_role replica too):
+// with one dropped or disabled, changes would go unheard while probes still
+// came back, so the probe is refused instead and the session restarts,
+// and nothing is answered from memory until they are back. A probe commits
+// without waiting for its WAL flush (synchronous_commit off, for that
+// transaction only: its order is all that matters). A probe not heard
+// within 5 s, or a probe that cannot be sent, restarts the session; while
+// no caller asks, a probe goes out every 10 s to find a dead connection.
+// (Written by hand: pgxlisten and river's notifier reconnect and dispatch,
+// but neither proves that a notification has been heard, which is what
+// makes the cache exact.)
 type ChangeListener struct {
-	cc   *pgx.ConnConfig
-	pool *pgxpool.Pool
-	log  *slog.Logger
-	id   string // names this listener's probes
+	cc  *pgx.ConnConfig
+	log *slog.Logger
+	id  string // names this listener's probes
 
 	mu        sync.Mutex
 	listening bool
-	seq       uint64      // the last probe sent
-	inflight  *probeRound // sent, not yet back; nil: none
-	next      *probeRound // callers waiting for the probe after inflight
+	probeConn *pgx.Conn          // the session's connection for probes
+	probeMu   *sync.Mutex        // one user of it at a time (pgx.Conn is not safe for concurrent use)
+	probeCtx  context.Context    // the session's: ends when it does
+	restart   context.CancelFunc // ends the session
+	seq       uint64             // the last probe sent
+	inflight  *probeRound        // sent, not yet back; nil: none
+	next      *probeRound        // callers waiting for the probe after inflight
 }
 
 // probeRound is one probe and the callers waiting for it: done closes when
 // it came back (ok) or can no longer (the connection was lost, sending
-// failed).
+// failed, it was not heard in time).
 type probeRound struct {
 	seq  uint64
 	done chan struct{}
 	ok   bool
 }
 
-// probeTimeout bounds sending one probe.
-const probeTimeout = 5 * time.Second
+const (
+	// probeTimeout bounds sending one probe and hearing it back.
+	probeTimeout = 5 * time.Second
+	// idleProbe: how often a probe goes out while nobody asks.
+	idleProbe = 10 * time.Second
+	// notifyTriggers is how many triggers migration 00013 makes notify.
+	notifyTriggers = 8
+)
 
-// NewChangeListener returns a listener for cfg's database that sends its
-// probes through pool. Run starts it.
-func NewChangeListener(cfg Config, pool *pgxpool.Pool, opts ListenerOptions) (*ChangeListener, error) {
+// probeSQL sends a probe when, and only when, every notify trigger is
+// enabled always; its commit does not wait for the WAL flush.
+const probeSQL = `SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)
+WHERE (SELECT count(*) FROM pg_catalog.pg_trigger
+       WHERE tgfoid = 'tokenstore_notify_changes'::regproc AND tgenabled = 'A') = 8`
+
+// errTriggersOff: the notify triggers are missing or not all enabled.
+var errTriggersOff = errors.New("the change notification triggers of migration 13 are missing or disabled " +
+	"(all 8 must be ENABLE ALWAYS): the read cache is off until they are back (`tokenstore migrate up`)")
+
+// NewChangeListener returns a listener for cfg's database. Run starts it.
+func NewChangeListener(cfg Config, opts ListenerOptions) (*ChangeListener, error) {
 	cc, err := parseSessionConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -88,7 +116,7 @@ func NewChangeListener(cfg Config, pool *pgxpool.Pool, opts ListenerOptions) (*C
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &ChangeListener{cc: cc, pool: pool, log: log, id: hex.EncodeToString(b[:])}, nil
+	return &ChangeListener{cc: cc, log: log, id: hex.EncodeToString(b[:])}, nil
 }
 
 // Sync implements ports.ChangeBarrier.
@@ -122,23 +150,46 @@ func (l *ChangeListener) Sync(ctx context.Context) error {
 	}
 }
 
-// sendLocked sends r's probe through the pool; l.mu is held. A probe that
-// cannot be sent fails its round (and sends the next).
+// sendLocked sends r's probe on the session's probe connection; l.mu is
+// held. A probe that cannot be sent, or is not heard within probeTimeout,
+// fails its round and restarts the session.
 func (l *ChangeListener) sendLocked(r *probeRound) {
 	l.seq++
 	r.seq = l.seq
 	payload := `{"probe":"` + l.id + "/" + strconv.FormatUint(r.seq, 10) + `"}`
+	conn, connMu, sessionCtx, restart := l.probeConn, l.probeMu, l.probeCtx, l.restart
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+		ctx, cancel := context.WithTimeout(sessionCtx, probeTimeout)
 		defer cancel()
-		if _, err := l.pool.Exec(ctx, "SELECT pg_notify($1, $2)", ChangesChannel, payload); err != nil {
-			l.mu.Lock()
-			if l.inflight == r {
-				l.settleLocked(false)
-			}
-			l.mu.Unlock()
+		connMu.Lock()
+		tag, err := conn.Exec(ctx, probeSQL, ChangesChannel, payload)
+		connMu.Unlock()
+		if err == nil && tag.RowsAffected() != 1 {
+			err = errTriggersOff
 		}
+		if err != nil {
+			l.fail(r, restart, "read cache off: a probe could not be sent; restarting the listening session", err)
+			return
+		}
+		time.AfterFunc(probeTimeout, func() {
+			l.fail(r, restart, "read cache off: a probe was not heard back in time; restarting the listening session",
+				fmt.Errorf("not heard within %s", probeTimeout))
+		})
 	}()
+}
+
+// fail fails round r, if it is still in flight, and restarts its session.
+func (l *ChangeListener) fail(r *probeRound, restart context.CancelFunc, msg string, err error) {
+	l.mu.Lock()
+	current := l.inflight == r
+	if current {
+		l.settleLocked(false)
+	}
+	l.mu.Unlock()
+	if current {
+		l.log.Warn(msg, "err", err)
+		restart()
+	}
 }
 
 // settleLocked ends the round in flight (came back: ok) and sends the next
@@ -158,8 +209,10 @@ func (l *ChangeListener) stopListening() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.listening = false
+	l.probeConn, l.probeMu, l.probeCtx, l.restart = nil, nil, nil, nil
 	for _, r := range []*probeRound{l.inflight, l.next} {
 		if r != nil {
+			r.ok = false
 			close(r.done)
 		}
 	}
@@ -167,9 +220,9 @@ func (l *ChangeListener) stopListening() {
 }
 
 // Run listens until ctx ends, telling sink, and reconnects (after 100 ms,
-// doubling up to 5 s) whenever the connection is lost; sink hears
-// Disconnected each time, and AllTokensChanged each time listening starts
-// (changes may have gone unheard before). It returns nil when ctx ends.
+// doubling up to 5 s) whenever the session ends; sink hears Disconnected
+// each time, and AllTokensChanged each time listening starts (changes may
+// have gone unheard before). It returns nil when ctx ends.
 func (l *ChangeListener) Run(ctx context.Context, sink ports.TokenChangeSink) error {
 	backoff := 100 * time.Millisecond
 	for {
@@ -182,7 +235,7 @@ func (l *ChangeListener) Run(ctx context.Context, sink ports.TokenChangeSink) er
 		if listened {
 			backoff = 100 * time.Millisecond
 		}
-		l.log.Warn("read cache off: the connection that hears token changes failed; reconnecting",
+		l.log.Warn("read cache off: the session that hears token changes ended; reconnecting",
 			"err", err, "retry_in", backoff.String())
 		t := time.NewTimer(backoff)
 		select {
@@ -205,26 +258,42 @@ type notification struct {
 	Probe    string  `json:"probe"`
 }
 
-// session is one connection's life: connect, LISTEN, then hear changes
-// until something fails. listened reports whether LISTEN succeeded.
-func (l *ChangeListener) session(ctx context.Context, sink ports.TokenChangeSink) (listened bool, err error) {
-	conn, err := pgx.ConnectConfig(ctx, l.cc)
+// session is one session's life: connect twice (to listen, to probe),
+// check the triggers, LISTEN, then hear changes until something fails or
+// the session is restarted. listened reports whether LISTEN succeeded.
+func (l *ChangeListener) session(parent context.Context, sink ports.TokenChangeSink) (listened bool, err error) {
+	ctx, restart := context.WithCancel(parent)
+	defer restart()
+	conns := make([]*pgx.Conn, 0, 2)
+	probeMu := &sync.Mutex{}
+	defer func() {
+		restart() // a probe in flight on the connection gives up first
+		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		probeMu.Lock()
+		defer probeMu.Unlock()
+		for _, c := range conns {
+			_ = c.Close(closeCtx)
+		}
+	}()
+	for range 2 {
+		c, err := pgx.ConnectConfig(ctx, l.cc)
+		if err != nil {
+			return false, interpretError(err, noEffect)
+		}
+		conns = append(conns, c)
+	}
+	conn, probe := conns[0], conns[1]
+	// Without the triggers nothing would be heard: a cache that answered
+	// would never drop a changed row.
+	var enabled int
+	err = conn.QueryRow(ctx, `SELECT count(*) FROM pg_catalog.pg_trigger
+		WHERE tgfoid = to_regproc('tokenstore_notify_changes') AND tgenabled = 'A'`).Scan(&enabled)
 	if err != nil {
 		return false, interpretError(err, noEffect)
 	}
-	defer func() {
-		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = conn.Close(closeCtx)
-	}()
-	// Without the triggers nothing would be heard: a cache that answered
-	// would never drop a changed row.
-	var triggers bool
-	if err := conn.QueryRow(ctx, "SELECT to_regproc('tokenstore_notify_changes') IS NOT NULL").Scan(&triggers); err != nil {
-		return false, interpretError(err, noEffect)
-	}
-	if !triggers {
-		return false, errors.New("the schema has no change notifications (migration 13): run `tokenstore migrate up`")
+	if enabled != notifyTriggers {
+		return false, errTriggersOff
 	}
 	if _, err := conn.Exec(ctx, "LISTEN "+ChangesChannel); err != nil {
 		return false, interpretError(err, noEffect)
@@ -233,11 +302,19 @@ func (l *ChangeListener) session(ctx context.Context, sink ports.TokenChangeSink
 	// read) before now cannot be trusted.
 	sink.AllTokensChanged()
 	l.mu.Lock()
-	l.listening = true
+	l.listening, l.probeConn, l.probeMu, l.probeCtx, l.restart = true, probe, probeMu, ctx, restart
 	l.mu.Unlock()
 	for {
-		n, err := conn.WaitForNotification(ctx)
-		if err != nil {
+		waitCtx, cancel := context.WithTimeout(ctx, idleProbe)
+		n, err := conn.WaitForNotification(waitCtx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return true, ctx.Err()
+		case err != nil && pgconn.Timeout(err) && !conn.IsClosed():
+			l.idleProbe()
+			continue
+		case err != nil:
 			return true, interpretError(err, noEffect)
 		}
 		if s, ok := l.probeSeq(n.Payload); ok {
@@ -249,6 +326,17 @@ func (l *ChangeListener) session(ctx context.Context, sink ports.TokenChangeSink
 			continue
 		}
 		l.dispatch(n.Payload, sink)
+	}
+}
+
+// idleProbe sends a probe nobody waits for when none is in flight: a dead
+// connection or disabled triggers are found while nobody reads.
+func (l *ChangeListener) idleProbe() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.listening && l.inflight == nil {
+		l.inflight = &probeRound{done: make(chan struct{})}
+		l.sendLocked(l.inflight)
 	}
 }
 

@@ -5,7 +5,7 @@
 //
 // What it holds: sealed rows only (ciphertexts, expiries, refresh state),
 // never plaintext, at most Options.MaxRows of them (evicted by
-// maypok86/otter's S3-FIFO policy).
+// maypok86/otter's adaptive W-TinyLFU policy).
 //
 // When it answers from memory: only once the listener proves that every
 // change committed before the read began has been heard and applied
@@ -16,7 +16,8 @@
 // starts is never missed. Without a listener (not yet connected, or lost),
 // or when the proof does not come within Options.SyncTimeout, the read
 // goes to the database and nothing it reads is kept; a lost listener or a
-// late proof drops every row.
+// late proof drops every row (and after a late proof, reads go to the
+// database without waiting for a second).
 //
 // Reads that race changes. A fill (a miss read from the database, then
 // kept) is kept only if no change to its key, nor a drop of everything,
@@ -94,9 +95,11 @@ type Repository struct {
 	syncTimeout time.Duration
 	seed        maphash.Seed
 	log         *slog.Logger
-	// late is set by a late proof: reads go to the database at once, no
-	// longer waiting for proofs, until one background proof comes back.
-	late atomic.Bool
+	// lateUntil (Unix nanoseconds) is set a second ahead by a late proof:
+	// until then reads go to the database at once, without waiting for
+	// proofs; the first read after it tries again.
+	lateUntil atomic.Int64
+	late      atomic.Bool // a late proof turned the cache off, and none has come in time since
 
 	// mu orders changes against fills: a change bumps its stripe and drops
 	// its key under mu; a fill compares the stripe and keeps its row under
@@ -170,46 +173,45 @@ func (r *Repository) Stats() Stats {
 	}
 }
 
-// synced waits for the barrier's proof, within SyncTimeout. A late proof
-// drops every row and turns the cache off: reads go to the database
-// without waiting until a proof sought in the background comes back.
+// synced waits for the barrier's proof, within SyncTimeout (or half the
+// caller's remaining time, when shorter: a read is never failed by its
+// wait for a proof). A proof later than SyncTimeout drops every row and
+// turns the cache off for a second: reads go to the database without
+// waiting, then the next read tries again.
 func (r *Repository) synced(ctx context.Context) bool {
-	if r.late.Load() {
+	now := time.Now()
+	if now.UnixNano() < r.lateUntil.Load() {
 		return false
 	}
-	sctx, cancel := context.WithTimeout(ctx, r.syncTimeout)
+	timeout, short := r.syncTimeout, false
+	if deadline, ok := ctx.Deadline(); ok {
+		if half := deadline.Sub(now) / 2; half < timeout {
+			timeout, short = half, true
+		}
+	}
+	sctx, cancel := context.WithTimeout(ctx, timeout)
 	err := r.barrier.Sync(sctx)
 	cancel()
-	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+	switch {
+	case err == nil:
+		if r.late.CompareAndSwap(true, false) {
+			r.log.Info("read cache on: proofs come back in time again")
+		}
+		return true
+	case short || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded):
+		return false // the caller's own time, or nobody listens: nothing to learn
+	}
+	prev := r.lateUntil.Load()
+	if prev < now.UnixNano() && r.lateUntil.CompareAndSwap(prev, now.Add(time.Second).UnixNano()) {
 		r.lates.Add(1)
 		r.dropAll()
 		if r.late.CompareAndSwap(false, true) {
 			r.log.Warn("read cache off: the proof that every change was heard came later than read_cache.sync_timeout "+
 				"(the listener lags, or database.url goes through a pooler in transaction mode and database.direct_url is not set); "+
-				"reads go to the database until a proof comes back", "sync_timeout", r.syncTimeout.String())
-			go r.recover()
+				"reads go to the database, and try again every second", "sync_timeout", r.syncTimeout.String())
 		}
 	}
-	return err == nil
-}
-
-// recover seeks a proof (each attempt bounded by 20 × SyncTimeout, one a
-// second at most) until one comes back, then turns the cache on again.
-// Rows read meanwhile were not kept; changes heard meanwhile were applied.
-func (r *Repository) recover() {
-	for {
-		start := time.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), 20*r.syncTimeout)
-		err := r.barrier.Sync(ctx)
-		cancel()
-		if err == nil {
-			r.dropAll() // nothing was kept meanwhile; nothing stale survives either
-			r.late.Store(false)
-			r.log.Info("read cache on: proofs come back in time again")
-			return
-		}
-		time.Sleep(max(time.Second-time.Since(start), 0))
-	}
+	return false
 }
 
 // stripe is the counter of k's stripe.

@@ -8,9 +8,11 @@
 --   {"table":"offline_tokens","user":"<user_id>","provider":"","version":<n>}
 --
 -- version is the row's version after the change (before it, for a delete).
--- A statement changing more than 64 rows (a re-encryption batch, an import
--- batch, a TRUNCATE) sends a single {"table":"<table>","all":true} instead:
--- every cached row of that table is dropped. Payloads hold names and
+-- A statement changing more than 1000 rows (a large import batch, a bulk
+-- UPDATE typed in psql, a TRUNCATE) sends a single
+-- {"table":"<table>","all":true} instead: every cached row is dropped.
+-- (Re-encryption batches of 500, the worker's claims and the lapsed-lease
+-- sweep stay per row, so they do not empty every instance's cache.) Payloads hold names and
 -- numbers, never token material. PostgreSQL delivers notifications in
 -- commit order and only after the commit, so a listener that has read a
 -- notification sent after some commit has also read every notification of
@@ -31,8 +33,8 @@ BEGIN
         PERFORM pg_notify('tokenstore_changes', json_build_object('table', TG_TABLE_NAME, 'all', true)::text);
         RETURN NULL;
     END IF;
-    SELECT count(*) INTO n FROM (SELECT 1 FROM changed_rows LIMIT 65) AS c;
-    IF n > 64 THEN
+    SELECT count(*) INTO n FROM (SELECT 1 FROM changed_rows LIMIT 1001) AS c;
+    IF n > 1000 THEN
         PERFORM pg_notify('tokenstore_changes', json_build_object('table', TG_TABLE_NAME, 'all', true)::text);
     ELSIF n > 0 AND TG_TABLE_NAME = 'auth_tokens' THEN
         PERFORM pg_notify('tokenstore_changes', json_build_object(
@@ -71,6 +73,19 @@ CREATE TRIGGER offline_tokens_notify_delete AFTER DELETE ON offline_tokens
 CREATE TRIGGER offline_tokens_notify_truncate AFTER TRUNCATE ON offline_tokens
     FOR EACH STATEMENT EXECUTE FUNCTION tokenstore_notify_changes();
 
+-- ALWAYS: they fire under session_replication_role = replica too
+-- (pg_restore --disable-triggers aside, logical replication's apply), where
+-- an ordinary trigger would not. The listener sends its probes only while
+-- all eight are enabled so.
+ALTER TABLE auth_tokens ENABLE ALWAYS TRIGGER auth_tokens_notify_insert;
+ALTER TABLE auth_tokens ENABLE ALWAYS TRIGGER auth_tokens_notify_update;
+ALTER TABLE auth_tokens ENABLE ALWAYS TRIGGER auth_tokens_notify_delete;
+ALTER TABLE auth_tokens ENABLE ALWAYS TRIGGER auth_tokens_notify_truncate;
+ALTER TABLE offline_tokens ENABLE ALWAYS TRIGGER offline_tokens_notify_insert;
+ALTER TABLE offline_tokens ENABLE ALWAYS TRIGGER offline_tokens_notify_update;
+ALTER TABLE offline_tokens ENABLE ALWAYS TRIGGER offline_tokens_notify_delete;
+ALTER TABLE offline_tokens ENABLE ALWAYS TRIGGER offline_tokens_notify_truncate;
+
 -- +goose StatementBegin
 -- A row's identity never changes: the cache (and the events feed) key on
 -- it, so an UPDATE that would move a row to another user or provider is
@@ -106,6 +121,8 @@ CREATE TRIGGER offline_tokens_keep_identity BEFORE UPDATE OF user_id ON offline_
     FOR EACH ROW EXECUTE FUNCTION tokenstore_keep_offline_tokens_identity();
 
 -- +goose Down
+-- A running release's next probe finds the triggers gone and is refused:
+-- no read is answered from memory after this.
 DROP TRIGGER offline_tokens_keep_identity ON offline_tokens;
 DROP TRIGGER auth_tokens_keep_identity ON auth_tokens;
 DROP FUNCTION tokenstore_keep_offline_tokens_identity();

@@ -101,7 +101,7 @@ func newInstanceWith(t *testing.T, dsn string, syncTimeout time.Duration) *insta
 	t.Helper()
 	pool := testdb.Pool(t, dsn, nil)
 	repo := postgres.New(pool, postgres.Options{})
-	l, err := postgres.NewChangeListener(postgres.Config{URL: dsn}, pool, postgres.ListenerOptions{})
+	l, err := postgres.NewChangeListener(postgres.Config{URL: dsn}, postgres.ListenerOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,11 +229,10 @@ func TestReadCacheAcrossInstances(t *testing.T) {
 	}
 	mustRead("by hand")
 
-	// A statement changing more than 64 rows drops everything.
-	for i := range 70 {
-		if _, err := a.repo.PutAuthTokens(ctx, sealedRow(domain.UserID(fmt.Sprintf("bulk%02d", i)), "x")); err != nil {
-			t.Fatal(err)
-		}
+	// A statement changing more than 1000 rows drops everything.
+	if _, err := a.pool.Exec(ctx, `INSERT INTO auth_tokens (user_id, provider, key_id, access_token)
+		SELECT 'bulk' || g, 'github', 'k1', 'x' FROM generate_series(1, 1001) AS g`); err != nil {
+		t.Fatal(err)
 	}
 	mustRead("by hand")
 	drain(b.sink.all)
@@ -396,5 +395,70 @@ func TestReadCacheLaggingListener(t *testing.T) {
 			t.Fatalf("caught up read %q, %v", got.AccessToken, err)
 		}
 		return cache.Stats().Hits > hits
+	})
+}
+
+// TestReadCacheTriggersOff: changes written while a notify trigger is
+// disabled (or dropped) would go unheard, so from then on no read is
+// answered from memory: every probe is refused until all eight triggers
+// are enabled again. Writes under session_replication_role = replica
+// (pg_restore --disable-triggers, logical replication's apply) still
+// notify: the triggers are ENABLE ALWAYS.
+func TestReadCacheTriggersOff(t *testing.T) {
+	t.Parallel()
+	dsn := testdb.NewDSN(t)
+	a, b := newInstance(t, dsn), newInstance(t, dsn)
+	ctx := t.Context()
+	user := domain.UserID("dave")
+	read := func(want string) {
+		t.Helper()
+		got, err := b.cache.GetAuthTokens(ctx, user, "github")
+		if err != nil || string(got.AccessToken) != want {
+			t.Fatalf("B read %q, %v; want %q", got.AccessToken, err, want)
+		}
+	}
+	if _, err := a.repo.PutAuthTokens(ctx, sealedRow(user, "v1")); err != nil {
+		t.Fatal(err)
+	}
+	read("v1")
+	read("v1")
+	if b.cache.Stats().Hits == 0 {
+		t.Fatal("nothing answered from memory: the test would prove nothing")
+	}
+
+	// As a replica's apply would write: still heard.
+	tx, err := a.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`SET LOCAL session_replication_role = replica`,
+		`UPDATE auth_tokens SET access_token = 'replica' WHERE user_id = 'dave'`} {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	read("replica")
+
+	if _, err := a.pool.Exec(ctx, `ALTER TABLE auth_tokens DISABLE TRIGGER auth_tokens_notify_update`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.pool.Exec(ctx, `UPDATE auth_tokens SET access_token = 'unheard' WHERE user_id = 'dave'`); err != nil {
+		t.Fatal(err)
+	}
+	hits := b.cache.Stats().Hits
+	read("unheard")
+	read("unheard")
+	if b.cache.Stats().Hits != hits {
+		t.Fatal("B answered from memory while a notify trigger was disabled")
+	}
+	if _, err := a.pool.Exec(ctx, `ALTER TABLE auth_tokens ENABLE ALWAYS TRIGGER auth_tokens_notify_update`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "B to answer from memory again", func() bool {
+		read("unheard")
+		return b.cache.Stats().Hits > hits
 	})
 }
