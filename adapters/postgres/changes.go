@@ -219,20 +219,22 @@ func (l *ChangeListener) stopListening() {
 	l.inflight, l.next = nil, nil
 }
 
-// Run listens until ctx ends, telling sink, and reconnects (after 100 ms,
-// doubling up to 5 s) whenever the session ends; sink hears Disconnected
-// each time, and AllTokensChanged each time listening starts (changes may
-// have gone unheard before). It returns nil when ctx ends.
+// Run listens until ctx ends, telling sink, and reconnects whenever the
+// session ends: after 100 ms when a probe came back in it, else after twice
+// the last wait, up to 30 s (a listener behind a transaction pooler, whose
+// probes never come back, restarts rarely). sink hears Disconnected each
+// time, and AllTokensChanged each time listening starts (changes may have
+// gone unheard before). It returns nil when ctx ends.
 func (l *ChangeListener) Run(ctx context.Context, sink ports.TokenChangeSink) error {
 	backoff := 100 * time.Millisecond
 	for {
-		listened, err := l.session(ctx, sink)
+		proven, err := l.session(ctx, sink)
 		l.stopListening()
 		sink.Disconnected()
 		if ctx.Err() != nil {
 			return nil
 		}
-		if listened {
+		if proven {
 			backoff = 100 * time.Millisecond
 		}
 		l.log.Warn("read cache off: the session that hears token changes ended; reconnecting",
@@ -244,7 +246,7 @@ func (l *ChangeListener) Run(ctx context.Context, sink ports.TokenChangeSink) er
 			return nil
 		case <-t.C:
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		backoff = min(2*backoff, 30*time.Second)
 	}
 }
 
@@ -260,8 +262,8 @@ type notification struct {
 
 // session is one session's life: connect twice (to listen, to probe),
 // check the triggers, LISTEN, then hear changes until something fails or
-// the session is restarted. listened reports whether LISTEN succeeded.
-func (l *ChangeListener) session(parent context.Context, sink ports.TokenChangeSink) (listened bool, err error) {
+// the session is restarted. proven reports whether a probe came back.
+func (l *ChangeListener) session(parent context.Context, sink ports.TokenChangeSink) (proven bool, err error) {
 	ctx, restart := context.WithCancel(parent)
 	defer restart()
 	conns := make([]*pgx.Conn, 0, 2)
@@ -310,17 +312,18 @@ func (l *ChangeListener) session(parent context.Context, sink ports.TokenChangeS
 		cancel()
 		switch {
 		case ctx.Err() != nil:
-			return true, ctx.Err()
+			return proven, ctx.Err()
 		case err != nil && pgconn.Timeout(err) && !conn.IsClosed():
 			l.idleProbe()
 			continue
 		case err != nil:
-			return true, interpretError(err, noEffect)
+			return proven, interpretError(err, noEffect)
 		}
 		if s, ok := l.probeSeq(n.Payload); ok {
 			l.mu.Lock()
 			if l.inflight != nil && l.inflight.seq == s {
 				l.settleLocked(true)
+				proven = true
 			}
 			l.mu.Unlock()
 			continue
