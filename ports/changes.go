@@ -2,6 +2,7 @@ package ports
 
 import (
 	"context"
+	"errors"
 
 	"github.com/tokenstore/tokenstore/domain"
 )
@@ -26,11 +27,16 @@ type TokenChangeSink interface {
 	Disconnected()
 }
 
+// ErrSyncLate is ChangeBarrier.Sync's error when the proof did not come
+// within the barrier's time: the listener lags.
+var ErrSyncLate = errors.New("the proof that every change was heard is late")
+
 // ChangeBarrier proves a TokenChangeSink is up to date.
 type ChangeBarrier interface {
 	// Sync returns nil once every change committed before the call has
-	// been reported to the sink. It fails at once when nobody listens, and
-	// when ctx ends first.
+	// been reported to the sink. It fails at once when nobody listens,
+	// with ErrSyncLate when the proof takes longer than the barrier allows,
+	// and with ctx's error when ctx ends first.
 	Sync(ctx context.Context) error
 }
 

@@ -28,8 +28,15 @@ const ChangesChannel = "tokenstore_changes"
 // that listens.
 var ErrNotListening = errors.New("the change listener is not listening")
 
+// DefaultSyncTimeout is ListenerOptions.SyncTimeout's default.
+const DefaultSyncTimeout = 250 * time.Millisecond
+
 // ListenerOptions tune a ChangeListener.
 type ListenerOptions struct {
+	// SyncTimeout: a Sync whose probe round has not come back this long
+	// after the round began fails with ports.ErrSyncLate (one timer per
+	// round, shared by its callers). Zero means DefaultSyncTimeout.
+	SyncTimeout time.Duration
 	// Log receives the listener's state changes; nil discards them.
 	Log *slog.Logger
 }
@@ -61,9 +68,10 @@ type ListenerOptions struct {
 // but neither proves that a notification has been heard, which is what
 // makes the cache exact.)
 type ChangeListener struct {
-	cc  *pgx.ConnConfig
-	log *slog.Logger
-	id  string // names this listener's probes
+	cc          *pgx.ConnConfig
+	log         *slog.Logger
+	id          string // names this listener's probes
+	syncTimeout time.Duration
 
 	mu        sync.Mutex
 	listening bool
@@ -80,9 +88,25 @@ type ChangeListener struct {
 // it came back (ok) or can no longer (the connection was lost, sending
 // failed, it was not heard in time).
 type probeRound struct {
-	seq  uint64
-	done chan struct{}
-	ok   bool
+	seq   uint64
+	done  chan struct{}
+	ok    bool
+	late  chan struct{} // closed SyncTimeout after the round began
+	timer *time.Timer
+}
+
+// newRound is a round whose late channel closes after SyncTimeout.
+func (l *ChangeListener) newRound() *probeRound {
+	r := &probeRound{done: make(chan struct{}), late: make(chan struct{})}
+	r.timer = time.AfterFunc(l.syncTimeout, func() { close(r.late) })
+	return r
+}
+
+// end closes r's done channel, ok or not, and stops its timer.
+func (r *probeRound) end(ok bool) {
+	r.ok = ok
+	r.timer.Stop()
+	close(r.done)
 }
 
 const (
@@ -116,7 +140,11 @@ func NewChangeListener(cfg Config, opts ListenerOptions) (*ChangeListener, error
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &ChangeListener{cc: cc, log: log, id: hex.EncodeToString(b[:])}, nil
+	syncTimeout := opts.SyncTimeout
+	if syncTimeout <= 0 {
+		syncTimeout = DefaultSyncTimeout
+	}
+	return &ChangeListener{cc: cc, log: log, id: hex.EncodeToString(b[:]), syncTimeout: syncTimeout}, nil
 }
 
 // Sync implements ports.ChangeBarrier.
@@ -129,11 +157,11 @@ func (l *ChangeListener) Sync(ctx context.Context) error {
 	var r *probeRound
 	switch {
 	case l.inflight == nil:
-		r = &probeRound{done: make(chan struct{})}
+		r = l.newRound()
 		l.inflight = r
 		l.sendLocked(r)
 	case l.next == nil:
-		l.next = &probeRound{done: make(chan struct{})}
+		l.next = l.newRound()
 		r = l.next
 	default:
 		r = l.next
@@ -145,6 +173,8 @@ func (l *ChangeListener) Sync(ctx context.Context) error {
 			return ErrNotListening
 		}
 		return nil
+	case <-r.late:
+		return ports.ErrSyncLate
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -196,8 +226,7 @@ func (l *ChangeListener) fail(r *probeRound, restart context.CancelFunc, msg str
 // one, if callers wait for it; l.mu is held.
 func (l *ChangeListener) settleLocked(ok bool) {
 	r := l.inflight
-	r.ok = ok
-	close(r.done)
+	r.end(ok)
 	l.inflight, l.next = l.next, nil
 	if l.inflight != nil {
 		l.sendLocked(l.inflight)
@@ -212,8 +241,7 @@ func (l *ChangeListener) stopListening() {
 	l.probeConn, l.probeMu, l.probeCtx, l.restart = nil, nil, nil, nil
 	for _, r := range []*probeRound{l.inflight, l.next} {
 		if r != nil {
-			r.ok = false
-			close(r.done)
+			r.end(false)
 		}
 	}
 	l.inflight, l.next = nil, nil
@@ -338,7 +366,7 @@ func (l *ChangeListener) idleProbe() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.listening && l.inflight == nil {
-		l.inflight = &probeRound{done: make(chan struct{})}
+		l.inflight = l.newRound()
 		l.sendLocked(l.inflight)
 	}
 }

@@ -59,9 +59,10 @@ type Options struct {
 	// MaxRows bounds how many rows are kept (auth tokens and offline tokens
 	// together). Zero means DefaultMaxRows.
 	MaxRows int
-	// SyncTimeout bounds how long a read waits for the proof that every
-	// change committed before it began was heard; past it the read goes to
-	// the database and every row is dropped. Zero means
+	// SyncTimeout is the barrier's (the listener's
+	// ListenerOptions.SyncTimeout, past which Sync fails with
+	// ports.ErrSyncLate): here it names the setting in the log and sizes
+	// the wait of a read whose own deadline is near. Zero means
 	// DefaultSyncTimeout.
 	SyncTimeout time.Duration
 	// Log hears when the cache turns off and on again because proofs are
@@ -173,32 +174,32 @@ func (r *Repository) Stats() Stats {
 	}
 }
 
-// synced waits for the barrier's proof, within SyncTimeout (or half the
-// caller's remaining time, when shorter: a read is never failed by its
-// wait for a proof). A proof later than SyncTimeout drops every row and
-// turns the cache off for a second: reads go to the database without
-// waiting, then the next read tries again.
+// synced waits for the barrier's proof (the barrier fails it with
+// ports.ErrSyncLate past its SyncTimeout; a read whose own deadline is
+// nearer waits at most half its remaining time, so a read is never failed
+// by its wait for a proof). A late proof drops every row and turns the
+// cache off for a second: reads go to the database without waiting, then
+// the next read tries again.
 func (r *Repository) synced(ctx context.Context) bool {
 	now := time.Now()
 	if now.UnixNano() < r.lateUntil.Load() {
 		return false
 	}
-	timeout, short := r.syncTimeout, false
-	if deadline, ok := ctx.Deadline(); ok {
-		if half := deadline.Sub(now) / 2; half < timeout {
-			timeout, short = half, true
-		}
+	var err error
+	if deadline, ok := ctx.Deadline(); ok && deadline.Sub(now) < 2*r.syncTimeout {
+		sctx, cancel := context.WithTimeout(ctx, deadline.Sub(now)/2)
+		err = r.barrier.Sync(sctx)
+		cancel()
+	} else {
+		err = r.barrier.Sync(ctx)
 	}
-	sctx, cancel := context.WithTimeout(ctx, timeout)
-	err := r.barrier.Sync(sctx)
-	cancel()
 	switch {
 	case err == nil:
-		if r.late.CompareAndSwap(true, false) {
+		if r.late.Load() && r.late.CompareAndSwap(true, false) {
 			r.log.Info("read cache on: proofs come back in time again")
 		}
 		return true
-	case short || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded):
+	case !errors.Is(err, ports.ErrSyncLate):
 		return false // the caller's own time, or nobody listens: nothing to learn
 	}
 	prev := r.lateUntil.Load()

@@ -37,7 +37,8 @@ func newCached(t *testing.T) (*cached, *memrepo.Repository) {
 }
 
 // barrier is a ports.ChangeBarrier whose answer the test sets: nil (up to
-// date), an error (nobody listens), or blocked until ctx ends (late).
+// date), an error (nobody listens), or ports.ErrSyncLate (block: the
+// proof is late).
 type barrier struct {
 	mu    sync.Mutex
 	err   error
@@ -51,8 +52,10 @@ func (b *barrier) Sync(ctx context.Context) error {
 	err, block := b.err, b.block
 	b.mu.Unlock()
 	if block {
-		<-ctx.Done()
-		return ctx.Err()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return ports.ErrSyncLate
 	}
 	return err
 }

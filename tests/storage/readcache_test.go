@@ -101,7 +101,7 @@ func newInstanceWith(t *testing.T, dsn string, syncTimeout time.Duration) *insta
 	t.Helper()
 	pool := testdb.Pool(t, dsn, nil)
 	repo := postgres.New(pool, postgres.Options{})
-	l, err := postgres.NewChangeListener(postgres.Config{URL: dsn}, postgres.ListenerOptions{})
+	l, err := postgres.NewChangeListener(postgres.Config{URL: dsn}, postgres.ListenerOptions{SyncTimeout: syncTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -212,7 +212,7 @@ func newTokenRepository(cfg Config, repo *postgres.Repository, pool *pgxpool.Poo
 	if !cfg.ReadCache.Enabled {
 		return repo, nil, nil, nil
 	}
-	l, err := postgres.NewChangeListener(cfg.Database, postgres.ListenerOptions{Log: log})
+	l, err := postgres.NewChangeListener(cfg.Database, postgres.ListenerOptions{SyncTimeout: cfg.ReadCache.SyncTimeout, Log: log})
 	if err != nil {
 		return nil, nil, nil, err
 	}
