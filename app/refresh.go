@@ -306,8 +306,15 @@ func (c *RefreshCoordinator) refresh(ctx context.Context, user domain.UserID, pr
 			c.obs.RefreshAttempt(provider, domain.CodeRefreshInterrupted)
 			return AccessToken{}, reauthError(provider, domain.CodeRefreshInterrupted)
 		case domain.StepWait:
-			if err := c.waitForLease(ctx, row, deadline); err != nil {
+			cur, err := c.waitForLease(ctx, row, deadline)
+			if err != nil {
 				return AccessToken{}, err
+			}
+			// The other attempt stored fresh tokens: serve them as read
+			// (as a read that found them would), without taking the lock
+			// again; any other outcome is judged again under it.
+			if c.step(cur, c.clock.Database()) == domain.StepServe {
+				return c.serve(cur)
 			}
 		default:
 			return c.answer(row, step)
@@ -339,10 +346,11 @@ func (c *RefreshCoordinator) RefreshLeased(ctx context.Context, lease domain.Sea
 }
 
 // waitForLease polls the row, holding no lock or connection between polls,
-// until the lease held on it is released, lapses or deadline passes. With a
-// read cache it also wakes as soon as a change to the row is heard (the
-// refresh it waits for committed), instead of at the next poll.
-func (c *RefreshCoordinator) waitForLease(ctx context.Context, row domain.SealedAuthTokens, deadline time.Time) (err error) {
+// until the lease held on it is released, lapses or deadline passes, and
+// returns the row as it last read it. With a read cache it also wakes as
+// soon as a change to the row is heard (the refresh it waits for
+// committed), instead of at the next poll.
+func (c *RefreshCoordinator) waitForLease(ctx context.Context, row domain.SealedAuthTokens, deadline time.Time) (_ domain.SealedAuthTokens, err error) {
 	ctx, span := startSpan(ctx, c.tracer, "RefreshCoordinator.waitForLease", row.Provider)
 	start := time.Now()
 	defer func() {
@@ -353,13 +361,13 @@ func (c *RefreshCoordinator) waitForLease(ctx context.Context, row domain.Sealed
 	for {
 		wait := min(c.cfg.PollInterval, time.Until(deadline))
 		if wait <= 0 {
-			return fmt.Errorf("%w: another instance is refreshing the %s tokens and has not finished", domain.ErrUnavailable, row.Provider)
+			return domain.SealedAuthTokens{}, fmt.Errorf("%w: another instance is refreshing the %s tokens and has not finished", domain.ErrUnavailable, row.Provider)
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return ctx.Err()
+			return domain.SealedAuthTokens{}, ctx.Err()
 		case <-changed:
 			t.Stop()
 		case <-t.C:
@@ -367,10 +375,10 @@ func (c *RefreshCoordinator) waitForLease(ctx context.Context, row domain.Sealed
 		changed = c.changes(row) // before the read: a change after it wakes the next wait
 		cur, err := c.repo.GetAuthTokens(ctx, row.User, row.Provider)
 		if err != nil {
-			return err
+			return domain.SealedAuthTokens{}, err
 		}
 		if cur.Version != row.Version || !cur.Refresh.Leased(c.clock.Database()) {
-			return nil
+			return cur, nil
 		}
 	}
 }
