@@ -65,9 +65,7 @@ func TestKeptRowIsServedOnlyAsItIs(t *testing.T) {
 			f.putFresh("u1", gitlab, time.Hour, "r1") // the database's row: valid for an hour
 			stale := makeStale(f)
 			cache := &staleCache{TokenRepository: f.repo, stale: &stale}
-			cfg := f.cfg
-			cfg.ReadCache = cache
-			f.svc = app.NewTokenService(cfg, nil, f.ring, cache, f.provider, nil)
+			f.svc = app.NewTokenService(f.cfg, nil, f.ring, cache, f.provider, nil)
 			if _, err := f.get("u1", gitlab); err != nil {
 				t.Fatalf("the database's row is valid for an hour: %v", err)
 			}
@@ -90,9 +88,7 @@ func TestWaiterWakesWhenTheRefreshIsHeard(t *testing.T) {
 	f.setRefresh("alice", gitlab, domain.RefreshState{LeaseOwner: "other/1", LeaseUntil: time.Now().Add(time.Hour)})
 	cache := readcache.New(f.repo, synced{}, readcache.Options{})
 	f.repo.NotifyChanges(cache)
-	cfg := f.cfg
-	cfg.ReadCache = cache
-	f.svc = app.NewTokenService(cfg, nil, f.ring, cache, f.provider, nil)
+	f.svc = app.NewTokenService(f.cfg, nil, f.ring, cache, f.provider, nil)
 
 	done := make(chan error, 1)
 	go func() {

@@ -52,11 +52,6 @@ type Config struct {
 	// then queues the revocation with the delete, and the DeliveryWorker
 	// sends it. nil: no upstream revocation.
 	Revoker ports.TokenRevoker
-	// ReadCache is set when the repository may answer reads from memory
-	// (the same object as the repository): a kept row is acted on only
-	// when the refresh rule serves it; for any other decision it is
-	// forgotten and read again from the database. nil: no cache.
-	ReadCache ports.ReadCache
 }
 
 // TokenService is the token store's use cases.
@@ -98,9 +93,12 @@ func NewTokenService(cfg Config, log *slog.Logger, crypter ports.TokenCrypter, r
 		obs = NopObserver{}
 	}
 	tracer := newTracer(cfg.TracerProvider)
-	s := &TokenService{rows: rows, declared: cfg.Providers, repo: repo, log: log, now: clock.Service, clock: clock, audit: audit, tracer: tracer, revoker: cfg.Revoker, cache: cfg.ReadCache}
+	// A repository that may answer reads from memory says so by being a
+	// ports.ReadCache too.
+	cache, _ := repo.(ports.ReadCache)
+	s := &TokenService{rows: rows, declared: cfg.Providers, repo: repo, log: log, now: clock.Service, clock: clock, audit: audit, tracer: tracer, revoker: cfg.Revoker, cache: cache}
 	s.refreshes = &RefreshCoordinator{
-		rows: rows, repo: repo, cache: cfg.ReadCache, refresher: refresher, margin: margin, margins: cfg.ProviderMargins, fraction: fraction,
+		rows: rows, repo: repo, cache: cache, refresher: refresher, margin: margin, margins: cfg.ProviderMargins, fraction: fraction,
 		cfg: cfg.Refresh.withDefaults(), log: log, now: clock.Service, clock: clock, audit: audit, obs: obs, tracer: tracer,
 	}
 	return s

@@ -40,10 +40,11 @@ type ChangeBarrier interface {
 	Sync(ctx context.Context) error
 }
 
-// ReadCache is a TokenRepository that may answer GetAuthTokens from memory
-// (adapters/readcache). The token service answers from a kept row only
-// when the refresh rule serves it as it is; before acting on any other
-// decision it forgets the row and reads it again from the database.
+// ReadCache is implemented by a TokenRepository that may answer
+// GetAuthTokens from memory (adapters/readcache); the token service finds
+// it by asserting its repository to it. The service answers from a kept
+// row only when the refresh rule serves it as it is; any other decision is
+// taken by the refresh protocol on the database's row, under its lock.
 type ReadCache interface {
 	// ForgetAuthTokens drops the kept row of user's tokens for provider, so
 	// the next GetAuthTokens reads the database.

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -59,22 +58,8 @@ func (b *bench) startNoop(ctx context.Context) (*server, error) {
 	}
 	go func() { _ = s.cmd.Wait(); logf.Close(); close(s.exited) }()
 	b.servers = append(b.servers, s)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if resp, err := http.Get(s.url + "/"); err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			return s, nil
-		}
-		select {
-		case <-s.exited:
-			return nil, fmt.Errorf("the no-op HTTP server exited; its log:%s", tail(s.logPath, 20))
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("the no-op HTTP server did not answer within 30s")
-		}
+	if err := s.waitAnswering(ctx, "/", 30*time.Second); err != nil {
+		return nil, fmt.Errorf("the no-op HTTP server: %w", err)
 	}
+	return s, nil
 }

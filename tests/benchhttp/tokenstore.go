@@ -117,25 +117,34 @@ func (b *bench) startServer(ctx context.Context, name string, cfg serverConfig) 
 	go func() { _ = s.cmd.Wait(); logf.Close(); close(s.exited) }()
 	b.servers = append(b.servers, s)
 
-	deadline := time.Now().Add(60 * time.Second)
+	if err := s.waitAnswering(ctx, "/readyz", 60*time.Second); err != nil {
+		return nil, fmt.Errorf("tokenstore %s: %w", name, err)
+	}
+	return s, nil
+}
+
+// waitAnswering polls path on s until it answers 200, s exits, ctx ends
+// or within passes; the error of an exit or a timeout ends with s's log.
+func (s *server) waitAnswering(ctx context.Context, path string, within time.Duration) error {
+	deadline := time.Now().Add(within)
 	for {
-		resp, err := http.Get(s.url + "/readyz")
+		resp, err := http.Get(s.url + path)
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return s, nil
+				return nil
 			}
 		}
 		select {
 		case <-s.exited:
-			return nil, fmt.Errorf("tokenstore %s exited at start-up; its log:%s", name, tail(s.logPath, 20))
+			return fmt.Errorf("exited at start-up; its log:%s", tail(s.logPath, 20))
 		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("tokenstore %s was not ready within 60s; its log:%s", name, tail(s.logPath, 20))
+			return fmt.Errorf("not ready within %s; its log:%s", within, tail(s.logPath, 20))
 		}
 	}
 }

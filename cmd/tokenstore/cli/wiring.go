@@ -149,12 +149,9 @@ func NewApp(cfg Config, log *slog.Logger, extra ...fx.Option) *fx.App {
 // observedAppConfig is the configuration of the token service, with the
 // metrics as its observer, the tracer provider for its spans and the
 // upstream revoker.
-func observedAppConfig(cfg Config, m *metrics.Metrics, tp trace.TracerProvider, revoker *oauth.Revoker, cache *readcache.Repository) app.Config {
+func observedAppConfig(cfg Config, m *metrics.Metrics, tp trace.TracerProvider, revoker *oauth.Revoker) app.Config {
 	c := cfg.App
 	c.Observer, c.TracerProvider, c.Revoker = m, tp, revoker
-	if cache != nil {
-		c.ReadCache = cache
-	}
 	return c
 }
 
@@ -208,7 +205,7 @@ func newServer(cfg httpapi.Config, log *slog.Logger, svc httpapi.TokenService, a
 // through: the read cache in front of PostgreSQL when read_cache.enabled
 // (then also returned, with the listener that keeps it exact, for
 // runReadCache and the metrics), else PostgreSQL.
-func newTokenRepository(cfg Config, repo *postgres.Repository, pool *pgxpool.Pool, log *slog.Logger) (ports.TokenRepository, *readcache.Repository, *postgres.ChangeListener, error) {
+func newTokenRepository(cfg Config, repo *postgres.Repository, log *slog.Logger) (ports.TokenRepository, *readcache.Repository, *postgres.ChangeListener, error) {
 	if !cfg.ReadCache.Enabled {
 		return repo, nil, nil, nil
 	}
