@@ -383,6 +383,10 @@ func (r *report) printStorm() []target {
 		r.printf("  round %d: %d provider call(s); %d right answers, %d wrong; callers' p50 %s, p99 %s, max %s; the instances' own p99 %s (%d requests logged)",
 			i+1, rd.providerCalls, len(rd.latencies), rd.wrongCount, ms(percentile(lat, 50)), ms(percentile(lat, 99)),
 			ms(percentile(lat, 100)), ms(percentile(srv, 99)), len(srv))
+		if !rd.calledAt.IsZero() {
+			r.printf("    the provider was called %s after the burst began and answered %s after it; the last caller was answered %s after the answer",
+				ms(rd.calledAt.Sub(rd.start)), ms(rd.answeredAt.Sub(rd.start)), ms(rd.end.Sub(rd.answeredAt)))
+		}
 		for _, w := range rd.wrong {
 			r.printf("    wrong answer: %s", w)
 		}

@@ -49,8 +49,13 @@ type stormRound struct {
 	// program's 600 goroutines waited for a CPU.
 	server     []time.Duration
 	start, end time.Time
-	wrong      []string // answers that were not the refreshed token (at most a few kept)
-	wrongCount int
+	// calledAt, answeredAt: when the (last) provider call of the round
+	// arrived and was answered, to split the callers' latency into the
+	// time before the refresh reached the provider, the provider's own
+	// time, and the time the answers took after it.
+	calledAt, answeredAt time.Time
+	wrong                []string // answers that were not the refreshed token (at most a few kept)
+	wrongCount           int
 }
 
 type stormResult struct {
@@ -70,6 +75,8 @@ type fakeProvider struct {
 	access  string // the access token issued last
 	calls   int64
 	reuses  int64
+	// calledAt, answeredAt: when the last call arrived and was answered.
+	calledAt, answeredAt time.Time
 }
 
 func (p *fakeProvider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -79,6 +86,7 @@ func (p *fakeProvider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	p.mu.Lock()
 	p.calls++
+	p.calledAt = time.Now()
 	if r.PostForm.Get("refresh_token") != p.refresh {
 		p.reuses++
 		p.mu.Unlock()
@@ -94,6 +102,16 @@ func (p *fakeProvider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	time.Sleep(p.delay)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(answer)
+	p.mu.Lock()
+	p.answeredAt = time.Now()
+	p.mu.Unlock()
+}
+
+// times is when the last call arrived and was answered.
+func (p *fakeProvider) times() (calledAt, answeredAt time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.calledAt, p.answeredAt
 }
 
 func (p *fakeProvider) state() (calls, reuses int64, access string) {
@@ -179,6 +197,7 @@ func (b *bench) stormPart(ctx context.Context) (*stormResult, error) {
 		round.start, round.end = t0, time.Now()
 		calls1, _, access := fake.state()
 		round.providerCalls = calls1 - calls0
+		round.calledAt, round.answeredAt = fake.times()
 		// Every answer must be the token of the refresh just made.
 		kept := round.latencies[:0]
 		for _, a := range round.answers {
