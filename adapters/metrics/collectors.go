@@ -184,7 +184,7 @@ func (m *Metrics) RegisterReadCache(src ReadCacheSource) {
 	m.reg.MustRegister(&readCacheCollector{
 		src: src,
 		reads: prometheus.NewDesc("tokenstore_read_cache_reads_total",
-			"Token reads by how the read cache answered: hit (from memory), miss (from the database, kept when found and unchanged meanwhile), bypass (from the database: no listener proved the cache up to date in time).", []string{"result"}, nil),
+			"Token reads by how the read cache answered: hit (from memory), miss (from the database, kept when found and unchanged meanwhile), shared (the answer of another caller's read of the same row, under way when this one missed), bypass (from the database: no listener proved the cache up to date in time).", []string{"result"}, nil),
 		late:    prometheus.NewDesc("tokenstore_read_cache_late_proofs_total", "Reads that went to the database because the proof that every change had been heard came later than read_cache.sync_timeout (each drops every kept row).", nil, nil),
 		changes: prometheus.NewDesc("tokenstore_read_cache_changes_total", "Changes to stored rows heard (notifications and this instance's own writes), each dropping its row.", nil, nil),
 		drops:   prometheus.NewDesc("tokenstore_read_cache_drops_total", "Times every kept row was dropped: a statement changing many rows, or the listening connection lost or lagging.", nil, nil),
@@ -203,6 +203,7 @@ func (c *readCacheCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.src.Stats()
 	ch <- prometheus.MustNewConstMetric(c.reads, prometheus.CounterValue, float64(s.Hits), "hit")
 	ch <- prometheus.MustNewConstMetric(c.reads, prometheus.CounterValue, float64(s.Misses), "miss")
+	ch <- prometheus.MustNewConstMetric(c.reads, prometheus.CounterValue, float64(s.Shared), "shared")
 	ch <- prometheus.MustNewConstMetric(c.reads, prometheus.CounterValue, float64(s.Bypasses), "bypass")
 	ch <- prometheus.MustNewConstMetric(c.changes, prometheus.CounterValue, float64(s.Changes))
 	ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(s.Drops))

@@ -3,12 +3,14 @@ package metrics
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/tokenstore/tokenstore/adapters/readcache"
 	"github.com/tokenstore/tokenstore/app"
 	"github.com/tokenstore/tokenstore/domain"
 )
@@ -110,5 +112,48 @@ tokenstore_event_delivery_oldest_seconds{state="pending",target="crm"} 90
 tokenstore_census_failures_total 2
 `), "tokenstore_census_failures_total"); err != nil {
 		t.Error(err)
+	}
+}
+
+type fakeReadCache struct{ s readcache.Stats }
+
+func (f fakeReadCache) Stats() readcache.Stats { return f.s }
+
+// TestReadCacheSeries: each of the read cache's counters reaches its
+// series, the reads split by how they were answered.
+func TestReadCacheSeries(t *testing.T) {
+	t.Parallel()
+	m := New()
+	m.RegisterReadCache(fakeReadCache{readcache.Stats{Hits: 1, Misses: 2, Shared: 3, Bypasses: 4, Late: 5, Changes: 6, Drops: 7, Rows: 8, Waiting: 9}})
+	want := map[string]string{
+		`tokenstore_read_cache_reads_total{result="hit"}`:    "1",
+		`tokenstore_read_cache_reads_total{result="miss"}`:   "2",
+		`tokenstore_read_cache_reads_total{result="shared"}`: "3",
+		`tokenstore_read_cache_reads_total{result="bypass"}`: "4",
+		`tokenstore_read_cache_late_proofs_total`:            "5",
+		`tokenstore_read_cache_changes_total`:                "6",
+		`tokenstore_read_cache_drops_total`:                  "7",
+		`tokenstore_read_cache_rows`:                         "8",
+		`tokenstore_read_cache_waiting_rows`:                 "9",
+	}
+	families, err := m.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, f := range families {
+		for _, s := range f.GetMetric() {
+			name := f.GetName()
+			for _, l := range s.GetLabel() {
+				name += fmt.Sprintf(`{%s=%q}`, l.GetName(), l.GetValue())
+			}
+			v := s.GetCounter().GetValue() + s.GetGauge().GetValue()
+			got[name] = fmt.Sprint(v)
+		}
+	}
+	for series, v := range want {
+		if got[series] != v {
+			t.Errorf("%s = %q, want %s", series, got[series], v)
+		}
 	}
 }

@@ -28,6 +28,14 @@
 // Writes made through this repository drop their key when they return,
 // whatever their outcome.
 //
+// Concurrent misses of one row share one database read (singleflight): a
+// hot row that has just changed costs one read, not one per waiting caller
+// (a refresh storm's hundreds of callers on one expired token). A caller
+// takes the shared read's answer only when no change to its key was heard
+// since that read began: any change committed before the caller's own read
+// began was heard before its proof returned, so what it takes is as fresh as
+// a read of its own; otherwise it reads alone.
+//
 // The decorator is written by hand around the cache library because the
 // exactness rules (the fill guard, answering only while caught up) are the
 // product's own; the eviction policy and storage are otter's.
@@ -43,6 +51,7 @@ import (
 	"time"
 
 	"github.com/maypok86/otter/v2"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/tokenstore/tokenstore/domain"
 	"github.com/tokenstore/tokenstore/ports"
@@ -110,8 +119,10 @@ type Repository struct {
 	epoch   atomic.Uint64         // bumped by every drop of everything
 	waiters map[key]chan struct{} // closed at the key's next change
 
-	hits, misses, bypasses atomic.Uint64
-	changes, drops, lates  atomic.Uint64
+	flight singleflight.Group // concurrent misses of one key share one read (fill)
+
+	hits, misses, shared, bypasses atomic.Uint64
+	changes, drops, lates          atomic.Uint64
 }
 
 var (
@@ -148,10 +159,12 @@ func New(next ports.TokenRepository, barrier ports.ChangeBarrier, opts Options) 
 // Stats are the cache's counters since New, for metrics.
 type Stats struct {
 	// Hits, Misses: reads answered from memory, and reads that went to the
-	// database and may have kept their row. Bypasses: reads that went to
-	// the database because no listener proved the cache up to date (none
-	// listens, or the proof was late: Late counts those).
-	Hits, Misses, Bypasses, Late uint64
+	// database and may have kept their row. Shared: reads that missed and
+	// took the answer of another caller's read of the same row, under way
+	// when they missed. Bypasses: reads that went to the database because
+	// no listener proved the cache up to date (none listens, or the proof
+	// was late: Late counts those).
+	Hits, Misses, Shared, Bypasses, Late uint64
 	// Changes: change notifications heard (and local writes); Drops: times
 	// every row was dropped (a bulk change, a lost or lagging listener).
 	Changes, Drops uint64
@@ -168,7 +181,7 @@ func (r *Repository) Stats() Stats {
 	waiting := len(r.waiters)
 	r.mu.Unlock()
 	return Stats{Waiting: waiting,
-		Hits: r.hits.Load(), Misses: r.misses.Load(), Bypasses: r.bypasses.Load(), Late: r.lates.Load(),
+		Hits: r.hits.Load(), Misses: r.misses.Load(), Shared: r.shared.Load(), Bypasses: r.bypasses.Load(), Late: r.lates.Load(),
 		Changes: r.changes.Load(), Drops: r.drops.Load(),
 		Rows: r.rows.EstimatedSize(),
 	}
@@ -236,19 +249,58 @@ func (r *Repository) get(ctx context.Context, k key, load func(context.Context) 
 		r.hits.Add(1)
 		return e, nil
 	}
-	r.misses.Add(1)
+	return r.fill(ctx, k, load)
+}
+
+// filled is the outcome of a shared read, and the counters it began at.
+type filled struct {
+	e             entry
+	err           error
+	before, epoch uint64
+}
+
+// fill reads k from the database once for every concurrent miss of it and
+// keeps the row when no change to k's stripe, nor a drop of everything, was
+// heard while it was read. The caller that started the read takes its
+// answer (a row or an error: its read began before the shared one); every
+// other caller takes it only if nothing was heard since the shared read
+// began (see the package documentation), and reads alone otherwise. The shared read does not end
+// with the caller that started it (the repository bounds its own
+// statements); each caller stops waiting when its own ctx ends.
+func (r *Repository) fill(ctx context.Context, k key, load func(context.Context) (entry, error)) (entry, error) {
 	gen := r.stripe(k)
-	before, epoch := gen.Load(), r.epoch.Load()
-	e, err := load(ctx)
-	if err != nil {
-		return e, err
+	led := false // this caller's function read (written before the answer is sent)
+	shared := r.flight.DoChan(string(k.user)+"\x00"+string(k.provider), func() (any, error) {
+		led = true
+		f := filled{before: gen.Load(), epoch: r.epoch.Load()}
+		f.e, f.err = load(context.WithoutCancel(ctx))
+		if f.err == nil {
+			r.mu.Lock()
+			if gen.Load() == f.before && r.epoch.Load() == f.epoch {
+				r.rows.Set(k, f.e)
+			}
+			r.mu.Unlock()
+		}
+		return f, nil
+	})
+	select {
+	case res := <-shared:
+		f := res.Val.(filled)
+		switch {
+		case led:
+			r.misses.Add(1)
+		case gen.Load() != f.before || r.epoch.Load() != f.epoch:
+			// A change was heard since the shared read began: it may have
+			// committed before this caller's read began. Read alone.
+			r.misses.Add(1)
+			return load(ctx)
+		default:
+			r.shared.Add(1)
+		}
+		return f.e, f.err
+	case <-ctx.Done():
+		return entry{}, ctx.Err()
 	}
-	r.mu.Lock()
-	if gen.Load() == before && r.epoch.Load() == epoch {
-		r.rows.Set(k, e)
-	}
-	r.mu.Unlock()
-	return e, nil
 }
 
 // forget drops k and bumps its stripe, so no fill that started before
