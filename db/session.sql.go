@@ -22,14 +22,3 @@ func (q *Queries) DatabaseNow(ctx context.Context, db DBTX) (time.Time, error) {
 	err := row.Scan(&db_now)
 	return db_now, err
 }
-
-const setLockTimeout = `-- name: SetLockTimeout :exec
-SELECT set_config('lock_timeout', $1::text, true)
-`
-
-// Transaction-local: a lock wait longer than this fails with SQLSTATE 55P03
-// instead of hanging the caller.
-func (q *Queries) SetLockTimeout(ctx context.Context, db DBTX, timeout string) error {
-	_, err := db.Exec(ctx, setLockTimeout, timeout)
-	return err
-}

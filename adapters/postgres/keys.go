@@ -131,10 +131,7 @@ func storeEach[T any](ctx context.Context, r *Repository, rows []T, audit []doma
 	ctx, cancel := r.bound(ctx)
 	defer cancel()
 	done := make([]bool, len(rows))
-	err := withTx(ctx, r.pool, func(tx pgx.Tx) error {
-		if err := r.q.SetLockTimeout(ctx, tx, r.lockTimeout); err != nil {
-			return interpretError(err, noEffect)
-		}
+	err := withTxOptions(ctx, r.pool, r.lockedTx, func(tx pgx.Tx) error {
 		for i, row := range rows {
 			n, err := update(ctx, tx, row)
 			if err != nil {

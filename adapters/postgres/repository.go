@@ -56,7 +56,13 @@ type Options struct {
 type Repository struct {
 	pool        *pgxpool.Pool
 	q           *db.Queries
-	lockTimeout string // PostgreSQL interval text, e.g. "5000ms"
+	// lockedTx begins a transaction whose lock waits end after the lock
+	// timeout (SQLSTATE 55P03, domain.ErrBusy) instead of hanging the
+	// caller: BEGIN and SET LOCAL lock_timeout in one round trip (the
+	// simple query protocol takes both; SET LOCAL ends with the
+	// transaction, so nothing leaks into the pooled session, and it holds
+	// through PgBouncer in transaction mode).
+	lockedTx pgx.TxOptions
 	timeout     time.Duration
 	events      domain.EventPolicy
 	putsAlone   bool
@@ -78,11 +84,19 @@ func New(pool *pgxpool.Pool, opts Options) *Repository {
 	return &Repository{
 		pool:        pool,
 		q:           db.New(),
-		lockTimeout: fmt.Sprintf("%dms", max(lt.Milliseconds(), 1)),
+		lockedTx: pgx.TxOptions{BeginQuery: "BEGIN; " + SetLockTimeoutSQL(lt)},
 		timeout:     cmp.Or(max(opts.Timeout, 0), DefaultTimeout),
 		events:      opts.Events,
 		putsAlone:   opts.PutsAlone,
 	}
+}
+
+// SetLockTimeoutSQL is the statement that bounds a transaction's lock
+// waits to d (whole milliseconds, at least 1): a wait longer than that
+// fails with SQLSTATE 55P03 instead of hanging the caller. The repository
+// sends it with BEGIN, in one round trip.
+func SetLockTimeoutSQL(d time.Duration) string {
+	return fmt.Sprintf("SET LOCAL lock_timeout = '%dms'", max(d.Milliseconds(), 1))
 }
 
 // bound gives one call its deadline. The client-side deadline also covers a
@@ -145,10 +159,7 @@ func (r *Repository) UpdateAuthTokens(ctx context.Context, user domain.UserID, p
 	ctx, cancel := r.bound(ctx)
 	defer cancel()
 	var result domain.SealedAuthTokens
-	err := withTx(ctx, r.pool, func(tx pgx.Tx) error {
-		if err := r.q.SetLockTimeout(ctx, tx, r.lockTimeout); err != nil {
-			return fmt.Errorf("set lock timeout: %w", interpretError(err, noEffect))
-		}
+	err := withTxOptions(ctx, r.pool, r.lockedTx, func(tx pgx.Tx) error {
 		row, err := r.q.GetAuthTokensForUpdate(ctx, tx, db.GetAuthTokensForUpdateParams{
 			UserID: string(user), Provider: string(provider),
 		})

@@ -20,7 +20,13 @@ import (
 // BEGIN changed nothing; a failed COMMIT may have committed unless the
 // server said otherwise, and says so (domain.ErrOutcomeUnknown).
 func withTx(ctx context.Context, pool *pgxpool.Pool, fn func(tx pgx.Tx) error) (err error) {
-	tx, err := pool.Begin(ctx)
+	return withTxOptions(ctx, pool, pgx.TxOptions{}, fn)
+}
+
+// withTxOptions is withTx beginning the transaction with opts (such as
+// Repository.lockedTx's BEGIN that also sets the lock timeout).
+func withTxOptions(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, fn func(tx pgx.Tx) error) (err error) {
+	tx, err := pool.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("begin: %w", interpretError(err, noEffect))
 	}

@@ -290,11 +290,12 @@ func coalesced(per map[string]float64, sc *pgbenchScript) map[string]float64 {
 	return out
 }
 
-// utility reports whether a statement is BEGIN or COMMIT, which
+// utility reports whether a statement is BEGIN, COMMIT or SET, which
 // pg_stat_statements (PostgreSQL 15) counts only once per connection when
-// pgbench sends them prepared (observed here: one per connection however
-// many transactions ran), so pgbench's are taken from its script.
-func utility(name string) bool { return name == "BEGIN" || name == "COMMIT" }
+// pgbench sends them prepared (observed here for BEGIN and COMMIT: one per
+// connection however many transactions ran), so pgbench's are taken from
+// its script.
+func utility(name string) bool { return name == "BEGIN" || name == "COMMIT" || name == "SET" }
 
 // scriptCounts is how many times each statement occurs in one transaction
 // of sc.

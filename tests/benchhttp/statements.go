@@ -120,11 +120,13 @@ func (s *pgbenchScript) set(variable, expr string) {
 	s.lines = append(s.lines, fmt.Sprintf(`\set %s %s`, variable, expr))
 }
 
-// plain adds a statement that takes no arguments (BEGIN, COMMIT). pgx
+// plain adds a statement that takes no arguments (BEGIN, COMMIT, SET). pgx
 // sends these with the simple protocol; pgbench -M prepared prepares them:
-// one round trip either way.
+// one round trip each (but see SetLockTimeoutSQL in reencrypt.go). It is
+// named as pg_stat_statements' text will be (statementName: its first
+// word).
 func (s *pgbenchScript) plain(sql string) {
-	s.names = append(s.names, sql)
+	s.names = append(s.names, statementName(sql))
 	s.lines = append(s.lines, sql+";")
 }
 
