@@ -22,3 +22,18 @@ func (q *Queries) DatabaseNow(ctx context.Context, db DBTX) (time.Time, error) {
 	err := row.Scan(&db_now)
 	return db_now, err
 }
+
+const notificationQueueUsage = `-- name: NotificationQueueUsage :one
+SELECT pg_notification_queue_usage()::float8 AS usage
+`
+
+// The fraction (0 to 1) of the cluster's NOTIFY queue in use: it grows
+// while a listening session lags, and when it is full every transaction
+// that notifies (every token write, through the triggers of migration
+// 00013) fails at commit.
+func (q *Queries) NotificationQueueUsage(ctx context.Context, db DBTX) (float64, error) {
+	row := db.QueryRow(ctx, notificationQueueUsage)
+	var usage float64
+	err := row.Scan(&usage)
+	return usage, err
+}

@@ -167,6 +167,40 @@ func (c *censusCollector) current() (app.StoreState, bool) {
 	return state, true
 }
 
+// NotificationQueueSource reads how full PostgreSQL's NOTIFY queue is
+// (*postgres.Repository).
+type NotificationQueueSource interface {
+	NotificationQueueUsage(ctx context.Context) (float64, error)
+}
+
+// RegisterNotificationQueue exports how full PostgreSQL's NOTIFY queue is,
+// read at each scrape (one small query, at most scrapeQueryTimeout): the
+// read cache's change notifications pass through it, and a full queue
+// fails every token write. A failed read leaves the gauge out of the
+// scrape.
+func (m *Metrics) RegisterNotificationQueue(src NotificationQueueSource) {
+	m.reg.MustRegister(&notificationQueueCollector{src: src, usage: prometheus.NewDesc("tokenstore_notification_queue_usage_ratio",
+		"Fraction (0 to 1) of PostgreSQL's NOTIFY queue in use (pg_notification_queue_usage()): it grows while a listening session lags, and when it is full every token write fails at commit. Absent when it could not be read.", nil, nil)})
+}
+
+// scrapeQueryTimeout bounds a query made during a scrape.
+const scrapeQueryTimeout = 2 * time.Second
+
+type notificationQueueCollector struct {
+	src   NotificationQueueSource
+	usage *prometheus.Desc
+}
+
+func (c *notificationQueueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.usage }
+
+func (c *notificationQueueCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeQueryTimeout)
+	defer cancel()
+	if usage, err := c.src.NotificationQueueUsage(ctx); err == nil {
+		ch <- prometheus.MustNewConstMetric(c.usage, prometheus.GaugeValue, usage)
+	}
+}
+
 // ReadCacheSource is the read cache's counters (*readcache.Repository).
 type ReadCacheSource interface {
 	Stats() readcache.Stats

@@ -157,3 +157,30 @@ func TestReadCacheSeries(t *testing.T) {
 		}
 	}
 }
+
+type fakeQueue struct {
+	usage float64
+	err   error
+}
+
+func (f fakeQueue) NotificationQueueUsage(context.Context) (float64, error) { return f.usage, f.err }
+
+// TestNotificationQueueGauge: the NOTIFY queue's usage is read at each
+// scrape, and left out when it cannot be read (no stale or made-up value).
+func TestNotificationQueueGauge(t *testing.T) {
+	t.Parallel()
+	m := New()
+	m.RegisterNotificationQueue(fakeQueue{usage: 0.25})
+	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(`
+# HELP tokenstore_notification_queue_usage_ratio Fraction (0 to 1) of PostgreSQL's NOTIFY queue in use (pg_notification_queue_usage()): it grows while a listening session lags, and when it is full every token write fails at commit. Absent when it could not be read.
+# TYPE tokenstore_notification_queue_usage_ratio gauge
+tokenstore_notification_queue_usage_ratio 0.25
+`), "tokenstore_notification_queue_usage_ratio"); err != nil {
+		t.Error(err)
+	}
+	failing := New()
+	failing.RegisterNotificationQueue(fakeQueue{err: domain.ErrStorageUnavailable})
+	if n := testutil.CollectAndCount(failing.reg, "tokenstore_notification_queue_usage_ratio"); n != 0 {
+		t.Errorf("an unreadable queue exported %d series, want none", n)
+	}
+}

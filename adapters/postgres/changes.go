@@ -436,3 +436,21 @@ func parseChange(payload string) (notification, error) {
 	}
 	return c, nil
 }
+
+// NotificationQueueUsage is the fraction (0 to 1) of the cluster's NOTIFY
+// queue in use (pg_notification_queue_usage()), for metrics. The queue
+// holds every notification until each listening session has read it, so it
+// grows while one lags (a stuck listener, a session that ran LISTEN and
+// sits in an open transaction); full, it fails every transaction that
+// notifies at commit, and every token write notifies (migration 00013).
+// PostgreSQL's queue is 8 GB by default: at the figures bench:http
+// measures it fills in hours, not seconds, so a rising gauge is the alert.
+func (r *Repository) NotificationQueueUsage(ctx context.Context) (float64, error) {
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	usage, err := r.q.NotificationQueueUsage(ctx, r.pool)
+	if err != nil {
+		return 0, fmt.Errorf("read the notification queue's usage: %w", interpretError(err, noEffect))
+	}
+	return usage, nil
+}

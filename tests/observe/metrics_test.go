@@ -91,6 +91,11 @@ func TestMetricsAfterAWorkload(t *testing.T) {
 	if n, ok := value(families, "tokenstore_audit_write_duration_seconds", nil); !ok || n < 1 {
 		t.Errorf("tokenstore_audit_write_duration_seconds count = %v, want at least 1 batch", n)
 	}
+	// The NOTIFY queue: read from PostgreSQL at the scrape; nearly empty,
+	// as the instance's listener reads every notification at once.
+	if u, ok := value(families, "tokenstore_notification_queue_usage_ratio", nil); !ok || u < 0 || u > 0.01 {
+		t.Errorf("tokenstore_notification_queue_usage_ratio = %v (present %v), want a fraction near 0", u, ok)
+	}
 	if n, ok := value(families, "tokenstore_db_pool_acquires_total", nil); !ok || n < 1 {
 		t.Errorf("tokenstore_db_pool_acquires_total = %v, want some", n)
 	}

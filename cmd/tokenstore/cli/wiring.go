@@ -252,12 +252,13 @@ func stopEventWaits(lc fx.Lifecycle, f *app.EventFeed) {
 	lc.Append(fx.StopHook(f.Stop))
 }
 
-// serveMetrics adds the pool's statistics and the store's census to the
-// metrics, and serves them on metrics.addr for the application's life (a
-// busy port fails start-up).
-func serveMetrics(lc fx.Lifecycle, m *metrics.Metrics, pool *pgxpool.Pool, census *app.Census, s *metrics.Server, log *slog.Logger) {
+// serveMetrics adds the pool's statistics, the store's census and the
+// NOTIFY queue's usage to the metrics, and serves them on metrics.addr for
+// the application's life (a busy port fails start-up).
+func serveMetrics(lc fx.Lifecycle, m *metrics.Metrics, pool *pgxpool.Pool, repo *postgres.Repository, census *app.Census, s *metrics.Server, log *slog.Logger) {
 	m.RegisterPool(pool)
 	m.RegisterCensus(census, log)
+	m.RegisterNotificationQueue(repo)
 	lc.Append(fx.StartStopHook(s.Start, s.Stop))
 }
 
