@@ -54,19 +54,19 @@ type Options struct {
 // Repository stores sealed tokens in PostgreSQL: it is both the
 // ports.TokenRepository and the worker's ports.RefreshQueue.
 type Repository struct {
-	pool        *pgxpool.Pool
-	q           *db.Queries
+	pool *pgxpool.Pool
+	q    *db.Queries
 	// lockedTx begins a transaction whose lock waits end after the lock
 	// timeout (SQLSTATE 55P03, domain.ErrBusy) instead of hanging the
 	// caller: BEGIN and SET LOCAL lock_timeout in one round trip (the
 	// simple query protocol takes both; SET LOCAL ends with the
 	// transaction, so nothing leaks into the pooled session, and it holds
 	// through PgBouncer in transaction mode).
-	lockedTx pgx.TxOptions
-	timeout     time.Duration
-	events      domain.EventPolicy
-	putsAlone   bool
-	puts        putGroup // PutAuthTokens' group commit
+	lockedTx  pgx.TxOptions
+	timeout   time.Duration
+	events    domain.EventPolicy
+	putsAlone bool
+	puts      putGroup // PutAuthTokens' group commit
 }
 
 var (
@@ -82,12 +82,12 @@ func New(pool *pgxpool.Pool, opts Options) *Repository {
 		lt = DefaultLockTimeout
 	}
 	return &Repository{
-		pool:        pool,
-		q:           db.New(),
-		lockedTx: pgx.TxOptions{BeginQuery: "BEGIN; " + SetLockTimeoutSQL(lt)},
-		timeout:     cmp.Or(max(opts.Timeout, 0), DefaultTimeout),
-		events:      opts.Events,
-		putsAlone:   opts.PutsAlone,
+		pool:      pool,
+		q:         db.New(),
+		lockedTx:  pgx.TxOptions{BeginQuery: "BEGIN; " + SetLockTimeoutSQL(lt)},
+		timeout:   cmp.Or(max(opts.Timeout, 0), DefaultTimeout),
+		events:    opts.Events,
+		putsAlone: opts.PutsAlone,
 	}
 }
 
