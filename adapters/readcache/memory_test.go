@@ -54,7 +54,7 @@ func BenchmarkMemoryOf100kRows(b *testing.B) {
 		c := readcache.New(mem, &barrier{}, readcache.Options{MaxRows: rows})
 		before := heapInUse()
 		for _, u := range users {
-			if _, err := c.GetAuthTokens(b.Context(), u, "github"); err != nil {
+			if _, err := c.ServableAuthTokens(b.Context(), u, "github"); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -3,9 +3,16 @@
 // exact with the database's change notifications (it is the
 // ports.TokenChangeSink a postgres.ChangeListener reports to).
 //
-// What it holds: sealed rows only (ciphertexts, expiries, refresh state),
-// never plaintext, at most Options.MaxRows of them (evicted by
-// maypok86/otter's adaptive W-TinyLFU policy).
+// What it holds: at most Options.MaxRows rows (evicted by maypok86/otter's
+// adaptive W-TinyLFU policy), never plaintext. Of an auth tokens row it
+// keeps only the part serving its access token reads
+// (domain.ServableAuthTokens, answered by ServableAuthTokens, which the
+// token service uses to serve a row the refresh rule serves as it is), in a
+// compact form: the access token's ciphertext (base64-decoded when it is
+// canonical URL-safe base64, as Fernet tokens are, and encoded again on
+// each answer), interned key ids and provider names, instants as
+// nanoseconds, and no refresh token. GetAuthTokens answers the whole row,
+// always from the database. Offline tokens are kept whole (GetOfflineToken).
 //
 // When it answers from memory: only once the listener proves that every
 // change committed before the read began has been heard and applied
@@ -18,6 +25,10 @@
 // goes to the database and nothing it reads is kept; a lost listener or a
 // late proof drops every row (and after a late proof, reads go to the
 // database without waiting for a second).
+//
+// A row under a refresh lease is not kept (it changes again when the
+// lease ends), nor a row with an instant outside what int64 nanoseconds
+// hold (years 1678 to 2262): both are read from the database each time.
 //
 // Reads that race changes. A fill (a miss read from the database, then
 // kept) is kept only if no change to its key, nor a drop of everything,
@@ -35,12 +46,16 @@ package readcache
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"hash/maphash"
 	"log/slog"
+	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unique"
 
 	"github.com/maypok86/otter/v2"
 
@@ -77,18 +92,146 @@ type key struct {
 	provider domain.Provider
 }
 
-// entry is a cached row: exactly one of the two is set.
+// entry is a kept row: an offline token (offline set), or the servable
+// part of an auth tokens row (domain.ServableAuthTokens) in compact form:
+// the key gives its user and provider, and it holds no lease (rows under
+// a lease are not kept). It is a value in otter's node (no pointer to
+// it): 88 bytes.
 type entry struct {
-	auth    *domain.SealedAuthTokens
-	offline *domain.SealedOfflineToken
+	// access is the access token's ciphertext: base64-decoded when flags
+	// has rawAccess (it was canonical padded URL-safe base64), else as
+	// stored.
+	access string
+	keyID  domain.KeyID // interned (unique.Make): a few keys seal every row
+	// Instants (see instant): the two expiries (see expiry),
+	// AccessObtainedAt and NextAttemptAt; Version as stored.
+	accessExpiry, refreshExpiry, obtainedAt, nextAttemptAt int64
+	version                                                int64
+	flags                                                  uint8
+	offline                                                *domain.SealedOfflineToken
+}
+
+// entry.flags.
+const (
+	rawAccess uint8 = 1 << iota
+	hasRefreshToken
+	reauthRequired
+	outcomeUnknown
+)
+
+// Instants are kept as Unix nanoseconds; zeroInstant stands for the zero
+// time.Time and neverInstant for domain.Never(). An instant that is
+// neither and cannot be held exactly is not kept (the row is not cached).
+const (
+	zeroInstant  = math.MinInt64
+	neverInstant = math.MaxInt64
+)
+
+// instant is t in Unix nanoseconds, and false when that cannot hold t
+// exactly (outside years 1678 to 2262, or one of the sentinels).
+func instant(t time.Time) (int64, bool) {
+	if t.IsZero() {
+		return zeroInstant, true
+	}
+	n := t.UnixNano()
+	return n, n != zeroInstant && n != neverInstant && time.Unix(0, n).Equal(t)
+}
+
+// timeOf is instant's inverse (in the local zone, as pgx reads times).
+func timeOf(n int64) time.Time {
+	if n == zeroInstant {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// expiry is e as an instant (neverInstant for Never).
+func expiry(e domain.Expiry) (int64, bool) {
+	t, ok := e.Time()
+	if !ok {
+		return neverInstant, true
+	}
+	return instant(t)
+}
+
+// expiryOf is expiry's inverse.
+func expiryOf(n int64) domain.Expiry {
+	if n == neverInstant {
+		return domain.Never()
+	}
+	return domain.At(timeOf(n))
+}
+
+// compact is the entry that keeps t and the key it is kept under, and
+// false when t is not kept: it is under a lease, or one of its instants
+// cannot be held exactly. The key's user id and the entry's access share
+// one allocation (the key's own: the caller's user id may be part of a
+// larger buffer, a request's path, that keeping it would hold).
+func compact(t domain.ServableAuthTokens) (key, entry, bool) {
+	if t.LeaseOwner != "" || !t.LeaseUntil.IsZero() {
+		return key{}, entry{}, false
+	}
+	e := entry{keyID: unique.Make(t.KeyID).Value(), version: t.Version}
+	var ok [4]bool
+	e.accessExpiry, ok[0] = expiry(t.AccessExpiry)
+	e.refreshExpiry, ok[1] = expiry(t.RefreshExpiry)
+	e.obtainedAt, ok[2] = instant(t.AccessObtainedAt)
+	e.nextAttemptAt, ok[3] = instant(t.NextAttemptAt)
+	if ok != [4]bool{true, true, true, true} {
+		return key{}, entry{}, false
+	}
+	// Decoded on the stack when small (as every access token is): a
+	// passing heap buffer beside each kept string would leave its span
+	// half empty.
+	var buf [512]byte
+	raw := buf[:0]
+	if n := base64.URLEncoding.DecodedLen(len(t.AccessToken)); n > len(buf) {
+		raw = make([]byte, 0, n)
+	}
+	var both string
+	if raw, err := base64.URLEncoding.Strict().AppendDecode(raw, t.AccessToken); err == nil &&
+		base64.URLEncoding.EncodedLen(len(raw)) == len(t.AccessToken) {
+		// Strict and of the exact encoded length (no skipped newlines):
+		// encoding raw again gives t.AccessToken byte for byte.
+		both, e.flags = string(t.User)+string(raw), rawAccess
+	} else {
+		both = string(t.User) + string(t.AccessToken)
+	}
+	e.access = both[len(t.User):]
+	k := key{user: domain.UserID(both[:len(t.User)]), provider: unique.Make(t.Provider).Value()}
+	for _, f := range [...]struct {
+		set  bool
+		flag uint8
+	}{{t.HasRefreshToken, hasRefreshToken}, {t.ReauthRequired, reauthRequired}, {t.OutcomeUnknown, outcomeUnknown}} {
+		if f.set {
+			e.flags |= f.flag
+		}
+	}
+	return k, e, true
+}
+
+// servable is compact's inverse for the row of user's tokens for provider;
+// the AccessToken is a new buffer.
+func (e entry) servable(user domain.UserID, provider domain.Provider) domain.ServableAuthTokens {
+	access := []byte(e.access)
+	if e.flags&rawAccess != 0 {
+		access = base64.URLEncoding.AppendEncode(nil, access)
+	}
+	return domain.ServableAuthTokens{
+		User: user, Provider: provider, KeyID: e.keyID, AccessToken: access,
+		AccessExpiry: expiryOf(e.accessExpiry), RefreshExpiry: expiryOf(e.refreshExpiry),
+		AccessObtainedAt: timeOf(e.obtainedAt), NextAttemptAt: timeOf(e.nextAttemptAt),
+		HasRefreshToken: e.flags&hasRefreshToken != 0, ReauthRequired: e.flags&reauthRequired != 0,
+		OutcomeUnknown: e.flags&outcomeUnknown != 0, Version: e.version,
+	}
 }
 
 const stripes = 256
 
-// Repository is a ports.TokenRepository that answers GetAuthTokens and
-// GetOfflineToken from memory when it may (see the package
-// documentation) and passes everything else to the repository it wraps.
-// It is also the ports.TokenChangeSink that keeps it exact.
+// Repository is a ports.TokenRepository and ports.ReadCache that answers
+// ServableAuthTokens and GetOfflineToken from memory when it may (see the
+// package documentation) and passes everything else to the repository it
+// wraps. It is also the ports.TokenChangeSink that keeps it exact.
 type Repository struct {
 	next        ports.TokenRepository
 	barrier     ports.ChangeBarrier
@@ -117,6 +260,7 @@ type Repository struct {
 var (
 	_ ports.TokenRepository = (*Repository)(nil)
 	_ ports.TokenChangeSink = (*Repository)(nil)
+	_ ports.ReadCache       = (*Repository)(nil)
 )
 
 // New returns a cache in front of next whose reads from memory wait for
@@ -225,30 +369,34 @@ func (r *Repository) stripe(k key) *atomic.Uint64 {
 	return &r.gens[h.Sum64()%stripes]
 }
 
-// get answers k from memory once synced, else loads it and keeps it when
-// no change to its stripe was heard meanwhile.
-func (r *Repository) get(ctx context.Context, k key, load func(context.Context) (entry, error)) (entry, error) {
+// get answers k from memory once synced (hit true), else calls load,
+// which reads the database, answers its caller through its closure, and
+// returns the entry to keep and its own copy of k to keep it under (keep
+// false: none); that entry is kept when no change to k's stripe was heard
+// meanwhile.
+func (r *Repository) get(ctx context.Context, k key, load func(context.Context) (kept key, e entry, keep bool, err error)) (_ entry, hit bool, _ error) {
 	if !r.synced(ctx) {
 		r.bypasses.Add(1)
-		return load(ctx)
+		_, _, _, err := load(ctx)
+		return entry{}, false, err
 	}
 	if e, ok := r.rows.GetIfPresent(k); ok {
 		r.hits.Add(1)
-		return e, nil
+		return e, true, nil
 	}
 	r.misses.Add(1)
 	gen := r.stripe(k)
 	before, epoch := gen.Load(), r.epoch.Load()
-	e, err := load(ctx)
-	if err != nil {
-		return e, err
+	kept, e, keep, err := load(ctx)
+	if err != nil || !keep {
+		return entry{}, false, err
 	}
 	r.mu.Lock()
 	if gen.Load() == before && r.epoch.Load() == epoch {
-		r.rows.Set(k, e)
+		r.rows.Set(kept, e)
 	}
 	r.mu.Unlock()
-	return e, nil
+	return entry{}, false, nil
 }
 
 // forget drops k and bumps its stripe, so no fill that started before
@@ -290,10 +438,9 @@ func (r *Repository) AllTokensChanged() { r.dropAll() }
 // (reads go to the database until the listener is back: Sync fails).
 func (r *Repository) Disconnected() { r.dropAll() }
 
-// ForgetAuthTokens drops the kept row of user's tokens for provider, so the
-// next read goes to the database: the token service calls it before acting
-// on a row the refresh rule would not serve as it is (a cached row is
-// answered only when it would be served).
+// ForgetAuthTokens implements ports.ReadCache: it drops the kept row of
+// user's tokens for provider, so the next ServableAuthTokens reads the
+// database.
 func (r *Repository) ForgetAuthTokens(user domain.UserID, provider domain.Provider) {
 	r.forget(key{user, provider})
 }
@@ -313,28 +460,43 @@ func (r *Repository) AuthTokensChanged(user domain.UserID, provider domain.Provi
 	return w
 }
 
-// GetAuthTokens implements ports.TokenRepository. The returned row's byte
-// slices are shared with the cache: callers must not modify them.
-func (r *Repository) GetAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) (domain.SealedAuthTokens, error) {
-	e, err := r.get(ctx, key{user, provider}, func(ctx context.Context) (entry, error) {
+// ServableAuthTokens implements ports.ReadCache: from memory when synced
+// and kept, else from the database's whole row (keeping its compact form).
+func (r *Repository) ServableAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) (domain.ServableAuthTokens, error) {
+	var read domain.ServableAuthTokens
+	e, hit, err := r.get(ctx, key{user, provider}, func(ctx context.Context) (key, entry, bool, error) {
 		row, err := r.next.GetAuthTokens(ctx, user, provider)
-		return entry{auth: &row}, err
+		if err != nil {
+			return key{}, entry{}, false, err
+		}
+		read = row.Servable()
+		k, e, keep := compact(read)
+		return k, e, keep, nil
 	})
-	if err != nil {
-		return domain.SealedAuthTokens{}, err
+	if err != nil || !hit {
+		return read, err
 	}
-	return *e.auth, nil
+	return e.servable(user, provider), nil
 }
 
-// GetOfflineToken implements ports.TokenRepository (shared slices, as
-// GetAuthTokens).
+// GetAuthTokens implements ports.TokenRepository: the whole row, always
+// from the database (the cache keeps only the servable part).
+func (r *Repository) GetAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) (domain.SealedAuthTokens, error) {
+	return r.next.GetAuthTokens(ctx, user, provider)
+}
+
+// GetOfflineToken implements ports.TokenRepository. The returned row's
+// byte slice is shared with the cache: callers must not modify it.
 func (r *Repository) GetOfflineToken(ctx context.Context, user domain.UserID) (domain.SealedOfflineToken, error) {
-	e, err := r.get(ctx, key{user, ""}, func(ctx context.Context) (entry, error) {
+	var read domain.SealedOfflineToken
+	e, hit, err := r.get(ctx, key{user, ""}, func(ctx context.Context) (key, entry, bool, error) {
 		row, err := r.next.GetOfflineToken(ctx, user)
-		return entry{offline: &row}, err
+		read = row
+		// The key's own user id: the caller's may be part of a larger buffer.
+		return key{user: domain.UserID(strings.Clone(string(user)))}, entry{offline: &row}, err == nil, err
 	})
-	if err != nil {
-		return domain.SealedOfflineToken{}, err
+	if err != nil || !hit {
+		return read, err
 	}
 	return *e.offline, nil
 }

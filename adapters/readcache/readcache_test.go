@@ -112,9 +112,9 @@ func setup(t *testing.T) (*readcache.Repository, *counting, *memrepo.Repository,
 	return readcache.New(cnt, b, readcache.Options{SyncTimeout: 20 * time.Millisecond}), cnt, mem, b
 }
 
-func read(t *testing.T, c *readcache.Repository, user domain.UserID) domain.SealedAuthTokens {
+func read(t *testing.T, c *readcache.Repository, user domain.UserID) domain.ServableAuthTokens {
 	t.Helper()
-	got, err := c.GetAuthTokens(t.Context(), user, "github")
+	got, err := c.ServableAuthTokens(t.Context(), user, "github")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func TestAnswersFromMemoryOnlyOnceSynced(t *testing.T) {
 	b.set(nil, true)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	_, _ = c.GetAuthTokens(ctx, "u1", "github")
+	_, _ = c.ServableAuthTokens(ctx, "u1", "github")
 	if s := c.Stats(); s.Late != 1 {
 		t.Fatalf("a caller's own cancellation counted as a late proof: %+v", s)
 	}
@@ -209,7 +209,7 @@ func TestChangeDropsTheRow(t *testing.T) {
 		t.Fatal("AllTokensChanged kept u2's row")
 	}
 	// Not found is not kept: once stored, the row is read.
-	if _, err := c.GetAuthTokens(t.Context(), "u3", "github"); !errors.Is(err, domain.ErrNotFound) {
+	if _, err := c.ServableAuthTokens(t.Context(), "u3", "github"); !errors.Is(err, domain.ErrNotFound) {
 		t.Fatalf("missing row: %v", err)
 	}
 	if _, err := mem.PutAuthTokens(t.Context(), row("u3", "github", "c")); err != nil {
@@ -238,9 +238,9 @@ func TestFillRacingAChangeIsNotKept(t *testing.T) {
 				t.Fatal(err)
 			}
 			cnt.hold = make(chan chan struct{})
-			done := make(chan domain.SealedAuthTokens)
+			done := make(chan domain.ServableAuthTokens)
 			go func() {
-				got, _ := c.GetAuthTokens(context.Background(), "u1", "github")
+				got, _ := c.ServableAuthTokens(context.Background(), "u1", "github")
 				done <- got
 			}()
 			release := <-cnt.hold // the fill has read "old" and waits
@@ -288,7 +288,7 @@ func TestLocalWritesDropTheirRow(t *testing.T) {
 	if err := c.DeleteAuthTokens(ctx, "u1", "github"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.GetAuthTokens(ctx, "u1", "github"); !errors.Is(err, domain.ErrNotFound) {
+	if _, err := c.ServableAuthTokens(ctx, "u1", "github"); !errors.Is(err, domain.ErrNotFound) {
 		t.Fatalf("after a local delete: %v", err)
 	}
 	// Offline tokens likewise.
@@ -336,7 +336,7 @@ func TestNeverAnswersARowOlderThanTheLastChangeHeard(t *testing.T) {
 				default:
 				}
 				floor := heard.Load()
-				got, err := c.GetAuthTokens(ctx, "u1", "github")
+				got, err := c.ServableAuthTokens(ctx, "u1", "github")
 				if err != nil {
 					t.Error(err)
 					return
@@ -373,7 +373,7 @@ func TestMaxRowsBoundsTheCache(t *testing.T) {
 		if _, err := mem.PutAuthTokens(t.Context(), row(u, "github", "a")); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.GetAuthTokens(t.Context(), u, "github"); err != nil {
+		if _, err := c.ServableAuthTokens(t.Context(), u, "github"); err != nil {
 			t.Fatal(err)
 		}
 	}
