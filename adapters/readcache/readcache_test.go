@@ -467,3 +467,29 @@ func TestLateProofTurnsTheCacheOff(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestGetAuthTokensReadsTheDatabase: the whole row (refresh token
+// included) is always read from the database, kept servable part or not.
+func TestGetAuthTokensReadsTheDatabase(t *testing.T) {
+	t.Parallel()
+	c, cnt, mem, _ := setup(t)
+	stored := row("u1", "github", "a")
+	stored.RefreshToken = []byte("r")
+	if _, err := mem.PutAuthTokens(t.Context(), stored); err != nil {
+		t.Fatal(err)
+	}
+	read(t, c, "u1")
+	read(t, c, "u1") // kept: a hit
+	for i := range 2 {
+		got, err := c.GetAuthTokens(t.Context(), "u1", "github")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got.RefreshToken) != "r" || string(got.AccessToken) != "a" {
+			t.Fatalf("GetAuthTokens answered %+v, not the whole row", got)
+		}
+		if n := cnt.reads.Load(); n != int64(2+i) {
+			t.Fatalf("%d reads reached the database, want %d: GetAuthTokens must always read it", n, 2+i)
+		}
+	}
+}
