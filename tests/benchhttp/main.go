@@ -22,11 +22,13 @@
 //   - reencrypt: `tokenstore keys rotate` over 100,000 values against
 //     pgbench running the same statements on a copy of the same rows
 //     (reencrypt.go).
+//   - memory: one instance's resident memory with 100,000 rows in its read
+//     cache, each read once through the API (memory.go).
 //
 // Settings (environment): BENCH_DURATION (whole seconds per measurement,
 // default 10s), BENCH_ROUNDS (default 3), BENCH_WARMUP (default 2s, each
 // side once before the rounds, not counted), BENCH_ONLY (http, storm,
-// reencrypt: a comma-separated subset), BENCH_PG_BIN (PostgreSQL 15's bin
+// reencrypt, memory: a comma-separated subset), BENCH_PG_BIN (PostgreSQL 15's bin
 // directory, default /usr/lib/postgresql/15/bin), BENCH_KEEP=1 (keep the
 // run's directory: configs, logs, pgbench scripts), BENCH_PROFILE=1 (after
 // the rounds, one more GET run per instance under a CPU profile, from
@@ -85,7 +87,7 @@ type settings struct {
 	profile          bool // BENCH_PROFILE=1
 }
 
-var allParts = []string{"http", "storm", "reencrypt"}
+var allParts = []string{"http", "storm", "reencrypt", "memory"}
 
 // settingsFromEnv reads and checks the settings; an error names the
 // variable and what it accepts.
@@ -260,6 +262,8 @@ func (b *bench) runParts(ctx context.Context, rep *report) error {
 			rep.storm, err = b.stormPart(ctx)
 		case "reencrypt":
 			rep.reenc, err = b.reencryptPart(ctx)
+		case "memory":
+			rep.memory, err = b.memoryPart(ctx)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", part, err)

@@ -21,6 +21,7 @@ type report struct {
 	http                 *httpResult
 	storm                *stormResult
 	reenc                *reencResult
+	memory               *memoryResult
 
 	err    error // the run did not finish
 	lines  []string
@@ -48,6 +49,9 @@ func (r *report) print(w io.Writer) {
 	}
 	if r.reenc != nil {
 		r.printReencrypt()
+	}
+	if r.memory != nil {
+		targets = append(targets, r.printMemory()...)
 	}
 	r.printf("")
 	r.printf("== Targets (issue 14) ==")
