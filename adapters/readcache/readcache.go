@@ -12,7 +12,8 @@
 // canonical URL-safe base64, as Fernet tokens are, and encoded again on
 // each answer), interned key ids and provider names, instants as
 // nanoseconds, and no refresh token. GetAuthTokens answers the whole row,
-// always from the database. Offline tokens are kept whole (GetOfflineToken).
+// always from the database. Offline tokens (GetOfflineToken) are kept
+// whole, in the same compact form.
 //
 // When it answers from memory: only once the listener proves that every
 // change committed before the read began has been heard and applied
@@ -51,7 +52,6 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"math"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,28 +92,42 @@ type key struct {
 	provider domain.Provider
 }
 
-// entry is a kept row: an offline token (offline set), or the servable
-// part of an auth tokens row (domain.ServableAuthTokens) in compact form:
-// the key gives its user and provider, and it holds no lease (rows under
-// a lease are not kept). It is a value in otter's node (no pointer to
-// it): 88 bytes.
+// entry is a kept row in compact form, the key giving its user and
+// provider: the servable part of an auth tokens row
+// (domain.ServableAuthTokens) without a lease (rows under a lease are not
+// kept), or an offline token (domain.SealedOfflineToken). It is a value in
+// otter's node (no pointer to it): 72 bytes, with the node's header and
+// the key 128, one of Go's size classes.
 type entry struct {
-	// access is the access token's ciphertext: base64-decoded when flags
-	// has rawAccess (it was canonical padded URL-safe base64), else as
-	// stored.
-	access string
-	keyID  domain.KeyID // interned (unique.Make): a few keys seal every row
-	// Instants (see instant): the two expiries (see expiry),
-	// AccessObtainedAt and NextAttemptAt; Version as stored.
-	accessExpiry, refreshExpiry, obtainedAt, nextAttemptAt int64
-	version                                                int64
-	flags                                                  uint8
-	offline                                                *domain.SealedOfflineToken
+	// data is the ciphertext (the access token's, or the offline
+	// token's): base64-decoded when flags has rawData (it was canonical
+	// padded URL-safe base64, as Fernet tokens are), else as stored. It
+	// shares its allocation with the key's user id (see keep).
+	data  string
+	keyID unique.Handle[domain.KeyID] // interned: a few keys seal every row
+	// at are instants (see instant): for auth tokens AccessExpiry and
+	// RefreshExpiry (see expiry), AccessObtainedAt and NextAttemptAt; for
+	// an offline token CreatedAt and UpdatedAt. version is Version.
+	at      [4]int64
+	version int64
+	flags   uint8
 }
+
+// entry.at's slots.
+const (
+	atAccessExpiry = iota
+	atRefreshExpiry
+	atObtained
+	atNextAttempt
+)
+const (
+	atCreated = iota
+	atUpdated
+)
 
 // entry.flags.
 const (
-	rawAccess uint8 = 1 << iota
+	rawData uint8 = 1 << iota
 	hasRefreshToken
 	reauthRequired
 	outcomeUnknown
@@ -162,43 +176,56 @@ func expiryOf(n int64) domain.Expiry {
 	return domain.At(timeOf(n))
 }
 
+// keep sets e.data to ciphertext (raw when it is canonical URL-safe
+// base64) and returns the key e is kept under: its user id and e.data
+// share one allocation, the key's own (the caller's user id may be part of
+// a larger buffer, a request's path, that keeping it would hold).
+func (e *entry) keep(user domain.UserID, provider domain.Provider, ciphertext []byte) key {
+	// Decoded on the stack when small (as every token is): a passing heap
+	// buffer beside each kept string would leave its span half empty.
+	var buf [512]byte
+	raw := buf[:0]
+	if n := base64.URLEncoding.DecodedLen(len(ciphertext)); n > len(buf) {
+		raw = make([]byte, 0, n)
+	}
+	var both string
+	if raw, err := base64.URLEncoding.Strict().AppendDecode(raw, ciphertext); err == nil &&
+		base64.URLEncoding.EncodedLen(len(raw)) == len(ciphertext) {
+		// Strict and of the exact encoded length (no skipped newlines):
+		// encoding raw again gives ciphertext byte for byte.
+		both = string(user) + string(raw)
+		e.flags |= rawData
+	} else {
+		both = string(user) + string(ciphertext)
+	}
+	e.data = both[len(user):]
+	return key{user: domain.UserID(both[:len(user)]), provider: unique.Make(provider).Value()}
+}
+
+// ciphertext is e.data as stored: a new buffer.
+func (e entry) ciphertext() []byte {
+	if e.flags&rawData != 0 {
+		return base64.URLEncoding.AppendEncode(nil, []byte(e.data))
+	}
+	return []byte(e.data)
+}
+
 // compact is the entry that keeps t and the key it is kept under, and
 // false when t is not kept: it is under a lease, or one of its instants
-// cannot be held exactly. The key's user id and the entry's access share
-// one allocation (the key's own: the caller's user id may be part of a
-// larger buffer, a request's path, that keeping it would hold).
+// cannot be held exactly.
 func compact(t domain.ServableAuthTokens) (key, entry, bool) {
 	if t.LeaseOwner != "" || !t.LeaseUntil.IsZero() {
 		return key{}, entry{}, false
 	}
-	e := entry{keyID: unique.Make(t.KeyID).Value(), version: t.Version}
+	e := entry{keyID: unique.Make(t.KeyID), version: t.Version}
 	var ok [4]bool
-	e.accessExpiry, ok[0] = expiry(t.AccessExpiry)
-	e.refreshExpiry, ok[1] = expiry(t.RefreshExpiry)
-	e.obtainedAt, ok[2] = instant(t.AccessObtainedAt)
-	e.nextAttemptAt, ok[3] = instant(t.NextAttemptAt)
+	e.at[atAccessExpiry], ok[0] = expiry(t.AccessExpiry)
+	e.at[atRefreshExpiry], ok[1] = expiry(t.RefreshExpiry)
+	e.at[atObtained], ok[2] = instant(t.AccessObtainedAt)
+	e.at[atNextAttempt], ok[3] = instant(t.NextAttemptAt)
 	if ok != [4]bool{true, true, true, true} {
 		return key{}, entry{}, false
 	}
-	// Decoded on the stack when small (as every access token is): a
-	// passing heap buffer beside each kept string would leave its span
-	// half empty.
-	var buf [512]byte
-	raw := buf[:0]
-	if n := base64.URLEncoding.DecodedLen(len(t.AccessToken)); n > len(buf) {
-		raw = make([]byte, 0, n)
-	}
-	var both string
-	if raw, err := base64.URLEncoding.Strict().AppendDecode(raw, t.AccessToken); err == nil &&
-		base64.URLEncoding.EncodedLen(len(raw)) == len(t.AccessToken) {
-		// Strict and of the exact encoded length (no skipped newlines):
-		// encoding raw again gives t.AccessToken byte for byte.
-		both, e.flags = string(t.User)+string(raw), rawAccess
-	} else {
-		both = string(t.User) + string(t.AccessToken)
-	}
-	e.access = both[len(t.User):]
-	k := key{user: domain.UserID(both[:len(t.User)]), provider: unique.Make(t.Provider).Value()}
 	for _, f := range [...]struct {
 		set  bool
 		flag uint8
@@ -207,23 +234,39 @@ func compact(t domain.ServableAuthTokens) (key, entry, bool) {
 			e.flags |= f.flag
 		}
 	}
-	return k, e, true
+	return e.keep(t.User, t.Provider, t.AccessToken), e, true
 }
 
 // servable is compact's inverse for the row of user's tokens for provider;
 // the AccessToken is a new buffer.
 func (e entry) servable(user domain.UserID, provider domain.Provider) domain.ServableAuthTokens {
-	access := []byte(e.access)
-	if e.flags&rawAccess != 0 {
-		access = base64.URLEncoding.AppendEncode(nil, access)
-	}
 	return domain.ServableAuthTokens{
-		User: user, Provider: provider, KeyID: e.keyID, AccessToken: access,
-		AccessExpiry: expiryOf(e.accessExpiry), RefreshExpiry: expiryOf(e.refreshExpiry),
-		AccessObtainedAt: timeOf(e.obtainedAt), NextAttemptAt: timeOf(e.nextAttemptAt),
+		User: user, Provider: provider, KeyID: e.keyID.Value(), AccessToken: e.ciphertext(),
+		AccessExpiry: expiryOf(e.at[atAccessExpiry]), RefreshExpiry: expiryOf(e.at[atRefreshExpiry]),
+		AccessObtainedAt: timeOf(e.at[atObtained]), NextAttemptAt: timeOf(e.at[atNextAttempt]),
 		HasRefreshToken: e.flags&hasRefreshToken != 0, ReauthRequired: e.flags&reauthRequired != 0,
 		OutcomeUnknown: e.flags&outcomeUnknown != 0, Version: e.version,
 	}
+}
+
+// compactOffline is the entry that keeps t and the key it is kept under,
+// and false when one of its instants cannot be held exactly.
+func compactOffline(t domain.SealedOfflineToken) (key, entry, bool) {
+	e := entry{keyID: unique.Make(t.KeyID), version: t.Version}
+	var ok [2]bool
+	e.at[atCreated], ok[0] = instant(t.CreatedAt)
+	e.at[atUpdated], ok[1] = instant(t.UpdatedAt)
+	if ok != [2]bool{true, true} {
+		return key{}, entry{}, false
+	}
+	return e.keep(t.User, "", t.Token), e, true
+}
+
+// offline is compactOffline's inverse for user's offline token; the Token
+// is a new buffer.
+func (e entry) offline(user domain.UserID) domain.SealedOfflineToken {
+	return domain.SealedOfflineToken{User: user, KeyID: e.keyID.Value(), Token: e.ciphertext(),
+		Version: e.version, CreatedAt: timeOf(e.at[atCreated]), UpdatedAt: timeOf(e.at[atUpdated])}
 }
 
 const stripes = 256
@@ -485,20 +528,24 @@ func (r *Repository) GetAuthTokens(ctx context.Context, user domain.UserID, prov
 	return r.next.GetAuthTokens(ctx, user, provider)
 }
 
-// GetOfflineToken implements ports.TokenRepository. The returned row's
-// byte slice is shared with the cache: callers must not modify it.
+// GetOfflineToken implements ports.TokenRepository: from memory when
+// synced and kept (in compact form, as auth tokens are), else from the
+// database (keeping it).
 func (r *Repository) GetOfflineToken(ctx context.Context, user domain.UserID) (domain.SealedOfflineToken, error) {
 	var read domain.SealedOfflineToken
 	e, hit, err := r.get(ctx, key{user, ""}, func(ctx context.Context) (key, entry, bool, error) {
 		row, err := r.next.GetOfflineToken(ctx, user)
+		if err != nil {
+			return key{}, entry{}, false, err
+		}
 		read = row
-		// The key's own user id: the caller's may be part of a larger buffer.
-		return key{user: domain.UserID(strings.Clone(string(user)))}, entry{offline: &row}, err == nil, err
+		k, e, keep := compactOffline(row)
+		return k, e, keep, nil
 	})
 	if err != nil || !hit {
 		return read, err
 	}
-	return *e.offline, nil
+	return e.offline(user), nil
 }
 
 // PutAuthTokens implements ports.TokenRepository.

@@ -2,6 +2,7 @@ package readcache_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"fmt"
 	"testing"
@@ -154,4 +155,64 @@ func sameJudgement(t *testing.T, where string, whole domain.SealedAuthTokens, s 
 			}
 		}
 	}
+}
+
+// TestOfflineTokenKeptExactly: an offline token answered from memory is
+// the stored one, field for field, its ciphertext byte for byte (kept raw
+// or as is), and one with an instant the compact form cannot hold is not
+// kept.
+func TestOfflineTokenKeptExactly(t *testing.T) {
+	t.Parallel()
+	c, cnt, mem, _ := setup(t)
+	for i, token := range [][]byte{[]byte(base64.URLEncoding.EncodeToString([]byte("sealed offline token"))), []byte("plain")} {
+		user := domain.UserID(fmt.Sprintf("u%d", i))
+		var stored domain.SealedOfflineToken
+		for range 2 { // stored again: updated later than created
+			var err error
+			if stored, err = mem.PutOfflineToken(t.Context(), domain.SealedOfflineToken{User: user, KeyID: "k1", Token: token}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if stored.CreatedAt.Equal(stored.UpdatedAt) {
+			t.Fatal("the repository stamped the same creation and update time")
+		}
+		before := cnt.reads.Load()
+		for range 2 { // a miss, then a hit
+			got, err := c.GetOfflineToken(t.Context(), user)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.User != user || got.KeyID != stored.KeyID || !bytes.Equal(got.Token, token) || got.Version != stored.Version ||
+				!got.CreatedAt.Equal(stored.CreatedAt) || !got.UpdatedAt.Equal(stored.UpdatedAt) {
+				t.Fatalf("answered %+v, stored %+v", got, stored)
+			}
+		}
+		if n := cnt.reads.Load() - before; n != 1 {
+			t.Fatalf("%d reads of the offline token reached the database, want 1 (then kept)", n)
+		}
+	}
+	// memrepo stamps the database's clock; a token whose stamps lie past
+	// 2262 is answered but not kept.
+	far := domain.SealedOfflineToken{User: "far", KeyID: "k1", Token: []byte("t"), Version: 1,
+		CreatedAt: time.Date(2400, 1, 1, 0, 0, 0, 0, time.UTC), UpdatedAt: time.Date(2400, 1, 1, 0, 0, 0, 0, time.UTC)}
+	src := &fixedOffline{counting: cnt, row: far}
+	fc := readcache.New(src, &barrier{}, readcache.Options{})
+	for range 2 {
+		if got, err := fc.GetOfflineToken(t.Context(), "far"); err != nil || !got.CreatedAt.Equal(far.CreatedAt) {
+			t.Fatalf("got %+v, %v", got, err)
+		}
+	}
+	if s := fc.Stats(); s.Hits != 0 || s.Misses != 2 {
+		t.Fatalf("a token past 2262 was kept: %+v", s)
+	}
+}
+
+// fixedOffline answers one offline token, whatever the user.
+type fixedOffline struct {
+	*counting
+	row domain.SealedOfflineToken
+}
+
+func (f *fixedOffline) GetOfflineToken(context.Context, domain.UserID) (domain.SealedOfflineToken, error) {
+	return f.row, nil
 }
