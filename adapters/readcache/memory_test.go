@@ -1,6 +1,7 @@
 package readcache_test
 
 import (
+	"encoding/base64"
 	"fmt"
 	"runtime"
 	"testing"
@@ -77,4 +78,62 @@ func heapInUse() uint64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return m.HeapInuse
+}
+
+// BenchmarkServableHit weighs what keeping the access token's ciphertext
+// raw costs a read from memory: encoding it to base64 again (encode)
+// against the whole hit (hit: the proof is free here) and against
+// opening the token once served (open: app.Unseal, which a served read
+// does next). A GitHub-sized token in the binary envelope, as
+// BenchmarkMemoryOf100kRows keeps.
+func BenchmarkServableHit(b *testing.B) {
+	key, err := fernet.GenerateKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ring, err := fernet.NewKeyring(key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	u, p := domain.UserID("00000001-0000-4000-8000-000000000001"), domain.Provider("github")
+	place := app.AccessTokenPlace(u, p)
+	access, err := app.Seal(ring, place, domain.NewSecret(fmt.Sprintf("gho_%036d", 1)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	mem := memrepo.New()
+	if _, err := mem.PutAuthTokens(b.Context(), domain.SealedAuthTokens{User: u, Provider: p, KeyID: access.KeyID,
+		AccessToken: access.Data, AccessExpiry: domain.At(time.Now().Add(8 * time.Hour))}); err != nil {
+		b.Fatal(err)
+	}
+	c := readcache.New(mem, &barrier{}, readcache.Options{})
+	if _, err := c.ServableAuthTokens(b.Context(), u, p); err != nil { // kept
+		b.Fatal(err)
+	}
+	raw, err := base64.URLEncoding.DecodeString(string(access.Data))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("encode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = base64.URLEncoding.AppendEncode(nil, raw)
+		}
+	})
+	b.Run("hit", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := c.ServableAuthTokens(b.Context(), u, p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("open", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := app.Unseal(ring, place, access); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
