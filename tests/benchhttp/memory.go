@@ -30,6 +30,11 @@ import (
 // characters (UUID-shaped), tokens GitLab-sized, each row with a refresh
 // token, as the other parts' rows.
 
+// defaultMemLimit is BENCH_GOMEMLIMIT's default: the target as Go's soft
+// memory limit, as a deployment that wants the target would set it (see
+// the README's Read cache).
+const defaultMemLimit = "64MiB"
+
 const (
 	memoryRows     = 100_000
 	memoryDatabase = "memory"
@@ -44,7 +49,7 @@ type memoryResult struct {
 	anon, file  int64   // bytes: RssAnon and RssFile, VmRSS's parts (the heap and such; the binary's pages)
 	idle        []int64 // bytes: VmRSS, RssAnon, RssFile once ready, before any read
 	heap, sys   float64 // bytes: go_memstats_heap_inuse_bytes, go_memstats_sys_bytes
-	limit       string  // the Go memory limit the instance ran with
+	limit       string  // the Go memory limit the instance ran with (BENCH_GOMEMLIMIT)
 }
 
 func memoryUser(i int) string { return fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i) }
@@ -61,7 +66,7 @@ func (b *bench) memoryPart(ctx context.Context) (*memoryResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &memoryResult{limit: goMemLimit()}
+	res := &memoryResult{limit: "GOMEMLIMIT=" + b.memLimit}
 	progress("memory: sealing and inserting %d rows", memoryRows)
 	t0 := time.Now()
 	if err := seedSealed(ctx, url, key, memoryRows, memoryUser); err != nil {
@@ -74,7 +79,7 @@ func (b *bench) memoryPart(ctx context.Context) (*memoryResult, error) {
 		"callers":   []any{b.caller.entry},
 		"providers": []any{map[string]any{"name": provider, "refresh": false}},
 		"metrics":   map[string]any{"addr": "127.0.0.1:0"},
-	})
+	}, "GOMEMLIMIT="+b.memLimit)
 	if err != nil {
 		return nil, err
 	}
@@ -204,15 +209,6 @@ func procStatus(pid int, fields ...string) ([]int64, error) {
 		}
 	}
 	return out, nil
-}
-
-// goMemLimit says which Go memory limit the instances run with: the
-// GOMEMLIMIT they inherit from this process's environment, or none.
-func goMemLimit() string {
-	if v := os.Getenv("GOMEMLIMIT"); v != "" {
-		return "GOMEMLIMIT=" + v + " (from the environment)"
-	}
-	return "no GOMEMLIMIT"
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

@@ -84,8 +84,9 @@ func (b *bench) migrate(ctx context.Context, url string) error {
 }
 
 // startServer starts `tokenstore serve` with cfg (http.addr is chosen
-// here) and waits until /readyz answers 200.
-func (b *bench) startServer(ctx context.Context, name string, cfg serverConfig) (*server, error) {
+// here) and env added to its environment (childEnv), and waits until
+// /readyz answers 200.
+func (b *bench) startServer(ctx context.Context, name string, cfg serverConfig, env ...string) (*server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -108,7 +109,7 @@ func (b *bench) startServer(ctx context.Context, name string, cfg serverConfig) 
 		return nil, err
 	}
 	s.cmd = exec.Command(b.bin, "serve", "--config", confPath)
-	s.cmd.Env = childEnv()
+	s.cmd.Env = childEnv(env...) // a variable given twice: the last one counts (os/exec)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if err := s.cmd.Start(); err != nil {
 		logf.Close()
