@@ -12,8 +12,8 @@
 // canonical URL-safe base64, as Fernet tokens are, and encoded again on
 // each answer), interned key ids and provider names, instants as
 // nanoseconds, and no refresh token. GetAuthTokens answers the whole row,
-// always from the database. Offline tokens (GetOfflineToken) are kept
-// whole, in the same compact form.
+// always from the database. An offline token is kept with all its fields
+// (GetOfflineToken answers the whole row), in the same compact form.
 //
 // When it answers from memory: only once the listener proves that every
 // change committed before the read began has been heard and applied
