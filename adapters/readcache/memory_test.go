@@ -27,14 +27,7 @@ import (
 // benchmark guards against growing again: it fails above 38 MiB.
 func BenchmarkMemoryOf100kRows(b *testing.B) {
 	const rows = 100_000
-	key, err := fernet.GenerateKey()
-	if err != nil {
-		b.Fatal(err)
-	}
-	ring, err := fernet.NewKeyring(key)
-	if err != nil {
-		b.Fatal(err)
-	}
+	ring := newRing(b)
 	mem := memrepo.New()
 	users := make([]domain.UserID, rows)
 	for i := range rows {
@@ -74,6 +67,20 @@ func BenchmarkMemoryOf100kRows(b *testing.B) {
 	}
 }
 
+// newRing is a keyring of one new key.
+func newRing(b *testing.B) *fernet.Keyring {
+	b.Helper()
+	key, err := fernet.GenerateKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ring, err := fernet.NewKeyring(key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return ring
+}
+
 func heapInUse() uint64 {
 	runtime.GC()
 	runtime.GC()
@@ -89,14 +96,7 @@ func heapInUse() uint64 {
 // does next). A GitHub-sized token in the binary envelope, as
 // BenchmarkMemoryOf100kRows keeps.
 func BenchmarkServableHit(b *testing.B) {
-	key, err := fernet.GenerateKey()
-	if err != nil {
-		b.Fatal(err)
-	}
-	ring, err := fernet.NewKeyring(key)
-	if err != nil {
-		b.Fatal(err)
-	}
+	ring := newRing(b)
 	u, p := domain.UserID("00000001-0000-4000-8000-000000000001"), domain.Provider("github")
 	place := app.AccessTokenPlace(u, p)
 	access, err := app.Seal(ring, place, domain.NewSecret(fmt.Sprintf("gho_%036d", 1)))

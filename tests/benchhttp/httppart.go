@@ -51,11 +51,8 @@ type httpResult struct {
 }
 
 func (b *bench) httpPart(ctx context.Context) (*httpResult, error) {
-	if err := b.db.createDatabase(ctx, mainDatabase, ""); err != nil {
-		return nil, err
-	}
-	url := b.db.url(appRole, mainDatabase)
-	if err := b.migrate(ctx, url); err != nil {
+	url, err := b.newDatabase(ctx, mainDatabase)
+	if err != nil {
 		return nil, err
 	}
 	key, err := fernet.GenerateKey()

@@ -7,8 +7,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -55,11 +53,8 @@ type memoryResult struct {
 func memoryUser(i int) string { return fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i) }
 
 func (b *bench) memoryPart(ctx context.Context) (*memoryResult, error) {
-	if err := b.db.createDatabase(ctx, memoryDatabase, ""); err != nil {
-		return nil, err
-	}
-	url := b.db.url(appRole, memoryDatabase)
-	if err := b.migrate(ctx, url); err != nil {
+	url, err := b.newDatabase(ctx, memoryDatabase)
+	if err != nil {
 		return nil, err
 	}
 	key, err := fernet.GenerateKey()
@@ -118,31 +113,9 @@ func (b *bench) memoryPart(ctx context.Context) (*memoryResult, error) {
 
 // readEach GETs every seeded row's access token once, clients at a time.
 func (b *bench) readEach(ctx context.Context, s *server) error {
-	c := apiClient(clients)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, clients)
-	for range clients {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= memoryRows || ctx.Err() != nil {
-					return
-				}
-				status, body, err := do(ctx, c, b.caller.credential, http.MethodGet, tokensURL(s, memoryUser(i), provider), nil)
-				if err == nil && status != http.StatusOK {
-					err = fmt.Errorf("GET user %s: %d %s", memoryUser(i), status, body)
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	return <-errs // nil when none
+	return b.calls(ctx, memoryRows, func(i int) (string, string, any) {
+		return http.MethodGet, tokensURL(s, memoryUser(i), provider), nil
+	})
 }
 
 // metrics are an instance's metric families (its /metrics, parsed).

@@ -53,11 +53,8 @@ type reencResult struct {
 var rotated = regexp.MustCompile(`rotated (\d+) values to primary key \S+ in (\S+)`)
 
 func (b *bench) reencryptPart(ctx context.Context) (*reencResult, error) {
-	if err := b.db.createDatabase(ctx, reencDatabase, ""); err != nil {
-		return nil, err
-	}
-	url := b.db.url(appRole, reencDatabase)
-	if err := b.migrate(ctx, url); err != nil {
+	url, err := b.newDatabase(ctx, reencDatabase)
+	if err != nil {
 		return nil, err
 	}
 	oldKey, err := fernet.GenerateKey()

@@ -174,7 +174,7 @@ func TestReadCacheAcrossInstances(t *testing.T) {
 	ctx := t.Context()
 	user := domain.UserID("alice")
 
-	readB := func() (domain.SealedAuthTokens, error) { return b.cache.GetAuthTokens(ctx, user, "github") }
+	readB := func() (domain.ServableAuthTokens, error) { return b.cache.ServableAuthTokens(ctx, user, "github") }
 	mustRead := func(want string) {
 		t.Helper()
 		got, err := readB()
@@ -285,7 +285,7 @@ func TestReadCacheLostListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		if _, err := b.cache.GetAuthTokens(ctx, user, "github"); err != nil {
+		if _, err := b.cache.ServableAuthTokens(ctx, user, "github"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -321,7 +321,7 @@ func TestReadCacheLostListener(t *testing.T) {
 	}
 	hits := b.cache.Stats().Hits
 	for range 3 {
-		got, err := b.cache.GetAuthTokens(ctx, user, "github")
+		got, err := b.cache.ServableAuthTokens(ctx, user, "github")
 		if err != nil || string(got.AccessToken) != "while deaf" {
 			t.Fatalf("B without a listener read %q, %v", got.AccessToken, err)
 		}
@@ -335,7 +335,7 @@ func TestReadCacheLostListener(t *testing.T) {
 	close(release)
 	waitFor(t, "B to listen again", func() bool { return b.listener.Sync(ctx) == nil })
 	for range 2 {
-		got, err := b.cache.GetAuthTokens(ctx, user, "github")
+		got, err := b.cache.ServableAuthTokens(ctx, user, "github")
 		if err != nil || string(got.AccessToken) != "while deaf" {
 			t.Fatalf("B after reconnecting read %q, %v", got.AccessToken, err)
 		}
@@ -361,7 +361,7 @@ func TestReadCacheLaggingListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		if _, err := cache.GetAuthTokens(t.Context(), user, "github"); err != nil {
+		if _, err := cache.ServableAuthTokens(t.Context(), user, "github"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -375,7 +375,7 @@ func TestReadCacheLaggingListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The listener is now stuck on v2's notification: no probe comes back.
-	got, err := cache.GetAuthTokens(t.Context(), user, "github")
+	got, err := cache.ServableAuthTokens(t.Context(), user, "github")
 	if err != nil || string(got.AccessToken) != "v2" {
 		t.Fatalf("lagging read %q, %v; want v2 from the database", got.AccessToken, err)
 	}
@@ -390,7 +390,7 @@ func TestReadCacheLaggingListener(t *testing.T) {
 	// The cache turns itself on again once a background proof comes back.
 	hits := cache.Stats().Hits
 	waitFor(t, "answers from memory again", func() bool {
-		got, err := cache.GetAuthTokens(t.Context(), user, "github")
+		got, err := cache.ServableAuthTokens(t.Context(), user, "github")
 		if err != nil || string(got.AccessToken) != "v2" {
 			t.Fatalf("caught up read %q, %v", got.AccessToken, err)
 		}
@@ -412,7 +412,7 @@ func TestReadCacheTriggersOff(t *testing.T) {
 	user := domain.UserID("dave")
 	read := func(want string) {
 		t.Helper()
-		got, err := b.cache.GetAuthTokens(ctx, user, "github")
+		got, err := b.cache.ServableAuthTokens(ctx, user, "github")
 		if err != nil || string(got.AccessToken) != want {
 			t.Fatalf("B read %q, %v; want %q", got.AccessToken, err, want)
 		}
