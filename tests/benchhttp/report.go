@@ -226,7 +226,7 @@ func (r *report) printHTTP() []target {
 	}
 
 	r.printf("")
-	r.printf("Memory after the rounds (the read cache holds at most the %d seeded rows; see BenchmarkMemoryOf100kRows for 100,000):", users)
+	r.printf("Memory after the rounds (the read cache holds at most the %d seeded rows; the memory part holds 100,000):", users)
 	for _, m := range h.memory {
 		r.printf("  %s", m)
 	}
