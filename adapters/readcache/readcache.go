@@ -212,9 +212,10 @@ func (e entry) ciphertext() []byte {
 
 // compact is the entry that keeps t and the key it is kept under, and
 // false when t is not kept: it is under a lease, or one of its instants
-// cannot be held exactly.
+// cannot be held exactly. A LeaseUntil without a LeaseOwner is read by
+// nothing (domain.RefreshState.Leased, LeaseLapsed) and not kept.
 func compact(t domain.ServableAuthTokens) (key, entry, bool) {
-	if t.LeaseOwner != "" || !t.LeaseUntil.IsZero() {
+	if t.LeaseOwner != "" {
 		return key{}, entry{}, false
 	}
 	e := entry{keyID: unique.Make(t.KeyID), version: t.Version}

@@ -51,6 +51,7 @@ func TestServableIsJudgedAsTheWholeRow(t *testing.T) {
 		"lease live":      {LeaseOwner: "other/1", LeaseUntil: now.Add(30 * time.Second)},
 		"lease at now":    {LeaseOwner: "other/1", LeaseUntil: now},
 		"lease lapsed":    {LeaseOwner: "other/1", LeaseUntil: now.Add(-time.Second)},
+		"lease time only": {LeaseUntil: now.Add(30 * time.Second)}, // no owner: no lease
 		"back-off far":    {LastError: domain.CodeProviderUnavailable, NextAttemptAt: far},
 	}
 	fernetLike := []byte(base64.URLEncoding.EncodeToString(bytes.Repeat([]byte{0x80, 0, 0, 0, 0, 0x69, 0xfe, 0x11}, 19))) // padded, as a Fernet token may be
