@@ -217,7 +217,7 @@ func (s sealer) openAt(place Place, ct domain.Ciphertext) (domain.Secret, error)
 }
 
 // open decrypts a row's access token for a caller.
-func (s sealer) open(t domain.SealedAuthTokens) (AccessToken, error) {
+func (s sealer) open(t domain.ServableAuthTokens) (AccessToken, error) {
 	token, err := s.openAt(AccessTokenPlace(t.User, t.Provider), domain.Ciphertext{KeyID: t.KeyID, Data: t.AccessToken})
 	if err != nil {
 		return AccessToken{}, err

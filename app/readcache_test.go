@@ -14,8 +14,8 @@ import (
 )
 
 // staleCache is a read cache that has kept an out-of-date row: it answers
-// GetAuthTokens with stale until ForgetAuthTokens is called, then reads
-// the repository.
+// ServableAuthTokens with stale until ForgetAuthTokens is called, then
+// reads the repository (GetAuthTokens always does).
 type staleCache struct {
 	ports.TokenRepository
 	mu      sync.Mutex
@@ -23,14 +23,15 @@ type staleCache struct {
 	forgets int
 }
 
-func (c *staleCache) GetAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) (domain.SealedAuthTokens, error) {
+func (c *staleCache) ServableAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) (domain.ServableAuthTokens, error) {
 	c.mu.Lock()
 	stale := c.stale
 	c.mu.Unlock()
 	if stale != nil {
-		return *stale, nil
+		return stale.Servable(), nil
 	}
-	return c.TokenRepository.GetAuthTokens(ctx, user, provider)
+	row, err := c.TokenRepository.GetAuthTokens(ctx, user, provider)
+	return row.Servable(), err
 }
 
 func (c *staleCache) ForgetAuthTokens(domain.UserID, domain.Provider) {

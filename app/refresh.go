@@ -170,7 +170,7 @@ func (c *RefreshCoordinator) RevokesPreviousAccessToken(provider domain.Provider
 // view describes a stored row for the refresh rule, as the read path sees
 // it: with the row's effective margin (domain.EffectiveMargin), judged by
 // one clock.
-func (c *RefreshCoordinator) view(row domain.SealedAuthTokens) domain.RefreshView {
+func (c *RefreshCoordinator) view(row domain.ServableAuthTokens) domain.RefreshView {
 	margin := c.effectiveMargin(row.Provider, row.AccessObtainedAt, row.AccessExpiry)
 	v := row.RefreshView(margin, c.refresher.Configured(row.Provider))
 	v.RevokesPreviousAccessToken = c.refresher.RevokesPreviousAccessToken(row.Provider)
@@ -180,7 +180,7 @@ func (c *RefreshCoordinator) view(row domain.SealedAuthTokens) domain.RefreshVie
 // step applies domain.NextRefreshStep to a stored row at dbNow, the
 // database's clock (read under the row lock, or estimated from the skew),
 // with the expiries judged by the later of it and the service's clock.
-func (c *RefreshCoordinator) step(row domain.SealedAuthTokens, dbNow time.Time) domain.RefreshStep {
+func (c *RefreshCoordinator) step(row domain.ServableAuthTokens, dbNow time.Time) domain.RefreshStep {
 	return domain.NextRefreshStep(c.view(row).TwoClocks(dbNow, c.clock.Service()), dbNow)
 }
 
@@ -189,7 +189,7 @@ func (c *RefreshCoordinator) step(row domain.SealedAuthTokens, dbNow time.Time) 
 // revokes the previous access token, tokenstore's next refresh of it (the
 // access token's expiry minus its effective margin, or the end of a longer
 // back-off); for others the access token's own expiry.
-func (c *RefreshCoordinator) serve(row domain.SealedAuthTokens) (AccessToken, error) {
+func (c *RefreshCoordinator) serve(row domain.ServableAuthTokens) (AccessToken, error) {
 	tok, err := c.rows.open(row)
 	if err != nil {
 		return AccessToken{}, err
@@ -204,7 +204,7 @@ func (c *RefreshCoordinator) serve(row domain.SealedAuthTokens) (AccessToken, er
 // which the rule judges by the later of the two clocks: when the
 // database's clock runs ahead, that refresh comes earlier on the service's
 // clock by the skew, and so must the expiry reported.
-func (c *RefreshCoordinator) reportedExpiry(row domain.SealedAuthTokens) domain.Expiry {
+func (c *RefreshCoordinator) reportedExpiry(row domain.ServableAuthTokens) domain.Expiry {
 	v := c.view(row)
 	e := v.ReportedExpiry()
 	at, ok := e.Time()
@@ -270,7 +270,7 @@ func (c *RefreshCoordinator) refresh(ctx context.Context, user domain.UserID, pr
 		interrupted := c.reauthEvent(ctx, user, provider, domain.CodeRefreshInterrupted)
 		row, err := c.repo.UpdateAuthTokens(ctx, user, provider,
 			func(cur domain.SealedAuthTokens, now time.Time) (*domain.SealedAuthTokens, []domain.AuditEvent, error) {
-				step = c.step(cur, now)
+				step = c.step(cur.Servable(), now)
 				next := cur
 				switch step {
 				case domain.StepRefresh:
@@ -313,8 +313,8 @@ func (c *RefreshCoordinator) refresh(ctx context.Context, user domain.UserID, pr
 			// The other attempt stored fresh tokens: serve them as read
 			// (as a read that found them would), without taking the lock
 			// again; any other outcome is judged again under it.
-			if c.step(cur, c.clock.Database()) == domain.StepServe {
-				return c.serve(cur)
+			if serving := cur.Servable(); c.step(serving, c.clock.Database()) == domain.StepServe {
+				return c.serve(serving)
 			}
 		default:
 			return c.answer(row, step)
@@ -461,10 +461,10 @@ func (c *RefreshCoordinator) runRefresh(ctx context.Context, lease domain.Sealed
 		if gerr != nil {
 			return AccessToken{}, gerr
 		}
-		if c.step(cur, c.clock.Database()) != domain.StepServe {
+		if c.step(cur.Servable(), c.clock.Database()) != domain.StepServe {
 			return AccessToken{}, fmt.Errorf("%w: the %s tokens changed during a refresh; retry", domain.ErrUnavailable, lease.Provider)
 		}
-		return c.serve(cur)
+		return c.serve(cur.Servable())
 	case err != nil:
 		// The provider issued new tokens that are not stored. The lease is
 		// left to lapse: whoever finds it lapsed marks the tokens for
@@ -477,7 +477,7 @@ func (c *RefreshCoordinator) runRefresh(ctx context.Context, lease domain.Sealed
 	c.log.Info("tokens refreshed", "user", lease.User, "provider", lease.Provider,
 		"rotated", !res.RefreshToken.IsZero(), "expires", stored.AccessExpiry.String())
 	c.obs.RefreshAttempt(lease.Provider, RefreshRefreshed)
-	return AccessToken{User: lease.User, Provider: lease.Provider, Token: res.AccessToken, Expiry: c.reportedExpiry(stored)}, nil
+	return AccessToken{User: lease.User, Provider: lease.Provider, Token: res.AccessToken, Expiry: c.reportedExpiry(stored.Servable())}, nil
 }
 
 // Back-off between tries of a fenced write while the database is
@@ -606,7 +606,7 @@ func (c *RefreshCoordinator) refreshFailed(ctx context.Context, lease domain.Sea
 			return AccessToken{}, fmt.Errorf("%s tokens: %w", lease.Provider, domain.ErrTokenExpired)
 		}
 		lease.Refresh = st
-		return c.serve(lease)
+		return c.serve(lease.Servable())
 	case errors.Is(cause, domain.ErrProviderOutcomeUnknown):
 		// The request was sent and no answer came back (timeout, 5xx, a
 		// lost connection): the provider may have refreshed. Today's choice,
@@ -640,8 +640,8 @@ func (c *RefreshCoordinator) released(ctx context.Context, lease domain.SealedAu
 	row := lease
 	row.Refresh = st
 	row.Refresh.AmbiguousRetries = lease.Refresh.AmbiguousRetries
-	if c.step(row, c.clock.Database()) == domain.StepServe {
-		return c.serve(row)
+	if serving := row.Servable(); c.step(serving, c.clock.Database()) == domain.StepServe {
+		return c.serve(serving)
 	}
 	return AccessToken{}, &domain.RetryAtError{At: c.clock.ServiceTime(st.NextAttemptAt), Err: fmt.Errorf("%w: %w", domain.ErrUnavailable, cause)}
 }

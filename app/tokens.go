@@ -191,21 +191,32 @@ func (s *TokenService) GetAccessToken(ctx context.Context, user domain.UserID, p
 }
 
 func (s *TokenService) accessToken(ctx context.Context, user domain.UserID, provider domain.Provider) (AccessToken, error) {
+	if s.cache != nil {
+		// The read cache keeps only what serving reads: a kept row is acted
+		// on only when it is served as it is. Every other answer
+		// (refresh, wait, re-authorize, back off, expired) is decided by
+		// the protocol on the row as the database has it, under its lock,
+		// one attempt for every concurrent caller of this instance.
+		row, err := s.cache.ServableAuthTokens(ctx, user, provider)
+		if err != nil {
+			return AccessToken{}, err
+		}
+		if s.refreshes.step(row, s.clock.Database()) == domain.StepServe {
+			return s.refreshes.serve(row)
+		}
+		return s.refreshes.Refresh(ctx, user, provider)
+	}
 	sealed, err := s.repo.GetAuthTokens(ctx, user, provider)
 	if err != nil {
 		return AccessToken{}, err
 	}
 	// Without the row lock: the database's clock as estimated from the
 	// measured skew (the re-check under the lock reads it).
-	switch step := s.refreshes.step(sealed, s.clock.Database()); {
-	case step == domain.StepServe:
-		return s.refreshes.answer(sealed, step)
-	case step == domain.StepRefresh, step == domain.StepWait, step == domain.StepInterrupted, s.cache != nil:
+	switch step := s.refreshes.step(sealed.Servable(), s.clock.Database()); step {
+	case domain.StepRefresh, domain.StepWait, domain.StepInterrupted:
 		// The protocol decides again on the row as the database has it,
 		// under its lock, one attempt for every concurrent caller of this
-		// instance. With a read cache the other answers (re-authorize,
-		// back off, expired) are decided there too: a kept row is acted on
-		// only when it is served as it is.
+		// instance.
 		return s.refreshes.Refresh(ctx, user, provider)
 	default:
 		return s.refreshes.answer(sealed, step)
@@ -227,7 +238,7 @@ func storedAuthTokens(ctx context.Context, repo ports.TokenRepository, cache por
 func (c *RefreshCoordinator) answer(row domain.SealedAuthTokens, step domain.RefreshStep) (AccessToken, error) {
 	switch step {
 	case domain.StepServe:
-		return c.serve(row)
+		return c.serve(row.Servable())
 	case domain.StepReauth:
 		code := domain.CodeRefreshTokenExpired
 		if row.Refresh.ReauthRequired {

@@ -210,6 +210,19 @@ func (t SealedAuthTokens) RefreshView(margin time.Duration, refreshable bool) Re
 	}
 }
 
+// RefreshView describes t for the refresh rule, as
+// SealedAuthTokens.RefreshView describes the whole row: the same view for
+// the same row (RefreshState.LastError and AmbiguousRetries, which the
+// rule does not read, are left out).
+func (t ServableAuthTokens) RefreshView(margin time.Duration, refreshable bool) RefreshView {
+	return RefreshView{
+		AccessExpiry: t.AccessExpiry, RefreshExpiry: t.RefreshExpiry, HasRefreshToken: t.HasRefreshToken,
+		Refresh: RefreshState{LeaseOwner: t.LeaseOwner, LeaseUntil: t.LeaseUntil,
+			ReauthRequired: t.ReauthRequired, NextAttemptAt: t.NextAttemptAt},
+		Refreshable: refreshable, Margin: margin, OutcomeUnknown: t.OutcomeUnknown,
+	}
+}
+
 // RefreshView describes i for the refresh rule (for listings: i carries no
 // lease or back-off).
 func (i ProviderTokenInfo) RefreshView(margin time.Duration) RefreshView {

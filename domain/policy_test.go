@@ -433,3 +433,37 @@ func TestNoRefreshBeforeReportedExpiry(t *testing.T) {
 		}
 	}
 }
+
+// TestServableViewIsTheRowsView: the servable part of a row gives the
+// refresh rule the very view the whole row gives, but for the fields the
+// rule does not read (RefreshState.LastError beyond "outcome unknown",
+// AmbiguousRetries), which it leaves out.
+func TestServableViewIsTheRowsView(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, st := range []domain.RefreshState{
+		{},
+		{LeaseOwner: "i/1", LeaseUntil: now.Add(time.Minute)},
+		{ReauthRequired: true, LastError: domain.CodeGrantRevoked},
+		{LastError: domain.CodeProviderOutcomeUnknown, NextAttemptAt: now, AmbiguousRetries: 3},
+		{LastError: domain.CodeProviderUnavailable, NextAttemptAt: now.Add(time.Second)},
+	} {
+		for _, refresh := range [][]byte{nil, []byte("r")} {
+			row := domain.SealedAuthTokens{User: "u", Provider: "p", KeyID: "k", AccessToken: []byte("a"), RefreshToken: refresh,
+				AccessExpiry: domain.At(now.Add(time.Hour)), RefreshExpiry: domain.At(now.Add(48 * time.Hour)),
+				AccessObtainedAt: now.Add(-time.Hour), Refresh: st, Version: 7}
+			s := row.Servable()
+			if s.User != row.User || s.Provider != row.Provider || s.KeyID != row.KeyID || string(s.AccessToken) != "a" ||
+				s.Version != 7 || !s.AccessObtainedAt.Equal(row.AccessObtainedAt) {
+				t.Fatalf("Servable() = %+v of %+v", s, row)
+			}
+			for _, refreshable := range []bool{false, true} {
+				want := row.RefreshView(time.Minute, refreshable)
+				want.Refresh.LastError, want.Refresh.AmbiguousRetries = "", 0
+				if got := s.RefreshView(time.Minute, refreshable); got != want {
+					t.Errorf("state %+v, refresh token %v: view %+v, the row's %+v", st, refresh != nil, got, want)
+				}
+			}
+		}
+	}
+}

@@ -41,6 +41,50 @@ type SealedAuthTokens struct {
 	UpdatedAt time.Time
 }
 
+// ServableAuthTokens is the part of a stored auth tokens row that serving
+// its access token reads, and nothing more: the access token's ciphertext
+// and the facts the refresh rule (NextRefreshStep) and the expiry it
+// reports (RefreshView.ReportedExpiry) read. It has no refresh token, so
+// only a StepServe decision can be acted on from it; any other step needs
+// the whole row (the refresh protocol reads it under the row lock). The
+// read cache keeps rows in a compact form of this (ports.ReadCache).
+type ServableAuthTokens struct {
+	User        UserID
+	Provider    Provider
+	KeyID       KeyID
+	AccessToken []byte // the access token's ciphertext, as SealedAuthTokens.AccessToken
+	// AccessExpiry, RefreshExpiry, AccessObtainedAt: SealedAuthTokens'.
+	AccessExpiry     Expiry
+	RefreshExpiry    Expiry
+	AccessObtainedAt time.Time
+	// HasRefreshToken: the row stores a refresh token (SealedAuthTokens.RefreshToken is not nil).
+	HasRefreshToken bool
+	// LeaseOwner, LeaseUntil, ReauthRequired, NextAttemptAt: the row's
+	// RefreshState fields of those names.
+	LeaseOwner     string
+	LeaseUntil     time.Time
+	ReauthRequired bool
+	NextAttemptAt  time.Time
+	// OutcomeUnknown: the row's RefreshState.LastError is
+	// CodeProviderOutcomeUnknown (the only thing the rule reads of it).
+	OutcomeUnknown bool
+	// Version is SealedAuthTokens.Version.
+	Version int64
+}
+
+// Servable is the part of t that serving its access token reads.
+func (t SealedAuthTokens) Servable() ServableAuthTokens {
+	return ServableAuthTokens{
+		User: t.User, Provider: t.Provider, KeyID: t.KeyID, AccessToken: t.AccessToken,
+		AccessExpiry: t.AccessExpiry, RefreshExpiry: t.RefreshExpiry, AccessObtainedAt: t.AccessObtainedAt,
+		HasRefreshToken: t.RefreshToken != nil,
+		LeaseOwner:      t.Refresh.LeaseOwner, LeaseUntil: t.Refresh.LeaseUntil,
+		ReauthRequired: t.Refresh.ReauthRequired, NextAttemptAt: t.Refresh.NextAttemptAt,
+		OutcomeUnknown: t.Refresh.LastError == CodeProviderOutcomeUnknown,
+		Version:        t.Version,
+	}
+}
+
 // RefreshState is the stored state of refreshing one user's tokens for one
 // provider.
 type RefreshState struct {

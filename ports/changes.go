@@ -40,14 +40,22 @@ type ChangeBarrier interface {
 	Sync(ctx context.Context) error
 }
 
-// ReadCache is implemented by a TokenRepository that may answer
-// GetAuthTokens from memory (adapters/readcache); the token service finds
-// it by asserting its repository to it. The service answers from a kept
-// row only when the refresh rule serves it as it is; any other decision is
-// taken by the refresh protocol on the database's row, under its lock.
+// ReadCache is implemented by a TokenRepository that may answer reads
+// of a row's servable part from memory (adapters/readcache); the token
+// service finds it by asserting its repository to it. The service answers
+// from a kept row only when the refresh rule serves it as it is; any other
+// decision is taken by the refresh protocol on the database's row, under
+// its lock. GetAuthTokens keeps its contract (the whole row, as the
+// database has it).
 type ReadCache interface {
+	// ServableAuthTokens returns the part of user's tokens for provider
+	// that serving the access token reads, from memory when the cache may
+	// answer (as fresh as a database read made when the call began), else
+	// from the database. domain.ErrNotFound when nothing is stored. The
+	// returned AccessToken is the caller's to keep.
+	ServableAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) (domain.ServableAuthTokens, error)
 	// ForgetAuthTokens drops the kept row of user's tokens for provider, so
-	// the next GetAuthTokens reads the database.
+	// the next ServableAuthTokens reads the database.
 	ForgetAuthTokens(user domain.UserID, provider domain.Provider)
 	// AuthTokensChanged returns a channel closed when the next change to
 	// the row of user's tokens for provider is heard (or changes may go

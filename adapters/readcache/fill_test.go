@@ -44,7 +44,7 @@ func burst(c *readcache.Repository, n int, ctx func(i int) context.Context) (ans
 	var wg sync.WaitGroup
 	start := func(i int) {
 		wg.Go(func() {
-			row, err := c.GetAuthTokens(ctx(i), "u1", "github")
+			row, err := c.ServableAuthTokens(ctx(i), "u1", "github")
 			answers[i], errs[i] = string(row.AccessToken), err
 		})
 	}
@@ -188,4 +188,36 @@ func TestSharedReadOutlivesItsCaller(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSharedReadNeedsAProof: a miss reads the database without waiting for
+// a proof, but a caller that joins another's read takes its answer only
+// with a proof of its own (the shared read may have begun before a change
+// this caller must see); without one it reads alone.
+func TestSharedReadNeedsAProof(t *testing.T) {
+	t.Parallel()
+	const n = 5
+	synctest.Test(t, func(t *testing.T) {
+		mem := memrepo.New()
+		h := &heldFirst{TokenRepository: mem, release: make(chan struct{})}
+		b := &barrier{err: errors.New("not listening")}
+		c := readcache.New(h, b, readcache.Options{})
+		if _, err := mem.PutAuthTokens(t.Context(), row("u1", "github", "a")); err != nil {
+			t.Fatal(err)
+		}
+		answers, errs, wait := burst(c, n, func(int) context.Context { return t.Context() })
+		close(h.release)
+		wait()
+		for i := range n {
+			if errs[i] != nil || answers[i] != "a" {
+				t.Fatalf("read %d: %q, %v", i, answers[i], errs[i])
+			}
+		}
+		if got := h.reads.Load(); got != n {
+			t.Fatalf("without proofs, %d reads reached the database, want %d (each joining caller alone)", got, n)
+		}
+		if s := c.Stats(); s.Misses != 1 || s.Bypasses != n-1 || s.Shared != 0 {
+			t.Fatalf("stats %+v, want 1 miss and %d bypasses", s, n-1)
+		}
+	})
 }

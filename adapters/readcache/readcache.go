@@ -3,9 +3,17 @@
 // exact with the database's change notifications (it is the
 // ports.TokenChangeSink a postgres.ChangeListener reports to).
 //
-// What it holds: sealed rows only (ciphertexts, expiries, refresh state),
-// never plaintext, at most Options.MaxRows of them (evicted by
-// maypok86/otter's adaptive W-TinyLFU policy).
+// What it holds: at most Options.MaxRows rows (evicted by maypok86/otter's
+// adaptive W-TinyLFU policy), never plaintext. Of an auth tokens row it
+// keeps only the part serving its access token reads
+// (domain.ServableAuthTokens, answered by ServableAuthTokens, which the
+// token service uses to serve a row the refresh rule serves as it is), in a
+// compact form: the access token's ciphertext (base64-decoded when it is
+// canonical URL-safe base64, as Fernet tokens are, and encoded again on
+// each answer), interned key ids and provider names, instants as
+// nanoseconds, and no refresh token. GetAuthTokens answers the whole row,
+// always from the database. An offline token is kept with all its fields
+// (GetOfflineToken answers the whole row), in the same compact form.
 //
 // When it answers from memory: only once the listener proves that every
 // change committed before the read began has been heard and applied
@@ -14,10 +22,18 @@
 // from memory is as fresh as a read from the database made when the read
 // began, on every instance: a change committed anywhere before a read
 // starts is never missed. Without a listener (not yet connected, or lost),
-// or when the proof does not come within Options.SyncTimeout, the read
-// goes to the database and nothing it reads is kept; a lost listener or a
-// late proof drops every row (and after a late proof, reads go to the
-// database without waiting for a second).
+// or when the proof does not come within Options.SyncTimeout, a read of a
+// kept row goes to the database; a lost listener or a late proof drops
+// every row (and after a late proof, reads go to the database without
+// waiting for a second). A miss reads the database at once, without
+// waiting for a proof (its read is as fresh as any), and keeps what it
+// read under the fill guard below, listener or not: a row kept while
+// nobody listened is never answered, because a listener that starts or
+// comes back drops every row (AllTokensChanged) before its first proof.
+//
+// A row under a refresh lease is not kept (it changes again when the
+// lease ends), nor a row with an instant outside what int64 nanoseconds
+// hold (years 1678 to 2262): both are read from the database each time.
 //
 // Reads that race changes. A fill (a miss read from the database, then
 // kept) is kept only if no change to its key, nor a drop of everything,
@@ -31,10 +47,11 @@
 // Concurrent misses of one row share one database read (singleflight): a
 // hot row that has just changed costs one read, not one per waiting caller
 // (a refresh storm's hundreds of callers on one expired token). A caller
-// takes the shared read's answer only when no change to its key was heard
-// since that read began: any change committed before the caller's own read
-// began was heard before its proof returned, so what it takes is as fresh as
-// a read of its own; otherwise it reads alone.
+// that joins a read another caller started takes its answer only with a
+// proof of its own and when no change to its key was heard since that read
+// began: any change committed before the caller's own read began was heard
+// before its proof returned, so what it takes is as fresh as a read of its
+// own; otherwise it reads alone.
 //
 // The decorator is written by hand around the cache library because the
 // exactness rules (the fill guard, answering only while caught up) are the
@@ -43,12 +60,15 @@ package readcache
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"hash/maphash"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unique"
 
 	"github.com/maypok86/otter/v2"
 	"golang.org/x/sync/singleflight"
@@ -86,18 +106,190 @@ type key struct {
 	provider domain.Provider
 }
 
-// entry is a cached row: exactly one of the two is set.
+// entry is a kept row in compact form, the key giving its user and
+// provider: the servable part of an auth tokens row
+// (domain.ServableAuthTokens) without a lease (rows under a lease are not
+// kept), or an offline token (domain.SealedOfflineToken). It is a value in
+// otter's node (no pointer to it): 72 bytes, with the node's header and
+// the key 128, one of Go's size classes.
 type entry struct {
-	auth    *domain.SealedAuthTokens
-	offline *domain.SealedOfflineToken
+	// data is the ciphertext (the access token's, or the offline
+	// token's): base64-decoded when flags has rawData (it was canonical
+	// padded URL-safe base64, as Fernet tokens are), else as stored. It
+	// shares its allocation with the key's user id (see keep).
+	data  string
+	keyID unique.Handle[domain.KeyID] // interned: a few keys seal every row
+	// at are instants (see instant): for auth tokens AccessExpiry and
+	// RefreshExpiry (see expiry), AccessObtainedAt and NextAttemptAt; for
+	// an offline token CreatedAt and UpdatedAt. version is Version.
+	at      [4]int64
+	version int64
+	flags   uint8
+}
+
+// entry.at's slots.
+const (
+	atAccessExpiry = iota
+	atRefreshExpiry
+	atObtained
+	atNextAttempt
+)
+const (
+	atCreated = iota
+	atUpdated
+)
+
+// entry.flags.
+const (
+	rawData uint8 = 1 << iota
+	hasRefreshToken
+	reauthRequired
+	outcomeUnknown
+)
+
+// Instants are kept as Unix nanoseconds; zeroInstant stands for the zero
+// time.Time and neverInstant for domain.Never(). An instant that is
+// neither and cannot be held exactly is not kept (the row is not cached).
+const (
+	zeroInstant  = math.MinInt64
+	neverInstant = math.MaxInt64
+)
+
+// instant is t in Unix nanoseconds, and false when that cannot hold t
+// exactly (outside years 1678 to 2262, or one of the sentinels).
+func instant(t time.Time) (int64, bool) {
+	if t.IsZero() {
+		return zeroInstant, true
+	}
+	n := t.UnixNano()
+	return n, n != zeroInstant && n != neverInstant && time.Unix(0, n).Equal(t)
+}
+
+// timeOf is instant's inverse (in the local zone, as pgx reads times).
+func timeOf(n int64) time.Time {
+	if n == zeroInstant {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// expiry is e as an instant (neverInstant for Never).
+func expiry(e domain.Expiry) (int64, bool) {
+	t, ok := e.Time()
+	if !ok {
+		return neverInstant, true
+	}
+	return instant(t)
+}
+
+// expiryOf is expiry's inverse.
+func expiryOf(n int64) domain.Expiry {
+	if n == neverInstant {
+		return domain.Never()
+	}
+	return domain.At(timeOf(n))
+}
+
+// keep sets e.data to ciphertext (raw when it is canonical URL-safe
+// base64) and returns the key e is kept under: its user id and e.data
+// share one allocation, the key's own (the caller's user id may be part of
+// a larger buffer, a request's path, that keeping it would hold).
+func (e *entry) keep(user domain.UserID, provider domain.Provider, ciphertext []byte) key {
+	// Decoded on the stack when small (as every token is): a passing heap
+	// buffer beside each kept string would leave its span half empty.
+	var buf [512]byte
+	raw := buf[:0]
+	if n := base64.URLEncoding.DecodedLen(len(ciphertext)); n > len(buf) {
+		raw = make([]byte, 0, n)
+	}
+	var both string
+	if raw, err := base64.URLEncoding.Strict().AppendDecode(raw, ciphertext); err == nil &&
+		base64.URLEncoding.EncodedLen(len(raw)) == len(ciphertext) {
+		// Strict and of the exact encoded length (no skipped newlines):
+		// encoding raw again gives ciphertext byte for byte.
+		both = string(user) + string(raw)
+		e.flags |= rawData
+	} else {
+		both = string(user) + string(ciphertext)
+	}
+	e.data = both[len(user):]
+	return key{user: domain.UserID(both[:len(user)]), provider: unique.Make(provider).Value()}
+}
+
+// ciphertext is e.data as stored: a new buffer.
+func (e entry) ciphertext() []byte {
+	if e.flags&rawData != 0 {
+		return base64.URLEncoding.AppendEncode(nil, []byte(e.data))
+	}
+	return []byte(e.data)
+}
+
+// compact is the entry that keeps t and the key it is kept under, and
+// false when t is not kept: it is under a lease, or one of its instants
+// cannot be held exactly. A LeaseUntil without a LeaseOwner is read by
+// nothing (domain.RefreshState.Leased, LeaseLapsed) and not kept.
+func compact(t domain.ServableAuthTokens) (key, entry, bool) {
+	if t.LeaseOwner != "" {
+		return key{}, entry{}, false
+	}
+	e := entry{keyID: unique.Make(t.KeyID), version: t.Version}
+	var ok [4]bool
+	e.at[atAccessExpiry], ok[0] = expiry(t.AccessExpiry)
+	e.at[atRefreshExpiry], ok[1] = expiry(t.RefreshExpiry)
+	e.at[atObtained], ok[2] = instant(t.AccessObtainedAt)
+	e.at[atNextAttempt], ok[3] = instant(t.NextAttemptAt)
+	if ok != [4]bool{true, true, true, true} {
+		return key{}, entry{}, false
+	}
+	for _, f := range [...]struct {
+		set  bool
+		flag uint8
+	}{{t.HasRefreshToken, hasRefreshToken}, {t.ReauthRequired, reauthRequired}, {t.OutcomeUnknown, outcomeUnknown}} {
+		if f.set {
+			e.flags |= f.flag
+		}
+	}
+	return e.keep(t.User, t.Provider, t.AccessToken), e, true
+}
+
+// servable is compact's inverse for the row of user's tokens for provider;
+// the AccessToken is a new buffer.
+func (e entry) servable(user domain.UserID, provider domain.Provider) domain.ServableAuthTokens {
+	return domain.ServableAuthTokens{
+		User: user, Provider: provider, KeyID: e.keyID.Value(), AccessToken: e.ciphertext(),
+		AccessExpiry: expiryOf(e.at[atAccessExpiry]), RefreshExpiry: expiryOf(e.at[atRefreshExpiry]),
+		AccessObtainedAt: timeOf(e.at[atObtained]), NextAttemptAt: timeOf(e.at[atNextAttempt]),
+		HasRefreshToken: e.flags&hasRefreshToken != 0, ReauthRequired: e.flags&reauthRequired != 0,
+		OutcomeUnknown: e.flags&outcomeUnknown != 0, Version: e.version,
+	}
+}
+
+// compactOffline is the entry that keeps t and the key it is kept under,
+// and false when one of its instants cannot be held exactly.
+func compactOffline(t domain.SealedOfflineToken) (key, entry, bool) {
+	e := entry{keyID: unique.Make(t.KeyID), version: t.Version}
+	var ok [2]bool
+	e.at[atCreated], ok[0] = instant(t.CreatedAt)
+	e.at[atUpdated], ok[1] = instant(t.UpdatedAt)
+	if ok != [2]bool{true, true} {
+		return key{}, entry{}, false
+	}
+	return e.keep(t.User, "", t.Token), e, true
+}
+
+// offline is compactOffline's inverse for user's offline token; the Token
+// is a new buffer.
+func (e entry) offline(user domain.UserID) domain.SealedOfflineToken {
+	return domain.SealedOfflineToken{User: user, KeyID: e.keyID.Value(), Token: e.ciphertext(),
+		Version: e.version, CreatedAt: timeOf(e.at[atCreated]), UpdatedAt: timeOf(e.at[atUpdated])}
 }
 
 const stripes = 256
 
-// Repository is a ports.TokenRepository that answers GetAuthTokens and
-// GetOfflineToken from memory when it may (see the package
-// documentation) and passes everything else to the repository it wraps.
-// It is also the ports.TokenChangeSink that keeps it exact.
+// Repository is a ports.TokenRepository and ports.ReadCache that answers
+// ServableAuthTokens and GetOfflineToken from memory when it may (see the
+// package documentation) and passes everything else to the repository it
+// wraps. It is also the ports.TokenChangeSink that keeps it exact.
 type Repository struct {
 	next        ports.TokenRepository
 	barrier     ports.ChangeBarrier
@@ -128,6 +320,7 @@ type Repository struct {
 var (
 	_ ports.TokenRepository = (*Repository)(nil)
 	_ ports.TokenChangeSink = (*Repository)(nil)
+	_ ports.ReadCache       = (*Repository)(nil)
 )
 
 // New returns a cache in front of next whose reads from memory wait for
@@ -238,46 +431,62 @@ func (r *Repository) stripe(k key) *atomic.Uint64 {
 	return &r.gens[h.Sum64()%stripes]
 }
 
-// get answers k from memory once synced, else loads it and keeps it when
-// no change to its stripe was heard meanwhile.
-func (r *Repository) get(ctx context.Context, k key, load func(context.Context) (entry, error)) (entry, error) {
+// loaded is what one read of the database gives: the answer for every
+// caller that shares it, and the compact entry to keep under kept (keep
+// false: nothing to keep).
+type loaded[T any] struct {
+	answer T
+	kept   key
+	e      entry
+	keep   bool
+}
+
+// get answers k from memory (fromEntry) when it is kept and synced, else
+// from load, which reads the database; see fill for misses.
+func get[T any](r *Repository, ctx context.Context, k key, load func(context.Context) (loaded[T], error), fromEntry func(entry) T) (T, error) {
+	if _, ok := r.rows.GetIfPresent(k); !ok {
+		return fill(r, ctx, k, load, false)
+	}
 	if !r.synced(ctx) {
 		r.bypasses.Add(1)
-		return load(ctx)
+		l, err := load(ctx)
+		return l.answer, err
 	}
 	if e, ok := r.rows.GetIfPresent(k); ok {
 		r.hits.Add(1)
-		return e, nil
+		return fromEntry(e), nil
 	}
-	return r.fill(ctx, k, load)
+	return fill(r, ctx, k, load, true) // dropped by a change heard meanwhile
 }
 
 // filled is the outcome of a shared read, and the counters it began at.
-type filled struct {
-	e             entry
+type filled[T any] struct {
+	l             loaded[T]
 	err           error
 	before, epoch uint64
 }
 
 // fill reads k from the database once for every concurrent miss of it and
-// keeps the row when no change to k's stripe, nor a drop of everything, was
-// heard while it was read. The caller that started the read takes its
-// answer (a row or an error: its read began before the shared one); every
-// other caller takes it only if nothing was heard since the shared read
-// began (see the package documentation), and reads alone otherwise. The shared read does not end
-// with the caller that started it (the repository bounds its own
-// statements); each caller stops waiting when its own ctx ends.
-func (r *Repository) fill(ctx context.Context, k key, load func(context.Context) (entry, error)) (entry, error) {
+// keeps what the read gives to keep when no change to k's stripe, nor a
+// drop of everything, was heard while it was read. The caller that
+// started the read takes its answer (a row or an error: the read began
+// after the caller did). Every other caller takes it only once it holds a
+// proof (proven: it was asked for before; else it asks now) and nothing
+// was heard since the shared read began (see the package documentation),
+// and reads alone otherwise. The shared read does not end with the caller
+// that started it (the repository bounds its own statements); each caller
+// stops waiting when its own ctx ends.
+func fill[T any](r *Repository, ctx context.Context, k key, load func(context.Context) (loaded[T], error), proven bool) (T, error) {
 	gen := r.stripe(k)
 	led := false // this caller's function read (written before the answer is sent)
 	shared := r.flight.DoChan(string(k.user)+"\x00"+string(k.provider), func() (any, error) {
 		led = true
-		f := filled{before: gen.Load(), epoch: r.epoch.Load()}
-		f.e, f.err = load(context.WithoutCancel(ctx))
-		if f.err == nil {
+		f := filled[T]{before: gen.Load(), epoch: r.epoch.Load()}
+		f.l, f.err = load(context.WithoutCancel(ctx))
+		if f.err == nil && f.l.keep {
 			r.mu.Lock()
 			if gen.Load() == f.before && r.epoch.Load() == f.epoch {
-				r.rows.Set(k, f.e)
+				r.rows.Set(f.l.kept, f.l.e)
 			}
 			r.mu.Unlock()
 		}
@@ -285,21 +494,27 @@ func (r *Repository) fill(ctx context.Context, k key, load func(context.Context)
 	})
 	select {
 	case res := <-shared:
-		f := res.Val.(filled)
+		f := res.Val.(filled[T])
 		switch {
 		case led:
 			r.misses.Add(1)
+		case !proven && !r.synced(ctx):
+			r.bypasses.Add(1)
+			l, err := load(ctx)
+			return l.answer, err
 		case gen.Load() != f.before || r.epoch.Load() != f.epoch:
 			// A change was heard since the shared read began: it may have
 			// committed before this caller's read began. Read alone.
 			r.misses.Add(1)
-			return load(ctx)
+			l, err := load(ctx)
+			return l.answer, err
 		default:
 			r.shared.Add(1)
 		}
-		return f.e, f.err
+		return f.l.answer, f.err
 	case <-ctx.Done():
-		return entry{}, ctx.Err()
+		var none T
+		return none, ctx.Err()
 	}
 }
 
@@ -342,10 +557,9 @@ func (r *Repository) AllTokensChanged() { r.dropAll() }
 // (reads go to the database until the listener is back: Sync fails).
 func (r *Repository) Disconnected() { r.dropAll() }
 
-// ForgetAuthTokens drops the kept row of user's tokens for provider, so the
-// next read goes to the database: the token service calls it before acting
-// on a row the refresh rule would not serve as it is (a cached row is
-// answered only when it would be served).
+// ForgetAuthTokens implements ports.ReadCache: it drops the kept row of
+// user's tokens for provider, so the next ServableAuthTokens reads the
+// database.
 func (r *Repository) ForgetAuthTokens(user domain.UserID, provider domain.Provider) {
 	r.forget(key{user, provider})
 }
@@ -365,30 +579,41 @@ func (r *Repository) AuthTokensChanged(user domain.UserID, provider domain.Provi
 	return w
 }
 
-// GetAuthTokens implements ports.TokenRepository. The returned row's byte
-// slices are shared with the cache: callers must not modify them.
-func (r *Repository) GetAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) (domain.SealedAuthTokens, error) {
-	e, err := r.get(ctx, key{user, provider}, func(ctx context.Context) (entry, error) {
+// ServableAuthTokens implements ports.ReadCache: from memory when synced
+// and kept, else from the database's whole row (keeping its compact form).
+// Its byte slices may be shared with other callers: they must not be
+// modified.
+func (r *Repository) ServableAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) (domain.ServableAuthTokens, error) {
+	return get(r, ctx, key{user, provider}, func(ctx context.Context) (loaded[domain.ServableAuthTokens], error) {
 		row, err := r.next.GetAuthTokens(ctx, user, provider)
-		return entry{auth: &row}, err
-	})
-	if err != nil {
-		return domain.SealedAuthTokens{}, err
-	}
-	return *e.auth, nil
+		if err != nil {
+			return loaded[domain.ServableAuthTokens]{}, err
+		}
+		read := row.Servable()
+		k, e, keep := compact(read)
+		return loaded[domain.ServableAuthTokens]{read, k, e, keep}, nil
+	}, func(e entry) domain.ServableAuthTokens { return e.servable(user, provider) })
 }
 
-// GetOfflineToken implements ports.TokenRepository (shared slices, as
-// GetAuthTokens).
+// GetAuthTokens implements ports.TokenRepository: the whole row, always
+// from the database (the cache keeps only the servable part).
+func (r *Repository) GetAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) (domain.SealedAuthTokens, error) {
+	return r.next.GetAuthTokens(ctx, user, provider)
+}
+
+// GetOfflineToken implements ports.TokenRepository: from memory when
+// synced and kept (in compact form, as auth tokens are), else from the
+// database (keeping it). Its byte slices may be shared with other callers:
+// they must not be modified.
 func (r *Repository) GetOfflineToken(ctx context.Context, user domain.UserID) (domain.SealedOfflineToken, error) {
-	e, err := r.get(ctx, key{user, ""}, func(ctx context.Context) (entry, error) {
+	return get(r, ctx, key{user, ""}, func(ctx context.Context) (loaded[domain.SealedOfflineToken], error) {
 		row, err := r.next.GetOfflineToken(ctx, user)
-		return entry{offline: &row}, err
-	})
-	if err != nil {
-		return domain.SealedOfflineToken{}, err
-	}
-	return *e.offline, nil
+		if err != nil {
+			return loaded[domain.SealedOfflineToken]{}, err
+		}
+		k, e, keep := compactOffline(row)
+		return loaded[domain.SealedOfflineToken]{row, k, e, keep}, nil
+	}, func(e entry) domain.SealedOfflineToken { return e.offline(user) })
 }
 
 // PutAuthTokens implements ports.TokenRepository.

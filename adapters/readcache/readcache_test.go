@@ -112,38 +112,46 @@ func setup(t *testing.T) (*readcache.Repository, *counting, *memrepo.Repository,
 	return readcache.New(cnt, b, readcache.Options{SyncTimeout: 20 * time.Millisecond}), cnt, mem, b
 }
 
-func read(t *testing.T, c *readcache.Repository, user domain.UserID) domain.SealedAuthTokens {
+func read(t *testing.T, c *readcache.Repository, user domain.UserID) domain.ServableAuthTokens {
 	t.Helper()
-	got, err := c.GetAuthTokens(t.Context(), user, "github")
+	got, err := c.ServableAuthTokens(t.Context(), user, "github")
 	if err != nil {
 		t.Fatal(err)
 	}
 	return got
 }
 
-// TestAnswersFromMemoryOnlyOnceSynced: a read is answered from memory
+// TestAnswersFromMemoryOnlyOnceSynced: a kept row is answered from memory
 // only when the barrier proves every change heard; when nobody listens,
-// or the proof is late, it goes to the database and keeps nothing, and a
-// late proof drops every row.
+// or the proof is late, the read goes to the database, and a late proof
+// drops every row. A miss reads the database without waiting for a proof
+// (its read is as fresh as any) and keeps its row; a row kept while
+// nobody listened is never answered, as the listener, once back, drops
+// every row before its first proof (AllTokensChanged).
 func TestAnswersFromMemoryOnlyOnceSynced(t *testing.T) {
 	t.Parallel()
 	c, cnt, mem, b := setup(t)
 	if _, err := mem.PutAuthTokens(t.Context(), row("u1", "github", "a")); err != nil {
 		t.Fatal(err)
 	}
+	c.Disconnected()
 	b.set(errors.New("not listening"), false)
 	read(t, c, "u1")
 	read(t, c, "u1")
 	if n := cnt.reads.Load(); n != 2 {
 		t.Fatalf("nobody listening: %d reads reached the database, want 2", n)
 	}
+	if s := c.Stats(); s.Misses != 1 || s.Bypasses != 1 || b.syncs != 1 {
+		t.Fatalf("nobody listening: a miss (no proof asked), then a kept row not proven: %+v, %d syncs", s, b.syncs)
+	}
+	c.AllTokensChanged() // the listener is back
 	b.set(nil, false)
 	read(t, c, "u1")
 	read(t, c, "u1")
 	if n := cnt.reads.Load(); n != 3 {
 		t.Fatalf("synced: %d reads reached the database, want 3 (one miss, then a hit)", n)
 	}
-	if s := c.Stats(); s.Hits != 1 || s.Misses != 1 || s.Bypasses != 2 {
+	if s := c.Stats(); s.Hits != 1 || s.Misses != 2 || s.Bypasses != 1 {
 		t.Fatalf("stats %+v", s)
 	}
 	b.set(nil, true) // the proof never comes: SyncTimeout passes
@@ -169,7 +177,7 @@ func TestAnswersFromMemoryOnlyOnceSynced(t *testing.T) {
 	b.set(nil, true)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	_, _ = c.GetAuthTokens(ctx, "u1", "github")
+	_, _ = c.ServableAuthTokens(ctx, "u1", "github")
 	if s := c.Stats(); s.Late != 1 {
 		t.Fatalf("a caller's own cancellation counted as a late proof: %+v", s)
 	}
@@ -209,7 +217,7 @@ func TestChangeDropsTheRow(t *testing.T) {
 		t.Fatal("AllTokensChanged kept u2's row")
 	}
 	// Not found is not kept: once stored, the row is read.
-	if _, err := c.GetAuthTokens(t.Context(), "u3", "github"); !errors.Is(err, domain.ErrNotFound) {
+	if _, err := c.ServableAuthTokens(t.Context(), "u3", "github"); !errors.Is(err, domain.ErrNotFound) {
 		t.Fatalf("missing row: %v", err)
 	}
 	if _, err := mem.PutAuthTokens(t.Context(), row("u3", "github", "c")); err != nil {
@@ -238,9 +246,9 @@ func TestFillRacingAChangeIsNotKept(t *testing.T) {
 				t.Fatal(err)
 			}
 			cnt.hold = make(chan chan struct{})
-			done := make(chan domain.SealedAuthTokens)
+			done := make(chan domain.ServableAuthTokens)
 			go func() {
-				got, _ := c.GetAuthTokens(context.Background(), "u1", "github")
+				got, _ := c.ServableAuthTokens(context.Background(), "u1", "github")
 				done <- got
 			}()
 			release := <-cnt.hold // the fill has read "old" and waits
@@ -288,7 +296,7 @@ func TestLocalWritesDropTheirRow(t *testing.T) {
 	if err := c.DeleteAuthTokens(ctx, "u1", "github"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.GetAuthTokens(ctx, "u1", "github"); !errors.Is(err, domain.ErrNotFound) {
+	if _, err := c.ServableAuthTokens(ctx, "u1", "github"); !errors.Is(err, domain.ErrNotFound) {
 		t.Fatalf("after a local delete: %v", err)
 	}
 	// Offline tokens likewise.
@@ -336,7 +344,7 @@ func TestNeverAnswersARowOlderThanTheLastChangeHeard(t *testing.T) {
 				default:
 				}
 				floor := heard.Load()
-				got, err := c.GetAuthTokens(ctx, "u1", "github")
+				got, err := c.ServableAuthTokens(ctx, "u1", "github")
 				if err != nil {
 					t.Error(err)
 					return
@@ -373,7 +381,7 @@ func TestMaxRowsBoundsTheCache(t *testing.T) {
 		if _, err := mem.PutAuthTokens(t.Context(), row(u, "github", "a")); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.GetAuthTokens(t.Context(), u, "github"); err != nil {
+		if _, err := c.ServableAuthTokens(t.Context(), u, "github"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -465,5 +473,31 @@ func TestLateProofTurnsTheCacheOff(t *testing.T) {
 		}
 		read(t, c, "u1")
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestGetAuthTokensReadsTheDatabase: the whole row (refresh token
+// included) is always read from the database, kept servable part or not.
+func TestGetAuthTokensReadsTheDatabase(t *testing.T) {
+	t.Parallel()
+	c, cnt, mem, _ := setup(t)
+	stored := row("u1", "github", "a")
+	stored.RefreshToken = []byte("r")
+	if _, err := mem.PutAuthTokens(t.Context(), stored); err != nil {
+		t.Fatal(err)
+	}
+	read(t, c, "u1")
+	read(t, c, "u1") // kept: a hit
+	for i := range 2 {
+		got, err := c.GetAuthTokens(t.Context(), "u1", "github")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got.RefreshToken) != "r" || string(got.AccessToken) != "a" {
+			t.Fatalf("GetAuthTokens answered %+v, not the whole row", got)
+		}
+		if n := cnt.reads.Load(); n != int64(2+i) {
+			t.Fatalf("%d reads reached the database, want %d: GetAuthTokens must always read it", n, 2+i)
+		}
 	}
 }

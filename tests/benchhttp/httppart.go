@@ -51,11 +51,8 @@ type httpResult struct {
 }
 
 func (b *bench) httpPart(ctx context.Context) (*httpResult, error) {
-	if err := b.db.createDatabase(ctx, mainDatabase, ""); err != nil {
-		return nil, err
-	}
-	url := b.db.url(appRole, mainDatabase)
-	if err := b.migrate(ctx, url); err != nil {
+	url, err := b.newDatabase(ctx, mainDatabase)
+	if err != nil {
 		return nil, err
 	}
 	key, err := fernet.GenerateKey()
@@ -236,22 +233,13 @@ func (b *bench) profileGET(ctx context.Context, s *server, lua string) error {
 }
 
 // memoryOf is a process's resident memory now and at its peak
-// (/proc/PID/status: VmRSS, VmHWM).
+// (/proc/PID/status: VmRSS, VmHWM), for the report.
 func memoryOf(pid int) string {
-	body, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	st, err := procStatus(pid, "VmRSS", "VmHWM")
 	if err != nil {
 		return "unknown (" + err.Error() + ")"
 	}
-	var rss, hwm string
-	for line := range strings.SplitSeq(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			rss = strings.TrimSpace(v)
-		}
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			hwm = strings.TrimSpace(v)
-		}
-	}
-	return "RSS " + rss + ", peak " + hwm
+	return "RSS " + mib(st[0]) + ", peak " + mib(st[1])
 }
 
 // metricsAddr is the address the instance's metrics listener bound

@@ -22,11 +22,13 @@
 //   - reencrypt: `tokenstore keys rotate` over 100,000 values against
 //     pgbench running the same statements on a copy of the same rows
 //     (reencrypt.go).
+//   - memory: one instance's resident memory with 100,000 rows in its read
+//     cache, each read once through the API (memory.go).
 //
 // Settings (environment): BENCH_DURATION (whole seconds per measurement,
 // default 10s), BENCH_ROUNDS (default 3), BENCH_WARMUP (default 2s, each
 // side once before the rounds, not counted), BENCH_ONLY (http, storm,
-// reencrypt: a comma-separated subset), BENCH_PG_BIN (PostgreSQL 15's bin
+// reencrypt, memory: a comma-separated subset), BENCH_PG_BIN (PostgreSQL 15's bin
 // directory, default /usr/lib/postgresql/15/bin), BENCH_KEEP=1 (keep the
 // run's directory: configs, logs, pgbench scripts), BENCH_PROFILE=1 (after
 // the rounds, one more GET run per instance under a CPU profile, from
@@ -34,7 +36,9 @@
 // printed and the profiles kept in the run's directory, so use it with
 // BENCH_KEEP=1), BENCH_MAX_CONNS (the
 // http part's database.max_conns, 1 to 1000; default tokenstore's own, to
-// compare pool sizes). Flag -bin names the
+// compare pool sizes), BENCH_GOMEMLIMIT (the memory part's instance's
+// GOMEMLIMIT, default 64MiB, the target itself as Go's soft limit; off for
+// none). Flag -bin names the
 // tokenstore binary (task bench:http builds bin/tokenstore first).
 package main
 
@@ -48,6 +52,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -82,16 +87,21 @@ type settings struct {
 	maxConns         int // 0: tokenstore's default
 	parts            []string
 	keep             bool
-	profile          bool // BENCH_PROFILE=1
+	profile          bool   // BENCH_PROFILE=1
+	memLimit         string // BENCH_GOMEMLIMIT: the memory part's instance's GOMEMLIMIT
 }
 
-var allParts = []string{"http", "storm", "reencrypt"}
+// memLimitSyntax is what GOMEMLIMIT accepts (Go's runtime package: a byte
+// count with an optional unit), or off.
+var memLimitSyntax = regexp.MustCompile(`^([0-9]+(B|KiB|MiB|GiB|TiB)?|off)$`)
+
+var allParts = []string{"http", "storm", "reencrypt", "memory"}
 
 // settingsFromEnv reads and checks the settings; an error names the
 // variable and what it accepts.
 func settingsFromEnv(bin string, getenv func(string) string) (settings, error) {
 	s := settings{bin: bin, pgBin: "/usr/lib/postgresql/15/bin", duration: 10 * time.Second,
-		warmup: 2 * time.Second, rounds: 3, parts: allParts}
+		warmup: 2 * time.Second, rounds: 3, parts: allParts, memLimit: defaultMemLimit}
 	if v := getenv("BENCH_PG_BIN"); v != "" {
 		s.pgBin = v
 	}
@@ -127,6 +137,12 @@ func settingsFromEnv(bin string, getenv func(string) string) (settings, error) {
 				s.parts = append(s.parts, p)
 			}
 		}
+	}
+	if v := getenv("BENCH_GOMEMLIMIT"); v != "" {
+		if !memLimitSyntax.MatchString(v) {
+			return s, fmt.Errorf("BENCH_GOMEMLIMIT=%q: give a GOMEMLIMIT such as 64MiB (a byte count, optionally with B, KiB, MiB, GiB or TiB), or off", v)
+		}
+		s.memLimit = v
 	}
 	switch v := getenv("BENCH_KEEP"); v {
 	case "", "0":
@@ -260,6 +276,8 @@ func (b *bench) runParts(ctx context.Context, rep *report) error {
 			rep.storm, err = b.stormPart(ctx)
 		case "reencrypt":
 			rep.reenc, err = b.reencryptPart(ctx)
+		case "memory":
+			rep.memory, err = b.memoryPart(ctx)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", part, err)

@@ -12,20 +12,20 @@ func TestSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.duration != 10*time.Second || s.rounds != 3 || s.warmup != 2*time.Second || len(s.parts) != 3 || s.keep || s.maxConns != 0 {
+	if s.duration != 10*time.Second || s.rounds != 3 || s.warmup != 2*time.Second || strings.Join(s.parts, ",") != "http,storm,reencrypt,memory" || s.memLimit != "64MiB" || s.keep || s.maxConns != 0 {
 		t.Errorf("defaults %+v", s)
 	}
 	s, err = settingsFromEnv("b", env(map[string]string{"BENCH_DURATION": "5s", "BENCH_ROUNDS": "1",
-		"BENCH_ONLY": "storm, http,storm", "BENCH_KEEP": "1", "BENCH_WARMUP": "0s", "BENCH_MAX_CONNS": "16"}))
+		"BENCH_ONLY": "storm, memory,storm", "BENCH_KEEP": "1", "BENCH_WARMUP": "0s", "BENCH_MAX_CONNS": "16", "BENCH_GOMEMLIMIT": "off"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.duration != 5*time.Second || s.rounds != 1 || strings.Join(s.parts, ",") != "storm,http" || !s.keep || s.warmup != 0 || s.maxConns != 16 {
+	if s.duration != 5*time.Second || s.rounds != 1 || strings.Join(s.parts, ",") != "storm,memory" || s.memLimit != "off" || !s.keep || s.warmup != 0 || s.maxConns != 16 {
 		t.Errorf("parsed %+v", s)
 	}
 	for name, v := range map[string]string{
 		"BENCH_DURATION": "2.5s", "BENCH_ROUNDS": "0", "BENCH_ONLY": "http,get", "BENCH_KEEP": "yes", "BENCH_WARMUP": "x",
-		"BENCH_MAX_CONNS": "0",
+		"BENCH_MAX_CONNS": "0", "BENCH_GOMEMLIMIT": "64 MiB",
 	} {
 		_, err := settingsFromEnv("b", env(map[string]string{name: v}))
 		if err == nil || !strings.Contains(err.Error(), name+"=") {

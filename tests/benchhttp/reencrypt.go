@@ -53,11 +53,8 @@ type reencResult struct {
 var rotated = regexp.MustCompile(`rotated (\d+) values to primary key \S+ in (\S+)`)
 
 func (b *bench) reencryptPart(ctx context.Context) (*reencResult, error) {
-	if err := b.db.createDatabase(ctx, reencDatabase, ""); err != nil {
-		return nil, err
-	}
-	url := b.db.url(appRole, reencDatabase)
-	if err := b.migrate(ctx, url); err != nil {
+	url, err := b.newDatabase(ctx, reencDatabase)
+	if err != nil {
 		return nil, err
 	}
 	oldKey, err := fernet.GenerateKey()
@@ -69,7 +66,7 @@ func (b *bench) reencryptPart(ctx context.Context) (*reencResult, error) {
 		return nil, err
 	}
 	progress("re-encryption: sealing and inserting %d rows (%d values) under the old key", reencRows, 2*reencRows)
-	if err := seedSealed(ctx, url, oldKey); err != nil {
+	if err := seedSealed(ctx, url, oldKey, reencRows, func(i int) string { return fmt.Sprintf("reencrypt-%06d", i) }); err != nil {
 		return nil, err
 	}
 	minID, err := checkSeeded(ctx, b.db.url(superuser, reencDatabase))
@@ -135,9 +132,10 @@ func (b *bench) reencryptPart(ctx context.Context) (*reencResult, error) {
 	return res, nil
 }
 
-// seedSealed inserts reencRows rows sealed under key, 1,000 per
-// transaction.
-func seedSealed(ctx context.Context, url string, key fernet.Key) error {
+// seedSealed inserts rows rows sealed under key, 1,000 per transaction:
+// row i is user(i)'s provider tokens, valid for eight hours, with a refresh
+// token valid for six months.
+func seedSealed(ctx context.Context, url string, key fernet.Key, rows int, user func(i int) string) error {
 	ring, err := fernet.NewKeyring(key)
 	if err != nil {
 		return err
@@ -150,20 +148,20 @@ func seedSealed(ctx context.Context, url string, key fernet.Key) error {
 	repo := postgres.New(pool, postgres.Options{})
 	now := time.Now().Truncate(time.Second)
 	batch := make([]domain.SealedAuthTokens, 0, 1000)
-	for i := range reencRows {
-		user, prov := domain.UserID(fmt.Sprintf("reencrypt-%06d", i)), domain.Provider(provider)
-		access, err := app.Seal(ring, app.AccessTokenPlace(user, prov), domain.NewSecret(fmt.Sprintf("glpat-reencrypt-%06d-0123456789abcdef", i)))
+	for i := range rows {
+		user, prov := domain.UserID(user(i)), domain.Provider(provider)
+		access, err := app.Seal(ring, app.AccessTokenPlace(user, prov), domain.NewSecret(fmt.Sprintf("glpat-%s-0123456789abcdef", user)))
 		if err != nil {
 			return err
 		}
-		refresh, err := app.Seal(ring, app.RefreshTokenPlace(user, prov), domain.NewSecret(fmt.Sprintf("glrt-reencrypt-%06d-0123456789abcdef", i)))
+		refresh, err := app.Seal(ring, app.RefreshTokenPlace(user, prov), domain.NewSecret(fmt.Sprintf("glrt-%s-0123456789abcdef", user)))
 		if err != nil {
 			return err
 		}
 		batch = append(batch, domain.SealedAuthTokens{User: user, Provider: prov, KeyID: access.KeyID,
 			AccessToken: access.Data, RefreshToken: refresh.Data, AccessExpiry: domain.At(now.Add(8 * time.Hour)),
 			RefreshExpiry: domain.At(now.Add(4380 * time.Hour)), AccessObtainedAt: now})
-		if len(batch) == cap(batch) || i == reencRows-1 {
+		if len(batch) == cap(batch) || i == rows-1 {
 			if _, err := repo.InsertAuthTokensBatch(ctx, batch); err != nil {
 				return err
 			}

@@ -21,6 +21,7 @@ type report struct {
 	http                 *httpResult
 	storm                *stormResult
 	reenc                *reencResult
+	memory               *memoryResult
 
 	err    error // the run did not finish
 	lines  []string
@@ -48,6 +49,9 @@ func (r *report) print(w io.Writer) {
 	}
 	if r.reenc != nil {
 		r.printReencrypt()
+	}
+	if r.memory != nil {
+		targets = append(targets, r.printMemory()...)
 	}
 	r.printf("")
 	r.printf("== Targets (issue 14) ==")
@@ -222,7 +226,7 @@ func (r *report) printHTTP() []target {
 	}
 
 	r.printf("")
-	r.printf("Memory after the rounds (the read cache holds at most the %d seeded rows; see BenchmarkMemoryOf100kRows for 100,000):", users)
+	r.printf("Memory after the rounds (the read cache holds at most the %d seeded rows; the memory part holds 100,000):", users)
 	for _, m := range h.memory {
 		r.printf("  %s", m)
 	}

@@ -121,11 +121,8 @@ func (p *fakeProvider) state() (calls, reuses int64, access string) {
 }
 
 func (b *bench) stormPart(ctx context.Context) (*stormResult, error) {
-	if err := b.db.createDatabase(ctx, stormDatabase, ""); err != nil {
-		return nil, err
-	}
-	url := b.db.url(appRole, stormDatabase)
-	if err := b.migrate(ctx, url); err != nil {
+	url, err := b.newDatabase(ctx, stormDatabase)
+	if err != nil {
 		return nil, err
 	}
 	fake := &fakeProvider{delay: stormDelay, refresh: "storm-refresh-0", access: "storm-access-0"}

@@ -83,9 +83,20 @@ func (b *bench) migrate(ctx context.Context, url string) error {
 	return nil
 }
 
+// newDatabase creates database name on the cluster, migrates it with
+// the binary, and returns its URL for tokenstore's role.
+func (b *bench) newDatabase(ctx context.Context, name string) (string, error) {
+	if err := b.db.createDatabase(ctx, name, ""); err != nil {
+		return "", err
+	}
+	url := b.db.url(appRole, name)
+	return url, b.migrate(ctx, url)
+}
+
 // startServer starts `tokenstore serve` with cfg (http.addr is chosen
-// here) and waits until /readyz answers 200.
-func (b *bench) startServer(ctx context.Context, name string, cfg serverConfig) (*server, error) {
+// here) and env added to its environment (childEnv), and waits until
+// /readyz answers 200.
+func (b *bench) startServer(ctx context.Context, name string, cfg serverConfig, env ...string) (*server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -108,7 +119,7 @@ func (b *bench) startServer(ctx context.Context, name string, cfg serverConfig) 
 		return nil, err
 	}
 	s.cmd = exec.Command(b.bin, "serve", "--config", confPath)
-	s.cmd.Env = childEnv()
+	s.cmd.Env = childEnv(env...) // a variable given twice: the last one counts (os/exec)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if err := s.cmd.Start(); err != nil {
 		logf.Close()
@@ -208,6 +219,15 @@ func tokensURL(s *server, user, provider string) string {
 // time: PUT /v1/users/{user}/providers/{provider}/tokens with an access
 // token, a refresh token and expires_in, the shape wrk's PUT sends.
 func (b *bench) seedUsers(ctx context.Context, s *server, provider string) error {
+	return b.calls(ctx, users, func(i int) (string, string, any) {
+		user := strconv.Itoa(firstUser + i)
+		return http.MethodPut, tokensURL(s, user, provider), putBody(user, "seed")
+	})
+}
+
+// calls sends n API requests, clients at a time: request(i) gives the
+// i-th's method, URL and body (nil for none). Any answer but 200 fails it.
+func (b *bench) calls(ctx context.Context, n int, request func(i int) (method, url string, body any)) error {
 	c := apiClient(clients)
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -215,14 +235,14 @@ func (b *bench) seedUsers(ctx context.Context, s *server, provider string) error
 	for range clients {
 		wg.Go(func() {
 			for {
-				i := next.Add(1) - 1
-				if i >= users || ctx.Err() != nil {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
 					return
 				}
-				user := strconv.Itoa(firstUser + int(i))
-				status, body, err := do(ctx, c, b.caller.credential, http.MethodPut, tokensURL(s, user, provider), putBody(user, "seed"))
+				method, url, body := request(i)
+				status, answer, err := do(ctx, c, b.caller.credential, method, url, body)
 				if err == nil && status != http.StatusOK {
-					err = fmt.Errorf("PUT user %s: %d %s", user, status, body)
+					err = fmt.Errorf("%s %s: %d %s", method, url, status, answer)
 				}
 				if err != nil {
 					errs <- err
