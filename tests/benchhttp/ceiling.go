@@ -36,6 +36,13 @@ func serveNoop(addr string) error {
 // startNoop starts the ceiling server as a process of its own (so its CPU
 // is read apart from wrk's and this program's), and waits until it answers.
 func (b *bench) startNoop(ctx context.Context) (*server, error) {
+	return b.startSelf(ctx, "noop-http", "-serve-noop", "/")
+}
+
+// startSelf starts this program again with flag (-serve-noop,
+// -serve-provider) and a free loopback address, as server name, and waits
+// until it answers GET readyPath.
+func (b *bench) startSelf(ctx context.Context, name, flag, readyPath string) (*server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -44,22 +51,22 @@ func (b *bench) startNoop(ctx context.Context) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &server{name: "noop-http", url: "http://127.0.0.1:" + strconv.Itoa(port),
-		logPath: filepath.Join(b.dir, "noop-http.log"), exited: make(chan struct{})}
+	s := &server{name: name, url: "http://127.0.0.1:" + strconv.Itoa(port),
+		logPath: filepath.Join(b.dir, name+".log"), exited: make(chan struct{})}
 	logf, err := os.Create(s.logPath)
 	if err != nil {
 		return nil, err
 	}
-	s.cmd = exec.Command(self, "-serve-noop", "127.0.0.1:"+strconv.Itoa(port))
+	s.cmd = exec.Command(self, flag, "127.0.0.1:"+strconv.Itoa(port))
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if err := s.cmd.Start(); err != nil {
 		logf.Close()
-		return nil, fmt.Errorf("start the no-op HTTP server: %w", err)
+		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	go func() { _ = s.cmd.Wait(); logf.Close(); close(s.exited) }()
 	b.servers = append(b.servers, s)
-	if err := s.waitAnswering(ctx, "/", 30*time.Second); err != nil {
-		return nil, fmt.Errorf("the no-op HTTP server: %w", err)
+	if err := s.waitAnswering(ctx, readyPath, 30*time.Second); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return s, nil
 }

@@ -189,9 +189,14 @@ type bench struct {
 func main() {
 	bin := flag.String("bin", "bin/tokenstore", "the tokenstore binary to measure (task bench:http builds it)")
 	noop := flag.String("serve-noop", "", "serve the no-op HTTP ceiling on this address and do nothing else (the benchmark starts itself so)")
+	provider := flag.String("serve-provider", "", "serve the refresh storm's fake provider on this address and do nothing else (the benchmark starts itself so)")
 	flag.Parse()
 	if *noop != "" {
 		fmt.Fprintln(os.Stderr, serveNoop(*noop))
+		os.Exit(2)
+	}
+	if *provider != "" {
+		fmt.Fprintln(os.Stderr, serveProvider(*provider))
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -32,8 +32,8 @@ func TestFakeProviderRotatesAndRefusesReuse(t *testing.T) {
 	if status, body := refresh("r0"); status != 400 || body["error"] != "invalid_grant" {
 		t.Errorf("a refresh token presented twice: %d %v, want 400 invalid_grant", status, body)
 	}
-	if calls, reuses, access := p.state(); calls != 2 || reuses != 1 || access != "storm-access-1" {
-		t.Errorf("state: %d calls, %d reuses, access %s", calls, reuses, access)
+	if st := p.state(); st.Calls != 2 || st.Reuses != 1 || st.Access != "storm-access-1" || st.AnsweredAt.Before(st.CalledAt) {
+		t.Errorf("state: %+v", st)
 	}
 }
 
