@@ -52,7 +52,8 @@ type ReadCache interface {
 	// that serving the access token reads, from memory when the cache may
 	// answer (as fresh as a database read made when the call began), else
 	// from the database. domain.ErrNotFound when nothing is stored. The
-	// returned AccessToken is the caller's to keep.
+	// returned AccessToken may be shared with concurrent callers (misses
+	// share one read): the caller may keep it and must not modify it.
 	ServableAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) (domain.ServableAuthTokens, error)
 	// ForgetAuthTokens drops the kept row of user's tokens for provider, so
 	// the next ServableAuthTokens reads the database.
