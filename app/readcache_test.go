@@ -75,7 +75,9 @@ func TestKeptRowIsServedOnlyAsItIs(t *testing.T) {
 	}
 }
 
-func (c *staleCache) AuthTokensChanged(domain.UserID, domain.Provider) <-chan struct{} { return nil }
+func (c *staleCache) AuthTokensChanged(domain.UserID, domain.Provider) (<-chan struct{}, func()) {
+	return nil, func() {}
+}
 
 // TestWaiterWakesWhenTheRefreshIsHeard: a caller waiting for another
 // instance's refresh wakes when the change is heard, not at its next poll
@@ -109,6 +111,26 @@ func TestWaiterWakesWhenTheRefreshIsHeard(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+	f.wantCalls(0)
+}
+
+// TestGivenUpWaitLeavesNoWaiter: a caller that gives up waiting for
+// another instance's refresh (WaitTimeout) stops its waits, so the cache
+// counts (and holds) no wait for the row.
+func TestGivenUpWaitLeavesNoWaiter(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, app.Config{Refresh: app.RefreshConfig{PollInterval: 5 * time.Millisecond, WaitTimeout: 50 * time.Millisecond}})
+	f.put("alice", gitlab, -time.Minute, "r")
+	f.setRefresh("alice", gitlab, domain.RefreshState{LeaseOwner: "other/1", LeaseUntil: time.Now().Add(time.Hour)})
+	cache := readcache.New(f.repo, synced{}, readcache.Options{})
+	f.repo.NotifyChanges(cache)
+	f.svc = app.NewTokenService(f.cfg, nil, f.ring, cache, f.provider, nil)
+	if _, err := f.get("alice", gitlab); !errors.Is(err, domain.ErrUnavailable) {
+		t.Fatalf("a lease held for an hour: %v, want ErrUnavailable after WaitTimeout", err)
+	}
+	if w := cache.Stats().Waiting; w != 0 {
+		t.Fatalf("after the caller gave up, the cache still counts %d waits", w)
 	}
 	f.wantCalls(0)
 }

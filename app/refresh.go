@@ -357,7 +357,8 @@ func (c *RefreshCoordinator) waitForLease(ctx context.Context, row domain.Sealed
 		endSpan(span, err)
 		c.obs.LeaseWait(row.Provider, time.Since(start), waitOutcome(err))
 	}()
-	changed := c.changes(row)
+	changed, stop := c.changes(row)
+	defer func() { stop() }() // the wait of the last round
 	for {
 		wait := min(c.cfg.PollInterval, time.Until(deadline))
 		if wait <= 0 {
@@ -372,7 +373,8 @@ func (c *RefreshCoordinator) waitForLease(ctx context.Context, row domain.Sealed
 			t.Stop()
 		case <-t.C:
 		}
-		changed = c.changes(row) // before the read: a change after it wakes the next wait
+		stop()
+		changed, stop = c.changes(row) // before the read: a change after it wakes the next wait
 		cur, err := c.repo.GetAuthTokens(ctx, row.User, row.Provider)
 		if err != nil {
 			return domain.SealedAuthTokens{}, err
@@ -383,11 +385,12 @@ func (c *RefreshCoordinator) waitForLease(ctx context.Context, row domain.Sealed
 	}
 }
 
-// changes is a channel closed at the next change heard to row's tokens;
-// nil (never ready) without a read cache.
-func (c *RefreshCoordinator) changes(row domain.SealedAuthTokens) <-chan struct{} {
+// changes is a channel closed at the next change heard to row's tokens,
+// and the stop that ends the wait on it; nil (never ready) without a read
+// cache.
+func (c *RefreshCoordinator) changes(row domain.SealedAuthTokens) (<-chan struct{}, func()) {
 	if c.cache == nil {
-		return nil
+		return nil, func() {}
 	}
 	return c.cache.AuthTokensChanged(row.User, row.Provider)
 }

@@ -61,6 +61,8 @@ type ReadCache interface {
 	// AuthTokensChanged returns a channel closed when the next change to
 	// the row of user's tokens for provider is heard (or changes may go
 	// unheard: a lost listener): a caller waiting for another instance's
-	// refresh wakes when it commits instead of at its next poll.
-	AuthTokensChanged(user domain.UserID, provider domain.Provider) <-chan struct{}
+	// refresh wakes when it commits instead of at its next poll. The caller
+	// calls stop when it no longer waits (once or more; after the change
+	// too), so the cache forgets waits given up.
+	AuthTokensChanged(user domain.UserID, provider domain.Provider) (changed <-chan struct{}, stop func())
 }

@@ -223,7 +223,7 @@ func (m *Metrics) RegisterReadCache(src ReadCacheSource) {
 		changes: prometheus.NewDesc("tokenstore_read_cache_changes_total", "Changes to stored rows heard (notifications and this instance's own writes), each dropping its row.", nil, nil),
 		drops:   prometheus.NewDesc("tokenstore_read_cache_drops_total", "Times every kept row was dropped: a statement changing many rows, or the listening connection lost or lagging.", nil, nil),
 		rows:    prometheus.NewDesc("tokenstore_read_cache_rows", "Sealed rows kept in memory now (estimate).", nil, nil),
-		waiting: prometheus.NewDesc("tokenstore_read_cache_waiting_rows", "Rows whose next change a caller waits to hear (waits for another instance's refresh; a wait that gave up stays counted until the row changes).", nil, nil),
+		waiting: prometheus.NewDesc("tokenstore_read_cache_waiting_rows", "Rows whose next change a caller waits to hear (waits for another instance's refresh).", nil, nil),
 	})
 }
 

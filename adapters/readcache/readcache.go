@@ -309,7 +309,7 @@ type Repository struct {
 	mu      sync.Mutex
 	gens    [stripes]atomic.Uint64
 	epoch   atomic.Uint64         // bumped by every drop of everything
-	waiters map[key]chan struct{} // closed at the key's next change
+	waiters map[key]*waiter // the waits on a key's next change
 
 	flight singleflight.Group // concurrent misses of one key share one read (fill)
 
@@ -337,7 +337,7 @@ func New(next ports.TokenRepository, barrier ports.ChangeBarrier, opts Options) 
 		syncTimeout: opts.SyncTimeout,
 		seed:        maphash.MakeSeed(),
 
-		waiters: map[key]chan struct{}{},
+		waiters: map[key]*waiter{},
 	}
 	if r.syncTimeout <= 0 {
 		r.syncTimeout = DefaultSyncTimeout
@@ -525,7 +525,7 @@ func (r *Repository) forget(k key) {
 	r.stripe(k).Add(1)
 	r.rows.Invalidate(k)
 	if w, ok := r.waiters[k]; ok {
-		close(w)
+		close(w.changed)
 		delete(r.waiters, k)
 	}
 	r.mu.Unlock()
@@ -537,7 +537,7 @@ func (r *Repository) dropAll() {
 	r.epoch.Add(1)
 	r.rows.InvalidateAll()
 	for k, w := range r.waiters {
-		close(w)
+		close(w.changed)
 		delete(r.waiters, k)
 	}
 	r.mu.Unlock()
@@ -564,19 +564,39 @@ func (r *Repository) ForgetAuthTokens(user domain.UserID, provider domain.Provid
 	r.forget(key{user, provider})
 }
 
+// waiter is the waits on one key's next change: changed closes at it;
+// n callers wait (AuthTokensChanged and its stop).
+type waiter struct {
+	changed chan struct{}
+	n       int
+}
+
 // AuthTokensChanged implements ports.ReadCache: the channel is closed by
 // the next change heard to the row (a notification or a local write), by a
-// change to every row, or by Disconnected.
-func (r *Repository) AuthTokensChanged(user domain.UserID, provider domain.Provider) <-chan struct{} {
+// change to every row, or by Disconnected. Concurrent waits on one row
+// share a channel; stop ends the caller's wait, and the last stop of a
+// row's waits before its change forgets it (Stats.Waiting counts rows with
+// a wait under way only).
+func (r *Repository) AuthTokensChanged(user domain.UserID, provider domain.Provider) (changed <-chan struct{}, stop func()) {
 	k := key{user, provider}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	w, ok := r.waiters[k]
 	if !ok {
-		w = make(chan struct{})
+		w = &waiter{changed: make(chan struct{})}
 		r.waiters[k] = w
 	}
-	return w
+	w.n++
+	var once sync.Once
+	return w.changed, func() {
+		once.Do(func() {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if w.n--; w.n == 0 && r.waiters[k] == w {
+				delete(r.waiters, k)
+			}
+		})
+	}
 }
 
 // ServableAuthTokens implements ports.ReadCache: from memory when synced

@@ -417,8 +417,9 @@ func TestAuthTokensChangedIsClosedByTheNextChange(t *testing.T) {
 			_, _ = c.PutAuthTokens(t.Context(), row("u1", "github", "x"))
 		},
 	} {
-		ch := c.AuthTokensChanged("u1", "github")
-		if c.AuthTokensChanged("u1", "github") != ch {
+		ch, stop := c.AuthTokensChanged("u1", "github")
+		ch2, stop2 := c.AuthTokensChanged("u1", "github")
+		if ch2 != ch {
 			t.Fatalf("%s: two waits on one row got two channels", name)
 		}
 		if c.Stats().Waiting != 1 {
@@ -435,7 +436,39 @@ func TestAuthTokensChangedIsClosedByTheNextChange(t *testing.T) {
 		if c.Stats().Waiting != 0 {
 			t.Fatalf("%s: Waiting = %d after the change, want 0", name, c.Stats().Waiting)
 		}
+		stop()
+		stop2()
+		if next, stopNext := c.AuthTokensChanged("u1", "github"); closed(next) || c.Stats().Waiting != 1 {
+			t.Fatalf("%s: the wait after the change is not a new one (Waiting %d)", name, c.Stats().Waiting)
+		} else {
+			stopNext()
+		}
 	}
+}
+
+// TestGivenUpWaitsAreForgotten: a row whose waits all stopped before any
+// change is no longer counted (nor held); a wait that stops leaves the
+// others' channel open, and stopping twice counts once.
+func TestGivenUpWaitsAreForgotten(t *testing.T) {
+	t.Parallel()
+	c, _, _, _ := setup(t)
+	ch, stop := c.AuthTokensChanged("u1", "github")
+	_, stop2 := c.AuthTokensChanged("u1", "github")
+	stop()
+	stop()
+	if w := c.Stats().Waiting; w != 1 {
+		t.Fatalf("one of two waits stopped (twice): Waiting = %d, want 1", w)
+	}
+	select {
+	case <-ch:
+		t.Fatal("a stopped wait closed the others' channel")
+	default:
+	}
+	stop2()
+	if w := c.Stats().Waiting; w != 0 {
+		t.Fatalf("every wait stopped: Waiting = %d, want 0", w)
+	}
+	c.TokensChanged("u1", "github", 2) // nothing to close: no panic
 }
 
 // TestLateProofTurnsTheCacheOff: after a late proof, reads go to the
