@@ -308,7 +308,7 @@ type Repository struct {
 	// mu. Reads of kept rows take no lock.
 	mu      sync.Mutex
 	gens    [stripes]atomic.Uint64
-	epoch   atomic.Uint64         // bumped by every drop of everything
+	epoch   atomic.Uint64   // bumped by every drop of everything
 	waiters map[key]*waiter // the waits on a key's next change
 
 	flight singleflight.Group // concurrent misses of one key share one read (fill)
