@@ -82,7 +82,6 @@ func (c DeliveryConfig) withDefaults() DeliveryConfig {
 type DeliveryWorker struct {
 	queue     ports.DeliveryQueue
 	tokens    ports.TokenRepository
-	cache     ports.ReadCache // nil: no read cache
 	endpoints []ports.WebhookEndpoint
 	revoker   ports.TokenRevoker
 	rows      sealer
@@ -100,7 +99,7 @@ func NewDeliveryWorker(cfg DeliveryConfig, svc *TokenService, queue ports.Delive
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &DeliveryWorker{
-		queue: queue, tokens: svc.repo, cache: svc.cache, endpoints: endpoints, revoker: revoker, rows: svc.rows, clock: svc.clock,
+		queue: queue, tokens: svc.repo, endpoints: endpoints, revoker: revoker, rows: svc.rows, clock: svc.clock,
 		cfg: cfg.withDefaults(), log: log,
 	}
 }
@@ -336,7 +335,7 @@ func (w *DeliveryWorker) revoke(ctx context.Context, d domain.Delivery) (domain.
 		// Revoking the grant would also end tokens the user stored since.
 		// (Tokens stored between this check and the provider's answer are
 		// revoked too: a window of one provider call, left open.)
-		_, err := storedAuthTokens(ctx, w.tokens, w.cache, e.User, e.Provider)
+		_, err := w.tokens.GetAuthTokens(ctx, e.User, e.Provider) // the database's row, never a kept one
 		switch {
 		case err == nil:
 			return failed(domain.CodeRevocationSuperseded, fmt.Errorf("%s: the user stored tokens again since the delete; revoking the grant would revoke them too", e.Provider), true), false

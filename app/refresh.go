@@ -460,7 +460,7 @@ func (c *RefreshCoordinator) runRefresh(ctx context.Context, lease domain.Sealed
 		c.log.Info("tokens changed during a refresh; the refreshed tokens are dropped",
 			"user", lease.User, "provider", lease.Provider)
 		c.obs.RefreshAttempt(lease.Provider, domain.CodeRefreshSuperseded)
-		cur, gerr := storedAuthTokens(ctx, c.repo, c.cache, lease.User, lease.Provider)
+		cur, gerr := c.repo.GetAuthTokens(ctx, lease.User, lease.Provider) // the database's row, never a kept one
 		if gerr != nil {
 			return AccessToken{}, gerr
 		}

@@ -223,15 +223,6 @@ func (s *TokenService) accessToken(ctx context.Context, user domain.UserID, prov
 	}
 }
 
-// storedAuthTokens reads the row as fresh as the database has it now,
-// never a row the read cache kept before the call (cache may be nil: no cache).
-func storedAuthTokens(ctx context.Context, repo ports.TokenRepository, cache ports.ReadCache,
-	user domain.UserID, provider domain.Provider) (domain.SealedAuthTokens, error) {
-	if cache != nil {
-		cache.ForgetAuthTokens(user, provider)
-	}
-	return repo.GetAuthTokens(ctx, user, provider)
-}
 
 // answer is the outcome of the refresh rule's steps that need no lease:
 // the stored access token, or why it cannot be had.

@@ -55,9 +55,6 @@ type ReadCache interface {
 	// returned AccessToken may be shared with concurrent callers (misses
 	// share one read): the caller may keep it and must not modify it.
 	ServableAuthTokens(ctx context.Context, user domain.UserID, provider domain.Provider) (domain.ServableAuthTokens, error)
-	// ForgetAuthTokens drops the kept row of user's tokens for provider, so
-	// the next ServableAuthTokens reads the database.
-	ForgetAuthTokens(user domain.UserID, provider domain.Provider)
 	// AuthTokensChanged returns a channel closed when the next change to
 	// the row of user's tokens for provider is heard (or changes may go
 	// unheard: a lost listener): a caller waiting for another instance's

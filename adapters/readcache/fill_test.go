@@ -221,3 +221,21 @@ func TestSharedReadNeedsAProof(t *testing.T) {
 		}
 	})
 }
+
+// panicking is a repository whose reads panic.
+type panicking struct{ ports.TokenRepository }
+
+func (panicking) GetAuthTokens(context.Context, domain.UserID, domain.Provider) (domain.SealedAuthTokens, error) {
+	panic("the driver broke")
+}
+
+// TestPanickingReadFailsItsCallers: a read that panics fails its callers
+// with an error (their request's recovery answers it) instead of crashing
+// the process from the shared read's own goroutine.
+func TestPanickingReadFailsItsCallers(t *testing.T) {
+	t.Parallel()
+	c := readcache.New(panicking{memrepo.New()}, &barrier{}, readcache.Options{})
+	if _, err := c.ServableAuthTokens(t.Context(), "u1", "github"); err == nil {
+		t.Fatal("a panicking read answered no error")
+	}
+}

@@ -65,6 +65,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"math"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -459,6 +460,17 @@ func get[T any](r *Repository, ctx context.Context, k key, load func(context.Con
 	return fill(r, ctx, k, load, true) // dropped by a change heard meanwhile
 }
 
+// errLoadPanicked fails the callers of a shared read that panicked.
+var errLoadPanicked = errors.New("read cache: the database read panicked")
+
+// flightKey names k's shared read: injective (the user id's length first,
+// so no user id and provider can pass for another pair), and an offline
+// token (provider "") never shares a name with auth tokens, whose answer
+// is of another type.
+func (k key) flightKey() string {
+	return strconv.Itoa(len(k.user)) + ":" + string(k.user) + "/" + string(k.provider)
+}
+
 // filled is the outcome of a shared read, and the counters it began at.
 type filled[T any] struct {
 	l             loaded[T]
@@ -479,11 +491,20 @@ type filled[T any] struct {
 func fill[T any](r *Repository, ctx context.Context, k key, load func(context.Context) (loaded[T], error), proven bool) (T, error) {
 	gen := r.stripe(k)
 	led := false // this caller's function read (written before the answer is sent)
-	shared := r.flight.DoChan(string(k.user)+"\x00"+string(k.provider), func() (any, error) {
+	shared := r.flight.DoChan(k.flightKey(), func() (out any, _ error) {
 		led = true
 		f := filled[T]{before: gen.Load(), epoch: r.epoch.Load()}
+		defer func() {
+			// singleflight re-panics a panicking function in a goroutine of
+			// its own, out of reach of the request's recovery: a panic in the
+			// read fails its callers instead (its value is not kept: it
+			// could hold anything).
+			if recover() != nil {
+				out = filled[T]{err: errLoadPanicked, before: f.before, epoch: f.epoch}
+			}
+		}()
 		f.l, f.err = load(context.WithoutCancel(ctx))
-		if f.err == nil && f.l.keep {
+		if f.err == nil && f.l.keep && f.l.kept == k {
 			r.mu.Lock()
 			if gen.Load() == f.before && r.epoch.Load() == f.epoch {
 				r.rows.Set(f.l.kept, f.l.e)
@@ -556,13 +577,6 @@ func (r *Repository) AllTokensChanged() { r.dropAll() }
 // Disconnected implements ports.TokenChangeSink: every row is dropped
 // (reads go to the database until the listener is back: Sync fails).
 func (r *Repository) Disconnected() { r.dropAll() }
-
-// ForgetAuthTokens implements ports.ReadCache: it drops the kept row of
-// user's tokens for provider, so the next ServableAuthTokens reads the
-// database.
-func (r *Repository) ForgetAuthTokens(user domain.UserID, provider domain.Provider) {
-	r.forget(key{user, provider})
-}
 
 // waiter is the waits on one key's next change: changed closes at it;
 // n callers wait (AuthTokensChanged and its stop).
