@@ -223,7 +223,6 @@ func (s *TokenService) accessToken(ctx context.Context, user domain.UserID, prov
 	}
 }
 
-
 // answer is the outcome of the refresh rule's steps that need no lease:
 // the stored access token, or why it cannot be had.
 func (c *RefreshCoordinator) answer(row domain.SealedAuthTokens, step domain.RefreshStep) (AccessToken, error) {
