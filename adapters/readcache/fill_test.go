@@ -57,6 +57,16 @@ func burst(c *readcache.Repository, n int, ctx func(i int) context.Context) (ans
 	return answers, errs, wg.Wait
 }
 
+// allAnswered fails t unless every read answered want.
+func allAnswered(t *testing.T, answers []string, errs []error, want string) {
+	t.Helper()
+	for i := range answers {
+		if errs[i] != nil || answers[i] != want {
+			t.Fatalf("read %d: %q, %v; want %q", i, answers[i], errs[i], want)
+		}
+	}
+}
+
 func setupHeld(t *testing.T) (*readcache.Repository, *heldFirst, *memrepo.Repository) {
 	t.Helper()
 	mem := memrepo.New()
@@ -79,11 +89,7 @@ func TestConcurrentMissesShareOneRead(t *testing.T) {
 		answers, errs, wait := burst(c, n, func(int) context.Context { return t.Context() })
 		close(h.release)
 		wait()
-		for i := range n {
-			if errs[i] != nil || answers[i] != "a" {
-				t.Fatalf("read %d: %q, %v", i, answers[i], errs[i])
-			}
-		}
+		allAnswered(t, answers, errs, "a")
 		if got := h.reads.Load(); got != 1 {
 			t.Fatalf("%d concurrent misses of one row read the database %d times, want once", n, got)
 		}
@@ -208,11 +214,7 @@ func TestSharedReadNeedsAProof(t *testing.T) {
 		answers, errs, wait := burst(c, n, func(int) context.Context { return t.Context() })
 		close(h.release)
 		wait()
-		for i := range n {
-			if errs[i] != nil || answers[i] != "a" {
-				t.Fatalf("read %d: %q, %v", i, answers[i], errs[i])
-			}
-		}
+		allAnswered(t, answers, errs, "a")
 		if got := h.reads.Load(); got != n {
 			t.Fatalf("without proofs, %d reads reached the database, want %d (each joining caller alone)", got, n)
 		}
