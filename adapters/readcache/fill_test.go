@@ -67,11 +67,16 @@ func allAnswered(t *testing.T, answers []string, errs []error, want string) {
 	}
 }
 
-func setupHeld(t *testing.T) (*readcache.Repository, *heldFirst, *memrepo.Repository) {
+// setupHeld is a cache over a repository whose first read is held, with
+// b as its barrier (nil: always up to date).
+func setupHeld(t *testing.T, b *barrier) (*readcache.Repository, *heldFirst, *memrepo.Repository) {
 	t.Helper()
+	if b == nil {
+		b = &barrier{}
+	}
 	mem := memrepo.New()
 	h := &heldFirst{TokenRepository: mem, release: make(chan struct{})}
-	return readcache.New(h, &barrier{}, readcache.Options{}), h, mem
+	return readcache.New(h, b, readcache.Options{}), h, mem
 }
 
 // TestConcurrentMissesShareOneRead: callers that miss the same row while
@@ -82,7 +87,7 @@ func TestConcurrentMissesShareOneRead(t *testing.T) {
 	t.Parallel()
 	const n = 50
 	synctest.Test(t, func(t *testing.T) {
-		c, h, mem := setupHeld(t)
+		c, h, mem := setupHeld(t, nil)
 		if _, err := mem.PutAuthTokens(t.Context(), row("u1", "github", "a")); err != nil {
 			t.Fatal(err)
 		}
@@ -99,7 +104,7 @@ func TestConcurrentMissesShareOneRead(t *testing.T) {
 		}
 	})
 	synctest.Test(t, func(t *testing.T) {
-		c, h, _ := setupHeld(t) // no row: not found is shared too
+		c, h, _ := setupHeld(t, nil) // no row: not found is shared too
 		_, errs, wait := burst(c, n, func(int) context.Context { return t.Context() })
 		close(h.release)
 		wait()
@@ -128,7 +133,7 @@ func TestSharedReadRacingAChange(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
-				c, h, mem := setupHeld(t)
+				c, h, mem := setupHeld(t, nil)
 				if _, err := mem.PutAuthTokens(t.Context(), row("u1", "github", "old")); err != nil {
 					t.Fatal(err)
 				}
@@ -163,7 +168,7 @@ func TestSharedReadOutlivesItsCaller(t *testing.T) {
 	const n = 5
 	for _, leaving := range []int{0, 3} {
 		synctest.Test(t, func(t *testing.T) {
-			c, h, mem := setupHeld(t)
+			c, h, mem := setupHeld(t, nil)
 			if _, err := mem.PutAuthTokens(t.Context(), row("u1", "github", "a")); err != nil {
 				t.Fatal(err)
 			}
@@ -204,10 +209,7 @@ func TestSharedReadNeedsAProof(t *testing.T) {
 	t.Parallel()
 	const n = 5
 	synctest.Test(t, func(t *testing.T) {
-		mem := memrepo.New()
-		h := &heldFirst{TokenRepository: mem, release: make(chan struct{})}
-		b := &barrier{err: errors.New("not listening")}
-		c := readcache.New(h, b, readcache.Options{})
+		c, h, mem := setupHeld(t, &barrier{err: errors.New("not listening")})
 		if _, err := mem.PutAuthTokens(t.Context(), row("u1", "github", "a")); err != nil {
 			t.Fatal(err)
 		}

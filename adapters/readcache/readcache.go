@@ -242,13 +242,14 @@ func compact(t domain.ServableAuthTokens) (key, entry, bool) {
 	if ok != [4]bool{true, true, true, true} {
 		return key{}, entry{}, false
 	}
-	for _, f := range [...]struct {
-		set  bool
-		flag uint8
-	}{{t.HasRefreshToken, hasRefreshToken}, {t.ReauthRequired, reauthRequired}, {t.OutcomeUnknown, outcomeUnknown}} {
-		if f.set {
-			e.flags |= f.flag
-		}
+	if t.HasRefreshToken {
+		e.flags |= hasRefreshToken
+	}
+	if t.ReauthRequired {
+		e.flags |= reauthRequired
+	}
+	if t.OutcomeUnknown {
+		e.flags |= outcomeUnknown
 	}
 	return e.keep(t.User, t.Provider, t.AccessToken), e, true
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -57,16 +56,8 @@ func (b *bench) startSelf(ctx context.Context, name, flag, readyPath string) (*s
 	if err != nil {
 		return nil, err
 	}
-	s.cmd = exec.Command(self, flag, "127.0.0.1:"+strconv.Itoa(port))
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	if err := s.cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	go func() { _ = s.cmd.Wait(); logf.Close(); close(s.exited) }()
-	b.servers = append(b.servers, s)
-	if err := s.waitAnswering(ctx, readyPath, 30*time.Second); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+	if err := b.launch(ctx, s, exec.Command(self, flag, "127.0.0.1:"+strconv.Itoa(port)), logf, readyPath, 30*time.Second); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

@@ -118,20 +118,30 @@ func (b *bench) startServer(ctx context.Context, name string, cfg serverConfig, 
 	if err != nil {
 		return nil, err
 	}
-	s.cmd = exec.Command(b.bin, "serve", "--config", confPath)
-	s.cmd.Env = childEnv(env...) // a variable given twice: the last one counts (os/exec)
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	if err := s.cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	go func() { _ = s.cmd.Wait(); logf.Close(); close(s.exited) }()
-	b.servers = append(b.servers, s)
-
-	if err := s.waitAnswering(ctx, "/readyz", 60*time.Second); err != nil {
-		return nil, fmt.Errorf("tokenstore %s: %w", name, err)
+	cmd := exec.Command(b.bin, "serve", "--config", confPath)
+	cmd.Env = childEnv(env...) // a variable given twice: the last one counts (os/exec)
+	if err := b.launch(ctx, s, cmd, logf, "/readyz", 60*time.Second); err != nil {
+		return nil, fmt.Errorf("tokenstore %w", err)
 	}
 	return s, nil
+}
+
+// launch starts cmd as s, its output to logf (closed when it exits), keeps
+// s for the run's clean-up, and waits until s answers GET readyPath within
+// the given time.
+func (b *bench) launch(ctx context.Context, s *server, cmd *exec.Cmd, logf *os.File, readyPath string, within time.Duration) error {
+	s.cmd = cmd
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start %s: %w", s.name, err)
+	}
+	go func() { _ = cmd.Wait(); logf.Close(); close(s.exited) }()
+	b.servers = append(b.servers, s)
+	if err := s.waitAnswering(ctx, readyPath, within); err != nil {
+		return fmt.Errorf("%s: %w", s.name, err)
+	}
+	return nil
 }
 
 // waitAnswering polls path on s until it answers 200, s exits, ctx ends

@@ -555,16 +555,11 @@ func assertOutboxUsers(t *testing.T, repo *postgres.Repository, users []domain.U
 	// holdPutSlots' rows have two events each; the feed lists a transaction
 	// once every older one in the cluster has ended, so wait for them all.
 	events, _ := repotest.WaitEvents(t, repo, domain.EventFilter{}, domain.EventCursor{}, 1000, len(users)+2*postgres.PutBatchesInFlight)
-	var got []domain.UserID
+	var all []domain.UserID
 	for _, e := range events {
-		if !isSlot(e.User) {
-			got = append(got, e.User)
-		}
+		all = append(all, e.User)
 	}
-	slices.Sort(got)
-	if !slices.Equal(got, users) {
-		t.Errorf("outbox events for %v, want %v", got, users)
-	}
+	wantUsers(t, "outbox events", all, users)
 }
 
 // assertAuditUsers fails t unless the audit trail holds exactly one event
@@ -575,15 +570,21 @@ func assertAuditUsers(t *testing.T, repo *postgres.Repository, users []domain.Us
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []domain.UserID
+	var all []domain.UserID
 	for _, e := range events {
-		if !isSlot(e.User) {
-			got = append(got, e.User)
-		}
+		all = append(all, e.User)
 	}
+	wantUsers(t, "audit events", all, users)
+}
+
+// wantUsers fails t unless all, less holdPutSlots' users, is users
+// (sorted), one each; what names what all's users come from.
+func wantUsers(t *testing.T, what string, all, users []domain.UserID) {
+	t.Helper()
+	got := slices.DeleteFunc(all, isSlot)
 	slices.Sort(got)
 	if !slices.Equal(got, users) {
-		t.Errorf("audit events for %v, want %v", got, users)
+		t.Errorf("%s for %v, want %v", what, got, users)
 	}
 }
 
