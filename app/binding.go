@@ -169,7 +169,7 @@ func unsealAuthTokens(c ports.TokenCrypter, f EnvelopeFormat, row domain.SealedA
 
 // notIn is 1 when a value found in format found is not in format f, else 0.
 func notIn(f, found EnvelopeFormat) int64 {
-	if found != f.orDefault() {
+	if found != f.OrDefault() {
 		return 1
 	}
 	return 0

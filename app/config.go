@@ -37,7 +37,7 @@ const leaseSlack = 5 * time.Second
 // make a slow but successful refresh look interrupted, and its user would
 // have to reconnect.
 func (c Config) Validate(providerTimeouts map[domain.Provider]time.Duration) error {
-	if !slices.Contains(EnvelopeFormats(), string(c.Envelope.orDefault())) {
+	if !slices.Contains(EnvelopeFormats(), string(c.Envelope.OrDefault())) {
 		return fmt.Errorf("TOKENSTORE_ENVELOPE (envelope) is %q: want one of %s", string(c.Envelope), strings.Join(EnvelopeFormats(), ", "))
 	}
 	if f := c.LifetimeFraction; f != 0 && !(f > 0 && f < 1) {

@@ -137,12 +137,13 @@ const (
 // EnvelopeFormats lists the formats' names, the default first.
 func EnvelopeFormats() []string { return []string{string(EnvelopeBinary), string(EnvelopeJSON)} }
 
-func (f EnvelopeFormat) orDefault() EnvelopeFormat { return cmp.Or(f, EnvelopeBinary) }
+// OrDefault is f, or EnvelopeBinary when f is unset ("").
+func (f EnvelopeFormat) OrDefault() EnvelopeFormat { return cmp.Or(f, EnvelopeBinary) }
 
 // envelope returns the envelope of secret at place in format f, in a new
 // buffer the caller clears once sealed.
 func (f EnvelopeFormat) envelope(place Place, secret string) ([]byte, error) {
-	switch f.orDefault() {
+	switch f.OrDefault() {
 	case EnvelopeBinary:
 		return binaryEnvelope(place, secret)
 	case EnvelopeJSON:

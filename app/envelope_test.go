@@ -491,8 +491,8 @@ func TestImportSealsInTheEnvelopeAskedFor(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := storedFormats(t, store, ring)
-		if got[f.orDefault()] == 0 || len(got) != 1 {
-			t.Errorf("Envelope %q: stored formats %v, want %s only", f, got, f.orDefault())
+		if got[f.OrDefault()] == 0 || len(got) != 1 {
+			t.Errorf("Envelope %q: stored formats %v, want %s only", f, got, f.OrDefault())
 		}
 	}
 }

@@ -371,10 +371,10 @@ func (c *RefreshCoordinator) waitForLease(ctx context.Context, row domain.Sealed
 			return domain.SealedAuthTokens{}, ctx.Err()
 		case <-changed:
 			t.Stop()
-		case <-t.C:
+			stop()
+			changed, stop = c.changes(row) // before the read: a change after it wakes the next wait
+		case <-t.C: // the wait goes on: a change after the read still closes changed
 		}
-		stop()
-		changed, stop = c.changes(row) // before the read: a change after it wakes the next wait
 		cur, err := c.repo.GetAuthTokens(ctx, row.User, row.Provider)
 		if err != nil {
 			return domain.SealedAuthTokens{}, err

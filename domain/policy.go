@@ -201,19 +201,14 @@ func (t AuthTokens) RefreshView(margin time.Duration) RefreshView {
 }
 
 // RefreshView describes t for the refresh rule; refreshable says whether
-// this instance can refresh t's provider.
+// this instance can refresh t's provider. It is the view of t's servable
+// part: a row and the part a read cache keeps of it are judged alike.
 func (t SealedAuthTokens) RefreshView(margin time.Duration, refreshable bool) RefreshView {
-	return RefreshView{
-		AccessExpiry: t.AccessExpiry, RefreshExpiry: t.RefreshExpiry, HasRefreshToken: t.RefreshToken != nil,
-		Refresh: t.Refresh, Refreshable: refreshable, Margin: margin,
-		OutcomeUnknown: t.Refresh.LastError == CodeProviderOutcomeUnknown,
-	}
+	return t.Servable().RefreshView(margin, refreshable)
 }
 
-// RefreshView describes t for the refresh rule, as
-// SealedAuthTokens.RefreshView describes the whole row: the same view for
-// the same row (RefreshState.LastError and AmbiguousRetries, which the
-// rule does not read, are left out).
+// RefreshView describes t for the refresh rule (RefreshState.LastError
+// and AmbiguousRetries, which the rule does not read, are left out).
 func (t ServableAuthTokens) RefreshView(margin time.Duration, refreshable bool) RefreshView {
 	return RefreshView{
 		AccessExpiry: t.AccessExpiry, RefreshExpiry: t.RefreshExpiry, HasRefreshToken: t.HasRefreshToken,

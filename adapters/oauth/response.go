@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -239,7 +240,7 @@ func (m members) token(name string, problems *[]string) string {
 		*problems = append(*problems, name+" is not a string")
 	case !vs[0].exact:
 		*problems = append(*problems, name+" is not valid UTF-8 or not properly escaped")
-	case strings.ContainsFunc(vs[0].text, isControl):
+	case strings.ContainsFunc(vs[0].text, unicode.IsControl):
 		*problems = append(*problems, name+" holds control characters")
 	default:
 		return vs[0].text

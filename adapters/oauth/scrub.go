@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/tokenstore/tokenstore/domain"
@@ -449,6 +448,3 @@ func unhex(c byte) byte {
 		return c - 'a' + 10
 	}
 }
-
-// isControl reports whether r is a C0 or C1 control character or DEL.
-func isControl(r rune) bool { return unicode.IsControl(r) }

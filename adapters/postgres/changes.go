@@ -70,7 +70,7 @@ type ListenerOptions struct {
 type ChangeListener struct {
 	cc          *pgx.ConnConfig
 	log         *slog.Logger
-	id          string // names this listener's probes
+	probePrefix string // begins this listener's probes' payloads: {"probe":"<id>/
 	syncTimeout time.Duration
 
 	mu        sync.Mutex
@@ -93,6 +93,7 @@ type probeRound struct {
 	ok    bool
 	late  chan struct{} // closed SyncTimeout after the round began
 	timer *time.Timer
+	heard *time.Timer // fails the round probeTimeout after its probe was sent; nil before
 }
 
 // newRound is a round whose late channel closes after SyncTimeout.
@@ -102,10 +103,14 @@ func (l *ChangeListener) newRound() *probeRound {
 	return r
 }
 
-// end closes r's done channel, ok or not, and stops its timer.
+// end closes r's done channel, ok or not, and stops its timers; l.mu is
+// held.
 func (r *probeRound) end(ok bool) {
 	r.ok = ok
 	r.timer.Stop()
+	if r.heard != nil {
+		r.heard.Stop()
+	}
 	close(r.done)
 }
 
@@ -118,11 +123,15 @@ const (
 	notifyTriggers = 8
 )
 
+// enabledTriggersSQL counts the notify triggers enabled always (0 when
+// migration 00013's function is missing).
+const enabledTriggersSQL = `SELECT count(*) FROM pg_catalog.pg_trigger
+       WHERE tgfoid = to_regproc('tokenstore_notify_changes') AND tgenabled = 'A'`
+
 // probeSQL sends a probe when, and only when, every notify trigger is
 // enabled always; its commit does not wait for the WAL flush.
-const probeSQL = `SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)
-WHERE (SELECT count(*) FROM pg_catalog.pg_trigger
-       WHERE tgfoid = 'tokenstore_notify_changes'::regproc AND tgenabled = 'A') = 8`
+var probeSQL = `SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)
+WHERE (` + enabledTriggersSQL + `) = ` + strconv.Itoa(notifyTriggers)
 
 // errTriggersOff: the notify triggers are missing or not all enabled.
 var errTriggersOff = errors.New("the change notification triggers of migration 13 are missing or disabled " +
@@ -144,7 +153,7 @@ func NewChangeListener(cfg Config, opts ListenerOptions) (*ChangeListener, error
 	if syncTimeout <= 0 {
 		syncTimeout = DefaultSyncTimeout
 	}
-	return &ChangeListener{cc: cc, log: log, id: hex.EncodeToString(b[:]), syncTimeout: syncTimeout}, nil
+	return &ChangeListener{cc: cc, log: log, probePrefix: `{"probe":"` + hex.EncodeToString(b[:]) + "/", syncTimeout: syncTimeout}, nil
 }
 
 // Sync implements ports.ChangeBarrier.
@@ -186,7 +195,7 @@ func (l *ChangeListener) Sync(ctx context.Context) error {
 func (l *ChangeListener) sendLocked(r *probeRound) {
 	l.seq++
 	r.seq = l.seq
-	payload := `{"probe":"` + l.id + "/" + strconv.FormatUint(r.seq, 10) + `"}`
+	payload := l.probePrefix + strconv.FormatUint(r.seq, 10) + `"}`
 	conn, connMu, sessionCtx, restart := l.probeConn, l.probeMu, l.probeCtx, l.restart
 	go func() {
 		ctx, cancel := context.WithTimeout(sessionCtx, probeTimeout)
@@ -201,10 +210,14 @@ func (l *ChangeListener) sendLocked(r *probeRound) {
 			l.fail(r, restart, "read cache off: a probe could not be sent; restarting the listening session", err)
 			return
 		}
-		time.AfterFunc(probeTimeout, func() {
-			l.fail(r, restart, "read cache off: a probe was not heard back in time; restarting the listening session",
-				fmt.Errorf("not heard within %s", probeTimeout))
-		})
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.inflight == r { // not heard yet: it must be within probeTimeout
+			r.heard = time.AfterFunc(probeTimeout, func() {
+				l.fail(r, restart, "read cache off: a probe was not heard back in time; restarting the listening session",
+					fmt.Errorf("not heard within %s", probeTimeout))
+			})
+		}
 	}()
 }
 
@@ -317,8 +330,7 @@ func (l *ChangeListener) session(parent context.Context, sink ports.TokenChangeS
 	// Without the triggers nothing would be heard: a cache that answered
 	// would never drop a changed row.
 	var enabled int
-	err = conn.QueryRow(ctx, `SELECT count(*) FROM pg_catalog.pg_trigger
-		WHERE tgfoid = to_regproc('tokenstore_notify_changes') AND tgenabled = 'A'`).Scan(&enabled)
+	err = conn.QueryRow(ctx, enabledTriggersSQL).Scan(&enabled)
 	if err != nil {
 		return false, interpretError(err, noEffect)
 	}
@@ -373,7 +385,7 @@ func (l *ChangeListener) idleProbe() {
 
 // probeSeq is the sequence number of one of this listener's probes.
 func (l *ChangeListener) probeSeq(payload string) (uint64, bool) {
-	rest, ok := strings.CutPrefix(payload, `{"probe":"`+l.id+"/")
+	rest, ok := strings.CutPrefix(payload, l.probePrefix)
 	if !ok {
 		return 0, false
 	}
@@ -389,9 +401,6 @@ func (l *ChangeListener) probeSeq(payload string) (uint64, bool) {
 // read exactly (another version's format, a hand-sent NOTIFY) is taken as
 // "anything may have changed".
 func (l *ChangeListener) dispatch(payload string, sink ports.TokenChangeSink) {
-	if strings.HasPrefix(payload, `{"probe":"`) {
-		return // another instance's probe: no change
-	}
 	c, err := parseChange(payload)
 	switch {
 	case err != nil:

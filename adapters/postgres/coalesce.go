@@ -317,9 +317,8 @@ func (r *Repository) batchParams(batch []*putCall) db.UpsertAuthTokensBatchParam
 		AccessExpires: make([]bool, n), AccessTokenExpiresAt: make([]time.Time, n),
 		RefreshExpires: make([]bool, n), RefreshTokenExpiresAt: make([]time.Time, n),
 		Obtained: make([]bool, n), AccessTokenObtainedAt: make([]time.Time, n),
-		RecoveredKind: string(domain.EventTokensRecovered), StoredKind: string(domain.EventTokensStored),
-		RecordRecovered: r.events.Allows(domain.EventTokensRecovered), RecordStored: r.events.Allows(domain.EventTokensStored),
 	}
+	p.RecoveredKind, p.StoredKind, p.RecordRecovered, p.RecordStored = putEvents(r.events)
 	var audit []domain.AuditEvent
 	for i, c := range batch {
 		t := c.row

@@ -131,12 +131,20 @@ func (r *Repository) PutAuthTokens(ctx context.Context, t domain.SealedAuthToken
 
 // upsertWithEvent is p with the event kinds the policy writes for a PUT.
 func upsertWithEvent(p db.ImportAuthTokensParams, policy domain.EventPolicy) db.UpsertAuthTokensParams {
-	return db.UpsertAuthTokensParams{
+	u := db.UpsertAuthTokensParams{
 		UserID: p.UserID, Provider: p.Provider, KeyID: p.KeyID, AccessToken: p.AccessToken, RefreshToken: p.RefreshToken,
 		AccessTokenExpiresAt: p.AccessTokenExpiresAt, RefreshTokenExpiresAt: p.RefreshTokenExpiresAt, AccessTokenObtainedAt: p.AccessTokenObtainedAt,
-		RecoveredKind: string(domain.EventTokensRecovered), StoredKind: string(domain.EventTokensStored),
-		RecordRecovered: policy.Allows(domain.EventTokensRecovered), RecordStored: policy.Allows(domain.EventTokensStored),
 	}
+	u.RecoveredKind, u.StoredKind, u.RecordRecovered, u.RecordStored = putEvents(policy)
+	return u
+}
+
+// putEvents are the event parameters of both PUT statements (UpsertAuthTokens,
+// UpsertAuthTokensBatch): the kinds of a PUT's event, and whether policy
+// writes each.
+func putEvents(policy domain.EventPolicy) (recoveredKind, storedKind string, recordRecovered, recordStored bool) {
+	return string(domain.EventTokensRecovered), string(domain.EventTokensStored),
+		policy.Allows(domain.EventTokensRecovered), policy.Allows(domain.EventTokensStored)
 }
 
 // GetAuthTokens implements ports.TokenRepository.

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -157,7 +156,7 @@ func keysRotate(ctx context.Context, rot *app.Reencryption, opts app.ReencryptOp
 		fmt.Fprintf(out, " (%.0f values/s)", float64(report.Reencrypted)/secs)
 	}
 	fmt.Fprintln(out)
-	envelope := cmp.Or(opts.Envelope, app.EnvelopeBinary)
+	envelope := opts.Envelope.OrDefault()
 	fmt.Fprintf(out, "envelopes: %d values rewritten from another envelope into the %s one", report.Reformatted, envelope)
 	if opts.Envelopes {
 		fmt.Fprintf(out, "; %d values under the primary key already in it, left as they were", report.Unchanged)

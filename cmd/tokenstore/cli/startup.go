@@ -69,7 +69,7 @@ func startupSummary(cfg Config) []any {
 		"addr", cfg.HTTP.Addr,
 		"tls", tls,
 		"keys", len(cfg.Keys.Keys), "key_source", cfg.KeySource, "primary_key", primary,
-		"envelope", string(cmp.Or(cfg.App.Envelope, app.EnvelopeBinary)),
+		"envelope", string(cfg.App.Envelope.OrDefault()),
 		"callers", strings.Join(callers, ","),
 		slog.Group("providers", providers...),
 		"refresh_margin", cmp.Or(max(cfg.App.RefreshMargin, 0), domain.DefaultRefreshMargin).String(),
